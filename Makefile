@@ -1,0 +1,69 @@
+# moecap — one build, one test command.
+#   make            build everything (CUDA parts only where nvcc exists)
+#   make demo       build, generate a tiny model, profile it, write a report (scripts/demo.sh)
+#   make check      install missing Debian packages, build, run every test
+#   make check-san  the same with AddressSanitizer + UndefinedBehaviorSanitizer (build-san/)
+# Each folder contributes a module.mk fragment; see docs/build.md.
+
+SAN ?= 0
+ifeq ($(SAN),1)
+BUILD ?= build-san
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else
+BUILD ?= build
+SANFLAGS :=
+endif
+
+CC      ?= cc
+OPT     ?= -O2 -g
+CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC $(OPT) $(SANFLAGS) -Iinclude -MMD -MP
+LDFLAGS := $(SANFLAGS)
+
+# CUDA: detected, never required.
+CUDA_HOME ?= /usr/local/cuda
+NVCC      ?= $(wildcard $(CUDA_HOME)/bin/nvcc)
+HAVE_CUDA := $(if $(NVCC),1,0)
+CUDA_INC  := -I$(CUDA_HOME)/include
+CUDA_LIB  := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64
+NVCCFLAGS ?= -O2 -g -std=c++17 -Xcompiler -fPIC,-Wall,-Wextra,-Werror -Iinclude
+
+BIN  := $(BUILD)/bin
+LIB  := $(BUILD)/lib
+OBJ  := $(BUILD)/obj
+TBIN := $(BUILD)/tests
+
+# Filled by module.mk fragments.
+ALL_TARGETS :=
+TESTS       :=
+TEST_DEPS   :=
+
+.PHONY: all deps demo check check-san clean
+all: deps-quiet build-all
+
+$(OBJ)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+
+include $(wildcard */module.mk) $(wildcard tests/*/module.mk)
+
+build-all: $(ALL_TARGETS)
+
+deps:
+	scripts/install-deps.sh
+deps-quiet:
+	@scripts/install-deps.sh
+
+demo: all
+	scripts/demo.sh
+
+check: deps-quiet build-all $(TEST_DEPS)
+	@BUILD=$(BUILD) SAN=$(SAN) HAVE_CUDA=$(HAVE_CUDA) tests/run-tests.sh $(TESTS)
+
+check-san:
+	$(MAKE) SAN=1 check
+
+clean:
+	rm -rf build build-san
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

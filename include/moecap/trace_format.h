@@ -1,0 +1,284 @@
+/* moecap trace format (.mct): the on-disk contract between the shim (writer) and the
+ * post-processor / `moecap dump` (readers). Documented in docs/trace-format.md.
+ *
+ * File  = mc_file_header, then records back to back until end of file.
+ * Record = mc_rec_header (type, size) + payload; `size` counts header + payload and is a
+ *          multiple of 8, so a reader can skip record types it does not know and stop
+ *          cleanly at a truncated last record (process killed mid-write).
+ * All integers little-endian; all times are CLOCK_MONOTONIC nanoseconds of the writing
+ * process (MC_REC_PROCESS carries a monotonic/realtime pair for merging processes).
+ * Strings are interned: MC_REC_STRING defines id -> text once; other records refer to ids
+ * (0 = no string).
+ *
+ * Compatibility rule: records only grow at the end (readers take min(size, sizeof) and
+ * zero the rest); new record types get new numbers; MC_TRACE_VERSION_MAJOR changes only
+ * for incompatible layouts.
+ */
+#ifndef MOECAP_TRACE_FORMAT_H
+#define MOECAP_TRACE_FORMAT_H
+
+#include <stdint.h>
+
+#define MC_TRACE_MAGIC "MOECAPT\0" /* 8 bytes incl. the trailing NUL */
+#define MC_TRACE_VERSION_MAJOR 1
+#define MC_TRACE_VERSION_MINOR 0
+
+struct mc_file_header {
+    char magic[8];          /* MC_TRACE_MAGIC */
+    uint16_t version_major;
+    uint16_t version_minor;
+    uint32_t header_size;   /* sizeof(struct mc_file_header) as written */
+    uint64_t flags;         /* reserved, 0 */
+};
+
+struct mc_rec_header {
+    uint16_t type;          /* enum mc_rec_type */
+    uint16_t flags;         /* reserved, 0 */
+    uint32_t size;          /* header + payload, multiple of 8 */
+};
+
+enum mc_rec_type {
+    MC_REC_PROCESS   = 1,  /* mc_rec_process + argv strings (NUL-separated) */
+    MC_REC_STRING    = 2,  /* mc_rec_string + text (NUL-terminated, padded) */
+    MC_REC_THREAD    = 3,  /* mc_rec_thread */
+    MC_REC_GEMM      = 4,  /* mc_rec_gemm: CPU BLAS, cuBLAS, cuBLASLt GEMM and GEMV */
+    MC_REC_KERNEL    = 5,  /* mc_rec_kernel: GPU kernel (CUPTI activity or launch API) */
+    MC_REC_MEMCPY    = 6,  /* mc_rec_memcpy: copies and memsets */
+    MC_REC_ALLOC     = 7,  /* mc_rec_alloc: device/host allocations and frees */
+    MC_REC_FILE_MAP  = 8,  /* mc_rec_file_map: weight-file bytes -> address range */
+    MC_REC_TENSOR    = 9,  /* mc_rec_tensor: one entry of a weight file's tensor table */
+    MC_REC_STEP_MARK = 10, /* mc_rec_step_mark: forward-step boundaries from adapters */
+    MC_REC_COUNTER   = 11, /* mc_rec_counter: PAPI / RAPL / NVML / proc samples */
+    MC_REC_DROPPED   = 12, /* mc_rec_dropped: events lost and why */
+    MC_REC_CALLSITE  = 13, /* mc_rec_callsite + pcs[depth] */
+    MC_REC_MAPPING   = 14, /* mc_rec_mapping: one executable mapping of /proc/self/maps */
+    MC_REC_API       = 15, /* mc_rec_api: other intercepted API calls (sync, launch, ...) */
+    MC_REC_ROUTER_TAP= 16, /* mc_rec_router_tap + logits payload (GPU router-logit tap) */
+    MC_REC_NOTE      = 17, /* mc_rec_note: a diagnostic the shim wants in the report */
+    MC_REC_TYPE_MAX
+};
+
+struct mc_rec_process {
+    struct mc_rec_header h;
+    int32_t pid, ppid;
+    uint64_t monotonic_ns;  /* taken back to back with realtime_ns */
+    uint64_t realtime_ns;
+    uint32_t host_str, exe_str;
+    uint32_t argc;
+    uint32_t argv_bytes;    /* bytes of NUL-separated argv that follow this struct */
+};
+
+struct mc_rec_string {
+    struct mc_rec_header h;
+    uint32_t id;
+    uint32_t len;           /* bytes of text, excluding the NUL */
+    /* char text[len + 1], then zero padding to a multiple of 8 */
+};
+
+struct mc_rec_thread {
+    struct mc_rec_header h;
+    int32_t tid;
+    uint32_t name_str;
+    uint64_t start_ns;
+};
+
+enum mc_api {
+    MC_API_UNKNOWN = 0,
+    /* CPU BLAS */
+    MC_API_SGEMM_F77 = 1, MC_API_DGEMM_F77, MC_API_CBLAS_SGEMM, MC_API_CBLAS_DGEMM,
+    MC_API_SGEMV_F77, MC_API_DGEMV_F77, MC_API_CBLAS_SGEMV, MC_API_CBLAS_DGEMV,
+    MC_API_SBGEMM_F77, MC_API_CBLAS_SBGEMM,
+    /* cuBLAS / cuBLASLt */
+    MC_API_CUBLAS_SGEMM = 32, MC_API_CUBLAS_GEMM_EX, MC_API_CUBLAS_GEMM_STRIDED_BATCHED_EX,
+    MC_API_CUBLAS_GEMM_BATCHED_EX, MC_API_CUBLAS_SGEMM_STRIDED_BATCHED, MC_API_CUBLASLT_MATMUL,
+    MC_API_CUBLAS_HGEMM,
+    /* CUDA runtime / driver (MC_REC_API) */
+    MC_API_CUDA_LAUNCH_KERNEL = 64, MC_API_CUDA_GRAPH_LAUNCH, MC_API_CUDA_STREAM_SYNC,
+    MC_API_CUDA_EVENT_SYNC, MC_API_CUDA_DEVICE_SYNC, MC_API_CU_LAUNCH_KERNEL,
+    MC_API_MAX = 255
+};
+
+enum mc_dtype {
+    MC_DT_UNKNOWN = 0, MC_DT_F32, MC_DT_F64, MC_DT_F16, MC_DT_BF16, MC_DT_F8E4M3, MC_DT_F8E5M2,
+    MC_DT_I8, MC_DT_I32, MC_DT_I64, MC_DT_U8, MC_DT_BOOL, MC_DT_I16, MC_DT_U16, MC_DT_U32, MC_DT_U64,
+    MC_DT_MAX
+};
+
+enum mc_layout { MC_LAYOUT_COL_MAJOR = 0, MC_LAYOUT_ROW_MAJOR = 1 };
+enum mc_trans  { MC_OP_N = 0, MC_OP_T = 1, MC_OP_C = 2 };
+
+/* One GEMM (or GEMV) call as the caller expressed it: m n k, trans flags and leading
+ * dimensions are exactly the arguments (for GEMV: m = rows, n = 1, k = cols of A as
+ * stored, trans_a = the call's trans). The post-processor normalises to
+ * "tokens x out_features x in_features" using layout + trans. */
+struct mc_rec_gemm {
+    struct mc_rec_header h;
+    uint64_t t_begin_ns, t_end_ns;  /* host time around the call (async for GPU) */
+    int64_t m, n, k;
+    int64_t lda, ldb, ldc;
+    int64_t batch;                  /* 1 unless batched */
+    int64_t stride_a, stride_b, stride_c; /* elements, batched only */
+    uint64_t a, b, c;               /* operand addresses (host or device) */
+    uint64_t stream;                /* 0 for CPU */
+    double alpha, beta;             /* as double; 0 when not readable (device pointers) */
+    int32_t tid;
+    int32_t device;                 /* -1 = CPU */
+    uint32_t callsite;              /* MC_REC_CALLSITE id, 0 = none */
+    uint16_t api;                   /* enum mc_api */
+    uint8_t dtype_a, dtype_b, dtype_c, dtype_compute; /* enum mc_dtype */
+    uint8_t layout;                 /* enum mc_layout */
+    uint8_t trans_a, trans_b;       /* enum mc_trans */
+    uint8_t pad[3];
+};
+
+struct mc_rec_kernel {
+    struct mc_rec_header h;
+    uint64_t start_ns, end_ns;      /* device time converted to host monotonic ns */
+    uint64_t stream;
+    uint64_t correlation_id;
+    uint64_t graph_id;              /* 0 when not in a graph */
+    uint32_t name_str;
+    int32_t device;
+    uint32_t grid[3], block[3];
+    uint32_t shared_mem;
+    uint32_t source;                /* 0 = CUPTI activity, 1 = launch interposition */
+};
+
+enum mc_copy_kind {
+    MC_COPY_UNKNOWN = 0, MC_COPY_H2D, MC_COPY_D2H, MC_COPY_D2D, MC_COPY_H2H, MC_COPY_P2P,
+    MC_MEMSET = 16
+};
+
+struct mc_rec_memcpy {
+    struct mc_rec_header h;
+    uint64_t start_ns, end_ns;
+    uint64_t bytes;
+    uint64_t src, dst;              /* dst only for memset */
+    uint64_t stream;
+    uint64_t correlation_id;
+    int32_t device;
+    uint16_t kind;                  /* enum mc_copy_kind */
+    uint8_t async;
+    uint8_t source;                 /* 0 = CUPTI activity, 1 = API interposition */
+};
+
+struct mc_rec_alloc {
+    struct mc_rec_header h;
+    uint64_t t_ns;
+    uint64_t ptr;
+    uint64_t bytes;                 /* 0 for a free */
+    int32_t device;                 /* -1 = host */
+    uint16_t is_free;
+    uint16_t api;                   /* implementation-defined, for dump only */
+};
+
+/* `length` bytes of file `path_str` starting at `file_offset` became visible at
+ * address `addr` (mmap of the file, read/pread into a buffer, or a host->device copy of
+ * such a buffer: device >= 0). */
+struct mc_rec_file_map {
+    struct mc_rec_header h;
+    uint64_t t_ns;
+    uint64_t addr;
+    uint64_t file_offset;
+    uint64_t length;
+    uint32_t path_str;
+    int32_t device;                 /* -1 = host memory */
+    uint32_t how;                   /* 0 = mmap, 1 = read, 2 = pread, 3 = device copy */
+    uint32_t pad;
+};
+
+/* One tensor of a weight file: data occupies [file_begin, file_end) of the file. */
+struct mc_rec_tensor {
+    struct mc_rec_header h;
+    uint64_t file_begin, file_end;  /* absolute file offsets */
+    int64_t shape[8];
+    uint32_t path_str, name_str;
+    uint32_t ndim;
+    uint16_t dtype;                 /* enum mc_dtype */
+    uint16_t pad;
+};
+
+enum mc_step_kind { MC_STEP_BEGIN = 1, MC_STEP_END = 2 };
+
+struct mc_rec_step_mark {
+    struct mc_rec_header h;
+    uint64_t t_ns;
+    uint64_t step_id;
+    int64_t tokens, sequences;      /* -1 = unknown */
+    uint32_t adapter_str;           /* e.g. "llama_decode" */
+    uint16_t kind;                  /* enum mc_step_kind */
+    uint16_t pad;
+};
+
+enum mc_counter_source { MC_CTR_PAPI = 1, MC_CTR_RAPL = 2, MC_CTR_NVML = 3, MC_CTR_PROC = 4 };
+
+struct mc_rec_counter {
+    struct mc_rec_header h;
+    uint64_t t_ns;
+    double value;                   /* in `unit_str` units (e.g. "uJ", "mJ", "count") */
+    uint32_t name_str, unit_str;
+    int32_t tid;                    /* -1 = process or device wide */
+    int32_t device;                 /* -1 = CPU */
+    uint16_t source;                /* enum mc_counter_source */
+    uint16_t cumulative;            /* 1 = monotonically increasing total */
+    uint32_t pad;
+};
+
+struct mc_rec_dropped {
+    struct mc_rec_header h;
+    uint64_t t_ns;
+    uint64_t count;                 /* events lost since the previous dropped record */
+    uint32_t reason_str;
+    uint32_t pad;
+};
+
+struct mc_rec_callsite {
+    struct mc_rec_header h;
+    uint32_t id;
+    uint32_t depth;
+    /* uint64_t pcs[depth]: return addresses, innermost first */
+};
+
+struct mc_rec_mapping {
+    struct mc_rec_header h;
+    uint64_t start, end, file_offset;
+    uint32_t path_str;
+    uint32_t prot;                  /* PROT_* bits */
+};
+
+struct mc_rec_api {
+    struct mc_rec_header h;
+    uint64_t t_begin_ns, t_end_ns;
+    uint64_t arg0, arg1;            /* api-specific (stream, function pointer, ...) */
+    uint64_t correlation_id;
+    int32_t tid;
+    int32_t device;
+    uint32_t name_str;              /* e.g. kernel symbol name when known */
+    uint16_t api;                   /* enum mc_api */
+    uint16_t result;                /* low 16 bits of the call's return code */
+};
+
+struct mc_rec_router_tap {
+    struct mc_rec_header h;
+    uint64_t t_ns;
+    uint64_t gemm_seq;              /* index of the router GEMM among this thread's GEMMs */
+    int64_t tokens, experts;
+    int32_t tid;
+    uint16_t dtype;                 /* enum mc_dtype of the logits that follow */
+    uint16_t layout;                /* enum mc_layout of tokens x experts */
+    /* logits[tokens * experts], padded to 8 */
+};
+
+enum mc_note_level { MC_NOTE_INFO = 0, MC_NOTE_WARNING = 1, MC_NOTE_ERROR = 2 };
+
+struct mc_rec_note {
+    struct mc_rec_header h;
+    uint64_t t_ns;
+    uint32_t text_str;
+    uint32_t level;                 /* enum mc_note_level */
+};
+
+#define MC_REC_ALIGN 8u
+static inline uint32_t mc_rec_padded(uint32_t bytes) { return (bytes + 7u) & ~7u; }
+
+#endif /* MOECAP_TRACE_FORMAT_H */

@@ -1,0 +1,60 @@
+/* Internal API of libmoecap.so's core, used by every interposer module (shim/interpose_*.c),
+ * cupti/ and cpuprof/. The core owns configuration, per-thread buffers, string interning
+ * and the trace writer; modules only reserve, fill and commit records.
+ *
+ * Hot-path rules: mc_rec_reserve/commit never allocate and never lock; they return NULL
+ * when capture is off (MOECAP_DISABLE, an earlier failure, or re-entry from inside the
+ * shim) and the caller then just calls the real function. */
+#ifndef MOECAP_SHIM_CORE_H
+#define MOECAP_SHIM_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "moecap/trace_format.h"
+
+/* Is capture on for this process right now? */
+int mc_capture_enabled(void);
+
+/* Monotonic clock in ns (CLOCK_MONOTONIC). */
+uint64_t mc_now_ns(void);
+
+/* Reserve `size` bytes (header included, rounded up to 8) of record `type` in this
+ * thread's buffer; header filled in, payload zeroed. NULL = drop (counted by the core). */
+void *mc_rec_reserve(uint16_t type, uint32_t size);
+/* Publish a record obtained from mc_rec_reserve. */
+void mc_rec_commit(void *rec);
+
+/* Intern a string (once per distinct text); returns its id, 0 on failure. Takes a lock:
+ * call outside the hot path or cache the id. */
+uint32_t mc_intern(const char *text);
+
+/* Capture the caller's return-address chain (MOECAP_STACK frames, 0 = off) and return
+ * its interned id (0 = none). */
+uint32_t mc_callsite_capture(void);
+
+/* The next definition of `symbol` after libmoecap.so, also when the defining library was
+ * dlopen'ed later with RTLD_LOCAL. NULL when none is loaded yet. */
+void *mc_resolve_next(const char *symbol);
+
+/* Turn capture off for the whole process, printing `why` once on stderr. */
+void mc_disable(const char *why);
+
+/* Logging to stderr per MOECAP_LOG (quiet / info / debug). */
+void mc_log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void mc_log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Record a note that ends up in the trace (and the report), e.g. "CUPTI: another
+ * subscriber is active, kernel records disabled". */
+void mc_note(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Modules register start/stop hooks run by the core's constructor / destructor /
+ * fork handlers (e.g. cpuprof starts PAPI, cupti flushes activity buffers). */
+struct mc_module {
+    const char *name;
+    void (*start)(void);       /* after the core is up */
+    void (*flush)(void);       /* before the core flushes at exit / fork / signal */
+    void (*after_fork_child)(void);
+};
+void mc_register_module(const struct mc_module *m);
+
+#endif
