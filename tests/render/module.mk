@@ -1,0 +1,2 @@
+# Tests for hardware profiles, `moecap hwprobe` and the report renderers (postproc/render/).
+TESTS += tests/render/test_hardware_profiles.py
