@@ -1,9 +1,175 @@
-/* Placeholder until the hwprobe command lands; replaced by its owner. */
+/* `moecap hwprobe`: measures this machine's streaming memory bandwidth and SGEMM FLOPS
+ * and writes a hardware profile (docs/hardware.md) with "measured": true. */
+#include <cjson/cJSON.h>
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
 #include "commands.h"
+#include "hw/hwprobe.h"
+
+static void usage(FILE *o)
+{
+    fprintf(o,
+        "usage: moecap hwprobe [--out FILE] [--seconds S] [--threads T] [--sgemm-n N] [--name NAME]\n"
+        "  Measures streaming memory bandwidth (triad, arrays >> last-level cache, T threads,\n"
+        "  best of several runs) and SGEMM FLOPS (cblas_sgemm N x N x N) and writes a hardware\n"
+        "  profile with \"measured\": true to FILE (default: stdout).\n"
+        "  --seconds S   time budget for each of the two measurements (default 2)\n"
+        "  --threads T   threads for both (default: online CPUs)\n"
+        "  --sgemm-n N   matrix size (default 2048)\n"
+        "  --name NAME   profile name (default: the stem of FILE, else \"measured\")\n");
+}
+
+static int parse_pos(const char *s, double *v)
+{
+    char *end;
+    errno = 0;
+    double d = strtod(s, &end);
+    if (errno || end == s || *end || !(d > 0)) return -1;
+    *v = d;
+    return 0;
+}
+
+static void stem_of(const char *path, char *buf, size_t len)
+{
+    const char *b = strrchr(path, '/');
+    b = b ? b + 1 : path;
+    snprintf(buf, len, "%s", b);
+    char *dot = strrchr(buf, '.');
+    if (dot && dot != buf) *dot = 0;
+}
+
 int mc_cmd_hwprobe(int argc, char **argv)
 {
-    (void)argc; (void)argv;
-    fprintf(stderr, "moecap hwprobe: not available in this build yet\n");
-    return 2;
+    const char *out_path = NULL, *name = NULL;
+    double seconds = 2.0, threads_d = 0, n_d = 2048;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
+        if (i + 1 >= argc) { fprintf(stderr, "moecap hwprobe: %s needs a value\n", a); usage(stderr); return 2; }
+        const char *v = argv[++i];
+        if (!strcmp(a, "--out")) out_path = v;
+        else if (!strcmp(a, "--name")) name = v;
+        else if (!strcmp(a, "--seconds")) {
+            if (parse_pos(v, &seconds) || seconds > 3600) {
+                fprintf(stderr, "moecap hwprobe: --seconds wants a number in (0, 3600], got '%s'\n", v);
+                return 2;
+            }
+        } else if (!strcmp(a, "--threads")) {
+            if (parse_pos(v, &threads_d) || threads_d > 4096 || threads_d != (int)threads_d) {
+                fprintf(stderr, "moecap hwprobe: --threads wants an integer 1..4096, got '%s'\n", v);
+                return 2;
+            }
+        } else if (!strcmp(a, "--sgemm-n")) {
+            if (parse_pos(v, &n_d) || n_d < 64 || n_d > 32768 || n_d != (int)n_d) {
+                fprintf(stderr, "moecap hwprobe: --sgemm-n wants an integer 64..32768, got '%s'\n", v);
+                return 2;
+            }
+        } else {
+            fprintf(stderr, "moecap hwprobe: unknown option '%s'\n", a);
+            usage(stderr);
+            return 2;
+        }
+    }
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int threads = threads_d > 0 ? (int)threads_d : (ncpu > 0 ? (int)ncpu : 1);
+
+    char model[256] = "unknown CPU";
+    if (mc_hw_cpu_model("/proc/cpuinfo", model, sizeof model))
+        fprintf(stderr, "moecap hwprobe: no CPU model in /proc/cpuinfo\n");
+    uint64_t mem = mc_hw_mem_total("/proc/meminfo");
+    uint64_t llc = mc_hw_llc_bytes();
+    /* Each array at least 4x the last-level cache and 64 MiB, so the triad streams DRAM. */
+    uint64_t arr = llc * 4 > (64u << 20) ? llc * 4 : (64u << 20);
+    if (mem && arr * 3 > mem / 4) arr = mem / 12;
+    size_t elems = (size_t)(arr / sizeof(double));
+
+    fprintf(stderr, "moecap hwprobe: %s, %d thread(s), LLC %llu KiB, memory %.1f GiB\n", model, threads,
+            (unsigned long long)(llc >> 10), mem / 1073741824.0);
+    fprintf(stderr, "moecap hwprobe: triad on 3 x %.0f MiB arrays for %.1f s ...\n",
+            arr / 1048576.0, seconds);
+    struct mc_hw_triad_result tr;
+    if (mc_hw_triad(elems, threads, seconds, &tr)) {
+        fprintf(stderr, "moecap hwprobe: bandwidth measurement failed (out of memory or wrong result)\n");
+        return 1;
+    }
+    fprintf(stderr, "moecap hwprobe:   best %.2f GB/s (%d runs, best %.4f s)\n", tr.best_Bps / 1e9, tr.reps, tr.best_s);
+    fprintf(stderr, "moecap hwprobe: sgemm %d x %d x %d for %.1f s ...\n", (int)n_d, (int)n_d, (int)n_d, seconds);
+    struct mc_hw_sgemm_result sr;
+    if (mc_hw_sgemm((int)n_d, threads, seconds, &sr)) {
+        fprintf(stderr, "moecap hwprobe: sgemm measurement failed (out of memory or wrong BLAS result)\n");
+        return 1;
+    }
+    fprintf(stderr, "moecap hwprobe:   best %.2f GFLOPS (%d runs, best %.4f s)\n", sr.best_flops / 1e9, sr.reps, sr.best_s);
+
+    char date[32];
+    time_t t = time(NULL);
+    struct tm tmv;
+    strftime(date, sizeof date, "%Y-%m-%d", gmtime_r(&t, &tmv));
+    char host[128] = "";
+    gethostname(host, sizeof host - 1);
+    char stem[256] = "measured";
+    if (name) snprintf(stem, sizeof stem, "%s", name);
+    else if (out_path) stem_of(out_path, stem, sizeof stem);
+
+    cJSON *p = cJSON_CreateObject();
+    cJSON_AddStringToObject(p, "name", stem);
+    cJSON_AddStringToObject(p, "kind", "cpu");
+    char vendor[64] = "unknown";
+    if (strstr(model, "AMD")) snprintf(vendor, sizeof vendor, "AMD");
+    else if (strstr(model, "Intel")) snprintf(vendor, sizeof vendor, "Intel");
+    cJSON_AddStringToObject(p, "vendor", vendor);
+    cJSON_AddStringToObject(p, "model", model);
+    cJSON_AddNumberToObject(p, "memory_bandwidth_Bps", tr.best_Bps);
+    if (mem) cJSON_AddNumberToObject(p, "memory_bytes", (double)mem);
+    else cJSON_AddNullToObject(p, "memory_bytes");
+    cJSON *pf = cJSON_AddObjectToObject(p, "peak_flops");
+    cJSON_AddNumberToObject(pf, "f32", sr.best_flops);
+    cJSON_AddNullToObject(p, "tdp_w");
+    cJSON_AddNullToObject(p, "price_usd");
+    cJSON_AddNumberToObject(p, "threads", threads);
+    cJSON *src = cJSON_AddObjectToObject(p, "source");
+    char s[512];
+    snprintf(s, sizeof s, "measured by moecap hwprobe on %s (host %s): triad a=b+s*c, 3 x %zu doubles, %d threads, best of %d, 24 B/element",
+             date, host, tr.elems, tr.threads, tr.reps);
+    cJSON_AddStringToObject(src, "memory_bandwidth_Bps", s);
+    snprintf(s, sizeof s, "measured by moecap hwprobe on %s: MemTotal in /proc/meminfo", date);
+    cJSON_AddStringToObject(src, "memory_bytes", s);
+    snprintf(s, sizeof s, "measured by moecap hwprobe on %s (host %s): cblas_sgemm (OpenBLAS) %dx%dx%d, %d threads, best of %d, 2n^3 FLOPs",
+             date, host, sr.n, sr.n, sr.n, sr.threads, sr.reps);
+    cJSON_AddStringToObject(src, "peak_flops", s);
+    cJSON_AddStringToObject(src, "tdp_w", "not measurable by hwprobe: fill in from the datasheet for the cost model");
+    cJSON_AddStringToObject(src, "price_usd", "not measurable by hwprobe: fill in what the machine cost");
+    cJSON_AddStringToObject(src, "model", "/proc/cpuinfo");
+    cJSON_AddBoolToObject(p, "measured", 1);
+    cJSON *md = cJSON_AddObjectToObject(p, "measured_details");
+    cJSON_AddStringToObject(md, "date", date);
+    cJSON_AddNumberToObject(md, "triad_array_bytes", (double)tr.elems * sizeof(double));
+    cJSON_AddNumberToObject(md, "triad_best_s", tr.best_s);
+    cJSON_AddNumberToObject(md, "triad_reps", tr.reps);
+    cJSON_AddNumberToObject(md, "llc_bytes", (double)llc);
+    cJSON_AddNumberToObject(md, "sgemm_n", sr.n);
+    cJSON_AddNumberToObject(md, "sgemm_best_s", sr.best_s);
+    cJSON_AddNumberToObject(md, "sgemm_reps", sr.reps);
+    cJSON_AddNumberToObject(md, "threads", threads);
+
+    char *text = cJSON_Print(p);
+    cJSON_Delete(p);
+    if (!text) { fprintf(stderr, "moecap hwprobe: out of memory\n"); return 1; }
+    FILE *o = out_path ? fopen(out_path, "w") : stdout;
+    if (!o) {
+        fprintf(stderr, "moecap hwprobe: cannot write %s: %s\n", out_path, strerror(errno));
+        free(text);
+        return 2;
+    }
+    int bad = fprintf(o, "%s\n", text) < 0;
+    if (out_path) bad |= fclose(o) != 0;
+    else bad |= fflush(o) != 0;
+    free(text);
+    if (bad) { fprintf(stderr, "moecap hwprobe: write failed\n"); return 1; }
+    if (out_path) fprintf(stderr, "moecap hwprobe: wrote %s\n", out_path);
+    return 0;
 }
