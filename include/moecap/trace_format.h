@@ -10,6 +10,8 @@
  * Strings are interned: MC_REC_STRING defines id -> text once; other records refer to ids
  * (0 = no string).
  *
+ * Records with a variable part (PROCESS, STRING, CALLSITE, ROUTER_TAP) never grow their
+ * fixed struct within a major version: the variable part starts right after it.
  * Compatibility rule: records only grow at the end (readers take min(size, sizeof) and
  * zero the rest); new record types get new numbers; MC_TRACE_VERSION_MAJOR changes only
  * for incompatible layouts.
@@ -38,6 +40,7 @@ struct mc_rec_header {
 };
 
 enum mc_rec_type {
+    MC_REC_PAD       = 0,  /* filler (no payload meaning); readers skip it silently */
     MC_REC_PROCESS   = 1,  /* mc_rec_process + argv strings (NUL-separated) */
     MC_REC_STRING    = 2,  /* mc_rec_string + text (NUL-terminated, padded) */
     MC_REC_THREAD    = 3,  /* mc_rec_thread */
@@ -109,7 +112,8 @@ enum mc_trans  { MC_OP_N = 0, MC_OP_T = 1, MC_OP_C = 2 };
 
 /* One GEMM (or GEMV) call as the caller expressed it: m n k, trans flags and leading
  * dimensions are exactly the arguments (for GEMV: m = rows, n = 1, k = cols of A as
- * stored, trans_a = the call's trans). The post-processor normalises to
+ * stored, trans_a = the call's trans, b = x, c = y, ldb = incx, ldc = incy).
+ * The post-processor normalises to
  * "tokens x out_features x in_features" using layout + trans. */
 struct mc_rec_gemm {
     struct mc_rec_header h;

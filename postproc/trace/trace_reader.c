@@ -1,0 +1,368 @@
+/* Trace reader library (see trace_reader.h): header validation, streaming record
+ * iteration with zero-padded copies, string table with lazy look-ahead, names. */
+#include "trace_reader.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Records larger than this are treated as corrupt (the biggest legitimate ones are router
+ * taps: tokens x experts x 4 bytes, far below this). */
+#define MC_TRACE_MAX_RECORD (256u << 20)
+/* String ids are dense small integers; larger ones are corrupt. */
+#define MC_TRACE_MAX_STR_ID (1u << 26)
+
+struct mc_trace {
+    FILE *f;
+    char *path;
+    unsigned opts;
+    unsigned vmaj, vmin;
+    uint64_t off;            /* offset of the next record */
+    uint64_t nrec, nunknown;
+    int status;              /* sticky negative status, or 1 while readable */
+    char err[320];
+    unsigned char *buf;      /* current record */
+    size_t bufcap;
+    char **strs;             /* id -> text */
+    uint32_t nstrs;          /* capacity of strs */
+    uint64_t scanned_to;     /* strings of [0, scanned_to) are all in the table */
+};
+
+static void set_err(struct mc_trace *t, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_err(struct mc_trace *t, int status, const char *fmt, ...)
+{
+    va_list ap;
+    int n = snprintf(t->err, sizeof t->err, "%s: ", t->path);
+    if (n < 0 || (size_t)n >= sizeof t->err) n = 0;
+    va_start(ap, fmt);
+    vsnprintf(t->err + n, sizeof t->err - (size_t)n, fmt, ap);
+    va_end(ap);
+    t->status = status;
+}
+
+size_t mc_rec_fixed_size(unsigned type)
+{
+    switch (type) {
+    case MC_REC_PAD: return sizeof(struct mc_rec_header);
+    case MC_REC_PROCESS: return sizeof(struct mc_rec_process);
+    case MC_REC_STRING: return sizeof(struct mc_rec_string);
+    case MC_REC_THREAD: return sizeof(struct mc_rec_thread);
+    case MC_REC_GEMM: return sizeof(struct mc_rec_gemm);
+    case MC_REC_KERNEL: return sizeof(struct mc_rec_kernel);
+    case MC_REC_MEMCPY: return sizeof(struct mc_rec_memcpy);
+    case MC_REC_ALLOC: return sizeof(struct mc_rec_alloc);
+    case MC_REC_FILE_MAP: return sizeof(struct mc_rec_file_map);
+    case MC_REC_TENSOR: return sizeof(struct mc_rec_tensor);
+    case MC_REC_STEP_MARK: return sizeof(struct mc_rec_step_mark);
+    case MC_REC_COUNTER: return sizeof(struct mc_rec_counter);
+    case MC_REC_DROPPED: return sizeof(struct mc_rec_dropped);
+    case MC_REC_CALLSITE: return sizeof(struct mc_rec_callsite);
+    case MC_REC_MAPPING: return sizeof(struct mc_rec_mapping);
+    case MC_REC_API: return sizeof(struct mc_rec_api);
+    case MC_REC_ROUTER_TAP: return sizeof(struct mc_rec_router_tap);
+    case MC_REC_NOTE: return sizeof(struct mc_rec_note);
+    default: return 0;
+    }
+}
+
+static int has_var_part(unsigned type)
+{
+    return type == MC_REC_PROCESS || type == MC_REC_STRING || type == MC_REC_CALLSITE ||
+           type == MC_REC_ROUTER_TAP;
+}
+
+struct mc_trace *mc_trace_open(const char *path, char *err, size_t errlen)
+{
+    return mc_trace_open2(path, 0, err, errlen);
+}
+
+struct mc_trace *mc_trace_open2(const char *path, unsigned opts, char *err, size_t errlen)
+{
+    if (errlen) err[0] = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        if (errlen) snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    struct mc_file_header fh;
+    memset(&fh, 0, sizeof fh);
+    size_t got = fread(&fh, 1, sizeof fh, f);
+    const char *why = NULL;
+    if (got < 16) why = "too short to be a moecap trace (no file header)";
+    else if (memcmp(fh.magic, MC_TRACE_MAGIC, 8) != 0) why = "not a moecap trace (bad magic)";
+    else if (fh.version_major != MC_TRACE_VERSION_MAJOR) why = "unsupported trace major version";
+    else if (fh.header_size < 16 || fh.header_size % 8 || fh.header_size > 4096)
+        why = "corrupt file header (header_size)";
+    if (why) {
+        if (errlen) {
+            if (got >= 16 && fh.version_major != MC_TRACE_VERSION_MAJOR && !memcmp(fh.magic, MC_TRACE_MAGIC, 8))
+                snprintf(err, errlen, "%s: %s %u (this reader knows %d); use a matching moecap",
+                         path, why, fh.version_major, MC_TRACE_VERSION_MAJOR);
+            else
+                snprintf(err, errlen, "%s: %s", path, why);
+        }
+        fclose(f);
+        return NULL;
+    }
+    if (fseek(f, (long)fh.header_size, SEEK_SET) != 0) {
+        if (errlen) snprintf(err, errlen, "%s: truncated file header", path);
+        fclose(f);
+        return NULL;
+    }
+    struct mc_trace *t = calloc(1, sizeof *t);
+    if (!t || !(t->path = strdup(path))) {
+        free(t);
+        fclose(f);
+        if (errlen) snprintf(err, errlen, "%s: out of memory", path);
+        return NULL;
+    }
+    t->f = f;
+    t->opts = opts;
+    t->vmaj = fh.version_major;
+    t->vmin = fh.version_minor;
+    t->off = fh.header_size;
+    t->scanned_to = fh.header_size;
+    t->status = 1;
+    return t;
+}
+
+void mc_trace_close(struct mc_trace *t)
+{
+    if (!t) return;
+    if (t->f) fclose(t->f);
+    for (uint32_t i = 0; i < t->nstrs; i++) free(t->strs[i]);
+    free(t->strs);
+    free(t->buf);
+    free(t->path);
+    free(t);
+}
+
+/* Enters a STRING record (whole, `size` bytes at rec) into the table. Bad ones are ignored:
+ * a lookup of their id then fails, which callers already handle. */
+static void add_string(struct mc_trace *t, const unsigned char *rec, uint32_t size)
+{
+    struct mc_rec_string s;
+    if (size < sizeof s) return;
+    memcpy(&s, rec, sizeof s);
+    if (s.id == 0 || s.id >= MC_TRACE_MAX_STR_ID) return;
+    if ((uint64_t)s.len + 1 > size - sizeof s) return;
+    const char *text = (const char *)rec + sizeof s;
+    if (s.id >= t->nstrs) {
+        uint32_t n = t->nstrs ? t->nstrs : 256;
+        while (n <= s.id) n *= 2;
+        char **ns = realloc(t->strs, n * sizeof *ns);
+        if (!ns) return;
+        memset(ns + t->nstrs, 0, (n - t->nstrs) * sizeof *ns);
+        t->strs = ns;
+        t->nstrs = n;
+    }
+    if (t->strs[s.id]) return; /* first definition wins */
+    char *c = malloc((size_t)s.len + 1);
+    if (!c) return;
+    memcpy(c, text, s.len);
+    c[s.len] = 0;
+    t->strs[s.id] = c;
+}
+
+static int ensure_buf(struct mc_trace *t, size_t n)
+{
+    if (n <= t->bufcap) return 0;
+    size_t c = t->bufcap ? t->bufcap : 4096;
+    while (c < n) c *= 2;
+    unsigned char *nb = realloc(t->buf, c);
+    if (!nb) return -1;
+    t->buf = nb;
+    t->bufcap = c;
+    return 0;
+}
+
+/* Reads one record at the current FILE position into t->buf. Returns status; on
+ * MC_TRACE_RECORD *size is set. Does not touch t->status. */
+static int read_one(struct mc_trace *t, FILE *f, uint64_t off, uint32_t *size, char *why, size_t whylen)
+{
+    struct mc_rec_header h;
+    size_t got = fread(&h, 1, sizeof h, f);
+    if (got == 0) {
+        if (ferror(f)) { snprintf(why, whylen, "read error at offset %llu: %s", (unsigned long long)off, strerror(errno)); return MC_TRACE_IO_ERROR; }
+        return MC_TRACE_END;
+    }
+    if (got < sizeof h) {
+        snprintf(why, whylen, "truncated: last record header at offset %llu is incomplete (%zu of 8 bytes)",
+                 (unsigned long long)off, got);
+        return MC_TRACE_TRUNCATED;
+    }
+    if (h.size < sizeof h || h.size % MC_REC_ALIGN || h.size > MC_TRACE_MAX_RECORD) {
+        snprintf(why, whylen, "corrupt record at offset %llu: size %u (type %u) is impossible",
+                 (unsigned long long)off, h.size, h.type);
+        return MC_TRACE_CORRUPT;
+    }
+    if (ensure_buf(t, h.size) < 0) {
+        snprintf(why, whylen, "out of memory for a %u-byte record at offset %llu", h.size, (unsigned long long)off);
+        return MC_TRACE_IO_ERROR;
+    }
+    memcpy(t->buf, &h, sizeof h);
+    size_t want = h.size - sizeof h;
+    got = want ? fread(t->buf + sizeof h, 1, want, f) : 0;
+    if (got < want) {
+        if (ferror(f)) { snprintf(why, whylen, "read error at offset %llu: %s", (unsigned long long)off, strerror(errno)); return MC_TRACE_IO_ERROR; }
+        snprintf(why, whylen, "truncated: last record (type %u, %u bytes) at offset %llu has only %zu bytes",
+                 h.type, h.size, (unsigned long long)off, got + sizeof h);
+        return MC_TRACE_TRUNCATED;
+    }
+    *size = h.size;
+    return MC_TRACE_RECORD;
+}
+
+int mc_trace_next(struct mc_trace *t, struct mc_trace_rec *rec)
+{
+    for (;;) {
+        if (t->status <= 0) return t->status;
+        uint32_t size = 0;
+        char why[200];
+        int st = read_one(t, t->f, t->off, &size, why, sizeof why);
+        if (st != MC_TRACE_RECORD) {
+            if (st == MC_TRACE_END) t->status = MC_TRACE_END;
+            else set_err(t, st, "%s (%llu whole records before it)", why, (unsigned long long)t->nrec);
+            return t->status;
+        }
+        uint64_t off = t->off;
+        t->off += size;
+        t->nrec++;
+        if (t->off > t->scanned_to) t->scanned_to = t->off;
+        const struct mc_rec_header *h = (const struct mc_rec_header *)t->buf;
+        unsigned type = h->type;
+        if (type == MC_REC_STRING) add_string(t, t->buf, size);
+        size_t fixed = mc_rec_fixed_size(type);
+        if (type == MC_REC_PAD && !(t->opts & MC_TRACE_OPT_PAD)) continue;
+        if (fixed == 0 && type != MC_REC_PAD) {
+            t->nunknown++;
+            if (!(t->opts & MC_TRACE_OPT_UNKNOWN)) continue;
+        }
+        memset(rec, 0, sizeof *rec);
+        rec->type = (uint16_t)type;
+        rec->size = size;
+        rec->offset = off;
+        rec->raw = t->buf;
+        size_t n = size < fixed ? size : fixed;
+        if (n > sizeof rec->u) n = sizeof rec->u;
+        memcpy(&rec->u, t->buf, n);
+        if (has_var_part(type) && size > fixed) {
+            rec->var = t->buf + fixed;
+            rec->var_len = size - fixed;
+            /* Narrow to the declared length where the record says it. */
+            size_t decl = rec->var_len;
+            if (type == MC_REC_PROCESS) decl = rec->u.process.argv_bytes;
+            else if (type == MC_REC_STRING) decl = (size_t)rec->u.string.len + 1;
+            else if (type == MC_REC_CALLSITE) decl = (size_t)rec->u.callsite.depth * 8;
+            if (decl < rec->var_len) rec->var_len = decl;
+        }
+        return MC_TRACE_RECORD;
+    }
+}
+
+/* Looks ahead from scanned_to to the end of the file for STRING records (once). */
+static void scan_strings(struct mc_trace *t)
+{
+    FILE *f = fopen(t->path, "rb");
+    if (!f) return;
+    uint64_t off = t->scanned_to;
+    /* The main buffer holds the current record, which callers may still be reading:
+     * scan with a private one. */
+    unsigned char *keep = t->buf;
+    size_t keepcap = t->bufcap;
+    t->buf = NULL;
+    t->bufcap = 0;
+    if (fseek(f, (long)off, SEEK_SET) == 0) {
+        for (;;) {
+            uint32_t size;
+            char why[200];
+            if (read_one(t, f, off, &size, why, sizeof why) != MC_TRACE_RECORD) break;
+            if (((struct mc_rec_header *)t->buf)->type == MC_REC_STRING) add_string(t, t->buf, size);
+            off += size;
+        }
+    }
+    free(t->buf);
+    t->buf = keep;
+    t->bufcap = keepcap;
+    t->scanned_to = UINT64_MAX; /* whole file scanned: never again */
+    fclose(f);
+}
+
+const char *mc_trace_str(struct mc_trace *t, uint32_t id)
+{
+    if (id == 0) return NULL;
+    if (id < t->nstrs && t->strs[id]) return t->strs[id];
+    if (t->scanned_to != UINT64_MAX) {
+        scan_strings(t);
+        if (id < t->nstrs && t->strs[id]) return t->strs[id];
+    }
+    return NULL;
+}
+
+unsigned mc_trace_version_major(const struct mc_trace *t) { return t->vmaj; }
+unsigned mc_trace_version_minor(const struct mc_trace *t) { return t->vmin; }
+uint64_t mc_trace_records(const struct mc_trace *t) { return t->nrec; }
+uint64_t mc_trace_unknown_skipped(const struct mc_trace *t) { return t->nunknown; }
+uint64_t mc_trace_offset(const struct mc_trace *t) { return t->off; }
+const char *mc_trace_error(const struct mc_trace *t) { return t->status < 0 ? t->err : ""; }
+const char *mc_trace_path(const struct mc_trace *t) { return t->path; }
+
+const char *mc_rec_type_name(unsigned type)
+{
+    static const char *const names[] = {
+        [MC_REC_PAD] = "pad", [MC_REC_PROCESS] = "process", [MC_REC_STRING] = "string",
+        [MC_REC_THREAD] = "thread", [MC_REC_GEMM] = "gemm", [MC_REC_KERNEL] = "kernel",
+        [MC_REC_MEMCPY] = "memcpy", [MC_REC_ALLOC] = "alloc", [MC_REC_FILE_MAP] = "file_map",
+        [MC_REC_TENSOR] = "tensor", [MC_REC_STEP_MARK] = "step_mark", [MC_REC_COUNTER] = "counter",
+        [MC_REC_DROPPED] = "dropped", [MC_REC_CALLSITE] = "callsite", [MC_REC_MAPPING] = "mapping",
+        [MC_REC_API] = "api", [MC_REC_ROUTER_TAP] = "router_tap", [MC_REC_NOTE] = "note",
+    };
+    if (type < sizeof names / sizeof names[0] && names[type]) return names[type];
+    return "?";
+}
+
+const char *mc_api_name(unsigned api)
+{
+    switch (api) {
+    case MC_API_UNKNOWN: return "unknown";
+    case MC_API_SGEMM_F77: return "sgemm_";
+    case MC_API_DGEMM_F77: return "dgemm_";
+    case MC_API_CBLAS_SGEMM: return "cblas_sgemm";
+    case MC_API_CBLAS_DGEMM: return "cblas_dgemm";
+    case MC_API_SGEMV_F77: return "sgemv_";
+    case MC_API_DGEMV_F77: return "dgemv_";
+    case MC_API_CBLAS_SGEMV: return "cblas_sgemv";
+    case MC_API_CBLAS_DGEMV: return "cblas_dgemv";
+    case MC_API_SBGEMM_F77: return "sbgemm_";
+    case MC_API_CBLAS_SBGEMM: return "cblas_sbgemm";
+    case MC_API_CUBLAS_SGEMM: return "cublasSgemm";
+    case MC_API_CUBLAS_GEMM_EX: return "cublasGemmEx";
+    case MC_API_CUBLAS_GEMM_STRIDED_BATCHED_EX: return "cublasGemmStridedBatchedEx";
+    case MC_API_CUBLAS_GEMM_BATCHED_EX: return "cublasGemmBatchedEx";
+    case MC_API_CUBLAS_SGEMM_STRIDED_BATCHED: return "cublasSgemmStridedBatched";
+    case MC_API_CUBLASLT_MATMUL: return "cublasLtMatmul";
+    case MC_API_CUBLAS_HGEMM: return "cublasHgemm";
+    case MC_API_CUDA_LAUNCH_KERNEL: return "cudaLaunchKernel";
+    case MC_API_CUDA_GRAPH_LAUNCH: return "cudaGraphLaunch";
+    case MC_API_CUDA_STREAM_SYNC: return "cudaStreamSynchronize";
+    case MC_API_CUDA_EVENT_SYNC: return "cudaEventSynchronize";
+    case MC_API_CUDA_DEVICE_SYNC: return "cudaDeviceSynchronize";
+    case MC_API_CU_LAUNCH_KERNEL: return "cuLaunchKernel";
+    default: return "?";
+    }
+}
+
+const char *mc_dtype_name(unsigned dtype)
+{
+    static const char *const names[] = {
+        [MC_DT_UNKNOWN] = "unknown", [MC_DT_F32] = "f32", [MC_DT_F64] = "f64", [MC_DT_F16] = "f16",
+        [MC_DT_BF16] = "bf16", [MC_DT_F8E4M3] = "f8e4m3", [MC_DT_F8E5M2] = "f8e5m2", [MC_DT_I8] = "i8",
+        [MC_DT_I32] = "i32", [MC_DT_I64] = "i64", [MC_DT_U8] = "u8", [MC_DT_BOOL] = "bool",
+        [MC_DT_I16] = "i16", [MC_DT_U16] = "u16", [MC_DT_U32] = "u32", [MC_DT_U64] = "u64",
+    };
+    if (dtype < sizeof names / sizeof names[0] && names[dtype]) return names[dtype];
+    return "?";
+}

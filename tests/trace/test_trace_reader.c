@@ -1,0 +1,253 @@
+/* Trace reader library tests: synthesized traces with known content read back exactly;
+ * older (shorter) and newer (longer) records, unknown types, truncation at every byte,
+ * corrupt headers and random bytes never crash and give the documented status. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mc_test.h"
+#include "trace/trace_reader.h"
+#include "trace/trace_synth.h"
+
+static char dir[256];
+static char path_a[300];
+
+/* A trace with: process (argv a b), two strings, 3 GEMMs (m = 1,2,3), one unknown type 999,
+ * one short (old-writer) GEMM of 64 bytes, one long (new-writer) GEMM with 16 extra bytes. */
+static long write_sample(const char *path)
+{
+    struct mc_synth *w = mc_synth_open(path);
+    if (!w) return -1;
+    struct mc_rec_process p;
+    memset(&p, 0, sizeof p);
+    p.pid = 42; p.ppid = 1; p.argc = 2; p.argv_bytes = 4;
+    p.host_str = 1; p.exe_str = 2; /* defined after the process record, as the shim does */
+    mc_synth_record_var(w, MC_REC_PROCESS, &p, sizeof p, "a\0b\0", 4);
+    mc_synth_string(w, "hostA");
+    mc_synth_string(w, "/bin/exe");
+    for (int i = 1; i <= 3; i++) {
+        struct mc_rec_gemm g;
+        memset(&g, 0, sizeof g);
+        g.m = i; g.n = 10 * i; g.k = 100 * i; g.api = MC_API_CBLAS_SGEMM; g.alpha = 1.5;
+        mc_synth_record(w, MC_REC_GEMM, &g, sizeof g);
+    }
+    uint64_t junk[3] = {1, 2, 3};
+    struct mc_rec_header h = {0};
+    mc_synth_record_var(w, 999, &h, sizeof h, junk, sizeof junk);
+    struct mc_rec_gemm g;
+    memset(&g, 0, sizeof g);
+    g.m = 7; g.n = 8; g.k = 9; g.api = MC_API_SGEMM_F77;
+    mc_synth_record(w, MC_REC_GEMM, &g, 64); /* m n k within the first 64 bytes */
+    unsigned char big[sizeof g + 16];
+    memset(big, 0xab, sizeof big);
+    g.m = 11; g.n = 12; g.k = 13;
+    memcpy(big, &g, sizeof g);
+    mc_synth_record(w, MC_REC_GEMM, big, sizeof big);
+    return mc_synth_close(w) == 0 ? 0 : -1;
+}
+
+static void test_roundtrip(void)
+{
+    MC_CHECK(write_sample(path_a) == 0, "synth failed");
+    char err[256];
+    struct mc_trace *t = mc_trace_open(path_a, err, sizeof err);
+    MC_CHECK(t != NULL, "%s", err);
+    if (!t) return;
+    struct mc_trace_rec r;
+    int st, ngemm = 0, nstr = 0, nproc = 0;
+    int64_t ms[8] = {0};
+    while ((st = mc_trace_next(t, &r)) == MC_TRACE_RECORD) {
+        if (r.type == MC_REC_PROCESS) {
+            nproc++;
+            MC_CHECK(r.u.process.pid == 42, "pid %d", r.u.process.pid);
+            MC_CHECK(r.var_len == 4 && !memcmp(r.var, "a\0b\0", 4), "argv");
+            const char *h = mc_trace_str(t, r.u.process.host_str); /* forward reference */
+            MC_CHECK(h && !strcmp(h, "hostA"), "host %s", h ? h : "(null)");
+            const char *e = mc_trace_str(t, r.u.process.exe_str);
+            MC_CHECK(e && !strcmp(e, "/bin/exe"), "exe");
+        } else if (r.type == MC_REC_STRING) {
+            nstr++;
+        } else if (r.type == MC_REC_GEMM) {
+            if (ngemm < 8) ms[ngemm] = r.u.gemm.m;
+            if (ngemm == 3) { /* short record: fields past byte 64 read as zero */
+                MC_CHECK(r.u.gemm.k == 9 && r.u.gemm.api == 0 && r.u.gemm.alpha == 0, "short record k=%lld api=%u",
+                         (long long)r.u.gemm.k, r.u.gemm.api);
+                MC_CHECK(r.size == 64, "size %u", r.size);
+            }
+            if (ngemm == 4) MC_CHECK(r.u.gemm.k == 13 && r.u.gemm.api == MC_API_SGEMM_F77, "long record");
+            if (ngemm < 3) MC_CHECK(r.u.gemm.alpha == 1.5 && r.u.gemm.n == 10 * (ngemm + 1), "gemm fields");
+            ngemm++;
+        }
+    }
+    MC_CHECK(st == MC_TRACE_END, "status %d %s", st, mc_trace_error(t));
+    MC_CHECK(nproc == 1 && nstr == 2 && ngemm == 5, "counts %d %d %d", nproc, nstr, ngemm);
+    MC_CHECK(ms[0] == 1 && ms[1] == 2 && ms[2] == 3 && ms[3] == 7 && ms[4] == 11, "order");
+    MC_CHECK(mc_trace_unknown_skipped(t) == 1, "unknown %llu", (unsigned long long)mc_trace_unknown_skipped(t));
+    MC_CHECK(mc_trace_str(t, 0) == NULL && mc_trace_str(t, 3) == NULL && mc_trace_str(t, 1u << 30) == NULL, "bad ids");
+    mc_trace_close(t);
+}
+
+static long file_size(const char *p)
+{
+    FILE *f = fopen(p, "rb");
+    if (!f) return -1;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fclose(f);
+    return n;
+}
+
+/* Record boundaries of the sample, computed from the record sizes we wrote. */
+static void test_truncation_every_byte(void)
+{
+    long n = file_size(path_a);
+    MC_CHECK(n > 0, "size");
+    FILE *f = fopen(path_a, "rb");
+    unsigned char *all = malloc((size_t)n);
+    MC_CHECK(f && all && fread(all, 1, (size_t)n, f) == (size_t)n, "read");
+    if (f) fclose(f);
+    /* Boundaries: header 24, then each record's size field. */
+    long bounds[64];
+    int nb = 0;
+    long off = sizeof(struct mc_file_header);
+    bounds[nb++] = off;
+    while (off < n && nb < 64) {
+        struct mc_rec_header h;
+        memcpy(&h, all + off, sizeof h);
+        off += h.size;
+        bounds[nb++] = off;
+    }
+    MC_CHECK(off == n, "walk");
+    char p[320];
+    snprintf(p, sizeof p, "%s/trunc.mct", dir);
+    int bad = 0;
+    for (long cut = 0; cut <= n; cut++) {
+        FILE *o = fopen(p, "wb");
+        fwrite(all, 1, (size_t)cut, o);
+        fclose(o);
+        char err[256];
+        struct mc_trace *t = mc_trace_open(p, err, sizeof err);
+        if (cut < (long)sizeof(struct mc_file_header)) {
+            if (cut < 16 && t) bad++;
+            if (t) mc_trace_close(t);
+            continue;
+        }
+        if (!t) { bad++; continue; }
+        struct mc_trace_rec r;
+        int st;
+        long whole = 0;
+        while ((st = mc_trace_next(t, &r)) == MC_TRACE_RECORD) {}
+        whole = (long)mc_trace_records(t);
+        int at_bound = 0;
+        long expect_whole = 0;
+        for (int i = 0; i < nb; i++) {
+            if (bounds[i] == cut) at_bound = 1;
+            if (bounds[i] <= cut) expect_whole = i;
+        }
+        if (at_bound ? st != MC_TRACE_END : st != MC_TRACE_TRUNCATED) {
+            bad++;
+            printf("# cut %ld: status %d (%s)\n", cut, st, mc_trace_error(t));
+        }
+        if (whole != expect_whole) { bad++; printf("# cut %ld: %ld whole records, expected %ld\n", cut, whole, expect_whole); }
+        if (st == MC_TRACE_TRUNCATED && !strstr(mc_trace_error(t), "truncated")) bad++;
+        mc_trace_close(t);
+    }
+    MC_CHECK(bad == 0, "%d bad cuts", bad);
+    free(all);
+}
+
+static void test_bad_headers(void)
+{
+    char p[320], err[256];
+    snprintf(p, sizeof p, "%s/bad.mct", dir);
+    FILE *o = fopen(p, "wb");
+    fputs("this is not a trace file at all, no", o);
+    fclose(o);
+    MC_CHECK(mc_trace_open(p, err, sizeof err) == NULL && strstr(err, "bad magic"), "%s", err);
+    struct mc_file_header fh;
+    memset(&fh, 0, sizeof fh);
+    memcpy(fh.magic, MC_TRACE_MAGIC, 8);
+    fh.version_major = 9; fh.header_size = sizeof fh;
+    o = fopen(p, "wb"); fwrite(&fh, sizeof fh, 1, o); fclose(o);
+    MC_CHECK(mc_trace_open(p, err, sizeof err) == NULL && strstr(err, "version"), "%s", err);
+    snprintf(p, sizeof p, "%s/does-not-exist.mct", dir);
+    MC_CHECK(mc_trace_open(p, err, sizeof err) == NULL && strstr(err, "cannot open"), "%s", err);
+    /* Impossible record size -> CORRUPT, earlier records still returned. */
+    snprintf(p, sizeof p, "%s/corrupt.mct", dir);
+    struct mc_synth *w = mc_synth_open(p);
+    mc_synth_string(w, "x");
+    struct mc_rec_header h = {.type = MC_REC_GEMM, .size = 13};
+    mc_synth_raw(w, &h, sizeof h);
+    mc_synth_raw(w, "0123456789abcdef", 16);
+    mc_synth_close(w);
+    struct mc_trace *t = mc_trace_open(p, err, sizeof err);
+    struct mc_trace_rec r;
+    MC_CHECK(t && mc_trace_next(t, &r) == MC_TRACE_RECORD && r.type == MC_REC_STRING, "first record");
+    MC_CHECK(t && mc_trace_next(t, &r) == MC_TRACE_CORRUPT && strstr(mc_trace_error(t), "corrupt"), "corrupt");
+    MC_CHECK(t && mc_trace_next(t, &r) == MC_TRACE_CORRUPT, "sticky");
+    mc_trace_close(t);
+}
+
+/* Random bytes after a valid header, and random mutations of the sample: must never crash
+ * (ASan build catches overreads), every call returns a documented status. */
+static void test_fuzz(void)
+{
+    long n = file_size(path_a);
+    FILE *f = fopen(path_a, "rb");
+    unsigned char *all = malloc((size_t)n);
+    if (!f || !all || fread(all, 1, (size_t)n, f) != (size_t)n) { MC_CHECK(0, "read"); return; }
+    fclose(f);
+    char p[320];
+    snprintf(p, sizeof p, "%s/fuzz.mct", dir);
+    srand(1234);
+    int bad = 0;
+    for (int iter = 0; iter < 400; iter++) {
+        unsigned char *m = malloc((size_t)n + 64);
+        memcpy(m, all, (size_t)n);
+        long len = n;
+        int flips = 1 + rand() % 8;
+        for (int i = 0; i < flips; i++) {
+            long at = sizeof(struct mc_file_header) + rand() % (n - (long)sizeof(struct mc_file_header));
+            m[at] = (unsigned char)rand();
+        }
+        if (iter % 3 == 0) len = sizeof(struct mc_file_header) + rand() % (n - (long)sizeof(struct mc_file_header));
+        if (iter % 7 == 0) for (long i = sizeof(struct mc_file_header); i < len; i++) m[i] = (unsigned char)rand();
+        FILE *o = fopen(p, "wb");
+        fwrite(m, 1, (size_t)len, o);
+        fclose(o);
+        free(m);
+        char err[256];
+        struct mc_trace *t = mc_trace_open(p, err, sizeof err);
+        if (!t) { bad++; continue; }
+        struct mc_trace_rec r;
+        int st, guard = 0;
+        while ((st = mc_trace_next(t, &r)) == MC_TRACE_RECORD && guard++ < 100000) {
+            if (r.type == MC_REC_PROCESS) mc_trace_str(t, r.u.process.host_str);
+            if (r.type == MC_REC_TENSOR) mc_trace_str(t, r.u.tensor.name_str);
+        }
+        if (st != MC_TRACE_END && st != MC_TRACE_TRUNCATED && st != MC_TRACE_CORRUPT) bad++;
+        mc_trace_close(t);
+    }
+    MC_CHECK(bad == 0, "%d bad", bad);
+    free(all);
+}
+
+int main(int argc, char **argv)
+{
+    /* Helper mode for tests/trace/test_dump.sh: write the sample trace and exit. */
+    if (argc == 3 && !strcmp(argv[1], "--write-sample")) return write_sample(argv[2]) == 0 ? 0 : 1;
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, sizeof dir, "%s/mc-trace-XXXXXX", tmp ? tmp : "/tmp");
+    if (!mkdtemp(dir)) { perror("mkdtemp"); return 1; }
+    snprintf(path_a, sizeof path_a, "%s/a.mct", dir);
+    MC_RUN(test_roundtrip);
+    MC_RUN(test_truncation_every_byte);
+    MC_RUN(test_bad_headers);
+    MC_RUN(test_fuzz);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "cleanup failed\n");
+    return MC_TEST_EXIT();
+}
