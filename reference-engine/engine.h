@@ -53,7 +53,7 @@ typedef struct mr_model mr_model;   /* mmap'ed weights + config, read-only after
 typedef struct mr_seq mr_seq;       /* one sequence: its KV cache and length */
 typedef struct mr_engine mr_engine; /* scratch buffers, thread count, step counter */
 
-/* Loads DIR/config.json and DIR/*.safetensors. On failure returns NULL and writes a
+/* Loads DIR/config.json and every DIR/NAME.safetensors. On failure returns NULL and writes a
  * one-line message naming the problem (missing field, tensor, wrong shape, truncated
  * file...) into err. */
 mr_model *mr_model_load(const char *dir, char *err, size_t errlen);
@@ -102,8 +102,8 @@ void mr_engine_last_step(const mr_engine *e, struct mr_step_info *out);
 
 /* Byte-level tokenizer (trivial, deterministic; docs/reference-engine.md):
  * encode: byte b -> token id b % vocab (so vocab >= 256 round-trips any text);
- * decode: id < 128 -> that ASCII byte, other ids -> one printable ASCII character
- * (' ' + id % 95), so decoded text is always valid ASCII/UTF-8. */
+ * decode: printable ASCII ids (32..126) and '\n', '\t' -> that byte, every other id -> one
+ * printable ASCII character (' ' + id % 95), so decoded text is always valid UTF-8. */
 int mr_tok_encode(const char *text, size_t len, int vocab, int32_t *out, int max_out);
 /* Writes the decoding of ids[0..n-1] (n bytes) plus a NUL into out (cap >= n + 1);
  * returns the number of bytes written, excluding the NUL, or -1 if cap is too small. */

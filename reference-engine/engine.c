@@ -1,0 +1,575 @@
+/* moe-ref forward pass on CPU: one step over any set of sequences (prefill, decode or
+ * mixed), KV caches per sequence, top-k routing, and the step's ground truth.
+ *
+ * Every weight product goes through mr_gemm(): exactly one cblas_sgemm with the
+ * mmap'ed weight as operand B (RowMajor, NoTrans, Trans), so a preloaded profiler sees one
+ * call per projection / router / activated expert / shared expert / lm_head. Bytes and
+ * FLOPs of the ground truth are counted at these call sites (and at the embedding
+ * gather, norms and attention loops), from what was actually executed.
+ * Attention (scores, softmax, weighted values) is plain C so it never appears as a GEMM. */
+#include "internal.h"
+
+#include <cblas.h>
+#include <dlfcn.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+struct mr_seq {
+    mr_engine *e;
+    int len, max_len;
+    float *k, *v;            /* [layers][max_len][kv_heads * head_dim] */
+    uint64_t stamp;          /* last step that used it (duplicate detection) */
+};
+
+enum mr_wclass { W_DENSE, W_ROUTED, W_SHARED };
+
+struct mr_acct {
+    uint64_t bytes[3];       /* by enum mr_wclass */
+    uint64_t kv_read, kv_written;
+    uint64_t flops_gemm, flops_att;
+    uint64_t calls;
+};
+
+struct mr_engine {
+    mr_model *m;
+    int threads;
+    char err[512];
+    uint64_t steps, stamp;
+    /* scratch, sized for cap_t tokens / cap_b sequences / cap_ctx keys */
+    int cap_t, cap_b, cap_ctx;
+    float *x, *xn, *q, *kk, *vv, *att, *tmp, *moe, *rl, *xe, *g, *u, *dn, *sgl, *scores;
+    float *selw;
+    int *sel, *cnt, *eoff, *etok;
+    float *ew;
+    int32_t *tok, *pos, *sidx;
+    float *xl, *logits;
+    int *layer_cnt;          /* [layers][experts] tokens per expert in the last step */
+    struct mr_acct a;
+    struct mr_step_info last;
+    int last_nseq;
+};
+
+/* ---------- engine and sequences ---------- */
+
+mr_engine *mr_engine_create(mr_model *m, int threads, char *err, size_t errlen)
+{
+    mr_engine *e = calloc(1, sizeof *e);
+    if (!e) { mr_set_err(err, errlen, "out of memory"); return NULL; }
+    e->m = m;
+    e->threads = threads > 0 ? threads : 1;
+    e->layer_cnt = calloc((size_t)m->cfg.layers * (size_t)(m->cfg.experts > 0 ? m->cfg.experts : 1),
+                          sizeof *e->layer_cnt);
+    if (!e->layer_cnt) { free(e); mr_set_err(err, errlen, "out of memory"); return NULL; }
+    /* The BLAS library's own threads: OpenBLAS offers a setter; other BLAS keep theirs. */
+    void (*set_threads)(int) = (void (*)(int))dlsym(RTLD_DEFAULT, "openblas_set_num_threads");
+    if (set_threads) set_threads(e->threads);
+    return e;
+}
+
+static void free_scratch(mr_engine *e)
+{
+    float **fs[] = { &e->x, &e->xn, &e->q, &e->kk, &e->vv, &e->att, &e->tmp, &e->moe, &e->rl,
+                     &e->xe, &e->g, &e->u, &e->dn, &e->sgl, &e->selw, &e->ew, &e->xl,
+                     &e->logits, &e->scores };
+    for (size_t i = 0; i < sizeof fs / sizeof fs[0]; i++) { free(*fs[i]); *fs[i] = NULL; }
+    free(e->sel); free(e->cnt); free(e->eoff); free(e->etok);
+    free(e->tok); free(e->pos); free(e->sidx);
+    e->sel = e->cnt = e->eoff = e->etok = NULL;
+    e->tok = e->pos = e->sidx = NULL;
+    e->cap_t = e->cap_b = e->cap_ctx = 0;
+}
+
+void mr_engine_free(mr_engine *e)
+{
+    if (!e) return;
+    free_scratch(e);
+    free(e->layer_cnt);
+    free(e);
+}
+
+const char *mr_engine_error(const mr_engine *e) { return e->err; }
+const float *mr_engine_logits(const mr_engine *e) { return e->logits; }
+void mr_engine_last_step(const mr_engine *e, struct mr_step_info *out) { *out = e->last; }
+
+mr_seq *mr_seq_create(mr_engine *e, int max_len)
+{
+    const struct mr_config *c = &e->m->cfg;
+    if (max_len <= 0) max_len = c->max_position;
+    mr_seq *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    size_t n = (size_t)c->layers * (size_t)max_len * (size_t)c->kv_heads * (size_t)c->head_dim;
+    s->k = calloc(n, sizeof(float));
+    s->v = calloc(n, sizeof(float));
+    if (!s->k || !s->v) { free(s->k); free(s->v); free(s); return NULL; }
+    s->e = e;
+    s->max_len = max_len;
+    return s;
+}
+
+void mr_seq_free(mr_seq *s)
+{
+    if (!s) return;
+    free(s->k);
+    free(s->v);
+    free(s);
+}
+
+int mr_seq_len(const mr_seq *s) { return s->len; }
+int mr_seq_max_len(const mr_seq *s) { return s->max_len; }
+
+static int grow(void **p, size_t n, size_t elt)
+{
+    void *np = realloc(*p, n * elt + 64);
+    if (!np) return -1;
+    *p = np;
+    return 0;
+}
+
+static int ensure_scratch(mr_engine *e, int T, int B, int ctx)
+{
+    const struct mr_config *c = &e->m->cfg;
+    size_t d = (size_t)c->hidden, qd = (size_t)c->heads * c->head_dim;
+    size_t kvd = (size_t)c->kv_heads * c->head_dim;
+    size_t E = c->experts > 0 ? (size_t)c->experts : 1, K = c->top_k > 0 ? (size_t)c->top_k : 1;
+    size_t fmax = (size_t)c->moe_inter;
+    if ((size_t)c->dense_inter > fmax) fmax = (size_t)c->dense_inter;
+    if ((size_t)c->shared_inter > fmax) fmax = (size_t)c->shared_inter;
+    if (T > e->cap_t) {
+        size_t t = (size_t)T;
+        int bad = 0;
+        bad |= grow((void **)&e->x, t * d, sizeof(float));
+        bad |= grow((void **)&e->xn, t * d, sizeof(float));
+        bad |= grow((void **)&e->q, t * qd, sizeof(float));
+        bad |= grow((void **)&e->kk, t * kvd, sizeof(float));
+        bad |= grow((void **)&e->vv, t * kvd, sizeof(float));
+        bad |= grow((void **)&e->att, t * qd, sizeof(float));
+        bad |= grow((void **)&e->tmp, t * d, sizeof(float));
+        bad |= grow((void **)&e->moe, t * d, sizeof(float));
+        bad |= grow((void **)&e->rl, t * E, sizeof(float));
+        bad |= grow((void **)&e->xe, t * d, sizeof(float));
+        bad |= grow((void **)&e->g, t * fmax, sizeof(float));
+        bad |= grow((void **)&e->u, t * fmax, sizeof(float));
+        bad |= grow((void **)&e->dn, t * d, sizeof(float));
+        bad |= grow((void **)&e->sgl, t, sizeof(float));
+        bad |= grow((void **)&e->sel, t * K, sizeof(int));
+        bad |= grow((void **)&e->selw, t * K, sizeof(float));
+        bad |= grow((void **)&e->etok, t * K, sizeof(int));
+        bad |= grow((void **)&e->ew, t * K, sizeof(float));
+        bad |= grow((void **)&e->tok, t, sizeof(int32_t));
+        bad |= grow((void **)&e->pos, t, sizeof(int32_t));
+        bad |= grow((void **)&e->sidx, t, sizeof(int32_t));
+        bad |= grow((void **)&e->cnt, E, sizeof(int));
+        bad |= grow((void **)&e->eoff, E + 1, sizeof(int));
+        if (bad) return -1;
+        e->cap_t = T;
+    }
+    if (B > e->cap_b) {
+        if (grow((void **)&e->xl, (size_t)B * d, sizeof(float)) ||
+            grow((void **)&e->logits, (size_t)B * (size_t)c->vocab, sizeof(float)))
+            return -1;
+        e->cap_b = B;
+    }
+    int need_ctx = ctx * e->threads;
+    if (need_ctx > e->cap_ctx) {
+        if (grow((void **)&e->scores, (size_t)need_ctx, sizeof(float))) return -1;
+        e->cap_ctx = need_ctx;
+    }
+    return 0;
+}
+
+/* ---------- kernels ---------- */
+
+/* Y[m x out] = X[m x in] . W^T, W = the [out, in] weight as stored in the file: the one
+ * BLAS call per weight product, and the place where GEMM FLOPs and weight bytes are counted. */
+static void mr_gemm(mr_engine *e, const float *X, int m, const float *W, int out, int in,
+                    float *Y, enum mr_wclass cls)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, out, in, 1.0f, X, in, W, in,
+                0.0f, Y, out);
+    e->a.calls++;
+    e->a.flops_gemm += 2ull * (uint64_t)m * (uint64_t)out * (uint64_t)in;
+    e->a.bytes[cls] += (uint64_t)out * (uint64_t)in * sizeof(float);
+}
+
+/* RMSNorm of n rows (rows given by index list, or 0..n-1 when idx is NULL). */
+static void rmsnorm(mr_engine *e, float *out, const float *x, const int32_t *idx, int n,
+                    const float *w)
+{
+    int d = e->m->cfg.hidden;
+    for (int r = 0; r < n; r++) {
+        const float *xr = x + (size_t)(idx ? idx[r] : r) * d;
+        double ss = 0;
+        for (int i = 0; i < d; i++) ss += (double)xr[i] * xr[i];
+        float inv = (float)(1.0 / sqrt(ss / d + (double)e->m->cfg.rms_eps));
+        float *o = out + (size_t)r * d;
+        for (int i = 0; i < d; i++) o[i] = (xr[i] * inv) * w[i];
+    }
+    e->a.bytes[W_DENSE] += (uint64_t)d * sizeof(float);
+}
+
+/* HF rotate_half RoPE on one head vector at position p. */
+static void rope(float *v, int hd, int p, float theta)
+{
+    int half = hd / 2;
+    for (int i = 0; i < half; i++) {
+        double inv = pow((double)theta, -2.0 * i / hd);
+        double ang = p * inv, cs = cos(ang), sn = sin(ang);
+        float a = v[i], b = v[i + half];
+        v[i] = (float)(a * cs - b * sn);
+        v[i + half] = (float)(b * cs + a * sn);
+    }
+}
+
+static inline float silu(float x) { return x / (1.0f + expf(-x)); }
+
+/* Attention of token t (sequence s, position p) for all heads: scores over keys 0..p of
+ * its cache, softmax, weighted values. */
+static void attend_token(const mr_engine *e, const mr_seq *s, int layer, const float *q,
+                         int p, float *out, float *scores)
+{
+    const struct mr_config *c = &e->m->cfg;
+    int hd = c->head_dim, kvd = c->kv_heads * hd, grp = c->heads / c->kv_heads;
+    const float *K = s->k + (size_t)layer * s->max_len * kvd;
+    const float *V = s->v + (size_t)layer * s->max_len * kvd;
+    float scale = 1.0f / sqrtf((float)hd);
+    for (int h = 0; h < c->heads; h++) {
+        const float *qh = q + (size_t)h * hd;
+        int kh = h / grp;
+        float mx = -INFINITY;
+        for (int j = 0; j <= p; j++) {
+            const float *kj = K + (size_t)j * kvd + (size_t)kh * hd;
+            float dot = 0;
+            for (int i = 0; i < hd; i++) dot += qh[i] * kj[i];
+            scores[j] = dot * scale;
+            if (scores[j] > mx) mx = scores[j];
+        }
+        double sum = 0;
+        for (int j = 0; j <= p; j++) { scores[j] = expf(scores[j] - mx); sum += scores[j]; }
+        float inv = (float)(1.0 / sum);
+        float *oh = out + (size_t)h * hd;
+        for (int i = 0; i < hd; i++) oh[i] = 0;
+        for (int j = 0; j <= p; j++) {
+            const float *vj = V + (size_t)j * kvd + (size_t)kh * hd;
+            float w = scores[j] * inv;
+            for (int i = 0; i < hd; i++) oh[i] += w * vj[i];
+        }
+    }
+}
+
+/* Top-k routing of one token from its router logits (HF semantics per architecture);
+ * ties go to the lower expert index. Writes K expert ids and weights. */
+static void route_token(const struct mr_config *c, const float *logit, int *sel, float *w)
+{
+    int E = c->experts, K = c->top_k;
+    double pr[E > 0 ? E : 1], mx = -INFINITY, sum = 0;
+    for (int i = 0; i < E; i++) if (logit[i] > mx) mx = logit[i];
+    for (int i = 0; i < E; i++) { pr[i] = exp((double)logit[i] - mx); sum += pr[i]; }
+    for (int i = 0; i < E; i++) pr[i] /= sum;
+    char allowed[E > 0 ? E : 1];
+    memset(allowed, 1, sizeof allowed);
+    if (c->n_group > 0 && c->topk_group < c->n_group) {
+        /* deepseek_v2 group_limited_greedy: keep the topk_group groups with the best max */
+        int gs = E / c->n_group;
+        double gmax[c->n_group];
+        char gsel[c->n_group];
+        for (int g = 0; g < c->n_group; g++) {
+            gmax[g] = -1; gsel[g] = 0;
+            for (int i = g * gs; i < (g + 1) * gs; i++) if (pr[i] > gmax[g]) gmax[g] = pr[i];
+        }
+        for (int r = 0; r < c->topk_group; r++) {
+            int best = -1;
+            for (int g = 0; g < c->n_group; g++)
+                if (!gsel[g] && (best < 0 || gmax[g] > gmax[best])) best = g;
+            gsel[best] = 1;
+        }
+        for (int i = 0; i < E; i++) allowed[i] = gsel[i / gs];
+    }
+    char taken[E > 0 ? E : 1];
+    memset(taken, 0, sizeof taken);
+    double tot = 0;
+    for (int r = 0; r < K; r++) {
+        /* best allowed expert; with fewer allowed experts than K, HF's top-k over the
+         * masked scores takes masked ones (score 0): the lowest free index here */
+        int best = -1;
+        for (int i = 0; i < E; i++)
+            if (allowed[i] && !taken[i] && (best < 0 || pr[i] > pr[best])) best = i;
+        if (best < 0) {
+            for (int i = 0; i < E; i++) if (!taken[i]) { best = i; break; }
+            pr[best] = 0;
+        }
+        taken[best] = 1;
+        sel[r] = best;
+        w[r] = (float)pr[best];
+        tot += pr[best];
+    }
+    if (c->norm_topk_prob) {
+        double den = tot + (c->arch == MR_ARCH_DEEPSEEK_V2 ? 1e-20 : 0.0);
+        for (int r = 0; r < K; r++) w[r] = (float)(w[r] / den);
+    } else if (c->arch == MR_ARCH_DEEPSEEK_V2) {
+        for (int r = 0; r < K; r++) w[r] *= c->routed_scaling_factor;
+    }
+}
+
+/* ---------- one step ---------- */
+
+static const char *step_kind(mr_seq *const seqs[], const int counts[], int nseq)
+{
+    int all_empty = 1, any_multi = 0, all_one = 1;
+    for (int i = 0; i < nseq; i++) {
+        if (seqs[i]->len != 0) all_empty = 0;
+        if (counts[i] > 1) { any_multi = 1; all_one = 0; }
+    }
+    if (all_empty && any_multi) return "prefill";
+    if (all_one) return "decode";
+    return "mixed";
+}
+
+static void ffn_dense(mr_engine *e, const struct mr_layer_w *w, int T)
+{
+    const struct mr_config *c = &e->m->cfg;
+    int d = c->hidden, f = c->dense_inter;
+    mr_gemm(e, e->xn, T, w->gate, f, d, e->g, W_DENSE);
+    mr_gemm(e, e->xn, T, w->up, f, d, e->u, W_DENSE);
+    for (size_t i = 0; i < (size_t)T * f; i++) e->g[i] = silu(e->g[i]) * e->u[i];
+    mr_gemm(e, e->g, T, w->down, d, f, e->moe, W_DENSE);
+}
+
+static void ffn_moe(mr_engine *e, const struct mr_layer_w *w, int layer, int T)
+{
+    const struct mr_config *c = &e->m->cfg;
+    int d = c->hidden, f = c->moe_inter, E = c->experts, K = c->top_k;
+    mr_gemm(e, e->xn, T, w->router, E, d, e->rl, W_DENSE);
+    for (int t = 0; t < T; t++)
+        route_token(c, e->rl + (size_t)t * E, e->sel + (size_t)t * K, e->selw + (size_t)t * K);
+    /* bucket (token, weight) pairs by expert, tokens ascending within an expert */
+    memset(e->cnt, 0, (size_t)E * sizeof *e->cnt);
+    for (int i = 0; i < T * K; i++) e->cnt[e->sel[i]]++;
+    e->eoff[0] = 0;
+    for (int x = 0; x < E; x++) e->eoff[x + 1] = e->eoff[x] + e->cnt[x];
+    int *fill = e->layer_cnt + (size_t)layer * E;   /* reused as a cursor, then restored */
+    memset(fill, 0, (size_t)E * sizeof *fill);
+    for (int t = 0; t < T; t++)
+        for (int r = 0; r < K; r++) {
+            int x = e->sel[(size_t)t * K + r];
+            int at = e->eoff[x] + fill[x]++;
+            e->etok[at] = t;
+            e->ew[at] = e->selw[(size_t)t * K + r];
+        }
+    memset(e->moe, 0, (size_t)T * d * sizeof(float));
+    for (int x = 0; x < E; x++) {
+        int mx = e->cnt[x];
+        if (!mx) continue;
+        const int *tk = e->etok + e->eoff[x];
+        const float *wk = e->ew + e->eoff[x];
+        for (int r = 0; r < mx; r++)
+            memcpy(e->xe + (size_t)r * d, e->xn + (size_t)tk[r] * d, (size_t)d * sizeof(float));
+        mr_gemm(e, e->xe, mx, w->eg[x], f, d, e->g, W_ROUTED);
+        mr_gemm(e, e->xe, mx, w->eu[x], f, d, e->u, W_ROUTED);
+        for (size_t i = 0; i < (size_t)mx * f; i++) e->g[i] = silu(e->g[i]) * e->u[i];
+        mr_gemm(e, e->g, mx, w->ed[x], d, f, e->dn, W_ROUTED);
+        for (int r = 0; r < mx; r++) {
+            float *o = e->moe + (size_t)tk[r] * d;
+            const float *s = e->dn + (size_t)r * d;
+            for (int i = 0; i < d; i++) o[i] += wk[r] * s[i];
+        }
+    }
+    if (c->shared_inter > 0) {
+        int fs = c->shared_inter;
+        mr_gemm(e, e->xn, T, w->sg, fs, d, e->g, W_SHARED);
+        mr_gemm(e, e->xn, T, w->su, fs, d, e->u, W_SHARED);
+        for (size_t i = 0; i < (size_t)T * fs; i++) e->g[i] = silu(e->g[i]) * e->u[i];
+        mr_gemm(e, e->g, T, w->sd, d, fs, e->dn, W_SHARED);
+        if (w->sgate) mr_gemm(e, e->xn, T, w->sgate, 1, d, e->sgl, W_DENSE);
+        for (int t = 0; t < T; t++) {
+            float gt = w->sgate ? 1.0f / (1.0f + expf(-e->sgl[t])) : 1.0f;
+            float *o = e->moe + (size_t)t * d;
+            const float *s = e->dn + (size_t)t * d;
+            for (int i = 0; i < d; i++) o[i] += gt * s[i];
+        }
+    }
+}
+
+static void write_ground_truth(mr_engine *e, FILE *gt, mr_seq *const seqs[],
+                               const int counts[], int nseq, const int32_t out_next[])
+{
+    const struct mr_config *c = &e->m->cfg;
+    const struct mr_step_info *s = &e->last;
+    fprintf(gt, "{\"step\": %llu, \"kind\": \"%s\", \"sequences\": %d, \"tokens\": %d, "
+            "\"seq_tokens\": [", (unsigned long long)s->step, s->kind, nseq, s->tokens);
+    for (int i = 0; i < nseq; i++) fprintf(gt, "%s%d", i ? ", " : "", counts[i]);
+    fprintf(gt, "], \"context\": [");
+    for (int i = 0; i < nseq; i++) fprintf(gt, "%s%d", i ? ", " : "", seqs[i]->len);
+    fprintf(gt, "], \"t_begin_ns\": %llu, \"t_end_ns\": %llu, \"wall_ns\": %llu, \"layers\": [",
+            (unsigned long long)s->t_begin_ns, (unsigned long long)s->t_end_ns,
+            (unsigned long long)(s->t_end_ns - s->t_begin_ns));
+    for (int l = 0; l < c->layers; l++) {
+        if (e->m->lw[l].dense) {
+            fprintf(gt, "%s{\"layer\": %d, \"dense\": true}", l ? ", " : "", l);
+            continue;
+        }
+        const int *cnt = e->layer_cnt + (size_t)l * c->experts;
+        fprintf(gt, "%s{\"layer\": %d, \"experts\": [", l ? ", " : "", l);
+        int first = 1;
+        for (int x = 0; x < c->experts; x++)
+            if (cnt[x]) { fprintf(gt, "%s%d", first ? "" : ", ", x); first = 0; }
+        fprintf(gt, "], \"tokens_per_expert\": [");
+        first = 1;
+        for (int x = 0; x < c->experts; x++)
+            if (cnt[x]) { fprintf(gt, "%s%d", first ? "" : ", ", cnt[x]); first = 0; }
+        fprintf(gt, "]}");
+    }
+    const struct mr_acct *a = &e->a;
+    uint64_t btot = a->bytes[W_DENSE] + a->bytes[W_ROUTED] + a->bytes[W_SHARED] +
+                    a->kv_read + a->kv_written;
+    fprintf(gt, "], \"bytes\": {\"dense_weights\": %llu, \"routed_expert_weights\": %llu, "
+            "\"shared_expert_weights\": %llu, \"kv_read\": %llu, \"kv_written\": %llu, "
+            "\"total\": %llu}, \"flops\": {\"gemm\": %llu, \"attention\": %llu, \"total\": %llu}, "
+            "\"gemm_calls\": %llu, \"sampled\": [",
+            (unsigned long long)a->bytes[W_DENSE], (unsigned long long)a->bytes[W_ROUTED],
+            (unsigned long long)a->bytes[W_SHARED], (unsigned long long)a->kv_read,
+            (unsigned long long)a->kv_written, (unsigned long long)btot,
+            (unsigned long long)a->flops_gemm, (unsigned long long)a->flops_att,
+            (unsigned long long)(a->flops_gemm + a->flops_att), (unsigned long long)a->calls);
+    for (int i = 0; i < nseq; i++) fprintf(gt, "%s%d", i ? ", " : "", (int)out_next[i]);
+    fprintf(gt, "]}\n");
+    fflush(gt);
+}
+
+int mr_step(mr_engine *e, mr_seq *const seqs[], const int32_t *const new_tokens[],
+            const int counts[], int nseq, int32_t out_next[], FILE *ground_truth)
+{
+    mr_model *m = e->m;
+    const struct mr_config *c = &m->cfg;
+    e->err[0] = 0;
+    if (nseq <= 0 || !seqs || !new_tokens || !counts || !out_next) {
+        snprintf(e->err, sizeof e->err, "mr_step: need at least one sequence");
+        return -1;
+    }
+    e->stamp++;
+    int T = 0, maxctx = 0;
+    for (int i = 0; i < nseq; i++) {
+        mr_seq *s = seqs[i];
+        if (!s || s->e != e) {
+            snprintf(e->err, sizeof e->err, "mr_step: sequence %d does not belong to this engine", i);
+            return -1;
+        }
+        if (s->stamp == e->stamp) {
+            snprintf(e->err, sizeof e->err, "mr_step: sequence %d given twice", i);
+            return -1;
+        }
+        s->stamp = e->stamp;
+        if (counts[i] < 1 || !new_tokens[i]) {
+            snprintf(e->err, sizeof e->err, "mr_step: sequence %d brings no tokens", i);
+            return -1;
+        }
+        if (counts[i] > s->max_len - s->len) {
+            snprintf(e->err, sizeof e->err, "mr_step: sequence %d would exceed its max length %d",
+                     i, s->max_len);
+            return -1;
+        }
+        for (int j = 0; j < counts[i]; j++)
+            if (new_tokens[i][j] < 0 || new_tokens[i][j] >= c->vocab) {
+                snprintf(e->err, sizeof e->err, "mr_step: token id %d out of range [0, %d)",
+                         (int)new_tokens[i][j], c->vocab);
+                return -1;
+            }
+        if (T > (1 << 28) - counts[i]) {
+            snprintf(e->err, sizeof e->err, "mr_step: too many tokens in one step");
+            return -1;
+        }
+        T += counts[i];
+        if (s->len + counts[i] > maxctx) maxctx = s->len + counts[i];
+    }
+    if (ensure_scratch(e, T, nseq, maxctx)) {
+        snprintf(e->err, sizeof e->err, "mr_step: out of memory for %d tokens", T);
+        return -1;
+    }
+    const char *kind = step_kind(seqs, counts, nseq);
+    memset(&e->a, 0, sizeof e->a);
+    uint64_t t0 = mr_now_ns();
+
+    int d = c->hidden, hd = c->head_dim, qd = c->heads * hd, kvd = c->kv_heads * hd;
+    /* flatten the step's tokens: token t belongs to sequence sidx[t] at position pos[t] */
+    for (int i = 0, t = 0; i < nseq; i++)
+        for (int j = 0; j < counts[i]; j++, t++) {
+            e->tok[t] = new_tokens[i][j];
+            e->pos[t] = seqs[i]->len + j;
+            e->sidx[t] = i;
+        }
+    for (int t = 0; t < T; t++)
+        memcpy(e->x + (size_t)t * d, m->embed + (size_t)e->tok[t] * d, (size_t)d * sizeof(float));
+    e->a.bytes[W_DENSE] += (uint64_t)T * d * sizeof(float);
+
+    for (int l = 0; l < c->layers; l++) {
+        const struct mr_layer_w *w = &m->lw[l];
+        rmsnorm(e, e->xn, e->x, NULL, T, w->attn_norm);
+        mr_gemm(e, e->xn, T, w->q, qd, d, e->q, W_DENSE);
+        mr_gemm(e, e->xn, T, w->k, kvd, d, e->kk, W_DENSE);
+        mr_gemm(e, e->xn, T, w->v, kvd, d, e->vv, W_DENSE);
+        for (int t = 0; t < T; t++) {
+            mr_seq *s = seqs[e->sidx[t]];
+            for (int h = 0; h < c->heads; h++) rope(e->q + (size_t)t * qd + (size_t)h * hd, hd, e->pos[t], c->rope_theta);
+            for (int h = 0; h < c->kv_heads; h++) rope(e->kk + (size_t)t * kvd + (size_t)h * hd, hd, e->pos[t], c->rope_theta);
+            size_t at = ((size_t)l * s->max_len + (size_t)e->pos[t]) * kvd;
+            memcpy(s->k + at, e->kk + (size_t)t * kvd, (size_t)kvd * sizeof(float));
+            memcpy(s->v + at, e->vv + (size_t)t * kvd, (size_t)kvd * sizeof(float));
+            e->a.kv_written += 2ull * kvd * sizeof(float);
+            e->a.flops_att += 4ull * c->heads * hd * (uint64_t)(e->pos[t] + 1);
+        }
+        for (int i = 0; i < nseq; i++)   /* each sequence's cache is read once, whole context */
+            e->a.kv_read += 2ull * (uint64_t)(seqs[i]->len + counts[i]) * kvd * sizeof(float);
+        uint64_t work = 0;
+        for (int t = 0; t < T; t++) work += (uint64_t)(e->pos[t] + 1);
+        work *= (uint64_t)qd;
+        int nth = e->threads;
+        (void)nth;
+#pragma omp parallel for num_threads(nth) schedule(dynamic, 1) if (nth > 1 && work > (1u << 17))
+        for (int t = 0; t < T; t++) {
+            int me = 0;
+#ifdef _OPENMP
+            me = omp_get_thread_num();
+#endif
+            attend_token(e, seqs[e->sidx[t]], l, e->q + (size_t)t * qd, e->pos[t],
+                         e->att + (size_t)t * qd, e->scores + (size_t)me * maxctx);
+        }
+        mr_gemm(e, e->att, T, w->o, d, qd, e->tmp, W_DENSE);
+        for (size_t i = 0; i < (size_t)T * d; i++) e->x[i] += e->tmp[i];
+        rmsnorm(e, e->xn, e->x, NULL, T, w->ffn_norm);
+        if (w->dense) ffn_dense(e, w, T);
+        else ffn_moe(e, w, l, T);
+        for (size_t i = 0; i < (size_t)T * d; i++) e->x[i] += e->moe[i];
+    }
+    /* final norm and lm_head on the last token of each sequence only */
+    for (int i = 0, t = 0; i < nseq; i++) {
+        t += counts[i];
+        e->tok[i] = t - 1;          /* tok[] is free now: reuse as the last-token index */
+    }
+    rmsnorm(e, e->xn, e->x, e->tok, nseq, m->final_norm);
+    mr_gemm(e, e->xn, nseq, m->lm_head, c->vocab, d, e->logits, W_DENSE);
+    for (int i = 0; i < nseq; i++) {
+        const float *lg = e->logits + (size_t)i * c->vocab;
+        int best = 0;
+        for (int v = 1; v < c->vocab; v++) if (lg[v] > lg[best]) best = v;
+        out_next[i] = best;
+        seqs[i]->len += counts[i];
+    }
+    uint64_t t1 = mr_now_ns();
+
+    e->last.step = e->steps++;
+    e->last.kind = kind;
+    e->last.sequences = nseq;
+    e->last.tokens = T;
+    e->last.t_begin_ns = t0;
+    e->last.t_end_ns = t1;
+    e->last.bytes_total = (double)(e->a.bytes[W_DENSE] + e->a.bytes[W_ROUTED] +
+                                   e->a.bytes[W_SHARED] + e->a.kv_read + e->a.kv_written);
+    e->last.flops_total = (double)(e->a.flops_gemm + e->a.flops_att);
+    e->last.gemm_calls = e->a.calls;
+    e->last_nseq = nseq;
+    if (ground_truth) write_ground_truth(e, ground_truth, seqs, counts, nseq, out_next);
+    return 0;
+}
