@@ -1,0 +1,3 @@
+# moe-ref tests: oracle comparison (logits, routing), ground-truth formulas, bad input, gen determinism.
+TESTS     += tests/engine/test_engine.py
+TEST_DEPS += $(BIN)/moe-ref
