@@ -1,0 +1,177 @@
+/* Lookups, formatting, escaping and chart data shared by the Markdown and HTML renderers. */
+#include "render/render_util.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+const cJSON *mc_rj(const cJSON *o, const char *path)
+{
+    char key[128];
+    while (o && *path) {
+        const char *dot = strchr(path, '.');
+        size_t l = dot ? (size_t)(dot - path) : strlen(path);
+        if (l >= sizeof key || !cJSON_IsObject(o)) return NULL;
+        memcpy(key, path, l);
+        key[l] = 0;
+        o = cJSON_GetObjectItemCaseSensitive(o, key);
+        path += l + (dot ? 1 : 0);
+    }
+    return o;
+}
+
+int mc_rj_num(const cJSON *o, const char *path, double *v)
+{
+    const cJSON *j = mc_rj(o, path);
+    if (!cJSON_IsNumber(j) || !isfinite(j->valuedouble)) return 0;
+    *v = j->valuedouble;
+    return 1;
+}
+
+const char *mc_rj_str(const cJSON *o, const char *path)
+{
+    const cJSON *j = mc_rj(o, path);
+    return cJSON_IsString(j) ? j->valuestring : NULL;
+}
+
+int mc_rj_bool(const cJSON *o, const char *path)
+{
+    const cJSON *j = mc_rj(o, path);
+    if (cJSON_IsTrue(j)) return 1;
+    if (cJSON_IsFalse(j)) return 0;
+    return -1;
+}
+
+static char *fmt_si(char *buf, size_t len, double v, const char *unit)
+{
+    static const char *pre[] = {"", "k", "M", "G", "T", "P", "E"};
+    int i = 0;
+    double a = fabs(v);
+    while (a >= 999.95 && i < 6) { a /= 1000.0; v /= 1000.0; i++; }
+    snprintf(buf, len, "%.4g %s%s", v, pre[i], unit);
+    return buf;
+}
+
+char *mc_fmt(char *buf, size_t len, enum mc_fmt kind, double v)
+{
+    if (!isfinite(v)) { snprintf(buf, len, "%s", MC_ABSENT); return buf; }
+    double a = fabs(v);
+    switch (kind) {
+    case MC_F_PCT:
+        if (v == 0) snprintf(buf, len, "0 %%");
+        else if (a * 100 < 0.01) snprintf(buf, len, "%.2g %%", v * 100);
+        else snprintf(buf, len, "%.2f %%", v * 100);
+        break;
+    case MC_F_TIME:
+        if (a >= 1000) snprintf(buf, len, "%.0f s", v);
+        else if (a >= 1 || v == 0) snprintf(buf, len, "%.4g s", v);
+        else if (a >= 1e-3) snprintf(buf, len, "%.4g ms", v * 1e3);
+        else if (a >= 1e-6) snprintf(buf, len, "%.4g \xc2\xb5s", v * 1e6);
+        else snprintf(buf, len, "%.0f ns", v * 1e9);
+        break;
+    case MC_F_BYTES: return fmt_si(buf, len, v, "B");
+    case MC_F_FLOP: return fmt_si(buf, len, v, "FLOP");
+    case MC_F_BPS: return fmt_si(buf, len, v, "B/s");
+    case MC_F_FLOPS: return fmt_si(buf, len, v, "FLOPS");
+    case MC_F_COUNT: snprintf(buf, len, "%.0f", v); break;
+    case MC_F_RATE: snprintf(buf, len, "%.1f", v); break;
+    case MC_F_SI: return fmt_si(buf, len, v, "");
+    case MC_F_NUM: default: snprintf(buf, len, "%.4g", v); break;
+    }
+    return buf;
+}
+
+char *mc_fmt_path(char *buf, size_t len, const cJSON *o, const char *path, enum mc_fmt kind)
+{
+    double v;
+    if (!mc_rj_num(o, path, &v)) { snprintf(buf, len, "%s", MC_ABSENT); return buf; }
+    return mc_fmt(buf, len, kind, v);
+}
+
+void mc_html_esc(FILE *out, const char *s)
+{
+    if (!s) return;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        switch (c) {
+        case '&': fputs("&amp;", out); break;
+        case '<': fputs("&lt;", out); break;
+        case '>': fputs("&gt;", out); break;
+        case '"': fputs("&quot;", out); break;
+        case '\'': fputs("&#39;", out); break;
+        default:
+            if (c < 0x20 && c != '\n' && c != '\t') fputs("\xef\xbf\xbd", out); /* U+FFFD */
+            else fputc(c, out);
+        }
+    }
+}
+
+void mc_md_esc(FILE *out, const char *s)
+{
+    if (!s) return;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '\n' || c == '\r' || c == '\t') fputc(' ', out);
+        else if (c < 0x20) fputs("\xef\xbf\xbd", out);
+        else if (c == '<') fputs("&lt;", out);      /* no raw HTML through Markdown */
+        else if (c == '>') fputs("&gt;", out);
+        else if (c == '&') fputs("&amp;", out);
+        else if (strchr("|\\`*_[]#", c)) { fputc('\\', out); fputc(c, out); }
+        else fputc(c, out);
+    }
+}
+
+double mc_percentile_sorted(const double *v, size_t n, double q)
+{
+    if (!n) return NAN;
+    size_t rank = (size_t)ceil(q / 100.0 * (double)n);
+    if (rank < 1) rank = 1;
+    if (rank > n) rank = n;
+    return v[rank - 1];
+}
+
+static double step_num(const cJSON *st, const char *k)
+{
+    double v;
+    return mc_rj_num(st, k, &v) ? v : NAN;
+}
+
+int mc_step_series_load(const cJSON *report, struct mc_step_series *s)
+{
+    memset(s, 0, sizeof *s);
+    const cJSON *steps = mc_rj(report, "steps");
+    if (!cJSON_IsArray(steps)) return 0;
+    size_t n = (size_t)cJSON_GetArraySize(steps);
+    if (!n) return 0;
+    s->time_s = malloc(n * sizeof(double));
+    s->s_mbu = malloc(n * sizeof(double));
+    s->mbu = malloc(n * sizeof(double));
+    s->s_mfu = malloc(n * sizeof(double));
+    s->mfu = malloc(n * sizeof(double));
+    s->kind = malloc(n);
+    if (!s->time_s || !s->s_mbu || !s->mbu || !s->s_mfu || !s->mfu || !s->kind) {
+        mc_step_series_free(s);
+        return -1;
+    }
+    size_t i = 0;
+    const cJSON *st;
+    cJSON_ArrayForEach(st, steps) {
+        double t = step_num(st, "time_s"), ns;
+        if (isnan(t) && mc_rj_num(st, "wall_ns", &ns)) t = ns / 1e9;
+        s->time_s[i] = t;
+        s->s_mbu[i] = step_num(st, "s_mbu");
+        s->mbu[i] = step_num(st, "mbu");
+        s->s_mfu[i] = step_num(st, "s_mfu");
+        s->mfu[i] = step_num(st, "mfu");
+        const char *k = mc_rj_str(st, "kind");
+        s->kind[i] = !k ? '?' : !strcmp(k, "prefill") ? 'p' : !strcmp(k, "decode") ? 'd' : !strcmp(k, "mixed") ? 'm' : '?';
+        i++;
+    }
+    s->n = i;
+    return 0;
+}
+
+void mc_step_series_free(struct mc_step_series *s)
+{
+    free(s->time_s); free(s->s_mbu); free(s->mbu); free(s->s_mfu); free(s->mfu); free(s->kind);
+    memset(s, 0, sizeof *s);
+}

@@ -1,0 +1,56 @@
+/* Helpers shared by the Markdown and HTML renderers: safe lookups in report.json (absent
+ * or mistyped fields read as absent), one formatting rule per kind of figure so both
+ * outputs print the same text, escaping, and the small computations the charts need. */
+#ifndef MOECAP_RENDER_UTIL_H
+#define MOECAP_RENDER_UTIL_H
+#include <stddef.h>
+#include <stdio.h>
+#include <cjson/cJSON.h>
+
+#define MC_ABSENT "\xe2\x80\x94" /* em dash: shown for every absent figure */
+
+/* Dotted path lookup ("aggregate.step_time_s.p50"); NULL when any part is absent. */
+const cJSON *mc_rj(const cJSON *o, const char *path);
+/* 1 and *v set when the path holds a finite number, else 0. */
+int mc_rj_num(const cJSON *o, const char *path, double *v);
+/* The string at path, or NULL. */
+const char *mc_rj_str(const cJSON *o, const char *path);
+/* 1 when path holds true, 0 when false, -1 when absent / not a bool. */
+int mc_rj_bool(const cJSON *o, const char *path);
+
+enum mc_fmt {
+    MC_F_PCT,      /* fraction -> "12.34 %" */
+    MC_F_TIME,     /* seconds -> "1.5 s" / "12.3 ms" / "45.6 µs" / "789 ns" */
+    MC_F_BYTES,    /* "1.235 GB" (decimal prefixes) */
+    MC_F_FLOP,     /* "1.235 GFLOP" */
+    MC_F_BPS,      /* bytes/s -> "3.35 TB/s" */
+    MC_F_FLOPS,    /* FLOP/s -> "989.4 TFLOPS" */
+    MC_F_COUNT,    /* integer "1234" */
+    MC_F_RATE,     /* "1234.5" (tokens/s) */
+    MC_F_SI,       /* "900 k", "1.2 G" (parameter counts) */
+    MC_F_NUM       /* "%.4g" */
+};
+/* Formats v into buf (always NUL-terminated) and returns buf. */
+char *mc_fmt(char *buf, size_t len, enum mc_fmt kind, double v);
+/* Formats the number at path, or MC_ABSENT when absent. */
+char *mc_fmt_path(char *buf, size_t len, const cJSON *o, const char *path, enum mc_fmt kind);
+
+/* Escaping for HTML text and attribute values (also SVG): & < > " ' and control chars. */
+void mc_html_esc(FILE *out, const char *s);
+/* Escaping for a Markdown table cell: | \ ` * _ [ ] < > and newlines. */
+void mc_md_esc(FILE *out, const char *s);
+
+/* Nearest-rank percentile of a sorted array (q in [0,100]); n > 0. */
+double mc_percentile_sorted(const double *v, size_t n, double q);
+
+/* Per-step series pulled out of report.steps for the charts; arrays have n entries,
+ * NaN where a step lacks the value. kind: 'p' prefill, 'd' decode, 'm' mixed, '?' unknown. */
+struct mc_step_series {
+    size_t n;
+    double *time_s, *s_mbu, *mbu, *s_mfu, *mfu;
+    char *kind;
+};
+int mc_step_series_load(const cJSON *report, struct mc_step_series *s);
+void mc_step_series_free(struct mc_step_series *s);
+
+#endif
