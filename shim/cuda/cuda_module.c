@@ -1,0 +1,80 @@
+/* Registers the CUDA side of libmoecap.so with the shim core and loads the CUPTI collector
+ * (libmoecap-cupti.so, next to libmoecap.so, or MOECAP_CUPTI_LIB) with dlopen when the
+ * process first uses CUDA, or at start with MOECAP_CUPTI=1. libmoecap.so itself never
+ * links libcupti, so it loads in programs without CUDA. */
+#include <dlfcn.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "shim_core.h"
+#include "mc_cuda.h"
+
+void mc_nvml_after_fork_child(void);
+
+static void (*cupti_flush)(void);
+static void (*cupti_after_fork)(void);
+
+void mc_cupti_load(void)
+{
+    static int once;
+    if (__atomic_exchange_n(&once, 1, __ATOMIC_ACQ_REL)) return;
+    char path[PATH_MAX];
+    const char *env = getenv("MOECAP_CUPTI_LIB");
+    if (env && *env) {
+        snprintf(path, sizeof path, "%s", env);
+    } else {
+        Dl_info info;
+        if (!dladdr((void *)&mc_cupti_load, &info) || !info.dli_fname) return;
+        snprintf(path, sizeof path, "%s", info.dli_fname);
+        char *slash = strrchr(path, '/');
+        size_t dir = slash ? (size_t)(slash - path + 1) : 0;
+        snprintf(path + dir, sizeof path - dir, "libmoecap-cupti.so");
+    }
+    void *h = dlopen(path, RTLD_NOW | RTLD_GLOBAL);
+    if (!h) {
+        mc_note(MC_NOTE_WARNING, "CUPTI collector not loaded (%s): no kernel times; "
+                "API interposition only", dlerror());
+        return;
+    }
+    int (*start)(void) = (int (*)(void))dlsym(h, "mc_cupti_start");
+    cupti_flush = (void (*)(void))dlsym(h, "mc_cupti_flush");
+    cupti_after_fork = (void (*)(void))dlsym(h, "mc_cupti_after_fork_child");
+    if (!start) {
+        mc_note(MC_NOTE_WARNING, "CUPTI collector %s has no mc_cupti_start: not used", path);
+        return;
+    }
+    start();
+}
+
+static void cuda_module_start(void)
+{
+    const char *v = getenv("MOECAP_CUPTI");
+    if (v && (!strcmp(v, "1") || !strcmp(v, "on"))) mc_cupti_load();
+    v = getenv("MOECAP_NVML");
+    if (v && (!strcmp(v, "1") || !strcmp(v, "on"))) mc_nvml_start();
+}
+
+static void cuda_module_flush(void)
+{
+    if (cupti_flush) cupti_flush();
+    mc_nvml_sample();
+}
+
+static void cuda_module_after_fork_child(void)
+{
+    if (cupti_after_fork) cupti_after_fork();
+    mc_nvml_after_fork_child();
+}
+
+static const struct mc_module cuda_module = {
+    .name = "cuda",
+    .start = cuda_module_start,
+    .flush = cuda_module_flush,
+    .after_fork_child = cuda_module_after_fork_child,
+};
+
+__attribute__((constructor(200))) static void cuda_module_register(void)
+{
+    mc_register_module(&cuda_module);
+}

@@ -1,0 +1,102 @@
+/* Internal helpers shared by the CUDA-side interposers of libmoecap.so (files in shim/cuda/):
+ * type mappings (cudaDataType / cublasComputeType -> mc_dtype), the per-thread nesting
+ * depth that keeps a runtime call and the driver call it makes from being recorded twice,
+ * first-use activation of CUPTI and NVML, kernel-name caching and weight-file lookups.
+ *
+ * Nothing here links against a CUDA library: real entry points are found at run time with
+ * mc_resolve_next(), so libmoecap.so loads in programs that never touch CUDA. */
+#ifndef MOECAP_SHIM_CUDA_H
+#define MOECAP_SHIM_CUDA_H
+
+#include <stdint.h>
+#include "moecap/trace_format.h"
+
+/* API ids beyond those in trace_format.h's enum mc_api (to be merged there; values are
+ * chosen in the CUDA block, 64..127, after the ones already listed). */
+#ifndef MC_API_CUDA_LAUNCH_KERNEL_EXC
+enum mc_api_cuda_extra {
+    MC_API_CUDA_LAUNCH_KERNEL_EXC = 70,   /* cudaLaunchKernelExC */
+    MC_API_CUDA_LAUNCH_KERNEL_INTERNAL,   /* __cudaLaunchKernel (CUDA 13 <<<>>> path) */
+    MC_API_CU_LAUNCH_KERNEL_EX,           /* cuLaunchKernelEx */
+    MC_API_CU_GRAPH_LAUNCH,               /* cuGraphLaunch */
+    MC_API_CU_STREAM_SYNC,                /* cuStreamSynchronize */
+    MC_API_CU_EVENT_SYNC,                 /* cuEventSynchronize */
+    MC_API_CU_CTX_SYNC,                   /* cuCtxSynchronize */
+    MC_API_CUPTI_RUNTIME = 96,            /* CUPTI runtime-API activity; name_str = function */
+    MC_API_CUPTI_DRIVER = 97,             /* CUPTI driver-API activity; name_str = function */
+    MC_API_CUPTI_GRAPH = 98               /* CUPTI graph-launch activity (arg0 = graph id) */
+};
+#endif
+
+/* MC_REC_ALLOC.api values written by the CUDA interposers (dump only). */
+enum mc_cuda_alloc_api {
+    MC_ALLOC_CUDA_MALLOC = 1, MC_ALLOC_CUDA_MALLOC_ASYNC, MC_ALLOC_CUDA_MALLOC_HOST,
+    MC_ALLOC_CUDA_HOST_ALLOC, MC_ALLOC_CUDA_MALLOC_MANAGED, MC_ALLOC_CU_MEM_ALLOC,
+    MC_ALLOC_CU_MEM_ALLOC_ASYNC, MC_ALLOC_CU_MEM_HOST_ALLOC
+};
+
+/* cudaDataType_t value -> enum mc_dtype (MC_DT_UNKNOWN for complex and exotic types). */
+int mc_cuda_dtype(int cuda_data_type);
+/* cublasComputeType_t value -> enum mc_dtype of the accumulation. */
+int mc_cublas_compute_dtype(int compute_type);
+/* cublasOperation_t -> enum mc_trans. */
+int mc_cublas_op(int op);
+/* Element size in bytes of an enum mc_dtype (0 = unknown). */
+int mc_dtype_bytes(int mc_dtype);
+/* A host scalar of type `mc_dtype` as a double (0 for NULL or unknown types). */
+double mc_read_host_scalar(const void *p, int mc_dtype);
+
+/* Per-thread nesting depth of CUDA interposers: a wrapper records only at depth 0, so a
+ * runtime launch that reaches the driver through one of our wrappers (returned by
+ * cuGetProcAddress) is recorded once. */
+int mc_cuda_enter(void);   /* returns the depth before entering */
+void mc_cuda_leave(void);
+
+/* Called by every runtime/driver wrapper: on the first call per process, starts the
+ * CUPTI collector (unless MOECAP_CUPTI=0) and NVML sampling (unless MOECAP_NVML=0). */
+void mc_cuda_first_use(void);
+/* Start hooks of the CUDA side, run once (also from MOECAP_CUPTI=1 at shim start). */
+void mc_cupti_load(void);
+void mc_nvml_start(void);
+void mc_nvml_sample(void);   /* one sample of every device (flush points) */
+void mc_nvml_stop(void);
+
+/* Current device of the calling thread per cudaGetDevice (-1 when unknown). */
+int mc_cuda_current_device(void);
+
+/* Interned kernel name for a function handle, cached; `lookup` fills *name (NULL when the
+ * name cannot be read). Returns 0 when unknown. Lock-free on hits. */
+typedef int (*mc_name_lookup_fn)(const void *handle, const char **name);
+uint32_t mc_kernel_name_id(const void *handle, mc_name_lookup_fn lookup);
+
+/* Offered by the shim core (weak: absent in older cores): is [addr, addr+len) inside a
+ * host range that a weight file was mapped or read to? Fills the file's path id and the
+ * file offset of `addr`. */
+int mc_filemap_lookup(uint64_t addr, uint64_t len, uint32_t *path_str,
+                      uint64_t *file_offset) __attribute__((weak));
+
+/* Emit MC_REC_FILE_MAP (how = 3, device copy) when a host->device copy's source lies in
+ * a recorded weight-file range. */
+void mc_cuda_note_h2d(uint64_t host_src, uint64_t dev_dst, uint64_t bytes, int device);
+
+/* Record helpers shared by cudart.c and cudrv.c (cudart.c). */
+int mc_cuda_tid(void);
+void mc_cuda_record_alloc(uint64_t ptr, uint64_t bytes, int device, int is_free, int api);
+void mc_cuda_record_copy(uint64_t t0, uint64_t t1, int kind, uint64_t bytes, uint64_t src,
+                         uint64_t dst, uint64_t stream, int async, int device);
+void mc_cuda_record_api(uint16_t api, uint64_t t0, uint64_t t1, uint64_t arg0, uint64_t arg1,
+                        uint32_t name, int result);
+/* cudaMemcpyKind -> enum mc_copy_kind (cudaMemcpyDefault classified by pointer attributes). */
+int mc_cuda_copy_kind(int cuda_kind, const void *dst, const void *src);
+/* cudrv.c: our wrapper for a driver entry point named `symbol` asked for at
+ * `cuda_version`, remembering `pfn` as the function it forwards to; `pfn` itself when we
+ * do not wrap that symbol (or already forward to a different function for it). */
+void *mc_cuda_ep_substitute(const char *symbol, void *pfn, int cuda_version);
+
+/* Shortcut: resolve and cache the next definition of a symbol. */
+#define MC_REAL(type, var, sym) \
+    static type var; \
+    if (!__atomic_load_n(&var, __ATOMIC_ACQUIRE)) \
+        __atomic_store_n(&var, (type)mc_resolve_next(sym), __ATOMIC_RELEASE)
+
+#endif

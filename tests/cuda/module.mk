@@ -1,0 +1,25 @@
+# Tests of the CUDA side that need no GPU (fake CUDA/NVML libraries, pure decoders).
+ifeq ($(HAVE_CUDA),1)
+CUDA_TEST_CFLAGS := $(CFLAGS) $(CUDA_INC) -Ishim -Ishim/cuda -Icupti -Itests -Itests/cuda
+
+$(TBIN)/cuda/libfakecuda.so: tests/cuda/fake_cuda.c tests/cuda/fake_cuda.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CUDA_TEST_CFLAGS) -shared -o $@ $< -Wl,-soname,libfakecuda.so
+
+$(TBIN)/cuda/libfakenvml.so: tests/cuda/fake_nvml.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CUDA_TEST_CFLAGS) -shared -o $@ $<
+
+# The interposers are linked into the test executable (exported with -rdynamic) in front
+# of libfakecuda.so, exactly as libmoecap.so sits in front of the real libraries.
+$(TBIN)/cuda/test_cuda_interpose: tests/cuda/test_cuda_interpose.c tests/cuda/fake_core.c \
+        $(SHIM_CUDA_OBJS) $(TBIN)/cuda/libfakecuda.so \
+        $(TBIN)/cuda/libfakenvml.so
+	@mkdir -p $(dir $@)
+	$(CC) $(CUDA_TEST_CFLAGS) -rdynamic -o $@ tests/cuda/test_cuda_interpose.c tests/cuda/fake_core.c \
+	    $(SHIM_CUDA_OBJS) \
+	    -L$(TBIN)/cuda -Wl,--no-as-needed -lfakecuda -Wl,-rpath,'$$ORIGIN' -ldl -lpthread
+
+TESTS += $(TBIN)/cuda/test_cuda_interpose
+TEST_DEPS += $(TBIN)/cuda/test_cuda_interpose
+endif
