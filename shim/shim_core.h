@@ -23,12 +23,30 @@ uint64_t mc_now_ns(void);
 void *mc_rec_reserve(uint16_t type, uint32_t size);
 /* Publish a record obtained from mc_rec_reserve. */
 void mc_rec_commit(void *rec);
+/* Give back a reserved record without publishing it (e.g. the real call failed and the
+ * module decided not to record it). */
+void mc_rec_cancel(void *rec);
+/* While a record is reserved and not yet committed, the thread counts as "inside the
+ * shim": further mc_rec_reserve calls on that thread return NULL, which is the
+ * re-entrancy guard for BLAS calling BLAS. Fill, call the real function, then commit. */
+
+/* Append a definition record (header + payload, `size` bytes, padded here): it reaches the
+ * trace before every record committed after this call returns, and it is written again at
+ * the start of a fork child's trace. For facts that later records refer to (strings,
+ * tensors, mappings, call sites, module info). Takes a lock: not for the hot path, not from
+ * signal handlers. Returns 0 or -1 (capture off / too large, max 64 KiB). */
+int mc_def_record(const void *rec, uint32_t size);
+
+/* This thread's kernel thread id (cached; correct after fork). */
+int32_t mc_tid(void);
 
 /* Intern a string (once per distinct text); returns its id, 0 on failure. Takes a lock:
  * call outside the hot path or cache the id. */
 uint32_t mc_intern(const char *text);
 
-/* Capture the caller's return-address chain (MOECAP_STACK frames, 0 = off) and return
+/* Capture the caller's return-address chain, starting at the return address into the code
+ * that called the interposed function (call it directly from the interposer, which must be
+ * a real, non-inlined function) (MOECAP_STACK frames, 0 = off) and return
  * its interned id (0 = none). */
 uint32_t mc_callsite_capture(void);
 
@@ -52,9 +70,12 @@ void mc_note(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3
 struct mc_module {
     const char *name;
     void (*start)(void);       /* after the core is up */
-    void (*flush)(void);       /* before the core flushes at exit / fork / signal */
+    void (*flush)(void);       /* before the core flushes at exit and before fork (not from
+                                  signal handlers: they need not be async-signal-safe) */
     void (*after_fork_child)(void);
 };
 void mc_register_module(const struct mc_module *m);
+/* Hooks run in registration order; modules registered after the core is up get start()
+ * called at once. `m` must stay valid for the life of the process (static). At most 16. */
 
 #endif

@@ -1,0 +1,109 @@
+/* Call sites: the return-address chain above an interposed call, taken with libunwind's
+ * fast backtrace (MOECAP_STACK frames, 0 = off) and interned once per distinct chain as a
+ * MC_REC_CALLSITE definition. A small per-thread cache (direct mapped, inside the thread's
+ * callsite table) answers repeated chains without any lock; misses take a global mutex. */
+#define UNW_LOCAL_ONLY
+#include <libunwind.h>
+
+#include "shim_internal.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_DEPTH 64
+#define CACHE_SLOTS 64
+
+struct cs_entry { uint64_t hash; uint32_t id, depth; uintptr_t pcs[MAX_DEPTH]; };
+struct cs_cache { struct cs_entry e[CACHE_SLOTS]; };
+
+static __thread struct cs_cache *t_cache __attribute__((tls_model("initial-exec")));
+static pthread_mutex_t g_cs_mutex = PTHREAD_MUTEX_INITIALIZER;
+static struct cs_entry *g_cs;       /* open addressing, under g_cs_mutex */
+static uint32_t g_cs_cap, g_cs_n, g_cs_next = 1;
+
+static uint64_t hash_pcs(void *const *pcs, int n)
+{
+    uint64_t h = 1469598103934665603ull ^ (uint64_t)n;
+    for (int i = 0; i < n; i++) h = (h ^ (uint64_t)(uintptr_t)pcs[i]) * 1099511628211ull;
+    return h | 1;
+}
+
+static uint32_t intern_slow(uint64_t h, void *const *pcs, int n)
+{
+    pthread_mutex_lock(&g_cs_mutex);
+    uint32_t id = 0;
+    if (g_cs_n * 10 >= g_cs_cap * 7) {
+        uint32_t ncap = g_cs_cap ? g_cs_cap * 2 : 256;
+        struct cs_entry *ne = calloc(ncap, sizeof *ne);
+        if (!ne) goto out;
+        for (uint32_t i = 0; i < g_cs_cap; i++) {
+            if (!g_cs[i].hash) continue;
+            uint32_t j = (uint32_t)g_cs[i].hash & (ncap - 1);
+            while (ne[j].hash) j = (j + 1) & (ncap - 1);
+            ne[j] = g_cs[i];
+        }
+        free(g_cs);
+        g_cs = ne;
+        g_cs_cap = ncap;
+    }
+    uint32_t j = (uint32_t)h & (g_cs_cap - 1);
+    while (g_cs[j].hash) {
+        if (g_cs[j].hash == h && g_cs[j].depth == (uint32_t)n &&
+            !memcmp(g_cs[j].pcs, pcs, (size_t)n * sizeof(void *))) { id = g_cs[j].id; goto out; }
+        j = (j + 1) & (g_cs_cap - 1);
+    }
+    struct { struct mc_rec_callsite c; uint64_t pcs[MAX_DEPTH]; } rec;
+    memset(&rec, 0, sizeof rec);
+    rec.c.h.type = MC_REC_CALLSITE;
+    rec.c.id = g_cs_next;
+    rec.c.depth = (uint32_t)n;
+    for (int i = 0; i < n; i++) rec.pcs[i] = (uint64_t)(uintptr_t)pcs[i];
+    if (mc_def_record(&rec, (uint32_t)(sizeof rec.c + (size_t)n * 8)) < 0) goto out;
+    id = g_cs_next++;
+    g_cs[j].hash = h;
+    g_cs[j].id = id;
+    g_cs[j].depth = (uint32_t)n;
+    memcpy(g_cs[j].pcs, pcs, (size_t)n * sizeof(void *));
+    g_cs_n++;
+out:
+    pthread_mutex_unlock(&g_cs_mutex);
+    return id;
+}
+
+__attribute__((noinline)) uint32_t mc_callsite_capture(void)
+{
+    int depth = mc_cfg.stack_depth;
+    if (depth <= 0) return 0;
+    if (depth > MAX_DEPTH) depth = MAX_DEPTH;
+    void *raw[MAX_DEPTH + 2];
+    /* Frame 0 is this function, frame 1 the interposer; keep what called the interposer. */
+    int n = unw_backtrace(raw, depth + 2);
+    if (n <= 2) return 0;
+    void **pcs = raw + 2;
+    n -= 2;
+    uint64_t h = hash_pcs(pcs, n);
+    struct cs_cache *c = t_cache;
+    if (!c) {
+        c = calloc(1, sizeof *c);
+        if (!c) return intern_slow(h, pcs, n);
+        t_cache = c;
+    }
+    struct cs_entry *e = &c->e[h % CACHE_SLOTS];
+    if (e->hash == h && e->depth == (uint32_t)n && !memcmp(e->pcs, pcs, (size_t)n * sizeof(void *)))
+        return e->id;
+    uint32_t id = intern_slow(h, pcs, n);
+    if (id) {
+        e->hash = h;
+        e->id = id;
+        e->depth = (uint32_t)n;
+        memcpy(e->pcs, pcs, (size_t)n * sizeof(void *));
+    }
+    return id;
+}
+
+void mc_callsite_after_fork(void)
+{
+    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+    memcpy(&g_cs_mutex, &fresh, sizeof fresh);
+}

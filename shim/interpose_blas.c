@@ -1,0 +1,219 @@
+/* CPU BLAS interposition: Fortran (sgemm_, dgemm_, sgemv_, dgemv_, sbgemm_) and CBLAS
+ * (cblas_sgemm, cblas_dgemm, cblas_sgemv, cblas_dgemv, cblas_sbgemm) entry points. Each
+ * records one MC_REC_GEMM exactly as the caller expressed the call and calls the real
+ * function with the very same arguments.
+ *
+ * Fortran callers pass hidden character-length arguments after the declared ones; the
+ * wrappers declare and forward them (reading them when a C caller did not pass them only
+ * reads the caller's stack slots, harmless, and BLAS implementations ignore them).
+ * The real function is found once (mc_resolve_next, which also finds a BLAS loaded with
+ * dlopen(RTLD_LOCAL)) and cached in an atomic pointer. */
+#include "shim_internal.h"
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef int blasint; /* LP64 BLAS (Debian's libblas.so.3 / libopenblas.so.0) */
+typedef uint16_t mc_bf16;
+
+/* CBLAS enums by value (no cblas.h: its prototypes would clash with ours). */
+enum { CB_ROW = 101, CB_COL = 102, CB_N = 111, CB_T = 112, CB_C = 113, CB_CNR = 114 };
+
+static void *real_or_die(_Atomic(void *) *slot, const char *name)
+{
+    void *p = atomic_load_explicit(slot, memory_order_acquire);
+    if (__builtin_expect(p != NULL, 1)) return p;
+    p = mc_resolve_next(name);
+    if (!p) {
+        /* Nothing to forward to: the caller bound to us, so a definition must exist
+         * somewhere; if not, continuing would crash anyway. */
+        char line[256];
+        snprintf(line, sizeof line, "moecap: cannot find the real %s in any loaded library; aborting "
+                 "(run without LD_PRELOAD=libmoecap.so, and please report this)\n", name);
+        ssize_t w = write(2, line, strlen(line));
+        (void)w;
+        abort();
+    }
+    atomic_store_explicit(slot, p, memory_order_release);
+    mc_maps_refresh(0); /* a library may have come in since start-up */
+    return p;
+}
+
+static uint8_t f77_trans(const char *t)
+{
+    char c = t ? *t : 'N';
+    if (c == 'T' || c == 't') return MC_OP_T;
+    if (c == 'C' || c == 'c') return MC_OP_C;
+    return MC_OP_N;
+}
+
+static uint8_t cb_trans(int t)
+{
+    if (t == CB_T) return MC_OP_T;
+    if (t == CB_C || t == CB_CNR) return MC_OP_C;
+    return MC_OP_N;
+}
+
+/* Common part of every record: reserve, fill what all BLAS calls share. NULL = don't
+ * record (capture off, re-entry from inside BLAS, ring full). */
+static inline struct mc_rec_gemm *begin(uint16_t api, uint8_t dt_ab, uint8_t dt_c)
+{
+    struct mc_rec_gemm *g = mc_rec_reserve(MC_REC_GEMM, sizeof *g);
+    if (!g) return NULL;
+    g->api = api;
+    g->dtype_a = g->dtype_b = dt_ab;
+    g->dtype_c = dt_c;
+    g->dtype_compute = dt_c;
+    g->batch = 1;
+    g->device = -1;
+    g->tid = mc_tid();
+    return g;
+}
+
+#define FINISH(g) do { (g)->t_end_ns = mc_now_ns(); mc_rec_commit(g); } while (0)
+
+/* ------------------------------------------------------------------ Fortran GEMM */
+
+#define F77_GEMM(NAME, T, API, DT)                                                          \
+    typedef void (*NAME##_fn)(const char *, const char *, const blasint *, const blasint *, \
+                              const blasint *, const T *, const T *, const blasint *,        \
+                              const T *, const blasint *, const T *, T *, const blasint *,   \
+                              size_t, size_t);                                              \
+    static _Atomic(void *) real_##NAME;                                                     \
+    void NAME(const char *ta, const char *tb, const blasint *m, const blasint *n,           \
+              const blasint *k, const T *alpha, const T *a, const blasint *lda, const T *b, \
+              const blasint *ldb, const T *beta, T *c, const blasint *ldc, size_t lta,      \
+              size_t ltb)                                                                   \
+    {                                                                                       \
+        NAME##_fn real = (NAME##_fn)real_or_die(&real_##NAME, #NAME);                       \
+        struct mc_rec_gemm *g = begin(API, DT, DT);                                         \
+        if (!g) { real(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, lta, ltb); return; } \
+        g->layout = MC_LAYOUT_COL_MAJOR;                                                    \
+        g->trans_a = f77_trans(ta);                                                         \
+        g->trans_b = f77_trans(tb);                                                         \
+        g->m = *m; g->n = *n; g->k = *k;                                                    \
+        g->lda = *lda; g->ldb = *ldb; g->ldc = *ldc;                                        \
+        g->a = (uintptr_t)a; g->b = (uintptr_t)b; g->c = (uintptr_t)c;                      \
+        g->alpha = (double)*alpha; g->beta = (double)*beta;                                 \
+        g->callsite = mc_callsite_capture();                                                \
+        g->t_begin_ns = mc_now_ns();                                                        \
+        real(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, lta, ltb);               \
+        FINISH(g);                                                                          \
+    }
+
+F77_GEMM(sgemm_, float, MC_API_SGEMM_F77, MC_DT_F32)
+F77_GEMM(dgemm_, double, MC_API_DGEMM_F77, MC_DT_F64)
+
+/* OpenBLAS bf16: A, B bf16, alpha/beta/C float. */
+typedef void (*sbgemm_fn)(const char *, const char *, const blasint *, const blasint *, const blasint *,
+                          const float *, const mc_bf16 *, const blasint *, const mc_bf16 *, const blasint *,
+                          const float *, float *, const blasint *, size_t, size_t);
+static _Atomic(void *) real_sbgemm_;
+void sbgemm_(const char *ta, const char *tb, const blasint *m, const blasint *n, const blasint *k,
+             const float *alpha, const mc_bf16 *a, const blasint *lda, const mc_bf16 *b, const blasint *ldb,
+             const float *beta, float *c, const blasint *ldc, size_t lta, size_t ltb)
+{
+    sbgemm_fn real = (sbgemm_fn)real_or_die(&real_sbgemm_, "sbgemm_");
+    struct mc_rec_gemm *g = begin(MC_API_SBGEMM_F77, MC_DT_BF16, MC_DT_F32);
+    if (!g) { real(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, lta, ltb); return; }
+    g->layout = MC_LAYOUT_COL_MAJOR;
+    g->trans_a = f77_trans(ta);
+    g->trans_b = f77_trans(tb);
+    g->m = *m; g->n = *n; g->k = *k;
+    g->lda = *lda; g->ldb = *ldb; g->ldc = *ldc;
+    g->a = (uintptr_t)a; g->b = (uintptr_t)b; g->c = (uintptr_t)c;
+    g->alpha = *alpha; g->beta = *beta;
+    g->callsite = mc_callsite_capture();
+    g->t_begin_ns = mc_now_ns();
+    real(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, lta, ltb);
+    FINISH(g);
+}
+
+/* ------------------------------------------------------------------ Fortran GEMV */
+
+#define F77_GEMV(NAME, T, API, DT)                                                          \
+    typedef void (*NAME##_fn)(const char *, const blasint *, const blasint *, const T *,    \
+                              const T *, const blasint *, const T *, const blasint *,        \
+                              const T *, T *, const blasint *, size_t);                     \
+    static _Atomic(void *) real_##NAME;                                                     \
+    void NAME(const char *tr, const blasint *m, const blasint *n, const T *alpha,           \
+              const T *a, const blasint *lda, const T *x, const blasint *incx,              \
+              const T *beta, T *y, const blasint *incy, size_t ltr)                         \
+    {                                                                                       \
+        NAME##_fn real = (NAME##_fn)real_or_die(&real_##NAME, #NAME);                       \
+        struct mc_rec_gemm *g = begin(API, DT, DT);                                         \
+        if (!g) { real(tr, m, n, alpha, a, lda, x, incx, beta, y, incy, ltr); return; }     \
+        g->layout = MC_LAYOUT_COL_MAJOR;                                                    \
+        g->trans_a = f77_trans(tr);                                                         \
+        g->m = *m; g->n = 1; g->k = *n;                                                     \
+        g->lda = *lda; g->ldb = *incx; g->ldc = *incy;                                      \
+        g->a = (uintptr_t)a; g->b = (uintptr_t)x; g->c = (uintptr_t)y;                      \
+        g->alpha = (double)*alpha; g->beta = (double)*beta;                                 \
+        g->callsite = mc_callsite_capture();                                                \
+        g->t_begin_ns = mc_now_ns();                                                        \
+        real(tr, m, n, alpha, a, lda, x, incx, beta, y, incy, ltr);                         \
+        FINISH(g);                                                                          \
+    }
+
+F77_GEMV(sgemv_, float, MC_API_SGEMV_F77, MC_DT_F32)
+F77_GEMV(dgemv_, double, MC_API_DGEMV_F77, MC_DT_F64)
+
+/* ------------------------------------------------------------------ CBLAS GEMM */
+
+#define CB_GEMM(NAME, T, TS, API, DTAB, DTC)                                               \
+    typedef void (*NAME##_fn)(int, int, int, blasint, blasint, blasint, TS, const T *,     \
+                              blasint, const T *, blasint, TS, TS *, blasint);             \
+    static _Atomic(void *) real_##NAME;                                                     \
+    void NAME(int order, int ta, int tb, blasint m, blasint n, blasint k, TS alpha,         \
+              const T *a, blasint lda, const T *b, blasint ldb, TS beta, TS *c, blasint ldc) \
+    {                                                                                       \
+        NAME##_fn real = (NAME##_fn)real_or_die(&real_##NAME, #NAME);                       \
+        struct mc_rec_gemm *g = begin(API, DTAB, DTC);                                      \
+        if (!g) { real(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc); return; } \
+        g->layout = order == CB_ROW ? MC_LAYOUT_ROW_MAJOR : MC_LAYOUT_COL_MAJOR;            \
+        g->trans_a = cb_trans(ta);                                                          \
+        g->trans_b = cb_trans(tb);                                                          \
+        g->m = m; g->n = n; g->k = k;                                                       \
+        g->lda = lda; g->ldb = ldb; g->ldc = ldc;                                           \
+        g->a = (uintptr_t)a; g->b = (uintptr_t)b; g->c = (uintptr_t)c;                      \
+        g->alpha = (double)alpha; g->beta = (double)beta;                                   \
+        g->callsite = mc_callsite_capture();                                                \
+        g->t_begin_ns = mc_now_ns();                                                        \
+        real(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);                  \
+        FINISH(g);                                                                          \
+    }
+
+CB_GEMM(cblas_sgemm, float, float, MC_API_CBLAS_SGEMM, MC_DT_F32, MC_DT_F32)
+CB_GEMM(cblas_dgemm, double, double, MC_API_CBLAS_DGEMM, MC_DT_F64, MC_DT_F64)
+CB_GEMM(cblas_sbgemm, mc_bf16, float, MC_API_CBLAS_SBGEMM, MC_DT_BF16, MC_DT_F32)
+
+/* ------------------------------------------------------------------ CBLAS GEMV */
+
+#define CB_GEMV(NAME, T, API, DT)                                                           \
+    typedef void (*NAME##_fn)(int, int, blasint, blasint, T, const T *, blasint,            \
+                              const T *, blasint, T, T *, blasint);                         \
+    static _Atomic(void *) real_##NAME;                                                     \
+    void NAME(int order, int tr, blasint m, blasint n, T alpha, const T *a, blasint lda,    \
+              const T *x, blasint incx, T beta, T *y, blasint incy)                         \
+    {                                                                                       \
+        NAME##_fn real = (NAME##_fn)real_or_die(&real_##NAME, #NAME);                       \
+        struct mc_rec_gemm *g = begin(API, DT, DT);                                         \
+        if (!g) { real(order, tr, m, n, alpha, a, lda, x, incx, beta, y, incy); return; }   \
+        g->layout = order == CB_ROW ? MC_LAYOUT_ROW_MAJOR : MC_LAYOUT_COL_MAJOR;            \
+        g->trans_a = cb_trans(tr);                                                          \
+        g->m = m; g->n = 1; g->k = n;                                                       \
+        g->lda = lda; g->ldb = incx; g->ldc = incy;                                         \
+        g->a = (uintptr_t)a; g->b = (uintptr_t)x; g->c = (uintptr_t)y;                      \
+        g->alpha = (double)alpha; g->beta = (double)beta;                                   \
+        g->callsite = mc_callsite_capture();                                                \
+        g->t_begin_ns = mc_now_ns();                                                        \
+        real(order, tr, m, n, alpha, a, lda, x, incx, beta, y, incy);                       \
+        FINISH(g);                                                                          \
+    }
+
+CB_GEMV(cblas_sgemv, float, MC_API_CBLAS_SGEMV, MC_DT_F32)
+CB_GEMV(cblas_dgemv, double, MC_API_CBLAS_DGEMV, MC_DT_F64)

@@ -1,0 +1,350 @@
+/* Weight-file tracking: open/openat(64)/fopen of *.safetensors and *.gguf, and
+ * mmap/read/pread/close on those descriptors.
+ *
+ * When a safetensors file is opened, its header (8-byte LE length + JSON) is read once
+ * with pread (the program's file offset is untouched) and every tensor becomes a
+ * MC_REC_TENSOR definition with absolute file offsets. Each mmap of, read from or pread
+ * from a tracked descriptor becomes a MC_REC_FILE_MAP (address, file offset, length), so
+ * the post-processor can name the weight behind a GEMM operand. GGUF files are tracked for
+ * mappings and reads; their tensor table is not parsed (yet).
+ *
+ * The cost for every other descriptor is one array load: fds are looked up in a fixed
+ * table (fds >= MC_MAX_FD are not tracked). fopen'ed files get their tensor table parsed
+ * but no read tracking (stdio reads bypass these symbols). */
+#include "shim_internal.h"
+#include "safetensors_hdr.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#define MC_MAX_FD 65536
+static _Atomic uint32_t g_fd_path[MC_MAX_FD]; /* fd -> path string id, 0 = not tracked */
+
+static void *real(_Atomic(void *) *slot, const char *name)
+{
+    void *p = atomic_load_explicit(slot, memory_order_acquire);
+    if (__builtin_expect(p != NULL, 1)) return p;
+    p = dlsym(RTLD_NEXT, name);
+    if (p) atomic_store_explicit(slot, p, memory_order_release);
+    return p;
+}
+
+static _Atomic(void *) r_open, r_open64, r_openat, r_openat64, r_open_2, r_open64_2, r_mmap, r_mmap64,
+    r_read, r_pread, r_pread64, r_close, r_fopen, r_fopen64;
+
+typedef int (*open_fn)(const char *, int, ...);
+typedef int (*openat_fn)(int, const char *, int, ...);
+typedef int (*open2_fn)(const char *, int);
+typedef void *(*mmap_fn)(void *, size_t, int, int, int, off_t);
+typedef ssize_t (*read_fn)(int, void *, size_t);
+typedef ssize_t (*pread_fn)(int, void *, size_t, off_t);
+typedef int (*close_fn)(int);
+typedef FILE *(*fopen_fn)(const char *, const char *);
+
+static int ends_with(const char *s, size_t n, const char *suf)
+{
+    size_t m = strlen(suf);
+    return n >= m && !memcmp(s + n - m, suf, m);
+}
+
+/* 1 = safetensors, 2 = gguf, 0 = not a weight file */
+static int weight_kind(const char *path)
+{
+    if (!path) return 0;
+    size_t n = strlen(path);
+    if (ends_with(path, n, ".safetensors")) return 1;
+    if (ends_with(path, n, ".gguf")) return 2;
+    return 0;
+}
+
+static ssize_t raw_pread(int fd, void *buf, size_t n, off_t off)
+{
+    pread_fn f = (pread_fn)real(&r_pread, "pread");
+    return f ? f(fd, buf, n, off) : syscall(SYS_pread64, fd, buf, n, off);
+}
+
+/* ---------------------------------------------------------------- tensor tables */
+
+static pthread_mutex_t g_parsed_mutex = PTHREAD_MUTEX_INITIALIZER;
+static uint32_t *g_parsed;   /* path ids whose table is already in the trace */
+static size_t g_nparsed, g_capparsed;
+
+struct emit_ctx { uint32_t path_str; uint64_t data_start; };
+
+static void emit_tensor(void *arg, const struct mc_st_tensor *t)
+{
+    const struct emit_ctx *c = arg;
+    struct mc_rec_tensor r;
+    memset(&r, 0, sizeof r);
+    r.h.type = MC_REC_TENSOR;
+    r.file_begin = c->data_start + t->begin;
+    r.file_end = c->data_start + t->end;
+    r.ndim = t->ndim > 8 ? 8 : t->ndim;
+    for (uint32_t i = 0; i < r.ndim; i++) r.shape[i] = t->shape[i];
+    r.path_str = c->path_str;
+    r.name_str = mc_intern(t->name);
+    r.dtype = (uint16_t)t->dtype;
+    mc_def_record(&r, sizeof r);
+}
+
+static void parse_safetensors(int fd, uint32_t path_str, const char *path)
+{
+    pthread_mutex_lock(&g_parsed_mutex);
+    for (size_t i = 0; i < g_nparsed; i++)
+        if (g_parsed[i] == path_str) { pthread_mutex_unlock(&g_parsed_mutex); return; }
+    if (g_nparsed == g_capparsed) {
+        size_t cap = g_capparsed ? g_capparsed * 2 : 64;
+        uint32_t *n = realloc(g_parsed, cap * sizeof *n);
+        if (!n) { pthread_mutex_unlock(&g_parsed_mutex); return; }
+        g_parsed = n;
+        g_capparsed = cap;
+    }
+    g_parsed[g_nparsed++] = path_str;
+    pthread_mutex_unlock(&g_parsed_mutex);
+
+    unsigned char lenb[8];
+    if (raw_pread(fd, lenb, 8, 0) != 8) return;
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--) hlen = hlen << 8 | lenb[i];
+    if (hlen == 0 || hlen > (100u << 20)) {
+        mc_note(MC_NOTE_WARNING, "weight file %s: implausible safetensors header length %llu, tensor table not recorded",
+                path, (unsigned long long)hlen);
+        return;
+    }
+    char *json = malloc(hlen);
+    if (!json) return;
+    size_t got = 0;
+    while (got < hlen) {
+        ssize_t r = raw_pread(fd, json + got, hlen - got, (off_t)(8 + got));
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    if (got == hlen) {
+        struct emit_ctx c = {path_str, 8 + hlen};
+        int n = mc_st_parse(json, hlen, emit_tensor, &c);
+        if (n < 0) mc_note(MC_NOTE_WARNING, "weight file %s: malformed safetensors header, tensor table incomplete", path);
+        else mc_log_debug("%s: %d tensors", path, n);
+    }
+    free(json);
+}
+
+/* A weight file was opened as fd: remember it, record its tensor table once. */
+static void track(int fd, const char *path, int kind, int track_fd)
+{
+    if (!mc_capture_enabled() || fd < 0) return;
+    int saved = errno;
+    char *abs = realpath(path, NULL);
+    uint32_t id = mc_intern(abs ? abs : path);
+    if (id) {
+        if (kind == 1) parse_safetensors(fd, id, abs ? abs : path);
+        if (track_fd && fd < MC_MAX_FD) atomic_store_explicit(&g_fd_path[fd], id, memory_order_relaxed);
+    }
+    free(abs);
+    errno = saved;
+}
+
+static inline void after_open(int fd, const char *path)
+{
+    if (fd < 0) return;
+    int kind = weight_kind(path);
+    if (kind) track(fd, path, kind, 1);
+    else if (fd < MC_MAX_FD && atomic_load_explicit(&g_fd_path[fd], memory_order_relaxed))
+        atomic_store_explicit(&g_fd_path[fd], 0, memory_order_relaxed); /* stale: closed behind our back */
+}
+
+static inline uint32_t tracked(int fd)
+{
+    if ((unsigned)fd >= MC_MAX_FD) return 0;
+    return atomic_load_explicit(&g_fd_path[fd], memory_order_relaxed);
+}
+
+static void record_map(uint32_t path_str, const void *addr, uint64_t off, uint64_t len, uint32_t how)
+{
+    struct mc_rec_file_map *m = mc_rec_reserve(MC_REC_FILE_MAP, sizeof *m);
+    if (!m) return;
+    m->t_ns = mc_now_ns();
+    m->addr = (uintptr_t)addr;
+    m->file_offset = off;
+    m->length = len;
+    m->path_str = path_str;
+    m->device = -1;
+    m->how = how;
+    mc_rec_commit(m);
+}
+
+/* ---------------------------------------------------------------- open family */
+
+static int mode_arg(int flags, va_list ap)
+{
+    return (flags & O_CREAT) || (flags & __O_TMPFILE) == __O_TMPFILE ? va_arg(ap, int) : 0;
+}
+
+int open(const char *path, int flags, ...)
+{
+    va_list ap;
+    va_start(ap, flags);
+    int mode = mode_arg(flags, ap);
+    va_end(ap);
+    open_fn f = (open_fn)real(&r_open, "open");
+    int fd = f ? f(path, flags, mode) : (int)syscall(SYS_openat, AT_FDCWD, path, flags, mode);
+    after_open(fd, path);
+    return fd;
+}
+
+int open64(const char *path, int flags, ...)
+{
+    va_list ap;
+    va_start(ap, flags);
+    int mode = mode_arg(flags, ap);
+    va_end(ap);
+    open_fn f = (open_fn)real(&r_open64, "open64");
+    int fd = f ? f(path, flags, mode) : (int)syscall(SYS_openat, AT_FDCWD, path, flags, mode);
+    after_open(fd, path);
+    return fd;
+}
+
+int openat(int dirfd, const char *path, int flags, ...)
+{
+    va_list ap;
+    va_start(ap, flags);
+    int mode = mode_arg(flags, ap);
+    va_end(ap);
+    openat_fn f = (openat_fn)real(&r_openat, "openat");
+    int fd = f ? f(dirfd, path, flags, mode) : (int)syscall(SYS_openat, dirfd, path, flags, mode);
+    /* Relative to another directory: the recorded path is resolved from the cwd by
+     * realpath, which is right only for AT_FDCWD; good enough to name weights. */
+    after_open(fd, path);
+    return fd;
+}
+
+int openat64(int dirfd, const char *path, int flags, ...)
+{
+    va_list ap;
+    va_start(ap, flags);
+    int mode = mode_arg(flags, ap);
+    va_end(ap);
+    openat_fn f = (openat_fn)real(&r_openat64, "openat64");
+    int fd = f ? f(dirfd, path, flags, mode) : (int)syscall(SYS_openat, dirfd, path, flags, mode);
+    after_open(fd, path);
+    return fd;
+}
+
+/* _FORTIFY_SOURCE variants */
+int __open_2(const char *path, int flags)
+{
+    open2_fn f = (open2_fn)real(&r_open_2, "__open_2");
+    int fd = f ? f(path, flags) : (int)syscall(SYS_openat, AT_FDCWD, path, flags, 0);
+    after_open(fd, path);
+    return fd;
+}
+
+int __open64_2(const char *path, int flags)
+{
+    open2_fn f = (open2_fn)real(&r_open64_2, "__open64_2");
+    int fd = f ? f(path, flags) : (int)syscall(SYS_openat, AT_FDCWD, path, flags, 0);
+    after_open(fd, path);
+    return fd;
+}
+
+FILE *fopen(const char *path, const char *mode)
+{
+    fopen_fn f = (fopen_fn)real(&r_fopen, "fopen");
+    if (!f) { errno = ENOSYS; return NULL; }
+    FILE *r = f(path, mode);
+    int kind = r ? weight_kind(path) : 0;
+    if (kind) track(fileno(r), path, kind, 0);
+    return r;
+}
+
+FILE *fopen64(const char *path, const char *mode)
+{
+    fopen_fn f = (fopen_fn)real(&r_fopen64, "fopen64");
+    if (!f) { errno = ENOSYS; return NULL; }
+    FILE *r = f(path, mode);
+    int kind = r ? weight_kind(path) : 0;
+    if (kind) track(fileno(r), path, kind, 0);
+    return r;
+}
+
+/* ---------------------------------------------------------------- mmap / read / close */
+
+void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+    mmap_fn f = (mmap_fn)real(&r_mmap, "mmap");
+    void *r = f ? f(addr, len, prot, flags, fd, off) : (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, off);
+    uint32_t id;
+    if (r != MAP_FAILED && (id = tracked(fd)) != 0) record_map(id, r, (uint64_t)off, len, 0);
+    return r;
+}
+
+void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+    mmap_fn f = (mmap_fn)real(&r_mmap64, "mmap64");
+    void *r = f ? f(addr, len, prot, flags, fd, off) : (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, off);
+    uint32_t id;
+    if (r != MAP_FAILED && (id = tracked(fd)) != 0) record_map(id, r, (uint64_t)off, len, 0);
+    return r;
+}
+
+ssize_t read(int fd, void *buf, size_t n)
+{
+    read_fn f = (read_fn)real(&r_read, "read");
+    uint32_t id = tracked(fd);
+    if (__builtin_expect(!id, 1)) return f ? f(fd, buf, n) : syscall(SYS_read, fd, buf, n);
+    int saved = errno;
+    off_t off = lseek(fd, 0, SEEK_CUR);
+    errno = saved;
+    ssize_t r = f ? f(fd, buf, n) : syscall(SYS_read, fd, buf, n);
+    if (r > 0 && off >= 0) {
+        saved = errno;
+        record_map(id, buf, (uint64_t)off, (uint64_t)r, 1);
+        errno = saved;
+    }
+    return r;
+}
+
+static ssize_t pread_common(_Atomic(void *) *slot, const char *name, int fd, void *buf, size_t n, off_t off)
+{
+    pread_fn f = (pread_fn)real(slot, name);
+    ssize_t r = f ? f(fd, buf, n, off) : syscall(SYS_pread64, fd, buf, n, off);
+    uint32_t id;
+    if (r > 0 && (id = tracked(fd)) != 0) {
+        int saved = errno;
+        record_map(id, buf, (uint64_t)off, (uint64_t)r, 2);
+        errno = saved;
+    }
+    return r;
+}
+
+ssize_t pread(int fd, void *buf, size_t n, off_t off) { return pread_common(&r_pread, "pread", fd, buf, n, off); }
+ssize_t pread64(int fd, void *buf, size_t n, off_t off) { return pread_common(&r_pread64, "pread64", fd, buf, n, off); }
+
+int close(int fd)
+{
+    if ((unsigned)fd < MC_MAX_FD && atomic_load_explicit(&g_fd_path[fd], memory_order_relaxed))
+        atomic_store_explicit(&g_fd_path[fd], 0, memory_order_relaxed);
+    close_fn f = (close_fn)real(&r_close, "close");
+    return f ? f(fd) : (int)syscall(SYS_close, fd);
+}
+
+/* Resolve the real functions early, while the process is still single-threaded. */
+__attribute__((constructor(102))) static void files_init(void)
+{
+    real(&r_open, "open"); real(&r_open64, "open64"); real(&r_openat, "openat");
+    real(&r_openat64, "openat64"); real(&r_mmap, "mmap"); real(&r_mmap64, "mmap64");
+    real(&r_read, "read"); real(&r_pread, "pread"); real(&r_pread64, "pread64");
+    real(&r_close, "close"); real(&r_fopen, "fopen"); real(&r_fopen64, "fopen64");
+}

@@ -1,0 +1,42 @@
+/* Internals shared by the files of libmoecap.so's core (not for modules: they use
+ * shim_core.h). */
+#ifndef MOECAP_SHIM_INTERNAL_H
+#define MOECAP_SHIM_INTERNAL_H
+
+#include <signal.h>
+#include <stdint.h>
+#include "shim_core.h"
+
+#define MC_HIDDEN __attribute__((visibility("hidden")))
+
+/* Configuration, read once by the constructor. */
+struct mc_config {
+    int disabled;          /* MOECAP_DISABLE */
+    int log_level;         /* 0 quiet, 1 info, 2 debug */
+    int stack_depth;       /* MOECAP_STACK */
+    uint32_t buf_bytes;    /* MOECAP_BUF_KB * 1024, power of two */
+    unsigned flush_ms;     /* MOECAP_FLUSH_MS, 0 = no writer thread */
+    char out_dir[4096];
+};
+extern struct mc_config mc_cfg MC_HIDDEN;
+
+/* Flush every thread buffer to the trace from a signal handler (async-signal-safe; gives
+ * up rather than deadlock). */
+void mc_core_flush_from_signal(void) MC_HIDDEN;
+
+/* signals.c */
+void mc_signals_install(void) MC_HIDDEN;
+int mc_real_sigaction(int sig, const struct sigaction *act, struct sigaction *old) MC_HIDDEN;
+
+/* maps.c: append MC_REC_MAPPING definitions for executable mappings not yet recorded;
+ * cheap when no library was loaded since the last call. force = rescan anyway. */
+void mc_maps_refresh(int force) MC_HIDDEN;
+void mc_maps_after_fork(void) MC_HIDDEN;
+
+/* callsite.c */
+void mc_callsite_after_fork(void) MC_HIDDEN;
+
+/* Address range of libmoecap.so itself (resolve.c). */
+int mc_addr_is_ours(const void *p) MC_HIDDEN;
+
+#endif
