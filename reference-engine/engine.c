@@ -37,6 +37,7 @@ struct mr_acct {
 struct mr_engine {
     mr_model *m;
     int threads;
+    int gemv_single_row;     /* mr_engine_set_gemv */
     char err[512];
     uint64_t steps, stamp;
     /* scratch, sized for cap_t tokens / cap_b sequences / cap_ctx keys */
@@ -92,6 +93,7 @@ void mr_engine_free(mr_engine *e)
 }
 
 const char *mr_engine_error(const mr_engine *e) { return e->err; }
+void mr_engine_set_gemv(mr_engine *e, int on) { e->gemv_single_row = on != 0; }
 const float *mr_engine_logits(const mr_engine *e) { return e->logits; }
 void mr_engine_last_step(const mr_engine *e, struct mr_step_info *out) { *out = e->last; }
 
@@ -188,8 +190,11 @@ static int ensure_scratch(mr_engine *e, int T, int B, int ctx)
 static void mr_gemm(mr_engine *e, const float *X, int m, const float *W, int out, int in,
                     float *Y, enum mr_wclass cls)
 {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, out, in, 1.0f, X, in, W, in,
-                0.0f, Y, out);
+    if (m == 1 && e->gemv_single_row)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, W, in, X, 1, 0.0f, Y, 1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, out, in, 1.0f, X, in, W, in,
+                    0.0f, Y, out);
     e->a.calls++;
     e->a.flops_gemm += 2ull * (uint64_t)m * (uint64_t)out * (uint64_t)in;
     e->a.bytes[cls] += (uint64_t)out * (uint64_t)in * sizeof(float);

@@ -67,6 +67,15 @@ int mr_model_layer_is_dense(const mr_model *m, int layer);
 mr_engine *mr_engine_create(mr_model *m, int threads, char *err, size_t errlen);
 void mr_engine_free(mr_engine *e);
 
+/* BLAS call form. Default (off): every weight product is one
+ *   cblas_sgemm(RowMajor, NoTrans, Trans, m, out, in, 1, X, in, W, in, 0, Y, out)
+ * with W the mmap'ed [out, in] weight as operand B. On: products with a single row
+ * (m == 1, e.g. decode at batch 1, lm_head of one sequence) call
+ *   cblas_sgemv(RowMajor, NoTrans, out, in, 1, W, in, x, 1, 0, y, 1)
+ * instead (W is then operand A), which OpenBLAS runs at memory bandwidth while its sgemm
+ * with one row is compute-bound. Ground truth is the same in both forms. */
+void mr_engine_set_gemv(mr_engine *e, int on);
+
 /* A sequence with its own KV cache for up to max_len tokens (prompt + generated);
  * max_len <= 0 means the model's max_position. NULL on allocation failure. */
 mr_seq *mr_seq_create(mr_engine *e, int max_len);

@@ -100,6 +100,7 @@ static void run_usage(FILE *f)
         "  --ground-truth FILE   one JSON line per step (docs/ground-truth.md)\n"
         "  --dump-logits FILE    one JSON line per step with each sequence's last-token logits\n"
         "  --print-text          print generated text (byte-level decode) instead of ids\n"
+        "  --gemv                single-row products (m = 1) call cblas_sgemv, not sgemm\n"
         "  --device cpu          the only device of this build\n");
 }
 
@@ -107,7 +108,7 @@ int mr_cmd_run(int argc, char **argv)
 {
     const char *model_dir = NULL, *prompts_path = NULL, *gt_path = NULL, *logits_path = NULL;
     const char *device = "cpu";
-    int text = 0, print_text = 0;
+    int text = 0, print_text = 0, gemv = 0;
     long batch = 0, plen = 0, gen = -1, threads = 1, stagger = 0;
     unsigned long long seed = 1;
     static const struct option lo[] = {
@@ -115,7 +116,7 @@ int mr_cmd_run(int argc, char **argv)
         {"batch", 1, 0, 'b'}, {"prompt-len", 1, 0, 'l'}, {"gen", 1, 0, 'n'},
         {"threads", 1, 0, 't'}, {"ground-truth", 1, 0, 'g'}, {"dump-logits", 1, 0, 'L'},
         {"seed", 1, 0, 'S'}, {"device", 1, 0, 'D'}, {"stagger", 1, 0, 's'},
-        {"print-text", 0, 0, 'T'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+        {"print-text", 0, 0, 'T'}, {"gemv", 0, 0, 'V'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     int ch;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -132,6 +133,7 @@ int mr_cmd_run(int argc, char **argv)
         case 'L': logits_path = optarg; break;
         case 'D': device = optarg; break;
         case 'T': print_text = 1; break;
+        case 'V': gemv = 1; break;
         case 'S': {
             char *end;
             errno = 0;
@@ -200,6 +202,7 @@ int mr_cmd_run(int argc, char **argv)
     }
     e = mr_engine_create(m, (int)threads, err, sizeof err);
     if (!e) { fprintf(stderr, "moe-ref run: %s\n", err); goto out; }
+    mr_engine_set_gemv(e, gemv);
     int n = P.n;
     seqs = calloc((size_t)n, sizeof *seqs);
     aseqs = calloc((size_t)n, sizeof *aseqs);

@@ -99,7 +99,7 @@ def expected_counts(m, step, step_experts):
 
 # ---------- one engine run checked against the oracle ----------
 
-def check_run(name, model_dir, m, prompts, gen, stagger=0, threads=1):
+def check_run(name, model_dir, m, prompts, gen, stagger=0, threads=1, extra=()):
     tmp = tempfile.mkdtemp(prefix="mr-run-", dir=WORK)
     pf, gt, lg = (os.path.join(tmp, x) for x in ("prompts.txt", "gt.jsonl", "logits.jsonl"))
     with open(pf, "w") as f:
@@ -107,7 +107,7 @@ def check_run(name, model_dir, m, prompts, gen, stagger=0, threads=1):
             f.write(" ".join(map(str, p)) + "\n")
     out = moeref("run", "--model", model_dir, "--prompts", pf, "--gen", gen,
                  "--stagger", stagger, "--threads", threads,
-                 "--ground-truth", gt, "--dump-logits", lg).stdout
+                 "--ground-truth", gt, "--dump-logits", lg, *extra).stdout
     steps, logit_steps = read_jsonl(gt), read_jsonl(lg)
     errs = {"logits": [], "routing": [], "gt": [], "argmax": []}
     seqs = [list(p) for p in prompts]
@@ -312,6 +312,12 @@ def main():
             if tag in ("mixtral", "deepseek_v2"):
                 check_run(f"{tag} staggered (mixed steps, 2 threads)", d, m,
                           synthetic_prompts(m.V, [4, 7, 2], 3), gen=4, stagger=1, threads=2)
+            if tag in ("qwen2_moe", "deepseek_v2"):
+                # single-row products through cblas_sgemv: same numbers, same ground truth
+                check_run(f"{tag} --gemv batch 1", d, m, synthetic_prompts(m.V, [5], 4), gen=3,
+                          extra=["--gemv"])
+                check_run(f"{tag} --gemv staggered", d, m, synthetic_prompts(m.V, [3, 1, 6], 5),
+                          gen=3, stagger=2, extra=["--gemv"])
         bad_input_tests(os.path.join(WORK, "mixtral"))
     finally:
         shutil.rmtree(WORK, ignore_errors=True)
