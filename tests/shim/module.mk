@@ -1,0 +1,23 @@
+# libmoecap.so tests: test_shim.py drives small programs (and Debian numpy/torch scripts)
+# under LD_PRELOAD and checks their traces; test_safetensors_hdr tests the header parser.
+$(OBJ)/tests/shim/%.o: CFLAGS += -Ishim -Itests
+
+$(TBIN)/shim_prog: $(OBJ)/tests/shim/shim_prog.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -lopenblas -lpthread
+
+$(TBIN)/libshim_dl_lib.so: $(OBJ)/tests/shim/dl_lib.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -shared -o $@ $^ -lopenblas
+
+$(TBIN)/shim_dl_main: $(OBJ)/tests/shim/dl_main.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -ldl
+
+$(TBIN)/test_safetensors_hdr: $(OBJ)/tests/shim/test_safetensors_hdr.o $(OBJ)/shim/safetensors_hdr.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^
+
+TESTS += $(TBIN)/test_safetensors_hdr tests/shim/test_shim.py
+TEST_DEPS += $(LIB)/libmoecap.so $(BIN)/moecap $(TBIN)/shim_prog $(TBIN)/libshim_dl_lib.so \
+             $(TBIN)/shim_dl_main $(TBIN)/test_safetensors_hdr

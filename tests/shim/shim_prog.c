@@ -1,0 +1,134 @@
+/* Test program for tests/shim/test_shim.sh: calls BLAS in known patterns, so the test can
+ * check the trace against shapes it derives itself. Linked dynamically against OpenBLAS.
+ *   shim_prog shapes N        cblas_sgemm (i, 2i+1, 3i+2) i=1..N, then sgemm_ 'N','T'
+ *                             (5,6,7), dgemm_ (2,3,4), cblas_sgemv 9x11, cblas_dgemv 3x5,
+ *                             sgemv_ 'T' 4x6, cblas_dgemm (4,5,6); prints a checksum
+ *   shim_prog fork            3 calls (m=1) before fork; child 5 calls (m=100+i),
+ *                             parent 7 calls (m=200+i); parent waits
+ *   shim_prog threads T N     T threads, thread t does N calls with m = t+1, n = 8, k = 16
+ *   shim_prog loop            gemms forever (m=1,n=8,k=8); prints "ready" after 20000
+ *   shim_prog sigterm FILE    installs its own SIGTERM handler (writes FILE, exits 3),
+ *                             does 50 calls (m=3), prints "ready", waits
+ *   shim_prog sigterm-dfl     50 calls, prints "ready", waits for SIGTERM (default action)
+ */
+#include <cblas.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+void sgemm_(const char *, const char *, const int *, const int *, const int *, const float *, const float *,
+            const int *, const float *, const int *, const float *, float *, const int *);
+void dgemm_(const char *, const char *, const int *, const int *, const int *, const double *, const double *,
+            const int *, const double *, const int *, const double *, double *, const int *);
+void sgemv_(const char *, const int *, const int *, const float *, const float *, const int *, const float *,
+            const int *, const float *, float *, const int *);
+
+static float A[4096], B[4096], C[4096];
+static double DA[1024], DB[1024], DC[1024];
+
+static void gemm(int m, int n, int k)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, A, k, B, n, 0.0f, C, n);
+}
+
+static void *thread_main(void *arg)
+{
+    long t = (long)arg;
+    int n = atoi(getenv("SHIM_PROG_N"));
+    float c[8 * 64];
+    for (int i = 0; i < n; i++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)t + 1, 8, 16, 1.0f, A, 16, B, 8, 0.0f, c, 8);
+    return NULL;
+}
+
+static const char *g_marker;
+static void on_term(int sig)
+{
+    (void)sig;
+    FILE *f = fopen(g_marker, "w");
+    if (f) { fputs("handled\n", f); fclose(f); }
+    _exit(3);
+}
+
+int main(int argc, char **argv)
+{
+    for (int i = 0; i < 4096; i++) { A[i] = (float)(i % 7) * 0.5f; B[i] = (float)(i % 5) - 2.0f; }
+    for (int i = 0; i < 1024; i++) { DA[i] = i % 3; DB[i] = i % 4; }
+    if (argc < 2) return 2;
+    const char *mode = argv[1];
+    if (!strcmp(mode, "shapes")) {
+        int N = argc > 2 ? atoi(argv[2]) : 5;
+        double sum = 0;
+        for (int i = 1; i <= N; i++) {
+            gemm(i, 2 * i + 1, 3 * i + 2);
+            for (int j = 0; j < i * (2 * i + 1); j++) sum += C[j];
+        }
+        int m = 5, n = 6, k = 7, lda = 5, ldb = 6, ldc = 5;
+        float al = 1, be = 0;
+        sgemm_("N", "T", &m, &n, &k, &al, A, &lda, B, &ldb, &be, C, &ldc);
+        for (int j = 0; j < 30; j++) sum += C[j];
+        int dm = 2, dn = 3, dk = 4;
+        double dal = 1, dbe = 0;
+        dgemm_("N", "N", &dm, &dn, &dk, &dal, DA, &dm, DB, &dk, &dbe, DC, &dm);
+        for (int j = 0; j < 6; j++) sum += DC[j];
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, 9, 11, 1.0f, A, 11, B, 1, 0.0f, C, 1);
+        for (int j = 0; j < 9; j++) sum += C[j];
+        cblas_dgemv(CblasColMajor, CblasNoTrans, 3, 5, 1.0, DA, 3, DB, 1, 0.0, DC, 1);
+        for (int j = 0; j < 3; j++) sum += DC[j];
+        int vm = 4, vn = 6, inc = 1;
+        sgemv_("T", &vm, &vn, &al, A, &vm, B, &inc, &be, C, &inc);
+        for (int j = 0; j < 6; j++) sum += C[j];
+        cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, 4, 5, 6, 2.0, DA, 6, DB, 6, 0.0, DC, 4);
+        for (int j = 0; j < 20; j++) sum += DC[j];
+        printf("checksum %.6f\n", sum);
+        return 0;
+    }
+    if (!strcmp(mode, "fork")) {
+        for (int i = 0; i < 3; i++) gemm(1, 4, 4);
+        fflush(stdout);
+        pid_t p = fork();
+        if (p < 0) return 1;
+        if (p == 0) {
+            for (int i = 0; i < 5; i++) gemm(100 + i, 4, 4);
+            exit(0);
+        }
+        for (int i = 0; i < 7; i++) gemm(200 + i, 4, 4);
+        int st;
+        waitpid(p, &st, 0);
+        printf("child %d status %d\n", (int)p, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+        return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : 1;
+    }
+    if (!strcmp(mode, "threads")) {
+        int T = atoi(argv[2]);
+        setenv("SHIM_PROG_N", argv[3], 1);
+        pthread_t th[64];
+        for (long t = 0; t < T && t < 64; t++) pthread_create(&th[t], NULL, thread_main, (void *)t);
+        for (long t = 0; t < T && t < 64; t++) pthread_join(th[t], NULL);
+        return 0;
+    }
+    if (!strcmp(mode, "loop")) {
+        for (long i = 0;; i++) {
+            gemm(1, 8, 8);
+            if (i == 20000) { printf("ready\n"); fflush(stdout); }
+        }
+    }
+    if (!strcmp(mode, "sigterm") || !strcmp(mode, "sigterm-dfl")) {
+        if (!strcmp(mode, "sigterm")) {
+            g_marker = argv[2];
+            struct sigaction sa;
+            memset(&sa, 0, sizeof sa);
+            sa.sa_handler = on_term;
+            sigemptyset(&sa.sa_mask);
+            sigaction(SIGTERM, &sa, NULL);
+        }
+        for (int i = 0; i < 50; i++) gemm(3, 4, 4);
+        printf("ready\n");
+        fflush(stdout);
+        for (;;) pause();
+    }
+    return 2;
+}
