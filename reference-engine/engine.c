@@ -38,6 +38,7 @@ struct mr_engine {
     mr_model *m;
     int threads;
     int gemv_single_row;     /* mr_engine_set_gemv */
+    uint64_t par_min_work;   /* attention runs threaded above this many q.k products */
     char err[512];
     uint64_t steps, stamp;
     /* scratch, sized for cap_t tokens / cap_b sequences / cap_ctx keys */
@@ -68,6 +69,11 @@ mr_engine *mr_engine_create(mr_model *m, int threads, char *err, size_t errlen)
     /* The BLAS library's own threads: OpenBLAS offers a setter; other BLAS keep theirs. */
     void (*set_threads)(int) = (void (*)(int))dlsym(RTLD_DEFAULT, "openblas_set_num_threads");
     if (set_threads) set_threads(e->threads);
+    /* Threaded attention only pays off for long contexts; idle OpenMP threads spin and
+     * would steal cores from the BLAS threads. Tests lower it (MOE_REF_PAR_MIN_WORK). */
+    e->par_min_work = 1u << 20;
+    const char *pm = getenv("MOE_REF_PAR_MIN_WORK");
+    if (pm && *pm) e->par_min_work = strtoull(pm, NULL, 10);
     return e;
 }
 
@@ -532,7 +538,7 @@ int mr_step(mr_engine *e, mr_seq *const seqs[], const int32_t *const new_tokens[
         work *= (uint64_t)qd;
         int nth = e->threads;
         (void)nth;
-#pragma omp parallel for num_threads(nth) schedule(dynamic, 1) if (nth > 1 && work > (1u << 17))
+#pragma omp parallel for num_threads(nth) schedule(dynamic, 1) if (nth > 1 && work > e->par_min_work)
         for (int t = 0; t < T; t++) {
             int me = 0;
 #ifdef _OPENMP
