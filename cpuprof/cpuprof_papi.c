@@ -1,0 +1,178 @@
+/* PAPI event sets attached to the profiled process's threads (see cpuprof_papi.h). */
+#include "cpuprof_papi.h"
+#include <papi.h>
+#include <stdio.h>
+#include <string.h>
+
+static int g_ok;                         /* PAPI initialised and events usable */
+static int g_cidx;                       /* perf_event component index */
+static int g_nev;
+static char g_ev[MC_PAPI_MAX_EVENTS][64];
+static struct { int32_t tid; int es; } g_thr[MC_PAPI_MAX_THREADS];
+static int g_nthr;
+
+int mc_papi_nevents(void) { return g_ok ? g_nev : 0; }
+const char *mc_papi_event(int i) { return i >= 0 && i < g_nev ? g_ev[i] : ""; }
+
+static void release(int es)
+{
+    long long v[MC_PAPI_MAX_EVENTS];
+    PAPI_stop(es, v);
+    PAPI_cleanup_eventset(es);
+    PAPI_destroy_eventset(&es);
+}
+
+/* Builds and starts an event set on tid with the names in g_ev; with probe != 0, keeps
+ * only the names PAPI accepts (rewriting g_ev). Returns the event set or PAPI_NULL. */
+static int make_set(int32_t tid, int probe, char *why, size_t whylen)
+{
+    int es = PAPI_NULL, rc;
+    if ((rc = PAPI_create_eventset(&es)) != PAPI_OK) {
+        if (why) snprintf(why, whylen, "PAPI_create_eventset: %s", PAPI_strerror(rc));
+        return PAPI_NULL;
+    }
+    if ((rc = PAPI_assign_eventset_component(es, g_cidx)) != PAPI_OK ||
+        (rc = PAPI_attach(es, (unsigned long)tid)) != PAPI_OK) {
+        if (why) snprintf(why, whylen, "cannot attach an event set to a thread: %s", PAPI_strerror(rc));
+        PAPI_destroy_eventset(&es);
+        return PAPI_NULL;
+    }
+    int kept = 0, first_err = PAPI_OK;
+    for (int i = 0; i < g_nev; i++) {
+        rc = PAPI_add_named_event(es, g_ev[i]);
+        if (rc == PAPI_OK) {
+            if (kept != i) memcpy(g_ev[kept], g_ev[i], sizeof g_ev[i]);
+            kept++;
+        } else if (!probe) {
+            release(es);
+            return PAPI_NULL;
+        } else if (first_err == PAPI_OK) {
+            first_err = rc;
+        }
+    }
+    if (probe) g_nev = kept;
+    if (!kept) {
+        if (why) snprintf(why, whylen, "none of the requested events can be counted here (%s; no hardware counters, e.g. a VM)",
+                          PAPI_strerror(first_err));
+        PAPI_cleanup_eventset(es);
+        PAPI_destroy_eventset(&es);
+        return PAPI_NULL;
+    }
+    if ((rc = PAPI_start(es)) != PAPI_OK) {
+        if (why) snprintf(why, whylen, "PAPI_start: %s (perf_event_paranoid too strict?)", PAPI_strerror(rc));
+        PAPI_cleanup_eventset(es);
+        PAPI_destroy_eventset(&es);
+        return PAPI_NULL;
+    }
+    return es;
+}
+
+int mc_papi_init(const char *events, int32_t probe_tid, char *why, size_t whylen)
+{
+    g_ok = 0;
+    g_nev = 0;
+    g_nthr = 0;
+    int rc = PAPI_library_init(PAPI_VER_CURRENT);
+    if (rc != PAPI_VER_CURRENT) {
+        snprintf(why, whylen, "PAPI_library_init failed (%s)", rc > 0 ? "version mismatch" : PAPI_strerror(rc));
+        return 0;
+    }
+    g_cidx = PAPI_get_component_index("perf_event");
+    if (g_cidx < 0) { snprintf(why, whylen, "PAPI has no perf_event component"); return 0; }
+    const PAPI_component_info_t *ci = PAPI_get_component_info(g_cidx);
+    if (ci && ci->disabled) {
+        snprintf(why, whylen, "PAPI perf_event component disabled: %s", ci->disabled_reason);
+        return 0;
+    }
+    /* Split the comma-separated list. */
+    const char *p = events;
+    while (*p && g_nev < MC_PAPI_MAX_EVENTS) {
+        size_t l = strcspn(p, ",");
+        if (l && l < sizeof g_ev[0]) {
+            memcpy(g_ev[g_nev], p, l);
+            g_ev[g_nev][l] = 0;
+            g_nev++;
+        }
+        p += l + (p[l] == ',');
+    }
+    if (!g_nev) { snprintf(why, whylen, "no PAPI events requested"); return 0; }
+    /* Keep the events that exist on this machine; none at all is the usual VM case. */
+    int exist = 0;
+    for (int i = 0; i < g_nev; i++)
+        if (PAPI_query_named_event(g_ev[i]) == PAPI_OK) {
+            if (exist != i) memcpy(g_ev[exist], g_ev[i], sizeof g_ev[i]);
+            exist++;
+        }
+    if (!exist) {
+        snprintf(why, whylen, "none of the requested events exists here: no hardware counters, e.g. a VM");
+        g_nev = 0;
+        return 0;
+    }
+    g_nev = exist;
+    int es = make_set(probe_tid, 1, why, whylen);
+    if (es == PAPI_NULL) { g_nev = 0; return 0; }
+    g_thr[0].tid = probe_tid;
+    g_thr[0].es = es;
+    g_nthr = 1;
+    g_ok = 1;
+    return g_nev;
+}
+
+int mc_papi_tracked(int32_t tid)
+{
+    for (int i = 0; i < g_nthr; i++)
+        if (g_thr[i].tid == tid) return 1;
+    return 0;
+}
+
+int mc_papi_track(int32_t tid)
+{
+    if (!g_ok) return -1;
+    if (mc_papi_tracked(tid)) return 0;
+    if (g_nthr >= MC_PAPI_MAX_THREADS) return -1;
+    int es = make_set(tid, 0, NULL, 0);
+    if (es == PAPI_NULL) return -1;
+    g_thr[g_nthr].tid = tid;
+    g_thr[g_nthr].es = es;
+    g_nthr++;
+    return 0;
+}
+
+static void drop(int i)
+{
+    release(g_thr[i].es);
+    g_thr[i] = g_thr[--g_nthr];
+}
+
+void mc_papi_read_all(void (*emit)(int32_t, const long long *, int))
+{
+    if (!g_ok) return;
+    for (int i = 0; i < g_nthr;) {
+        long long v[MC_PAPI_MAX_EVENTS];
+        if (PAPI_read(g_thr[i].es, v) == PAPI_OK) {
+            emit(g_thr[i].tid, v, g_nev);
+            i++;
+        } else {
+            drop(i);
+        }
+    }
+}
+
+void mc_papi_retire_missing(const int32_t *alive, int n, void (*emit)(int32_t, const long long *, int))
+{
+    if (!g_ok) return;
+    for (int i = 0; i < g_nthr;) {
+        int found = 0;
+        for (int j = 0; j < n && !found; j++) found = alive[j] == g_thr[i].tid;
+        if (found) { i++; continue; }
+        long long v[MC_PAPI_MAX_EVENTS];
+        if (PAPI_read(g_thr[i].es, v) == PAPI_OK) emit(g_thr[i].tid, v, g_nev);
+        drop(i);
+    }
+}
+
+void mc_papi_forget(void)
+{
+    g_ok = 0;
+    g_nthr = 0;
+}
