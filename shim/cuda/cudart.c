@@ -73,9 +73,18 @@ void mc_cuda_record_copy(uint64_t t0, uint64_t t1, int kind, uint64_t bytes, uin
     if (kind == MC_COPY_H2D) mc_cuda_note_h2d(src, dst, bytes, device);
 }
 
+/* Launches seen by interposition (read by the CUPTI collector to detect a silent activity
+ * stream: launches but no kernel records). */
+static uint64_t launch_count;
+uint64_t mc_cuda_launch_count(void) { return __atomic_load_n(&launch_count, __ATOMIC_RELAXED); }
+
 void mc_cuda_record_api(uint16_t api, uint64_t t0, uint64_t t1, uint64_t arg0, uint64_t arg1,
                         uint32_t name, int result)
 {
+    if (api != MC_API_CUDA_STREAM_SYNC && api != MC_API_CUDA_EVENT_SYNC &&
+        api != MC_API_CUDA_DEVICE_SYNC && api != MC_API_CU_STREAM_SYNC &&
+        api != MC_API_CU_EVENT_SYNC && api != MC_API_CU_CTX_SYNC)
+        __atomic_add_fetch(&launch_count, 1, __ATOMIC_RELAXED);
     struct mc_rec_api *r = mc_rec_reserve(MC_REC_API, sizeof *r);
     if (!r) return;
     r->t_begin_ns = t0;

@@ -86,6 +86,8 @@ void mc_cuda_record_copy(uint64_t t0, uint64_t t1, int kind, uint64_t bytes, uin
                          uint64_t dst, uint64_t stream, int async, int device);
 void mc_cuda_record_api(uint16_t api, uint64_t t0, uint64_t t1, uint64_t arg0, uint64_t arg1,
                         uint32_t name, int result);
+/* Kernel and graph launches recorded so far (exported for the CUPTI collector). */
+uint64_t mc_cuda_launch_count(void);
 /* cudaMemcpyKind -> enum mc_copy_kind (cudaMemcpyDefault classified by pointer attributes). */
 int mc_cuda_copy_kind(int cuda_kind, const void *dst, const void *src);
 /* cudrv.c: our wrapper for a driver entry point named `symbol` asked for at

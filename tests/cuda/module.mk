@@ -20,6 +20,10 @@ $(TBIN)/cuda/test_cuda_interpose: tests/cuda/test_cuda_interpose.c tests/cuda/fa
 	    $(SHIM_CUDA_OBJS) \
 	    -L$(TBIN)/cuda -Wl,--no-as-needed -lfakecuda -Wl,-rpath,'$$ORIGIN' -ldl -lpthread
 
-TESTS += $(TBIN)/cuda/test_cuda_interpose
-TEST_DEPS += $(TBIN)/cuda/test_cuda_interpose
+$(TBIN)/cuda/test_taps: tests/cuda/test_taps.c cupti/taps.c cupti/taps.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CUDA_TEST_CFLAGS) -o $@ tests/cuda/test_taps.c cupti/taps.c -lcjson
+
+TESTS += $(TBIN)/cuda/test_cuda_interpose $(TBIN)/cuda/test_taps
+TEST_DEPS += $(TBIN)/cuda/test_cuda_interpose $(TBIN)/cuda/test_taps
 endif
