@@ -81,8 +81,9 @@ static void warn(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "moecap: CUPTI: %s\n", msg);
+    /* The core's mc_note prints notes on stderr itself. */
     if (core.note) core.note(MC_NOTE_WARNING, "CUPTI: %s", msg);
+    else fprintf(stderr, "moecap: CUPTI: %s\n", msg);
 }
 
 static const char *cupti_err(CUptiResult r)
@@ -171,6 +172,7 @@ static int keep_api(int dom, CUpti_CallbackId cbid)
 /* ---- activity records ---- */
 
 static uint64_t n_kernels, n_api_launches, n_dropped_total;
+static int kernels_enabled;
 static int warned_zero;
 
 static int copy_kind(uint8_t k)
@@ -537,7 +539,9 @@ static void load_taps(void)
         /* Default: <root>/data/taps with the library in <root>/build/lib. */
         Dl_info info;
         if (!dladdr((void *)&load_taps, &info) || !info.dli_fname) return;
-        snprintf(path, sizeof path, "%s", info.dli_fname);
+        char *abs = realpath(info.dli_fname, NULL);
+        snprintf(path, sizeof path, "%s", abs ? abs : info.dli_fname);
+        free(abs);
         for (int up = 0; up < 3; up++) { char *s = strrchr(path, '/'); if (s) *s = 0; }
         size_t len = strlen(path);
         snprintf(path + len, sizeof path - len, "/data/taps");
@@ -566,7 +570,7 @@ void mc_cupti_flush(void)
     if (__atomic_load_n(&state, __ATOMIC_ACQUIRE) != 1) return;
     cuptiActivityFlushAll(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
     uint64_t launches = n_api_launches + shim_launches();
-    if (!warned_zero && n_kernels == 0 && launches > 0) {
+    if (!warned_zero && kernels_enabled && n_kernels == 0 && launches > 0) {
         warned_zero = 1;
         warn("%llu kernel launches seen but 0 kernel activity records: another CUPTI client "
              "(e.g. the PyTorch profiler) probably holds the activity stream; kernel times are missing",
@@ -610,13 +614,26 @@ int mc_cupti_start(void)
             { CUPTI_ACTIVITY_KIND_DRIVER, "DRIVER" },
             { CUPTI_ACTIVITY_KIND_GRAPH_TRACE, "GRAPH_TRACE" },
         };
+        char failed[256] = "";
+        CUptiResult first_err = CUPTI_SUCCESS;
+        int nfail = 0;
         for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
             r = cuptiActivityEnable(kinds[i].kind);
-            if (r != CUPTI_SUCCESS)
-                warn("enabling activity %s failed (%s)%s", kinds[i].name, cupti_err(r),
-                     r == CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED || r == CUPTI_ERROR_NOT_COMPATIBLE
-                         ? ": another CUPTI client is active" : "");
+            if (r == CUPTI_SUCCESS) {
+                if (kinds[i].kind == CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL) kernels_enabled = 1;
+                continue;
+            }
+            if (!nfail++) first_err = r;
+            size_t len = strlen(failed);
+            snprintf(failed + len, sizeof failed - len, "%s%s", len ? " " : "", kinds[i].name);
         }
+        if (nfail == (int)(sizeof kinds / sizeof kinds[0]))
+            warn("activity tracing unavailable (%s; no GPU or driver?): no kernel, memcpy or API activity records",
+                 cupti_err(first_err));
+        else if (nfail)
+            warn("activity kinds not enabled: %s (%s)%s", failed, cupti_err(first_err),
+                 first_err == CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED || first_err == CUPTI_ERROR_NOT_COMPATIBLE
+                     ? ": another CUPTI client is active" : "");
     }
     load_taps();
     if (ntaps > 0) {
@@ -634,7 +651,9 @@ int mc_cupti_start(void)
         }
     }
     if (core.register_module) core.register_module(&cupti_module);
-    core.note(MC_NOTE_INFO, "CUPTI collector active (%d kernel-parameter taps)", ntaps);
+    if (kernels_enabled || ntaps > 0)
+        core.note(MC_NOTE_INFO, "CUPTI collector active (kernel records %s, %d kernel-parameter taps)",
+                  kernels_enabled ? "on" : "off", ntaps);
     __atomic_store_n(&state, 1, __ATOMIC_RELEASE);
     return 0;
 }

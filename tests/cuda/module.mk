@@ -24,6 +24,12 @@ $(TBIN)/cuda/test_taps: tests/cuda/test_taps.c cupti/taps.c cupti/taps.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CUDA_TEST_CFLAGS) -o $@ tests/cuda/test_taps.c cupti/taps.c -lcjson
 
-TESTS += $(TBIN)/cuda/test_cuda_interpose $(TBIN)/cuda/test_taps
-TEST_DEPS += $(TBIN)/cuda/test_cuda_interpose $(TBIN)/cuda/test_taps
+# A program using the fake library normally (no interposers linked in), for the preload test.
+$(TBIN)/cuda/cuda_prog: tests/cuda/cuda_prog.c $(TBIN)/cuda/libfakecuda.so
+	@mkdir -p $(dir $@)
+	$(CC) $(CUDA_TEST_CFLAGS) -o $@ $< -L$(TBIN)/cuda -lfakecuda -Wl,-rpath,'$$ORIGIN'
+
+TESTS += $(TBIN)/cuda/test_cuda_interpose $(TBIN)/cuda/test_taps tests/cuda/test_cuda_preload.py
+TEST_DEPS += $(TBIN)/cuda/test_cuda_interpose $(TBIN)/cuda/test_taps $(TBIN)/cuda/cuda_prog \
+             $(LIB)/libmoecap.so $(LIB)/libmoecap-cupti.so $(BIN)/moecap
 endif
