@@ -94,3 +94,19 @@ s=json.load(open('$T/chat/bench-summary.json'))
 ok = len(r)==1 and r[0]['ok'] and r[0]['answer']=='The answer is 42.' and s['config']['model']=='mock-model' and s['config']['endpoint'].endswith('/v1/chat/completions')
 print(('ok' if ok else 'not ok') + ' - chat completions with the model id from /v1/models')
 "
+
+# --rate: Poisson arrivals. 40 requests at 50/s: gaps between sends have mean ~20 ms
+# (std of the mean of 39 exponential gaps: ~3.2 ms) and a coefficient of variation near 1
+# (evenly spaced sends would give ~0). Requests use the 'nonstream' mode (fast replies).
+printf '{"prompt": "MODE nonstream", "expected": "42", "type": "gsm8k"}\n' > "$T/fast.jsonl"
+timeout 30 "$MOECAP" bench --url "http://127.0.0.1:$PORT/v1" --dataset "$T/fast.jsonl" -n 40 --rate 50 --seed 7 \
+  --model m --timeout 5 --quiet --out "$T/rate" >/dev/null 2>&1
+/usr/bin/python3 - "$T/rate" <<'PY'
+import json, sys, statistics as st
+r = sorted((json.loads(l) for l in open(sys.argv[1] + "/requests.jsonl")), key=lambda x: x["id"])
+t = [x["start_ms"] for x in r]
+gaps = [b - a for a, b in zip(t, t[1:])]
+m = st.mean(gaps); cv = st.pstdev(gaps) / m
+ok = len(r) == 40 and all(x["ok"] for x in r) and 10 <= m <= 32 and 0.6 <= cv <= 1.6 and t == sorted(t)
+print(("ok" if ok else "not ok") + " - --rate 50: Poisson sends (mean gap %.1f ms, cv %.2f)" % (m, cv))
+PY
