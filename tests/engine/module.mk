@@ -1,3 +1,10 @@
-# moe-ref tests: oracle comparison (logits, routing), ground-truth formulas, bad input, gen determinism.
-TESTS     += tests/engine/test_engine.py
-TEST_DEPS += $(BIN)/moe-ref
+# moe-ref tests: oracle comparison (logits, routing), ground-truth formulas, bad input,
+# gen determinism (test_engine.py); the public engine API (test_engine_api.c).
+$(OBJ)/tests/engine/%.o: CFLAGS += -Ireference-engine -Itests
+
+$(TBIN)/test_engine_api: $(OBJ)/tests/engine/test_engine_api.o $(LIB)/libmoeref.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(MOEREF_LIBS)
+
+TESTS     += tests/engine/test_engine.py $(TBIN)/test_engine_api
+TEST_DEPS += $(BIN)/moe-ref $(TBIN)/test_engine_api
