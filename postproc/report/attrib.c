@@ -1,0 +1,665 @@
+/* Step segmentation and expert attribution (see attrib.h and docs/attribution.md).
+ *
+ * Every GEMM is normalised to "tokens x out x in" with one weight operand, then classified
+ * (router, routed expert, shared expert, attention, dense FFN, lm_head) — by the tensor
+ * name of its weight address when the trace (or the model directory's safetensors
+ * headers + the trace's file maps) lets us name it, else by shape and position in the
+ * layer. The classification of a weight address never changes, so it is cached: the hot
+ * path is one hash lookup per GEMM. lm_head (out = V) closes a step. */
+#include "report/attrib.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------- names ---------- */
+
+static int parse_index_after(const char *name, const char *key)
+{
+    const char *p = strstr(name, key);
+    if (!p) return -1;
+    p += strlen(key);
+    if (*p < '0' || *p > '9') return -1;
+    int v = 0;
+    while (*p >= '0' && *p <= '9') v = v * 10 + (*p++ - '0');
+    return v;
+}
+
+static enum mc_proj proj_from_name(const char *n)
+{
+    if (strstr(n, "gate_up_proj")) return MC_PROJ_GATE_UP;
+    if (strstr(n, "gate_proj") || strstr(n, ".w1.") || strstr(n, ".w1")) return MC_PROJ_GATE;
+    if (strstr(n, "up_proj") || strstr(n, ".w3")) return MC_PROJ_UP;
+    if (strstr(n, "down_proj") || strstr(n, ".w2")) return MC_PROJ_DOWN;
+    return MC_PROJ_OTHER;
+}
+
+enum mc_role mc_role_from_name(const char *n, int *layer, int *expert, enum mc_proj *proj)
+{
+    *layer = parse_index_after(n, "layers.");
+    *expert = -1;
+    *proj = MC_PROJ_OTHER;
+    if (strstr(n, "lm_head") || strstr(n, "embed_tokens")) return MC_ROLE_LM_HEAD;
+    if (strstr(n, "shared_expert_gate")) return MC_ROLE_SHARED_GATE;
+    if (strstr(n, "shared_expert.") || strstr(n, "shared_experts.")) {
+        *proj = proj_from_name(n);
+        return MC_ROLE_SHARED;
+    }
+    if (strstr(n, ".experts.")) {
+        *expert = parse_index_after(n, ".experts.");
+        *proj = proj_from_name(n);
+        return MC_ROLE_EXPERT;
+    }
+    if (strstr(n, "self_attn.") || strstr(n, ".attention.")) return MC_ROLE_ATTN;
+    if (strstr(n, "mlp.gate.") || strstr(n, "block_sparse_moe.gate.") || strstr(n, ".router."))
+        return MC_ROLE_ROUTER;
+    if (strstr(n, "mlp.")) {
+        *proj = proj_from_name(n);
+        if (*proj != MC_PROJ_OTHER) return MC_ROLE_DENSE_FFN;
+    }
+    return MC_ROLE_UNKNOWN;
+}
+
+const char *mc_role_name(enum mc_role r)
+{
+    static const char *n[] = {"unknown", "attention", "router", "routed_expert", "shared_expert",
+                              "shared_expert_gate", "dense_ffn", "lm_head"};
+    return r < MC_ROLE_MAX ? n[r] : "?";
+}
+
+/* ---------- address -> tensor name ---------- */
+
+struct tensor_ent { char *base, *name; uint64_t fb, fe; int64_t shape0; int ndim; };
+struct fmap_ent { char *base; uint64_t addr, off, len; };
+struct interval { uint64_t b, e; const struct tensor_ent *t; };
+
+/* ---------- weight cache ---------- */
+
+struct went {
+    uint64_t addr;          /* 0 = empty slot */
+    int64_t out, in;
+    uint64_t stamp;         /* step stamp of the last step that counted its bytes */
+    int16_t role, proj;
+    int32_t layer, expert;  /* model layer (-1 unknown), expert id (-1 unknown) */
+    uint8_t named;
+};
+
+/* ---------- per-thread stream state ---------- */
+
+enum phase { PH_ATTN = 0, PH_FFN = 1 };
+
+struct stream {
+    int32_t pid, tid;
+    int open;               /* a step is in progress */
+    uint64_t stamp;
+    uint64_t t_begin, t_end;
+    int64_t tokens_router, tokens_first;
+    uint64_t calls, unattr;
+    uint64_t b_dense, b_routed, b_shared;
+    uint64_t f_gemm, f_routed, f_unattr;
+    int routers;            /* routers seen this step */
+    int cur_moe;            /* moe ordinal of the current MoE block (-1 none) */
+    int phase, in_moe;
+    int64_t *counts;        /* n_moe x E */
+    int32_t *touched;       /* indices into counts set this step */
+    int64_t n_touched;
+    int32_t *order_next;    /* per moe layer: next first-seen expert id (shape-only) */
+    int64_t *ctx;           /* per sequence context after the last step */
+    int64_t nctx, ctx_cap;
+    int ctx_exact;
+    struct stream *next;
+};
+
+struct mc_attrib {
+    const struct mc_model *m;
+    mc_step_cb cb;
+    void *user;
+    int moe_ord[MC_MODEL_MAX_LAYERS];   /* model layer -> moe ordinal, -1 dense */
+    int moe_layers[MC_MODEL_MAX_LAYERS];
+    int n_moe;
+    struct tensor_ent *tens; size_t n_tens, cap_tens;
+    struct fmap_ent *maps; size_t n_maps, cap_maps;
+    struct interval *iv; size_t n_iv;
+    int iv_dirty;
+    struct went *tab; size_t tab_cap, tab_used;
+    struct stream *streams;
+    uint64_t next_stamp, step_index;
+    struct mc_attrib_stats st;
+    uint64_t unk_count[64]; int64_t unk_out[64], unk_in[64]; int n_unk;
+    int64_t *ctx_scratch;
+};
+
+static const char *base_name(const char *p)
+{
+    const char *s = strrchr(p, '/');
+    return s ? s + 1 : p;
+}
+
+struct mc_attrib *mc_attrib_new(const struct mc_model *m, mc_step_cb cb, void *user)
+{
+    struct mc_attrib *a = calloc(1, sizeof *a);
+    if (!a) return NULL;
+    a->m = m; a->cb = cb; a->user = user;
+    for (int l = 0; l < m->layers; l++) {
+        a->moe_ord[l] = m->is_moe[l] ? a->n_moe : -1;
+        if (m->is_moe[l]) a->moe_layers[a->n_moe++] = l;
+    }
+    a->tab_cap = 4096;
+    a->tab = calloc(a->tab_cap, sizeof *a->tab);
+    a->next_stamp = 1;
+    a->st.expert_ids_exact = 1;
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        const struct mc_st_tensor *t = &m->tensors[i];
+        mc_attrib_tensor(a, t->path, t->name, t->file_begin, t->file_end, t->shape, t->ndim, t->dtype);
+    }
+    if (!a->tab) { free(a); return NULL; }
+    return a;
+}
+
+void mc_attrib_free(struct mc_attrib *a)
+{
+    if (!a) return;
+    for (size_t i = 0; i < a->n_tens; i++) { free(a->tens[i].base); free(a->tens[i].name); }
+    for (size_t i = 0; i < a->n_maps; i++) free(a->maps[i].base);
+    free(a->tens); free(a->maps); free(a->iv); free(a->tab); free(a->ctx_scratch);
+    for (struct stream *s = a->streams, *n; s; s = n) {
+        n = s->next;
+        free(s->counts); free(s->touched); free(s->order_next); free(s->ctx); free(s);
+    }
+    free(a);
+}
+
+void mc_attrib_tensor(struct mc_attrib *a, const char *path, const char *name,
+                      uint64_t fb, uint64_t fe, const int64_t *shape, int ndim, int dtype)
+{
+    (void)dtype;
+    if (!path || !name || fe <= fb) return;
+    const char *b = base_name(path);
+    for (size_t i = 0; i < a->n_tens; i++)   /* the same table may come from trace and model dir */
+        if (a->tens[i].fb == fb && !strcmp(a->tens[i].name, name) && !strcmp(a->tens[i].base, b)) return;
+    if (a->n_tens == a->cap_tens) {
+        size_t nc = a->cap_tens ? a->cap_tens * 2 : 256;
+        void *p = realloc(a->tens, nc * sizeof *a->tens);
+        if (!p) return;
+        a->tens = p; a->cap_tens = nc;
+    }
+    struct tensor_ent *t = &a->tens[a->n_tens++];
+    t->base = strdup(b); t->name = strdup(name); t->fb = fb; t->fe = fe;
+    t->ndim = ndim; t->shape0 = ndim > 0 ? shape[0] : 0;
+    a->iv_dirty = 1;
+}
+
+void mc_attrib_file_map(struct mc_attrib *a, const char *path, uint64_t addr, uint64_t off,
+                        uint64_t len, int32_t device)
+{
+    (void)device;
+    if (!path || !len) return;
+    if (a->n_maps == a->cap_maps) {
+        size_t nc = a->cap_maps ? a->cap_maps * 2 : 64;
+        void *p = realloc(a->maps, nc * sizeof *a->maps);
+        if (!p) return;
+        a->maps = p; a->cap_maps = nc;
+    }
+    struct fmap_ent *f = &a->maps[a->n_maps++];
+    f->base = strdup(base_name(path)); f->addr = addr; f->off = off; f->len = len;
+    a->iv_dirty = 1;
+}
+
+static int iv_cmp(const void *x, const void *y)
+{
+    const struct interval *a = x, *b = y;
+    return a->b < b->b ? -1 : a->b > b->b;
+}
+
+static void rebuild_intervals(struct mc_attrib *a)
+{
+    a->iv_dirty = 0;
+    free(a->iv); a->iv = NULL; a->n_iv = 0;
+    size_t cap = 0;
+    for (size_t i = 0; i < a->n_maps; i++) {
+        const struct fmap_ent *f = &a->maps[i];
+        for (size_t j = 0; j < a->n_tens; j++) {
+            const struct tensor_ent *t = &a->tens[j];
+            if (t->fb < f->off || t->fe > f->off + f->len || strcmp(t->base, f->base)) continue;
+            if (a->n_iv == cap) {
+                cap = cap ? cap * 2 : 256;
+                void *p = realloc(a->iv, cap * sizeof *a->iv);
+                if (!p) return;
+                a->iv = p;
+            }
+            a->iv[a->n_iv++] = (struct interval){f->addr + (t->fb - f->off), f->addr + (t->fe - f->off), t};
+        }
+    }
+    qsort(a->iv, a->n_iv, sizeof *a->iv, iv_cmp);
+}
+
+static const struct interval *find_interval(struct mc_attrib *a, uint64_t addr)
+{
+    if (a->iv_dirty) rebuild_intervals(a);
+    size_t lo = 0, hi = a->n_iv;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (a->iv[mid].b <= addr) lo = mid + 1; else hi = mid;
+    }
+    /* the last interval starting at or before addr (mappings of the same file may repeat) */
+    for (size_t i = lo; i-- > 0;) {
+        if (addr < a->iv[i].e) return &a->iv[i];
+        if (lo - i > 4) break;
+    }
+    return NULL;
+}
+
+/* ---------- weight table ---------- */
+
+static inline size_t hash_addr(uint64_t x)
+{
+    x ^= x >> 33; x *= 0xff51afd7ed558ccdULL; x ^= x >> 33;
+    return (size_t)x;
+}
+
+static struct went *tab_find(struct mc_attrib *a, uint64_t addr)
+{
+    size_t mask = a->tab_cap - 1;
+    for (size_t i = hash_addr(addr) & mask;; i = (i + 1) & mask) {
+        if (a->tab[i].addr == addr) return &a->tab[i];
+        if (!a->tab[i].addr) return NULL;
+    }
+}
+
+static struct went *tab_insert(struct mc_attrib *a, uint64_t addr)
+{
+    if ((a->tab_used + 1) * 2 > a->tab_cap) {
+        if (a->tab_cap >= (1u << 22)) return NULL;   /* bounded: 4 M weights */
+        size_t nc = a->tab_cap * 2;
+        struct went *nt = calloc(nc, sizeof *nt);
+        if (!nt) return NULL;
+        for (size_t i = 0; i < a->tab_cap; i++) {
+            if (!a->tab[i].addr) continue;
+            size_t j = hash_addr(a->tab[i].addr) & (nc - 1);
+            while (nt[j].addr) j = (j + 1) & (nc - 1);
+            nt[j] = a->tab[i];
+        }
+        free(a->tab);
+        a->tab = nt; a->tab_cap = nc;
+    }
+    size_t mask = a->tab_cap - 1, i = hash_addr(addr) & mask;
+    while (a->tab[i].addr) i = (i + 1) & mask;
+    memset(&a->tab[i], 0, sizeof a->tab[i]);
+    a->tab[i].addr = addr;
+    a->tab_used++;
+    return &a->tab[i];
+}
+
+/* ---------- shapes ---------- */
+
+static int is_attn_shape(const struct mc_model *m, int64_t out, int64_t in)
+{
+    int64_t d = m->d, qd = m->heads * m->head_dim, kvd = m->kv_heads * m->head_dim;
+    if (m->kv_lora_rank > 0) {
+        int64_t qh = m->heads * (m->qk_nope_dim + m->qk_rope_dim);
+        if (in == d && (out == qh || out == m->q_lora_rank || out == m->kv_lora_rank + m->qk_rope_dim)) return 1;
+        if (in == m->q_lora_rank && out == qh) return 1;
+        if (in == m->kv_lora_rank && out == m->heads * (m->qk_nope_dim + m->v_head_dim)) return 1;
+        if (in == m->heads * m->v_head_dim && out == d) return 1;
+        return 0;
+    }
+    if (in == d && (out == qd || out == kvd || out == qd + 2 * kvd)) return 1;
+    return in == qd && out == d;
+}
+static int is_attn_out(const struct mc_model *m, int64_t out, int64_t in)
+{
+    int64_t vd = m->kv_lora_rank > 0 ? m->heads * m->v_head_dim : m->heads * m->head_dim;
+    return in == vd && out == m->d;
+}
+static int is_ffn_shape(const struct mc_model *m, int64_t x, int64_t out, int64_t in, enum mc_proj *p)
+{
+    if (x <= 0) return 0;
+    if (in == m->d && out == x) { *p = MC_PROJ_GATE; return 1; }   /* gate or up */
+    if (in == m->d && out == 2 * x) { *p = MC_PROJ_GATE_UP; return 1; }
+    if (in == x && out == m->d) { *p = MC_PROJ_DOWN; return 1; }
+    return 0;
+}
+
+/* Classify a weight of shape out x in by shape and the stream's position in its layer. */
+static enum mc_role role_from_shape(const struct mc_model *m, const struct stream *s,
+                                    int64_t out, int64_t in, enum mc_proj *p)
+{
+    *p = MC_PROJ_OTHER;
+    if (in == m->d && out == m->vocab) return MC_ROLE_LM_HEAD;
+    if (in == m->d && out == m->experts) return MC_ROLE_ROUTER;
+    if (in == m->d && out == 1 && m->shared_gate) return MC_ROLE_SHARED_GATE;
+    if (s->phase == PH_FFN) {
+        if (s->in_moe) {
+            if (is_ffn_shape(m, m->f, out, in, p)) return MC_ROLE_EXPERT;
+            if (is_ffn_shape(m, m->fs, out, in, p)) return MC_ROLE_SHARED;
+        } else if (is_ffn_shape(m, m->fd, out, in, p)) {
+            return MC_ROLE_DENSE_FFN;
+        }
+        if (is_attn_shape(m, out, in)) return MC_ROLE_ATTN;   /* next layer begins */
+        return MC_ROLE_UNKNOWN;
+    }
+    if (is_attn_shape(m, out, in)) return MC_ROLE_ATTN;
+    if (is_ffn_shape(m, m->fd, out, in, p)) return MC_ROLE_DENSE_FFN;
+    return MC_ROLE_UNKNOWN;
+}
+
+/* ---------- streams ---------- */
+
+static struct stream *get_stream(struct mc_attrib *a, int32_t pid, int32_t tid)
+{
+    for (struct stream *s = a->streams; s; s = s->next)
+        if (s->pid == pid && s->tid == tid) return s;
+    struct stream *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->pid = pid; s->tid = tid;
+    size_t n = (size_t)(a->n_moe ? a->n_moe : 1) * (size_t)(a->m->experts ? a->m->experts : 1);
+    s->counts = calloc(n, sizeof *s->counts);
+    s->touched = calloc(n, sizeof *s->touched);
+    s->order_next = calloc((size_t)(a->n_moe ? a->n_moe : 1), sizeof *s->order_next);
+    s->cur_moe = -1;
+    s->ctx_exact = 1;
+    if (!s->counts || !s->touched || !s->order_next) {
+        free(s->counts); free(s->touched); free(s->order_next); free(s);
+        return NULL;
+    }
+    s->next = a->streams;
+    a->streams = s;
+    return s;
+}
+
+static void reset_step(struct stream *s)
+{
+    for (int64_t i = 0; i < s->n_touched; i++) s->counts[s->touched[i]] = 0;
+    s->n_touched = 0;
+    s->open = 0;
+    s->tokens_router = s->tokens_first = 0;
+    s->calls = s->unattr = 0;
+    s->b_dense = s->b_routed = s->b_shared = 0;
+    s->f_gemm = s->f_routed = s->f_unattr = 0;
+    s->routers = 0;
+    s->cur_moe = -1;
+    s->phase = PH_ATTN;
+    s->in_moe = 0;
+}
+
+static int ctx_reserve(struct stream *s, int64_t n)
+{
+    if (n <= s->ctx_cap) return 0;
+    int64_t nc = n < 16 ? 16 : n * 2;
+    void *p = realloc(s->ctx, (size_t)nc * sizeof *s->ctx);
+    if (!p) return -1;
+    s->ctx = p; s->ctx_cap = nc;
+    return 0;
+}
+
+/* Close the step at lm_head: kinds, contexts, KV bytes, attention FLOPs, callback. */
+static void finish_step(struct mc_attrib *a, struct stream *s, int64_t sequences)
+{
+    const struct mc_model *m = a->m;
+    int64_t T = s->tokens_router ? s->tokens_router : s->tokens_first;
+    if (T <= 0) T = sequences;
+    int64_t B = sequences;
+    int elt = m->elt ? m->elt : 4;
+    struct mc_step st;
+    memset(&st, 0, sizeof st);
+    const char *kind;
+    /* attention work: Σ over the step's tokens of their causal context (pos + 1) */
+    uint64_t att_ctx = 0;
+    if (ctx_reserve(s, B) != 0) B = s->nctx < B ? s->nctx : B;
+    if (T == B) {
+        kind = "decode";
+        if (s->nctx > B) {
+            /* some sequences finished: we cannot tell which; exact only if all were equal */
+            for (int64_t i = 1; i < s->nctx; i++) if (s->ctx[i] != s->ctx[0]) s->ctx_exact = 0;
+        } else if (s->nctx < B && s->nctx > 0) {
+            kind = "mixed";   /* new one-token sequences joined running ones */
+        }
+        for (int64_t i = s->nctx; i < B; i++) s->ctx[i] = 0;
+        for (int64_t i = 0; i < B; i++) { s->ctx[i] += 1; att_ctx += (uint64_t)s->ctx[i]; }
+    } else {
+        /* tokens > sequences: a prefill over fresh sequences; the split of T among them is
+         * not in the trace: assume the most even one (exact for equal prompt lengths). */
+        kind = "prefill";
+        s->ctx_exact = (B > 0 && T % B == 0);
+        for (int64_t i = 0; i < B; i++) {
+            int64_t n = T / B + (i < T % B);
+            s->ctx[i] = n;
+            att_ctx += (uint64_t)(n * (n + 1) / 2);
+        }
+    }
+    s->nctx = B;
+    uint64_t ctx_sum = 0;
+    for (int64_t i = 0; i < B; i++) ctx_sum += (uint64_t)s->ctx[i];
+
+    uint64_t kv_tok = (uint64_t)mc_model_kv_elems_per_token(m) * (uint64_t)elt * (uint64_t)m->layers;
+    st.index = a->step_index++;
+    st.pid = s->pid; st.tid = s->tid;
+    st.kind = kind;
+    st.tokens = T; st.sequences = B;
+    st.t_begin_ns = s->t_begin; st.t_end_ns = s->t_end;
+    st.gemm_calls = s->calls; st.unattributed_calls = s->unattr;
+    /* dense = GEMM weights seen + vectors the trace cannot see: per-layer norms, final norm,
+     * and the embedding rows gathered for this step's tokens */
+    st.bytes_dense = s->b_dense + (uint64_t)elt * ((uint64_t)m->layers * (uint64_t)mc_model_norm_params(m)
+                     + (uint64_t)m->d + (uint64_t)T * (uint64_t)m->d);
+    st.bytes_routed = s->b_routed;
+    st.bytes_shared = s->b_shared;
+    st.kv_read = ctx_sum * kv_tok;
+    st.kv_written = (uint64_t)T * kv_tok;
+    uint64_t qk = m->kv_lora_rank > 0 ? (uint64_t)(m->qk_nope_dim + m->qk_rope_dim) : (uint64_t)m->head_dim;
+    uint64_t vd = m->kv_lora_rank > 0 ? (uint64_t)m->v_head_dim : (uint64_t)m->head_dim;
+    st.flops_attention = (uint64_t)m->layers * 2ull * (uint64_t)m->heads * (qk + vd) * att_ctx;
+    st.flops_gemm = s->f_gemm;
+    st.flops_routed = s->f_routed;
+    st.flops_unattributed = s->f_unattr;
+    uint64_t ebytes = (uint64_t)mc_model_expert_params(m) * (uint64_t)elt;
+    st.bytes_all_experts = st.bytes_dense + st.bytes_shared + st.kv_read + st.kv_written
+                           + (uint64_t)a->n_moe * (uint64_t)m->experts * ebytes;
+    st.flops_all_experts = st.flops_gemm - st.flops_routed + st.flops_attention
+                           + (uint64_t)T * (uint64_t)a->n_moe * (uint64_t)m->experts * 2ull
+                             * (uint64_t)mc_model_expert_params(m);
+    int64_t act = 0;
+    for (int64_t i = 0; i < s->n_touched; i++) act++;
+    st.activated = act;
+    st.n_moe = a->n_moe;
+    st.moe_layers = a->moe_layers;
+    st.counts = s->counts;
+    st.n_experts = m->experts;
+    st.context = s->ctx;
+    st.n_context = B;
+    st.context_exact = s->ctx_exact;
+    st.layers_seen = s->routers;
+    if (a->n_moe && s->routers != a->n_moe) a->st.router_mismatch_steps++;
+    a->st.steps++;
+    if (a->cb) a->cb(&st, a->user);
+    reset_step(s);
+}
+
+static void note_unknown(struct mc_attrib *a, int64_t out, int64_t in)
+{
+    for (int i = 0; i < a->n_unk; i++)
+        if (a->unk_out[i] == out && a->unk_in[i] == in) { a->unk_count[i]++; return; }
+    if (a->n_unk < 64) {
+        a->unk_out[a->n_unk] = out; a->unk_in[a->n_unk] = in; a->unk_count[a->n_unk++] = 1;
+    }
+}
+
+static int is_gemv(unsigned api)
+{
+    return api == MC_API_SGEMV_F77 || api == MC_API_DGEMV_F77 || api == MC_API_CBLAS_SGEMV ||
+           api == MC_API_CBLAS_DGEMV;
+}
+
+/* Resolve (or classify and cache) the weight at `addr` seen with shape out x in. */
+static struct went *lookup_weight(struct mc_attrib *a, struct stream *s, uint64_t addr,
+                                  int64_t out, int64_t in)
+{
+    struct went *w = tab_find(a, addr);
+    if (w && w->out == out && w->in == in) return w;
+    int layer = -1, expert = -1;
+    enum mc_proj proj = MC_PROJ_OTHER;
+    enum mc_role role = MC_ROLE_UNKNOWN;
+    int named = 0;
+    const struct interval *iv = (a->n_maps && a->n_tens) ? find_interval(a, addr) : NULL;
+    if (iv) {
+        role = mc_role_from_name(iv->t->name, &layer, &expert, &proj);
+        if (role == MC_ROLE_EXPERT && expert < 0 && iv->t->ndim == 3 && iv->t->shape0 > 0) {
+            /* experts fused in one 3-D parameter: the offset inside it names the expert */
+            uint64_t per = (iv->e - iv->b) / (uint64_t)iv->t->shape0;
+            if (per) expert = (int)((addr - iv->b) / per);
+        }
+        if (role == MC_ROLE_LM_HEAD && out != a->m->vocab) role = MC_ROLE_UNKNOWN; /* embedding as input */
+        named = role != MC_ROLE_UNKNOWN;
+    }
+    if (!named) {
+        role = role_from_shape(a->m, s, out, in, &proj);
+        if (role == MC_ROLE_UNKNOWN) return NULL;
+        if (role == MC_ROLE_EXPERT || role == MC_ROLE_SHARED || role == MC_ROLE_ROUTER || role == MC_ROLE_SHARED_GATE) {
+            int ord = role == MC_ROLE_ROUTER ? s->routers : s->cur_moe;  /* router opens the next */
+            layer = (ord >= 0 && ord < a->n_moe) ? a->moe_layers[ord] : -1;
+        }
+        if (role == MC_ROLE_EXPERT && proj == MC_PROJ_DOWN) {
+            int ord = s->cur_moe;
+            if (ord >= 0 && ord < a->n_moe && s->order_next[ord] < a->m->experts) expert = s->order_next[ord]++;
+            a->st.expert_ids_exact = 0;
+        }
+    }
+    if (!w) w = tab_insert(a, addr);
+    if (!w) {   /* table full: classify without caching */
+        static struct went tmp;
+        w = &tmp;
+        memset(w, 0, sizeof *w);
+        w->addr = addr;
+    }
+    w->out = out; w->in = in;
+    w->role = (int16_t)role; w->proj = (int16_t)proj;
+    w->layer = layer; w->expert = expert;
+    w->named = (uint8_t)named;
+    w->stamp = 0;
+    if (named) a->st.named_weights++; else a->st.shape_weights++;
+    return w;
+}
+
+void mc_attrib_gemm(struct mc_attrib *a, int32_t pid, const struct mc_rec_gemm *g)
+{
+    const struct mc_model *m = a->m;
+    a->st.gemms++;
+    struct stream *s = get_stream(a, pid, g->tid);
+    if (!s) return;
+    int64_t batch = g->batch > 1 ? g->batch : 1;
+    uint64_t flops = 2ull * (uint64_t)g->m * (uint64_t)(g->n > 0 ? g->n : 1) * (uint64_t)g->k * (uint64_t)batch;
+    /* Normalise: candidates (tokens, out, in, weight). */
+    int64_t tok1, out1, in1, tok2, out2, in2;
+    uint64_t w1, w2;
+    int dt1, dt2;
+    if (is_gemv(g->api)) {
+        tok1 = tok2 = 1;
+        if (g->trans_a == MC_OP_N) { out1 = g->m; in1 = g->k; } else { out1 = g->k; in1 = g->m; }
+        out2 = out1; in2 = in1;
+        w1 = w2 = g->a; dt1 = dt2 = g->dtype_a;
+    } else {
+        tok1 = g->m; out1 = g->n; in1 = g->k; w1 = g->b; dt1 = g->dtype_b;   /* Y = X * W^T */
+        tok2 = g->n; out2 = g->m; in2 = g->k; w2 = g->a; dt2 = g->dtype_a;   /* Y^T = W * X^T */
+    }
+    /* Prefer the transposed operand as the weight (frameworks store W as out x in). */
+    int prefer2 = !is_gemv(g->api) && g->trans_a != MC_OP_N && g->trans_b == MC_OP_N;
+    if (!prefer2 && g->trans_a == g->trans_b && g->layout == MC_LAYOUT_COL_MAJOR) prefer2 = 1;
+    struct went *w = NULL;
+    int64_t tokens;
+    int wdt;
+    if (prefer2) {
+        w = lookup_weight(a, s, w2, out2, in2); tokens = tok2; wdt = dt2;
+        if (!w) { w = lookup_weight(a, s, w1, out1, in1); tokens = tok1; wdt = dt1; }
+    } else {
+        w = lookup_weight(a, s, w1, out1, in1); tokens = tok1; wdt = dt1;
+        if (!w) { w = lookup_weight(a, s, w2, out2, in2); tokens = tok2; wdt = dt2; }
+    }
+    if (!s->open) {
+        s->open = 1;
+        s->stamp = a->next_stamp++;
+        s->t_begin = g->t_begin_ns;
+    }
+    s->t_end = g->t_end_ns;
+    s->calls++;
+    if (!w || w->role == MC_ROLE_UNKNOWN) {
+        a->st.unattributed++;
+        s->unattr++;
+        s->f_unattr += flops;
+        note_unknown(a, out1, in1);
+        return;
+    }
+    int elt = mc_dtype_bytes(wdt);
+    if (!elt) elt = m->elt ? m->elt : 4;
+    uint64_t wbytes = (uint64_t)w->out * (uint64_t)w->in * (uint64_t)elt;
+    int first_use = w->stamp != s->stamp;
+    w->stamp = s->stamp;
+    s->f_gemm += flops;
+    enum mc_role role = (enum mc_role)w->role;
+    if (role == MC_ROLE_ATTN) {
+        if (s->phase == PH_FFN) { s->phase = PH_ATTN; s->in_moe = 0; }
+        if (!s->tokens_first) s->tokens_first = tokens;
+        if (is_attn_out(m, w->out, w->in)) s->phase = PH_FFN;
+    } else if (role == MC_ROLE_ROUTER) {
+        s->phase = PH_FFN; s->in_moe = 1;
+        int ord = w->named && w->layer >= 0 && w->layer < m->layers ? a->moe_ord[w->layer] : s->routers;
+        s->cur_moe = ord;
+        s->routers++;
+        if (!s->tokens_router) s->tokens_router = tokens;
+    } else if (role == MC_ROLE_DENSE_FFN) {
+        s->phase = PH_FFN; s->in_moe = 0;
+    } else if (role == MC_ROLE_EXPERT || role == MC_ROLE_SHARED || role == MC_ROLE_SHARED_GATE) {
+        s->phase = PH_FFN; s->in_moe = 1;
+    }
+    if (!s->tokens_first && tokens > 0 && role != MC_ROLE_LM_HEAD) s->tokens_first = tokens;
+    switch (role) {
+    case MC_ROLE_EXPERT: {
+        if (first_use) s->b_routed += wbytes;
+        s->f_routed += flops;
+        int ord = w->layer >= 0 && w->layer < m->layers ? a->moe_ord[w->layer] : s->cur_moe;
+        if (ord >= 0 && ord < a->n_moe && w->expert >= 0 && w->expert < m->experts) {
+            int64_t idx = (int64_t)ord * m->experts + w->expert;
+            if (!s->counts[idx]) s->touched[s->n_touched++] = (int32_t)idx;
+            if (tokens > s->counts[idx]) s->counts[idx] = tokens;
+        }
+        break;
+    }
+    case MC_ROLE_SHARED:
+        if (first_use) s->b_shared += wbytes;
+        break;
+    case MC_ROLE_LM_HEAD:
+        if (first_use) s->b_dense += wbytes;
+        finish_step(a, s, tokens);
+        break;
+    default:
+        if (first_use) s->b_dense += wbytes;
+        break;
+    }
+}
+
+void mc_attrib_finish(struct mc_attrib *a)
+{
+    for (struct stream *s = a->streams; s; s = s->next)
+        if (s->open) { a->st.open_steps_dropped++; reset_step(s); }
+}
+
+static int cnt_cmp(const void *x, const void *y)
+{
+    const uint64_t *a = x, *b = y;
+    return a[0] < b[0] ? 1 : a[0] > b[0] ? -1 : 0;
+}
+
+void mc_attrib_stats(const struct mc_attrib *a, struct mc_attrib_stats *st)
+{
+    *st = a->st;
+    uint64_t rows[64][3];
+    for (int i = 0; i < a->n_unk; i++) {
+        rows[i][0] = a->unk_count[i]; rows[i][1] = (uint64_t)a->unk_out[i]; rows[i][2] = (uint64_t)a->unk_in[i];
+    }
+    qsort(rows, (size_t)a->n_unk, sizeof rows[0], cnt_cmp);
+    st->n_unknown_shapes = a->n_unk < 8 ? a->n_unk : 8;
+    for (int i = 0; i < st->n_unknown_shapes; i++) {
+        st->unknown_shape_count[i] = rows[i][0];
+        st->unknown_shape_out[i] = (int64_t)rows[i][1];
+        st->unknown_shape_in[i] = (int64_t)rows[i][2];
+    }
+}

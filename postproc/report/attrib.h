@@ -1,0 +1,78 @@
+/* Step segmentation and expert attribution (docs/attribution.md): GEMM records in, one
+ * `struct mc_step` out per forward step, with activated experts, tokens per expert, and the
+ * step's bytes and FLOPs split as in docs/ground-truth.md. Streaming: the state is per
+ * thread of the profiled program plus one cache entry per distinct weight, so memory does
+ * not grow with the trace. */
+#ifndef MOECAP_REPORT_ATTRIB_H
+#define MOECAP_REPORT_ATTRIB_H
+
+#include <stdint.h>
+#include "moecap/trace_format.h"
+#include "report/model.h"
+
+enum mc_role {
+    MC_ROLE_UNKNOWN = 0, MC_ROLE_ATTN, MC_ROLE_ROUTER, MC_ROLE_EXPERT, MC_ROLE_SHARED,
+    MC_ROLE_SHARED_GATE, MC_ROLE_DENSE_FFN, MC_ROLE_LM_HEAD, MC_ROLE_MAX
+};
+enum mc_proj { MC_PROJ_OTHER = 0, MC_PROJ_GATE, MC_PROJ_UP, MC_PROJ_DOWN, MC_PROJ_GATE_UP };
+
+struct mc_step {
+    uint64_t index;              /* 0-based over the run */
+    int32_t pid, tid;
+    const char *kind;            /* "prefill" | "decode" | "mixed" */
+    int64_t tokens, sequences;
+    uint64_t t_begin_ns, t_end_ns;
+    uint64_t gemm_calls, unattributed_calls;
+    uint64_t bytes_dense, bytes_routed, bytes_shared, kv_read, kv_written;
+    uint64_t bytes_all_experts;  /* total with every routed expert of every MoE layer read */
+    uint64_t flops_gemm, flops_attention, flops_unattributed;
+    uint64_t flops_routed;       /* part of flops_gemm spent in routed experts */
+    uint64_t flops_all_experts;  /* total if every token had gone through every expert */
+    int64_t activated;           /* Σ over MoE layers of distinct activated experts */
+    /* per MoE layer i (model layer moe_layers[i]): tokens per expert, counts[i*E + e] */
+    int n_moe;
+    const int *moe_layers;
+    const int64_t *counts;
+    int64_t n_experts;
+    const int64_t *context;      /* per sequence, after the step; NULL when unknown */
+    int64_t n_context;
+    int context_exact;           /* 0: split of a prefill among sequences was assumed */
+    int layers_seen;             /* MoE layers whose router was seen */
+};
+
+struct mc_attrib;
+typedef void (*mc_step_cb)(const struct mc_step *s, void *user);
+
+struct mc_attrib *mc_attrib_new(const struct mc_model *m, mc_step_cb cb, void *user);
+void mc_attrib_free(struct mc_attrib *a);
+
+/* Naming facts (strings resolved by the caller). */
+void mc_attrib_tensor(struct mc_attrib *a, const char *path, const char *name,
+                      uint64_t file_begin, uint64_t file_end, const int64_t *shape, int ndim,
+                      int dtype);
+void mc_attrib_file_map(struct mc_attrib *a, const char *path, uint64_t addr,
+                        uint64_t file_offset, uint64_t length, int32_t device);
+
+/* One GEMM/GEMV record of process `pid`. */
+void mc_attrib_gemm(struct mc_attrib *a, int32_t pid, const struct mc_rec_gemm *g);
+
+/* Ends the run: steps still open (no lm_head yet) are dropped and counted. */
+void mc_attrib_finish(struct mc_attrib *a);
+
+struct mc_attrib_stats {
+    uint64_t gemms, unattributed, steps, open_steps_dropped;
+    uint64_t named_weights, shape_weights;   /* weights classified by tensor name / shape */
+    int expert_ids_exact;                    /* 0 = some expert ids are first-seen order */
+    uint64_t router_mismatch_steps;          /* steps whose router count != MoE layers */
+    int64_t unknown_shape_out[8], unknown_shape_in[8];
+    uint64_t unknown_shape_count[8];         /* most frequent unattributed shapes */
+    int n_unknown_shapes;
+};
+void mc_attrib_stats(const struct mc_attrib *a, struct mc_attrib_stats *st);
+
+/* Classification of a tensor name (exposed for tests): returns the role and fills layer,
+ * expert (-1 when none) and projection. */
+enum mc_role mc_role_from_name(const char *name, int *layer, int *expert, enum mc_proj *proj);
+const char *mc_role_name(enum mc_role r);
+
+#endif
