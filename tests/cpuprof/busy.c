@@ -1,0 +1,52 @@
+/* Test program for the cpuprof tests: touches 64 MiB, spins the CPU for ~0.4 s and prints
+ * a deterministic checksum. Options: "fork" = also run a child that spins 0.3 s;
+ * "wrap FILE VALUE" = halfway through, write VALUE into FILE (a fake RAPL energy_uj). */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static uint64_t spin(double seconds)
+{
+    uint64_t x = 88172645463325252ull, n = 0;
+    double end = now() + seconds;
+    while (now() < end)
+        for (int i = 0; i < 10000; i++) { x ^= x << 13; x ^= x >> 7; x ^= x << 17; n++; }
+    return n ? x & 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    size_t bytes = 64u << 20;
+    unsigned char *m = malloc(bytes);
+    if (!m) return 1;
+    for (size_t i = 0; i < bytes; i++) m[i] = (unsigned char)(i * 31u);
+    uint64_t sum = 0;
+    for (size_t i = 0; i < bytes; i += 4096) sum += m[i];
+    pid_t child = -1;
+    if (argc > 1 && !strcmp(argv[1], "fork")) {
+        fflush(stdout);
+        child = fork();
+        if (child == 0) { spin(0.3); exit(0); } /* exit, not _exit: the shim flushes at exit */
+    }
+    spin(0.2);
+    if (argc > 3 && !strcmp(argv[1], "wrap")) {
+        FILE *f = fopen(argv[2], "w");
+        if (f) { fprintf(f, "%s\n", argv[3]); fclose(f); }
+    }
+    spin(0.2);
+    if (child > 0) waitpid(child, NULL, 0);
+    printf("checksum %llu\n", (unsigned long long)sum);
+    free(m);
+    return 0;
+}
