@@ -244,7 +244,7 @@ static void finish_job(struct job *j, CURLcode cc, double t_end, double timeout_
     r->output_tokens_from_usage = j->have_usage;
     if (r->ok && r->output_tokens > 1 && !isnan(r->ttft_ms))
         r->tpot_ms = (r->e2el_ms - r->ttft_ms) / (double)(r->output_tokens - 1);
-    r->answer = j->text ? strdup(j->text) : strdup("");
+    r->answer = j->text ? j->text : strdup("");
     j->text = NULL;
     r->score = -1;
     if (r->ok && r->expected) {
