@@ -132,7 +132,50 @@ def main():
         if srv.poll() is None:
             srv.kill()
         srv.wait()
+    mixed_mode(model, tmp)
     return 1 if FAILS else 0
+
+
+def mixed_mode(model, tmp):
+    """--mixed: prompts of newly arrived requests share steps with running decodes."""
+    portf, gt, log = os.path.join(tmp, "port2"), os.path.join(tmp, "gt2.jsonl"), os.path.join(tmp, "serve2.log")
+    srv = subprocess.Popen([MOEREF, "serve", "--model", model, "--port", "0", "--port-file", portf, "--mixed",
+                            "--max-batch", "8", "--ground-truth", gt, "--quiet"], stderr=open(log, "w"))
+    try:
+        for _ in range(100):
+            if os.path.exists(portf):
+                break
+            time.sleep(0.05)
+        port = int(open(portf).read())
+        res = []
+
+        def client(k):
+            # staggered arrivals so that some prompts land while others decode
+            time.sleep(0.01 * k)
+            p = "mixed client %d" % k
+            st, _, body = post(port, "/v1/completions", {"prompt": p, "max_tokens": 200, "ignore_eos": True})
+            o = json.loads(body) if st == 200 else {}
+            res.append(st == 200 and o["usage"]["completion_tokens"] == 200 and o["usage"]["prompt_tokens"] == len(p))
+            res.append(len(p))
+
+        th = [threading.Thread(target=client, args=(k,)) for k in range(12)]
+        for t in th:
+            t.start()
+        for t in th:
+            t.join(60)
+        oks = res[0::2]
+        check(len(oks) == 12 and all(oks), "--mixed: 12 staggered requests answered with 200 tokens")
+        srv.send_signal(signal.SIGTERM)
+        check(srv.wait(30) == 0, "--mixed: server exits 0")
+        steps = [json.loads(l) for l in open(gt)]
+        kinds = set(s["kind"] for s in steps)
+        check("mixed" in kinds, "--mixed: ground truth has mixed steps (%s)" % sorted(kinds))
+        check(sum(s["sequences"] for s in steps) == 12 * 200 and max(s["sequences"] for s in steps) <= 8,
+              "--mixed: sampled tokens = 12 x 200, batches <= 8")
+    finally:
+        if srv.poll() is None:
+            srv.kill()
+        srv.wait()
 
 
 def run_checks(port, model, tmp, gt, log, srv, MAXB, MAXC):
