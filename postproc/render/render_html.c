@@ -166,7 +166,8 @@ static void section_summary(FILE *o, const cJSON *r)
     fputs("<tr><th class=\"l\">FLOPs</th><th>whole run</th></tr>\n", o);
     static const struct { const char *label, *path; } fl[] = {
         {"GEMM", "aggregate.flops.gemm"}, {"attention (scores, values)", "aggregate.flops.attention"},
-        {"total (S-MFU numerator)", "aggregate.flops.total"}, {"total with all experts (MFU numerator)", "aggregate.flops.all_experts_total"}};
+        {"total (S-MFU numerator)", "aggregate.flops.total"}, {"total with all experts (MFU numerator)", "aggregate.flops.all_experts_total"},
+        {"GEMM FLOPs not attributed to the model (not counted)", "aggregate.flops.unattributed_gemm"}};
     for (size_t i = 0; i < sizeof fl / sizeof fl[0]; i++) {
         fprintf(o, "<tr><th class=\"l\">%s</th>", fl[i].label);
         td(o, r, fl[i].path, MC_F_FLOP);

@@ -224,6 +224,7 @@ int mc_render_markdown(const cJSON *r, FILE *o)
     kv_num(o, r, "attention FLOPs", "aggregate.flops.attention", MC_F_FLOP);
     kv_num(o, r, "FLOPs total (S-MFU numerator)", "aggregate.flops.total", MC_F_FLOP);
     kv_num(o, r, "FLOPs with all experts (MFU numerator)", "aggregate.flops.all_experts_total", MC_F_FLOP);
+    kv_num(o, r, "GEMM FLOPs not attributed to the model (not counted)", "aggregate.flops.unattributed_gemm", MC_F_FLOP);
 
     expert_table(o, r);
     histogram_table(o, r);
