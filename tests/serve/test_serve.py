@@ -150,28 +150,40 @@ def mixed_mode(model, tmp):
         res = []
 
         def client(k):
-            # staggered arrivals so that some prompts land while others decode
-            time.sleep(0.01 * k)
             p = "mixed client %d" % k
             st, _, body = post(port, "/v1/completions", {"prompt": p, "max_tokens": 200, "ignore_eos": True})
             o = json.loads(body) if st == 200 else {}
             res.append(st == 200 and o["usage"]["completion_tokens"] == 200 and o["usage"]["prompt_tokens"] == len(p))
-            res.append(len(p))
 
-        th = [threading.Thread(target=client, args=(k,)) for k in range(12)]
+        # a long stream first; once it decodes, 11 more requests arrive: their prompts must
+        # share steps with its decode tokens
+        LONG = 2000
+        b = json.dumps({"prompt": "long", "max_tokens": LONG, "ignore_eos": True, "stream": True,
+                        "stream_options": {"include_usage": True}}).encode()
+        s = raw(port, b"POST /v1/completions HTTP/1.1\r\nContent-Length: " + str(len(b)).encode() + b"\r\n\r\n" + b, read=False)
+        buf = s.recv(65536)
+        th = [threading.Thread(target=client, args=(k,)) for k in range(11)]
         for t in th:
             t.start()
+        s.settimeout(60)
+        while True:
+            k = s.recv(65536)
+            if not k:
+                break
+            buf += k
+        s.close()
         for t in th:
             t.join(60)
-        oks = res[0::2]
-        check(len(oks) == 12 and all(oks), "--mixed: 12 staggered requests answered with 200 tokens")
+        _, chunks, usage, done = stream_result(buf.partition(b"\r\n\r\n")[2])
+        check(len(res) == 11 and all(res) and done and chunks == LONG,
+              "--mixed: a long stream and 11 requests joining it are all answered in full")
         srv.send_signal(signal.SIGTERM)
         check(srv.wait(30) == 0, "--mixed: server exits 0")
         steps = [json.loads(l) for l in open(gt)]
         kinds = set(s["kind"] for s in steps)
         check("mixed" in kinds, "--mixed: ground truth has mixed steps (%s)" % sorted(kinds))
-        check(sum(s["sequences"] for s in steps) == 12 * 200 and max(s["sequences"] for s in steps) <= 8,
-              "--mixed: sampled tokens = 12 x 200, batches <= 8")
+        check(sum(s["sequences"] for s in steps) == 11 * 200 + LONG and max(s["sequences"] for s in steps) <= 8,
+              "--mixed: sampled tokens = 11 x 200 + %d, batches <= 8" % LONG)
     finally:
         if srv.poll() is None:
             srv.kill()
