@@ -264,6 +264,33 @@ def bad_input_tests(src):
     open(path, "wb").write(blob)
     expect_exit2("missing tensor", run + [d], "model.norm.weight")
 
+    def edit_header(tag, old, new):
+        d = copy(tag)
+        path = f"{d}/model.safetensors"
+        blob = bytearray(open(path, "rb").read())
+        hlen = int.from_bytes(blob[:8], "little")
+        hdr = blob[8:8 + hlen].decode()
+        assert old in hdr and len(old) == len(new)
+        blob[8:8 + hlen] = hdr.replace(old, new, 1).encode()
+        open(path, "wb").write(blob)
+        return d
+
+    # inconsistent: the first tensor (embed_tokens, 256x64 F32 = 65536 bytes) claims one byte less
+    d = edit_header("offsets", '"data_offsets":[0,65536]', '"data_offsets":[0,65535]')
+    expect_exit2("data_offsets inconsistent with shape", run + [d], "model.embed_tokens.weight")
+    d = edit_header("dtype", '"dtype":"F32","shape":[256,64]', '"dtype":"I32","shape":[256,64]')
+    expect_exit2("non-F32 tensor", run + [d], "I32")
+
+    d = copy("badjson")
+    open(f"{d}/config.json", "w").write('{"model_type": "mixtral", "hidden_size": ')
+    expect_exit2("config.json not valid JSON", run + [d], "config.json")
+
+    d = copy("badtype")
+    cfg = json.load(open(f"{d}/config.json"))
+    cfg["model_type"] = "llama"
+    json.dump(cfg, open(f"{d}/config.json", "w"))
+    expect_exit2("unsupported model_type", run + [d], "llama")
+
     d = copy("nofile")
     os.remove(f"{d}/model.safetensors")
     expect_exit2("missing safetensors file", run + [d], "safetensors")
