@@ -299,6 +299,28 @@ def bad_input_tests(src):
     os.remove(f"{d}/config.json")
     expect_exit2("missing config.json", run + [d], "config.json")
 
+    # header fuzz: random byte edits of the length field and JSON header must end in a
+    # clean run (0) or a clean refusal (2), never a crash or a sanitizer report
+    rng = np.random.default_rng(11)
+    d = copy("fuzz")
+    path = f"{d}/model.safetensors"
+    orig = open(path, "rb").read()
+    hlen = int.from_bytes(orig[:8], "little")
+    bad = []
+    for i in range(60):
+        blob = bytearray(orig)
+        for _ in range(int(rng.integers(1, 4))):
+            pos = int(rng.integers(0, 8 + hlen))
+            blob[pos] = int(rng.integers(0, 256))
+        open(path, "wb").write(blob)
+        p = moeref(*run, d, check=False)
+        if p.returncode not in (0, 2) or "Sanitizer" in p.stderr or "runtime error" in p.stderr:
+            bad.append(f"mutation {i}: rc={p.returncode} {p.stderr.strip()[:200]}")
+        elif p.returncode == 2 and not p.stderr.strip():
+            bad.append(f"mutation {i}: exit 2 without a message")
+    report("bad input: 60 random header mutations -> exit 0 or 2 with a message, never a crash",
+           not bad, "\n".join(bad))
+
     expect_exit2("missing model directory", run + [os.path.join(WORK, "does-not-exist")], "does-not-exist")
     expect_exit2("unsupported device", run + [src, "--device", "cuda"], "--device cuda")
 
