@@ -106,7 +106,9 @@ static void finish(struct sv_sched *s, int idx, const char *reason)
     r->finish_reason = reason;
     r->t_done_ns = now_ns();
     if (r->seq) { mr_seq_free(r->seq); r->seq = NULL; }
-    s->run[idx] = s->run[--s->nrun];
+    /* keep arrival order (no swap-with-last): every step lists its sequences oldest first */
+    memmove(&s->run[idx], &s->run[idx + 1], (size_t)(s->nrun - idx - 1) * sizeof *s->run);
+    s->nrun--;
     pthread_cond_broadcast(&r->cv);
     unref(r);
 }
