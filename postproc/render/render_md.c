@@ -70,18 +70,18 @@ static void expert_table(FILE *o, const cJSON *r)
     int r_i = 0;
     cJSON_ArrayForEach(row, m) {
         const cJSON *lj = cJSON_IsArray(layers) ? cJSON_GetArrayItem(layers, r_i) : NULL;
-        if (cJSON_IsNumber(lj)) fprintf(o, "| %.0f |", lj->valuedouble); else fprintf(o, "| row %d |", r_i);
+        if (mc_json_finite(lj, NULL)) fprintf(o, "| %.0f |", lj->valuedouble); else fprintf(o, "| row %d |", r_i);
         if (full) {
             for (int e = 0; e < cols; e++) {
                 const cJSON *c = cJSON_IsArray(row) ? cJSON_GetArrayItem(row, e) : NULL;
-                if (cJSON_IsNumber(c)) fprintf(o, " %.0f |", c->valuedouble); else fputs(" " MC_ABSENT " |", o);
+                if (mc_json_finite(c, NULL)) fprintf(o, " %.0f |", c->valuedouble); else fputs(" " MC_ABSENT " |", o);
             }
         } else {
             double mn = INFINITY, mx = -INFINITY, sum = 0;
             int n = 0, used = 0;
             for (int e = 0; e < cols; e++) {
                 const cJSON *c = cJSON_IsArray(row) ? cJSON_GetArrayItem(row, e) : NULL;
-                if (!cJSON_IsNumber(c)) continue;
+                if (!mc_json_finite(c, NULL)) continue;
                 double v = c->valuedouble;
                 n++; sum += v; used += v > 0;
                 if (v < mn) mn = v;

@@ -1,6 +1,7 @@
 /* Inline SVG charts (heatmap, timeline, histogram) for the HTML report. Plain SVG 1.1
  * elements only, so the page needs no script and parses as XML. */
 #include "render/render_svg.h"
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +43,7 @@ int mc_svg_heatmap(FILE *out, const cJSON *el, const char *matrix, const char *l
     cJSON_ArrayForEach(row, m) {
         const cJSON *c;
         cJSON_ArrayForEach(c, row)
-            if (cJSON_IsNumber(c) && c->valuedouble > vmax) vmax = c->valuedouble;
+            if (mc_json_finite(c, NULL) && c->valuedouble > vmax) vmax = c->valuedouble;
     }
     int cw = clampi(960 / cols, 3, 40), ch = clampi(640 / rows, 3, 26);
     int show_values = cw >= 28 && ch >= 16; /* print counts inside cells when they fit */
@@ -62,7 +63,7 @@ int mc_svg_heatmap(FILE *out, const cJSON *el, const char *matrix, const char *l
     int lstep = clampi((int)ceil(12.0 / ch), 1, rows);
     for (int r = 0; r < rows; r += lstep) {
         const cJSON *lj = cJSON_IsArray(layers) ? cJSON_GetArrayItem(layers, r) : NULL;
-        if (cJSON_IsNumber(lj))
+        if (mc_json_finite(lj, NULL))
             fprintf(out, "<text x=\"%d\" y=\"%.1f\" dominant-baseline=\"middle\">L%.0f</text>\n", ml - 6, mt + (r + 0.5) * ch, lj->valuedouble);
         else
             fprintf(out, "<text x=\"%d\" y=\"%.1f\" dominant-baseline=\"middle\">row %d</text>\n", ml - 6, mt + (r + 0.5) * ch, r);
@@ -76,17 +77,17 @@ int mc_svg_heatmap(FILE *out, const cJSON *el, const char *matrix, const char *l
         for (int e = 0; e < cols; e++) {
             const cJSON *c = cJSON_IsArray(row) ? cJSON_GetArrayItem(row, e) : NULL;
             int x = ml + e * cw, y = mt + r * ch;
-            if (!cJSON_IsNumber(c)) {
+            if (!mc_json_finite(c, NULL)) {
                 /* Absent, not zero: grey with no value in the tooltip. */
                 fprintf(out, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"#d9d9d9\"><title>layer %s%.0f, expert %d: no data</title></rect>\n",
-                        x, y, cw, ch, cJSON_IsNumber(lj) ? "" : "row ", cJSON_IsNumber(lj) ? lj->valuedouble : (double)r, e);
+                        x, y, cw, ch, mc_json_finite(lj, NULL) ? "" : "row ", mc_json_finite(lj, NULL) ? lj->valuedouble : (double)r, e);
                 continue;
             }
             char col[8];
             mc_svg_viridis(vmax > 0 ? c->valuedouble / vmax : 0, col);
             double t = vmax > 0 ? c->valuedouble / vmax : 0;
             fprintf(out, "<rect class=\"cell\" x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"%s\"><title>layer %s%.0f, expert %d: %.0f</title></rect>\n",
-                    x, y, cw, ch, col, cJSON_IsNumber(lj) ? "" : "row ", cJSON_IsNumber(lj) ? lj->valuedouble : (double)r, e, c->valuedouble);
+                    x, y, cw, ch, col, mc_json_finite(lj, NULL) ? "" : "row ", mc_json_finite(lj, NULL) ? lj->valuedouble : (double)r, e, c->valuedouble);
             if (show_values) /* dark text on the light (yellow/green) end of viridis */
                 fprintf(out, "<text class=\"val\" x=\"%.1f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"middle\" dominant-baseline=\"middle\" style=\"fill:%s\">%.0f</text>\n",
                         x + cw / 2.0, y + ch / 2.0, t > 0.6 ? "#111" : "#fff", c->valuedouble);
@@ -124,6 +125,7 @@ static double nice_axis(double v, int *ndiv)
     static const int div[] = {4, 3, 4, 5, 3, 4, 5, 3, 4, 4};
     *ndiv = 4;
     if (!(v > 0)) return 1;
+    if (v > 1e300) return DBL_MAX; /* absurd input: keep the arithmetic finite */
     double p = pow(10, floor(log10(v)));
     for (int i = 0; i < 10; i++)
         if (m[i] * p >= v * (1 - 1e-9)) { *ndiv = div[i]; return m[i] * p; }
@@ -171,7 +173,7 @@ int mc_svg_timeline(FILE *out, const struct mc_step_series *s, int which)
     }
     if (!have) return 0;
     int ndiv;
-    double ymax = nice_axis(vmax * 1.05, &ndiv);
+    double ymax = nice_axis(vmax < 1e300 ? vmax * 1.05 : vmax, &ndiv);
     size_t buckets = s->n > 1200 ? 1200 : s->n;
     double pw = TL_W - TL_ML - TL_MR, ph = TL_H - TL_MT - TL_MB;
     fprintf(out, "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart timeline\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" role=\"img\" aria-label=\"%s per step\">\n",

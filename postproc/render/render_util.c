@@ -27,6 +27,13 @@ int mc_rj_num(const cJSON *o, const char *path, double *v)
     return 1;
 }
 
+int mc_json_finite(const cJSON *j, double *v)
+{
+    if (!cJSON_IsNumber(j) || !isfinite(j->valuedouble)) return 0;
+    if (v) *v = j->valuedouble;
+    return 1;
+}
+
 const char *mc_rj_str(const cJSON *o, const char *path)
 {
     const cJSON *j = mc_rj(o, path);

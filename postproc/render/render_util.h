@@ -13,6 +13,8 @@
 const cJSON *mc_rj(const cJSON *o, const char *path);
 /* 1 and *v set when the path holds a finite number, else 0. */
 int mc_rj_num(const cJSON *o, const char *path, double *v);
+/* 1 and *v set when j is a finite number (a bare cJSON item, e.g. an array element). */
+int mc_json_finite(const cJSON *j, double *v);
 /* The string at path, or NULL. */
 const char *mc_rj_str(const cJSON *o, const char *path);
 /* 1 when path holds true, 0 when false, -1 when absent / not a bool. */

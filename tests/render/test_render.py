@@ -208,6 +208,48 @@ if len(cells) != 4: probs.append("%d numeric heatmap cells, want 4" % len(cells)
 if out.count(": no data</title>") != 4: probs.append("%d no-data cells, want 4" % out.count(": no data</title>"))
 case("partial: wrong types read as absent, ragged heatmap drawn as no data", probs)
 
+
+# Seeded mutation pass: replace random nodes of the full fixture with values of other types
+# (null, strings, huge numbers, 1e999 = inf in cJSON, nested junk); every rendering must
+# exit 0, stay well-formed and never print nan/inf.
+import random, tempfile
+rng = random.Random(4)
+junk = [None, "x<y>&", -1, 0, 1e308, [], {}, [[1, "a"], None], {"p50": "fast"}, True, 2**70]
+def paths(o, pre=()):
+    yield pre
+    if isinstance(o, dict):
+        for k, v in o.items(): yield from paths(v, pre + (k,))
+    elif isinstance(o, list):
+        for i, v in enumerate(o[:6]): yield from paths(v, pre + (i,))
+all_paths = [p for p in paths(fx) if p]
+probs = []
+tmpd = tempfile.mkdtemp(prefix="mc-render-")
+for it in range(60):
+    doc_ = json.loads(json.dumps(fx))
+    for _ in range(rng.randint(1, 12)):
+        pth = rng.choice(all_paths)
+        o = doc_
+        try:
+            for k in pth[:-1]: o = o[k]
+            o[pth[-1]] = rng.choice(junk)
+        except (KeyError, IndexError, TypeError):
+            pass
+    fn = os.path.join(tmpd, "m%d.json" % it)
+    text_ = json.dumps(doc_)
+    if it % 2: text_ = text_.replace("1e+308", "1e999")  # cJSON reads 1e999 as inf
+    open(fn, "w").write(text_)
+    for kind in ("html", "md"):
+        r = subprocess.run([tool, kind, fn], capture_output=True)
+        o = r.stdout.decode("utf-8", "replace")
+        if r.returncode != 0: probs.append("mutation %d %s: rc %d %s" % (it, kind, r.returncode, r.stderr[-200:])); continue
+        if re.search(r"\b(nan|inf)\b", o, re.I): probs.append("mutation %d %s: nan/inf printed" % (it, kind))
+        if kind == "html":
+            c_, p2 = structure(o)
+            probs += ["mutation %d: %s" % (it, x) for x in p2[:2]]
+            try: svgs(o)
+            except ET.ParseError as e: probs.append("mutation %d: svg %s" % (it, e))
+case("60 seeded type mutations of the fixture render cleanly", probs[:10])
+
 r = subprocess.run([tool, "html", "/dev/null"], capture_output=True)
 case("unparsable input: exit 2, no output", [] if r.returncode == 2 and not r.stdout else ["rc %d" % r.returncode])
 sys.exit(1 if fails else 0)
