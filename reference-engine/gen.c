@@ -178,7 +178,7 @@ static int write_config(const struct gen_opts *o, const char *path)
 
 static int write_safetensors(const struct gen_opts *o, const struct gen_list *L, const char *path)
 {
-    /* header: JSON, padded with spaces so the data section starts 8-byte aligned */
+    /* header: JSON, padded with spaces (as safetensors allows) to a 64-byte boundary */
     size_t cap = 256 + (size_t)L->n * 256, n = 0;
     char *h = malloc(cap);
     if (!h) return -1;
@@ -199,7 +199,7 @@ static int write_safetensors(const struct gen_opts *o, const struct gen_list *L,
         off += bytes;
     }
     n += (size_t)snprintf(h + n, cap - n, "}");
-    while ((8 + n) % 8) h[n++] = ' ';
+    while ((8 + n) % 64) h[n++] = ' ';   /* data section cache-line aligned */
     FILE *f = fopen(path, "wb");
     if (!f) { free(h); return -1; }
     unsigned char len8[8];
