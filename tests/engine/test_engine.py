@@ -187,6 +187,14 @@ def check_run(name, model_dir, m, prompts, gen, stagger=0, threads=1, extra=(), 
         errs["gt"].append(f"stdout {printed} != sampled {gen_ids}")
     if any(d != gen for d in done):
         errs["gt"].append(f"generated counts {done}, expected {gen} each")
+    if len(prompts) == 3 and not stagger and not extra:
+        # gen's scaling must give non-degenerate routing: in the prefill of 17 tokens every
+        # MoE layer uses at least half of the experts and no expert takes every token
+        dead = [f"layer {l['layer']}: experts {l['experts']} tokens {l['tokens_per_expert']}"
+                for l in steps[0]["layers"] if not l.get("dense") and
+                (len(l["experts"]) < m.E // 2 or max(l["tokens_per_expert"]) >= steps[0]["tokens"])]
+        report(f"{name}: routing is diverse (prefill uses >= E/2 experts per layer)", not dead,
+               "\n".join(dead))
     report(f"{name}: logits match oracle (max rel err {worst:.2e} <= {RTOL})",
            not errs["logits"] and not errs["argmax"], "\n".join(errs["logits"] + errs["argmax"]))
     report(f"{name}: activated experts and tokens per expert equal oracle routing",
