@@ -64,7 +64,8 @@ char *mc_fmt(char *buf, size_t len, enum mc_fmt kind, double v)
     double a = fabs(v);
     switch (kind) {
     case MC_F_PCT:
-        if (v == 0) snprintf(buf, len, "0 %%");
+        if (!isfinite(v * 100)) snprintf(buf, len, "%s", MC_ABSENT); /* overflow: not a utilisation */
+        else if (v == 0) snprintf(buf, len, "0 %%");
         else if (a * 100 < 0.01) snprintf(buf, len, "%.2g %%", v * 100);
         else snprintf(buf, len, "%.2f %%", v * 100);
         break;
