@@ -183,7 +183,8 @@ int mc_svg_timeline(FILE *out, const struct mc_step_series *s, int which)
     for (int i = 0; i <= ndiv; i++) {
         double v = ymax * i / ndiv, y = TL_MT + ph * (1 - (double)i / ndiv);
         char lab[32];
-        snprintf(lab, sizeof lab, "%.3g %%", v * 100); /* axis ticks need more digits than tables */
+        if (isfinite(v * 100)) snprintf(lab, sizeof lab, "%.3g %%", v * 100); /* more digits than tables */
+        else snprintf(lab, sizeof lab, "%s", MC_ABSENT);
         fprintf(out, "<line x1=\"%d\" x2=\"%d\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#e5e7eb\"/>\n", TL_ML, TL_W - TL_MR, y, y);
         fprintf(out, "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\" dominant-baseline=\"middle\">%s</text>\n", TL_ML - 6, y, lab);
     }
