@@ -6,7 +6,8 @@
  *   shim_prog fork            3 calls (m=1) before fork; child 5 calls (m=100+i),
  *                             parent 7 calls (m=200+i); parent waits
  *   shim_prog threads T N     T threads, thread t does N calls with m = t+1, n = 8, k = 16
- *   shim_prog loop            gemms forever (m=1,n=8,k=8); prints "ready" after 20000
+ *   shim_prog loop            gemms forever (m=1,n=8,k=8); prints "ready" after 20000,
+ *                             then one every ~50 us
  *   shim_prog sigterm FILE    installs its own SIGTERM handler (writes FILE, exits 3),
  *                             does 50 calls (m=3), prints "ready", waits
  *   shim_prog sigterm-dfl     50 calls, prints "ready", waits for SIGTERM (default action)
@@ -18,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 void sgemm_(const char *, const char *, const int *, const int *, const int *, const float *, const float *,
@@ -114,6 +116,7 @@ int main(int argc, char **argv)
         for (long i = 0;; i++) {
             gemm(1, 8, 8);
             if (i == 20000) { printf("ready\n"); fflush(stdout); }
+            if (i > 20000) { struct timespec ts = {0, 50000}; nanosleep(&ts, NULL); } /* keep the trace small */
         }
     }
     if (!strcmp(mode, "sigterm") || !strcmp(mode, "sigterm-dfl")) {
