@@ -503,7 +503,7 @@ static void route(struct server *S, int fd, struct http_req *rq)
     const char *p = rq->path;
     int get = !strcmp(rq->method, "GET"), post = !strcmp(rq->method, "POST");
     if (!strcmp(p, "/health")) {
-        if (get || !strcmp(rq->method, "HEAD")) http_respond(fd, 200, "application/json", "{\"status\":\"ok\"}", 15);
+        if (get) http_respond(fd, 200, "application/json", "{\"status\":\"ok\"}", 15);
         else http_respond_error(fd, 405, "use GET /health");
     } else if (!strcmp(p, "/v1/models")) {
         if (get) handle_models(S, fd);

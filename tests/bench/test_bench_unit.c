@@ -261,6 +261,38 @@ static void test_items(void)
     } else MC_CHECK(0, "mc sample: %s", e);
 }
 
+/* Every bundled GSM8K-format solution, given as the model's answer, must score 1 against
+ * its own reference; the same text with the final number changed must score 0. */
+static void test_sample_solutions_score(void)
+{
+    char dir[4096], path[4200];
+    if (mc_dataset_dir(dir, sizeof dir)) { MC_CHECK(0, "no data dir"); return; }
+    snprintf(path, sizeof path, "%s/gsm8k-sample.jsonl", dir);
+    FILE *f = fopen(path, "r");
+    MC_CHECK(f != NULL, "open %s", path);
+    if (!f) return;
+    char *line = NULL;
+    size_t cap = 0;
+    int n = 0;
+    while (getline(&line, &cap, f) > 0) {
+        cJSON *o = cJSON_Parse(line);
+        const cJSON *a = cJSON_GetObjectItemCaseSensitive(o, "answer");
+        struct mc_item it;
+        char e[200];
+        if (!cJSON_IsString(a) || mc_item_from_json(o, &it, e, sizeof e)) { MC_CHECK(0, "bad line %d", n); cJSON_Delete(o); continue; }
+        MC_CHECK(mc_score_gsm8k(a->valuestring, it.expected) == 1, "line %d: own solution scores 1", n);
+        char wrong[2048];
+        snprintf(wrong, sizeof wrong, "%s1", a->valuestring);      /* "#### 29" -> "#### 291" */
+        MC_CHECK(mc_score_gsm8k(wrong, it.expected) == 0, "line %d: changed number scores 0", n);
+        free(it.prompt); free(it.expected);
+        cJSON_Delete(o);
+        n++;
+    }
+    free(line);
+    fclose(f);
+    MC_CHECK(n == 30, "30 items (%d)", n);
+}
+
 static void test_lmeval(void)
 {
     char path[] = "/tmp/mc-lmeval-XXXXXX";
@@ -332,6 +364,7 @@ int main(void)
     MC_RUN(test_summary);
     MC_RUN(test_slo_parse);
     MC_RUN(test_items);
+    MC_RUN(test_sample_solutions_score);
     MC_RUN(test_lmeval);
     MC_RUN(test_record_roundtrip);
     return MC_TEST_EXIT();
