@@ -652,7 +652,9 @@ int mc_cmd_bench(int argc, char **argv)
         cJSON_AddNumberToObject(cfg, "timeout_s", o.timeout_s);
         cJSON_AddBoolToObject(cfg, "chat", o.chat);
         cJSON_AddNumberToObject(cfg, "seed", (double)o.seed);
-        cJSON_AddNumberToObject(cfg, "start_unix_ns", (double)t0_unix);
+        char ns[32];
+        snprintf(ns, sizeof ns, "%lld", (long long)t0_unix);
+        cJSON_AddRawToObject(cfg, "start_unix_ns", ns);
         cJSON_AddBoolToObject(cfg, "interrupted", interrupted != 0);
         cJSON_AddItemToObject(s, "config", cfg);
         cJSON *defs = cJSON_AddObjectToObject(s, "definitions");

@@ -41,7 +41,9 @@ cJSON *mc_req_record_to_json(const struct mc_req_record *r)
     cJSON_AddStringToObject(o, "output_tokens_source", r->output_tokens_from_usage ? "usage" : "chunks");
     cJSON_AddNumberToObject(o, "chunks", (double)r->chunks);
     cJSON_AddNumberToObject(o, "start_ms", r->start_ms);
-    cJSON_AddNumberToObject(o, "send_unix_ns", (double)r->send_unix_ns);
+    char ns[32];                   /* exact integer (a double would round to ~256 ns) */
+    snprintf(ns, sizeof ns, "%lld", (long long)r->send_unix_ns);
+    cJSON_AddRawToObject(o, "send_unix_ns", ns);
     add_num_or_null(o, "ttft_ms", r->ttft_ms);
     add_num_or_null(o, "tpot_ms", r->tpot_ms);
     add_num_or_null(o, "e2el_ms", r->e2el_ms);
