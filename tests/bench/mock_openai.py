@@ -15,6 +15,8 @@ first word after "MODE " in the prompt (or the last user message):
   hang      reads the request, never answers (until the client gives up)
   http500   HTTP 500 with a JSON error body
   error     a 200 stream carrying {"error": {...}}
+  chunked   like good, but HTTP/1.1 chunked transfer encoding whose chunks cut the SSE
+            text at odd places (mid-line, mid-"data:", between "\r" and "\n")
 Listens on 127.0.0.1 only, on an ephemeral port written to the file named by argv[1];
 exits on its own after argv[2] seconds (default 120) so no test can leave it behind.
 """
@@ -134,6 +136,32 @@ class H(BaseHTTPRequestHandler):
 
     def mode_http500(self, chat, plen):
         self.send_json(500, {"error": {"message": "internal meltdown", "type": "server_error"}})
+
+    def mode_chunked(self, chat, plen):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        text = ""
+        for w in WORDS:
+            text += "data: " + json.dumps(self.chunk(chat, w)) + "\r\n\r\n"
+        text += "data: " + json.dumps({"choices": [], "usage": {"prompt_tokens": plen, "completion_tokens": 6, "total_tokens": plen + 6}}) + "\n\n"
+        text += "data: [DONE]\n\n"
+        raw = text.encode()
+        cuts, i = [], 0
+        for step in (3, 7, 1, 50, 2, 11, 5):       # uneven pieces, repeated
+            cuts.append(step)
+        k = 0
+        while i < len(raw):
+            n = cuts[k % len(cuts)]
+            k += 1
+            piece = raw[i:i + n]
+            i += n
+            self.wfile.write(b"%x\r\n" % len(piece) + piece + b"\r\n")
+            self.wfile.flush()
+            time.sleep(0.002)
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
 
     def mode_error(self, chat, plen):
         self.start_stream()

@@ -16,15 +16,15 @@ SRV=$!
 for _ in $(seq 50); do [ -s "$T/port" ] && break; sleep 0.1; done
 [ -s "$T/port" ] || { echo "not ok - mock server did not start"; exit 1; }
 PORT=$(cat "$T/port")
-modes=(good nousage nonstream drop drop0 garbage slow hang http500 error)
+modes=(good nousage nonstream drop drop0 garbage slow hang http500 error chunked)
 for m in "${modes[@]}"; do
   printf '{"prompt": "MODE %s go", "expected": "42", "type": "gsm8k"}\n' "$m"
 done > "$T/ds.jsonl"
 
-# 20 requests (each mode twice), 10 in flight, 2 s limit: two waves -> must end by ~4 s
+# 22 requests (each mode twice), 11 in flight, 2 s limit: two waves -> must end by ~4 s
 start=$(date +%s%N)
-timeout 30 "$MOECAP" bench --url "http://127.0.0.1:$PORT/v1" --dataset "$T/ds.jsonl" -n 20 \
-  --concurrency 10 --timeout 2 --goodput ttft:1000 --out "$T/run" >"$T/out.txt" 2>"$T/err.txt"
+timeout 30 "$MOECAP" bench --url "http://127.0.0.1:$PORT/v1" --dataset "$T/ds.jsonl" -n 22 \
+  --concurrency 11 --timeout 2 --goodput ttft:1000 --out "$T/run" >"$T/out.txt" 2>"$T/err.txt"
 rc=$?
 el_ms=$(( ($(date +%s%N) - start) / 1000000 ))
 echo "# bench exit $rc after $el_ms ms"
@@ -40,13 +40,13 @@ fails = []
 def check(cond, name):
     print(("ok - " if cond else "not ok - ") + name)
     if not cond: fails.append(name)
-check(len(recs) == 20 and sorted(r["id"] for r in recs) == list(range(20)), "log complete: 20 lines, ids 0..19")
+check(len(recs) == 22 and sorted(r["id"] for r in recs) == list(range(22)), "log complete: 22 lines, ids 0..21")
 expect_err = {"drop": ["without [DONE]", "transfer failed"], "drop0": ["transfer failed"],
               "garbage": ["malformed stream"], "slow": ["timeout"], "hang": ["timeout"],
               "http500": ["HTTP 500", "internal meltdown"], "error": ["server error: model overloaded"]}
 for r in recs:
     m = modes[r["id"] % len(modes)]
-    if m in ("good", "nousage", "nonstream"):
+    if m in ("good", "nousage", "nonstream", "chunked"):
         ok = r["ok"] and r["error"] is None and r["answer"] == "The answer is 42." and r["score"] == 1
         if m == "good":
             # usage: completion_tokens 6, prompt_tokens = prompt bytes
@@ -57,6 +57,8 @@ for r in recs:
             ok = ok and abs(r["tpot_ms"] - tp) < 1e-6 and r["e2el_ms"] >= 680
         if m == "nousage":
             ok = ok and r["output_tokens"] == 6 and r["output_tokens_source"] == "chunks" and r["prompt_tokens"] is None
+        if m == "chunked":
+            ok = ok and r["output_tokens"] == 6 and r["output_tokens_source"] == "usage" and r["chunks"] == 6 and len(r["itl_ms"]) == 5
         if m == "nonstream":
             ok = ok and r["output_tokens"] == 6 and r["itl_ms"] == [] and r["ttft_ms"] == r["e2el_ms"]
         check(ok, "request %d (%s) recorded as success with the right numbers" % (r["id"], m))
@@ -66,17 +68,17 @@ for r in recs:
         if m in ("slow", "hang"):
             ok = ok and 1900 <= r["e2el_ms"] <= 3500
         check(ok, "request %d (%s) failed with its cause: %s" % (r["id"], m, e))
-check(summ["requests"] == 20 and summ["completed"] == 6 and summ["failed"] == 14, "summary counts 6/14")
-check(summ["ttft_ms"]["count"] == 6 and summ["accuracy"]["scored"] == 6 and summ["accuracy"]["correct"] == 6, "summary ttft count and accuracy 6/6")
+check(summ["requests"] == 22 and summ["completed"] == 8 and summ["failed"] == 14, "summary counts 8/14")
+check(summ["ttft_ms"]["count"] == 8 and summ["accuracy"]["scored"] == 8 and summ["accuracy"]["correct"] == 8, "summary ttft count and accuracy 8/8")
 # goodput ttft <= 1000 ms: every completed request qualifies (good ~200 ms, nonstream ~700 ms)
-check(summ["goodput"]["good_requests"] == 6, "goodput counts requests meeting the SLO")
+check(summ["goodput"]["good_requests"] == 8, "goodput counts requests meeting the SLO")
 # total_input_tokens unknown: 'nousage' requests give none -> null, never invented
-check(summ["total_input_tokens"] is None and summ["total_output_tokens"] == 36, "token totals")
+check(summ["total_input_tokens"] is None and summ["total_output_tokens"] == 48, "token totals")
 sys.exit(1 if fails else 0)
 PY
 
 # non-tty progress: plain lines; usage errors: exit 2 with a message
-grep -q "^moecap bench: 20/20 done" "$T/err.txt" && echo "ok - plain progress lines off a terminal" || echo "not ok - progress lines"
+grep -q "^moecap bench: 22/22 done" "$T/err.txt" && echo "ok - plain progress lines off a terminal" || echo "not ok - progress lines"
 "$MOECAP" bench --url http://127.0.0.1:1/v1 --dataset "$T/ds.jsonl" 2>/dev/null; [ $? -eq 2 ] && echo "ok - missing --out is a usage error" || echo "not ok - missing --out"
 "$MOECAP" bench --url http://127.0.0.1:1/v1 --dataset nonexistent.jsonl --out "$T/x" 2>"$T/e2"; [ $? -eq 2 ] && grep -q "cannot open" "$T/e2" && echo "ok - missing dataset explained" || echo "not ok - missing dataset"
 
