@@ -272,6 +272,23 @@ def run_checks(port, model, tmp, gt, log, srv, MAXB, MAXC):
     check(joined, "new requests joined a running batch between decode steps")
     check(all(s["kind"] in ("prefill", "decode") for s in steps), "default schedule: separate prefill and decode steps")
 
+    # --- moecap bench (chat, multiple choice) against the server: usage-based counts
+    bench = os.path.join(ROOT, BUILD, "bin", "moecap")
+    if os.access(bench, os.X_OK):
+        out = os.path.join(tmp, "benchrun")
+        b = subprocess.run([bench, "bench", "--url", "http://127.0.0.1:%d" % port, "--chat", "--dataset", "mc", "-n", "10",
+                            "--concurrency", "5", "--max-tokens", "6", "--timeout", "30", "--quiet", "--out", out],
+                           capture_output=True, text=True, timeout=60)
+        recs = [json.loads(l) for l in open(os.path.join(out, "requests.jsonl"))] if b.returncode == 0 else []
+        summ = json.load(open(os.path.join(out, "bench-summary.json"))) if b.returncode == 0 else {}
+        ok = len(recs) == 10 and all(r["ok"] and r["output_tokens_source"] == "usage" and r["prompt_tokens_source"] == "usage"
+                                     and r["score"] in (0, 1) for r in recs)
+        # each streamed chunk is one token; tokens without text (EOS) exist only in usage
+        ok = ok and all(r["chunks"] <= r["output_tokens"] <= 6 for r in recs) and summ["config"]["model"] == "model"
+        check(ok, "moecap bench --chat --dataset mc against moe-ref serve", b.stderr[-500:])
+    else:
+        print("skip - moecap bench against the server (moecap not built)")
+
     # --- malformed and oversized requests
     cases = [
         ("invalid JSON", b"POST /v1/completions HTTP/1.1\r\nContent-Length: 5\r\n\r\n{bad}", 400),
