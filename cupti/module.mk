@@ -25,3 +25,24 @@ $(LIB)/libmoecap-cupti.so: $(CUPTI_OBJS)
 ALL_TARGETS += $(LIB)/libmoecap-cupti.so
 endif
 endif
+
+# CUDA reference engine: $(LIB)/libmoeref-cuda.so, dlopen'ed by `moe-ref run --device cuda`
+# (so moe-ref itself never links a CUDA library). Kept here because the top-level
+# */module.mk wildcard does not reach reference-engine/cuda/.
+ifeq ($(HAVE_CUDA),1)
+MOEREF_CUDA_SRCS := $(wildcard reference-engine/cuda/*.cu)
+MOEREF_CUDA_OBJS := $(MOEREF_CUDA_SRCS:%.cu=$(OBJ)/%.o)
+MOEREF_CUDA_ARCH ?= -gencode arch=compute_80,code=compute_80 -gencode arch=compute_90,code=sm_90
+
+$(OBJ)/reference-engine/cuda/%.o: reference-engine/cuda/%.cu reference-engine/cuda/cuda_engine.h \
+        reference-engine/internal.h reference-engine/engine.h
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) $(MOEREF_CUDA_ARCH) -Ireference-engine -Ireference-engine/cuda -c $< -o $@
+
+ifneq ($(MOEREF_CUDA_SRCS),)
+$(LIB)/libmoeref-cuda.so: $(MOEREF_CUDA_OBJS)
+	@mkdir -p $(dir $@)
+	$(NVCC) -shared $(MOEREF_CUDA_ARCH) -o $@ $^ -L$(CUDA_HOME)/lib64 -lcublas -lcudart -Xlinker -rpath,$(CUDA_HOME)/lib64
+ALL_TARGETS += $(LIB)/libmoeref-cuda.so
+endif
+endif

@@ -37,7 +37,7 @@ static void test_shipped_files(void)
     const char *root = getenv("MOECAP_ROOT");
     snprintf(path, sizeof path, "%s/data/taps", root ? root : ".");
     int n = mc_taps_load_path(path, taps, 64, &ntaps, err, sizeof err);
-    MC_CHECK(n == 8, "8 taps (5 vLLM + 3 SGLang), got %d: %s", n, err);
+    MC_CHECK(n == 9, "9 taps (5 vLLM + 3 SGLang + 1 moe-ref), got %d: %s", n, err);
     const struct mc_tap *t = match(VLLM_TOPK_I32);
     MC_CHECK(t && !strcmp(t->name, "vllm.topkGatingSoftmax.i32") && t->ids_type == MC_DT_I32 &&
              t->ids_param == 4, "vllm i32 -> %s", t ? t->name : "none");
@@ -53,6 +53,9 @@ static void test_shipped_files(void)
     MC_CHECK(t && !strcmp(t->name, "sglang.moeTopK"), "sglang moeTopK -> %s", t ? t->name : "none");
     t = match(SGL_MOETOPK_FAST);
     MC_CHECK(t && !strcmp(t->name, "sglang.moeTopKFast"), "sglang fast -> %s", t ? t->name : "none");
+    /* moe-ref's fused top-k kernel is extern "C": its name is not mangled. */
+    t = match("mr_fused_topk");
+    MC_CHECK(t && !strcmp(t->name, "moe-ref.fused_topk") && t->ids_param == 4, "moe-ref -> %s", t ? t->name : "none");
     MC_CHECK(match("_Z14fused_moe_kernelPvS_") == NULL, "unrelated kernel untapped");
     MC_CHECK(match("_ZN4vllm3moe10moeSoftmaxILi256EEvPKfPKbPfi") == NULL, "softmax kernel untapped");
 }

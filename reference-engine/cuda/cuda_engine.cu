@@ -1,0 +1,735 @@
+/* moe-ref CUDA engine: the CPU engine's forward pass (reference-engine/engine.c) on one GPU,
+ * with the same ground-truth accounting, in a loop (cuBLAS per activated expert) or fused
+ * (top-k kernel + grouped expert kernels) MoE style. See cuda_engine.h.
+ *
+ * Simple kernels on purpose (one block per row / head, warp dot products): this engine is a
+ * yardstick for the profiler, not a fast server. Accounting mirrors engine.c: bytes per
+ * weight read (elt = weight element size), KV bytes with the cache element size, GEMM FLOPs
+ * 2*m*n*k of every weight product (fused experts included), gemm_calls = cuBLAS calls. */
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+extern "C" {
+#include "internal.h"
+}
+#include "cuda_engine.h"
+
+namespace {
+
+struct cuda_failure : std::runtime_error {
+    explicit cuda_failure(const std::string &s) : std::runtime_error(s) {}
+};
+
+void ck(cudaError_t e, const char *what)
+{
+    if (e != cudaSuccess) throw cuda_failure(std::string(what) + ": " + cudaGetErrorString(e));
+}
+
+void ckb(cublasStatus_t s, const char *what)
+{
+    if (s != CUBLAS_STATUS_SUCCESS) throw cuda_failure(std::string(what) + ": cuBLAS status " + std::to_string((int)s));
+}
+
+__device__ __forceinline__ float ld(const float *p, size_t i) { return p[i]; }
+__device__ __forceinline__ float ld(const __nv_bfloat16 *p, size_t i) { return __bfloat162float(p[i]); }
+__device__ __forceinline__ void st(float *p, size_t i, float v) { p[i] = v; }
+__device__ __forceinline__ void st(__nv_bfloat16 *p, size_t i, float v) { p[i] = __float2bfloat16(v); }
+
+__device__ __forceinline__ float warp_sum(float v)
+{
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+    return v;
+}
+
+template <typename W>
+__global__ void k_embed(float *x, const W *emb, const int *tok, int T, int d)
+{
+    int t = blockIdx.x;
+    if (t >= T) return;
+    for (int i = threadIdx.x; i < d; i += blockDim.x) x[(size_t)t * d + i] = ld(emb, (size_t)tok[t] * d + i);
+}
+
+/* One block (256 threads) per row; sum of squares in double like the CPU engine. */
+template <typename W>
+__global__ void k_rmsnorm(float *out, const float *x, const int *rows, int n, const W *w, int d, float eps)
+{
+    __shared__ double part[256];
+    int r = blockIdx.x;
+    if (r >= n) return;
+    const float *xr = x + (size_t)(rows ? rows[r] : r) * d;
+    double ss = 0;
+    for (int i = threadIdx.x; i < d; i += blockDim.x) ss += (double)xr[i] * xr[i];
+    part[threadIdx.x] = ss;
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+        if ((int)threadIdx.x < s) part[threadIdx.x] += part[threadIdx.x + s];
+        __syncthreads();
+    }
+    float inv = (float)(1.0 / sqrt(part[0] / d + (double)eps));
+    for (int i = threadIdx.x; i < d; i += blockDim.x) out[(size_t)r * d + i] = (xr[i] * inv) * ld(w, i);
+}
+
+/* HF rotate_half RoPE: one thread per (token, head, i < hd/2). */
+__global__ void k_rope(float *v, int T, int nh, int hd, const int *pos, float theta)
+{
+    int half = hd / 2;
+    size_t id = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (id >= (size_t)T * nh * half) return;
+    int i = (int)(id % half), h = (int)((id / half) % nh), t = (int)(id / half / nh);
+    double inv = pow((double)theta, -2.0 * i / hd);
+    double ang = pos[t] * inv, cs = cos(ang), sn = sin(ang);
+    float *vh = v + ((size_t)t * nh + h) * hd;
+    float a = vh[i], b = vh[i + half];
+    vh[i] = (float)(a * cs - b * sn);
+    vh[i + half] = (float)(b * cs + a * sn);
+}
+
+/* Cache layout: [seq][layer][max_len][kvd]. */
+template <typename W>
+__global__ void k_kv_store(W *kc, W *vc, const float *kk, const float *vv, const int *sidx, const int *pos,
+                           int T, int kvd, int L, int l, int maxlen)
+{
+    int t = blockIdx.x;
+    if (t >= T) return;
+    size_t base = (((size_t)sidx[t] * L + l) * maxlen + pos[t]) * kvd;
+    for (int i = threadIdx.x; i < kvd; i += blockDim.x) {
+        st(kc, base + i, kk[(size_t)t * kvd + i]);
+        st(vc, base + i, vv[(size_t)t * kvd + i]);
+    }
+}
+
+/* One block (128 threads) per (token, head): scores over keys 0..pos, softmax, values. */
+template <typename W>
+__global__ void k_attention(float *out, const float *q, const W *kc, const W *vc, const int *sidx,
+                            const int *pos, int T, int H, int HK, int hd, int L, int l, int maxlen,
+                            float *scores, int maxctx)
+{
+    __shared__ float red[128];
+    int t = blockIdx.x / H, h = blockIdx.x % H;
+    if (t >= T) return;
+    int kvd = HK * hd, kh = h / (H / HK), p = pos[t];
+    const float *qh = q + ((size_t)t * H + h) * hd;
+    size_t base = (((size_t)sidx[t] * L + l) * maxlen) * kvd + (size_t)kh * hd;
+    float *sc = scores + (size_t)blockIdx.x * maxctx;
+    float scale = 1.0f / sqrtf((float)hd);
+    float mx = -INFINITY;
+    for (int j = threadIdx.x; j <= p; j += blockDim.x) {
+        float dot = 0;
+        for (int i = 0; i < hd; i++) dot += qh[i] * ld(kc, base + (size_t)j * kvd + i);
+        sc[j] = dot * scale;
+        mx = fmaxf(mx, sc[j]);
+    }
+    red[threadIdx.x] = mx;
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+        if ((int)threadIdx.x < s) red[threadIdx.x] = fmaxf(red[threadIdx.x], red[threadIdx.x + s]);
+        __syncthreads();
+    }
+    mx = red[0];
+    __syncthreads();
+    float sum = 0;
+    for (int j = threadIdx.x; j <= p; j += blockDim.x) { sc[j] = expf(sc[j] - mx); sum += sc[j]; }
+    red[threadIdx.x] = sum;
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+        if ((int)threadIdx.x < s) red[threadIdx.x] += red[threadIdx.x + s];
+        __syncthreads();
+    }
+    float inv = 1.0f / red[0];
+    float *oh = out + ((size_t)t * H + h) * hd;
+    for (int i = threadIdx.x; i < hd; i += blockDim.x) {
+        float acc = 0;
+        for (int j = 0; j <= p; j++) acc += sc[j] * inv * ld(vc, base + (size_t)j * kvd + i);
+        oh[i] = acc;
+    }
+}
+
+__global__ void k_silu_mul(float *g, const float *u, size_t n)
+{
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) { float x = g[i]; g[i] = x / (1.0f + expf(-x)) * u[i]; }
+}
+
+__global__ void k_add(float *x, const float *y, size_t n)
+{
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) x[i] += y[i];
+}
+
+__global__ void k_to_bf16(__nv_bfloat16 *dst, const float *src, size_t n)
+{
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) dst[i] = __float2bfloat16(src[i]);
+}
+
+__global__ void k_gather_rows(float *dst, const float *src, const int *rows, int n, int d)
+{
+    int r = blockIdx.x;
+    if (r >= n) return;
+    for (int i = threadIdx.x; i < d; i += blockDim.x) dst[(size_t)r * d + i] = src[(size_t)rows[r] * d + i];
+}
+
+/* out[rows[r]] += w[r] * src[r]; rows distinct within one launch (one expert). */
+__global__ void k_scatter_add(float *out, const float *src, const int *rows, const float *w, int n, int d)
+{
+    int r = blockIdx.x;
+    if (r >= n) return;
+    for (int i = threadIdx.x; i < d; i += blockDim.x) out[(size_t)rows[r] * d + i] += w[r] * src[(size_t)r * d + i];
+}
+
+__global__ void k_shared_combine(float *out, const float *dn, const float *sgl, int T, int d)
+{
+    int t = blockIdx.x;
+    if (t >= T) return;
+    float g = sgl ? 1.0f / (1.0f + expf(-sgl[t])) : 1.0f;
+    for (int i = threadIdx.x; i < d; i += blockDim.x) out[(size_t)t * d + i] += g * dn[(size_t)t * d + i];
+}
+
+} // namespace
+
+#define MR_MAX_FUSED_E 256
+
+/* The fused style's router kernel, one thread per token: softmax over E logits, optional
+ * DeepSeek group limit, top-k (ties to the lower index), weights renormalised or scaled:
+ * the same rule as engine.c's route_token. Unmangled name and a fixed parameter order so
+ * data/taps/moe-ref.json can tap `ids` (parameter 4: T x K int32). */
+extern "C" __global__ void mr_fused_topk(const float *logits, int T, int E, int K, int *ids, float *w,
+                                         int n_group, int topk_group, int norm, int deepseek, float scaling)
+{
+    int t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= T || E > MR_MAX_FUSED_E) return;
+    double pr[MR_MAX_FUSED_E];
+    char allowed[MR_MAX_FUSED_E], taken[MR_MAX_FUSED_E];
+    const float *lg = logits + (size_t)t * E;
+    double mx = -INFINITY, sum = 0;
+    for (int i = 0; i < E; i++) if (lg[i] > mx) mx = lg[i];
+    for (int i = 0; i < E; i++) { pr[i] = exp((double)lg[i] - mx); sum += pr[i]; }
+    for (int i = 0; i < E; i++) { pr[i] /= sum; allowed[i] = 1; taken[i] = 0; }
+    if (n_group > 0 && topk_group < n_group && n_group <= 64) {
+        int gs = E / n_group;
+        double gmax[64];
+        char gsel[64];
+        for (int g = 0; g < n_group; g++) {
+            gmax[g] = -1; gsel[g] = 0;
+            for (int i = g * gs; i < (g + 1) * gs; i++) if (pr[i] > gmax[g]) gmax[g] = pr[i];
+        }
+        for (int r = 0; r < topk_group; r++) {
+            int best = -1;
+            for (int g = 0; g < n_group; g++) if (!gsel[g] && (best < 0 || gmax[g] > gmax[best])) best = g;
+            gsel[best] = 1;
+        }
+        for (int i = 0; i < E; i++) allowed[i] = gsel[i / gs];
+    }
+    double tot = 0;
+    for (int r = 0; r < K; r++) {
+        int best = -1;
+        for (int i = 0; i < E; i++) if (allowed[i] && !taken[i] && (best < 0 || pr[i] > pr[best])) best = i;
+        if (best < 0) {
+            for (int i = 0; i < E; i++) if (!taken[i]) { best = i; break; }
+            pr[best] = 0;
+        }
+        taken[best] = 1;
+        ids[(size_t)t * K + r] = best;
+        w[(size_t)t * K + r] = (float)pr[best];
+        tot += pr[best];
+    }
+    if (norm) {
+        double den = tot + (deepseek ? 1e-20 : 0.0);
+        for (int r = 0; r < K; r++) w[(size_t)t * K + r] = (float)(w[(size_t)t * K + r] / den);
+    } else if (deepseek) {
+        for (int r = 0; r < K; r++) w[(size_t)t * K + r] *= scaling;
+    }
+}
+
+namespace {
+
+/* Grouped gate/up for all (token, slot) pairs: one warp per output j of pair (t, r):
+ * h[t, r, j] = silu(x_t . Wg[e][j]) * (x_t . Wu[e][j]), e = ids[t, r]. */
+template <typename W>
+__global__ void k_fused_gate_up(float *h, const float *xn, const int *ids, const W *eg, const W *eu,
+                                int T, int K, int d, int f)
+{
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    int j = blockIdx.x * (blockDim.x / 32) + warp;
+    int pr = blockIdx.y;   /* t * K + r */
+    if (j >= f || pr >= T * K) return;
+    int t = pr / K, e = ids[pr];
+    const float *x = xn + (size_t)t * d;
+    size_t row = ((size_t)e * f + j) * d;
+    float a = 0, b = 0;
+    for (int i = lane; i < d; i += 32) { a += x[i] * ld(eg, row + i); b += x[i] * ld(eu, row + i); }
+    a = warp_sum(a);
+    b = warp_sum(b);
+    if (lane == 0) h[(size_t)pr * f + j] = a / (1.0f + expf(-a)) * b;
+}
+
+/* Grouped down projection and weighted combine: out[t, i] = sum_r w[t, r] * (h[t, r] . Wd[e_r][i]). */
+template <typename W>
+__global__ void k_fused_down(float *out, const float *h, const int *ids, const float *w, const W *ed,
+                             int T, int K, int d, int f)
+{
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    int i = blockIdx.x * (blockDim.x / 32) + warp;
+    int t = blockIdx.y;
+    if (i >= d || t >= T) return;
+    float acc = 0;
+    for (int r = 0; r < K; r++) {
+        int e = ids[(size_t)t * K + r];
+        const float *hr = h + ((size_t)t * K + r) * f;
+        size_t row = ((size_t)e * d + i) * f;
+        float s = 0;
+        for (int j = lane; j < f; j += 32) s += hr[j] * ld(ed, row + j);
+        s = warp_sum(s);
+        acc += w[(size_t)t * K + r] * s;
+    }
+    if (lane == 0) out[(size_t)t * d + i] = acc;
+}
+
+unsigned blocks(size_t n, unsigned per) { return (unsigned)((n + per - 1) / per); }
+
+enum wclass { W_DENSE, W_ROUTED, W_SHARED };
+
+struct acct {
+    uint64_t bytes[3];
+    uint64_t kv_read, kv_written, flops_gemm, flops_att, calls;
+};
+
+/* The same routing rule on the host (loop style), from the device's router logits. */
+void route_token_host(const mr_config *c, const float *logit, int *sel, float *w)
+{
+    int E = c->experts, K = c->top_k;
+    std::vector<double> pr(E);
+    std::vector<char> allowed(E, 1), taken(E, 0);
+    double mx = -INFINITY, sum = 0;
+    for (int i = 0; i < E; i++) if (logit[i] > mx) mx = logit[i];
+    for (int i = 0; i < E; i++) { pr[i] = std::exp((double)logit[i] - mx); sum += pr[i]; }
+    for (int i = 0; i < E; i++) pr[i] /= sum;
+    if (c->n_group > 0 && c->topk_group < c->n_group) {
+        int gs = E / c->n_group;
+        std::vector<double> gmax(c->n_group, -1);
+        std::vector<char> gsel(c->n_group, 0);
+        for (int g = 0; g < c->n_group; g++)
+            for (int i = g * gs; i < (g + 1) * gs; i++) if (pr[i] > gmax[g]) gmax[g] = pr[i];
+        for (int r = 0; r < c->topk_group; r++) {
+            int best = -1;
+            for (int g = 0; g < c->n_group; g++) if (!gsel[g] && (best < 0 || gmax[g] > gmax[best])) best = g;
+            gsel[best] = 1;
+        }
+        for (int i = 0; i < E; i++) allowed[i] = gsel[i / gs];
+    }
+    double tot = 0;
+    for (int r = 0; r < K; r++) {
+        int best = -1;
+        for (int i = 0; i < E; i++) if (allowed[i] && !taken[i] && (best < 0 || pr[i] > pr[best])) best = i;
+        if (best < 0) {
+            for (int i = 0; i < E; i++) if (!taken[i]) { best = i; break; }
+            pr[best] = 0;
+        }
+        taken[best] = 1;
+        sel[r] = best;
+        w[r] = (float)pr[best];
+        tot += pr[best];
+    }
+    if (c->norm_topk_prob) {
+        double den = tot + (c->arch == MR_ARCH_DEEPSEEK_V2 ? 1e-20 : 0.0);
+        for (int r = 0; r < K; r++) w[r] = (float)(w[r] / den);
+    } else if (c->arch == MR_ARCH_DEEPSEEK_V2) {
+        for (int r = 0; r < K; r++) w[r] *= c->routed_scaling_factor;
+    }
+}
+
+template <typename W>
+struct dev_layer {
+    W *attn_norm = nullptr, *ffn_norm = nullptr, *q = nullptr, *k = nullptr, *v = nullptr, *o = nullptr;
+    int dense = 0;
+    W *gate = nullptr, *up = nullptr, *down = nullptr;
+    W *router = nullptr, *eg = nullptr, *eu = nullptr, *ed = nullptr;
+    W *sg = nullptr, *su = nullptr, *sd = nullptr, *sgate = nullptr;
+};
+
+template <typename W>
+class engine {
+public:
+    engine(mr_model *m, const mr_cuda_opts *o) : m_(m), c_(m->cfg), fused_(o->fused) {}
+    ~engine()
+    {
+        for (void *p : allocs_) cudaFree(p);
+        if (blas_) cublasDestroy(blas_);
+    }
+
+    void run(int nseq, int32_t *const *prompts, const int *plen, int gen, FILE *gt, FILE *lf, int32_t **out_ids);
+
+private:
+    mr_model *m_;
+    mr_config c_;
+    int fused_;
+    cublasHandle_t blas_ = nullptr;
+    std::vector<void *> allocs_;
+    W *embed_ = nullptr, *final_norm_ = nullptr, *lm_head_ = nullptr;
+    std::vector<dev_layer<W>> lw_;
+    acct a_{};
+    /* scratch */
+    float *x_, *xn_, *q_, *kk_, *vv_, *att_, *tmp_, *moe_, *rl_, *xe_, *g_, *u_, *dn_, *sgl_, *scores_, *logits_, *ew_, *fw_, *fh_;
+    __nv_bfloat16 *xb_ = nullptr;
+    int *tok_, *pos_, *sidx_, *etok_, *fids_, *last_rows_;
+    W *kc_, *vc_;
+    int maxlen_ = 0, maxctx_ = 0;
+
+    template <typename T> T *dalloc(size_t n)
+    {
+        void *p = nullptr;
+        ck(cudaMalloc(&p, std::max<size_t>(n, 1) * sizeof(T)), "cudaMalloc");
+        allocs_.push_back(p);
+        return static_cast<T *>(p);
+    }
+
+    /* Upload n floats from the mmap'ed file (f32: straight copy, so a profiler sees a
+     * host->device copy of the weight-file range; bf16: converted on the host first). */
+    void upload_into(W *dst, const float *src, size_t n)
+    {
+        if (sizeof(W) == sizeof(float)) {
+            ck(cudaMemcpy(dst, src, n * sizeof(float), cudaMemcpyHostToDevice), "cudaMemcpy weights");
+        } else {
+            std::vector<__nv_bfloat16> tmp(n);
+            for (size_t i = 0; i < n; i++) tmp[i] = __float2bfloat16(src[i]);
+            ck(cudaMemcpy(dst, tmp.data(), n * sizeof(W), cudaMemcpyHostToDevice), "cudaMemcpy weights");
+        }
+    }
+    W *upload(const float *src, size_t n)
+    {
+        if (!src) return nullptr;
+        W *d = dalloc<W>(n);
+        upload_into(d, src, n);
+        return d;
+    }
+    W *upload_experts(const float *const *src, int E, size_t per)
+    {
+        W *d = dalloc<W>((size_t)E * per);
+        for (int e = 0; e < E; e++) upload_into(d + (size_t)e * per, src[e], per);
+        return d;
+    }
+
+    void load_weights()
+    {
+        size_t d = c_.hidden, qd = (size_t)c_.heads * c_.head_dim, kvd = (size_t)c_.kv_heads * c_.head_dim;
+        size_t f = c_.moe_inter, fd = c_.dense_inter, fs = c_.shared_inter, E = c_.experts;
+        embed_ = upload(m_->embed, (size_t)c_.vocab * d);
+        final_norm_ = upload(m_->final_norm, d);
+        lm_head_ = upload(m_->lm_head, (size_t)c_.vocab * d);
+        lw_.resize(c_.layers);
+        for (int l = 0; l < c_.layers; l++) {
+            const mr_layer_w &w = m_->lw[l];
+            dev_layer<W> &D = lw_[l];
+            D.attn_norm = upload(w.attn_norm, d);
+            D.ffn_norm = upload(w.ffn_norm, d);
+            D.q = upload(w.q, qd * d);
+            D.k = upload(w.k, kvd * d);
+            D.v = upload(w.v, kvd * d);
+            D.o = upload(w.o, d * qd);
+            D.dense = w.dense;
+            if (w.dense) {
+                D.gate = upload(w.gate, fd * d);
+                D.up = upload(w.up, fd * d);
+                D.down = upload(w.down, d * fd);
+                continue;
+            }
+            D.router = upload(w.router, E * d);
+            D.eg = upload_experts(w.eg, (int)E, f * d);
+            D.eu = upload_experts(w.eu, (int)E, f * d);
+            D.ed = upload_experts(w.ed, (int)E, d * f);
+            if (fs > 0) {
+                D.sg = upload(w.sg, fs * d);
+                D.su = upload(w.su, fs * d);
+                D.sd = upload(w.sd, d * fs);
+                D.sgate = upload(w.sgate, d);
+            }
+        }
+    }
+
+    void alloc_scratch(int Tmax, int nseq)
+    {
+        size_t d = c_.hidden, qd = (size_t)c_.heads * c_.head_dim, kvd = (size_t)c_.kv_heads * c_.head_dim;
+        size_t E = std::max(c_.experts, 1), K = std::max(c_.top_k, 1);
+        size_t fmax = std::max({(size_t)c_.moe_inter, (size_t)c_.dense_inter, (size_t)c_.shared_inter, (size_t)1});
+        size_t T = Tmax;
+        x_ = dalloc<float>(T * d); xn_ = dalloc<float>(T * d); q_ = dalloc<float>(T * qd);
+        kk_ = dalloc<float>(T * kvd); vv_ = dalloc<float>(T * kvd); att_ = dalloc<float>(T * qd);
+        tmp_ = dalloc<float>(T * d); moe_ = dalloc<float>(T * d); rl_ = dalloc<float>(T * E);
+        xe_ = dalloc<float>(T * d); g_ = dalloc<float>(T * fmax); u_ = dalloc<float>(T * fmax);
+        dn_ = dalloc<float>(T * d); sgl_ = dalloc<float>(T);
+        scores_ = dalloc<float>(T * c_.heads * (size_t)maxctx_);
+        logits_ = dalloc<float>((size_t)nseq * c_.vocab);
+        ew_ = dalloc<float>(T * K); etok_ = dalloc<int>(T * K);
+        fids_ = dalloc<int>((size_t)c_.layers * T * K); fw_ = dalloc<float>(T * K);
+        fh_ = dalloc<float>(T * K * (size_t)std::max(c_.moe_inter, 1));
+        if (sizeof(W) != sizeof(float)) xb_ = dalloc<__nv_bfloat16>(T * std::max(fmax, std::max(d, qd)));
+        tok_ = dalloc<int>(T); pos_ = dalloc<int>(T); sidx_ = dalloc<int>(T); last_rows_ = dalloc<int>(nseq);
+        size_t cache = (size_t)nseq * c_.layers * maxlen_ * kvd;
+        kc_ = dalloc<W>(cache);
+        vc_ = dalloc<W>(cache);
+    }
+
+    /* Y[m x out] = X[m x in] . W^T with W the [out, in] weight: cuBLAS column-major
+     * C(out x m) = op_T(W) op_N(X), one call per weight product. */
+    void gemm(const float *X, int m, const W *Wt, int out, int in, float *Y, wclass cls)
+    {
+        if (m <= 0) return;
+        float one = 1.0f, zero = 0.0f;
+        if (sizeof(W) == sizeof(float)) {
+            ckb(cublasSgemm(blas_, CUBLAS_OP_T, CUBLAS_OP_N, out, m, in, &one, (const float *)Wt, in, X, in,
+                            &zero, Y, out), "cublasSgemm");
+        } else {
+            size_t n = (size_t)m * in;
+            k_to_bf16<<<blocks(n, 256), 256>>>(xb_, X, n);
+            ckb(cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, out, m, in, &one, Wt, CUDA_R_16BF, in, xb_,
+                             CUDA_R_16BF, in, &zero, Y, CUDA_R_32F, out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                "cublasGemmEx");
+        }
+        a_.calls++;
+        count_gemm(m, out, in, cls);
+    }
+    void count_gemm(uint64_t m, uint64_t out, uint64_t in, wclass cls)
+    {
+        a_.flops_gemm += 2ull * m * out * in;
+        a_.bytes[cls] += out * in * sizeof(W);
+    }
+    void rmsnorm(float *out, const float *x, const int *rows, int n, const W *w)
+    {
+        k_rmsnorm<W><<<n, 256>>>(out, x, rows, n, w, c_.hidden, c_.rms_eps);
+        a_.bytes[W_DENSE] += (uint64_t)c_.hidden * sizeof(W);
+    }
+
+    void ffn_dense(const dev_layer<W> &w, int T)
+    {
+        int d = c_.hidden, f = c_.dense_inter;
+        gemm(xn_, T, w.gate, f, d, g_, W_DENSE);
+        gemm(xn_, T, w.up, f, d, u_, W_DENSE);
+        k_silu_mul<<<blocks((size_t)T * f, 256), 256>>>(g_, u_, (size_t)T * f);
+        gemm(g_, T, w.down, d, f, moe_, W_DENSE);
+    }
+
+    void ffn_moe(const dev_layer<W> &w, int l, int T, std::vector<int> &layer_cnt)
+    {
+        int d = c_.hidden, f = c_.moe_inter, E = c_.experts, K = c_.top_k;
+        gemm(xn_, T, w.router, E, d, rl_, W_DENSE);
+        int *cnt = layer_cnt.data() + (size_t)l * E;
+        if (fused_) {
+            int *ids = fids_ + (size_t)l * T * K;
+            mr_fused_topk<<<blocks(T, 64), 64>>>(rl_, T, E, K, ids, fw_, c_.n_group, c_.topk_group,
+                                                  c_.norm_topk_prob, c_.arch == MR_ARCH_DEEPSEEK_V2,
+                                                  c_.routed_scaling_factor);
+            dim3 gu(blocks(f, 4), T * K), dn(blocks(d, 4), T);
+            k_fused_gate_up<W><<<gu, 128>>>(fh_, xn_, ids, w.eg, w.eu, T, K, d, f);
+            k_fused_down<W><<<dn, 128>>>(moe_, fh_, ids, fw_, w.ed, T, K, d, f);
+            ck(cudaGetLastError(), "fused MoE kernels");
+            /* tokens per expert for the ground truth: read the ids the kernel chose */
+            std::vector<int> h((size_t)T * K);
+            ck(cudaMemcpy(h.data(), ids, h.size() * sizeof(int), cudaMemcpyDeviceToHost), "copy ids");
+            std::fill(cnt, cnt + E, 0);
+            for (int v : h) cnt[v]++;
+            for (int x = 0; x < E; x++)
+                if (cnt[x]) { count_gemm(cnt[x], f, d, W_ROUTED); count_gemm(cnt[x], f, d, W_ROUTED); count_gemm(cnt[x], d, f, W_ROUTED); }
+        } else {
+            std::vector<float> lg((size_t)T * E), selw((size_t)T * K), ew((size_t)T * K);
+            std::vector<int> sel((size_t)T * K), eoff(E + 1), etok((size_t)T * K), fill(E, 0);
+            ck(cudaMemcpy(lg.data(), rl_, lg.size() * sizeof(float), cudaMemcpyDeviceToHost), "copy router logits");
+            for (int t = 0; t < T; t++) route_token_host(&c_, &lg[(size_t)t * E], &sel[(size_t)t * K], &selw[(size_t)t * K]);
+            std::fill(cnt, cnt + E, 0);
+            for (int i = 0; i < T * K; i++) cnt[sel[i]]++;
+            eoff[0] = 0;
+            for (int x = 0; x < E; x++) eoff[x + 1] = eoff[x] + cnt[x];
+            for (int t = 0; t < T; t++)
+                for (int r = 0; r < K; r++) {
+                    int x = sel[(size_t)t * K + r], at = eoff[x] + fill[x]++;
+                    etok[at] = t;
+                    ew[at] = selw[(size_t)t * K + r];
+                }
+            ck(cudaMemcpy(etok_, etok.data(), etok.size() * sizeof(int), cudaMemcpyHostToDevice), "upload routing");
+            ck(cudaMemcpy(ew_, ew.data(), ew.size() * sizeof(float), cudaMemcpyHostToDevice), "upload weights");
+            ck(cudaMemset(moe_, 0, (size_t)T * d * sizeof(float)), "memset");
+            for (int x = 0; x < E; x++) {
+                int mx = cnt[x];
+                if (!mx) continue;
+                k_gather_rows<<<mx, 256>>>(xe_, xn_, etok_ + eoff[x], mx, d);
+                gemm(xe_, mx, w.eg + (size_t)x * f * d, f, d, g_, W_ROUTED);
+                gemm(xe_, mx, w.eu + (size_t)x * f * d, f, d, u_, W_ROUTED);
+                k_silu_mul<<<blocks((size_t)mx * f, 256), 256>>>(g_, u_, (size_t)mx * f);
+                gemm(g_, mx, w.ed + (size_t)x * d * f, d, f, dn_, W_ROUTED);
+                k_scatter_add<<<mx, 256>>>(moe_, dn_, etok_ + eoff[x], ew_ + eoff[x], mx, d);
+            }
+        }
+        if (c_.shared_inter > 0) {
+            int fs = c_.shared_inter;
+            gemm(xn_, T, w.sg, fs, d, g_, W_SHARED);
+            gemm(xn_, T, w.su, fs, d, u_, W_SHARED);
+            k_silu_mul<<<blocks((size_t)T * fs, 256), 256>>>(g_, u_, (size_t)T * fs);
+            gemm(g_, T, w.sd, d, fs, dn_, W_SHARED);
+            if (w.sgate) gemm(xn_, T, w.sgate, 1, d, sgl_, W_DENSE);
+            k_shared_combine<<<T, 256>>>(moe_, dn_, w.sgate ? sgl_ : nullptr, T, d);
+        }
+    }
+};
+
+template <typename W>
+void engine<W>::run(int nseq, int32_t *const *prompts, const int *plen, int gen, FILE *gt, FILE *lf,
+                    int32_t **out_ids)
+{
+    int Tmax = 0, maxp = 0;
+    for (int i = 0; i < nseq; i++) { Tmax += plen[i]; maxp = std::max(maxp, plen[i]); }
+    Tmax = std::max(Tmax, nseq);
+    maxlen_ = maxp + gen;
+    maxctx_ = maxlen_;
+    if (fused_ && c_.experts > MR_MAX_FUSED_E)
+        throw cuda_failure("--moe fused supports at most " + std::to_string(MR_MAX_FUSED_E) + " experts");
+    ckb(cublasCreate(&blas_), "cublasCreate");
+    load_weights();
+    alloc_scratch(Tmax, nseq);
+    const int d = c_.hidden, hd = c_.head_dim, H = c_.heads, HK = c_.kv_heads, qd = H * hd, kvd = HK * hd;
+    const int L = c_.layers, E = std::max(c_.experts, 1), V = c_.vocab;
+    std::vector<int> len(nseq, 0), last(nseq, 0), layer_cnt((size_t)L * E, 0);
+    std::vector<float> logits((size_t)nseq * V);
+    for (int step = 0; step < gen; step++) {
+        std::vector<int> counts(nseq), tok, pos, sidx;
+        for (int i = 0; i < nseq; i++) {
+            counts[i] = step == 0 ? plen[i] : 1;
+            for (int j = 0; j < counts[i]; j++) {
+                tok.push_back(step == 0 ? prompts[i][j] : last[i]);
+                pos.push_back(len[i] + j);
+                sidx.push_back(i);
+            }
+        }
+        int T = (int)tok.size();
+        int all_empty = 1, any_multi = 0, all_one = 1;
+        for (int i = 0; i < nseq; i++) {
+            if (len[i] != 0) all_empty = 0;
+            if (counts[i] > 1) { any_multi = 1; all_one = 0; }
+        }
+        const char *kind = all_empty && any_multi ? "prefill" : all_one ? "decode" : "mixed";
+        a_ = acct{};
+        ck(cudaDeviceSynchronize(), "sync");
+        uint64_t t0 = mr_now_ns();
+        ck(cudaMemcpy(tok_, tok.data(), T * sizeof(int), cudaMemcpyHostToDevice), "upload tokens");
+        ck(cudaMemcpy(pos_, pos.data(), T * sizeof(int), cudaMemcpyHostToDevice), "upload positions");
+        ck(cudaMemcpy(sidx_, sidx.data(), T * sizeof(int), cudaMemcpyHostToDevice), "upload seq index");
+        k_embed<W><<<T, 256>>>(x_, embed_, tok_, T, d);
+        a_.bytes[W_DENSE] += (uint64_t)T * d * sizeof(W);
+        for (int l = 0; l < L; l++) {
+            const dev_layer<W> &w = lw_[l];
+            rmsnorm(xn_, x_, nullptr, T, w.attn_norm);
+            gemm(xn_, T, w.q, qd, d, q_, W_DENSE);
+            gemm(xn_, T, w.k, kvd, d, kk_, W_DENSE);
+            gemm(xn_, T, w.v, kvd, d, vv_, W_DENSE);
+            k_rope<<<blocks((size_t)T * H * (hd / 2), 256), 256>>>(q_, T, H, hd, pos_, c_.rope_theta);
+            k_rope<<<blocks((size_t)T * HK * (hd / 2), 256), 256>>>(kk_, T, HK, hd, pos_, c_.rope_theta);
+            k_kv_store<W><<<T, 256>>>(kc_, vc_, kk_, vv_, sidx_, pos_, T, kvd, L, l, maxlen_);
+            for (int t = 0; t < T; t++) {
+                a_.kv_written += 2ull * kvd * sizeof(W);
+                a_.flops_att += 4ull * H * hd * (uint64_t)(pos[t] + 1);
+            }
+            for (int i = 0; i < nseq; i++) a_.kv_read += 2ull * (uint64_t)(len[i] + counts[i]) * kvd * sizeof(W);
+            k_attention<W><<<T * H, 128>>>(att_, q_, kc_, vc_, sidx_, pos_, T, H, HK, hd, L, l, maxlen_, scores_, maxctx_);
+            gemm(att_, T, w.o, d, qd, tmp_, W_DENSE);
+            k_add<<<blocks((size_t)T * d, 256), 256>>>(x_, tmp_, (size_t)T * d);
+            rmsnorm(xn_, x_, nullptr, T, w.ffn_norm);
+            if (w.dense) ffn_dense(w, T);
+            else ffn_moe(w, l, T, layer_cnt);
+            k_add<<<blocks((size_t)T * d, 256), 256>>>(x_, moe_, (size_t)T * d);
+            ck(cudaGetLastError(), "layer kernels");
+        }
+        std::vector<int> rows(nseq);
+        for (int i = 0, t = 0; i < nseq; i++) { t += counts[i]; rows[i] = t - 1; }
+        ck(cudaMemcpy(last_rows_, rows.data(), nseq * sizeof(int), cudaMemcpyHostToDevice), "upload rows");
+        rmsnorm(xn_, x_, last_rows_, nseq, final_norm_);
+        gemm(xn_, nseq, lm_head_, V, d, logits_, W_DENSE);
+        ck(cudaMemcpy(logits.data(), logits_, logits.size() * sizeof(float), cudaMemcpyDeviceToHost), "copy logits");
+        std::vector<int> next(nseq);
+        for (int i = 0; i < nseq; i++) {
+            const float *lg = &logits[(size_t)i * V];
+            int best = 0;
+            for (int v = 1; v < V; v++) if (lg[v] > lg[best]) best = v;
+            next[i] = best;
+            len[i] += counts[i];
+            last[i] = best;
+            out_ids[i][step] = best;
+        }
+        uint64_t t1 = mr_now_ns();
+        if (gt) {
+            fprintf(gt, "{\"step\": %d, \"kind\": \"%s\", \"sequences\": %d, \"tokens\": %d, \"seq_tokens\": [",
+                    step, kind, nseq, T);
+            for (int i = 0; i < nseq; i++) fprintf(gt, "%s%d", i ? ", " : "", counts[i]);
+            fprintf(gt, "], \"context\": [");
+            for (int i = 0; i < nseq; i++) fprintf(gt, "%s%d", i ? ", " : "", len[i]);
+            fprintf(gt, "], \"t_begin_ns\": %llu, \"t_end_ns\": %llu, \"wall_ns\": %llu, \"layers\": [",
+                    (unsigned long long)t0, (unsigned long long)t1, (unsigned long long)(t1 - t0));
+            for (int l = 0; l < L; l++) {
+                if (lw_[l].dense) { fprintf(gt, "%s{\"layer\": %d, \"dense\": true}", l ? ", " : "", l); continue; }
+                const int *cnt = layer_cnt.data() + (size_t)l * E;
+                fprintf(gt, "%s{\"layer\": %d, \"experts\": [", l ? ", " : "", l);
+                int first = 1;
+                for (int x = 0; x < E; x++) if (cnt[x]) { fprintf(gt, "%s%d", first ? "" : ", ", x); first = 0; }
+                fprintf(gt, "], \"tokens_per_expert\": [");
+                first = 1;
+                for (int x = 0; x < E; x++) if (cnt[x]) { fprintf(gt, "%s%d", first ? "" : ", ", cnt[x]); first = 0; }
+                fprintf(gt, "]}");
+            }
+            uint64_t btot = a_.bytes[0] + a_.bytes[1] + a_.bytes[2] + a_.kv_read + a_.kv_written;
+            fprintf(gt, "], \"bytes\": {\"dense_weights\": %llu, \"routed_expert_weights\": %llu, "
+                    "\"shared_expert_weights\": %llu, \"kv_read\": %llu, \"kv_written\": %llu, \"total\": %llu}, "
+                    "\"flops\": {\"gemm\": %llu, \"attention\": %llu, \"total\": %llu}, \"gemm_calls\": %llu, "
+                    "\"device\": \"cuda\", \"moe\": \"%s\", \"dtype\": \"%s\", \"sampled\": [",
+                    (unsigned long long)a_.bytes[0], (unsigned long long)a_.bytes[1], (unsigned long long)a_.bytes[2],
+                    (unsigned long long)a_.kv_read, (unsigned long long)a_.kv_written, (unsigned long long)btot,
+                    (unsigned long long)a_.flops_gemm, (unsigned long long)a_.flops_att,
+                    (unsigned long long)(a_.flops_gemm + a_.flops_att), (unsigned long long)a_.calls,
+                    fused_ ? "fused" : "loop", sizeof(W) == 4 ? "f32" : "bf16");
+            for (int i = 0; i < nseq; i++) fprintf(gt, "%s%d", i ? ", " : "", next[i]);
+            fprintf(gt, "]}\n");
+            fflush(gt);
+        }
+        if (lf) {
+            fprintf(lf, "{\"step\": %d, \"seqs\": [", step);
+            for (int i = 0; i < nseq; i++) fprintf(lf, "%s%d", i ? ", " : "", i);
+            fprintf(lf, "], \"logits\": [");
+            for (int i = 0; i < nseq; i++) {
+                fprintf(lf, "%s[", i ? ", " : "");
+                for (int v = 0; v < V; v++) fprintf(lf, "%s%.9g", v ? ", " : "", logits[(size_t)i * V + v]);
+                fprintf(lf, "]");
+            }
+            fprintf(lf, "]}\n");
+        }
+    }
+}
+
+} // namespace
+
+extern "C" int mr_cuda_run(struct mr_model *m, int nseq, int32_t *const *prompts, const int *plen, int gen,
+                           const struct mr_cuda_opts *opts, FILE *gt, FILE *logits_out, int32_t **out_ids,
+                           char *err, size_t errlen)
+{
+    try {
+        if (!m || nseq <= 0 || gen <= 0 || !opts) throw cuda_failure("bad arguments");
+        int ndev = 0;
+        ck(cudaGetDeviceCount(&ndev), "no usable CUDA device (cudaGetDeviceCount)");
+        if (ndev <= 0) throw cuda_failure("no CUDA device");
+        if (opts->bf16) {
+            engine<__nv_bfloat16> e(m, opts);
+            e.run(nseq, prompts, plen, gen, gt, logits_out, out_ids);
+        } else {
+            engine<float> e(m, opts);
+            e.run(nseq, prompts, plen, gen, gt, logits_out, out_ids);
+        }
+        return 0;
+    } catch (const std::exception &ex) {
+        snprintf(err, errlen, "CUDA engine: %s", ex.what());
+        return -1;
+    }
+}
