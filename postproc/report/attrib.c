@@ -70,16 +70,18 @@ const char *mc_role_name(enum mc_role r)
 /* ---------- address -> tensor name ---------- */
 
 struct tensor_ent { char *base, *name; uint64_t fb, fe; int64_t shape0; int ndim; };
-struct fmap_ent { char *base; uint64_t addr, off, len; };
-struct interval { uint64_t b, e; const struct tensor_ent *t; };
+struct fmap_ent { char *base; int32_t pid; uint64_t addr, off, len; };
+struct interval { int32_t pid; uint64_t b, e; const struct tensor_ent *t; };
 
 /* ---------- weight cache ---------- */
 
 struct went {
     uint64_t addr;          /* 0 = empty slot */
+    int32_t pid;            /* address spaces are per process */
     int64_t out, in;
     uint64_t stamp;         /* step stamp of the last step that counted its bytes */
     int16_t role, proj;
+    uint8_t attn_out;       /* attention output projection (ends the attention phase) */
     int32_t layer, expert;  /* model layer (-1 unknown), expert id (-1 unknown) */
     uint8_t named;
 };
@@ -100,6 +102,8 @@ struct stream {
     int routers;            /* routers seen this step */
     int cur_moe;            /* moe ordinal of the current MoE block (-1 none) */
     int phase, in_moe;
+    int n_attn, attn_fused;
+    int sep_gate;            /* this MoE block had an expert with separate gate/up GEMMs */  /* attention GEMMs so far in this layer; first one was fused qkv */
     int64_t *counts;        /* n_moe x E */
     int32_t *touched;       /* indices into counts set this step */
     int64_t n_touched;
@@ -189,8 +193,8 @@ void mc_attrib_tensor(struct mc_attrib *a, const char *path, const char *name,
     a->iv_dirty = 1;
 }
 
-void mc_attrib_file_map(struct mc_attrib *a, const char *path, uint64_t addr, uint64_t off,
-                        uint64_t len, int32_t device)
+void mc_attrib_file_map(struct mc_attrib *a, int32_t pid, const char *path, uint64_t addr,
+                        uint64_t off, uint64_t len, int32_t device)
 {
     (void)device;
     if (!path || !len) return;
@@ -201,13 +205,14 @@ void mc_attrib_file_map(struct mc_attrib *a, const char *path, uint64_t addr, ui
         a->maps = p; a->cap_maps = nc;
     }
     struct fmap_ent *f = &a->maps[a->n_maps++];
-    f->base = strdup(base_name(path)); f->addr = addr; f->off = off; f->len = len;
+    f->base = strdup(base_name(path)); f->pid = pid; f->addr = addr; f->off = off; f->len = len;
     a->iv_dirty = 1;
 }
 
 static int iv_cmp(const void *x, const void *y)
 {
     const struct interval *a = x, *b = y;
+    if (a->pid != b->pid) return a->pid < b->pid ? -1 : 1;
     return a->b < b->b ? -1 : a->b > b->b;
 }
 
@@ -227,22 +232,23 @@ static void rebuild_intervals(struct mc_attrib *a)
                 if (!p) return;
                 a->iv = p;
             }
-            a->iv[a->n_iv++] = (struct interval){f->addr + (t->fb - f->off), f->addr + (t->fe - f->off), t};
+            a->iv[a->n_iv++] = (struct interval){f->pid, f->addr + (t->fb - f->off), f->addr + (t->fe - f->off), t};
         }
     }
     qsort(a->iv, a->n_iv, sizeof *a->iv, iv_cmp);
 }
 
-static const struct interval *find_interval(struct mc_attrib *a, uint64_t addr)
+static const struct interval *find_interval(struct mc_attrib *a, int32_t pid, uint64_t addr)
 {
     if (a->iv_dirty) rebuild_intervals(a);
     size_t lo = 0, hi = a->n_iv;
-    while (lo < hi) {
+    while (lo < hi) {   /* first interval after (pid, addr) */
         size_t mid = (lo + hi) / 2;
-        if (a->iv[mid].b <= addr) lo = mid + 1; else hi = mid;
+        if (a->iv[mid].pid < pid || (a->iv[mid].pid == pid && a->iv[mid].b <= addr)) lo = mid + 1; else hi = mid;
     }
     /* the last interval starting at or before addr (mappings of the same file may repeat) */
     for (size_t i = lo; i-- > 0;) {
+        if (a->iv[i].pid != pid) break;
         if (addr < a->iv[i].e) return &a->iv[i];
         if (lo - i > 4) break;
     }
@@ -251,22 +257,23 @@ static const struct interval *find_interval(struct mc_attrib *a, uint64_t addr)
 
 /* ---------- weight table ---------- */
 
-static inline size_t hash_addr(uint64_t x)
+static inline size_t hash_addr(uint64_t x, int32_t pid)
 {
+    x ^= (uint64_t)(uint32_t)pid * 0x9e3779b97f4a7c15ULL;
     x ^= x >> 33; x *= 0xff51afd7ed558ccdULL; x ^= x >> 33;
     return (size_t)x;
 }
 
-static struct went *tab_find(struct mc_attrib *a, uint64_t addr)
+static struct went *tab_find(struct mc_attrib *a, int32_t pid, uint64_t addr)
 {
     size_t mask = a->tab_cap - 1;
-    for (size_t i = hash_addr(addr) & mask;; i = (i + 1) & mask) {
-        if (a->tab[i].addr == addr) return &a->tab[i];
+    for (size_t i = hash_addr(addr, pid) & mask;; i = (i + 1) & mask) {
+        if (a->tab[i].addr == addr && a->tab[i].pid == pid) return &a->tab[i];
         if (!a->tab[i].addr) return NULL;
     }
 }
 
-static struct went *tab_insert(struct mc_attrib *a, uint64_t addr)
+static struct went *tab_insert(struct mc_attrib *a, int32_t pid, uint64_t addr)
 {
     if ((a->tab_used + 1) * 2 > a->tab_cap) {
         if (a->tab_cap >= (1u << 22)) return NULL;   /* bounded: 4 M weights */
@@ -275,17 +282,18 @@ static struct went *tab_insert(struct mc_attrib *a, uint64_t addr)
         if (!nt) return NULL;
         for (size_t i = 0; i < a->tab_cap; i++) {
             if (!a->tab[i].addr) continue;
-            size_t j = hash_addr(a->tab[i].addr) & (nc - 1);
+            size_t j = hash_addr(a->tab[i].addr, a->tab[i].pid) & (nc - 1);
             while (nt[j].addr) j = (j + 1) & (nc - 1);
             nt[j] = a->tab[i];
         }
         free(a->tab);
         a->tab = nt; a->tab_cap = nc;
     }
-    size_t mask = a->tab_cap - 1, i = hash_addr(addr) & mask;
+    size_t mask = a->tab_cap - 1, i = hash_addr(addr, pid) & mask;
     while (a->tab[i].addr) i = (i + 1) & mask;
     memset(&a->tab[i], 0, sizeof a->tab[i]);
     a->tab[i].addr = addr;
+    a->tab[i].pid = pid;
     a->tab_used++;
     return &a->tab[i];
 }
@@ -306,11 +314,6 @@ static int is_attn_shape(const struct mc_model *m, int64_t out, int64_t in)
     if (in == d && (out == qd || out == kvd || out == qd + 2 * kvd)) return 1;
     return in == qd && out == d;
 }
-static int is_attn_out(const struct mc_model *m, int64_t out, int64_t in)
-{
-    int64_t vd = m->kv_lora_rank > 0 ? m->heads * m->v_head_dim : m->heads * m->head_dim;
-    return in == vd && out == m->d;
-}
 static int is_ffn_shape(const struct mc_model *m, int64_t x, int64_t out, int64_t in, enum mc_proj *p)
 {
     if (x <= 0) return 0;
@@ -320,27 +323,46 @@ static int is_ffn_shape(const struct mc_model *m, int64_t x, int64_t out, int64_
     return 0;
 }
 
-/* Classify a weight of shape out x in by shape and the stream's position in its layer. */
+/* Is an attention GEMM of shape out x in the output projection? With q == o shapes (d x d)
+ * only the position tells: o follows q, k, v (or one fused qkv GEMM). */
+static int attn_is_out(const struct mc_model *m, const struct stream *s, int64_t out, int64_t in);
+
+/* Classify a weight of shape out x in by shape and the stream's position in its layer:
+ * attention phase (q, k, v, o), then the FFN phase (router + experts + shared, or dense). */
 static enum mc_role role_from_shape(const struct mc_model *m, const struct stream *s,
                                     int64_t out, int64_t in, enum mc_proj *p)
 {
     *p = MC_PROJ_OTHER;
+    int router = in == m->d && out == m->experts;
     if (in == m->d && out == m->vocab) return MC_ROLE_LM_HEAD;
-    if (in == m->d && out == m->experts) return MC_ROLE_ROUTER;
-    if (in == m->d && out == 1 && m->shared_gate) return MC_ROLE_SHARED_GATE;
-    if (s->phase == PH_FFN) {
-        if (s->in_moe) {
-            if (is_ffn_shape(m, m->f, out, in, p)) return MC_ROLE_EXPERT;
-            if (is_ffn_shape(m, m->fs, out, in, p)) return MC_ROLE_SHARED;
-        } else if (is_ffn_shape(m, m->fd, out, in, p)) {
-            return MC_ROLE_DENSE_FFN;
-        }
-        if (is_attn_shape(m, out, in)) return MC_ROLE_ATTN;   /* next layer begins */
+    if (s->phase == PH_ATTN) {
+        if (is_attn_shape(m, out, in)) return MC_ROLE_ATTN;
+        if (router) return MC_ROLE_ROUTER;
+        if (is_ffn_shape(m, m->fd, out, in, p)) return MC_ROLE_DENSE_FFN;
         return MC_ROLE_UNKNOWN;
     }
-    if (is_attn_shape(m, out, in)) return MC_ROLE_ATTN;
-    if (is_ffn_shape(m, m->fd, out, in, p)) return MC_ROLE_DENSE_FFN;
+    if (!s->in_moe) {           /* FFN phase, no router yet in this layer */
+        if (router) return MC_ROLE_ROUTER;
+        if (is_ffn_shape(m, m->fd, out, in, p)) return MC_ROLE_DENSE_FFN;
+    } else {
+        /* a 2f x d GEMM after experts with separate gate/up is the next layer's q (d = 2f is
+         * common in small models), not a fused expert gate_up */
+        if (is_ffn_shape(m, m->f, out, in, p) && !(*p == MC_PROJ_GATE_UP && s->sep_gate)) return MC_ROLE_EXPERT;
+        if (is_ffn_shape(m, m->fs, out, in, p) && !(*p == MC_PROJ_GATE_UP && s->sep_gate)) return MC_ROLE_SHARED;
+        if (in == m->d && out == 1 && m->shared_gate) return MC_ROLE_SHARED_GATE;
+    }
+    if (is_attn_shape(m, out, in)) return MC_ROLE_ATTN;   /* the next layer begins */
     return MC_ROLE_UNKNOWN;
+}
+
+static int attn_is_out(const struct mc_model *m, const struct stream *s, int64_t out, int64_t in)
+{
+    int64_t vd = m->kv_lora_rank > 0 ? m->heads * m->v_head_dim : m->heads * m->head_dim;
+    if (in != vd || out != m->d) return 0;
+    int before = s->phase == PH_ATTN ? s->n_attn : 0;   /* attention GEMMs before this one */
+    if (m->kv_lora_rank > 0) return before >= 2;
+    if (before == 1 && s->attn_fused) return 1;
+    return before >= 3;
 }
 
 /* ---------- streams ---------- */
@@ -380,6 +402,7 @@ static void reset_step(struct stream *s)
     s->cur_moe = -1;
     s->phase = PH_ATTN;
     s->in_moe = 0;
+    s->n_attn = 0;
 }
 
 static int ctx_reserve(struct stream *s, int64_t n)
@@ -407,15 +430,32 @@ static void finish_step(struct mc_attrib *a, struct stream *s, int64_t sequences
     uint64_t att_ctx = 0;
     if (ctx_reserve(s, B) != 0) B = s->nctx < B ? s->nctx : B;
     if (T == B) {
+        /* every sequence brings one token: decode (also when new one-token sequences join) */
         kind = "decode";
         if (s->nctx > B) {
-            /* some sequences finished: we cannot tell which; exact only if all were equal */
+            /* some sequences finished and we cannot tell which: assume the oldest (they
+             * joined first; with equal generation budgets they finish first) */
+            int64_t drop = s->nctx - B;
             for (int64_t i = 1; i < s->nctx; i++) if (s->ctx[i] != s->ctx[0]) s->ctx_exact = 0;
-        } else if (s->nctx < B && s->nctx > 0) {
-            kind = "mixed";   /* new one-token sequences joined running ones */
+            memmove(s->ctx, s->ctx + drop, (size_t)B * sizeof *s->ctx);
+            s->nctx = B;
         }
         for (int64_t i = s->nctx; i < B; i++) s->ctx[i] = 0;
         for (int64_t i = 0; i < B; i++) { s->ctx[i] += 1; att_ctx += (uint64_t)s->ctx[i]; }
+    } else if (s->nctx > 0 && B > s->nctx) {
+        /* more sequences than running and more tokens than sequences: the running ones
+         * decode one token each and the new ones (appended after them) share the rest —
+         * continuous batching's mixed step. The split among the new ones is assumed even. */
+        kind = "mixed";
+        int64_t old = s->nctx, nnew = B - old, rest = T - old;
+        for (int64_t i = 0; i < old; i++) { s->ctx[i] += 1; att_ctx += (uint64_t)s->ctx[i]; }
+        if (rest < nnew) { rest = nnew; s->ctx_exact = 0; }
+        if (rest % nnew) s->ctx_exact = 0;
+        for (int64_t i = 0; i < nnew; i++) {
+            int64_t n = rest / nnew + (i < rest % nnew);
+            s->ctx[old + i] = n;
+            att_ctx += (uint64_t)(n * (n + 1) / 2);
+        }
     } else {
         /* tokens > sequences: a prefill over fresh sequences; the split of T among them is
          * not in the trace: assume the most even one (exact for equal prompt lengths). */
@@ -494,13 +534,13 @@ static int is_gemv(unsigned api)
 static struct went *lookup_weight(struct mc_attrib *a, struct stream *s, uint64_t addr,
                                   int64_t out, int64_t in)
 {
-    struct went *w = tab_find(a, addr);
+    struct went *w = tab_find(a, s->pid, addr);
     if (w && w->out == out && w->in == in) return w;
     int layer = -1, expert = -1;
     enum mc_proj proj = MC_PROJ_OTHER;
     enum mc_role role = MC_ROLE_UNKNOWN;
     int named = 0;
-    const struct interval *iv = (a->n_maps && a->n_tens) ? find_interval(a, addr) : NULL;
+    const struct interval *iv = (a->n_maps && a->n_tens) ? find_interval(a, s->pid, addr) : NULL;
     if (iv) {
         role = mc_role_from_name(iv->t->name, &layer, &expert, &proj);
         if (role == MC_ROLE_EXPERT && expert < 0 && iv->t->ndim == 3 && iv->t->shape0 > 0) {
@@ -524,7 +564,7 @@ static struct went *lookup_weight(struct mc_attrib *a, struct stream *s, uint64_
             a->st.expert_ids_exact = 0;
         }
     }
-    if (!w) w = tab_insert(a, addr);
+    if (!w) w = tab_insert(a, s->pid, addr);
     if (!w) {   /* table full: classify without caching */
         static struct went tmp;
         w = &tmp;
@@ -535,6 +575,11 @@ static struct went *lookup_weight(struct mc_attrib *a, struct stream *s, uint64_
     w->role = (int16_t)role; w->proj = (int16_t)proj;
     w->layer = layer; w->expert = expert;
     w->named = (uint8_t)named;
+    w->attn_out = 0;
+    if (role == MC_ROLE_ATTN) {
+        if (named) w->attn_out = iv && (strstr(iv->t->name, "o_proj") || strstr(iv->t->name, ".dense."));
+        else w->attn_out = (uint8_t)attn_is_out(a->m, s, out, in);
+    }
     w->stamp = 0;
     if (named) a->st.named_weights++; else a->st.shape_weights++;
     return w;
@@ -596,11 +641,14 @@ void mc_attrib_gemm(struct mc_attrib *a, int32_t pid, const struct mc_rec_gemm *
     s->f_gemm += flops;
     enum mc_role role = (enum mc_role)w->role;
     if (role == MC_ROLE_ATTN) {
-        if (s->phase == PH_FFN) { s->phase = PH_ATTN; s->in_moe = 0; }
+        if (s->phase == PH_FFN) { s->phase = PH_ATTN; s->in_moe = 0; s->n_attn = 0; }
+        if (!s->n_attn) s->attn_fused = m->kv_lora_rank == 0 && w->in == m->d &&
+                                        w->out == (m->heads + 2 * m->kv_heads) * m->head_dim;
+        s->n_attn++;
         if (!s->tokens_first) s->tokens_first = tokens;
-        if (is_attn_out(m, w->out, w->in)) s->phase = PH_FFN;
+        if (w->attn_out) s->phase = PH_FFN;
     } else if (role == MC_ROLE_ROUTER) {
-        s->phase = PH_FFN; s->in_moe = 1;
+        s->phase = PH_FFN; s->in_moe = 1; s->sep_gate = 0;
         int ord = w->named && w->layer >= 0 && w->layer < m->layers ? a->moe_ord[w->layer] : s->routers;
         s->cur_moe = ord;
         s->routers++;
@@ -609,6 +657,7 @@ void mc_attrib_gemm(struct mc_attrib *a, int32_t pid, const struct mc_rec_gemm *
         s->phase = PH_FFN; s->in_moe = 0;
     } else if (role == MC_ROLE_EXPERT || role == MC_ROLE_SHARED || role == MC_ROLE_SHARED_GATE) {
         s->phase = PH_FFN; s->in_moe = 1;
+        if (w->proj == MC_PROJ_GATE || w->proj == MC_PROJ_UP) s->sep_gate = 1;
     }
     if (!s->tokens_first && tokens > 0 && role != MC_ROLE_LM_HEAD) s->tokens_first = tokens;
     switch (role) {

@@ -50,7 +50,7 @@ void mc_attrib_free(struct mc_attrib *a);
 void mc_attrib_tensor(struct mc_attrib *a, const char *path, const char *name,
                       uint64_t file_begin, uint64_t file_end, const int64_t *shape, int ndim,
                       int dtype);
-void mc_attrib_file_map(struct mc_attrib *a, const char *path, uint64_t addr,
+void mc_attrib_file_map(struct mc_attrib *a, int32_t pid, const char *path, uint64_t addr,
                         uint64_t file_offset, uint64_t length, int32_t device);
 
 /* One GEMM/GEMV record of process `pid`. */

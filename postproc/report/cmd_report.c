@@ -400,6 +400,7 @@ static void usage(FILE *o)
         "  --format LIST    any of json,md,html (default: all); json is always written\n"
         "  --devices N      devices in the utilisation denominators (default 1)\n"
         "  --quiet          no progress on stderr\n"
+        "  --no-names       ignore tensor names (attribute by shape and position only; a check)\n"
         "\n"
         "Exit status: 0 ok, 2 bad input (unknown model/hardware, no or unreadable traces,\n"
         "a trace that does not match the model).\n");
@@ -444,11 +445,12 @@ int mc_cmd_report(int argc, char **argv)
 {
     const char *run_dir = NULL, *model_path = NULL, *hw_spec = NULL, *out_dir = NULL;
     const char *formats = "json,md,html";
-    int devices = 1, quiet = 0;
+    int devices = 1, quiet = 0, no_names = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
         else if (!strcmp(a, "--quiet")) quiet = 1;
+        else if (!strcmp(a, "--no-names")) no_names = 1;
         else if (i + 1 < argc && !strcmp(a, "--model")) model_path = argv[++i];
         else if (i + 1 < argc && !strcmp(a, "--hw")) hw_spec = argv[++i];
         else if (i + 1 < argc && !strcmp(a, "--out")) out_dir = argv[++i];
@@ -472,6 +474,11 @@ int mc_cmd_report(int argc, char **argv)
     if (mc_model_load(model_path, &model, err, sizeof err) != 0) {
         fprintf(stderr, "moecap report: %s\n", err);
         return 2;
+    }
+    if (no_names) {
+        int dt = model.weight_dtype, elt = model.elt;
+        mc_model_free(&model);   /* drops the safetensors tables only */
+        model.weight_dtype = dt; model.elt = elt;
     }
     struct mc_hw hw;
     if (mc_hw_load(hw_spec, &hw, err, sizeof err) != 0) {
@@ -566,6 +573,7 @@ int mc_cmd_report(int argc, char **argv)
             mc_attrib_gemm(at, c->pid, &rec->u.gemm);
             break;
         case MC_REC_TENSOR: {
+            if (no_names) break;
             const struct mc_rec_tensor *t = &rec->u.tensor;
             mc_attrib_tensor(at, mc_trace_str(c->t, t->path_str), mc_trace_str(c->t, t->name_str),
                              t->file_begin, t->file_end, t->shape, (int)(t->ndim > 8 ? 8 : t->ndim), t->dtype);
@@ -573,7 +581,7 @@ int mc_cmd_report(int argc, char **argv)
         }
         case MC_REC_FILE_MAP: {
             const struct mc_rec_file_map *f = &rec->u.file_map;
-            mc_attrib_file_map(at, mc_trace_str(c->t, f->path_str), f->addr, f->file_offset, f->length, f->device);
+            mc_attrib_file_map(at, c->pid, mc_trace_str(c->t, f->path_str), f->addr, f->file_offset, f->length, f->device);
             break;
         }
         case MC_REC_PROCESS: {

@@ -1,0 +1,15 @@
+# `moecap report` tests: unit tests of its pieces, CLI checks on synthetic traces, and the
+# end-to-end comparisons with moe-ref's ground truth and a python3-torch MoE script.
+REPORT_LIB_OBJS := $(OBJ)/postproc/report/attrib.o $(OBJ)/postproc/report/model.o \
+                   $(OBJ)/postproc/report/hwprof.o $(OBJ)/postproc/report/report_stats.o \
+                   $(OBJ)/postproc/trace/trace_reader.o $(OBJ)/postproc/trace/trace_synth.o
+
+$(OBJ)/tests/report/%.o: CFLAGS += -Ipostproc -Itests
+
+$(TBIN)/test_report_unit: $(OBJ)/tests/report/test_report_unit.o $(REPORT_LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcjson -lm
+
+TESTS += $(TBIN)/test_report_unit tests/report/test_report_cli.sh tests/report/test_report_engine.sh \
+         tests/report/test_report_torch.sh
+TEST_DEPS += $(TBIN)/test_report_unit $(BIN)/moecap

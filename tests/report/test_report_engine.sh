@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# End to end against the reference engine's exact ground truth: for mixtral, qwen2_moe and
+# deepseek_v2 (leading dense layer + shared experts) x batch 1, 4, 16 (prefill + decode):
+# moe-ref gen -> moe-ref run under libmoecap.so with --ground-truth -> moecap report ->
+# per step: kind, tokens, sequences, contexts, activated experts, tokens per expert, every
+# bytes and FLOPs field equal; wall times within 2 %. Also: the shape-only path
+# (--no-names), mixed continuous-batching steps (--stagger) and sgemv products (--gemv).
+set -u
+cd "$(dirname "$0")/../.."
+BUILD=${BUILD:-build}
+PY=/usr/bin/python3
+for f in "$BUILD/bin/moe-ref" "$BUILD/bin/moecap" "$BUILD/lib/libmoecap.so"; do
+  [ -e "$f" ] || { echo "skip - report vs ground truth ($f not built)"; exit 0; }
+done
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+hw=tests/report/hw-test.json
+# big enough that a step takes milliseconds (the times compared are then not dominated by
+# the few microseconds of embedding/norm before the first GEMM and sampling after lm_head)
+dims="--hidden 256 --moe-intermediate 256 --intermediate 512 --heads 8 --kv-heads 4 --vocab 512 --layers 3 --experts 8 --top-k 2"
+
+run_case() {   # name model extra-run-args extra-report-args compare-args
+  local name=$1 model=$2 runargs=$3 repargs=$4 cmpargs=$5 d="$tmp/$1"
+  mkdir -p "$d"
+  if ! LD_PRELOAD="$PWD/$BUILD/lib/libmoecap.so" MOECAP_OUT="$d/run" \
+       "$BUILD/bin/moe-ref" run --model "$model" $runargs --ground-truth "$d/gt.jsonl" >"$d/out.txt" 2>"$d/err.txt"; then
+    echo "# $(tail -3 "$d/err.txt")"; echo "not ok - $name: moe-ref run failed"; return
+  fi
+  if ! "$BUILD/bin/moecap" report "$d/run" --model "$model" --hw $hw --format json --quiet $repargs 2>"$d/rep.err"; then
+    echo "# $(tail -5 "$d/rep.err")"; echo "not ok - $name: moecap report failed"; return
+  fi
+  $PY tests/report/compare_gt.py "$d/gt.jsonl" "$d/run/report.json" "$name" $cmpargs
+}
+
+# shape-only attribution needs distinct shapes for router, experts, shared experts, dense
+# FFN, attention and lm_head (true of real models; see docs/attribution.md)
+sdims="--hidden 256 --moe-intermediate 96 --shared-experts 2 --intermediate 512 --heads 8 --kv-heads 4 --vocab 1000 --layers 3 --experts 8 --top-k 2"
+for arch in mixtral qwen2_moe deepseek_v2; do
+  m="$tmp/model-$arch"
+  "$BUILD/bin/moe-ref" gen --arch $arch --out "$m" $dims >/dev/null || { echo "not ok - $arch: gen failed"; continue; }
+  for b in 1 4 16; do
+    run_case "$arch-b$b" "$m" "--batch $b --prompt-len 16 --gen 5" "" ""
+  done
+  # continuous batching: sequences join one per step (mixed steps), then leave oldest first
+  run_case "$arch-stagger" "$m" "--batch 4 --prompt-len 8 --gen 5 --stagger 1" "" "--no-time"
+  run_case "$arch-gemv" "$m" "--batch 1 --prompt-len 6 --gen 4 --gemv" "" "--no-time"
+  ms="$tmp/model-$arch-s"; sd=$sdims
+  [ $arch = mixtral ] && sd=${sdims/--shared-experts 2 /}
+  "$BUILD/bin/moe-ref" gen --arch $arch --out "$ms" $sd >/dev/null || { echo "not ok - $arch: gen failed"; continue; }
+  run_case "$arch-b4-shape-only" "$ms" "--batch 4 --prompt-len 8 --gen 4" "--no-names" "--order-ids --no-time"
+done
+# the engine's default tiny mixtral has 2f = d = H*hd and f = HK*hd: this checks the
+# positional rules of the shape-only attribution (q after experts, o after q/k/v)
+m="$tmp/model-tiny"
+"$BUILD/bin/moe-ref" gen --arch mixtral --out "$m" >/dev/null
+run_case "tiny-mixtral-shape-only" "$m" "--batch 4 --prompt-len 8 --gen 4" "--no-names" "--order-ids --no-time"
+run_case "tiny-mixtral-named" "$m" "--batch 4 --prompt-len 8 --gen 4" "" "--no-time"
+exit 0

@@ -1,0 +1,441 @@
+/* Unit tests of `moecap report`'s pieces: config.json parsing for the six architectures,
+ * tensor-name classification, step segmentation + expert attribution + bytes/FLOPs on a
+ * synthetic GEMM stream whose figures are derived by hand below, percentiles, hardware
+ * profile lookup. With `--write-trace DIR` it instead writes the same synthetic stream as
+ * two .mct files (two processes) plus the model's config.json, for the CLI tests. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "mc_test.h"
+#include "report/attrib.h"
+#include "report/hwprof.h"
+#include "report/model.h"
+#include "report/report_stats.h"
+#include "trace/trace_synth.h"
+
+/* ---------- config parsing ---------- */
+
+static void test_config_mixtral(void)
+{
+    struct mc_model m;
+    char err[512];
+    const char *j = "{\"architectures\":[\"MixtralForCausalLM\"],\"model_type\":\"mixtral\",\"hidden_size\":4096,"
+        "\"intermediate_size\":14336,\"num_local_experts\":8,\"num_experts_per_tok\":2,"
+        "\"num_attention_heads\":32,\"num_key_value_heads\":8,\"vocab_size\":32000,"
+        "\"num_hidden_layers\":32,\"torch_dtype\":\"bfloat16\",\"tie_word_embeddings\":false}";
+    MC_CHECK(mc_model_parse_config(j, &m, err, sizeof err) == 0, "%s", err);
+    MC_CHECK(m.arch == MC_ARCH_MIXTRAL, "arch %d", m.arch);
+    MC_CHECK(m.experts == 8 && m.top_k == 2 && m.f == 14336, "E %lld K %lld f %lld", (long long)m.experts, (long long)m.top_k, (long long)m.f);
+    MC_CHECK(m.head_dim == 128, "hd %lld", (long long)m.head_dim);          /* 4096 / 32 */
+    MC_CHECK(m.n_moe_layers == 32 && m.fs == 0, "moe layers %lld", (long long)m.n_moe_layers);
+    MC_CHECK(m.elt == 2, "elt %d", m.elt);
+    /* Mixtral 8x7B: 46.7 B parameters; per layer attention 4096*(4096+2*1024)+4096*4096 */
+    MC_CHECK(mc_model_attn_params(&m) == 4096LL * 4096 * 2 + 2LL * 4096 * 1024, "attn %lld", (long long)mc_model_attn_params(&m));
+    MC_CHECK(mc_model_expert_params(&m) == 3LL * 4096 * 14336, "expert");
+    MC_CHECK(mc_model_kv_elems_per_token(&m) == 2 * 8 * 128, "kv");
+}
+
+static void test_config_qwen2(void)
+{
+    struct mc_model m;
+    char err[512];
+    const char *j = "{\"model_type\":\"qwen2_moe\",\"hidden_size\":2048,\"intermediate_size\":5632,"
+        "\"moe_intermediate_size\":1408,\"shared_expert_intermediate_size\":5632,\"num_experts\":60,"
+        "\"num_experts_per_tok\":4,\"num_attention_heads\":16,\"num_key_value_heads\":16,"
+        "\"vocab_size\":151936,\"num_hidden_layers\":24,\"decoder_sparse_step\":1,\"mlp_only_layers\":[],"
+        "\"torch_dtype\":\"bfloat16\"}";
+    MC_CHECK(mc_model_parse_config(j, &m, err, sizeof err) == 0, "%s", err);
+    MC_CHECK(m.arch == MC_ARCH_QWEN2_MOE && m.experts == 60 && m.f == 1408 && m.fs == 5632, "fields");
+    MC_CHECK(m.n_shared == 1 && m.shared_gate == 1, "shared");
+    MC_CHECK(m.n_moe_layers == 24, "moe layers");
+    /* sparse step 2 + mlp_only_layers [1]: layers 1,3 would be MoE; 1 is forced dense */
+    const char *j2 = "{\"model_type\":\"qwen2_moe\",\"hidden_size\":64,\"intermediate_size\":128,"
+        "\"moe_intermediate_size\":32,\"num_experts\":8,\"num_experts_per_tok\":2,\"num_attention_heads\":4,"
+        "\"vocab_size\":256,\"num_hidden_layers\":4,\"decoder_sparse_step\":2,\"mlp_only_layers\":[1]}";
+    MC_CHECK(mc_model_parse_config(j2, &m, err, sizeof err) == 0, "%s", err);
+    MC_CHECK(!m.is_moe[0] && !m.is_moe[1] && !m.is_moe[2] && m.is_moe[3], "layers %d%d%d%d", m.is_moe[0], m.is_moe[1], m.is_moe[2], m.is_moe[3]);
+    MC_CHECK(m.fs == 0 && m.kv_heads == 4, "no shared, kv heads default to heads");
+}
+
+static void test_config_qwen3_olmoe(void)
+{
+    struct mc_model m;
+    char err[512];
+    const char *j = "{\"model_type\":\"qwen3_moe\",\"hidden_size\":2048,\"intermediate_size\":6144,"
+        "\"moe_intermediate_size\":768,\"num_experts\":128,\"num_experts_per_tok\":8,\"head_dim\":128,"
+        "\"num_attention_heads\":32,\"num_key_value_heads\":4,\"vocab_size\":151936,\"num_hidden_layers\":48,"
+        "\"decoder_sparse_step\":1,\"mlp_only_layers\":[],\"torch_dtype\":\"bfloat16\"}";
+    MC_CHECK(mc_model_parse_config(j, &m, err, sizeof err) == 0, "%s", err);
+    MC_CHECK(m.arch == MC_ARCH_QWEN3_MOE && m.head_dim == 128 && m.experts == 128 && m.fs == 0, "qwen3");
+    /* q_proj 2048 -> 32*128 = 4096 (head_dim given, not d/H = 64) */
+    MC_CHECK(mc_model_attn_params(&m) == 2048LL * 4096 * 2 + 2LL * 2048 * 512, "attn %lld", (long long)mc_model_attn_params(&m));
+    MC_CHECK(mc_model_norm_params(&m) == 2 * 2048 + 2 * 128, "qk norms");
+    const char *o = "{\"model_type\":\"olmoe\",\"hidden_size\":2048,\"intermediate_size\":1024,"
+        "\"num_experts\":64,\"num_experts_per_tok\":8,\"num_attention_heads\":16,\"num_key_value_heads\":16,"
+        "\"vocab_size\":50304,\"num_hidden_layers\":16,\"torch_dtype\":\"float32\"}";
+    MC_CHECK(mc_model_parse_config(o, &m, err, sizeof err) == 0, "%s", err);
+    MC_CHECK(m.arch == MC_ARCH_OLMOE && m.experts == 64 && m.f == 1024 && m.elt == 4 && m.n_moe_layers == 16, "olmoe");
+}
+
+static void test_config_deepseek(void)
+{
+    struct mc_model m;
+    char err[512];
+    /* DeepSeek-V2-Lite: MLA, 1 leading dense layer, 2 shared experts */
+    const char *j = "{\"model_type\":\"deepseek_v2\",\"hidden_size\":2048,\"intermediate_size\":10944,"
+        "\"moe_intermediate_size\":1408,\"n_routed_experts\":64,\"n_shared_experts\":2,\"num_experts_per_tok\":6,"
+        "\"first_k_dense_replace\":1,\"moe_layer_freq\":1,\"num_attention_heads\":16,\"num_key_value_heads\":16,"
+        "\"kv_lora_rank\":512,\"q_lora_rank\":null,\"qk_rope_head_dim\":64,\"qk_nope_head_dim\":128,"
+        "\"v_head_dim\":128,\"vocab_size\":102400,\"num_hidden_layers\":27,\"torch_dtype\":\"bfloat16\"}";
+    MC_CHECK(mc_model_parse_config(j, &m, err, sizeof err) == 0, "%s", err);
+    MC_CHECK(m.arch == MC_ARCH_DEEPSEEK_V2 && !m.is_moe[0] && m.is_moe[1] && m.n_moe_layers == 26, "layers");
+    MC_CHECK(m.fs == 2 * 1408 && m.n_shared == 2 && m.fd == 10944, "shared fs %lld", (long long)m.fs);
+    MC_CHECK(mc_model_kv_elems_per_token(&m) == 512 + 64, "MLA latent cache");
+    /* q 2048*16*192 + kv_a 2048*576 + kv_b 512*16*256 + o 16*128*2048 */
+    MC_CHECK(mc_model_attn_params(&m) == 2048LL * 16 * 192 + 2048LL * 576 + 512LL * 16 * 256 + 16LL * 128 * 2048,
+             "attn %lld", (long long)mc_model_attn_params(&m));
+    const char *v3 = "{\"model_type\":\"deepseek_v3\",\"hidden_size\":7168,\"intermediate_size\":18432,"
+        "\"moe_intermediate_size\":2048,\"n_routed_experts\":256,\"n_shared_experts\":1,\"num_experts_per_tok\":8,"
+        "\"first_k_dense_replace\":3,\"num_attention_heads\":128,\"num_key_value_heads\":128,"
+        "\"kv_lora_rank\":512,\"q_lora_rank\":1536,\"qk_rope_head_dim\":64,\"qk_nope_head_dim\":128,"
+        "\"v_head_dim\":128,\"vocab_size\":129280,\"num_hidden_layers\":61}";
+    MC_CHECK(mc_model_parse_config(v3, &m, err, sizeof err) == 0, "%s", err);
+    MC_CHECK(m.n_moe_layers == 58 && m.q_lora_rank == 1536 && m.elt == 0, "v3 moe %lld", (long long)m.n_moe_layers);
+}
+
+static void test_config_errors(void)
+{
+    struct mc_model m;
+    char err[512];
+    MC_CHECK(mc_model_parse_config("{\"model_type\":\"llama\",\"hidden_size\":8}", &m, err, sizeof err) != 0, "llama accepted");
+    MC_CHECK(strstr(err, "llama") && strstr(err, "mixtral"), "message: %s", err);
+    MC_CHECK(mc_model_parse_config("{\"model_type\":\"mixtral\",\"hidden_size\":8,\"num_hidden_layers\":2,"
+             "\"num_attention_heads\":2,\"vocab_size\":16}", &m, err, sizeof err) != 0, "missing accepted");
+    MC_CHECK(strstr(err, "num_experts_per_tok") && strstr(err, "num_local_experts") && strstr(err, "intermediate_size"),
+             "message: %s", err);
+    MC_CHECK(mc_model_parse_config("not json", &m, err, sizeof err) != 0, "garbage accepted");
+    MC_CHECK(mc_model_parse_config("{\"model_type\":\"deepseek_v2\",\"hidden_size\":64,\"moe_intermediate_size\":32,"
+             "\"n_routed_experts\":8,\"num_experts_per_tok\":2,\"first_k_dense_replace\":1,\"num_attention_heads\":4,"
+             "\"vocab_size\":256,\"num_hidden_layers\":2}", &m, err, sizeof err) != 0, "dense layer without intermediate_size");
+    MC_CHECK(strstr(err, "intermediate_size"), "message: %s", err);
+}
+
+static void test_names(void)
+{
+    int l, e;
+    enum mc_proj p;
+    MC_CHECK(mc_role_from_name("model.layers.3.mlp.experts.5.up_proj.weight", &l, &e, &p) == MC_ROLE_EXPERT && l == 3 && e == 5 && p == MC_PROJ_UP, "qwen expert");
+    MC_CHECK(mc_role_from_name("model.layers.12.block_sparse_moe.experts.7.w2.weight", &l, &e, &p) == MC_ROLE_EXPERT && l == 12 && e == 7 && p == MC_PROJ_DOWN, "mixtral w2");
+    MC_CHECK(mc_role_from_name("model.layers.0.block_sparse_moe.gate.weight", &l, &e, &p) == MC_ROLE_ROUTER && l == 0, "mixtral router");
+    MC_CHECK(mc_role_from_name("model.layers.4.mlp.gate.weight", &l, &e, &p) == MC_ROLE_ROUTER && l == 4, "router");
+    MC_CHECK(mc_role_from_name("model.layers.4.mlp.shared_expert.down_proj.weight", &l, &e, &p) == MC_ROLE_SHARED && p == MC_PROJ_DOWN, "shared");
+    MC_CHECK(mc_role_from_name("model.layers.4.mlp.shared_experts.gate_proj.weight", &l, &e, &p) == MC_ROLE_SHARED && p == MC_PROJ_GATE, "deepseek shared");
+    MC_CHECK(mc_role_from_name("model.layers.4.mlp.shared_expert_gate.weight", &l, &e, &p) == MC_ROLE_SHARED_GATE, "shared gate");
+    MC_CHECK(mc_role_from_name("model.layers.0.mlp.down_proj.weight", &l, &e, &p) == MC_ROLE_DENSE_FFN && l == 0, "dense");
+    MC_CHECK(mc_role_from_name("model.layers.2.self_attn.k_proj.weight", &l, &e, &p) == MC_ROLE_ATTN && l == 2, "attn");
+    MC_CHECK(mc_role_from_name("lm_head.weight", &l, &e, &p) == MC_ROLE_LM_HEAD, "lm_head");
+    MC_CHECK(mc_role_from_name("model.layers.1.mlp.experts.gate_up_proj", &l, &e, &p) == MC_ROLE_EXPERT && e == -1 && p == MC_PROJ_GATE_UP, "fused 3-D");
+}
+
+static void test_percentiles(void)
+{
+    double v[10] = {10, 1, 9, 2, 8, 3, 7, 4, 6, 5};
+    struct mc_dist d;
+    mc_dist_compute(v, 10, &d);
+    /* nearest rank: p50 -> 5th smallest = 5, p90 -> 9th = 9, p99 -> 10th = 10 */
+    MC_CHECK(d.p50 == 5 && d.p90 == 9 && d.p99 == 10 && d.min == 1 && d.max == 10 && d.mean == 5.5,
+             "%g %g %g %g", d.p50, d.p90, d.p99, d.mean);
+    double one = 3;
+    mc_dist_compute(&one, 1, &d);
+    MC_CHECK(d.p50 == 3 && d.p99 == 3, "single");
+}
+
+/* ---------- synthetic forward steps ---------- */
+
+/* Tiny Mixtral: d 8, f 4, E 4, K 2, H 2, HK 1 (hd 4), V 16, L 2, f32. */
+static const char *TINY =
+    "{\"model_type\":\"mixtral\",\"hidden_size\":8,\"intermediate_size\":4,\"num_local_experts\":4,"
+    "\"num_experts_per_tok\":2,\"num_attention_heads\":2,\"num_key_value_heads\":1,\"vocab_size\":16,"
+    "\"num_hidden_layers\":2,\"torch_dtype\":\"float32\"}\n";
+
+#define BASE 0x7f0000100000ULL
+/* weight address of (layer, slot): slots 0..3 q k v o, 4 router, 8 + 3*e + p experts */
+static uint64_t waddr(int layer, int slot) { return BASE + ((uint64_t)layer * 64 + (uint64_t)slot) * 4096; }
+static uint64_t LM = BASE + 200 * 4096;
+
+typedef void (*emit_fn)(void *ctx, const struct mc_rec_gemm *g);
+static uint64_t now_ns;
+
+static void gemm(emit_fn emit, void *ctx, int64_t m, int64_t out, int64_t in, uint64_t w, int tid)
+{
+    struct mc_rec_gemm g;
+    memset(&g, 0, sizeof g);
+    g.api = MC_API_CBLAS_SGEMM;
+    g.layout = MC_LAYOUT_ROW_MAJOR; g.trans_a = MC_OP_N; g.trans_b = MC_OP_T;
+    g.m = m; g.n = out; g.k = in; g.lda = in; g.ldb = in; g.ldc = out; g.batch = 1;
+    g.a = 0x5500000000ULL + (uint64_t)m * 64; g.b = w; g.c = 0x5600000000ULL;
+    g.dtype_a = g.dtype_b = g.dtype_c = g.dtype_compute = MC_DT_F32;
+    g.tid = tid; g.device = -1;
+    g.t_begin_ns = now_ns; now_ns += 1000; g.t_end_ns = now_ns; now_ns += 100;
+    emit(ctx, &g);
+}
+
+/* one forward step: T tokens, B sequences, per layer the (expert, tokens) pairs */
+static void step(emit_fn emit, void *ctx, int T, int B, const int (*ex)[4], int tid)
+{
+    for (int l = 0; l < 2; l++) {
+        gemm(emit, ctx, T, 8, 8, waddr(l, 0), tid);
+        gemm(emit, ctx, T, 4, 8, waddr(l, 1), tid);
+        gemm(emit, ctx, T, 4, 8, waddr(l, 2), tid);
+        gemm(emit, ctx, T, 8, 8, waddr(l, 3), tid);
+        gemm(emit, ctx, T, 4, 8, waddr(l, 4), tid);   /* router: out = E */
+        for (int e = 0; e < 4; e++) {
+            int m = ex[l][e];
+            if (!m) continue;
+            gemm(emit, ctx, m, 4, 8, waddr(l, 8 + 3 * e), tid);
+            gemm(emit, ctx, m, 4, 8, waddr(l, 8 + 3 * e + 2), tid);
+            gemm(emit, ctx, m, 8, 4, waddr(l, 8 + 3 * e + 1), tid);
+        }
+    }
+    gemm(emit, ctx, B, 16, 8, LM, tid);
+}
+
+/* step 0: prefill, 2 sequences x 3 tokens; layer 0 experts 1 (5 tokens), 3 (7); layer 1: 0 (6), 2 (6)
+ * step 1: decode, 2 sequences;  layer 0 experts 1 (1), 3 (1); layer 1: 0 (2), 1 (2) */
+static const int EX0[2][4] = {{0, 5, 0, 7}, {6, 0, 6, 0}};
+static const int EX1[2][4] = {{0, 1, 0, 1}, {2, 2, 0, 0}};
+
+static void run_steps(emit_fn emit, void *ctx, int tid)
+{
+    step(emit, ctx, 6, 2, EX0, tid);
+    step(emit, ctx, 2, 2, EX1, tid);
+}
+
+/* Hand-derived figures (elements x 4 bytes):
+ * dense GEMM weights per layer q 64 + k 32 + v 32 + o 64 + router 32 = 224, x2 layers, + lm_head 128 = 576;
+ * norms 2*8 per layer x2 + final 8 = 40; embedding rows T*8.
+ * step 0: dense (576 + 40 + 48) * 4 = 2656; routed 4 experts x 96 x 4 = 1536; KV per token per
+ *   layer 2*1*4 = 8: read 2 layers * ctx sum 6 * 8 * 4 = 384, written 2 * 6 * 8 * 4 = 384.
+ *   GEMM FLOPs per layer 2*6*(64+32+32+64+32) = 2688; experts 2*(5+7)*96 = 2304 and 2*(6+6)*96 = 2304;
+ *   lm_head 2*2*128 = 512 -> 2*2688 + 4608 + 512 = 10496. attention 2 layers * 4*H*hd = 32 * (1+2+3)*2 -> 768.
+ * step 1: dense (576 + 40 + 16) * 4 = 2528; routed 1536; KV read 2 * (4+4) * 32 = 512, written 2*2*32 = 128.
+ *   GEMM 2 layers * 2*2*224 = 1792; experts 2*(1+1)*96 + 2*(2+2)*96 = 1152; lm_head 512 -> 3456.
+ *   attention 2 * 32 * (4 + 4) = 512. */
+struct captured { int n; struct mc_step s[4]; int64_t counts[4][8]; int64_t ctx[4][2]; };
+
+static void capture(const struct mc_step *s, void *user)
+{
+    struct captured *c = user;
+    if (c->n >= 4) return;
+    c->s[c->n] = *s;
+    memcpy(c->counts[c->n], s->counts, sizeof(int64_t) * 8);
+    for (int i = 0; i < s->n_context && i < 2; i++) c->ctx[c->n][i] = s->context[i];
+    c->n++;
+}
+
+static void feed(void *ctx, const struct mc_rec_gemm *g) { mc_attrib_gemm(ctx, 42, g); }
+
+static void check_figures(const struct captured *c)
+{
+    MC_CHECK(c->n == 2, "steps %d", c->n);
+    if (c->n < 2) return;
+    const struct mc_step *a = &c->s[0], *b = &c->s[1];
+    MC_CHECK(!strcmp(a->kind, "prefill") && a->tokens == 6 && a->sequences == 2, "step0 %s %lld %lld", a->kind, (long long)a->tokens, (long long)a->sequences);
+    MC_CHECK(!strcmp(b->kind, "decode") && b->tokens == 2 && b->sequences == 2, "step1 %s", b->kind);
+    MC_CHECK(a->bytes_dense == 2656 && a->bytes_routed == 1536 && a->bytes_shared == 0, "step0 bytes %llu %llu",
+             (unsigned long long)a->bytes_dense, (unsigned long long)a->bytes_routed);
+    MC_CHECK(a->kv_read == 384 && a->kv_written == 384, "step0 kv %llu %llu", (unsigned long long)a->kv_read, (unsigned long long)a->kv_written);
+    MC_CHECK(a->flops_gemm == 10496 && a->flops_attention == 768, "step0 flops %llu %llu",
+             (unsigned long long)a->flops_gemm, (unsigned long long)a->flops_attention);
+    MC_CHECK(b->bytes_dense == 2528 && b->bytes_routed == 1536, "step1 bytes %llu", (unsigned long long)b->bytes_dense);
+    MC_CHECK(b->kv_read == 512 && b->kv_written == 128, "step1 kv %llu %llu", (unsigned long long)b->kv_read, (unsigned long long)b->kv_written);
+    MC_CHECK(b->flops_gemm == 3456 && b->flops_attention == 512, "step1 flops %llu %llu",
+             (unsigned long long)b->flops_gemm, (unsigned long long)b->flops_attention);
+    MC_CHECK(c->ctx[0][0] == 3 && c->ctx[0][1] == 3 && c->ctx[1][0] == 4 && c->ctx[1][1] == 4, "contexts");
+    MC_CHECK(a->activated == 4 && b->activated == 4, "activated %lld %lld", (long long)a->activated, (long long)b->activated);
+    /* step time: first GEMM begin -> lm_head end: 2 layers x 11 GEMMs (+ experts) ... */
+    MC_CHECK(a->t_end_ns > a->t_begin_ns && b->t_begin_ns > a->t_end_ns, "times");
+    /* all experts counted: 2 layers x 4 experts x 96 x 4 bytes replace the routed bytes */
+    MC_CHECK(a->bytes_all_experts == 2656 + 384 + 384 + 2 * 4 * 96 * 4, "all experts %llu", (unsigned long long)a->bytes_all_experts);
+}
+
+static void test_segment_shape_only(void)
+{
+    struct mc_model m;
+    char err[256];
+    MC_CHECK(mc_model_parse_config(TINY, &m, err, sizeof err) == 0, "%s", err);
+    struct captured c;
+    memset(&c, 0, sizeof c);
+    struct mc_attrib *a = mc_attrib_new(&m, capture, &c);
+    now_ns = 1000000;
+    run_steps(feed, a, 7);
+    mc_attrib_finish(a);
+    check_figures(&c);
+    /* without names, ids are first-seen order per layer: layer 0 -> {0: 5, 1: 7}, layer 1 -> {0: 6, 1: 6};
+     * step 1 layer 1: expert 0 again (id 0), expert 1 new (id 2) */
+    MC_CHECK(c.counts[0][0] == 5 && c.counts[0][1] == 7 && c.counts[0][4] == 6 && c.counts[0][5] == 6, "step0 counts");
+    MC_CHECK(c.counts[1][0] == 1 && c.counts[1][1] == 1 && c.counts[1][4] == 2 && c.counts[1][6] == 2, "step1 counts");
+    struct mc_attrib_stats st;
+    mc_attrib_stats(a, &st);
+    MC_CHECK(!st.expert_ids_exact && st.unattributed == 0 && st.router_mismatch_steps == 0, "stats");
+    mc_attrib_free(a);
+    mc_model_free(&m);
+}
+
+static const char *proj_name[3] = {"w1", "w3", "w2"};   /* slot order gate, up, down */
+
+static void name_tensors(struct mc_attrib *a, struct mc_synth *w)
+{
+    char name[128];
+    const char *attn[4] = {"q_proj", "k_proj", "v_proj", "o_proj"};
+    uint32_t path = w ? mc_synth_string(w, "/models/tiny/model.safetensors") : 0;
+    for (int l = 0; l < 2; l++)
+        for (int slot = 0; slot < 20; slot++) {
+            if (slot < 4) snprintf(name, sizeof name, "model.layers.%d.self_attn.%s.weight", l, attn[slot]);
+            else if (slot == 4) snprintf(name, sizeof name, "model.layers.%d.block_sparse_moe.gate.weight", l);
+            else if (slot >= 8) snprintf(name, sizeof name, "model.layers.%d.block_sparse_moe.experts.%d.%s.weight",
+                                         l, (slot - 8) / 3, proj_name[(slot - 8) % 3]);
+            else continue;
+            uint64_t off = waddr(l, slot) - BASE;
+            int64_t shape[2] = {8, 8};
+            if (w) {
+                struct mc_rec_tensor t;
+                memset(&t, 0, sizeof t);
+                t.file_begin = off; t.file_end = off + 256; t.ndim = 2; t.shape[0] = 8; t.shape[1] = 8;
+                t.dtype = MC_DT_F32; t.path_str = path; t.name_str = mc_synth_string(w, name);
+                mc_synth_record(w, MC_REC_TENSOR, &t, sizeof t);
+            } else {
+                mc_attrib_tensor(a, "/models/tiny/model.safetensors", name, off, off + 256, shape, 2, MC_DT_F32);
+            }
+        }
+    if (w) {
+        struct mc_rec_tensor t;
+        memset(&t, 0, sizeof t);
+        t.file_begin = LM - BASE; t.file_end = LM - BASE + 512; t.ndim = 2; t.shape[0] = 16; t.shape[1] = 8;
+        t.dtype = MC_DT_F32; t.path_str = path; t.name_str = mc_synth_string(w, "lm_head.weight");
+        mc_synth_record(w, MC_REC_TENSOR, &t, sizeof t);
+        struct mc_rec_file_map f;
+        memset(&f, 0, sizeof f);
+        f.addr = BASE; f.file_offset = 0; f.length = 1 << 20; f.path_str = path; f.device = -1;
+        mc_synth_record(w, MC_REC_FILE_MAP, &f, sizeof f);
+    } else {
+        int64_t shape[2] = {16, 8};
+        mc_attrib_tensor(a, "/models/tiny/model.safetensors", "lm_head.weight", LM - BASE, LM - BASE + 512, shape, 2, MC_DT_F32);
+        mc_attrib_file_map(a, 42, "/other/dir/model.safetensors", BASE, 0, 1 << 20, -1);
+    }
+}
+
+static void test_segment_named(void)
+{
+    struct mc_model m;
+    char err[256];
+    MC_CHECK(mc_model_parse_config(TINY, &m, err, sizeof err) == 0, "%s", err);
+    struct captured c;
+    memset(&c, 0, sizeof c);
+    struct mc_attrib *a = mc_attrib_new(&m, capture, &c);
+    name_tensors(a, NULL);
+    now_ns = 1000000;
+    run_steps(feed, a, 7);
+    mc_attrib_finish(a);
+    check_figures(&c);
+    /* names give the model's expert numbers */
+    MC_CHECK(c.counts[0][1] == 5 && c.counts[0][3] == 7 && c.counts[0][4 + 0] == 6 && c.counts[0][4 + 2] == 6, "step0 named counts");
+    MC_CHECK(c.counts[1][1] == 1 && c.counts[1][3] == 1 && c.counts[1][4] == 2 && c.counts[1][5] == 2, "step1 named counts");
+    struct mc_attrib_stats st;
+    mc_attrib_stats(a, &st);
+    MC_CHECK(st.expert_ids_exact && st.shape_weights == 0, "named stats: shape %llu", (unsigned long long)st.shape_weights);
+    mc_attrib_free(a);
+    mc_model_free(&m);
+}
+
+static void test_segment_unknown_and_open(void)
+{
+    /* a GEMM of an unrelated shape is counted as unattributed; a step without lm_head is dropped */
+    struct mc_model m;
+    char err[256];
+    MC_CHECK(mc_model_parse_config(TINY, &m, err, sizeof err) == 0, "%s", err);
+    struct captured c;
+    memset(&c, 0, sizeof c);
+    struct mc_attrib *a = mc_attrib_new(&m, capture, &c);
+    now_ns = 1;
+    gemm(feed, a, 3, 33, 17, 0x1234000, 1);
+    gemm(feed, a, 3, 8, 8, waddr(0, 0), 1);
+    mc_attrib_finish(a);
+    struct mc_attrib_stats st;
+    mc_attrib_stats(a, &st);
+    MC_CHECK(st.unattributed == 1 && st.n_unknown_shapes == 1 && st.unknown_shape_out[0] == 33, "unknown");
+    MC_CHECK(c.n == 0 && st.open_steps_dropped == 1, "open step");
+    mc_attrib_free(a);
+    mc_model_free(&m);
+}
+
+static void test_hw(void)
+{
+    struct mc_hw hw;
+    char err[1024];
+    const char *root = getenv("MOECAP_ROOT");
+    char p[1024];
+    snprintf(p, sizeof p, "%s/tests/report/hw-test.json", root ? root : ".");
+    MC_CHECK(mc_hw_load(p, &hw, err, sizeof err) == 0, "%s", err);
+    MC_CHECK(hw.bandwidth_Bps == 1e10 && mc_hw_peak_flops(&hw, "f32") == 1e11 && mc_hw_peak_flops(&hw, "bf16") == 0 && !hw.measured, "fields");
+    mc_hw_free(&hw);
+    setenv("MOECAP_HW_DIR", root ? "tests/report" : ".", 1);
+    MC_CHECK(mc_hw_load("no-such-gpu", &hw, err, sizeof err) != 0, "unknown accepted");
+    MC_CHECK(strstr(err, "no-such-gpu") && strstr(err, "available"), "message: %s", err);
+    unsetenv("MOECAP_HW_DIR");
+}
+
+/* ---------- trace writer for the CLI tests ---------- */
+
+struct synth_ctx { struct mc_synth *w; };
+static void to_file(void *ctx, const struct mc_rec_gemm *g)
+{
+    mc_synth_record(((struct synth_ctx *)ctx)->w, MC_REC_GEMM, g, sizeof *g);
+}
+
+static int write_trace(const char *dir)
+{
+    mkdir(dir, 0755);
+    char p[1024];
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    FILE *f = fopen(p, "w");
+    if (!f) return 1;
+    fputs(TINY, f);
+    fclose(f);
+    snprintf(p, sizeof p, "%s/run", dir);
+    mkdir(p, 0755);
+    for (int proc = 0; proc < 2; proc++) {
+        snprintf(p, sizeof p, "%s/run/host-%d.mct", dir, 100 + proc);
+        struct synth_ctx c = {mc_synth_open(p)};
+        if (!c.w) return 1;
+        struct mc_rec_process pr;
+        memset(&pr, 0, sizeof pr);
+        pr.pid = 100 + proc; pr.ppid = 1;
+        mc_synth_record(c.w, MC_REC_PROCESS, &pr, sizeof pr);
+        name_tensors(NULL, c.w);
+        now_ns = 1000000 + (uint64_t)proc * 500;   /* interleaved in time */
+        run_steps(to_file, &c, 7);
+        if (mc_synth_close(c.w)) return 1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && !strcmp(argv[1], "--write-trace")) return write_trace(argv[2]);
+    MC_RUN(test_config_mixtral);
+    MC_RUN(test_config_qwen2);
+    MC_RUN(test_config_qwen3_olmoe);
+    MC_RUN(test_config_deepseek);
+    MC_RUN(test_config_errors);
+    MC_RUN(test_names);
+    MC_RUN(test_percentiles);
+    MC_RUN(test_segment_shape_only);
+    MC_RUN(test_segment_named);
+    MC_RUN(test_segment_unknown_and_open);
+    MC_RUN(test_hw);
+    return MC_TEST_EXIT();
+}
