@@ -286,6 +286,21 @@ static void add_usage(cJSON *o, int prompt, int completion)
     cJSON_AddNumberToObject(u, "total_tokens", prompt + completion);
 }
 
+static long long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int peer_check_due(long long *last)
+{
+    long long now = mono_ms();
+    if (now - *last < 100) return 0;
+    *last = now;
+    return 1;
+}
+
 static void handle_completion(struct server *S, int fd, struct http_req *rq, int chat)
 {
     char err[256] = "";
@@ -376,6 +391,7 @@ static void handle_completion(struct server *S, int fd, struct http_req *rq, int
     sv_submit(&S->sched, r);
 
     int alive = 1, have = 0, done = 0;
+    long long last_check = mono_ms();
     int32_t tok[256];
     char piece[257];
     if (stream) {
@@ -401,9 +417,10 @@ static void handle_completion(struct server *S, int fd, struct http_req *rq, int
                     first = 0;
                 }
                 have += k;
-            } else if (!done && http_peer_gone(fd)) {
-                alive = 0;
             }
+            /* a hang-up is checked every ~100 ms even while tokens flow (writes into a
+             * closed socket can succeed for a while) */
+            if (!done && alive && peer_check_due(&last_check) && http_peer_gone(fd)) alive = 0;
         }
         if (alive) {
             pthread_mutex_lock(&S->sched.mu);
@@ -446,7 +463,8 @@ static void handle_completion(struct server *S, int fd, struct http_req *rq, int
             if (k > 0 && out) {
                 olen += (size_t)mr_tok_decode(tok, k, out + olen, (size_t)max_tokens + 1 - olen);
                 have += k;
-            } else if (!done && http_peer_gone(fd)) alive = 0;
+            }
+            if (!done && peer_check_due(&last_check) && http_peer_gone(fd)) alive = 0;
         }
         if (alive) {
             pthread_mutex_lock(&S->sched.mu);
@@ -653,11 +671,11 @@ int mr_cmd_serve(int argc, char **argv)
     /* drain: no new connections; wait for the in-flight ones */
     close(lfd);
     atomic_store(&S.draining, 1);
-    fprintf(stderr, "moe-ref serve: shutting down, waiting for %d connection(s)\n", S.active);
     struct timespec dl;
     clock_gettime(CLOCK_REALTIME, &dl);
     dl.tv_sec += S.drain_timeout_s;
     pthread_mutex_lock(&S.mu);
+    fprintf(stderr, "moe-ref serve: shutting down, waiting for %d connection(s)\n", S.active);
     while (S.active > 0)
         if (pthread_cond_timedwait(&S.idle, &S.mu, &dl) == ETIMEDOUT) break;
     int left = S.active;

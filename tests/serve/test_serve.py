@@ -383,6 +383,22 @@ def run_checks(port, model, tmp, gt, log, srv, MAXB, MAXC):
     st, _, body = post(port, "/v1/completions", {"prompt": "after", "max_tokens": 2})
     check(st == 200, "server answers after the disconnect")
 
+    # the same for a non-streamed request (nothing is written until the end, so the
+    # server must notice the hang-up while tokens are still being generated)
+    b = json.dumps({"prompt": "z" * 777, "max_tokens": 3000, "ignore_eos": True}).encode()
+    s = raw(port, b"POST /v1/completions HTTP/1.1\r\nContent-Length: " + str(len(b)).encode() + b"\r\n\r\n" + b, read=False)
+    time.sleep(0.1)
+    s.close()
+    n_done = -1
+    for _ in range(50):
+        lines = [l for l in open(log) if "prompt=777 " in l]
+        if lines:
+            n_done = int(lines[-1].split("completion=")[1].split()[0])
+            break
+        time.sleep(0.1)
+    check(lines and "(client gone)" in lines[-1] and 0 < n_done < 3000,
+          "client disconnect during a non-streamed request cancels it (%d of 3000 tokens)" % n_done, lines)
+
     # --- SIGTERM drains an in-flight stream, then exits 0
     N = 400
     b = json.dumps({"prompt": "drain me", "max_tokens": N, "ignore_eos": True, "stream": True,
