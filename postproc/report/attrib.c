@@ -100,6 +100,7 @@ struct stream {
     uint64_t b_dense, b_routed, b_shared;
     uint64_t f_gemm, f_routed, f_unattr;
     int routers;            /* routers seen this step */
+    uint64_t shared_calls, dense_ffn_calls;
     int cur_moe;            /* moe ordinal of the current MoE block (-1 none) */
     int phase, in_moe;
     int n_attn, attn_fused;
@@ -323,6 +324,22 @@ static int is_ffn_shape(const struct mc_model *m, int64_t x, int64_t out, int64_
     return 0;
 }
 
+/* Does a weight named as `role` have a shape the model's config predicts? */
+static int named_shape_ok(const struct mc_model *m, enum mc_role role, int64_t out, int64_t in)
+{
+    enum mc_proj p;
+    switch (role) {
+    case MC_ROLE_LM_HEAD: return out == m->vocab && in == m->d;
+    case MC_ROLE_ROUTER: return out == m->experts && in == m->d;
+    case MC_ROLE_SHARED_GATE: return out == 1 && in == m->d;
+    case MC_ROLE_EXPERT: return is_ffn_shape(m, m->f, out, in, &p);
+    case MC_ROLE_SHARED: return is_ffn_shape(m, m->fs, out, in, &p);
+    case MC_ROLE_DENSE_FFN: return is_ffn_shape(m, m->fd, out, in, &p);
+    case MC_ROLE_ATTN: return is_attn_shape(m, out, in);
+    default: return 1;
+    }
+}
+
 /* Is an attention GEMM of shape out x in the output projection? With q == o shapes (d x d)
  * only the position tells: o follows q, k, v (or one fused qkv GEMM). */
 static int attn_is_out(const struct mc_model *m, const struct stream *s, int64_t out, int64_t in);
@@ -399,6 +416,7 @@ static void reset_step(struct stream *s)
     s->b_dense = s->b_routed = s->b_shared = 0;
     s->f_gemm = s->f_routed = s->f_unattr = 0;
     s->routers = 0;
+    s->shared_calls = s->dense_ffn_calls = 0;
     s->cur_moe = -1;
     s->phase = PH_ATTN;
     s->in_moe = 0;
@@ -510,6 +528,8 @@ static void finish_step(struct mc_attrib *a, struct stream *s, int64_t sequences
     st.context_exact = s->ctx_exact;
     st.layers_seen = s->routers;
     if (a->n_moe && s->routers != a->n_moe) a->st.router_mismatch_steps++;
+    if ((m->fs > 0 && !s->shared_calls) || (a->n_moe < m->layers && !s->dense_ffn_calls))
+        a->st.structure_mismatch_steps++;
     a->st.steps++;
     if (a->cb) a->cb(&st, a->user);
     reset_step(s);
@@ -548,7 +568,14 @@ static struct went *lookup_weight(struct mc_attrib *a, struct stream *s, uint64_
             uint64_t per = (iv->e - iv->b) / (uint64_t)iv->t->shape0;
             if (per) expert = (int)((addr - iv->b) / per);
         }
-        if (role == MC_ROLE_LM_HEAD && out != a->m->vocab) role = MC_ROLE_UNKNOWN; /* embedding as input */
+        if (role == MC_ROLE_LM_HEAD && out != a->m->vocab && in != a->m->d) role = MC_ROLE_UNKNOWN; /* embedding as input */
+        if (role != MC_ROLE_UNKNOWN && !named_shape_ok(a->m, role, out, in)) {
+            /* a named weight whose shape the config does not predict: wrong --model */
+            if (!a->st.shape_mismatch++)
+                snprintf(a->st.mismatch_example, sizeof a->st.mismatch_example,
+                         "%s is used as %lld x %lld", iv->t->name, (long long)out, (long long)in);
+            return NULL;
+        }
         named = role != MC_ROLE_UNKNOWN;
     }
     if (!named) {
@@ -674,6 +701,11 @@ void mc_attrib_gemm(struct mc_attrib *a, int32_t pid, const struct mc_rec_gemm *
     }
     case MC_ROLE_SHARED:
         if (first_use) s->b_shared += wbytes;
+        s->shared_calls++;
+        break;
+    case MC_ROLE_DENSE_FFN:
+        if (first_use) s->b_dense += wbytes;
+        s->dense_ffn_calls++;
         break;
     case MC_ROLE_LM_HEAD:
         if (first_use) s->b_dense += wbytes;

@@ -64,6 +64,9 @@ struct mc_attrib_stats {
     uint64_t named_weights, shape_weights;   /* weights classified by tensor name / shape */
     int expert_ids_exact;                    /* 0 = some expert ids are first-seen order */
     uint64_t router_mismatch_steps;          /* steps whose router count != MoE layers */
+    uint64_t structure_mismatch_steps;       /* steps without the shared / dense FFN GEMMs the config predicts */
+    uint64_t shape_mismatch;                 /* GEMMs on named weights of unexpected shape */
+    char mismatch_example[200];
     int64_t unknown_shape_out[8], unknown_shape_in[8];
     uint64_t unknown_shape_count[8];         /* most frequent unattributed shapes */
     int n_unknown_shapes;

@@ -643,9 +643,17 @@ int mc_cmd_report(int argc, char **argv)
         cJSON_Delete(procs); cJSON_Delete(truncated);
         goto out;
     }
-    if (!r.n_rows || ast.router_mismatch_steps) {
+    if (!r.n_rows || ast.router_mismatch_steps || ast.shape_mismatch || ast.structure_mismatch_steps) {
         fprintf(stderr, "moecap report: the trace does not match the model %s: ", model.path);
-        if (!r.n_rows)
+        if (ast.shape_mismatch)
+            fprintf(stderr, "%" PRIu64 " GEMMs use named weights whose shape the config does not predict (e.g. %s; "
+                    "config: hidden_size %lld, experts %lld x intermediate %lld, vocab %lld",
+                    ast.shape_mismatch, ast.mismatch_example, (long long)model.d, (long long)model.experts,
+                    (long long)model.f, (long long)model.vocab);
+        else if (ast.structure_mismatch_steps)
+            fprintf(stderr, "%" PRIu64 " steps lack the %s GEMMs the config predicts",
+                    ast.structure_mismatch_steps, model.fs > 0 ? "shared-expert (or dense FFN)" : "dense-layer FFN");
+        else if (!r.n_rows)
             fprintf(stderr, "no forward step found (no GEMM with the lm_head shape out = vocab_size %lld x in = hidden_size %lld",
                     (long long)model.vocab, (long long)model.d);
         else

@@ -48,6 +48,14 @@ for arch in mixtral qwen2_moe deepseek_v2; do
   "$BUILD/bin/moe-ref" gen --arch $arch --out "$ms" $sd >/dev/null || { echo "not ok - $arch: gen failed"; continue; }
   run_case "$arch-b4-shape-only" "$ms" "--batch 4 --prompt-len 8 --gen 4" "--no-names" "--order-ids --no-time"
 done
+# wrong model: a mixtral trace reported with a qwen2_moe model of the same sizes (names and
+# shapes of the shared weights agree; the predicted shared expert never runs) -> exit 2
+d="$tmp/mixtral-b4/run"
+if [ -d "$d" ]; then
+  "$BUILD/bin/moecap" report "$d" --model "$tmp/model-qwen2_moe" --hw $hw --format json --quiet 2>"$tmp/wrong.err"; rc=$?
+  if [ $rc -eq 2 ] && grep -q "does not match" "$tmp/wrong.err"; then echo "ok - mixtral trace with a qwen2_moe model: exit 2 ($(head -c 160 "$tmp/wrong.err"))"
+  else echo "# rc=$rc $(head -3 "$tmp/wrong.err")"; echo "not ok - mixtral trace with a qwen2_moe model"; fi
+fi
 # the engine's default tiny mixtral has 2f = d = H*hd and f = HK*hd: this checks the
 # positional rules of the shape-only attribution (q after experts, o after q/k/v)
 m="$tmp/model-tiny"
