@@ -619,11 +619,12 @@ int mc_cmd_bench(int argc, char **argv)
             last_progress = now;
         }
         int wait_ms = 100;
-        if (o.rate > 0 && sent < n && inflight < conc) {
-            double dt = next_arrival - now;
+        if (sent < n && inflight < conc) {
+            /* a slot is free: send at once (closed loop) or at the next arrival */
+            double dt = o.rate > 0 ? next_arrival - now : 0;
             wait_ms = dt <= 0 ? 0 : dt < 100 ? (int)dt + 1 : 100;
         }
-        if (sent < n || inflight > 0) curl_multi_poll(multi, NULL, 0, wait_ms, NULL);
+        if (wait_ms > 0 && (sent < n || inflight > 0)) curl_multi_poll(multi, NULL, 0, wait_ms, NULL);
     }
     double t_end = mono_ms();
     progress(&o, tty, done, failed, inflight, n, (t_end - t0) / 1e3, 1);

@@ -112,3 +112,14 @@ m = st.mean(gaps); cv = st.pstdev(gaps) / m
 ok = len(r) == 40 and all(x["ok"] for x in r) and 10 <= m <= 32 and 0.6 <= cv <= 1.6 and t == sorted(t)
 print(("ok" if ok else "not ok") + " - --rate 50: Poisson sends (mean gap %.1f ms, cv %.2f)" % (m, cv))
 PY
+
+# closed loop: with --concurrency 1 the next request is sent as soon as one finishes
+timeout 30 "$MOECAP" bench --url "http://127.0.0.1:$PORT/v1" --dataset "$T/fast.jsonl" -n 10 --concurrency 1 \
+  --model m --timeout 5 --quiet --out "$T/closed" >/dev/null 2>&1
+/usr/bin/python3 - "$T/closed" <<'PY'
+import json, sys
+r = sorted((json.loads(l) for l in open(sys.argv[1] + "/requests.jsonl")), key=lambda x: x["id"])
+idle = [b["start_ms"] - (a["start_ms"] + a["e2el_ms"]) for a, b in zip(r, r[1:])]
+ok = len(r) == 10 and all(x["ok"] for x in r) and all(-0.5 < g < 20 for g in idle)
+print(("ok" if ok else "not ok") + " - --concurrency 1: next request sent right after the previous ends (max idle %.2f ms)" % max(idle))
+PY
