@@ -346,6 +346,25 @@ static int tap_warned_capture, tap_warned_size, tap_warned_busy;
 static uint64_t tap_dropped;
 static __thread int in_tap;
 
+/* Does kernel f have a parameter `idx` of pointer size? (cuFuncGetParamInfo, CUDA 12.4+;
+ * when the driver lacks it, trust the description.) Guards against a pattern matching a
+ * kernel with another signature: reading past kernelParams would crash the program. */
+static int param_is_pointer(void *f, int idx)
+{
+    static CUresult (*info)(CUfunction, size_t, size_t *, size_t *);
+    static int looked;
+    if (!looked) {
+        void *cu = dlopen("libcuda.so.1", RTLD_NOW | RTLD_NOLOAD);
+        if (cu) *(void **)&info = dlsym(cu, "cuFuncGetParamInfo");
+        looked = 1;
+    }
+    if (!info) return 1;
+    size_t off = 0, size = 0;
+    CUresult r = info((CUfunction)f, (size_t)idx, &off, &size);
+    if (r == CUDA_ERROR_NOT_SUPPORTED) return 1;
+    return r == CUDA_SUCCESS && size == sizeof(CUdeviceptr);
+}
+
 /* Function handle -> tap index + 1, or -1 for "no tap"; pointer-keyed, lock-free. */
 #define FTAB_SLOTS 4096u
 static struct { void *f; int tap; } ftab[FTAB_SLOTS];
@@ -369,6 +388,11 @@ static int tap_for(void *f, const char *name)
             int t = -1;
             for (int j = 0; j < ntaps && name; j++)
                 if (mc_tap_matches(&taps[j], name)) { t = j + 1; break; }
+            if (t > 0 && !param_is_pointer(f, taps[t - 1].ids_param)) {
+                warn("tap %s matches kernel %s but its parameter %d is not a pointer: not tapped",
+                     taps[t - 1].name, name, taps[t - 1].ids_param);
+                t = -1;
+            }
             __atomic_store_n(&ftab[i].tap, t, __ATOMIC_RELEASE);
             return t;
         }
@@ -627,6 +651,11 @@ int mc_cupti_start(void)
             size_t len = strlen(failed);
             snprintf(failed + len, sizeof failed - len, "%s%s", len ? " " : "", kinds[i].name);
         }
+        /* Deliver records during long runs too, not only when 4 MiB buffers fill. */
+        const char *fp = getenv("MOECAP_CUPTI_FLUSH_MS");
+        long period = fp && *fp ? strtol(fp, NULL, 10) : 1000;
+        if (period > 0 && nfail < (int)(sizeof kinds / sizeof kinds[0]))
+            cuptiActivityFlushPeriod((uint32_t)period);
         if (nfail == (int)(sizeof kinds / sizeof kinds[0]))
             warn("activity tracing unavailable (%s; no GPU or driver?): no kernel, memcpy or API activity records",
                  cupti_err(first_err));
