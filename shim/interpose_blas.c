@@ -59,22 +59,23 @@ static uint8_t cb_trans(int t)
 }
 
 /* Common part of every record: reserve, fill what all BLAS calls share. NULL = don't
- * record (capture off, re-entry from inside BLAS, ring full). */
-static inline struct mc_rec_gemm *begin(uint16_t api, uint8_t dt_ab, uint8_t dt_c)
+ * record (capture off, re-entry from inside BLAS, ring full). CPU calls use the compact
+ * record (the reader returns it as MC_REC_GEMM) stamped with fast ticks, which the
+ * writer converts to CLOCK_MONOTONIC ns. */
+static inline struct mc_rec_gemm_cpu *begin(uint16_t api, uint8_t dt_ab, uint8_t dt_c)
 {
-    struct mc_rec_gemm *g = mc_rec_reserve(MC_REC_GEMM, sizeof *g);
+    struct mc_rec_gemm_cpu *g = mc_rec_reserve(MC_REC_GEMM_CPU, sizeof *g);
     if (!g) return NULL;
+    g->h.flags = mc_ticks_flag();
     g->api = api;
     g->dtype_a = g->dtype_b = dt_ab;
     g->dtype_c = dt_c;
     g->dtype_compute = dt_c;
-    g->batch = 1;
-    g->device = -1;
     g->tid = mc_tid();
     return g;
 }
 
-#define FINISH(g) do { (g)->t_end_ns = mc_now_ns(); mc_rec_commit(g); } while (0)
+#define FINISH(g) do { (g)->t_end_ns = mc_ticks(); mc_rec_commit(g); } while (0)
 
 /* ------------------------------------------------------------------ Fortran GEMM */
 
@@ -90,7 +91,7 @@ static inline struct mc_rec_gemm *begin(uint16_t api, uint8_t dt_ab, uint8_t dt_
               size_t ltb)                                                                   \
     {                                                                                       \
         NAME##_fn real = (NAME##_fn)real_or_die(&real_##NAME, #NAME);                       \
-        struct mc_rec_gemm *g = begin(API, DT, DT);                                         \
+        struct mc_rec_gemm_cpu *g = begin(API, DT, DT);                                         \
         if (!g) { real(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, lta, ltb); return; } \
         g->layout = MC_LAYOUT_COL_MAJOR;                                                    \
         g->trans_a = f77_trans(ta);                                                         \
@@ -100,7 +101,7 @@ static inline struct mc_rec_gemm *begin(uint16_t api, uint8_t dt_ab, uint8_t dt_
         g->a = (uintptr_t)a; g->b = (uintptr_t)b; g->c = (uintptr_t)c;                      \
         g->alpha = (double)*alpha; g->beta = (double)*beta;                                 \
         g->callsite = mc_callsite_capture();                                                \
-        g->t_begin_ns = mc_now_ns();                                                        \
+        g->t_begin_ns = mc_ticks();                                                        \
         real(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, lta, ltb);               \
         FINISH(g);                                                                          \
     }
@@ -118,7 +119,7 @@ void sbgemm_(const char *ta, const char *tb, const blasint *m, const blasint *n,
              const float *beta, float *c, const blasint *ldc, size_t lta, size_t ltb)
 {
     sbgemm_fn real = (sbgemm_fn)real_or_die(&real_sbgemm_, "sbgemm_");
-    struct mc_rec_gemm *g = begin(MC_API_SBGEMM_F77, MC_DT_BF16, MC_DT_F32);
+    struct mc_rec_gemm_cpu *g = begin(MC_API_SBGEMM_F77, MC_DT_BF16, MC_DT_F32);
     if (!g) { real(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, lta, ltb); return; }
     g->layout = MC_LAYOUT_COL_MAJOR;
     g->trans_a = f77_trans(ta);
@@ -128,7 +129,7 @@ void sbgemm_(const char *ta, const char *tb, const blasint *m, const blasint *n,
     g->a = (uintptr_t)a; g->b = (uintptr_t)b; g->c = (uintptr_t)c;
     g->alpha = *alpha; g->beta = *beta;
     g->callsite = mc_callsite_capture();
-    g->t_begin_ns = mc_now_ns();
+    g->t_begin_ns = mc_ticks();
     real(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, lta, ltb);
     FINISH(g);
 }
@@ -145,7 +146,7 @@ void sbgemm_(const char *ta, const char *tb, const blasint *m, const blasint *n,
               const T *beta, T *y, const blasint *incy, size_t ltr)                         \
     {                                                                                       \
         NAME##_fn real = (NAME##_fn)real_or_die(&real_##NAME, #NAME);                       \
-        struct mc_rec_gemm *g = begin(API, DT, DT);                                         \
+        struct mc_rec_gemm_cpu *g = begin(API, DT, DT);                                         \
         if (!g) { real(tr, m, n, alpha, a, lda, x, incx, beta, y, incy, ltr); return; }     \
         g->layout = MC_LAYOUT_COL_MAJOR;                                                    \
         g->trans_a = f77_trans(tr);                                                         \
@@ -154,7 +155,7 @@ void sbgemm_(const char *ta, const char *tb, const blasint *m, const blasint *n,
         g->a = (uintptr_t)a; g->b = (uintptr_t)x; g->c = (uintptr_t)y;                      \
         g->alpha = (double)*alpha; g->beta = (double)*beta;                                 \
         g->callsite = mc_callsite_capture();                                                \
-        g->t_begin_ns = mc_now_ns();                                                        \
+        g->t_begin_ns = mc_ticks();                                                        \
         real(tr, m, n, alpha, a, lda, x, incx, beta, y, incy, ltr);                         \
         FINISH(g);                                                                          \
     }
@@ -172,7 +173,7 @@ F77_GEMV(dgemv_, double, MC_API_DGEMV_F77, MC_DT_F64)
               const T *a, blasint lda, const T *b, blasint ldb, TS beta, TS *c, blasint ldc) \
     {                                                                                       \
         NAME##_fn real = (NAME##_fn)real_or_die(&real_##NAME, #NAME);                       \
-        struct mc_rec_gemm *g = begin(API, DTAB, DTC);                                      \
+        struct mc_rec_gemm_cpu *g = begin(API, DTAB, DTC);                                      \
         if (!g) { real(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc); return; } \
         g->layout = order == CB_ROW ? MC_LAYOUT_ROW_MAJOR : MC_LAYOUT_COL_MAJOR;            \
         g->trans_a = cb_trans(ta);                                                          \
@@ -182,7 +183,7 @@ F77_GEMV(dgemv_, double, MC_API_DGEMV_F77, MC_DT_F64)
         g->a = (uintptr_t)a; g->b = (uintptr_t)b; g->c = (uintptr_t)c;                      \
         g->alpha = (double)alpha; g->beta = (double)beta;                                   \
         g->callsite = mc_callsite_capture();                                                \
-        g->t_begin_ns = mc_now_ns();                                                        \
+        g->t_begin_ns = mc_ticks();                                                        \
         real(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);                  \
         FINISH(g);                                                                          \
     }
@@ -201,7 +202,7 @@ CB_GEMM(cblas_sbgemm, mc_bf16, float, MC_API_CBLAS_SBGEMM, MC_DT_BF16, MC_DT_F32
               const T *x, blasint incx, T beta, T *y, blasint incy)                         \
     {                                                                                       \
         NAME##_fn real = (NAME##_fn)real_or_die(&real_##NAME, #NAME);                       \
-        struct mc_rec_gemm *g = begin(API, DT, DT);                                         \
+        struct mc_rec_gemm_cpu *g = begin(API, DT, DT);                                         \
         if (!g) { real(order, tr, m, n, alpha, a, lda, x, incx, beta, y, incy); return; }   \
         g->layout = order == CB_ROW ? MC_LAYOUT_ROW_MAJOR : MC_LAYOUT_COL_MAJOR;            \
         g->trans_a = cb_trans(tr);                                                          \
@@ -210,7 +211,7 @@ CB_GEMM(cblas_sbgemm, mc_bf16, float, MC_API_CBLAS_SBGEMM, MC_DT_BF16, MC_DT_F32
         g->a = (uintptr_t)a; g->b = (uintptr_t)x; g->c = (uintptr_t)y;                      \
         g->alpha = (double)alpha; g->beta = (double)beta;                                   \
         g->callsite = mc_callsite_capture();                                                \
-        g->t_begin_ns = mc_now_ns();                                                        \
+        g->t_begin_ns = mc_ticks();                                                        \
         real(order, tr, m, n, alpha, a, lda, x, incx, beta, y, incy);                       \
         FINISH(g);                                                                          \
     }

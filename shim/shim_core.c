@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/futex.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -31,6 +32,8 @@
 #include <unistd.h>
 
 struct mc_config mc_cfg;
+int mc_tsc_ok;
+static uint64_t g_tsc0, g_ns0;  /* calibration anchor taken at start-up */
 
 /* ---------------------------------------------------------------- thread buffers */
 
@@ -416,6 +419,61 @@ static void write_failed(void)
     mc_disable(why);
 }
 
+#if defined(__x86_64__)
+/* TSC and CLOCK_MONOTONIC read back to back (the pair whose read took least). */
+static void tsc_pair(uint64_t *tsc, uint64_t *ns)
+{
+    uint64_t best = UINT64_MAX;
+    for (int i = 0; i < 3; i++) {
+        uint64_t a = __rdtsc(), n = mc_now_ns(), b = __rdtsc();
+        if (b - a < best) { best = b - a; *tsc = a + (b - a) / 2; *ns = n; }
+    }
+}
+
+/* Converts tick-stamped records of [p, p+n) (whole records) to ns in place. Linear
+ * interpolation between the start-up anchor and a pair taken now: exact at both ends
+ * (within the ~20 ns a pair takes) for an invariant TSC. */
+static void convert_ticks(unsigned char *p, size_t n)
+{
+    uint64_t tsc1 = 0, ns1 = 0;
+    int have = 0;
+    double slope = 0;
+    for (size_t off = 0; off + sizeof(struct mc_rec_header) <= n;) {
+        struct mc_rec_header *h = (struct mc_rec_header *)(p + off);
+        if (h->size < sizeof *h || off + h->size > n) break;
+        if ((h->flags & MC_RECF_TICKS) && h->type == MC_REC_GEMM_CPU && h->size >= sizeof(struct mc_rec_gemm_cpu)) {
+            if (!have) {
+                tsc_pair(&tsc1, &ns1);
+                slope = tsc1 > g_tsc0 ? (double)(ns1 - g_ns0) / (double)(tsc1 - g_tsc0) : 0;
+                have = 1;
+            }
+            struct mc_rec_gemm_cpu *g = (struct mc_rec_gemm_cpu *)h;
+            g->t_begin_ns = g_ns0 + (uint64_t)((double)(g->t_begin_ns - g_tsc0) * slope);
+            g->t_end_ns = g_ns0 + (uint64_t)((double)(g->t_end_ns - g_tsc0) * slope);
+        }
+        h->flags &= (uint16_t)~MC_RECF_TICKS;
+        off += h->size;
+    }
+}
+
+static int tsc_usable(void)
+{
+    const char *e = getenv("MOECAP_TSC");
+    if (e && !strcmp(e, "0")) return 0;
+    /* Only where the kernel trusts the TSC as its clock source (then it is invariant and
+     * synchronised across CPUs). */
+    int fd = open("/sys/devices/system/clocksource/clocksource0/current_clocksource", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    char buf[32] = {0};
+    ssize_t r = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    return r >= 3 && !strncmp(buf, "tsc", 3) && (buf[3] == '\n' || buf[3] == 0);
+}
+#else
+static void convert_ticks(unsigned char *p, size_t n) { (void)p; (void)n; }
+static int tsc_usable(void) { return 0; }
+#endif
+
 /* Writes one ring's committed records. Caller holds the file lock; the file is open. */
 static void flush_buf_locked(struct mc_tbuf *b)
 {
@@ -430,6 +488,7 @@ static void flush_buf_locked(struct mc_tbuf *b)
         uint32_t pos = (uint32_t)(tail & (b->size - 1));
         uint64_t n = head - tail;
         if (n > b->size - pos) n = b->size - pos;
+        if (mc_tsc_ok) convert_ticks(b->data + pos, (size_t)n);
         if (write_all(g_fd, b->data + pos, (size_t)n) < 0) { write_failed(); break; }
         tail += n;
         atomic_store_explicit(&b->tail, tail, memory_order_release);
@@ -537,6 +596,18 @@ static struct mc_tbuf *attach_thread(void)
 
 static void drop(void) { atomic_fetch_add_explicit(&g_drops, 1, memory_order_relaxed); }
 
+/* The writer thread sleeps on this word; a producer whose ring crosses half full bumps it
+ * and wakes the writer, so the cost of write() lands on the writer thread rather than on
+ * the program's thread (which flushes itself only when its ring is completely full). */
+static _Atomic uint32_t g_wake_seq;
+static _Atomic int g_writer_running;
+
+static void wake_writer(void)
+{
+    atomic_fetch_add_explicit(&g_wake_seq, 1, memory_order_release);
+    syscall(SYS_futex, &g_wake_seq, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
 static void *reserve_in(struct mc_tbuf *b, uint16_t type, uint32_t size)
 {
     if (b->reserved) return NULL; /* re-entry (BLAS calling BLAS, a signal handler) */
@@ -547,7 +618,11 @@ static void *reserve_in(struct mc_tbuf *b, uint16_t type, uint32_t size)
         uint32_t pos = (uint32_t)(head & (b->size - 1));
         uint32_t pad = pos + size > b->size ? b->size - pos : 0;
         uint64_t tail = atomic_load_explicit(&b->tail, memory_order_acquire);
-        if (head + pad + size - tail <= b->size) {
+        uint64_t used_after = head + pad + size - tail;
+        if (used_after <= b->size) {
+            if (used_after >= b->size / 2 && head - tail < b->size / 2 &&
+                atomic_load_explicit(&g_writer_running, memory_order_relaxed))
+                wake_writer();
             if (pad) {
                 struct mc_rec_header *p = (struct mc_rec_header *)(b->data + pos);
                 p->type = MC_REC_PAD;
@@ -620,7 +695,6 @@ static void modules_flush(void)
 /* ---------------------------------------------------------------- writer thread */
 
 static pthread_t g_writer;
-static _Atomic int g_writer_running;
 
 static void *writer_main(void *arg)
 {
@@ -629,7 +703,9 @@ static void *writer_main(void *arg)
     tls.dead = 1; /* this thread never records */
     while (atomic_load(&g_writer_running)) {
         struct timespec ts = {(time_t)(mc_cfg.flush_ms / 1000), (long)(mc_cfg.flush_ms % 1000) * 1000000L};
-        nanosleep(&ts, NULL);
+        uint32_t seen = atomic_load_explicit(&g_wake_seq, memory_order_acquire);
+        /* Sleep until the period ends or a ring crosses half full. */
+        syscall(SYS_futex, &g_wake_seq, FUTEX_WAIT_PRIVATE, seen, &ts, NULL, 0);
         if (!mc_capture_enabled()) continue;
         mc_maps_refresh(0);
         flush_all();
@@ -808,6 +884,11 @@ __attribute__((constructor(101))) static void mc_core_init(void)
     exe[n > 0 ? n : 0] = 0;
     g_exe_str = mc_intern(exe);
     g_drop_reason = mc_intern("thread ring full while the trace could not be written fast enough, or record too large");
+#if defined(__x86_64__)
+    if (tsc_usable()) { tsc_pair(&g_tsc0, &g_ns0); mc_tsc_ok = 1; }
+#else
+    (void)tsc_usable;
+#endif
     atomic_store(&g_enabled, 1);
     mc_maps_refresh(1);
     pthread_atfork(at_fork_prepare, at_fork_parent, at_fork_child);

@@ -20,6 +20,20 @@ struct mc_config {
 };
 extern struct mc_config mc_cfg MC_HIDDEN;
 
+/* Fast timestamps for the CPU hot path: raw TSC where the kernel itself keeps time with
+ * an invariant TSC, else CLOCK_MONOTONIC ns. Records stamped with ticks carry
+ * MC_RECF_TICKS in h.flags (never in a file): the writer converts their times to
+ * CLOCK_MONOTONIC ns just before writing (only MC_REC_GEMM_CPU uses this). */
+#define MC_RECF_TICKS 0x8000u
+extern int mc_tsc_ok MC_HIDDEN;
+#if defined(__x86_64__)
+#include <x86intrin.h>
+static inline uint64_t mc_ticks(void) { return mc_tsc_ok ? __rdtsc() : mc_now_ns(); }
+#else
+static inline uint64_t mc_ticks(void) { return mc_now_ns(); }
+#endif
+static inline uint16_t mc_ticks_flag(void) { return mc_tsc_ok ? MC_RECF_TICKS : 0; }
+
 /* Flush every thread buffer to the trace from a signal handler (async-signal-safe; gives
  * up rather than deadlock). */
 void mc_core_flush_from_signal(void) MC_HIDDEN;

@@ -64,6 +64,7 @@ size_t mc_rec_fixed_size(unsigned type)
     case MC_REC_API: return sizeof(struct mc_rec_api);
     case MC_REC_ROUTER_TAP: return sizeof(struct mc_rec_router_tap);
     case MC_REC_NOTE: return sizeof(struct mc_rec_note);
+    case MC_REC_GEMM_CPU: return sizeof(struct mc_rec_gemm_cpu);
     default: return 0;
     }
 }
@@ -249,6 +250,28 @@ int mc_trace_next(struct mc_trace *t, struct mc_trace_rec *rec)
         size_t n = size < fixed ? size : fixed;
         if (n > sizeof rec->u) n = sizeof rec->u;
         memcpy(&rec->u, t->buf, n);
+        if (type == MC_REC_GEMM_CPU) {
+            /* Expand the compact CPU form: every user sees one GEMM record type. */
+            struct mc_rec_gemm_cpu c;
+            memcpy(&c, &rec->u, sizeof c);
+            struct mc_rec_gemm *g = &rec->u.gemm;
+            memset(g, 0, sizeof *g);
+            g->h = c.h;
+            g->h.type = MC_REC_GEMM;
+            g->t_begin_ns = c.t_begin_ns; g->t_end_ns = c.t_end_ns;
+            g->m = c.m; g->n = c.n; g->k = c.k;
+            g->lda = c.lda; g->ldb = c.ldb; g->ldc = c.ldc;
+            g->batch = 1;
+            g->a = c.a; g->b = c.b; g->c = c.c;
+            g->alpha = c.alpha; g->beta = c.beta;
+            g->tid = c.tid;
+            g->device = -1;
+            g->callsite = c.callsite;
+            g->api = c.api;
+            g->dtype_a = c.dtype_a; g->dtype_b = c.dtype_b; g->dtype_c = c.dtype_c; g->dtype_compute = c.dtype_compute;
+            g->layout = c.layout; g->trans_a = c.trans_a; g->trans_b = c.trans_b;
+            rec->type = MC_REC_GEMM;
+        }
         if (has_var_part(type) && size > fixed) {
             rec->var = t->buf + fixed;
             rec->var_len = size - fixed;
@@ -319,6 +342,7 @@ const char *mc_rec_type_name(unsigned type)
         [MC_REC_TENSOR] = "tensor", [MC_REC_STEP_MARK] = "step_mark", [MC_REC_COUNTER] = "counter",
         [MC_REC_DROPPED] = "dropped", [MC_REC_CALLSITE] = "callsite", [MC_REC_MAPPING] = "mapping",
         [MC_REC_API] = "api", [MC_REC_ROUTER_TAP] = "router_tap", [MC_REC_NOTE] = "note",
+        [MC_REC_GEMM_CPU] = "gemm_cpu",
     };
     if (type < sizeof names / sizeof names[0] && names[type]) return names[type];
     return "?";

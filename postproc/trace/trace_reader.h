@@ -42,7 +42,9 @@ struct mc_trace; /* opaque */
  * ROUTER_TAP; NULL/0 for other types). Pointers stay valid until the next call. */
 struct mc_trace_rec {
     uint16_t type;          /* enum mc_rec_type (may be >= MC_REC_TYPE_MAX only if
-                               MC_TRACE_OPT_UNKNOWN was set) */
+                               MC_TRACE_OPT_UNKNOWN was set). A compact MC_REC_GEMM_CPU
+                               record is returned as MC_REC_GEMM with u.gemm filled in
+                               (raw still holds the compact bytes). */
     uint32_t size;          /* bytes in the file, header included */
     uint64_t offset;        /* file offset of the record's header */
     const void *raw;
@@ -54,6 +56,7 @@ struct mc_trace_rec {
         struct mc_rec_string string;
         struct mc_rec_thread thread;
         struct mc_rec_gemm gemm;
+        struct mc_rec_gemm_cpu gemm_cpu; /* never returned as such (expanded to gemm) */
         struct mc_rec_kernel kernel;
         struct mc_rec_memcpy memcpy;
         struct mc_rec_alloc alloc;

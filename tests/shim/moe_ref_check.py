@@ -103,6 +103,16 @@ def run_checks(exe, tmp, preload_env, plain_env, dump, gemms, normalized):
         results.append((name + ": per-step gemm_calls and GEMM FLOPs agree with the trace",
                         calls == per_step and flops_gt == flops_tr,
                         "calls %s vs %s, flops %d vs %d" % (calls, per_step, flops_gt, flops_tr)))
+        # Times: every GEMM of step s lies inside the step's [t_begin_ns, t_end_ns] that the
+        # engine measured itself with CLOCK_MONOTONIC (checks the shim's clock conversion).
+        outside, i = [], 0
+        for s, n in zip(lines, per_step):
+            for r in gg[i:i + n]:
+                if not (s["t_begin_ns"] - 2000 <= r["t_begin_ns"] <= r["t_end_ns"] <= s["t_end_ns"] + 2000):
+                    outside.append((s["step"], r["t_begin_ns"] - s["t_begin_ns"], s["t_end_ns"] - r["t_end_ns"]))
+            i += n
+        results.append((name + ": GEMM times fall inside the engine's own step times", not outside and i == len(gg),
+                        outside[:5]))
         if "--gemv" in run_args:
             apis = {r["api"] for r in gg if r["m"] != 1 or r["api"] != "cblas_sgemm"}
             results.append((name + ": single-row products recorded as cblas_sgemv", "cblas_sgemv" in apis, apis))
