@@ -1,6 +1,9 @@
 /* Streaming-bandwidth and SGEMM measurements plus /proc parsers for `moecap hwprobe`. */
 #include "hw/hwprobe.h"
 #include <cblas.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #include <ctype.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -21,15 +24,18 @@ struct triad_shared {
     double *a, *b, *c;
     size_t elems;
     int threads;
+    int nt;                 /* non-temporal stores */
     pthread_barrier_t start, done;
     volatile int stop;
 };
 struct triad_arg { struct triad_shared *s; int idx; };
 
+/* Thread idx's share of n elements; boundaries on 8-element (64-byte) multiples so every
+ * thread's part starts cache-line aligned. */
 static void chunk(size_t n, int parts, int idx, size_t *lo, size_t *hi)
 {
-    *lo = n * (size_t)idx / (size_t)parts;
-    *hi = n * (size_t)(idx + 1) / (size_t)parts;
+    *lo = (n * (size_t)idx / (size_t)parts) & ~(size_t)7;
+    *hi = idx == parts - 1 ? n : (n * (size_t)(idx + 1) / (size_t)parts) & ~(size_t)7;
 }
 
 static void *triad_worker(void *p)
@@ -46,19 +52,42 @@ static void *triad_worker(void *p)
         if (s->stop) break;
         double *restrict a = s->a;
         const double *restrict b = s->b, *restrict c = s->c;
+#ifdef __SSE2__
+        if (!s->nt) {
+            for (size_t i = lo; i < hi; i++) a[i] = b[i] + scalar * c[i];
+            pthread_barrier_wait(&s->done);
+            continue;
+        }
+        /* Non-temporal stores: without them every store first reads its line (write
+         * allocate), so a plain triad moves 32 B per element while counting 24 and
+         * understates what the memory system delivers (measured here: ~30 %). */
+        size_t i = lo;
+        const __m128d sv = _mm_set1_pd(scalar);
+        for (; i + 2 <= hi; i += 2)
+            _mm_stream_pd(a + i, _mm_add_pd(_mm_load_pd(b + i), _mm_mul_pd(sv, _mm_load_pd(c + i))));
+        for (; i < hi; i++) a[i] = b[i] + scalar * c[i];
+        _mm_sfence();
+#else
         for (size_t i = lo; i < hi; i++) a[i] = b[i] + scalar * c[i];
+#endif
         pthread_barrier_wait(&s->done);
     }
     return NULL;
 }
 
-int mc_hw_triad(size_t elems, int threads, double budget_s, struct mc_hw_triad_result *r)
+int mc_hw_triad(size_t elems, int threads, int nt, double budget_s, struct mc_hw_triad_result *r)
 {
     memset(r, 0, sizeof *r);
     if (threads < 1 || elems < 1024) return -1;
     struct triad_shared s = {0};
     s.elems = elems;
     s.threads = threads;
+#ifdef __SSE2__
+    s.nt = nt;
+#else
+    s.nt = 0;
+    (void)nt;
+#endif
     s.a = aligned_alloc(64, ((elems * sizeof(double)) + 63) & ~(size_t)63);
     s.b = aligned_alloc(64, ((elems * sizeof(double)) + 63) & ~(size_t)63);
     s.c = aligned_alloc(64, ((elems * sizeof(double)) + 63) & ~(size_t)63);
@@ -106,6 +135,7 @@ int mc_hw_triad(size_t elems, int threads, double budget_s, struct mc_hw_triad_r
     r->elems = elems;
     r->threads = threads;
     r->reps = reps;
+    r->nt = s.nt;
     return rc;
 }
 

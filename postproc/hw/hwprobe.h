@@ -11,10 +11,13 @@ struct mc_hw_triad_result {
     double best_s;
     size_t elems;           /* per array */
     int threads, reps;
+    int nt;                 /* 1 = non-temporal stores were used */
 };
 /* Triad a = b + s*c on three double arrays of `elems` each, `threads` threads, repeated
- * until `budget_s` seconds pass (at least 3 repetitions). 0 on success. */
-int mc_hw_triad(size_t elems, int threads, double budget_s, struct mc_hw_triad_result *r);
+ * until `budget_s` seconds pass (at least 3 repetitions). nt = 1 asks for non-temporal
+ * (streaming) stores, which skip the write-allocate read of plain stores (SSE2 only; plain
+ * elsewhere, r->nt says which ran). 0 on success. */
+int mc_hw_triad(size_t elems, int threads, int nt, double budget_s, struct mc_hw_triad_result *r);
 
 struct mc_hw_sgemm_result {
     double best_flops;      /* 2 n^3 / best time */

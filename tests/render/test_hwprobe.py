@@ -2,6 +2,7 @@
 """`moecap hwprobe`: the profile it writes parses, follows the schema, and its figures agree
 with independent measurements taken here (numpy timings, /proc files read directly)."""
 import json, os, subprocess, sys, tempfile, time
+os.environ["OPENBLAS_NUM_THREADS"] = "1"  # numpy's BLAS on one thread, like hwprobe --threads 1 below
 import numpy as np
 
 root = os.environ.get("MOECAP_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -15,7 +16,7 @@ def case(name, probs):
 
 tmp = tempfile.mkdtemp()
 out = os.path.join(tmp, "thisbox.json")
-r = subprocess.run([moecap, "hwprobe", "--seconds", "0.5", "--out", out], capture_output=True, text=True)
+r = subprocess.run([moecap, "hwprobe", "--seconds", "0.5", "--threads", "1", "--out", out], capture_output=True, text=True)
 probs = []
 if r.returncode != 0: probs.append("exit %d: %s" % (r.returncode, r.stderr))
 if "GB/s" not in r.stderr or "GFLOPS" not in r.stderr: probs.append("no progress on stderr: %r" % r.stderr)
@@ -50,36 +51,61 @@ if p.get("memory_bytes") != memtotal: probs.append("memory_bytes %r, MemTotal %r
 case("model and memory from /proc", probs)
 
 ncpu = os.cpu_count()
-bw = p["memory_bandwidth_Bps"]; fl = p["peak_flops"]["f32"]
-# Independent single-thread triad-ish timing with numpy: a = b + c over 64 MiB arrays.
-n = 8 << 20
-b = np.ones(n); c = np.full(n, 2.0); a = np.empty(n)
-best = 1e9
-for _ in range(5):
-    t = time.perf_counter(); np.add(b, c, out=a); best = min(best, time.perf_counter() - t)
-bw_np = 24.0 * n / best
-probs = []
-if not 1e9 <= bw <= 2e12: probs.append("bandwidth %.3g B/s outside 1 GB/s..2 TB/s" % bw)
-# hwprobe uses every CPU, numpy one thread: it must not be much slower, nor absurdly faster.
-if not 0.3 * bw_np <= bw <= 10 * bw_np * ncpu:
-    probs.append("hwprobe %.2f GB/s vs numpy single-thread %.2f GB/s" % (bw / 1e9, bw_np / 1e9))
-print("# hwprobe bandwidth %.2f GB/s, numpy 1-thread add %.2f GB/s" % (bw / 1e9, bw_np / 1e9))
-case("bandwidth plausible", probs)
+def numpy_rates():
+    # Independent single-thread timings with numpy: a = b + c over 64 MiB arrays (24 B per
+    # element, as the triad counts) and a 1024^3 float32 matmul (2 n^3 FLOPs).
+    n = 8 << 20
+    b = np.ones(n); c = np.full(n, 2.0); a = np.empty(n)
+    best = 1e9
+    for _ in range(5):
+        t = time.perf_counter(); np.add(b, c, out=a); best = min(best, time.perf_counter() - t)
+    m = 1024
+    x = np.random.rand(m, m).astype(np.float32); y = np.random.rand(m, m).astype(np.float32)
+    x @ y
+    bestf = 1e9
+    for _ in range(5):
+        t = time.perf_counter(); x @ y; bestf = min(bestf, time.perf_counter() - t)
+    return 24.0 * n / best, 2.0 * m ** 3 / bestf
 
-m = 1024
-x = np.random.rand(m, m).astype(np.float32); y = np.random.rand(m, m).astype(np.float32)
-x @ y
-best = 1e9
-for _ in range(5):
-    t = time.perf_counter(); x @ y; best = min(best, time.perf_counter() - t)
-fl_np = 2.0 * m ** 3 / best
+# Timings on a shared machine: a comparison that fails is measured again (3 tries) before
+# it counts, since another process may have taken the CPU during one of the two timings.
+for attempt in range(3):
+    if attempt:
+        subprocess.run([moecap, "hwprobe", "--seconds", "0.5", "--threads", "1", "--out", out], capture_output=True)
+        p = json.load(open(out))
+    bw = p["memory_bandwidth_Bps"]; fl = p["peak_flops"]["f32"]
+    bw_np, fl_np = numpy_rates()
+    bprobs, fprobs = [], []
+    if not 1e9 <= bw <= 2e12: bprobs.append("bandwidth %.3g B/s outside 1 GB/s..2 TB/s" % bw)
+    # Both single-threaded; the band allows for other load on a shared machine.
+    if not 0.3 * bw_np <= bw <= 3.3 * bw_np:
+        bprobs.append("hwprobe %.2f GB/s vs numpy single-thread %.2f GB/s" % (bw / 1e9, bw_np / 1e9))
+    # Physical ceiling: every CPU at 5 GHz issuing two 512-bit FMAs per cycle (64 FLOP/clk).
+    if not 1e9 <= fl <= ncpu * 5e9 * 64: fprobs.append("sgemm %.3g FLOPS outside 1 GFLOPS..%g" % (fl, ncpu * 5e9 * 64))
+    if not 0.3 * fl_np <= fl <= 3.3 * fl_np:
+        fprobs.append("hwprobe %.1f GFLOPS vs numpy float32 matmul %.1f GFLOPS" % (fl / 1e9, fl_np / 1e9))
+    print("# try %d: hwprobe %.2f GB/s, %.1f GFLOPS; numpy 1-thread add %.2f GB/s, matmul %.1f GFLOPS"
+          % (attempt + 1, bw / 1e9, fl / 1e9, bw_np / 1e9, fl_np / 1e9))
+    if not bprobs and not fprobs: break
+case("bandwidth plausible", bprobs)
+case("sgemm plausible", fprobs)
+
+# The reported figures follow from the reported sizes and times by the definitions in
+# docs/hardware.md: triad moves 3 x 8 bytes per element, sgemm does 2 n^3 FLOPs.
+md = p.get("measured_details", {})
 probs = []
-# Physical ceiling: every CPU at 5 GHz issuing two 512-bit FMAs per cycle (64 FLOP/clk).
-if not 1e9 <= fl <= ncpu * 5e9 * 64: probs.append("sgemm %.3g FLOPS outside 1 GFLOPS..%g" % (fl, ncpu * 5e9 * 64))
-if not 0.25 * fl_np <= fl <= 4 * fl_np:
-    probs.append("hwprobe %.1f GFLOPS vs numpy float32 matmul %.1f GFLOPS" % (fl / 1e9, fl_np / 1e9))
-print("# hwprobe sgemm %.1f GFLOPS, numpy 1024^3 matmul %.1f GFLOPS" % (fl / 1e9, fl_np / 1e9))
-case("sgemm plausible", probs)
+try:
+    elems = md["triad_array_bytes"] / 8
+    if abs(bw - 24 * elems / md["triad_best_s"]) > 1e-6 * bw: probs.append("bandwidth %r != 24 B x %d / %r s" % (bw, elems, md["triad_best_s"]))
+    n_ = md["sgemm_n"]
+    if abs(fl - 2 * n_ ** 3 / md["sgemm_best_s"]) > 1e-6 * fl: probs.append("flops %r != 2 x %d^3 / %r s" % (fl, n_, md["sgemm_best_s"]))
+    llc = md.get("llc_bytes", 0)
+    if md["triad_array_bytes"] < max(64 << 20, 4 * llc) and md["triad_array_bytes"] < memtotal / 12 - 8:
+        probs.append("triad arrays %d B not >> LLC %d B" % (md["triad_array_bytes"], llc))
+    if md["threads"] != 1: probs.append("threads %r, asked 1" % md["threads"])
+except (KeyError, TypeError, ZeroDivisionError) as e:
+    probs.append("measured_details incomplete: %r" % e)
+case("figures follow from sizes and times", probs)
 
 r = subprocess.run([moecap, "hwprobe", "--seconds", "-1"], capture_output=True, text=True)
 case("bad argument exits 2 with a message",
