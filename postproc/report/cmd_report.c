@@ -27,9 +27,9 @@
 #define NOTE_MAX 64
 
 struct step_row {             /* what stays in memory per step */
-    double time_s, s_mbu, s_mfu, mbu, mfu, c_smbu, c_smfu;
+    double time_s, s_mbu, s_mfu, mbu, mfu, c_smbu, c_smfu, bytes, flops;
     uint64_t t_begin;
-    int32_t tokens, sequences;
+    int32_t tokens, sequences, activated;
     uint8_t kind;             /* 0 prefill, 1 decode, 2 mixed */
 };
 
@@ -195,8 +195,9 @@ static void on_step(const struct mc_step *s, void *user)
         if (!p) { r->oom = 1; return; }
         r->rows = p; r->cap_rows = nc;
     }
-    r->rows[r->n_rows++] = (struct step_row){t, smbu, smfu, mbu, mfu, c_smbu, c_smfu, s->t_begin_ns,
-                                             (int32_t)s->tokens, (int32_t)s->sequences, (uint8_t)kind};
+    r->rows[r->n_rows++] = (struct step_row){t, smbu, smfu, mbu, mfu, c_smbu, c_smfu, (double)bytes, (double)flops,
+                                             s->t_begin_ns, (int32_t)s->tokens, (int32_t)s->sequences,
+                                             (int32_t)s->activated, (uint8_t)kind};
 }
 
 /* ---------- aggregates ---------- */
@@ -847,6 +848,10 @@ int mc_cmd_report(int argc, char **argv)
             cJSON_AddNumberToObject(o, "sequences", x->sequences);
             cJSON_AddNumberToObject(o, "t_begin_ns", (double)x->t_begin);
             cJSON_AddNumberToObject(o, "time_s", x->time_s);
+            cJSON_AddNumberToObject(o, "activated_experts", x->activated);
+            cJSON *bo = cJSON_AddObjectToObject(o, "bytes"), *fo = cJSON_AddObjectToObject(o, "flops");
+            cJSON_AddNumberToObject(bo, "total", x->bytes);
+            cJSON_AddNumberToObject(fo, "total", x->flops);
             cJSON_AddNumberToObject(o, "s_mbu", x->s_mbu);
             cJSON_AddNumberToObject(o, "mbu", x->mbu);
             if (r.peak > 0) { cJSON_AddNumberToObject(o, "s_mfu", x->s_mfu); cJSON_AddNumberToObject(o, "mfu", x->mfu); }
