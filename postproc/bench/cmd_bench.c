@@ -283,7 +283,7 @@ static char *request_body(const struct opts *o, const char *model, const struct 
     cJSON_AddBoolToObject(b, "stream", 1);
     cJSON *so = cJSON_AddObjectToObject(b, "stream_options");
     cJSON_AddBoolToObject(so, "include_usage", 1);
-    if (it->input_len) cJSON_AddBoolToObject(b, "ignore_eos", 1);   /* synthetic: fixed output length (vLLM extension) */
+    if (it->ignore_eos) cJSON_AddBoolToObject(b, "ignore_eos", 1);  /* fixed output length (vLLM extension) */
     char *s = cJSON_PrintUnformatted(b);
     cJSON_Delete(b);
     return s;

@@ -113,6 +113,7 @@ int mc_item_from_json(const cJSON *obj, struct mc_item *it, char *err, size_t er
         if (cJSON_IsNumber(nc)) it->nchoices = nc->valueint;
         const cJSON *mt = cJSON_GetObjectItemCaseSensitive(obj, "max_tokens");
         if (cJSON_IsNumber(mt) && mt->valueint > 0) it->max_tokens = mt->valueint;
+        it->ignore_eos = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(obj, "ignore_eos"));
         return 0;
     }
     snprintf(err, errsz, "needs \"question\" (GSM8K / with \"choices\") or \"prompt\"");
@@ -242,6 +243,7 @@ static int make_synthetic(struct mc_dataset *ds, const char *spec, size_t n, uns
         ds->items[i].kind = MC_ITEM_PLAIN;
         ds->items[i].max_tokens = out;
         ds->items[i].input_len = in;
+        ds->items[i].ignore_eos = 1;
         ds->n++;
     }
     ds->synthetic = 1;

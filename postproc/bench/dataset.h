@@ -14,6 +14,7 @@ struct mc_item {
     int nchoices;           /* multiple choice: number of options */
     int max_tokens;         /* per-item output length (synthetic), 0 = use --max-tokens */
     int input_len;          /* synthetic: requested input length, else 0 */
+    int ignore_eos;         /* send "ignore_eos": true (synthetic, or the item says so) */
 };
 
 struct mc_dataset {
@@ -40,7 +41,7 @@ int mc_dataset_dir(char *out, size_t outsz);
 /* Builds an item from one parsed JSON-lines object (exposed for tests). Accepted shapes:
  *   {"question": Q, "answer": "... #### N"}                 GSM8K
  *   {"question": Q, "choices": [..], "answer": "B"}         multiple choice
- *   {"prompt": P, "expected": X, "type": "gsm8k"|"choice"|"plain"}
+ *   {"prompt": P, "expected": X, "type": "gsm8k"|"choice"|"plain", "ignore_eos": bool}
  * Returns 0 or -1 (err filled). */
 struct cJSON;
 int mc_item_from_json(const struct cJSON *obj, struct mc_item *it, char *err, size_t errsz);

@@ -42,7 +42,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="mc-e2e.")
     model, run = os.path.join(tmp, "model"), os.path.join(tmp, "run")
     os.makedirs(run)
-    subprocess.run([B("bin", "moe-ref"), "gen", "--arch", "qwen2_moe", "--out", model, "--seed", "5"],
+    subprocess.run([B("bin", "moe-ref"), "gen", "--arch", os.environ.get("E2E_ARCH", "mixtral"), "--out", model, "--seed", "5"] + os.environ.get("E2E_GEN", "").split(),
                    check=True, stdout=subprocess.DEVNULL)
     gt, portf, slog = os.path.join(run, "ground-truth.jsonl"), os.path.join(tmp, "port"), os.path.join(tmp, "serve.log")
     env = dict(os.environ, LD_PRELOAD=shim, MOECAP_OUT=run)
@@ -57,8 +57,18 @@ def main():
             print("# " + open(slog).read())
             return 1
         port = int(open(portf).read())
+        # 24 scored questions, 6 in flight, so requests keep joining a running batch. All
+        # prompts are 64 bytes (= 64 tokens) and all outputs 12 tokens (ignore_eos): the
+        # trace then determines every sequence's context (an even split of a prefill step
+        # is exact, requests finish oldest first), so the report can match the ground
+        # truth exactly; with unequal prompts only the client log could tell the split.
         N = 24
-        b = subprocess.run([B("bin", "moecap"), "bench", "--url", "http://127.0.0.1:%d/v1" % port, "--dataset", "gsm8k",
+        ds = os.path.join(tmp, "questions.jsonl")
+        with open(ds, "w") as f:
+            for k in range(N):
+                q = ("Item %02d: what is 6 times 7? Give the number." % k).ljust(64, ".")
+                f.write(json.dumps({"prompt": q, "expected": "42", "type": "gsm8k", "ignore_eos": True}) + "\n")
+        b = subprocess.run([B("bin", "moecap"), "bench", "--url", "http://127.0.0.1:%d/v1" % port, "--dataset", ds,
                             "-n", str(N), "--concurrency", "6", "--max-tokens", "12", "--timeout", "60", "--quiet",
                             "--out", run], capture_output=True, text=True, timeout=120)
         check(b.returncode == 0, "bench runs against the profiled server", b.stderr)
@@ -72,7 +82,8 @@ def main():
 
     recs = [json.loads(l) for l in open(os.path.join(run, "requests.jsonl"))]
     steps = [json.loads(l) for l in open(gt)]
-    check(len(recs) == N and all(r["ok"] for r in recs), "request log: %d lines, all ok" % N,
+    check(len(recs) == N and all(r["ok"] and r["prompt_tokens"] == 64 and r["output_tokens"] == 12 and r["score"] in (0, 1)
+                                 for r in recs), "request log: %d lines, all ok, 64 prompt + 12 output tokens, scored" % N,
           [r["error"] for r in recs if not r["ok"]][:3])
     out_tok = sum(r["output_tokens"] for r in recs)
     in_tok = sum(r["prompt_tokens"] for r in recs)
