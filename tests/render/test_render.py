@@ -73,7 +73,8 @@ expect = ["12.34 %", "34.56 %", "0.12 %", "0.21 %",            # S-MBU, MBU, S-M
           "2195.1", "975.6", "750 \u00b5s", "4 ms", "810 \u00b5s", "1.025 ms", "720 \u00b5s",
           "4.847 MB", "13.1 MB", "120 kB", "25.11 MFLOP", "88 MFLOP",
           "3.35 TB/s", "989.4 TFLOPS", "spec-sheet peaks", "4.81 %", "13.02 %", "12.64 %",
-          "NVIDIA H100 SXM5 80GB", "bf16"]
+          "NVIDIA H100 SXM5 80GB", "bf16",
+          "Client side (moecap bench)", "44 ms", "60.5 ms", "70.25 ms", "1.25 s", "81.82 %", "352.0"]
 case("html shows the fixture's figures formatted", ["missing %r" % e for e in expect if e not in text])
 
 # Escaping: the hostile strings appear as text, never as markup.
@@ -169,7 +170,10 @@ for e in ["| S-MBU | 12.34 % | 5.00 % | 12.69 % |", "| MBU (dense: all experts) 
           "| 2 | 20 | 1 | 5 | 4 | 9 | 6 | 3 | 6 |",          # heatmap row of layer 2
           "| prefill | 1 | 4.81 % | 5.00 % | 0.37 % | 0.40 % |",
           "| 6 | decode | 1 | 1 | 810 \u00b5s | 14.00 % | 39.20 % |",
-          "| peak memory bandwidth (per device) | 3.35 TB/s |", "spec-sheet peaks"]:
+          "| peak memory bandwidth (per device) | 3.35 TB/s |", "spec-sheet peaks",
+          "| TTFT | 11 | 45.2 ms | 30.1 ms | 44 ms | 60.5 ms | 70.25 ms | 71 ms |",
+          "| E2EL | 11 | 690 ms | 400 ms | 700 ms | 950 ms | 1.25 s | 1.3 s |",
+          "| accuracy (correct / scored) | 81.82 % |"]:
     if e not in md: probs.append("missing %r" % e)
 for raw in ["<script>", "<img", "<b>"]:
     if raw in md: probs.append("raw %r in Markdown" % raw)
@@ -190,6 +194,7 @@ for name in ("partial.json", "empty.json"):
         for bad in ("nan", "inf", "NaN", "(null)"):
             if re.search(r"\b%s\b" % re.escape(bad), out): probs.append("%r printed for an absent value" % bad)
         if "\u2014" not in out: probs.append("absent values not shown as an em dash")
+        if "Client side" in out: probs.append("client section shown without client data")
         if kind == "html":
             c, p2 = structure(out); probs += p2
             try: svgs(out)
