@@ -89,6 +89,35 @@ static void test_roundtrip(void)
     mc_trace_close(t);
 }
 
+/* The compact CPU GEMM record comes out as a MC_REC_GEMM with the implied fields set. */
+static void test_gemm_cpu_expanded(void)
+{
+    char p[320], err[256];
+    snprintf(p, sizeof p, "%s/cpu.mct", dir);
+    struct mc_synth *w = mc_synth_open(p);
+    struct mc_rec_gemm_cpu c;
+    memset(&c, 0, sizeof c);
+    c.t_begin_ns = 100; c.t_end_ns = 250; c.a = 0x1000; c.b = 0x2000; c.c = 0x3000;
+    c.m = 3; c.n = 64; c.k = 32; c.lda = 32; c.ldb = 32; c.ldc = 64; c.alpha = 0.5; c.beta = 1;
+    c.tid = 77; c.callsite = 4; c.api = MC_API_CBLAS_SGEMM; c.dtype_a = c.dtype_b = c.dtype_c = c.dtype_compute = MC_DT_F32;
+    c.layout = MC_LAYOUT_ROW_MAJOR; c.trans_b = MC_OP_T;
+    mc_synth_record(w, MC_REC_GEMM_CPU, &c, sizeof c);
+    mc_synth_close(w);
+    struct mc_trace *t = mc_trace_open(p, err, sizeof err);
+    struct mc_trace_rec r;
+    MC_CHECK(t && mc_trace_next(t, &r) == MC_TRACE_RECORD, "read");
+    if (!t) return;
+    const struct mc_rec_gemm *g = &r.u.gemm;
+    MC_CHECK(r.type == MC_REC_GEMM && g->h.type == MC_REC_GEMM && r.size == 112, "type %u size %u", r.type, r.size);
+    MC_CHECK(g->m == 3 && g->n == 64 && g->k == 32 && g->lda == 32 && g->ldb == 32 && g->ldc == 64, "dims");
+    MC_CHECK(g->t_begin_ns == 100 && g->t_end_ns == 250 && g->a == 0x1000 && g->b == 0x2000 && g->c == 0x3000, "times/ptrs");
+    MC_CHECK(g->alpha == 0.5 && g->beta == 1 && g->tid == 77 && g->callsite == 4 && g->api == MC_API_CBLAS_SGEMM, "scalars");
+    MC_CHECK(g->batch == 1 && g->device == -1 && g->stream == 0 && g->layout == MC_LAYOUT_ROW_MAJOR && g->trans_b == MC_OP_T &&
+             g->dtype_c == MC_DT_F32, "implied fields");
+    MC_CHECK(mc_trace_next(t, &r) == MC_TRACE_END, "end");
+    mc_trace_close(t);
+}
+
 static long file_size(const char *p)
 {
     FILE *f = fopen(p, "rb");
@@ -243,6 +272,7 @@ int main(int argc, char **argv)
     if (!mkdtemp(dir)) { perror("mkdtemp"); return 1; }
     snprintf(path_a, sizeof path_a, "%s/a.mct", dir);
     MC_RUN(test_roundtrip);
+    MC_RUN(test_gemm_cpu_expanded);
     MC_RUN(test_truncation_every_byte);
     MC_RUN(test_bad_headers);
     MC_RUN(test_fuzz);
