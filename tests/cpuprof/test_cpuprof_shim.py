@@ -21,8 +21,11 @@ def case(name, probs):
 
 if not os.path.exists(shim):
     print("skip - cpuprof under the shim (%s not built)" % shim); sys.exit(0)
+# Under SAN=1 the shim carries ASan/UBSan: its runtime must be preloaded first.
+preload = shim
 if os.environ.get("SAN") == "1":
-    print("skip - cpuprof under the shim (sanitizer build: LD_PRELOAD of an ASan library)"); sys.exit(0)
+    asan = subprocess.run(["cc", "-print-file-name=libasan.so"], capture_output=True, text=True).stdout.strip()
+    preload = asan + ":" + shim
 
 REC_STRING, REC_COUNTER, REC_NOTE = 2, 11, 17
 SRC = {1: "papi", 2: "rapl", 3: "nvml", 4: "proc"}
@@ -57,7 +60,9 @@ def run(args, env_extra, outdir):
     env = dict(os.environ)
     for k in list(env):
         if k.startswith("MOECAP_") and k != "MOECAP_ROOT": del env[k]
-    env.update({"LD_PRELOAD": shim, "MOECAP_OUT": outdir})
+    env.update({"LD_PRELOAD": preload, "MOECAP_OUT": outdir})
+    if os.environ.get("SAN") == "1":
+        env["ASAN_OPTIONS"] = "detect_leaks=0:" + env.get("ASAN_OPTIONS", "")
     env.update(env_extra)
     p = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = p.communicate(timeout=60)
