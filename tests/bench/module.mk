@@ -1,7 +1,7 @@
 # Tests of `moecap bench` (postproc/bench/): unit tests and a misbehaving-server run.
 BENCH_LIB_OBJS := $(OBJ)/postproc/bench/score.o $(OBJ)/postproc/bench/sse.o \
                   $(OBJ)/postproc/bench/dataset.o $(OBJ)/postproc/bench/request_log.o \
-                  $(OBJ)/postproc/bench/lmeval.o
+                  $(OBJ)/postproc/bench/lmeval.o $(OBJ)/postproc/bench/client_view.o
 
 $(OBJ)/tests/bench/%.o: CFLAGS += -Ipostproc -Itests
 

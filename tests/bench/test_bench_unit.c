@@ -3,6 +3,7 @@
  * awkward pieces, percentiles/goodput/accuracy of the summary (hand-computed values),
  * SLO parsing, dataset item shapes, lm-eval results reading, record JSON round trip. */
 #include "mc_test.h"
+#include "bench/client_view.h"
 #include "bench/dataset.h"
 #include "bench/lmeval.h"
 #include "bench/request_log.h"
@@ -330,6 +331,55 @@ static void test_lmeval(void)
     unlink(path);
 }
 
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (f) { fputs(text, f); fclose(f); }
+}
+
+static void test_client_view(void)
+{
+    char dir[] = "/tmp/mc-client-view-XXXXXX";
+    MC_CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    char p[256], e[256];
+    /* no requests.jsonl: no client data, no error */
+    MC_CHECK(mc_bench_client_view(dir, 1, e, sizeof e) == NULL && e[0] == 0, "absent log is not an error");
+    /* two requests, written out of order; ttft 10 and 20 ms; SLO ttft <= 15 from the summary file */
+    snprintf(p, sizeof p, "%s/requests.jsonl", dir);
+    write_file(p, "{\"id\":1,\"ok\":true,\"ttft_ms\":20,\"e2el_ms\":50,\"output_tokens\":4,\"prompt_tokens\":3,"
+                  "\"prompt_tokens_source\":\"usage\",\"start_ms\":0,\"kind\":\"gsm8k\",\"expected\":\"4\",\"score\":0}\n"
+                  "{\"id\":0,\"ok\":true,\"ttft_ms\":10,\"e2el_ms\":40,\"output_tokens\":2,\"prompt_tokens\":5,"
+                  "\"prompt_tokens_source\":\"usage\",\"start_ms\":0,\"kind\":\"gsm8k\",\"expected\":\"4\",\"score\":1}\n");
+    snprintf(p, sizeof p, "%s/bench-summary.json", dir);
+    write_file(p, "{\"duration_s\": 4, \"goodput\": {\"slo_ms\": {\"ttft\": 15}}, \"config\": {\"model\": \"m\"}}");
+    cJSON *o = mc_bench_client_view(dir, 1, e, sizeof e);
+    MC_CHECK(o != NULL, "view: %s", e);
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(o, "summary");
+    MC_CHECK(jnum(s, "requests", NULL) == 2 && jnum(s, "duration_s", NULL) == 4 && jnum(s, "total_output_tokens", NULL) == 6 &&
+             jnum(s, "total_input_tokens", NULL) == 8 && NEAR(jnum(s, "output_throughput", NULL), 1.5), "summary numbers");
+    MC_CHECK(jnum(s, "goodput", "good_requests") == 1 && NEAR(jnum(s, "goodput", "request_goodput"), 0.25), "goodput with the run's SLO");
+    MC_CHECK(NEAR(jnum(s, "accuracy", "accuracy"), 0.5), "accuracy 1/2");
+    const cJSON *rq = cJSON_GetObjectItemCaseSensitive(o, "requests");
+    MC_CHECK(cJSON_GetArraySize(rq) == 2 && jnum(cJSON_GetArrayItem(rq, 0), "id", NULL) == 0 &&
+             jnum(cJSON_GetArrayItem(rq, 1), "score", NULL) == 0, "requests sorted by id with their scores");
+    MC_CHECK(!strcmp(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, "config"), "model")->valuestring, "m"), "config");
+    cJSON_Delete(o);
+    /* damaged log: a bad line followed by a good one */
+    snprintf(p, sizeof p, "%s/requests.jsonl", dir);
+    write_file(p, "{oops\n{\"id\":0,\"ok\":true}\n");
+    MC_CHECK(mc_bench_client_view(dir, 1, e, sizeof e) == NULL && e[0] != 0, "damaged log reported: '%s'", e);
+    /* truncated last line (a killed bench) is tolerated */
+    write_file(p, "{\"id\":0,\"ok\":true}\n{\"id\":1,\"ok\":tr");
+    o = mc_bench_client_view(dir, 0, e, sizeof e);
+    MC_CHECK(o && jnum(cJSON_GetObjectItemCaseSensitive(o, "summary"), "requests", NULL) == 1 &&
+             !cJSON_GetObjectItemCaseSensitive(o, "requests"), "truncated last line skipped; requests omitted on request");
+    cJSON_Delete(o);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/bench-summary.json", dir);
+    unlink(p);
+    rmdir(dir);
+}
+
 static void test_record_roundtrip(void)
 {
     double itl[] = {1.5, 2.5};
@@ -367,5 +417,6 @@ int main(void)
     MC_RUN(test_sample_solutions_score);
     MC_RUN(test_lmeval);
     MC_RUN(test_record_roundtrip);
+    MC_RUN(test_client_view);
     return MC_TEST_EXIT();
 }
