@@ -14,12 +14,13 @@ Checks, each against an independent expectation:
   - a client that disconnects mid-stream frees its sequence (server log says so)
   - SIGTERM lets an in-flight stream finish, then the server exits 0
 """
-import json, os, signal, socket, subprocess, sys, tempfile, threading, time
+import json, os, shutil, signal, socket, subprocess, sys, tempfile, threading, time
 
 ROOT = os.environ.get("MOECAP_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("BUILD", "build")
 MOEREF = os.path.join(ROOT, BUILD, "bin", "moe-ref")
 FAILS = []
+TMPDIRS = []
 
 
 def check(cond, name, detail=""):
@@ -110,6 +111,7 @@ def main():
         print("not ok - %s not built" % MOEREF)
         return 1
     tmp = tempfile.mkdtemp(prefix="mc-serve-test.")
+    TMPDIRS.append(tmp)
     model = os.path.join(tmp, "model")
     subprocess.run([MOEREF, "gen", "--arch", "qwen2_moe", "--out", model, "--seed", "3"], check=True,
                    stdout=subprocess.DEVNULL)
@@ -429,5 +431,16 @@ def run_checks(port, model, tmp, gt, log, srv, MAXB, MAXC):
     check(refused, "no longer listening after shutdown")
 
 
+def run_and_clean():
+    rc = main()
+    # keep the temporary directory of a failed run for inspection
+    for d in TMPDIRS:
+        if rc == 0:
+            shutil.rmtree(d, ignore_errors=True)
+        else:
+            print("# files kept in " + d)
+    return rc
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_and_clean())

@@ -11,12 +11,13 @@
     activated experts per step, bytes and FLOPs = ground truth; client section (the
     joined request log): request count, token totals and scores = requests.jsonl
 """
-import json, os, signal, subprocess, sys, tempfile, time
+import json, os, shutil, signal, subprocess, sys, tempfile, time
 
 ROOT = os.environ.get("MOECAP_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("BUILD", "build")
 B = lambda *p: os.path.join(ROOT, BUILD, *p)
 FAILS = []
+TMPDIRS = []
 
 
 def check(cond, name, detail=""):
@@ -40,6 +41,7 @@ def main():
             print("skip - end to end (%s not built)" % p)
             return 0
     tmp = tempfile.mkdtemp(prefix="mc-e2e.")
+    TMPDIRS.append(tmp)
     model, run = os.path.join(tmp, "model"), os.path.join(tmp, "run")
     os.makedirs(run)
     subprocess.run([B("bin", "moe-ref"), "gen", "--arch", os.environ.get("E2E_ARCH", "mixtral"), "--out", model, "--seed", "5"] + os.environ.get("E2E_GEN", "").split(),
@@ -150,5 +152,16 @@ def main():
     return 1 if FAILS else 0
 
 
+def run_and_clean():
+    rc = main()
+    # keep the temporary directory of a failed run for inspection
+    for d in TMPDIRS:
+        if rc == 0:
+            shutil.rmtree(d, ignore_errors=True)
+        else:
+            print("# files kept in " + d)
+    return rc
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_and_clean())
