@@ -7,4 +7,4 @@ $(TBIN)/render_tool: $(OBJ)/tests/render/render_tool.o $(RENDER_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcjson -lm
 
 TEST_DEPS += $(TBIN)/render_tool
-TESTS += tests/render/test_hardware_profiles.py tests/render/test_hwprobe.py tests/render/test_render.py tests/render/test_render_screenshot.sh
+TESTS += tests/render/test_hardware_profiles.py tests/render/test_hwprobe.py tests/render/test_render.py tests/render/test_render_screenshot.sh tests/render/test_render_pipeline.py
