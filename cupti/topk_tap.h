@@ -11,7 +11,7 @@
 #include "moecap/trace_format.h"
 
 #ifndef MC_REC_TOPK_TAP
-#define MC_REC_TOPK_TAP 18
+#define MC_REC_TOPK_TAP 40   /* 18 is MC_REC_GEMM_CPU; 40 leaves room for the core's own additions */
 #endif
 #define MC_TOPK_TAP_MAX_EXPERTS 4096
 

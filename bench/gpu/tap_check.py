@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Kernel-parameter tap check: the MC_REC_TOPK_TAP records (type 18, see docs/gpu.md) of a
+"""Kernel-parameter tap check: the MC_REC_TOPK_TAP records (type 40, see docs/gpu.md) of a
 moe-ref --moe fused run must give, per step and MoE layer, exactly the ground truth's
 activated experts and tokens per expert.
 
@@ -8,7 +8,7 @@ Reads the .mct files directly (stdlib only) so it does not depend on `moecap dum
 knowing the record type."""
 import glob, json, os, struct, sys
 
-MC_REC_STRING, MC_REC_TOPK_TAP = 2, 18
+MC_REC_STRING, MC_REC_TOPK_TAP = 2, 40
 
 
 def records(path):

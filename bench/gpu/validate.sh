@@ -87,7 +87,8 @@ for arch in mixtral qwen2_moe olmoe; do
     dir="$OUTDIR/$name"; run="$dir/run"; rm -rf "$run"; mkdir -p "$run"
     $PY bench/gpu/hf_moe_check.py --arch "$arch" --impl "$impl" --out "$dir" > "$dir.plain.log" 2>&1
     cp "$dir/timing.json" "$dir/timing-plain.json" 2>/dev/null
-    if ! LD_PRELOAD="$SHIM" MOECAP_OUT="$run" $PY bench/gpu/hf_moe_check.py --arch "$arch" --impl "$impl" --out "$dir" \
+    if ! LD_PRELOAD="$SHIM" MOECAP_OUT="$run" MOECAP_MODEL="$dir/model/config.json" \
+          $PY bench/gpu/hf_moe_check.py --arch "$arch" --impl "$impl" --out "$dir" \
           > "$dir.log" 2>&1; then
       say "not ok - $name runs under the shim"; tail -5 "$dir.log" | sed 's/^/# /' | tee -a "$RES"; continue
     fi
@@ -95,6 +96,8 @@ for arch in mixtral qwen2_moe olmoe; do
     "$MOECAP" report "$run" --model "$dir/model" --hw "$HW" --out "$run/report" --quiet > "$dir.report.log" 2>&1 \
       || { say "not ok - $name moecap report"; tail -5 "$dir.report.log" | sed 's/^/# /' | tee -a "$RES"; }
     /usr/bin/env python3 bench/gpu/compare_layers.py "$dir/truth.jsonl" "$run/report/report.json" "$name" 2>&1 | tee -a "$RES" >/dev/null
+    nt=$(dumpall "$run" | grep -c '"type":"router_tap"')
+    say "# $name router-logit tap records: $nt (4 MoE layers x forwards expected)"
   done
 done
 

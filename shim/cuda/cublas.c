@@ -6,6 +6,7 @@
 #include <cublas_api.h>
 #include <cublasLt.h>
 #include <cuda_runtime_api.h>
+#include <string.h>
 #include "shim_core.h"
 #include "mc_cuda.h"
 #include "cublaslt_decode.h"
@@ -13,11 +14,20 @@
 typedef cublasStatus_t (*get_stream_fn)(cublasHandle_t, cudaStream_t *);
 typedef cublasStatus_t (*get_pmode_fn)(cublasHandle_t, cublasPointerMode_t *);
 
-/* Fill the fields every cuBLAS GEMM record shares. */
-static void fill_common(struct mc_rec_gemm *r, uint16_t api, uint64_t t0, uint64_t t1,
-                        cublasHandle_t h, const void *alpha, const void *beta, int scalar_dt)
+/* The stream a cuBLAS handle issues on (0 when unreadable). */
+static uint64_t handle_stream(cublasHandle_t h)
 {
     MC_REAL(get_stream_fn, get_stream, "cublasGetStream_v2");
+    cudaStream_t s = NULL;
+    if (get_stream && get_stream(h, &s) == CUBLAS_STATUS_SUCCESS) return (uint64_t)(uintptr_t)s;
+    return 0;
+}
+
+/* Fill the fields every cuBLAS GEMM record shares. */
+static void fill_common(struct mc_rec_gemm *r, uint16_t api, uint64_t t0, uint64_t t1,
+                        cublasHandle_t h, uint64_t stream, const void *alpha, const void *beta,
+                        int scalar_dt)
+{
     MC_REAL(get_pmode_fn, get_pmode, "cublasGetPointerMode_v2");
     r->t_begin_ns = t0;
     r->t_end_ns = t1;
@@ -26,8 +36,7 @@ static void fill_common(struct mc_rec_gemm *r, uint16_t api, uint64_t t0, uint64
     r->device = mc_cuda_current_device();
     r->callsite = mc_callsite_capture();
     r->layout = MC_LAYOUT_COL_MAJOR;
-    cudaStream_t s = NULL;
-    if (get_stream && get_stream(h, &s) == CUBLAS_STATUS_SUCCESS) r->stream = (uint64_t)(uintptr_t)s;
+    r->stream = stream;
     cublasPointerMode_t pm = CUBLAS_POINTER_MODE_DEVICE;
     if (get_pmode && get_pmode(h, &pm) == CUBLAS_STATUS_SUCCESS && pm == CUBLAS_POINTER_MODE_HOST) {
         r->alpha = mc_read_host_scalar(alpha, scalar_dt);
@@ -46,9 +55,12 @@ struct gemm_args {
 
 static void record_gemm(cublasHandle_t h, uint64_t t0, uint64_t t1, const struct gemm_args *g)
 {
+    uint64_t stream = handle_stream(h);
+    if (g->batch == 1)
+        mc_router_tap_after_gemm(g->m, g->n, g->k, g->ldc, g->c, g->dtc, stream, t0);
     struct mc_rec_gemm *r = mc_rec_reserve(MC_REC_GEMM, sizeof *r);
     if (!r) return;
-    fill_common(r, g->api, t0, t1, h, g->alpha, g->beta, g->dtcomp);
+    fill_common(r, g->api, t0, t1, h, stream, g->alpha, g->beta, g->dtcomp);
     r->m = g->m; r->n = g->n; r->k = g->k;
     r->lda = g->lda; r->ldb = g->ldb; r->ldc = g->ldc;
     r->batch = g->batch; r->stride_a = g->sa; r->stride_b = g->sb; r->stride_c = g->sc;
@@ -269,9 +281,16 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t lightHandle, cublasLtMatmulDesc_t
     mc_lt_read_layout(lget, Bdesc, &lb);
     mc_lt_read_layout(lget, Cdesc, &lc);
     mc_lt_read_layout(lget, Ddesc, &ld);
+    struct mc_rec_gemm shape;
+    memset(&shape, 0, sizeof shape);
+    int dec = mc_lt_decode(&dd, &la, &lb, &lc, &ld, &shape);
+    if (dec >= 0 && shape.batch == 1)
+        mc_router_tap_after_gemm(shape.m, shape.n, shape.k, shape.ldc, D, shape.dtype_c,
+                                 (uint64_t)(uintptr_t)stream, t0);
     struct mc_rec_gemm *r = mc_rec_reserve(MC_REC_GEMM, sizeof *r);
     if (!r) return st;
-    if (mc_lt_decode(&dd, &la, &lb, &lc, &ld, r) < 0) r->m = r->n = r->k = -1;
+    mc_lt_decode(&dd, &la, &lb, &lc, &ld, r);
+    if (dec < 0) r->m = r->n = r->k = -1;
     r->t_begin_ns = t0;
     r->t_end_ns = t1;
     r->api = MC_API_CUBLASLT_MATMUL;

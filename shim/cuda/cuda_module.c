@@ -57,8 +57,15 @@ static void cuda_module_start(void)
 
 static void cuda_module_flush(void)
 {
+    static uint64_t reported;
     if (cupti_flush) cupti_flush();
     mc_nvml_sample();
+    uint64_t d = mc_router_tap_dropped();
+    if (d != reported) {
+        mc_note(MC_NOTE_WARNING, "router-logit tap: %llu router outputs not tapped (see earlier notes)",
+                (unsigned long long)(d - reported));
+        reported = d;
+    }
 }
 
 static void cuda_module_after_fork_child(void)

@@ -95,6 +95,17 @@ int mc_cuda_copy_kind(int cuda_kind, const void *dst, const void *src);
  * do not wrap that symbol (or already forward to a different function for it). */
 void *mc_cuda_ep_substitute(const char *symbol, void *pfn, int cuda_version);
 
+/* Router-logit tap (router_tap.c): called after every successful non-batched cuBLAS GEMM
+ * with its shape, output and stream; taps it when (m, k) is a configured (experts, hidden).
+ * t_begin_ns = the GEMM record's t_begin_ns (joins the two records). */
+void mc_router_tap_after_gemm(int64_t m, int64_t n, int64_t k, int64_t ldc, const void *c,
+                              int dtype_c, uint64_t stream, uint64_t t_begin_ns);
+uint64_t mc_router_tap_dropped(void);
+/* Pure parsers (tested): "E:d[,E:d]" -> pairs (count, -1 on error); config.json text ->
+ * experts, hidden (0 on success). */
+int mc_router_tap_parse_spec(const char *spec, int64_t *e, int64_t *d, int max);
+int mc_router_tap_parse_config(const char *text, int64_t *experts, int64_t *hidden);
+
 /* Shortcut: resolve and cache the next definition of a symbol. */
 #define MC_REAL(type, var, sym) \
     static type var; \

@@ -8,6 +8,7 @@
 #include <cuda_runtime_api.h>
 #include <cublas_api.h>
 #include <cublasLt.h>
+#include <stdlib.h>
 #include <string.h>
 #include "fake_cuda.h"
 
@@ -92,18 +93,60 @@ cudaError_t cudaMalloc(void **p, size_t n)
 
 cudaError_t cudaFree(void *p) { (void)p; fake_calls.rt_free++; return cudaSuccess; }
 
-cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, enum cudaMemcpyKind k)
+/* Internal (static) like a real runtime's: calls between the fake's own entry points must
+ * not go through the exported, interposable symbols. */
+static cudaError_t impl_memcpy(void *dst, const void *src, size_t n, enum cudaMemcpyKind k)
 {
     (void)dst; (void)src; (void)n; (void)k;
     fake_calls.rt_copy++;
     return cudaSuccess;
 }
 
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, enum cudaMemcpyKind k)
+{
+    return impl_memcpy(dst, src, n, k);
+}
+
+static int fake_dev(const void *p)
+{
+    uint64_t u = (uint64_t)(uintptr_t)p;
+    return u >= FAKE_DEVICE_BASE && u < FAKE_DEVICE_BASE + (1ull << 40);
+}
+
+/* Copies for real when neither side is a fake device address (the router-tap test keeps
+ * its "device" logits in host memory). */
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, enum cudaMemcpyKind k,
                             cudaStream_t s)
 {
     (void)s;
-    return cudaMemcpy(dst, src, n, k);
+    fake_calls.rt_copy_async++;
+    if (!fake_dev(dst) && !fake_dev(src) && (uint64_t)(uintptr_t)src > 0x100000) memcpy(dst, src, n);
+    return impl_memcpy(dst, src, n, k);
+}
+
+cudaError_t cudaHostAlloc(void **p, size_t n, unsigned int flags)
+{
+    (void)flags;
+    *p = malloc(n);
+    return *p ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+
+int fake_capturing;
+
+cudaError_t cudaStreamIsCapturing(cudaStream_t s, enum cudaStreamCaptureStatus *st)
+{
+    (void)s;
+    *st = fake_capturing ? cudaStreamCaptureStatusActive : cudaStreamCaptureStatusNone;
+    return cudaSuccess;
+}
+
+/* Stream order without a GPU: the host function runs right away. */
+cudaError_t cudaLaunchHostFunc(cudaStream_t s, cudaHostFn_t fn, void *data)
+{
+    (void)s;
+    fake_calls.host_funcs++;
+    fn(data);
+    return cudaSuccess;
 }
 
 /* Device memory is [FAKE_DEVICE_BASE, FAKE_DEVICE_BASE + 1 TiB): below the stack. */

@@ -10,7 +10,9 @@ struct fake_calls {
     int cu_launch, cu_alloc, cu_copy, cu_gpa;
     int rt_malloc, rt_free, rt_copy, rt_launch;
     int gemm_ex, gemm_sb, lt_matmul;
+    int rt_copy_async, host_funcs;
 };
+extern int fake_capturing;   /* cudaStreamIsCapturing reports an active capture */
 extern struct fake_calls fake_calls;
 /* cuBLASLt handles in the fake are pointers to these. */
 struct fake_lt_layout { int type, order; uint64_t rows, cols; int64_t ld; int batch; int64_t stride; };

@@ -250,6 +250,82 @@ static void test_get_proc_address(void)
     MC_CHECK(mc_cuda_ep_substitute("cuStreamSynchronize", y, 12000) == y, "different fn not wrapped");
 }
 
+static void test_router_tap_parsers(void)
+{
+    int64_t e[4], d[4];
+    MC_CHECK(mc_router_tap_parse_spec("16:2048", e, d, 4) == 1 && e[0] == 16 && d[0] == 2048, "one pair");
+    MC_CHECK(mc_router_tap_parse_spec("8:64,60:2048", e, d, 4) == 2 && e[1] == 60 && d[1] == 2048, "two pairs");
+    MC_CHECK(mc_router_tap_parse_spec("16", e, d, 4) == -1, "missing d");
+    MC_CHECK(mc_router_tap_parse_spec("16:x", e, d, 4) == -1, "bad d");
+    MC_CHECK(mc_router_tap_parse_spec("0:64", e, d, 4) == -1, "zero experts");
+    int64_t ex = 0, hid = 0;
+    /* Excerpts shaped like real config.json files (Qwen1.5-MoE-A2.7B, Mixtral-8x7B, DeepSeek-V2-Lite). */
+    MC_CHECK(mc_router_tap_parse_config("{\"hidden_size\": 2048, \"num_experts\": 60, \"num_experts_per_tok\": 4}", &ex, &hid) == 0 &&
+             ex == 60 && hid == 2048, "qwen2_moe %lld %lld", (long long)ex, (long long)hid);
+    MC_CHECK(mc_router_tap_parse_config("{\n  \"hidden_size\" : 4096,\n  \"num_local_experts\": 8\n}", &ex, &hid) == 0 &&
+             ex == 8 && hid == 4096, "mixtral");
+    MC_CHECK(mc_router_tap_parse_config("{\"hidden_size\": 2048, \"n_routed_experts\": 64}", &ex, &hid) == 0 && ex == 64, "deepseek");
+    MC_CHECK(mc_router_tap_parse_config("{\"hidden_size\": 2048}", &ex, &hid) == -1, "dense model");
+}
+
+/* MOECAP_ROUTER_TAP=8:64 is set in main: a GEMM with m = 8 experts, k = 64 hidden is a router. */
+static void test_router_tap(void)
+{
+    fake_reset();
+    float logits[5 * 8];
+    for (int i = 0; i < 40; i++) logits[i] = (float)i * 0.5f - 3.0f;
+    float alpha = 1.0f, beta = 0.0f;
+    cublasHandle_t h = (cublasHandle_t)(uintptr_t)2;
+    cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, 8, 5, 64, &alpha, (void *)0x1000, CUDA_R_32F, 64,
+                 (void *)0x2000, CUDA_R_32F, 64, &beta, logits, CUDA_R_32F, 8, CUBLAS_COMPUTE_32F,
+                 CUBLAS_GEMM_DEFAULT);
+    struct mc_rec_router_tap *t = fake_find(MC_REC_ROUTER_TAP, 0);
+    struct mc_rec_gemm *g = fake_find(MC_REC_GEMM, 0);
+    MC_CHECK(t && g, "tap and gemm records");
+    if (!t || !g) return;
+    MC_CHECK(t->tokens == 5 && t->experts == 8 && t->dtype == MC_DT_F32 && t->layout == MC_LAYOUT_ROW_MAJOR, "fields");
+    MC_CHECK(t->h.size >= sizeof *t + sizeof logits, "payload size %u", t->h.size);
+    MC_CHECK(memcmp(t + 1, logits, sizeof logits) == 0, "payload = the router output");
+    MC_CHECK(t->t_ns == g->t_begin_ns && t->tid == g->tid, "joined to its GEMM by (tid, t_begin)");
+    MC_CHECK(fake_count(MC_REC_MEMCPY) == 0, "the tap's own copy is not recorded as program traffic");
+    /* Not routers: other shapes, batched calls, ldc != m. */
+    cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, 16, 5, 64, &alpha, (void *)0x1000, CUDA_R_32F, 64,
+                 (void *)0x2000, CUDA_R_32F, 64, &beta, logits, CUDA_R_32F, 16, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    cublasGemmStridedBatchedEx(h, CUBLAS_OP_T, CUBLAS_OP_N, 8, 5, 64, &alpha, (void *)0x1000, CUDA_R_32F, 64, 0,
+                               (void *)0x2000, CUDA_R_32F, 64, 0, &beta, logits, CUDA_R_32F, 8, 0, 2,
+                               CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, 8, 4, 64, &alpha, (void *)0x1000, CUDA_R_32F, 64,
+                 (void *)0x2000, CUDA_R_32F, 64, &beta, logits, CUDA_R_32F, 10, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    MC_CHECK(fake_count(MC_REC_ROUTER_TAP) == 1, "only the router tapped, got %d", fake_count(MC_REC_ROUTER_TAP));
+    /* bf16 logits: 2 bytes each. */
+    uint16_t lb[3 * 8];
+    for (int i = 0; i < 24; i++) lb[i] = (uint16_t)(0x3F80 + i);
+    cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, 8, 3, 64, &alpha, (void *)0x1000, CUDA_R_16BF, 64,
+                 (void *)0x2000, CUDA_R_16BF, 64, &beta, lb, CUDA_R_16BF, 8, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    struct mc_rec_router_tap *t2 = fake_find(MC_REC_ROUTER_TAP, 1);
+    MC_CHECK(t2 && t2->tokens == 3 && t2->dtype == MC_DT_BF16 && memcmp(t2 + 1, lb, sizeof lb) == 0, "bf16 payload");
+}
+
+/* Under graph capture each tap keeps its buffer (the graph replays into it): with 64
+ * buffers, the 65th captured router GEMM is not tapped and says so once. */
+static void test_router_tap_capture(void)
+{
+    fake_reset();
+    float logits[2 * 8] = {0};
+    float alpha = 1.0f, beta = 0.0f;
+    fake_capturing = 1;
+    for (int i = 0; i < 65; i++)
+        cublasGemmEx((cublasHandle_t)(uintptr_t)2, CUBLAS_OP_T, CUBLAS_OP_N, 8, 2, 64, &alpha, (void *)0x1000,
+                     CUDA_R_32F, 64, (void *)0x2000, CUDA_R_32F, 64, &beta, logits, CUDA_R_32F, 8,
+                     CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    fake_capturing = 0;
+    MC_CHECK(fake_count(MC_REC_ROUTER_TAP) == 64, "64 captured taps, got %d", fake_count(MC_REC_ROUTER_TAP));
+    int noted = 0;
+    for (int i = 0; i < fake_nnotes; i++) if (strstr(fake_notes[i], "buffers busy")) noted++;
+    MC_CHECK(noted == 1, "one note about exhausted buffers, got %d", noted);
+    MC_CHECK(mc_router_tap_dropped() >= 1, "drop counted");
+}
+
 static int lookups;
 static int count_lookup(const void *h, const char **name)
 {
@@ -333,6 +409,7 @@ int main(int argc, char **argv)
     (void)argc;
     setenv("MOECAP_CUPTI", "0", 1);
     setenv("MOECAP_NVML", "0", 1);
+    setenv("MOECAP_ROUTER_TAP", "8:64", 1);
     char self[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
     if (n > 0) { self[n] = 0; snprintf(test_dir, sizeof test_dir, "%s", dirname(self)); }
@@ -346,6 +423,9 @@ int main(int argc, char **argv)
     MC_RUN(test_runtime_launch_once);
     MC_RUN(test_get_proc_address);
     MC_RUN(test_name_cache);
+    MC_RUN(test_router_tap_parsers);
+    MC_RUN(test_router_tap);
+    MC_RUN(test_router_tap_capture);
     MC_RUN(test_nvml_missing);
     MC_RUN(test_nvml_fake);
     return MC_TEST_EXIT();

@@ -92,6 +92,17 @@ def main():
             any("CUPTI" in n for n in notes)
         report("no GPU: CUPTI and NVML degrade to notes", ok, "\n".join(notes))
     with tempfile.TemporaryDirectory() as out:
+        # Router-logit tap through the real core: cuda_prog's cublasGemmEx is m = 8 experts,
+        # n = 5 tokens, k = 64 hidden, bf16 output -> one tap of 5 x 8 bf16 = 80 bytes,
+        # joined to the GEMM by thread and begin time.
+        p, recs = run([PROG], out, MOECAP_ROUTER_TAP="8:64")
+        taps = [r for r in recs if r["type"] == "router_tap"]
+        ex = [g for g in recs if g["type"] == "gemm" and g["api"] == "cublasGemmEx"]
+        ok = p.returncode == 0 and len(taps) == 1 and len(ex) == 1 and taps[0]["tokens"] == 5 and \
+            taps[0]["experts"] == 8 and taps[0]["dtype"] == "bf16" and taps[0]["payload_bytes"] == 80 and \
+            taps[0]["t_ns"] == ex[0]["t_begin_ns"] and taps[0]["tid"] == ex[0]["tid"]
+        report("router-logit tap through libmoecap.so", ok, json.dumps(taps) + json.dumps(ex))
+    with tempfile.TemporaryDirectory() as out:
         p, recs = run(["/bin/true"], out)
         notes = [r.get("text_str_text") or "" for r in recs if r["type"] == "note"]
         bad = [n for n in notes if "CUPTI" in n or "NVML" in n]
