@@ -29,7 +29,13 @@ $(TBIN)/cuda/cuda_prog: tests/cuda/cuda_prog.c $(TBIN)/cuda/libfakecuda.so
 	@mkdir -p $(dir $@)
 	$(CC) $(CUDA_TEST_CFLAGS) -o $@ $< -L$(TBIN)/cuda -lfakecuda -Wl,-rpath,'$$ORIGIN'
 
+# Host-side cost per intercepted call (not a test; see bench/gpu/interpose_overhead.c).
+$(TBIN)/cuda/interpose_overhead: bench/gpu/interpose_overhead.c $(TBIN)/cuda/libfakecuda.so
+	@mkdir -p $(dir $@)
+	$(CC) $(CUDA_TEST_CFLAGS) -o $@ $< -L$(TBIN)/cuda -lfakecuda -Wl,-rpath,'$$ORIGIN'
+
 TESTS += $(TBIN)/cuda/test_cuda_interpose $(TBIN)/cuda/test_taps tests/cuda/test_cuda_preload.py
 TEST_DEPS += $(TBIN)/cuda/test_cuda_interpose $(TBIN)/cuda/test_taps $(TBIN)/cuda/cuda_prog \
+             $(TBIN)/cuda/interpose_overhead \
              $(LIB)/libmoecap.so $(LIB)/libmoecap-cupti.so $(BIN)/moecap
 endif
