@@ -106,10 +106,15 @@ uint64_t mc_router_tap_dropped(void);
 int mc_router_tap_parse_spec(const char *spec, int64_t *e, int64_t *d, int max);
 int mc_router_tap_parse_config(const char *text, int64_t *experts, int64_t *hidden);
 
-/* Shortcut: resolve and cache the next definition of a symbol. */
+/* Resolve `sym` once found; while not found, retry only every 1024th call, so a function
+ * that does not exist in this process (e.g. cudaGetDevice in a driver-only program) does
+ * not cost a library scan per call. */
+void *mc_cuda_resolve(void **slot, unsigned *misses, const char *sym);
+
+/* Shortcut: `type var` = the next definition of `sym`, cached per call site. */
 #define MC_REAL(type, var, sym) \
-    static type var; \
-    if (!__atomic_load_n(&var, __ATOMIC_ACQUIRE)) \
-        __atomic_store_n(&var, (type)mc_resolve_next(sym), __ATOMIC_RELEASE)
+    static void *var##_slot_; \
+    static unsigned var##_miss_; \
+    type var = (type)mc_cuda_resolve(&var##_slot_, &var##_miss_, sym)
 
 #endif

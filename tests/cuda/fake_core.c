@@ -58,7 +58,15 @@ const char *fake_string(uint32_t id)
 
 uint32_t mc_callsite_capture(void) { return 0; }
 
-void *mc_resolve_next(const char *symbol) { return dlsym(RTLD_NEXT, symbol); }
+int fake_resolve_calls;
+char fake_last_resolved[64];
+
+void *mc_resolve_next(const char *symbol)
+{
+    fake_resolve_calls++;
+    snprintf(fake_last_resolved, sizeof fake_last_resolved, "%s", symbol);
+    return dlsym(RTLD_NEXT, symbol);
+}
 
 void mc_disable(const char *why) { fprintf(stderr, "fake core: disable: %s\n", why); }
 

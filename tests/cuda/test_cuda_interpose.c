@@ -326,6 +326,21 @@ static void test_router_tap_capture(void)
     MC_CHECK(mc_router_tap_dropped() >= 1, "drop counted");
 }
 
+/* A function the process lacks (the fake has no cudaMallocAsync): the wrapper fails
+ * cleanly, records nothing, and does not rescan libraries on every call. */
+static void test_missing_function(void)
+{
+    fake_reset();
+    void *p = (void *)1;
+    int before = fake_resolve_calls;
+    int errs = 0;
+    for (int i = 0; i < 100; i++) errs += cudaMallocAsync(&p, 64, NULL) != cudaSuccess;
+    MC_CHECK(errs == 100, "every call fails, got %d", errs);
+    MC_CHECK(fake_resolve_calls - before == 1, "one resolution attempt per 1024 calls, got %d",
+             fake_resolve_calls - before);
+    MC_CHECK(fake_count(MC_REC_ALLOC) == 0, "nothing recorded");
+}
+
 static int lookups;
 static int count_lookup(const void *h, const char **name)
 {
@@ -423,6 +438,7 @@ int main(int argc, char **argv)
     MC_RUN(test_runtime_launch_once);
     MC_RUN(test_get_proc_address);
     MC_RUN(test_name_cache);
+    MC_RUN(test_missing_function);
     MC_RUN(test_router_tap_parsers);
     MC_RUN(test_router_tap);
     MC_RUN(test_router_tap_capture);
