@@ -1,5 +1,7 @@
 /* Tight loop of tiny GEMMs for bench/shim-overhead.sh: prints ns per call.
- *   shim-loop N [sgemm|sgemm_]    N calls of a 2x2x2 product, after 10% warm-up */
+ *   shim-loop N [cblas|sgemm_] [DEPTH]   N calls of a 2x2x2 product after 10% warm-up,
+ *   issued DEPTH nested function calls below main (default 0), so call-site capture
+ *   walks a realistic stack */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,10 +18,33 @@ static double now(void)
     return ts.tv_sec * 1e9 + ts.tv_nsec;
 }
 
+static long g_n;
+static int g_f77;
+static double run_loop(void);
+
+/* noinline + the volatile add keep every level a real frame */
+__attribute__((noinline)) static double nest(int depth)
+{
+    static volatile int sink;
+    if (depth <= 0) return run_loop();
+    double r = nest(depth - 1);
+    sink += depth;
+    return r;
+}
+
 int main(int argc, char **argv)
 {
-    long n = argc > 1 ? atol(argv[1]) : 1000000;
-    int f77 = argc > 2 && !strcmp(argv[2], "sgemm_");
+    g_n = argc > 1 ? atol(argv[1]) : 1000000;
+    g_f77 = argc > 2 && !strcmp(argv[2], "sgemm_");
+    int depth = argc > 3 ? atoi(argv[3]) : 0;
+    printf("%.2f\n", nest(depth));
+    return 0;
+}
+
+static double run_loop(void)
+{
+    long n = g_n;
+    int f77 = g_f77;
     float a[4] = {1, 2, 3, 4}, b[4] = {1, 0, 0, 1}, c[4];
     int two = 2;
     float one = 1, zero = 0;
@@ -30,6 +55,5 @@ int main(int argc, char **argv)
         else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 2, 2, 2, 1.0f, a, 2, b, 2, 0.0f, c, 2);
     }
     double t1 = now();
-    printf("%.2f\n", (t1 - t0) / n);
-    return c[0] == 1.0f ? 0 : 1;
+    return (t1 - t0) / n;
 }

@@ -15,7 +15,10 @@
 #define CACHE_SLOTS 64
 
 struct cs_entry { uint64_t hash; uint32_t id, depth; uintptr_t pcs[MAX_DEPTH]; };
-struct cs_cache { struct cs_entry e[CACHE_SLOTS]; };
+/* Fast path: (return address into the caller, interposer frame address) -> id. */
+struct cs_fast { const void *ret, *frame; uint32_t id; };
+#define FAST_SLOTS 256
+struct cs_cache { struct cs_entry e[CACHE_SLOTS]; struct cs_fast f[FAST_SLOTS]; };
 
 static __thread struct cs_cache *t_cache __attribute__((tls_model("initial-exec")));
 static pthread_mutex_t g_cs_mutex = PTHREAD_MUTEX_INITIALIZER;
@@ -71,17 +74,17 @@ out:
     return id;
 }
 
-__attribute__((noinline)) uint32_t mc_callsite_capture(void)
+__attribute__((noinline)) static uint32_t capture(int skip)
 {
     int depth = mc_cfg.stack_depth;
     if (depth <= 0) return 0;
     if (depth > MAX_DEPTH) depth = MAX_DEPTH;
-    void *raw[MAX_DEPTH + 2];
-    /* Frame 0 is this function, frame 1 the interposer; keep what called the interposer. */
-    int n = unw_backtrace(raw, depth + 2);
-    if (n <= 2) return 0;
-    void **pcs = raw + 2;
-    n -= 2;
+    void *raw[MAX_DEPTH + 3];
+    /* Skip this helper's own frames and the interposer's; keep what called the interposer. */
+    int n = unw_backtrace(raw, depth + skip);
+    if (n <= skip) return 0;
+    void **pcs = raw + skip;
+    n -= skip;
     uint64_t h = hash_pcs(pcs, n);
     struct cs_cache *c = t_cache;
     if (!c) {
@@ -98,6 +101,33 @@ __attribute__((noinline)) uint32_t mc_callsite_capture(void)
         e->id = id;
         e->depth = (uint32_t)n;
         memcpy(e->pcs, pcs, (size_t)n * sizeof(void *));
+    }
+    return id;
+}
+
+/* Frame 0 is capture(), 1 this function, 2 the interposer. */
+__attribute__((noinline)) uint32_t mc_callsite_capture(void)
+{
+    uint32_t id = capture(3);
+    __asm__ volatile("" ::: "memory"); /* no tail call: keep this frame */
+    return id;
+}
+
+__attribute__((noinline)) uint32_t mc_callsite_capture_at(const void *ret, const void *frame)
+{
+    if (mc_cfg.stack_depth <= 0) return 0;
+    struct cs_cache *c = t_cache;
+    uintptr_t k = ((uintptr_t)ret * 0x9e3779b97f4a7c15ull) ^ ((uintptr_t)frame >> 4);
+    struct cs_fast *f = c ? &c->f[(k >> 16) % FAST_SLOTS] : NULL;
+    if (f && f->ret == ret && f->frame == frame && f->id && !mc_cfg.stack_exact) return f->id;
+    uint32_t id = capture(3);
+    __asm__ volatile("" ::: "memory");
+    c = t_cache;
+    if (c && id) {
+        f = &c->f[(k >> 16) % FAST_SLOTS];
+        f->ret = ret;
+        f->frame = frame;
+        f->id = id;
     }
     return id;
 }

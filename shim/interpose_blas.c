@@ -100,7 +100,7 @@ static inline struct mc_rec_gemm_cpu *begin(uint16_t api, uint8_t dt_ab, uint8_t
         g->lda = *lda; g->ldb = *ldb; g->ldc = *ldc;                                        \
         g->a = (uintptr_t)a; g->b = (uintptr_t)b; g->c = (uintptr_t)c;                      \
         g->alpha = (double)*alpha; g->beta = (double)*beta;                                 \
-        g->callsite = mc_callsite_capture();                                                \
+        g->callsite = mc_callsite_capture_at(__builtin_return_address(0), __builtin_frame_address(0));                                                \
         g->t_begin_ns = mc_ticks();                                                        \
         real(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, lta, ltb);               \
         FINISH(g);                                                                          \
@@ -128,7 +128,7 @@ void sbgemm_(const char *ta, const char *tb, const blasint *m, const blasint *n,
     g->lda = *lda; g->ldb = *ldb; g->ldc = *ldc;
     g->a = (uintptr_t)a; g->b = (uintptr_t)b; g->c = (uintptr_t)c;
     g->alpha = *alpha; g->beta = *beta;
-    g->callsite = mc_callsite_capture();
+    g->callsite = mc_callsite_capture_at(__builtin_return_address(0), __builtin_frame_address(0));
     g->t_begin_ns = mc_ticks();
     real(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, lta, ltb);
     FINISH(g);
@@ -154,7 +154,7 @@ void sbgemm_(const char *ta, const char *tb, const blasint *m, const blasint *n,
         g->lda = *lda; g->ldb = *incx; g->ldc = *incy;                                      \
         g->a = (uintptr_t)a; g->b = (uintptr_t)x; g->c = (uintptr_t)y;                      \
         g->alpha = (double)*alpha; g->beta = (double)*beta;                                 \
-        g->callsite = mc_callsite_capture();                                                \
+        g->callsite = mc_callsite_capture_at(__builtin_return_address(0), __builtin_frame_address(0));                                                \
         g->t_begin_ns = mc_ticks();                                                        \
         real(tr, m, n, alpha, a, lda, x, incx, beta, y, incy, ltr);                         \
         FINISH(g);                                                                          \
@@ -182,7 +182,7 @@ F77_GEMV(dgemv_, double, MC_API_DGEMV_F77, MC_DT_F64)
         g->lda = lda; g->ldb = ldb; g->ldc = ldc;                                           \
         g->a = (uintptr_t)a; g->b = (uintptr_t)b; g->c = (uintptr_t)c;                      \
         g->alpha = (double)alpha; g->beta = (double)beta;                                   \
-        g->callsite = mc_callsite_capture();                                                \
+        g->callsite = mc_callsite_capture_at(__builtin_return_address(0), __builtin_frame_address(0));                                                \
         g->t_begin_ns = mc_ticks();                                                        \
         real(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);                  \
         FINISH(g);                                                                          \
@@ -210,7 +210,7 @@ CB_GEMM(cblas_sbgemm, mc_bf16, float, MC_API_CBLAS_SBGEMM, MC_DT_BF16, MC_DT_F32
         g->lda = lda; g->ldb = incx; g->ldc = incy;                                         \
         g->a = (uintptr_t)a; g->b = (uintptr_t)x; g->c = (uintptr_t)y;                      \
         g->alpha = (double)alpha; g->beta = (double)beta;                                   \
-        g->callsite = mc_callsite_capture();                                                \
+        g->callsite = mc_callsite_capture_at(__builtin_return_address(0), __builtin_frame_address(0));                                                \
         g->t_begin_ns = mc_ticks();                                                        \
         real(order, tr, m, n, alpha, a, lda, x, incx, beta, y, incy);                       \
         FINISH(g);                                                                          \

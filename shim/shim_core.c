@@ -851,6 +851,7 @@ static void read_config(void)
     else if (l && *l && strcmp(l, "quiet") != 0)
         say("moecap: MOECAP_LOG must be quiet, info or debug; using quiet\n");
     mc_cfg.stack_depth = (int)env_ulong("MOECAP_STACK", 8, 64);
+    mc_cfg.stack_exact = (int)env_ulong("MOECAP_STACK_EXACT", 0, 1);
     unsigned long kb = env_ulong("MOECAP_BUF_KB", 1024, 1u << 20);
     uint32_t bytes = 64 * 1024;
     while (bytes < kb * 1024 && bytes < (1u << 30)) bytes <<= 1;

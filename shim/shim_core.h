@@ -49,6 +49,14 @@ uint32_t mc_intern(const char *text);
  * a real, non-inlined function) (MOECAP_STACK frames, 0 = off) and return
  * its interned id (0 = none). */
 uint32_t mc_callsite_capture(void);
+/* Faster variant for interposers, called as
+ *     mc_callsite_capture_at(__builtin_return_address(0), __builtin_frame_address(0))
+ * from the interposer itself: a call whose return address and stack position equal an
+ * earlier call's on this thread reuses that call's id without unwinding (a loop issuing
+ * the same call from the same code). Two different outer chains that reach the same
+ * call instruction at exactly the same stack depth would share an id: a documented,
+ * rare approximation (MOECAP_STACK_EXACT=1 turns the cache off). */
+uint32_t mc_callsite_capture_at(const void *ret_addr, const void *frame);
 
 /* The next definition of `symbol` after libmoecap.so, also when the defining library was
  * dlopen'ed later with RTLD_LOCAL. NULL when none is loaded yet. */

@@ -14,6 +14,7 @@ struct mc_config {
     int disabled;          /* MOECAP_DISABLE */
     int log_level;         /* 0 quiet, 1 info, 2 debug */
     int stack_depth;       /* MOECAP_STACK */
+    int stack_exact;       /* MOECAP_STACK_EXACT: no (return address, frame) cache */
     uint32_t buf_bytes;    /* MOECAP_BUF_KB * 1024, power of two */
     unsigned flush_ms;     /* MOECAP_FLUSH_MS, 0 = no writer thread */
     char out_dir[4096];
