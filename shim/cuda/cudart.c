@@ -243,16 +243,32 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t count, enum cudaMemcpy
     return e_;
 }
 
-cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t count, enum cudaMemcpyKind kind,
-                            cudaStream_t stream)
+static cudaError_t memcpy_async_impl(memcpy_async_fn real, void *dst, const void *src, size_t count,
+                                     enum cudaMemcpyKind kind, cudaStream_t stream)
 {
-    MC_REAL(memcpy_async_fn, real, "cudaMemcpyAsync");
     if (!real) return cudaErrorInitializationError;
     CALL(real, (dst, src, count, kind, stream));
     if (d_ == 0 && e_ == cudaSuccess)
         mc_cuda_record_copy(t0_, t1_, mc_cuda_copy_kind(kind, dst, src), count, U64(src), U64(dst),
                             U64(stream), 1, mc_cuda_current_device());
     return e_;
+}
+
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t count, enum cudaMemcpyKind kind,
+                            cudaStream_t stream)
+{
+    MC_REAL(memcpy_async_fn, real, "cudaMemcpyAsync");
+    return memcpy_async_impl(real, dst, src, count, kind, stream);
+}
+
+/* Per-thread-default-stream variants (code built with --default-stream per-thread). */
+cudaError_t cudaMemcpyAsync_ptsz(void *dst, const void *src, size_t count, enum cudaMemcpyKind kind,
+                                 cudaStream_t stream);
+cudaError_t cudaMemcpyAsync_ptsz(void *dst, const void *src, size_t count, enum cudaMemcpyKind kind,
+                                 cudaStream_t stream)
+{
+    MC_REAL(memcpy_async_fn, real, "cudaMemcpyAsync_ptsz");
+    return memcpy_async_impl(real, dst, src, count, kind, stream);
 }
 
 typedef cudaError_t (*memset_fn)(void *, int, size_t);
@@ -268,15 +284,28 @@ cudaError_t cudaMemset(void *devPtr, int value, size_t count)
     return e_;
 }
 
-cudaError_t cudaMemsetAsync(void *devPtr, int value, size_t count, cudaStream_t stream)
+static cudaError_t memset_async_impl(memset_async_fn real, void *devPtr, int value, size_t count,
+                                     cudaStream_t stream)
 {
-    MC_REAL(memset_async_fn, real, "cudaMemsetAsync");
     if (!real) return cudaErrorInitializationError;
     CALL(real, (devPtr, value, count, stream));
     if (d_ == 0 && e_ == cudaSuccess)
         mc_cuda_record_copy(t0_, t1_, MC_MEMSET, count, 0, U64(devPtr), U64(stream), 1,
                             mc_cuda_current_device());
     return e_;
+}
+
+cudaError_t cudaMemsetAsync(void *devPtr, int value, size_t count, cudaStream_t stream)
+{
+    MC_REAL(memset_async_fn, real, "cudaMemsetAsync");
+    return memset_async_impl(real, devPtr, value, count, stream);
+}
+
+cudaError_t cudaMemsetAsync_ptsz(void *devPtr, int value, size_t count, cudaStream_t stream);
+cudaError_t cudaMemsetAsync_ptsz(void *devPtr, int value, size_t count, cudaStream_t stream)
+{
+    MC_REAL(memset_async_fn, real, "cudaMemsetAsync_ptsz");
+    return memset_async_impl(real, devPtr, value, count, stream);
 }
 
 /* ---- launches ---- */
@@ -301,16 +330,31 @@ static int kernel_handle_name(const void *kernel, const char **name)
 
 typedef cudaError_t (*launch_fn)(const void *, dim3, dim3, void **, size_t, cudaStream_t);
 
-cudaError_t cudaLaunchKernel(const void *func, dim3 gridDim, dim3 blockDim, void **args,
-                             size_t sharedMem, cudaStream_t stream)
+static cudaError_t launch_impl(launch_fn real, const void *func, dim3 gridDim, dim3 blockDim,
+                               void **args, size_t sharedMem, cudaStream_t stream)
 {
-    MC_REAL(launch_fn, real, "cudaLaunchKernel");
     if (!real) return cudaErrorInitializationError;
     CALL(real, (func, gridDim, blockDim, args, sharedMem, stream));
     if (d_ == 0)
         mc_cuda_record_api(MC_API_CUDA_LAUNCH_KERNEL, t0_, t1_, U64(func), U64(stream),
                            e_ == cudaSuccess ? mc_kernel_name_id(func, runtime_func_name) : 0, e_);
     return e_;
+}
+
+cudaError_t cudaLaunchKernel(const void *func, dim3 gridDim, dim3 blockDim, void **args,
+                             size_t sharedMem, cudaStream_t stream)
+{
+    MC_REAL(launch_fn, real, "cudaLaunchKernel");
+    return launch_impl(real, func, gridDim, blockDim, args, sharedMem, stream);
+}
+
+cudaError_t cudaLaunchKernel_ptsz(const void *func, dim3 gridDim, dim3 blockDim, void **args,
+                                  size_t sharedMem, cudaStream_t stream);
+cudaError_t cudaLaunchKernel_ptsz(const void *func, dim3 gridDim, dim3 blockDim, void **args,
+                                  size_t sharedMem, cudaStream_t stream)
+{
+    MC_REAL(launch_fn, real, "cudaLaunchKernel_ptsz");
+    return launch_impl(real, func, gridDim, blockDim, args, sharedMem, stream);
 }
 
 typedef cudaError_t (*launch_internal_fn)(cudaKernel_t, dim3, dim3, void **, size_t, cudaStream_t);
@@ -342,9 +386,9 @@ cudaError_t __cudaLaunchKernel_ptsz(cudaKernel_t kernel, dim3 gridDim, dim3 bloc
 
 typedef cudaError_t (*launch_exc_fn)(const cudaLaunchConfig_t *, const void *, void **);
 
-cudaError_t cudaLaunchKernelExC(const cudaLaunchConfig_t *config, const void *func, void **args)
+static cudaError_t launch_exc_impl(launch_exc_fn real, const cudaLaunchConfig_t *config,
+                                   const void *func, void **args)
 {
-    MC_REAL(launch_exc_fn, real, "cudaLaunchKernelExC");
     if (!real) return cudaErrorInitializationError;
     CALL(real, (config, func, args));
     if (d_ == 0)
@@ -354,16 +398,41 @@ cudaError_t cudaLaunchKernelExC(const cudaLaunchConfig_t *config, const void *fu
     return e_;
 }
 
+cudaError_t cudaLaunchKernelExC(const cudaLaunchConfig_t *config, const void *func, void **args)
+{
+    MC_REAL(launch_exc_fn, real, "cudaLaunchKernelExC");
+    return launch_exc_impl(real, config, func, args);
+}
+
+cudaError_t cudaLaunchKernelExC_ptsz(const cudaLaunchConfig_t *config, const void *func, void **args);
+cudaError_t cudaLaunchKernelExC_ptsz(const cudaLaunchConfig_t *config, const void *func, void **args)
+{
+    MC_REAL(launch_exc_fn, real, "cudaLaunchKernelExC_ptsz");
+    return launch_exc_impl(real, config, func, args);
+}
+
 typedef cudaError_t (*graph_launch_fn)(cudaGraphExec_t, cudaStream_t);
 
-cudaError_t cudaGraphLaunch(cudaGraphExec_t graphExec, cudaStream_t stream)
+static cudaError_t graph_launch_impl(graph_launch_fn real, cudaGraphExec_t graphExec, cudaStream_t stream)
 {
-    MC_REAL(graph_launch_fn, real, "cudaGraphLaunch");
     if (!real) return cudaErrorInitializationError;
     CALL(real, (graphExec, stream));
     if (d_ == 0)
         mc_cuda_record_api(MC_API_CUDA_GRAPH_LAUNCH, t0_, t1_, U64(graphExec), U64(stream), 0, e_);
     return e_;
+}
+
+cudaError_t cudaGraphLaunch(cudaGraphExec_t graphExec, cudaStream_t stream)
+{
+    MC_REAL(graph_launch_fn, real, "cudaGraphLaunch");
+    return graph_launch_impl(real, graphExec, stream);
+}
+
+cudaError_t cudaGraphLaunch_ptsz(cudaGraphExec_t graphExec, cudaStream_t stream);
+cudaError_t cudaGraphLaunch_ptsz(cudaGraphExec_t graphExec, cudaStream_t stream)
+{
+    MC_REAL(graph_launch_fn, real, "cudaGraphLaunch_ptsz");
+    return graph_launch_impl(real, graphExec, stream);
 }
 
 /* ---- synchronisation ---- */
@@ -372,13 +441,25 @@ typedef cudaError_t (*stream_sync_fn)(cudaStream_t);
 typedef cudaError_t (*event_sync_fn)(cudaEvent_t);
 typedef cudaError_t (*device_sync_fn)(void);
 
-cudaError_t cudaStreamSynchronize(cudaStream_t stream)
+static cudaError_t stream_sync_impl(stream_sync_fn real, cudaStream_t stream)
 {
-    MC_REAL(stream_sync_fn, real, "cudaStreamSynchronize");
     if (!real) return cudaErrorInitializationError;
     CALL(real, (stream));
     if (d_ == 0) mc_cuda_record_api(MC_API_CUDA_STREAM_SYNC, t0_, t1_, U64(stream), 0, 0, e_);
     return e_;
+}
+
+cudaError_t cudaStreamSynchronize(cudaStream_t stream)
+{
+    MC_REAL(stream_sync_fn, real, "cudaStreamSynchronize");
+    return stream_sync_impl(real, stream);
+}
+
+cudaError_t cudaStreamSynchronize_ptsz(cudaStream_t stream);
+cudaError_t cudaStreamSynchronize_ptsz(cudaStream_t stream)
+{
+    MC_REAL(stream_sync_fn, real, "cudaStreamSynchronize_ptsz");
+    return stream_sync_impl(real, stream);
 }
 
 cudaError_t cudaEventSynchronize(cudaEvent_t event)

@@ -30,6 +30,16 @@
         return name##_impl(real, MC_UNPAREN args); \
     }
 
+/* Exported per-thread-default-stream twin of an existing wrapper (same impl). */
+#define DRV_WRAP_PTSZ(name, sym, params, args) \
+    CUresult name##_ptsz params; \
+    CUresult name##_ptsz params \
+    { \
+        MC_REAL(name##_fn, real, sym); \
+        if (!real) return CUDA_ERROR_NOT_INITIALIZED; \
+        return name##_impl(real, MC_UNPAREN args); \
+    }
+
 #define CALL(real, args) \
     mc_cuda_first_use(); \
     int d_ = mc_cuda_enter(); \
@@ -327,6 +337,25 @@ static CUresult ep_cuCtxSynchronize(void)
     if (!real) return CUDA_ERROR_NOT_INITIALIZED;
     return cuCtxSynchronize_impl(real, 0);
 }
+
+/* ---- per-thread default stream twins (code built with --default-stream per-thread) ---- */
+
+DRV_WRAP_PTSZ(cuLaunchKernel, "cuLaunchKernel_ptsz",
+              (CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx,
+               unsigned int by, unsigned int bz, unsigned int shmem, CUstream s, void **params,
+               void **extra),
+              (f, gx, gy, gz, bx, by, bz, shmem, s, params, extra))
+DRV_WRAP_PTSZ(cuLaunchKernelEx, "cuLaunchKernelEx_ptsz",
+              (const CUlaunchConfig *config, CUfunction f, void **params, void **extra),
+              (config, f, params, extra))
+DRV_WRAP_PTSZ(cuGraphLaunch, "cuGraphLaunch_ptsz", (CUgraphExec g, CUstream s), (g, s))
+DRV_WRAP_PTSZ(cuStreamSynchronize, "cuStreamSynchronize_ptsz", (CUstream s), (s))
+DRV_WRAP_PTSZ(cuMemcpyAsync, "cuMemcpyAsync_ptsz", (CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s),
+              (dst, src, n, s))
+DRV_WRAP_PTSZ(cuMemcpyHtoDAsync_v2, "cuMemcpyHtoDAsync_v2_ptsz",
+              (CUdeviceptr dst, const void *src, size_t n, CUstream s), (dst, src, n, s))
+DRV_WRAP_PTSZ(cuMemcpyDtoHAsync_v2, "cuMemcpyDtoHAsync_v2_ptsz",
+              (void *dst, CUdeviceptr src, size_t n, CUstream s), (dst, src, n, s))
 
 /* ---- entry-point queries ---- */
 
