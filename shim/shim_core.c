@@ -561,7 +561,8 @@ static struct mc_tbuf *new_buf(void)
         if (atomic_compare_exchange_strong(&b->in_use, &exp, 1)) return b;
     }
     size_t bytes = sizeof(struct mc_tbuf) + mc_cfg.buf_bytes;
-    struct mc_tbuf *b = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    /* Populated now: first-touch page faults would otherwise land on the program's calls. */
+    struct mc_tbuf *b = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
     if (b == MAP_FAILED) return NULL;
     b->size = mc_cfg.buf_bytes;
     b->data = (unsigned char *)(b + 1);
