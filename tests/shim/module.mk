@@ -14,10 +14,10 @@ $(TBIN)/shim_dl_main: $(OBJ)/tests/shim/dl_main.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -ldl
 
-$(TBIN)/test_safetensors_hdr: $(OBJ)/tests/shim/test_safetensors_hdr.o $(OBJ)/shim/safetensors_hdr.o
+$(TBIN)/test_shim_safetensors_hdr: $(OBJ)/tests/shim/test_safetensors_hdr.o $(OBJ)/shim/safetensors_hdr.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^
 
-TESTS += $(TBIN)/test_safetensors_hdr tests/shim/test_shim.py
+TESTS += $(TBIN)/test_shim_safetensors_hdr tests/shim/test_shim.py
 TEST_DEPS += $(LIB)/libmoecap.so $(BIN)/moecap $(TBIN)/shim_prog $(TBIN)/libshim_dl_lib.so \
-             $(TBIN)/shim_dl_main $(TBIN)/test_safetensors_hdr
+             $(TBIN)/shim_dl_main $(TBIN)/test_shim_safetensors_hdr
