@@ -29,13 +29,30 @@ $(TBIN)/cuda/cuda_prog: tests/cuda/cuda_prog.c $(TBIN)/cuda/libfakecuda.so
 	@mkdir -p $(dir $@)
 	$(CC) $(CUDA_TEST_CFLAGS) -o $@ $< -L$(TBIN)/cuda -lfakecuda -Wl,-rpath,'$$ORIGIN'
 
+# The CUPTI collector against a fake CUPTI (libfakecupti.so) and a fake libcuda.so.1.
+$(TBIN)/cuda/libfakecupti.so: tests/cuda/fake_cupti.c tests/cuda/fake_cupti.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CUDA_TEST_CFLAGS) -shared -o $@ $< -Wl,-soname,libfakecupti.so
+
+$(TBIN)/cuda/libcuda.so.1: tests/cuda/fake_cupti.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CUDA_TEST_CFLAGS) -DFAKE_DRIVER -shared -o $@ $< -Wl,-soname,libcuda.so.1
+
+$(TBIN)/cuda/test_collector: tests/cuda/test_collector.c tests/cuda/fake_core.c cupti/collector.c cupti/taps.c \
+        $(TBIN)/cuda/libfakecupti.so $(TBIN)/cuda/libcuda.so.1
+	@mkdir -p $(dir $@)
+	$(CC) $(CUDA_TEST_CFLAGS) -rdynamic -o $@ tests/cuda/test_collector.c tests/cuda/fake_core.c cupti/collector.c \
+	    cupti/taps.c -L$(TBIN)/cuda -Wl,--no-as-needed -lfakecupti -l:libcuda.so.1 -Wl,-rpath,'$$ORIGIN' \
+	    -lcjson -ldl -lpthread
+
 # Host-side cost per intercepted call (not a test; see bench/gpu/interpose_overhead.c).
 $(TBIN)/cuda/interpose_overhead: bench/gpu/interpose_overhead.c $(TBIN)/cuda/libfakecuda.so
 	@mkdir -p $(dir $@)
 	$(CC) $(CUDA_TEST_CFLAGS) -o $@ $< -L$(TBIN)/cuda -lfakecuda -Wl,-rpath,'$$ORIGIN'
 
-TESTS += $(TBIN)/cuda/test_cuda_interpose $(TBIN)/cuda/test_taps tests/cuda/test_cuda_preload.py
+TESTS += $(TBIN)/cuda/test_cuda_interpose $(TBIN)/cuda/test_taps $(TBIN)/cuda/test_collector tests/cuda/test_cuda_preload.py
 TEST_DEPS += $(TBIN)/cuda/test_cuda_interpose $(TBIN)/cuda/test_taps $(TBIN)/cuda/cuda_prog \
+             $(TBIN)/cuda/test_collector \
              $(TBIN)/cuda/interpose_overhead \
              $(LIB)/libmoecap.so $(LIB)/libmoecap-cupti.so $(BIN)/moecap
 endif
