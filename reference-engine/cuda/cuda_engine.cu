@@ -590,6 +590,10 @@ void engine<W>::run(int nseq, int32_t *const *prompts, const int *plen, int gen,
     maxctx_ = maxlen_;
     if (fused_ && c_.experts > MR_MAX_FUSED_E)
         throw cuda_failure("--moe fused supports at most " + std::to_string(MR_MAX_FUSED_E) + " experts");
+    /* grid.y of the grouped kernels is tokens x k (gate/up) and tokens (down) */
+    if (fused_ && (long long)Tmax * std::max(c_.top_k, 1) > 65535)
+        throw cuda_failure("--moe fused supports at most 65535 (token, expert) pairs per step; "
+                           "use fewer or shorter prompts");
     ckb(cublasCreate(&blas_), "cublasCreate");
     load_weights();
     alloc_scratch(Tmax, nseq);
