@@ -618,6 +618,10 @@ void mc_attrib_gemm(struct mc_attrib *a, int32_t pid, const struct mc_rec_gemm *
     a->st.gemms++;
     struct stream *s = get_stream(a, pid, g->tid);
     if (!s) return;
+    if (g->m < 0 || g->n < 0 || g->k < 0 || g->batch < 0) {   /* corrupt record: count, skip */
+        a->st.unattributed++;
+        return;
+    }
     int64_t batch = g->batch > 1 ? g->batch : 1;
     uint64_t flops = 2ull * (uint64_t)g->m * (uint64_t)(g->n > 0 ? g->n : 1) * (uint64_t)g->k * (uint64_t)batch;
     /* Normalise: candidates (tokens, out, in, weight). */
@@ -694,7 +698,7 @@ void mc_attrib_gemm(struct mc_attrib *a, int32_t pid, const struct mc_rec_gemm *
         int ord = w->layer >= 0 && w->layer < m->layers ? a->moe_ord[w->layer] : s->cur_moe;
         if (ord >= 0 && ord < a->n_moe && w->expert >= 0 && w->expert < m->experts) {
             int64_t idx = (int64_t)ord * m->experts + w->expert;
-            if (!s->counts[idx]) s->touched[s->n_touched++] = (int32_t)idx;
+            if (tokens > 0 && !s->counts[idx]) s->touched[s->n_touched++] = (int32_t)idx;
             if (tokens > s->counts[idx]) s->counts[idx] = tokens;
         }
         break;

@@ -618,7 +618,7 @@ int mc_cmd_report(int argc, char **argv)
         }
         default: break;
         }
-        if (!quiet && (nrec % (tty ? 1000000 : 20000000)) == 0)
+        if (!quiet && (nrec % (tty ? 1000000 : 5000000)) == 0)
             fprintf(stderr, tty ? "\rmoecap report: %" PRIu64 " M records, %zu steps" : "moecap report: %" PRIu64 " M records, %zu steps\n",
                     nrec / 1000000, r.n_rows);
         advance(c);

@@ -92,6 +92,25 @@ fi
 mkdir -p "$tmp/t3"; echo "hello" >"$tmp/t3/x.mct"
 expect_fail "not a trace file" "x.mct" "$MC" report "$tmp/t3" --model "$tmp/s/config.json" --hw $hw
 
+# 5b. corrupted traces (random bytes overwritten): never a crash, exit 0 or 2
+crashes=0
+for seed in $(seq 1 40); do
+  mkdir -p "$tmp/f$seed"
+  $PY - "$tmp/s/run/host-100.mct" "$tmp/f$seed/x.mct" $seed <<'PYEOF'
+import random, sys
+b = bytearray(open(sys.argv[1], 'rb').read())
+r = random.Random(int(sys.argv[3]))
+for _ in range(r.randint(1, 20)):
+    i = r.randrange(24, len(b))
+    b[i] = r.randrange(256)
+open(sys.argv[2], 'wb').write(b)
+PYEOF
+  "$MC" report "$tmp/f$seed" --model "$tmp/s/config.json" --hw $hw --quiet >/dev/null 2>"$tmp/ferr"; rc=$?
+  if [ $rc -ne 0 ] && [ $rc -ne 2 ]; then crashes=$((crashes + 1)); echo "# seed $seed: exit $rc: $(tail -1 "$tmp/ferr")"; fi
+  rm -rf "$tmp/f$seed"
+done
+[ $crashes -eq 0 ] && echo "ok - 40 corrupted traces: exit 0 or 2, no crash" || echo "not ok - corrupted traces: $crashes crashes"
+
 # 6. unknown hardware profile: lists the available ones
 MOECAP_ROOT=$PWD expect_fail "unknown hardware profile" "unknown hardware profile 'no-such-gpu'.*available: .*h100" \
   "$MC" report "$tmp/s/run" --model "$tmp/s/config.json" --hw no-such-gpu
