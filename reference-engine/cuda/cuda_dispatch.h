@@ -1,0 +1,82 @@
+/* `moe-ref run --device cuda` glue, header-only so moe-ref needs no CUDA at build or link
+ * time: loads libmoeref-cuda.so (MOE_REF_CUDA_LIB, else ../lib/ next to the moe-ref
+ * executable) with dlopen, runs mr_cuda_run and prints the generated ids (or text) like
+ * the CPU path. Returns the exit status: 0 ok, 1 run failure, 2 bad usage / unavailable. */
+#ifndef MOE_REF_CUDA_DISPATCH_H
+#define MOE_REF_CUDA_DISPATCH_H
+
+#include <dlfcn.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "engine.h"
+#include "cuda/cuda_engine.h"
+
+static inline int mr_cuda_dispatch(mr_model *m, int n, int32_t *const *prompts, const int *plen, int gen,
+                                   long stagger, const char *moe, const char *dtype, FILE *gt, FILE *lf,
+                                   int print_text)
+{
+    struct mr_cuda_opts o = { 0, 0 };
+    if (!strcmp(moe, "fused")) o.fused = 1;
+    else if (strcmp(moe, "loop") != 0) {
+        fprintf(stderr, "moe-ref run: --moe must be loop or fused, not \"%s\"\n", moe);
+        return 2;
+    }
+    if (!strcmp(dtype, "bf16")) o.bf16 = 1;
+    else if (strcmp(dtype, "f32") != 0) {
+        fprintf(stderr, "moe-ref run: --dtype must be f32 or bf16, not \"%s\"\n", dtype);
+        return 2;
+    }
+    if (stagger) {
+        fprintf(stderr, "moe-ref run: --stagger is not supported with --device cuda\n");
+        return 2;
+    }
+    char path[PATH_MAX];
+    const char *env = getenv("MOE_REF_CUDA_LIB");
+    if (env && *env) {
+        snprintf(path, sizeof path, "%s", env);
+    } else {
+        ssize_t k = readlink("/proc/self/exe", path, sizeof path - 32);
+        if (k <= 0) k = 0;
+        path[k] = 0;
+        char *slash = strrchr(path, '/');
+        if (slash) *slash = 0;
+        size_t len = strlen(path);
+        snprintf(path + len, sizeof path - len, "/../lib/libmoeref-cuda.so");
+    }
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    mr_cuda_run_fn run = h ? (mr_cuda_run_fn)dlsym(h, "mr_cuda_run") : NULL;
+    if (!run) {
+        fprintf(stderr, "moe-ref run: --device cuda is not available: %s (the CUDA engine is built "
+                "where nvcc exists; MOE_REF_CUDA_LIB overrides its path)\n", h ? "no mr_cuda_run" : dlerror());
+        return 2;
+    }
+    int32_t **out = calloc((size_t)n, sizeof *out);
+    int rc = out ? 0 : 1;
+    for (int i = 0; i < n && !rc; i++)
+        if (!(out[i] = malloc((size_t)gen * sizeof **out))) rc = 1;
+    char err[512] = "";
+    if (!rc && run((struct mr_model *)m, n, prompts, plen, gen, &o, gt, lf, out, err, sizeof err) != 0) {
+        fprintf(stderr, "moe-ref run: %s\n", err);
+        rc = 1;
+    }
+    for (int i = 0; i < n && !rc; i++) {
+        if (print_text) {
+            char *txt = malloc((size_t)gen + 1);
+            if (!txt) { rc = 1; break; }
+            mr_tok_decode(out[i], gen, txt, (size_t)gen + 1);
+            printf("%s\n", txt);
+            free(txt);
+        } else {
+            for (int j = 0; j < gen; j++) printf("%s%d", j ? " " : "", (int)out[i][j]);
+            printf("\n");
+        }
+    }
+    if (out) for (int i = 0; i < n; i++) free(out[i]);
+    free(out);
+    return rc;
+}
+
+#endif
