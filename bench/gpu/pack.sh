@@ -3,8 +3,9 @@
 # builds everything, then copies the shared libraries our binaries need that a bare GPU
 # image may lack (cJSON, OpenBLAS, libunwind, PAPI, libcurl and their dependencies; never
 # glibc, libstdc++ or CUDA) into $BUILD/gpu-libs. validate.sh puts that folder on
-# LD_LIBRARY_PATH. Then, with the device tool:  run(command="bench/gpu/validate.sh",
-# carry=["build"])  (build/ must stay under the tool's 64 MiB carry limit; printed below).
+# LD_LIBRARY_PATH. Then, with the device tool:
+#   run(command="bench/gpu/validate.sh $OUT", carry=["build/bin", "build/lib", "build/gpu-libs"])
+# (those three must stay under the tool's 64 MiB carry limit; the total is printed below).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BUILD="${BUILD:-build}"
@@ -19,4 +20,5 @@ done | sort -u | while read -r lib; do
   [[ "$base" =~ $skip ]] && continue
   cp -L "$lib" "$dst/$base"
 done
-echo "pack: $(ls "$dst" | wc -l) libraries in $dst; build is $(du -sh "$BUILD" | cut -f1) (carry limit 64 MiB)"
+echo "pack: $(ls "$dst" | wc -l) libraries in $dst; carry $BUILD/bin $BUILD/lib $BUILD/gpu-libs:" \
+     "$(du -scm "$BUILD/bin" "$BUILD/lib" "$dst" | tail -1 | cut -f1) MiB (limit 64)"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GPU validation of moecap's CUDA side (issue 6). Run on the GPU machine from the repo root,
-# with a build prepared by bench/gpu/pack.sh (device tool: carry ["build"]):
+# with a build prepared by bench/gpu/pack.sh (device tool: carry ["build/bin", "build/lib",
+# "build/gpu-libs"]):
 #   bench/gpu/validate.sh [OUTDIR]        (default: $OUT when set, else bench/results/gpu-DATE)
 # Checks, each printed as ok / not ok / skip and summarised in OUTDIR/summary.md:
 #  1. moe-ref --device cuda, --moe loop|fused x --dtype f32|bf16, under libmoecap.so:
