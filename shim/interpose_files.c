@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/close_range.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -334,10 +335,45 @@ ssize_t pread64(int fd, void *buf, size_t n, off_t off) { return pread_common(&r
 
 int close(int fd)
 {
+    /* Programs that close every descriptor (daemons, close_fds loops) would take the
+     * trace with them and might reuse the number: the shim keeps its own. */
+    if (fd >= 0 && fd == mc_core_trace_fd()) return 0;
     if ((unsigned)fd < MC_MAX_FD && atomic_load_explicit(&g_fd_path[fd], memory_order_relaxed))
         atomic_store_explicit(&g_fd_path[fd], 0, memory_order_relaxed);
     close_fn f = (close_fn)real(&r_close, "close");
     return f ? f(fd) : (int)syscall(SYS_close, fd);
+}
+
+/* close_range()/closefrom() (glibc >= 2.34; Python's os.closerange, subprocess) would
+ * close the trace descriptor behind our back: split the range around it. */
+typedef int (*close_range_fn)(unsigned, unsigned, int);
+typedef void (*closefrom_fn)(int);
+static _Atomic(void *) r_close_range, r_closefrom;
+
+int close_range(unsigned lo, unsigned hi, int flags)
+{
+    close_range_fn f = (close_range_fn)real(&r_close_range, "close_range");
+    int ours = mc_core_trace_fd();
+    if (!f) { errno = ENOSYS; return -1; }
+    if (ours < 0 || (unsigned)ours < lo || (unsigned)ours > hi || (flags & CLOSE_RANGE_CLOEXEC))
+        return f(lo, hi, flags);
+    int rc = 0;
+    if ((unsigned)ours > lo) rc = f(lo, (unsigned)ours - 1, flags);
+    if (rc == 0 && (unsigned)ours < hi) rc = f((unsigned)ours + 1, hi, flags);
+    return rc;
+}
+
+void closefrom(int lo)
+{
+    int ours = mc_core_trace_fd();
+    if (ours >= 0 && ours >= lo) {
+        if (ours > lo) close_range((unsigned)lo, (unsigned)ours - 1, 0);
+        close_range((unsigned)ours + 1, ~0u, 0);
+        return;
+    }
+    closefrom_fn f = (closefrom_fn)real(&r_closefrom, "closefrom");
+    if (f) f(lo);
+    else close_range((unsigned)(lo < 0 ? 0 : lo), ~0u, 0);
 }
 
 /* Resolve the real functions early, while the process is still single-threaded. */

@@ -67,8 +67,13 @@ static pthread_key_t g_tkey;
 /* ---------------------------------------------------------------- trace file state */
 
 static _Atomic int32_t g_file_lock;   /* tid of the holder, 0 = free */
-static int g_fd = -1;
+static _Atomic int g_fd = -1;
 static pid_t g_fd_pid;                 /* the process g_fd belongs to */
+static char g_path[4600];              /* the trace file */
+static dev_t g_fd_dev;                 /* identity of the trace file, to notice a program */
+static ino_t g_fd_ino;                 /* that closed our descriptor and reused the number */
+
+int mc_core_trace_fd(void) { return atomic_load_explicit(&g_fd, memory_order_relaxed); }
 static int g_file_failed;
 static char g_host[256];
 static uint32_t g_host_str, g_exe_str, g_drop_reason;
@@ -399,6 +404,12 @@ static int open_trace_file(void)
         mc_disable(why);
         return -1;
     }
+    /* Keep the descriptor out of the low numbers programs close or dup2 over. */
+    int hi = fcntl(fd, F_DUPFD_CLOEXEC, 512);
+    if (hi >= 0) { close(fd); fd = hi; }
+    struct stat st;
+    if (fstat(fd, &st) == 0) { g_fd_dev = st.st_dev; g_fd_ino = st.st_ino; }
+    memcpy(g_path, path, sizeof g_path);
     g_fd = fd;
     g_fd_pid = pid;
     g_def_wchunk = NULL; /* replay every definition into this file */
@@ -524,6 +535,24 @@ static void flush_all_locked(void)
 {
     if (g_file_failed) return;
     if (g_fd >= 0 && g_fd_pid != getpid()) g_fd = -1; /* defensive: fork without handlers */
+    if (g_fd >= 0) {
+        struct stat st;
+        if (fstat(g_fd, &st) < 0 || st.st_dev != g_fd_dev || st.st_ino != g_fd_ino) {
+            /* The program closed our descriptor (close_range syscall, ...), perhaps reusing
+             * the number: leave that one alone and reopen our own file. */
+            int fd = open(g_path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
+            int hi = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 512) : -1;
+            if (hi >= 0) { close(fd); fd = hi; }
+            if (fd < 0 || fstat(fd, &st) < 0 || st.st_dev != g_fd_dev || st.st_ino != g_fd_ino) {
+                if (fd >= 0) close(fd);
+                g_fd = -1;
+                g_file_failed = 1;
+                mc_disable("the program closed the trace file's descriptor and the file cannot be reopened");
+                return;
+            }
+            g_fd = fd;
+        }
+    }
     if (g_fd < 0) {
         if (!any_pending() && atomic_load(&g_drops) == 0) return;
         if (open_trace_file() < 0) return;
@@ -781,8 +810,9 @@ static void at_fork_child(void)
         atomic_store(&b->flushing, 0);
         if (b != tls.buf) { b->reserved = 0; atomic_store(&b->in_use, 0); }
     }
-    if (g_fd >= 0) close(g_fd);
-    g_fd = -1;
+    int inherited = g_fd;
+    g_fd = -1; /* first: close() of the trace descriptor is ignored while it is ours */
+    if (inherited >= 0) close(inherited);
     g_file_failed = 0;
     atomic_store(&g_drops, 0);
     g_drops_written = 0;

@@ -39,6 +39,9 @@ static inline uint16_t mc_ticks_flag(void) { return mc_tsc_ok ? MC_RECF_TICKS : 
  * up rather than deadlock). */
 void mc_core_flush_from_signal(void) MC_HIDDEN;
 
+/* The open trace file's descriptor (-1 = none): close() of it is ignored. */
+int mc_core_trace_fd(void) MC_HIDDEN;
+
 /* signals.c */
 void mc_signals_install(void) MC_HIDDEN;
 int mc_real_sigaction(int sig, const struct sigaction *act, struct sigaction *old) MC_HIDDEN;

@@ -392,6 +392,54 @@ def case_safetensors(tmp):
            (0, 0, size) in maps and (2, data0, 64) in maps, maps)
 
 
+def case_close_all(tmp, raw_syscall=False):
+    """A daemon-style program closes every descriptor, then reuses the numbers: its own file
+    must hold only its data, and the trace stays complete. raw_syscall: close_range(2)
+    called directly (not through libc, so the shim cannot see it and must reopen)."""
+    closer = ("import ctypes; ctypes.CDLL(None, use_errno=True).syscall(436, 3, 0xffffffff, 0)\n" if raw_syscall
+              else "os.closerange(3, 4096)\n")
+    script = ("import os, sys, time, numpy as np\n"
+              "a = np.ones((4, 4), dtype=np.float32)\n"
+              "for i in range(3): a @ a\n"
+              "time.sleep(0.3)\n" +                    # the writer thread has opened the trace by now
+              closer +
+              "fds = [os.open(sys.argv[1] + str(i), os.O_WRONLY | os.O_CREAT | os.O_TRUNC) for i in range(600)]\n"
+              "[os.write(fd, b'program data') for fd in fds]\n"
+              "for i in range(4): a @ a\n"
+              "print(all(open(sys.argv[1] + str(i)).read() == 'program data' for i in range(600)))\n")
+    out = os.path.join(tmp, "closeall%d" % raw_syscall)
+    p = run([PY, "-c", script, os.path.join(tmp, "f%d" % raw_syscall)], preload_env(out, MOECAP_FLUSH_MS=50))
+    files = traces(out)
+    recs, rc, err = dump(files[0]) if files else ([], 1, "no trace")
+    report("program closing all descriptors (%s): its files hold only its data, trace complete" %
+           ("raw close_range syscall" if raw_syscall else "os.closerange"),
+           p.returncode == 0 and p.stdout.strip() == "True" and rc == 0 and len(gemms(recs)) == 7,
+           "rc %d out %r err %r dump %d %s gemms %d" % (p.returncode, p.stdout, p.stderr[-300:], rc, err, len(gemms(recs))))
+
+
+def case_sigint_python(tmp):
+    """Python installs its SIGINT handler after the shim started: Ctrl-C must still raise
+    KeyboardInterrupt in the script, with the same exit status as without the shim."""
+    script = ("import sys, time, numpy as np\n"
+              "a = np.ones((3, 5), dtype=np.float32)\n"
+              "a @ a.T.copy()\n"
+              "try:\n"
+              "    print('ready', flush=True); time.sleep(30)\n"
+              "except KeyboardInterrupt:\n"
+              "    print('interrupted', flush=True); sys.exit(7)\n")
+    res = []
+    for env in (plain_env(), preload_env(os.path.join(tmp, "sigint"), MOECAP_FLUSH_MS=0)):
+        proc = subprocess.Popen([PY, "-c", script], env=env, stdout=subprocess.PIPE, text=True)
+        line = proc.stdout.readline()
+        proc.send_signal(signal.SIGINT)
+        rest = proc.stdout.read()
+        res.append((line.strip(), rest.strip(), proc.wait(timeout=30)))
+    files = traces(os.path.join(tmp, "sigint"))
+    n = len(gemms(dump(files[0])[0])) if files else 0
+    report("SIGINT to Python: its KeyboardInterrupt handler runs, same exit status, trace flushed",
+           res[0] == res[1] == ("ready", "interrupted", 7) and n == 1, "%s gemms %d" % (res, n))
+
+
 def find_moe_ref():
     exe = os.path.join(BUILD, "bin", "moe-ref")
     return exe if os.path.exists(exe) else None
@@ -426,6 +474,9 @@ def main():
         case_sigkill(tmp)
         case_sigterm(tmp)
         case_unwritable(tmp)
+        case_close_all(tmp)
+        case_close_all(tmp, raw_syscall=True)
+        case_sigint_python(tmp)
         case_safetensors(tmp)
         case_python(tmp, "moe_numpy.py", "numpy-moe", "numpy")
         case_python(tmp, "moe_torch.py", "torch-moe", "torch")
