@@ -715,6 +715,12 @@ void engine<W>::run(int nseq, int32_t *const *prompts, const int *plen, int gen,
 
 } // namespace
 
+/* The loop style's host routing, exported for unit tests (no GPU needed). */
+extern "C" void mr_cuda_route_token(const struct mr_config *c, const float *logit, int *sel, float *w)
+{
+    route_token_host(c, logit, sel, w);
+}
+
 extern "C" int mr_cuda_run(struct mr_model *m, int nseq, int32_t *const *prompts, const int *plen, int gen,
                            const struct mr_cuda_opts *opts, FILE *gt, FILE *logits_out, int32_t **out_ids,
                            char *err, size_t errlen)

@@ -33,6 +33,10 @@ struct mr_cuda_opts {
 int mr_cuda_run(struct mr_model *m, int nseq, int32_t *const *prompts, const int *plen, int gen,
                 const struct mr_cuda_opts *opts, FILE *gt, FILE *logits_out, int32_t **out_ids,
                 char *err, size_t errlen);
+/* Host routing of the loop style (the CPU engine's rule), for tests. */
+struct mr_config;
+void mr_cuda_route_token(const struct mr_config *c, const float *logit, int *sel, float *w);
+
 typedef int (*mr_cuda_run_fn)(struct mr_model *, int, int32_t *const *, const int *, int,
                               const struct mr_cuda_opts *, FILE *, FILE *, int32_t **, char *, size_t);
 

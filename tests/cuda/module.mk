@@ -45,14 +45,21 @@ $(TBIN)/cuda/test_collector: tests/cuda/test_collector.c tests/cuda/fake_core.c 
 	    cupti/taps.c -L$(TBIN)/cuda -Wl,--no-as-needed -lfakecupti -l:libcuda.so.1 -Wl,-rpath,'$$ORIGIN' \
 	    -lcjson -ldl -lpthread
 
+# CUDA engine host logic (routing, no-device failure), linked against libmoeref-cuda.so.
+$(TBIN)/cuda/test_cuda_engine_host: tests/cuda/test_cuda_engine_host.c $(LIB)/libmoeref-cuda.so
+	@mkdir -p $(dir $@)
+	$(CC) $(CUDA_TEST_CFLAGS) -Ireference-engine -o $@ $< -L$(LIB) -l:libmoeref-cuda.so \
+	    -Wl,-rpath,'$$ORIGIN/../../lib' -Wl,-rpath,$(CUDA_HOME)/lib64 -lm
+
 # Host-side cost per intercepted call (not a test; see bench/gpu/interpose_overhead.c).
 $(TBIN)/cuda/interpose_overhead: bench/gpu/interpose_overhead.c $(TBIN)/cuda/libfakecuda.so
 	@mkdir -p $(dir $@)
 	$(CC) $(CUDA_TEST_CFLAGS) -o $@ $< -L$(TBIN)/cuda -lfakecuda -Wl,-rpath,'$$ORIGIN'
 
-TESTS += $(TBIN)/cuda/test_cuda_interpose $(TBIN)/cuda/test_taps $(TBIN)/cuda/test_collector tests/cuda/test_cuda_preload.py
+TESTS += $(TBIN)/cuda/test_cuda_interpose $(TBIN)/cuda/test_taps $(TBIN)/cuda/test_collector \
+         $(TBIN)/cuda/test_cuda_engine_host tests/cuda/test_cuda_preload.py
 TEST_DEPS += $(TBIN)/cuda/test_cuda_interpose $(TBIN)/cuda/test_taps $(TBIN)/cuda/cuda_prog \
-             $(TBIN)/cuda/test_collector \
+             $(TBIN)/cuda/test_collector $(TBIN)/cuda/test_cuda_engine_host \
              $(TBIN)/cuda/interpose_overhead \
              $(LIB)/libmoecap.so $(LIB)/libmoecap-cupti.so $(BIN)/moecap
 endif
