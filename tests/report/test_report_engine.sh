@@ -12,6 +12,10 @@ PY=/usr/bin/python3
 for f in "$BUILD/bin/moe-ref" "$BUILD/bin/moecap" "$BUILD/lib/libmoecap.so"; do
   [ -e "$f" ] || { echo "skip - report vs ground truth ($f not built)"; exit 0; }
 done
+PRE="$PWD/$BUILD/lib/libmoecap.so"
+if [ "${SAN:-0}" = 1 ]; then   # sanitized build: the ASan runtime must come first
+  PRE="$(cc -print-file-name=libasan.so) $PRE"; export ASAN_OPTIONS="detect_leaks=0:${ASAN_OPTIONS:-}"
+fi
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 hw=tests/report/hw-test.json
 # big enough that a step takes milliseconds (the times compared are then not dominated by
@@ -21,7 +25,7 @@ dims="--hidden 256 --moe-intermediate 256 --intermediate 512 --heads 8 --kv-head
 run_case() {   # name model extra-run-args extra-report-args compare-args
   local name=$1 model=$2 runargs=$3 repargs=$4 cmpargs=$5 d="$tmp/$1"
   mkdir -p "$d"
-  if ! LD_PRELOAD="$PWD/$BUILD/lib/libmoecap.so" MOECAP_OUT="$d/run" \
+  if ! LD_PRELOAD="$PRE" MOECAP_OUT="$d/run" \
        "$BUILD/bin/moe-ref" run --model "$model" $runargs --ground-truth "$d/gt.jsonl" >"$d/out.txt" 2>"$d/err.txt"; then
     echo "# $(tail -3 "$d/err.txt")"; echo "not ok - $name: moe-ref run failed"; return
   fi
