@@ -53,10 +53,17 @@ def main():
     if not os.path.exists(os.path.join(mdir, 'config.json')):
         torch.manual_seed(0)
         cfg = tiny_config(a.arch, a.experts, a.top_k)
-        m = tf.AutoModelForCausalLM.from_config(cfg, torch_dtype=dtype)
+        try:
+            m = tf.AutoModelForCausalLM.from_config(cfg, dtype=dtype)
+        except TypeError:   # older transformers spell it torch_dtype
+            m = tf.AutoModelForCausalLM.from_config(cfg, torch_dtype=dtype)
         m.save_pretrained(mdir)
         del m
-    model = tf.AutoModelForCausalLM.from_pretrained(mdir, torch_dtype=dtype, experts_implementation=a.impl).cuda().eval()
+    try:
+        model = tf.AutoModelForCausalLM.from_pretrained(mdir, dtype=dtype, experts_implementation=a.impl)
+    except TypeError:
+        model = tf.AutoModelForCausalLM.from_pretrained(mdir, torch_dtype=dtype, experts_implementation=a.impl)
+    model = model.cuda().eval()
 
     truth, cur = [], {}
     routers = []
