@@ -63,3 +63,6 @@ TEST_DEPS += $(TBIN)/cuda/test_cuda_interpose $(TBIN)/cuda/test_taps $(TBIN)/cud
              $(TBIN)/cuda/interpose_overhead \
              $(LIB)/libmoecap.so $(LIB)/libmoecap-cupti.so $(BIN)/moecap
 endif
+
+# The GPU validation helpers' own judgement (needs no CUDA).
+TESTS += tests/cuda/test_gpu_helpers.py
