@@ -51,6 +51,7 @@ model="$OUTDIR/moe-ref-qwen2"
 "$MOEREF" gen --arch qwen2_moe --out "$model" --layers 4 --hidden 256 --heads 8 --kv-heads 4 \
     --experts 16 --top-k 4 --moe-intermediate 128 --shared-experts 1 --vocab 1024 --seed 7 >/dev/null
 runargs=(--model "$model" --batch 4 --prompt-len 32 --gen 8)
+"$MOEREF" run "${runargs[@]}" --ground-truth "$OUTDIR/moe-ref-cpu.gt.jsonl" > "$OUTDIR/moe-ref-cpu.out" 2>&1
 for style in loop fused; do
   for dtype in f32 bf16; do
     name="moe-ref-$style-$dtype"
@@ -69,6 +70,9 @@ for style in loop fused; do
     [ "$nk" -gt 0 ] && say "ok - $name CUPTI kernel records ($nk)" || say "not ok - $name CUPTI kernel records (0)"
     ne=$(dumpall "$run" | grep -c 'nvml.energy')
     [ "$ne" -gt 0 ] && say "ok - $name NVML energy samples ($ne)" || say "not ok - $name NVML energy samples (0)"
+    if [ "$style" = loop ] && [ "$dtype" = f32 ]; then
+      /usr/bin/env python3 bench/gpu/compare_engines.py "$OUTDIR/moe-ref-cpu.gt.jsonl" "$gt" "$name-vs-cpu" 2>&1 | tee -a "$RES" >/dev/null
+    fi
     if [ "$style" = fused ]; then
       /usr/bin/env python3 bench/gpu/tap_check.py "$run" "$gt" "$name" 2>&1 | tee -a "$RES" >/dev/null
     fi
