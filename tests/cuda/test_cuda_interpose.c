@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include "mc_test.h"
 #include "fake_core.h"
@@ -419,6 +420,40 @@ static void test_nvml_missing(void)
     MC_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "missing NVML gives one note, no counters");
 }
 
+/* The low-rate sampler: with a 10 ms period, 100 ms of sleep gives several more energy
+ * samples (each one 500 mJ above the last in the fake), and stop() joins the thread. */
+static void test_nvml_sampler(void)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        char lib[PATH_MAX + 32];
+        snprintf(lib, sizeof lib, "%s/libfakenvml.so", test_dir);
+        setenv("MOECAP_NVML_LIB", lib, 1);
+        setenv("MOECAP_NVML_INTERVAL_MS", "10", 1);
+        fake_reset();
+        mc_nvml_start();
+        struct timespec ts = { 0, 100 * 1000000L };
+        nanosleep(&ts, NULL);
+        mc_nvml_stop();
+        int n = 0;
+        double last = 0;
+        int increasing = 1;
+        for (int i = 0; ; i++) {
+            struct mc_rec_counter *r = fake_find(MC_REC_COUNTER, i);
+            if (!r) break;
+            const char *nm = fake_string(r->name_str);
+            if (!nm || strcmp(nm, "nvml.energy")) continue;
+            if (n && r->value != last + 500) increasing = 0;
+            last = r->value;
+            n++;
+        }
+        _exit(n >= 4 && increasing ? 0 : 1);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    MC_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "sampler adds samples, 500 mJ apart");
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -443,6 +478,7 @@ int main(int argc, char **argv)
     MC_RUN(test_router_tap);
     MC_RUN(test_router_tap_capture);
     MC_RUN(test_nvml_missing);
+    MC_RUN(test_nvml_sampler);   /* in a child, before this process starts NVML itself */
     MC_RUN(test_nvml_fake);
     return MC_TEST_EXIT();
 }
