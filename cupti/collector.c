@@ -641,7 +641,13 @@ int mc_cupti_start(void)
         char failed[256] = "";
         CUptiResult first_err = CUPTI_SUCCESS;
         int nfail = 0;
+        /* API activity (every runtime/driver call) costs the most; MOECAP_CUPTI_API=0 skips it
+         * (kernels and copies still come, without their API correlation records). */
+        const char *api = getenv("MOECAP_CUPTI_API");
+        int want_api = !(api && !strcmp(api, "0"));
         for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+            if (!want_api && (kinds[i].kind == CUPTI_ACTIVITY_KIND_RUNTIME || kinds[i].kind == CUPTI_ACTIVITY_KIND_DRIVER))
+                continue;
             r = cuptiActivityEnable(kinds[i].kind);
             if (r == CUPTI_SUCCESS) {
                 if (kinds[i].kind == CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL) kernels_enabled = 1;

@@ -81,6 +81,14 @@ for style in loop fused; do
     shimmed=$(for i in 1 2 3; do rm -rf "$OUTDIR/scratch"; LD_PRELOAD="$SHIM" MOECAP_OUT="$OUTDIR/scratch" \
               walltime "$MOEREF" run --device cuda --moe "$style" --dtype "$dtype" "${runargs[@]}"; done | median3)
     say "# $name wall: plain ${plain} us, under shim ${shimmed} us (median of 3, whole process incl. CUDA init)"
+    if [ "$style" = loop ] && [ "$dtype" = f32 ]; then
+      for variant in "MOECAP_CUPTI_API=0" "MOECAP_CUPTI=0"; do
+        v=$(for i in 1 2 3; do rm -rf "$OUTDIR/scratch"; walltime env "$variant" LD_PRELOAD="$SHIM" \
+            MOECAP_OUT="$OUTDIR/scratch" "$MOEREF" run --device cuda --moe "$style" --dtype "$dtype" "${runargs[@]}"; \
+            done | median3)
+        say "# $name wall under shim with $variant: ${v} us"
+      done
+    fi
   done
 done
 rm -rf "$OUTDIR/scratch"

@@ -28,6 +28,8 @@ static uint64_t mono(void)
     return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
 }
 
+extern int fake_cupti_enabled[64];
+
 static int has_note(const char *needle)
 {
     for (int i = 0; i < fake_nnotes; i++) if (strstr(fake_notes[i], needle)) return 1;
@@ -74,6 +76,18 @@ static int silent_child(void)
     mc_cupti_flush();
     return has_note("1 kernel launches seen but 0 kernel activity records") ? 0 : 1;
 }
+
+/* MOECAP_CUPTI_API=0: kernel and copy activity on, runtime/driver API activity off. */
+static int no_api_child(void)
+{
+    setenv("MOECAP_CUPTI_API", "0", 1);
+    fake_reset();
+    mc_cupti_start();
+    return fake_cupti_enabled[CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL] && fake_cupti_enabled[CUPTI_ACTIVITY_KIND_MEMCPY] &&
+           !fake_cupti_enabled[CUPTI_ACTIVITY_KIND_RUNTIME] && !fake_cupti_enabled[CUPTI_ACTIVITY_KIND_DRIVER] ? 0 : 1;
+}
+
+static void test_api_activity_off(void) { MC_CHECK(in_child(no_api_child), "API kinds not enabled"); }
 
 static void test_subscriber_conflict(void) { MC_CHECK(in_child(conflict_child), "conflict reported as a note"); }
 static void test_silent_activity(void) { MC_CHECK(in_child(silent_child), "launches without kernel records reported"); }
@@ -200,6 +214,7 @@ int main(void)
     snprintf(taps, sizeof taps, "%s/data/taps", root ? root : ".");
     setenv("MOECAP_TAPS", taps, 1);
     setenv("MOECAP_CUPTI_FLUSH_MS", "0", 1);
+    MC_RUN(test_api_activity_off);
     MC_RUN(test_subscriber_conflict);
     MC_RUN(test_silent_activity);
     MC_RUN(test_activity_records);
