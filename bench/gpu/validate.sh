@@ -59,7 +59,7 @@ for style in loop fused; do
     gt="$OUTDIR/$name.gt.jsonl"
     if ! LD_PRELOAD="$SHIM" MOECAP_OUT="$run" "$MOEREF" run --device cuda --moe "$style" --dtype "$dtype" \
           "${runargs[@]}" --ground-truth "$gt" > "$OUTDIR/$name.out" 2> "$OUTDIR/$name.err"; then
-      say "not ok - $name runs under the shim"; tail -5 "$OUTDIR/$name.err" | sed 's/^/# /' | tee -a "$RES"; continue
+      say "not ok - $name runs under the shim"; grep -m 5 -v "^ " "$OUTDIR/$name.err" | sed 's/^/# /' | tee -a "$RES"; continue
     fi
     say "ok - $name runs under the shim"
     "$MOECAP" report "$run" --model "$model" --hw "$HW" --out "$run/report" --quiet > "$OUTDIR/$name.report.log" 2>&1 \
