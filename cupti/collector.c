@@ -686,6 +686,11 @@ int mc_cupti_start(void)
         }
     }
     if (core.register_module) core.register_module(&cupti_module);
+    /* Injected without the shim's interposers seeing CUDA use: start NVML from here too
+     * (idempotent when the shim already did). */
+    const char *nv = getenv("MOECAP_NVML");
+    void (*nvml_start)(void) = (void (*)(void))dlsym(RTLD_DEFAULT, "mc_nvml_start");
+    if (nvml_start && !(nv && !strcmp(nv, "0"))) nvml_start();
     if (kernels_enabled || ntaps > 0)
         core.note(MC_NOTE_INFO, "CUPTI collector active (kernel records %s, %d kernel-parameter taps)",
                   kernels_enabled ? "on" : "off", ntaps);
