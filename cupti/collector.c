@@ -626,8 +626,10 @@ int mc_cupti_start(void)
         return -1;
     }
     calibrate();
+    int unusable = 0;   /* CUPTI answers nothing (no GPU or driver): no taps either */
     CUptiResult r = cuptiActivityRegisterCallbacks(buffer_requested, buffer_completed);
     if (r != CUPTI_SUCCESS) {
+        unusable = 1;
         warn("cuptiActivityRegisterCallbacks failed (%s): no kernel/memcpy activity records", cupti_err(r));
     } else {
         static const struct { CUpti_ActivityKind kind; const char *name; } kinds[] = {
@@ -662,6 +664,7 @@ int mc_cupti_start(void)
         long period = fp && *fp ? strtol(fp, NULL, 10) : 1000;
         if (period > 0 && nfail < (int)(sizeof kinds / sizeof kinds[0]))
             cuptiActivityFlushPeriod((uint32_t)period);
+        if (nfail == (int)(sizeof kinds / sizeof kinds[0])) unusable = 1;
         if (nfail == (int)(sizeof kinds / sizeof kinds[0]))
             warn("activity tracing unavailable (%s; no GPU or driver?): no kernel, memcpy or API activity records",
                  cupti_err(first_err));
@@ -670,7 +673,8 @@ int mc_cupti_start(void)
                  first_err == CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED || first_err == CUPTI_ERROR_NOT_COMPATIBLE
                      ? ": another CUPTI client is active" : "");
     }
-    load_taps();
+    int taps_on = 0;
+    if (!unusable) load_taps();
     if (ntaps > 0) {
         r = cuptiSubscribe(&subscriber, (CUpti_CallbackFunc)api_callback, NULL);
         if (r == CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED) {
@@ -679,6 +683,7 @@ int mc_cupti_start(void)
         } else if (r != CUPTI_SUCCESS) {
             warn("cuptiSubscribe failed (%s): kernel-parameter taps are off", cupti_err(r));
         } else {
+            taps_on = 1;
             cuptiEnableCallback(1, subscriber, CUPTI_CB_DOMAIN_DRIVER_API, CUPTI_DRIVER_TRACE_CBID_cuLaunchKernel);
             cuptiEnableCallback(1, subscriber, CUPTI_CB_DOMAIN_DRIVER_API, CUPTI_DRIVER_TRACE_CBID_cuLaunchKernel_ptsz);
             cuptiEnableCallback(1, subscriber, CUPTI_CB_DOMAIN_DRIVER_API, CUPTI_DRIVER_TRACE_CBID_cuLaunchKernelEx);
@@ -691,9 +696,9 @@ int mc_cupti_start(void)
     const char *nv = getenv("MOECAP_NVML");
     void (*nvml_start)(void) = (void (*)(void))dlsym(RTLD_DEFAULT, "mc_nvml_start");
     if (nvml_start && !(nv && !strcmp(nv, "0"))) nvml_start();
-    if (kernels_enabled || ntaps > 0)
+    if (kernels_enabled || taps_on)
         core.note(MC_NOTE_INFO, "CUPTI collector active (kernel records %s, %d kernel-parameter taps)",
-                  kernels_enabled ? "on" : "off", ntaps);
+                  kernels_enabled ? "on" : "off", taps_on ? ntaps : 0);
     __atomic_store_n(&state, 1, __ATOMIC_RELEASE);
     return 0;
 }
