@@ -1,7 +1,14 @@
-/* Call sites: the return-address chain above an interposed call, taken with libunwind's
- * fast backtrace (MOECAP_STACK frames, 0 = off) and interned once per distinct chain as a
- * MC_REC_CALLSITE definition. A small per-thread cache (direct mapped, inside the thread's
- * callsite table) answers repeated chains without any lock; misses take a global mutex. */
+/* Call sites: the return-address chain above an interposed call, taken with libunwind
+ * (MOECAP_STACK frames, 0 = off) and interned once per distinct chain as a
+ * MC_REC_CALLSITE definition. A small per-thread cache (direct mapped) answers repeated
+ * chains without any lock; misses take a global mutex.
+ *
+ * Fast path (mc_callsite_capture_at): a call from the same return address with the
+ * interposer's frame at the same stack address is probably the same chain again; to make
+ * "probably" sure, the first unwind also notes the stack slot holding each return address
+ * of the chain (SP of frame k - 8 on x86-64), and a hit is accepted only if every one of
+ * those slots still holds the same return address — which is the chain itself. A loop
+ * issuing the same call thus costs a few loads instead of an unwind. */
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
 
@@ -15,9 +22,10 @@
 #define CACHE_SLOTS 64
 
 struct cs_entry { uint64_t hash; uint32_t id, depth; uintptr_t pcs[MAX_DEPTH]; };
-/* Fast path: (return address into the caller, interposer frame address) -> id. */
-struct cs_fast { const void *ret, *frame; uint32_t id; };
-#define FAST_SLOTS 256
+/* Fast path: (return address into the caller, interposer frame address) -> id, with the
+ * stack slots that held the chain's return addresses and their values. */
+struct cs_fast { const void *ret, *frame; uint32_t id, n; uintptr_t slot[MAX_DEPTH], val[MAX_DEPTH]; };
+#define FAST_SLOTS 64
 struct cs_cache { struct cs_entry e[CACHE_SLOTS]; struct cs_fast f[FAST_SLOTS]; };
 
 static __thread struct cs_cache *t_cache __attribute__((tls_model("initial-exec")));
@@ -113,22 +121,71 @@ __attribute__((noinline)) uint32_t mc_callsite_capture(void)
     return id;
 }
 
+#if defined(__x86_64__)
+/* Walks the stack with a cursor (slower than unw_backtrace, only on a fast-path miss),
+ * recording return addresses and the slots they were read from. Frames: 0 this function,
+ * 1 mc_callsite_capture_at, 2 the interposer, then the program's. */
+__attribute__((noinline)) static int walk_slots(void **pcs, uintptr_t *slots, int depth)
+{
+    unw_context_t uc;
+    unw_cursor_t cur;
+    if (unw_getcontext(&uc) < 0 || unw_init_local(&cur, &uc) < 0) return 0;
+    int frame = 0, n = 0;
+    while (n < depth && unw_step(&cur) > 0) {
+        frame++;
+        if (frame < 3) continue;
+        unw_word_t ip = 0, sp = 0;
+        if (unw_get_reg(&cur, UNW_REG_IP, &ip) < 0 || unw_get_reg(&cur, UNW_REG_SP, &sp) < 0 || !ip) break;
+        pcs[n] = (void *)ip;
+        slots[n] = (uintptr_t)sp - 8; /* where the call pushed this return address */
+        n++;
+    }
+    return n;
+}
+
+/* Reads return-address slots of live frames above us (never poisoned by ASan, but the
+ * loads are not our variables: keep the instrumentation out). */
+__attribute__((no_sanitize_address)) static int slots_match(const struct cs_fast *f)
+{
+    for (uint32_t i = 0; i < f->n; i++)
+        if (*(volatile const uintptr_t *)f->slot[i] != f->val[i]) return 0;
+    return 1;
+}
+#endif
+
 __attribute__((noinline)) uint32_t mc_callsite_capture_at(const void *ret, const void *frame)
 {
     if (mc_cfg.stack_depth <= 0) return 0;
-    struct cs_cache *c = t_cache;
-    uintptr_t k = ((uintptr_t)ret * 0x9e3779b97f4a7c15ull) ^ ((uintptr_t)frame >> 4);
-    struct cs_fast *f = c ? &c->f[(k >> 16) % FAST_SLOTS] : NULL;
-    if (f && f->ret == ret && f->frame == frame && f->id && !mc_cfg.stack_exact) return f->id;
+#if defined(__x86_64__)
+    if (!mc_cfg.stack_exact) {
+        struct cs_cache *c = t_cache;
+        uintptr_t k = ((uintptr_t)ret * 0x9e3779b97f4a7c15ull) ^ ((uintptr_t)frame >> 4);
+        struct cs_fast *f = c ? &c->f[(k >> 20) % FAST_SLOTS] : NULL;
+        if (f && f->id && f->ret == ret && f->frame == frame && slots_match(f)) return f->id;
+        int depth = mc_cfg.stack_depth > MAX_DEPTH ? MAX_DEPTH : mc_cfg.stack_depth;
+        void *pcs[MAX_DEPTH];
+        uintptr_t slots[MAX_DEPTH];
+        int n = walk_slots(pcs, slots, depth);
+        __asm__ volatile("" ::: "memory");
+        if (n <= 0 || pcs[0] != ret) return capture(3); /* unexpected frame layout: plain path */
+        uint64_t h = hash_pcs(pcs, n);
+        uint32_t id = intern_slow(h, pcs, n);
+        if (!c) c = t_cache = calloc(1, sizeof *c);
+        if (c && id) {
+            f = &c->f[(k >> 20) % FAST_SLOTS];
+            f->ret = ret;
+            f->frame = frame;
+            f->n = (uint32_t)n;
+            for (int i = 0; i < n; i++) { f->slot[i] = slots[i]; f->val[i] = (uintptr_t)pcs[i]; }
+            f->id = id;
+        }
+        return id;
+    }
+#else
+    (void)ret; (void)frame;
+#endif
     uint32_t id = capture(3);
     __asm__ volatile("" ::: "memory");
-    c = t_cache;
-    if (c && id) {
-        f = &c->f[(k >> 16) % FAST_SLOTS];
-        f->ret = ret;
-        f->frame = frame;
-        f->id = id;
-    }
     return id;
 }
 

@@ -3,6 +3,8 @@
  *   shim_prog shapes N        cblas_sgemm (i, 2i+1, 3i+2) i=1..N, then sgemm_ 'N','T'
  *                             (5,6,7), dgemm_ (2,3,4), cblas_sgemv 9x11, cblas_dgemv 3x5,
  *                             sgemv_ 'T' 4x6, cblas_dgemm (4,5,6); prints a checksum
+ *   shim_prog callers         caller_a (m=1) and caller_b (m=2) alternately, 10 times each,
+ *                             both through one helper: same call instruction, same depth
  *   shim_prog fork            3 calls (m=1) before fork; child 5 calls (m=100+i),
  *                             parent 7 calls (m=200+i); parent waits
  *   shim_prog threads T N     T threads, thread t does N calls with m = t+1, n = 8, k = 16
@@ -36,6 +38,16 @@ static void gemm(int m, int n, int k)
 {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, A, k, B, n, 0.0f, C, n);
 }
+
+/* Two callers with the same frame layout reach the same cblas_sgemm call instruction at
+ * the same stack depth: their call sites must still come out different. */
+__attribute__((noinline)) static void do_gemm(int m)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, 4, 4, 1.0f, A, 4, B, 4, 0.0f, C, 4);
+    __asm__ volatile("" ::: "memory");
+}
+__attribute__((noinline)) static void caller_a(void) { do_gemm(1); __asm__ volatile("" ::: "memory"); }
+__attribute__((noinline)) static void caller_b(void) { do_gemm(2); __asm__ volatile("" ::: "memory"); }
 
 static void *thread_main(void *arg)
 {
@@ -87,6 +99,10 @@ int main(int argc, char **argv)
         cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, 4, 5, 6, 2.0, DA, 6, DB, 6, 0.0, DC, 4);
         for (int j = 0; j < 20; j++) sum += DC[j];
         printf("checksum %.6f\n", sum);
+        return 0;
+    }
+    if (!strcmp(mode, "callers")) {
+        for (int i = 0; i < 10; i++) { caller_a(); caller_b(); }
         return 0;
     }
     if (!strcmp(mode, "fork")) {

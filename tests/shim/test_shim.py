@@ -186,6 +186,26 @@ def case_stack_off(tmp):
            all(r["callsite"] == 0 for r in g) and not any(r["type"] == "callsite" for r in recs), len(g))
 
 
+def case_callers(tmp):
+    for exact in (0, 1):
+        out = os.path.join(tmp, "callers%d" % exact)
+        p = run([os.path.join(TB, "shim_prog"), "callers"], preload_env(out, MOECAP_STACK_EXACT=exact))
+        files = traces(out)
+        recs = dump(files[0])[0] if files else []
+        g = gemms(recs)
+        ids = {}
+        for r in g:
+            ids.setdefault(r["m"], set()).add(r["callsite"])
+        cs = {r["id"]: r["pcs"] for r in recs if r["type"] == "callsite"}
+        ok = (p.returncode == 0 and [r["m"] for r in g] == [1, 2] * 10 and len(ids.get(1, ())) == 1 and
+              len(ids.get(2, ())) == 1 and ids[1] != ids[2] and 0 not in ids[1] | ids[2])
+        if ok:
+            a, b = cs[next(iter(ids[1]))], cs[next(iter(ids[2]))]
+            ok = a[0] == b[0] and a[1] != b[1]  # same call instruction, different callers
+        report("call sites: two callers at the same depth through one helper get two ids (%s)" %
+               ("exact unwinding" if exact else "cached fast path"), ok, "%s %s" % (ids, [r["callsite"] for r in g]))
+
+
 def case_dlopen_local(tmp):
     out = os.path.join(tmp, "dl")
     p = run([os.path.join(TB, "shim_dl_main"), os.path.join(TB, "libshim_dl_lib.so")], preload_env(out))
@@ -468,6 +488,7 @@ def main():
     try:
         case_shapes(tmp)
         case_stack_off(tmp)
+        case_callers(tmp)
         case_dlopen_local(tmp)
         case_fork(tmp)
         case_threads(tmp)
