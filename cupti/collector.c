@@ -403,10 +403,12 @@ static int tap_for(void *f, const char *name)
     return t;
 }
 
-static int init_slots(void)
+static void resolve_driver(void)
 {
+    static int done;
+    if (__atomic_load_n(&done, __ATOMIC_ACQUIRE)) return;
     pthread_mutex_lock(&slot_init_lock);
-    if (!slots_ready) {
+    if (!done) {
         void *cu = dlopen("libcuda.so.1", RTLD_NOW | RTLD_NOLOAD);
         if (cu) {
             *(void **)&drv.memcpy_dtoh_async = dlsym(cu, "cuMemcpyDtoHAsync_v2");
@@ -415,6 +417,17 @@ static int init_slots(void)
             *(void **)&drv.is_capturing = dlsym(cu, "cuStreamIsCapturing");
             *(void **)&drv.ctx_device = dlsym(cu, "cuCtxGetDevice");
         }
+        __atomic_store_n(&done, 1, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&slot_init_lock);
+}
+
+/* Pinned buffers, allocated once, never during a graph capture (allocation is not allowed
+ * there). Returns 1 when ready. */
+static int init_slots(void)
+{
+    pthread_mutex_lock(&slot_init_lock);
+    if (!slots_ready) {
         slots_ready = -1;
         if (drv.memcpy_dtoh_async && drv.host_func && drv.host_alloc) {
             slots_ready = 1;
@@ -465,7 +478,8 @@ static void CUDA_CB tap_host_fn(void *arg)
         r->device = s->device;
         core.commit(r);
     }
-    __atomic_store_n(&s->busy, 0, __ATOMIC_RELEASE);
+    int one = 1;   /* a graph-owned buffer (2) stays with its graph */
+    __atomic_compare_exchange_n(&s->busy, &one, 0, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED);
 }
 
 static void run_tap(int tapi, void *f, const char *name, CUstream stream, void **params,
@@ -487,23 +501,30 @@ static void run_tap(int tapi, void *f, const char *name, CUstream stream, void *
         tap_dropped++;
         return;
     }
-    if (!init_slots()) return;
+    /* Under CUDA graph capture the copy and the host function become graph nodes: the
+     * buffer then belongs to the graph (each replay rewrites it and reports again). */
+    resolve_driver();
+    int in_capture = 0;
     if (drv.is_capturing) {
         CUstreamCaptureStatus cs = CU_STREAM_CAPTURE_STATUS_NONE;
-        if (drv.is_capturing(stream, &cs) == CUDA_SUCCESS && cs != CU_STREAM_CAPTURE_STATUS_NONE) {
-            if (!tap_warned_capture++) warn("tap %s: launch inside CUDA graph capture is not tapped "
-                                            "(use the router-logit tap for graphs)", tap->name);
-            tap_dropped++;
-            return;
-        }
+        in_capture = drv.is_capturing(stream, &cs) == CUDA_SUCCESS && cs != CU_STREAM_CAPTURE_STATUS_NONE;
+    }
+    if (in_capture ? __atomic_load_n(&slots_ready, __ATOMIC_ACQUIRE) != 1 : !init_slots()) {
+        if (in_capture && !tap_warned_capture++)
+            warn("tap %s: first tapped launch happened inside a CUDA graph capture (no buffers yet); "
+                 "captured launches are not tapped", tap->name);
+        tap_dropped++;
+        return;
     }
     struct tap_slot *s = NULL;
     for (int i = 0; i < TAP_SLOTS; i++) {
         int expect = 0;
-        if (__atomic_compare_exchange_n(&slots[i].busy, &expect, 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) { s = &slots[i]; break; }
+        if (__atomic_compare_exchange_n(&slots[i].busy, &expect, in_capture ? 2 : 1, 0, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE)) { s = &slots[i]; break; }
     }
     if (!s) {
-        if (!tap_warned_busy++) warn("tap %s: all %d tap buffers busy; some launches not tapped", tap->name, TAP_SLOTS);
+        if (!tap_warned_busy++) warn("tap %s: all %d tap buffers busy or owned by captured graphs; "
+                                     "some launches not tapped", tap->name, TAP_SLOTS);
         tap_dropped++;
         return;
     }

@@ -51,11 +51,10 @@ uint32_t mc_intern(const char *text);
 uint32_t mc_callsite_capture(void);
 /* Faster variant for interposers, called as
  *     mc_callsite_capture_at(__builtin_return_address(0), __builtin_frame_address(0))
- * from the interposer itself: a call whose return address and stack position equal an
- * earlier call's on this thread reuses that call's id without unwinding (a loop issuing
- * the same call from the same code). Two different outer chains that reach the same
- * call instruction at exactly the same stack depth would share an id: a documented,
- * rare approximation (MOECAP_STACK_EXACT=1 turns the cache off). */
+ * from the interposer itself: a call from the same return address and stack position as
+ * an earlier call on this thread reuses that call's id once every return address of the
+ * cached chain is verified to be still in its stack slot (no unwind); same result as
+ * mc_callsite_capture. MOECAP_STACK_EXACT=1 always unwinds. */
 uint32_t mc_callsite_capture_at(const void *ret_addr, const void *frame);
 
 /* The next definition of `symbol` after libmoecap.so, also when the defining library was

@@ -148,10 +148,12 @@ CUresult cuLaunchHostFunc(CUstream s, CUhostFn fn, void *data)
     return CUDA_SUCCESS;
 }
 
+int fake_driver_capturing;   /* set by tests: streams report an active capture */
+
 CUresult cuStreamIsCapturing(CUstream s, CUstreamCaptureStatus *st)
 {
     (void)s;
-    *st = CU_STREAM_CAPTURE_STATUS_NONE;
+    *st = fake_driver_capturing ? CU_STREAM_CAPTURE_STATUS_ACTIVE : CU_STREAM_CAPTURE_STATUS_NONE;
     return CUDA_SUCCESS;
 }
 

@@ -207,6 +207,29 @@ static void test_kernel_tap(void)
     MC_CHECK(tn && !strcmp(tn, "moe-ref.fused_topk") && kn && !strcmp(kn, "mr_fused_topk"), "names");
 }
 
+extern int fake_driver_capturing;
+
+/* Under graph capture each tapped launch keeps its buffer (32 of them): 33 captured
+ * launches give 32 records and one note. */
+static void test_kernel_tap_capture(void)
+{
+    if (!fake_cupti_callback) return;
+    fake_reset();
+    int ids[4] = { 1, 2, 1, 3 };
+    float lg[16] = {0}, w[4] = {0};
+    void *lp = lg, *ip = ids, *wp = w;
+    int T = 2, E = 4, K = 2, zero = 0;
+    void *params[11] = { &lp, &T, &E, &K, &ip, &wp, &zero, &zero, &zero, &zero, &zero };
+    fake_driver_capturing = 1;
+    for (int i = 0; i < 33; i++) launch("mr_fused_topk", (void *)(uintptr_t)0x5000, params, CUDA_SUCCESS);
+    fake_driver_capturing = 0;
+    MC_CHECK(fake_count(MC_REC_TOPK_TAP) == 32, "32 captured taps, got %d", fake_count(MC_REC_TOPK_TAP));
+    MC_CHECK(has_note("owned by captured graphs"), "exhaustion reported");
+    struct mc_rec_topk_tap *r = fake_find(MC_REC_TOPK_TAP, 0);
+    const uint32_t *c = r ? (const uint32_t *)(r + 1) : NULL;
+    MC_CHECK(c && c[0] == 0 && c[1] == 2 && c[2] == 1 && c[3] == 1, "captured histogram");
+}
+
 int main(void)
 {
     char taps[4096];
@@ -219,5 +242,6 @@ int main(void)
     MC_RUN(test_silent_activity);
     MC_RUN(test_activity_records);
     MC_RUN(test_kernel_tap);
+    MC_RUN(test_kernel_tap_capture);
     return MC_TEST_EXIT();
 }
