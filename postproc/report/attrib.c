@@ -86,12 +86,28 @@ struct went {
     uint8_t named;
 };
 
+/* ---------- router-logit taps ---------- */
+
+#define TAP_TABLE_MAX 4096
+struct tap_ent { int32_t pid, tid; uint64_t t; int64_t *cnt; };
+
+/* A finished step that waits for the taps of some of its MoE layers. */
+struct pend {
+    struct mc_step st;
+    int64_t *counts, *ctx;
+    uint64_t *router_t;
+    uint8_t *need;
+    int n_need;
+    struct pend *next;
+};
+
 /* ---------- per-thread stream state ---------- */
 
 enum phase { PH_ATTN = 0, PH_FFN = 1 };
 
 struct stream {
     int32_t pid, tid;
+    int n_moe;
     int open;               /* a step is in progress */
     uint64_t stamp;
     uint64_t t_begin, t_end;
@@ -109,6 +125,11 @@ struct stream {
     int32_t *touched;       /* indices into counts set this step */
     int64_t n_touched;
     int32_t *order_next;    /* per moe layer: next first-seen expert id (shape-only) */
+    /* router-logit taps (GPU fused experts): per moe layer of the open step */
+    uint64_t *router_t;     /* router GEMM t_begin (0 = no router yet) */
+    uint64_t *expert_calls; /* expert GEMMs seen */
+    uint8_t *have_tap;
+    int64_t *tap_counts;    /* n_moe x E */
     int64_t *ctx;           /* per sequence context after the last step */
     int64_t nctx, ctx_cap;
     int ctx_exact;
@@ -132,6 +153,8 @@ struct mc_attrib {
     struct mc_attrib_stats st;
     uint64_t unk_count[64]; int64_t unk_out[64], unk_in[64]; int n_unk;
     int64_t *ctx_scratch;
+    struct tap_ent *taps; size_t n_taps;     /* taps not matched to a router GEMM yet */
+    struct pend *pend_head, *pend_tail;      /* steps waiting for taps, in step order */
 };
 
 static const char *base_name(const char *p)
@@ -169,7 +192,14 @@ void mc_attrib_free(struct mc_attrib *a)
     free(a->tens); free(a->maps); free(a->iv); free(a->tab); free(a->ctx_scratch);
     for (struct stream *s = a->streams, *n; s; s = n) {
         n = s->next;
-        free(s->counts); free(s->touched); free(s->order_next); free(s->ctx); free(s);
+        free(s->counts); free(s->touched); free(s->order_next); free(s->ctx);
+        free(s->router_t); free(s->expert_calls); free(s->have_tap); free(s->tap_counts); free(s);
+    }
+    for (size_t i = 0; i < a->n_taps; i++) free(a->taps[i].cnt);
+    free(a->taps);
+    for (struct pend *p = a->pend_head, *n; p; p = n) {
+        n = p->next;
+        free(p->counts); free(p->ctx); free(p->router_t); free(p->need); free(p);
     }
     free(a);
 }
@@ -390,15 +420,21 @@ static struct stream *get_stream(struct mc_attrib *a, int32_t pid, int32_t tid)
         if (s->pid == pid && s->tid == tid) return s;
     struct stream *s = calloc(1, sizeof *s);
     if (!s) return NULL;
-    s->pid = pid; s->tid = tid;
+    s->pid = pid; s->tid = tid; s->n_moe = a->n_moe;
     size_t n = (size_t)(a->n_moe ? a->n_moe : 1) * (size_t)(a->m->experts ? a->m->experts : 1);
     s->counts = calloc(n, sizeof *s->counts);
     s->touched = calloc(n, sizeof *s->touched);
-    s->order_next = calloc((size_t)(a->n_moe ? a->n_moe : 1), sizeof *s->order_next);
+    size_t nm = (size_t)(a->n_moe ? a->n_moe : 1);
+    s->order_next = calloc(nm, sizeof *s->order_next);
+    s->router_t = calloc(nm, sizeof *s->router_t);
+    s->expert_calls = calloc(nm, sizeof *s->expert_calls);
+    s->have_tap = calloc(nm, sizeof *s->have_tap);
+    s->tap_counts = calloc(n, sizeof *s->tap_counts);
     s->cur_moe = -1;
     s->ctx_exact = 1;
-    if (!s->counts || !s->touched || !s->order_next) {
-        free(s->counts); free(s->touched); free(s->order_next); free(s);
+    if (!s->counts || !s->touched || !s->order_next || !s->router_t || !s->expert_calls || !s->have_tap || !s->tap_counts) {
+        free(s->counts); free(s->touched); free(s->order_next); free(s->router_t);
+        free(s->expert_calls); free(s->have_tap); free(s->tap_counts); free(s);
         return NULL;
     }
     s->next = a->streams;
@@ -417,6 +453,7 @@ static void reset_step(struct stream *s)
     s->f_gemm = s->f_routed = s->f_unattr = 0;
     s->routers = 0;
     s->shared_calls = s->dense_ffn_calls = 0;
+    for (int i = 0; i < s->n_moe; i++) { s->router_t[i] = 0; s->expert_calls[i] = 0; s->have_tap[i] = 0; }
     s->cur_moe = -1;
     s->phase = PH_ATTN;
     s->in_moe = 0;
@@ -433,6 +470,233 @@ static int ctx_reserve(struct stream *s, int64_t n)
     return 0;
 }
 
+/* ---------- router-logit taps: routing rule, matching, steps waiting for taps ---------- */
+
+static float half_to_float(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 31, man = h & 1023, bits;
+    if (exp == 0) {
+        if (!man) bits = sign;
+        else {   /* subnormal */
+            exp = 127 - 15 + 1;
+            while (!(man & 1024)) { man <<= 1; exp--; }
+            bits = sign | exp << 23 | (man & 1023) << 13;
+        }
+    } else if (exp == 31) bits = sign | 0x7f800000u | man << 13;
+    else bits = sign | (exp + 127 - 15) << 23 | man << 13;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static float logit_at(const void *data, int dtype, size_t i)
+{
+    const unsigned char *p = data;
+    float f;
+    uint16_t h;
+    switch (dtype) {
+    case MC_DT_F32: memcpy(&f, p + 4 * i, 4); return f;
+    case MC_DT_BF16: { memcpy(&h, p + 2 * i, 2); uint32_t b = (uint32_t)h << 16; memcpy(&f, &b, 4); return f; }
+    case MC_DT_F16: memcpy(&h, p + 2 * i, 2); return half_to_float(h);
+    case MC_DT_F64: { double d; memcpy(&d, p + 8 * i, 8); return (float)d; }
+    default: return 0;
+    }
+}
+
+/* The model's top-k rule on router logits (softmax / sigmoid are monotone, so the order of
+ * the logits decides): optional DeepSeek group limit (groups ranked by their best expert),
+ * then top_k experts, ties to the lower index (moe-ref's rule). Adds (token, slot) pairs
+ * per expert to cnt[E]. Returns 0, -1 when the tap cannot be read. */
+int mc_route_counts(const struct mc_model *m, int64_t tokens, int64_t experts, int dtype, int layout,
+                    const void *data, size_t len, int64_t *cnt)
+{
+    int esz = dtype == MC_DT_F32 ? 4 : dtype == MC_DT_F64 ? 8 : (dtype == MC_DT_BF16 || dtype == MC_DT_F16) ? 2 : 0;
+    if (!esz || experts != m->experts || tokens <= 0 || experts <= 0 || experts > 4096 ||
+        (uint64_t)tokens * (uint64_t)experts * (uint64_t)esz > len)
+        return -1;
+    float lg[4096];
+    unsigned char allowed[4096], taken[4096];
+    int64_t E = experts, K = m->top_k;
+    int64_t G = m->n_group, TG = m->topk_group;
+    int grouped = G > 1 && TG > 0 && TG < G && E % G == 0 && G <= 64;
+    for (int64_t t = 0; t < tokens; t++) {
+        for (int64_t e = 0; e < E; e++) {
+            size_t i = layout == MC_LAYOUT_COL_MAJOR ? (size_t)(e * tokens + t) : (size_t)(t * E + e);
+            lg[e] = logit_at(data, dtype, i);
+            allowed[e] = 1;
+            taken[e] = 0;
+        }
+        if (grouped) {
+            int64_t gs = E / G;
+            float gmax[64];
+            unsigned char gsel[64];
+            for (int64_t g = 0; g < G; g++) {
+                gmax[g] = lg[g * gs]; gsel[g] = 0;
+                for (int64_t e = g * gs; e < (g + 1) * gs; e++) if (lg[e] > gmax[g]) gmax[g] = lg[e];
+            }
+            for (int64_t r = 0; r < TG; r++) {
+                int64_t best = -1;
+                for (int64_t g = 0; g < G; g++) if (!gsel[g] && (best < 0 || gmax[g] > gmax[best])) best = g;
+                if (best >= 0) gsel[best] = 1;
+            }
+            for (int64_t e = 0; e < E; e++) allowed[e] = gsel[e / gs];
+        }
+        for (int64_t r = 0; r < K && r < E; r++) {
+            int64_t best = -1;
+            for (int64_t e = 0; e < E; e++) if (allowed[e] && !taken[e] && (best < 0 || lg[e] > lg[best])) best = e;
+            if (best < 0) for (int64_t e = 0; e < E; e++) if (!taken[e]) { best = e; break; }
+            if (best < 0) break;
+            taken[best] = 1;
+            cnt[best]++;
+        }
+    }
+    return 0;
+}
+
+/* Counts of a tapped MoE layer into a step: experts, tokens, and the fused kernels' bytes
+ * and FLOPs (the same as one gate/up/down GEMM per activated expert would have). */
+static void apply_tap(const struct mc_model *m, const int64_t *tap, int64_t *counts, int32_t *touched,
+                      int64_t *n_touched, int64_t *activated, uint64_t *b_routed, uint64_t *f_routed,
+                      uint64_t *f_gemm, int64_t base)
+{
+    int elt = m->elt ? m->elt : 4;
+    uint64_t eb = (uint64_t)mc_model_expert_params(m) * (uint64_t)elt;
+    for (int64_t e = 0; e < m->experts; e++) {
+        int64_t c = tap[e];
+        if (c <= 0 || counts[base + e]) continue;
+        counts[base + e] = c;
+        if (touched) touched[(*n_touched)++] = (int32_t)(base + e);
+        if (activated) (*activated)++;
+        *b_routed += eb;
+        uint64_t fl = 2ull * (uint64_t)c * (uint64_t)mc_model_expert_params(m);
+        *f_routed += fl;
+        *f_gemm += fl;
+    }
+}
+
+static int take_tap(struct mc_attrib *a, int32_t pid, int32_t tid, uint64_t t, int64_t *out)
+{
+    for (size_t i = 0; i < a->n_taps; i++) {
+        struct tap_ent *e = &a->taps[i];
+        if (e->pid != pid || e->tid != tid || e->t != t) continue;
+        memcpy(out, e->cnt, (size_t)a->m->experts * sizeof *out);
+        free(e->cnt);
+        a->taps[i] = a->taps[--a->n_taps];
+        return 1;
+    }
+    return 0;
+}
+
+#define PEND_MAX 256
+
+static void flush_pending(struct mc_attrib *a, int force)
+{
+    size_t n = 0;
+    for (struct pend *p = a->pend_head; p; p = p->next) n++;
+    while (a->pend_head && (a->pend_head->n_need == 0 || force || n > PEND_MAX)) {
+        struct pend *p = a->pend_head;
+        a->pend_head = p->next;
+        if (!a->pend_head) a->pend_tail = NULL;
+        n--;
+        if (p->n_need) a->st.tap_missing_layers += (uint64_t)p->n_need;
+        p->st.counts = p->counts;
+        p->st.context = p->ctx;
+        if (a->cb) a->cb(&p->st, a->user);
+        free(p->counts); free(p->ctx); free(p->router_t); free(p->need); free(p);
+    }
+}
+
+/* Hand a finished step to the callback, or queue it (it waits for taps, or an earlier step
+ * does: steps are delivered in order). */
+static void deliver(struct mc_attrib *a, struct stream *s, struct mc_step *st, int n_need)
+{
+    if (!n_need && !a->pend_head) {
+        if (a->cb) a->cb(st, a->user);
+        return;
+    }
+    struct pend *p = calloc(1, sizeof *p);
+    size_t cells = (size_t)(a->n_moe ? a->n_moe : 1) * (size_t)(a->m->experts ? a->m->experts : 1);
+    if (p) {
+        p->counts = malloc(cells * sizeof *p->counts);
+        p->ctx = malloc((size_t)(st->n_context ? st->n_context : 1) * sizeof *p->ctx);
+        p->router_t = calloc((size_t)(a->n_moe ? a->n_moe : 1), sizeof *p->router_t);
+        p->need = calloc((size_t)(a->n_moe ? a->n_moe : 1), 1);
+    }
+    if (!p || !p->counts || !p->ctx || !p->router_t || !p->need) {   /* no memory: deliver as is */
+        if (p) { free(p->counts); free(p->ctx); free(p->router_t); free(p->need); free(p); }
+        a->st.tap_missing_layers += (uint64_t)n_need;
+        flush_pending(a, 1);
+        if (a->cb) a->cb(st, a->user);
+        return;
+    }
+    p->st = *st;
+    memcpy(p->counts, st->counts, cells * sizeof *p->counts);
+    if (st->n_context) memcpy(p->ctx, st->context, (size_t)st->n_context * sizeof *p->ctx);
+    for (int i = 0; i < a->n_moe; i++) {
+        p->router_t[i] = s->router_t[i];
+        p->need[i] = s->router_t[i] && !s->expert_calls[i] && !s->have_tap[i];
+    }
+    p->n_need = n_need;
+    if (a->pend_tail) a->pend_tail->next = p; else a->pend_head = p;
+    a->pend_tail = p;
+    flush_pending(a, 0);
+}
+
+void mc_attrib_router_tap(struct mc_attrib *a, int32_t pid, int32_t tid, uint64_t t_ns, int64_t tokens,
+                          int64_t experts, int dtype, int layout, const void *data, size_t len)
+{
+    const struct mc_model *m = a->m;
+    if (!a->n_moe) return;
+    int64_t *cnt = calloc((size_t)m->experts, sizeof *cnt);
+    if (!cnt) return;
+    if (mc_route_counts(m, tokens, experts, dtype, layout, data, len, cnt) != 0) {
+        a->st.taps_unreadable++;
+        free(cnt);
+        return;
+    }
+    a->st.taps++;
+    /* a queued step waiting for it */
+    for (struct pend *p = a->pend_head; p; p = p->next) {
+        if (p->st.pid != pid || p->st.tid != tid) continue;
+        for (int i = 0; i < a->n_moe; i++) {
+            if (!p->need[i] || p->router_t[i] != t_ns) continue;
+            uint64_t before = p->st.flops_gemm;
+            apply_tap(m, cnt, p->counts, NULL, NULL, &p->st.activated, &p->st.bytes_routed,
+                      &p->st.flops_routed, &p->st.flops_gemm, (int64_t)i * m->experts);
+            (void)before;
+            p->need[i] = 0;
+            p->n_need--;
+            free(cnt);
+            flush_pending(a, 0);
+            return;
+        }
+    }
+    /* the open step of its thread */
+    for (struct stream *s = a->streams; s; s = s->next) {
+        if (s->pid != pid || s->tid != tid || !s->open) continue;
+        for (int i = 0; i < a->n_moe; i++)
+            if (s->router_t[i] == t_ns && !s->have_tap[i]) {
+                memcpy(s->tap_counts + (size_t)i * (size_t)m->experts, cnt, (size_t)m->experts * sizeof *cnt);
+                s->have_tap[i] = 1;
+                free(cnt);
+                return;
+            }
+    }
+    /* before its router GEMM: keep it (bounded) */
+    if (a->n_taps >= TAP_TABLE_MAX) {
+        free(a->taps[0].cnt);
+        memmove(a->taps, a->taps + 1, (a->n_taps - 1) * sizeof *a->taps);
+        a->n_taps--;
+        a->st.taps_unmatched++;
+    }
+    if (!(a->n_taps % 64)) {
+        void *np = realloc(a->taps, (a->n_taps + 64) * sizeof *a->taps);
+        if (!np) { free(cnt); return; }
+        a->taps = np;
+    }
+    a->taps[a->n_taps++] = (struct tap_ent){pid, tid, t_ns, cnt};
+}
+
 /* Close the step at lm_head: kinds, contexts, KV bytes, attention FLOPs, callback. */
 static void finish_step(struct mc_attrib *a, struct stream *s, int64_t sequences)
 {
@@ -444,6 +708,17 @@ static void finish_step(struct mc_attrib *a, struct stream *s, int64_t sequences
     struct mc_step st;
     memset(&st, 0, sizeof st);
     const char *kind;
+    /* MoE layers whose experts ran in a fused kernel (router, no expert GEMM): the taps */
+    int n_need = 0;
+    int64_t tapped_act = 0;
+    for (int i = 0; i < a->n_moe; i++) {
+        if (!s->router_t[i] || s->expert_calls[i]) continue;
+        if (s->have_tap[i])
+            apply_tap(m, s->tap_counts + (size_t)i * (size_t)m->experts, s->counts, s->touched, &s->n_touched,
+                      &tapped_act, &s->b_routed, &s->f_routed, &s->f_gemm, (int64_t)i * m->experts);
+        else
+            n_need++;
+    }
     /* attention work: Σ over the step's tokens of their causal context (pos + 1) */
     uint64_t att_ctx = 0;
     if (ctx_reserve(s, B) != 0) B = s->nctx < B ? s->nctx : B;
@@ -531,7 +806,7 @@ static void finish_step(struct mc_attrib *a, struct stream *s, int64_t sequences
     if ((m->fs > 0 && !s->shared_calls) || (a->n_moe < m->layers && !s->dense_ffn_calls))
         a->st.structure_mismatch_steps++;
     a->st.steps++;
-    if (a->cb) a->cb(&st, a->user);
+    deliver(a, s, &st, n_need);
     reset_step(s);
 }
 
@@ -683,6 +958,11 @@ void mc_attrib_gemm(struct mc_attrib *a, int32_t pid, const struct mc_rec_gemm *
         int ord = w->named && w->layer >= 0 && w->layer < m->layers ? a->moe_ord[w->layer] : s->routers;
         s->cur_moe = ord;
         s->routers++;
+        if (ord >= 0 && ord < a->n_moe) {
+            s->router_t[ord] = g->t_begin_ns;
+            s->have_tap[ord] = (uint8_t)take_tap(a, pid, g->tid, g->t_begin_ns,
+                                                 s->tap_counts + (size_t)ord * (size_t)m->experts);
+        }
         if (!s->tokens_router) s->tokens_router = tokens;
     } else if (role == MC_ROLE_DENSE_FFN) {
         s->phase = PH_FFN; s->in_moe = 0;
@@ -696,6 +976,7 @@ void mc_attrib_gemm(struct mc_attrib *a, int32_t pid, const struct mc_rec_gemm *
         if (first_use) s->b_routed += wbytes;
         s->f_routed += flops;
         int ord = w->layer >= 0 && w->layer < m->layers ? a->moe_ord[w->layer] : s->cur_moe;
+        if (ord >= 0 && ord < a->n_moe) s->expert_calls[ord]++;
         if (ord >= 0 && ord < a->n_moe && w->expert >= 0 && w->expert < m->experts) {
             int64_t idx = (int64_t)ord * m->experts + w->expert;
             if (tokens > 0 && !s->counts[idx]) s->touched[s->n_touched++] = (int32_t)idx;
@@ -723,6 +1004,7 @@ void mc_attrib_gemm(struct mc_attrib *a, int32_t pid, const struct mc_rec_gemm *
 
 void mc_attrib_finish(struct mc_attrib *a)
 {
+    flush_pending(a, 1);
     for (struct stream *s = a->streams; s; s = s->next)
         if (s->open) { a->st.open_steps_dropped++; reset_step(s); }
 }

@@ -56,6 +56,16 @@ void mc_attrib_file_map(struct mc_attrib *a, int32_t pid, const char *path, uint
 /* One GEMM/GEMV record of process `pid`. */
 void mc_attrib_gemm(struct mc_attrib *a, int32_t pid, const struct mc_rec_gemm *g);
 
+/* A router-logit tap (MC_REC_ROUTER_TAP): the logits of the router GEMM that thread `tid`
+ * of process `pid` began at t_ns. The model's top-k rule gives the layer's experts and
+ * tokens per expert when its experts ran in a fused kernel (no expert GEMMs). Taps may come
+ * before or after their GEMM; steps wait (in order, bounded) for missing taps. */
+void mc_attrib_router_tap(struct mc_attrib *a, int32_t pid, int32_t tid, uint64_t t_ns, int64_t tokens,
+                          int64_t experts, int dtype, int layout, const void *data, size_t len);
+/* The routing rule alone (for tests): adds (token, slot) pairs per expert to cnt[E]. */
+int mc_route_counts(const struct mc_model *m, int64_t tokens, int64_t experts, int dtype, int layout,
+                    const void *data, size_t len, int64_t *cnt);
+
 /* Ends the run: steps still open (no lm_head yet) are dropped and counted. */
 void mc_attrib_finish(struct mc_attrib *a);
 
@@ -64,6 +74,7 @@ struct mc_attrib_stats {
     uint64_t named_weights, shape_weights;   /* weights classified by tensor name / shape */
     int expert_ids_exact;                    /* 0 = some expert ids are first-seen order */
     uint64_t router_mismatch_steps;          /* steps whose router count != MoE layers */
+    uint64_t taps, taps_unreadable, taps_unmatched, tap_missing_layers;
     uint64_t structure_mismatch_steps;       /* steps without the shared / dense FFN GEMMs the config predicts */
     uint64_t shape_mismatch;                 /* GEMMs on named weights of unexpected shape */
     char mismatch_example[200];

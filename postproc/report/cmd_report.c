@@ -609,6 +609,12 @@ int mc_cmd_report(int argc, char **argv)
             cJSON_AddItemToArray(procs, o);
             break;
         }
+        case MC_REC_ROUTER_TAP: {
+            const struct mc_rec_router_tap *t = &rec->u.router_tap;
+            mc_attrib_router_tap(at, c->pid, t->tid, t->t_ns, t->tokens, t->experts, t->dtype, t->layout,
+                                 rec->var, rec->var_len);
+            break;
+        }
         case MC_REC_DROPPED: dropped += rec->u.dropped.count; break;
         case MC_REC_STEP_MARK: marks++; break;
         case MC_REC_NOTE: {
@@ -678,6 +684,17 @@ int mc_cmd_report(int argc, char **argv)
                  "(counted in flops.unattributed_gemm, not in S-MFU)", ast.unattributed, ast.gemms);
         add_note(notes, "info", msg);
     }
+    if (ast.tap_missing_layers) {
+        snprintf(msg, sizeof msg, "%" PRIu64 " MoE layer(s) ran their experts without GEMMs (fused kernel) and no "
+                 "router-logit tap came for them: their experts are missing (set MOECAP_ROUTER_TAP or "
+                 "MOECAP_MODEL for the shim)", ast.tap_missing_layers);
+        add_note(notes, "warning", msg);
+    }
+    if (ast.taps_unreadable || ast.taps_unmatched) {
+        snprintf(msg, sizeof msg, "%" PRIu64 " router-logit taps unreadable (dtype/size/experts), %" PRIu64
+                 " never matched a router GEMM", ast.taps_unreadable, ast.taps_unmatched);
+        add_note(notes, "warning", msg);
+    }
     if (ast.open_steps_dropped) {
         snprintf(msg, sizeof msg, "%" PRIu64 " forward step(s) at the end of the trace had no lm_head GEMM and were dropped", ast.open_steps_dropped);
         add_note(notes, "warning", msg);
@@ -732,6 +749,7 @@ int mc_cmd_report(int argc, char **argv)
     cJSON_AddStringToObject(attr, "expert_ids", ast.expert_ids_exact ? "exact" : "order");
     cJSON_AddNumberToObject(attr, "named_weights", (double)ast.named_weights);
     cJSON_AddNumberToObject(attr, "shape_weights", (double)ast.shape_weights);
+    cJSON_AddNumberToObject(attr, "router_taps", (double)ast.taps);
 
     cJSON *mo = cJSON_AddObjectToObject(root, "model");
     cJSON_AddStringToObject(mo, "path", model.path);

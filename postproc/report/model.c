@@ -150,6 +150,12 @@ int mc_model_parse_config(const char *text, struct mc_model *m, char *err, size_
         get_int(c, "intermediate_size", &m->fd);
         get_int(c, "n_shared_experts", &m->n_shared);
         if (m->n_shared > 0) m->fs = m->n_shared * m->f;
+        get_int(c, "n_group", &m->n_group);
+        get_int(c, "topk_group", &m->topk_group);
+        {
+            const cJSON *tm = cJSON_GetObjectItemCaseSensitive(c, "topk_method");
+            if (cJSON_IsString(tm) && !strcmp(tm->valuestring, "greedy")) m->n_group = 0;
+        }
         get_int(c, "kv_lora_rank", &m->kv_lora_rank);
         if (m->kv_lora_rank > 0) {
             get_int(c, "q_lora_rank", &m->q_lora_rank);

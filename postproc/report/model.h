@@ -45,6 +45,8 @@ struct mc_model {
     int qk_norm;            /* qwen3_moe / olmoe: q_norm, k_norm weights */
     /* MLA attention (deepseek with kv_lora_rank); 0 = standard GQA */
     int64_t q_lora_rank, kv_lora_rank, qk_rope_dim, qk_nope_dim, v_head_dim;
+    /* DeepSeek group-limited routing (0 = plain top-k) */
+    int64_t n_group, topk_group;
     unsigned char is_moe[MC_MODEL_MAX_LAYERS]; /* per layer: 1 = MoE layer */
     int64_t n_moe_layers;
     int weight_dtype;       /* enum mc_dtype from torch_dtype/dtype (config) */

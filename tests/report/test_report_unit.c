@@ -388,6 +388,159 @@ static void test_hw(void)
     unsetenv("MOECAP_HW_DIR");
 }
 
+
+/* ---------- router-logit taps (fused experts) ---------- */
+
+static void test_route_counts(void)
+{
+    struct mc_model m;
+    char err[256];
+    MC_CHECK(mc_model_parse_config(TINY, &m, err, sizeof err) == 0, "%s", err);
+    /* E 4, top 2; row 0 -> experts 1, 2; row 1 ties 5 = 5 -> lower index first: 0, 1 */
+    float lg[8] = {1, 3, 2, 0, 5, 5, 1, 0};
+    int64_t cnt[4] = {0};
+    MC_CHECK(mc_route_counts(&m, 2, 4, MC_DT_F32, MC_LAYOUT_ROW_MAJOR, lg, sizeof lg, cnt) == 0, "f32");
+    MC_CHECK(cnt[0] == 1 && cnt[1] == 2 && cnt[2] == 1 && cnt[3] == 0, "counts %lld %lld %lld %lld",
+             (long long)cnt[0], (long long)cnt[1], (long long)cnt[2], (long long)cnt[3]);
+    /* the same logits as bf16 (upper halves of the f32 bit patterns; these values are exact) */
+    uint16_t bf[8];
+    for (int i = 0; i < 8; i++) { uint32_t b; memcpy(&b, &lg[i], 4); bf[i] = (uint16_t)(b >> 16); }
+    int64_t c2[4] = {0};
+    MC_CHECK(mc_route_counts(&m, 2, 4, MC_DT_BF16, MC_LAYOUT_ROW_MAJOR, bf, sizeof bf, c2) == 0 &&
+             !memcmp(cnt, c2, sizeof cnt), "bf16");
+    /* f16: 3.0 = 0x4200, 2.0 = 0x4000, 1.0 = 0x3c00, 5.0 = 0x4500 */
+    uint16_t hf[8] = {0x3c00, 0x4200, 0x4000, 0, 0x4500, 0x4500, 0x3c00, 0};
+    int64_t c3[4] = {0};
+    MC_CHECK(mc_route_counts(&m, 2, 4, MC_DT_F16, MC_LAYOUT_ROW_MAJOR, hf, sizeof hf, c3) == 0 &&
+             !memcmp(cnt, c3, sizeof cnt), "f16");
+    /* column-major: element (t, e) at e * tokens + t */
+    float cm[8];
+    for (int t = 0; t < 2; t++) for (int e = 0; e < 4; e++) cm[e * 2 + t] = lg[t * 4 + e];
+    int64_t c4[4] = {0};
+    MC_CHECK(mc_route_counts(&m, 2, 4, MC_DT_F32, MC_LAYOUT_COL_MAJOR, cm, sizeof cm, c4) == 0 &&
+             !memcmp(cnt, c4, sizeof cnt), "col-major");
+    MC_CHECK(mc_route_counts(&m, 2, 4, MC_DT_F32, MC_LAYOUT_ROW_MAJOR, lg, 16, c4) != 0, "short payload accepted");
+    MC_CHECK(mc_route_counts(&m, 2, 5, MC_DT_F32, MC_LAYOUT_ROW_MAJOR, lg, sizeof lg, c4) != 0, "wrong E accepted");
+    /* DeepSeek group limit: 2 groups of 2, keep 1 group: logits 4 0 | 3 3.5 -> group 0 wins
+     * (best 4 > 3.5), so experts 0 and 1 although 3 and 3.5 beat 0 */
+    m.n_group = 2; m.topk_group = 1;
+    float g[4] = {4, 0, 3, 3.5f};
+    int64_t c5[4] = {0};
+    MC_CHECK(mc_route_counts(&m, 1, 4, MC_DT_F32, MC_LAYOUT_ROW_MAJOR, g, sizeof g, c5) == 0 &&
+             c5[0] == 1 && c5[1] == 1 && c5[2] == 0 && c5[3] == 0, "group limited");
+    m.n_group = 0;
+    int64_t c6[4] = {0};
+    MC_CHECK(mc_route_counts(&m, 1, 4, MC_DT_F32, MC_LAYOUT_ROW_MAJOR, g, sizeof g, c6) == 0 &&
+             c6[0] == 1 && c6[3] == 1, "greedy");
+}
+
+/* Consistent routings (every token picks 2 experts): step 0, T 6: layer 0 {1, 3}, layer 1 {0, 2};
+ * step 1, T 2: layer 0 {1, 3}, layer 1 {0, 1}. */
+static const int EXF0[2][4] = {{0, 6, 0, 6}, {6, 0, 6, 0}};
+static const int EXF1[2][4] = {{0, 2, 0, 2}, {2, 2, 0, 0}};
+static const int PICK0[2][2] = {{1, 3}, {0, 2}};
+static const int PICK1[2][2] = {{1, 3}, {0, 1}};
+
+struct tap_q { int n; uint64_t t[8]; int T[8]; int pick[8][2]; };
+
+static void send_tap(struct mc_attrib *a, uint64_t t, int T, const int pick[2])
+{
+    float lg[16 * 4];
+    for (int i = 0; i < T; i++) {
+        for (int e = 0; e < 4; e++) lg[i * 4 + e] = 0;
+        lg[i * 4 + pick[0]] = 3;
+        lg[i * 4 + pick[1]] = 2;
+    }
+    mc_attrib_router_tap(a, 42, 7, t, T, 4, MC_DT_F32, MC_LAYOUT_ROW_MAJOR, lg, (size_t)T * 4 * sizeof(float));
+}
+
+/* A step whose experts run in a fused kernel: attention + router GEMMs, no expert GEMMs.
+ * mode 0: tap before its router GEMM, 1: right after, 2: queued and sent later. */
+static void fused_step(struct mc_attrib *a, int T, int B, const int pick[2][2], int mode, struct tap_q *q)
+{
+    for (int l = 0; l < 2; l++) {
+        gemm(feed, a, T, 8, 8, waddr(l, 0), 7);
+        gemm(feed, a, T, 4, 8, waddr(l, 1), 7);
+        gemm(feed, a, T, 4, 8, waddr(l, 2), 7);
+        gemm(feed, a, T, 8, 8, waddr(l, 3), 7);
+        uint64_t t = now_ns;   /* the router GEMM's t_begin */
+        if (mode == 0) send_tap(a, t, T, pick[l]);
+        gemm(feed, a, T, 4, 8, waddr(l, 4), 7);
+        if (mode == 1) send_tap(a, t, T, pick[l]);
+        if (mode == 2) { q->t[q->n] = t; q->T[q->n] = T; q->pick[q->n][0] = pick[l][0]; q->pick[q->n][1] = pick[l][1]; q->n++; }
+    }
+    gemm(feed, a, B, 16, 8, LM, 7);
+}
+
+static void test_router_tap(void)
+{
+    struct mc_model m;
+    char err[256];
+    MC_CHECK(mc_model_parse_config(TINY, &m, err, sizeof err) == 0, "%s", err);
+    /* oracle: the same routing executed as one GEMM per expert (the loop path, whose
+     * figures test_segment_* check by hand) */
+    struct captured loop;
+    memset(&loop, 0, sizeof loop);
+    struct mc_attrib *a = mc_attrib_new(&m, capture, &loop);
+    name_tensors(a, NULL);
+    now_ns = 1000000;
+    step(feed, a, 6, 2, EXF0, 7);
+    step(feed, a, 2, 2, EXF1, 7);
+    mc_attrib_finish(a);
+    mc_attrib_free(a);
+    MC_CHECK(loop.n == 2, "loop steps %d", loop.n);
+    for (int mode = 0; mode < 3; mode++) {
+        struct captured c;
+        memset(&c, 0, sizeof c);
+        struct tap_q q;
+        memset(&q, 0, sizeof q);
+        a = mc_attrib_new(&m, capture, &c);
+        name_tensors(a, NULL);
+        now_ns = 1000000;
+        fused_step(a, 6, 2, PICK0, mode, &q);
+        fused_step(a, 2, 2, PICK1, mode, &q);
+        if (mode == 2) {
+            MC_CHECK(c.n == 0, "mode 2: steps delivered before their taps (%d)", c.n);
+            for (int i = q.n - 1; i >= 0; i--) send_tap(a, q.t[i], q.T[i], q.pick[i]);   /* out of order */
+        }
+        mc_attrib_finish(a);
+        struct mc_attrib_stats st;
+        mc_attrib_stats(a, &st);
+        MC_CHECK(c.n == 2 && st.taps == 4 && st.tap_missing_layers == 0, "mode %d: steps %d taps %llu missing %llu",
+                 mode, c.n, (unsigned long long)st.taps, (unsigned long long)st.tap_missing_layers);
+        for (int i = 0; i < 2 && i < c.n; i++) {
+            const struct mc_step *x = &c.s[i], *y = &loop.s[i];
+            MC_CHECK(x->index == (uint64_t)i && !memcmp(c.counts[i], loop.counts[i], sizeof c.counts[i]),
+                     "mode %d step %d counts", mode, i);
+            MC_CHECK(x->activated == y->activated && x->bytes_routed == y->bytes_routed &&
+                     x->bytes_dense == y->bytes_dense && x->kv_read == y->kv_read,
+                     "mode %d step %d bytes %llu vs %llu", mode, i, (unsigned long long)x->bytes_routed,
+                     (unsigned long long)y->bytes_routed);
+            MC_CHECK(x->flops_gemm == y->flops_gemm && x->flops_attention == y->flops_attention &&
+                     x->flops_all_experts == y->flops_all_experts,
+                     "mode %d step %d flops %llu vs %llu", mode, i, (unsigned long long)x->flops_gemm,
+                     (unsigned long long)y->flops_gemm);
+        }
+        mc_attrib_free(a);
+    }
+    /* no tap at all: steps still come out at the end, with the layers counted as missing */
+    struct captured c;
+    memset(&c, 0, sizeof c);
+    a = mc_attrib_new(&m, capture, &c);
+    name_tensors(a, NULL);
+    now_ns = 1000000;
+    struct tap_q q;
+    memset(&q, 0, sizeof q);
+    fused_step(a, 6, 2, PICK0, 2, &q);
+    mc_attrib_finish(a);
+    struct mc_attrib_stats st;
+    mc_attrib_stats(a, &st);
+    MC_CHECK(c.n == 1 && st.tap_missing_layers == 2 && c.s[0].activated == 0, "missing taps: %d %llu", c.n,
+             (unsigned long long)st.tap_missing_layers);
+    mc_attrib_free(a);
+    mc_model_free(&m);
+}
+
 /* ---------- trace writer for the CLI tests ---------- */
 
 struct synth_ctx { struct mc_synth *w; };
@@ -436,6 +589,8 @@ int main(int argc, char **argv)
     MC_RUN(test_segment_shape_only);
     MC_RUN(test_segment_named);
     MC_RUN(test_segment_unknown_and_open);
+    MC_RUN(test_route_counts);
+    MC_RUN(test_router_tap);
     MC_RUN(test_hw);
     return MC_TEST_EXIT();
 }
