@@ -57,7 +57,10 @@ for style in loop fused; do
     name="moe-ref-$style-$dtype"
     run="$OUTDIR/runs/$name"; rm -rf "$run"; mkdir -p "$run"
     gt="$OUTDIR/$name.gt.jsonl"
-    if ! LD_PRELOAD="$SHIM" MOECAP_OUT="$run" "$MOEREF" run --device cuda --moe "$style" --dtype "$dtype" \
+    # fused experts are invisible to cuBLAS: the router-logit tap (MOECAP_MODEL) lets the report
+    # attribute them (docs/attribution.md 4b); the kernel-parameter tap is checked separately.
+    tapenv=(); [ "$style" = fused ] && tapenv=(MOECAP_MODEL="$model/config.json")
+    if ! env "${tapenv[@]}" LD_PRELOAD="$SHIM" MOECAP_OUT="$run" "$MOEREF" run --device cuda --moe "$style" --dtype "$dtype" \
           "${runargs[@]}" --ground-truth "$gt" > "$OUTDIR/$name.out" 2> "$OUTDIR/$name.err"; then
       say "not ok - $name runs under the shim"; grep -m 5 -v "^ " "$OUTDIR/$name.err" | sed 's/^/# /' | tee -a "$RES"; continue
     fi
