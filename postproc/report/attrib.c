@@ -98,6 +98,8 @@ struct pend {
     uint64_t *router_t;
     uint8_t *need;
     int n_need;
+    int open_end;            /* GPU step: its end waits for the host's synchronising copy/sync */
+    uint64_t lm_begin;       /* lm_head GEMM launch time */
     struct pend *next;
 };
 
@@ -109,6 +111,8 @@ struct stream {
     int32_t pid, tid;
     int n_moe;
     int open;               /* a step is in progress */
+    int gpu;                /* the last GEMM ran on a device (asynchronous launches) */
+    uint64_t steps_done, prev_end, pre_begin, lm_begin;  /* GPU: first host CUDA activity since the last step */
     uint64_t stamp;
     uint64_t t_begin, t_end;
     int64_t tokens_router, tokens_first;
@@ -593,7 +597,7 @@ static void flush_pending(struct mc_attrib *a, int force)
 {
     size_t n = 0;
     for (struct pend *p = a->pend_head; p; p = p->next) n++;
-    while (a->pend_head && (a->pend_head->n_need == 0 || force || n > PEND_MAX)) {
+    while (a->pend_head && ((a->pend_head->n_need == 0 && !a->pend_head->open_end) || force || n > PEND_MAX)) {
         struct pend *p = a->pend_head;
         a->pend_head = p->next;
         if (!a->pend_head) a->pend_tail = NULL;
@@ -608,9 +612,10 @@ static void flush_pending(struct mc_attrib *a, int force)
 
 /* Hand a finished step to the callback, or queue it (it waits for taps, or an earlier step
  * does: steps are delivered in order). */
-static void deliver(struct mc_attrib *a, struct stream *s, struct mc_step *st, int n_need)
+static void deliver(struct mc_attrib *a, struct stream *s, struct mc_step *st, int n_need, int open_end,
+                    uint64_t lm_begin)
 {
-    if (!n_need && !a->pend_head) {
+    if (!n_need && !open_end && !a->pend_head) {
         if (a->cb) a->cb(st, a->user);
         return;
     }
@@ -637,9 +642,39 @@ static void deliver(struct mc_attrib *a, struct stream *s, struct mc_step *st, i
         p->need[i] = s->router_t[i] && !s->expert_calls[i] && !s->have_tap[i];
     }
     p->n_need = n_need;
+    p->open_end = open_end;
+    p->lm_begin = lm_begin;
     if (a->pend_tail) a->pend_tail->next = p; else a->pend_head = p;
     a->pend_tail = p;
     flush_pending(a, 0);
+}
+
+static void close_open_end(struct mc_attrib *a, int32_t pid, int32_t tid)
+{
+    int closed = 0;
+    for (struct pend *p = a->pend_head; p; p = p->next)
+        if (p->open_end && p->st.pid == pid && p->st.tid == tid) { p->open_end = 0; closed = 1; }
+    if (closed) flush_pending(a, 0);
+}
+
+int mc_attrib_gpu_sync(struct mc_attrib *a, int32_t pid, int32_t tid, uint64_t t_begin, uint64_t t_end)
+{
+    for (struct pend *p = a->pend_head; p; p = p->next) {
+        if (!p->open_end || p->st.pid != pid || (tid >= 0 && p->st.tid != tid) || t_begin < p->lm_begin) continue;
+        if (t_end > p->st.t_end_ns) p->st.t_end_ns = t_end;
+        p->open_end = 0;
+        flush_pending(a, 0);
+        return 1;
+    }
+    return 0;
+}
+
+void mc_attrib_gpu_activity(struct mc_attrib *a, int32_t pid, int32_t tid, uint64_t t)
+{
+    for (struct stream *s = a->streams; s; s = s->next) {
+        if (s->pid != pid || (tid >= 0 && s->tid != tid) || s->open || !s->gpu || !s->steps_done) continue;
+        if (t >= s->prev_end && (!s->pre_begin || t < s->pre_begin)) s->pre_begin = t;
+    }
 }
 
 void mc_attrib_router_tap(struct mc_attrib *a, int32_t pid, int32_t tid, uint64_t t_ns, int64_t tokens,
@@ -806,7 +841,9 @@ static void finish_step(struct mc_attrib *a, struct stream *s, int64_t sequences
     if ((m->fs > 0 && !s->shared_calls) || (a->n_moe < m->layers && !s->dense_ffn_calls))
         a->st.structure_mismatch_steps++;
     a->st.steps++;
-    deliver(a, s, &st, n_need);
+    s->steps_done++;
+    s->prev_end = s->t_end;
+    deliver(a, s, &st, n_need, s->gpu, s->lm_begin);
     reset_step(s);
 }
 
@@ -925,10 +962,16 @@ void mc_attrib_gemm(struct mc_attrib *a, int32_t pid, const struct mc_rec_gemm *
         w = lookup_weight(a, s, w1, out1, in1); tokens = tok1; wdt = dt1;
         if (!w) { w = lookup_weight(a, s, w2, out2, in2); tokens = tok2; wdt = dt2; }
     }
+    s->gpu = g->device >= 0;
+    close_open_end(a, pid, g->tid);
     if (!s->open) {
         s->open = 1;
         s->stamp = a->next_stamp++;
         s->t_begin = g->t_begin_ns;
+        /* GPU: the step's host work began with its first CUDA call after the previous step
+         * (token uploads, embedding launch), before the first (asynchronous) GEMM */
+        if (s->gpu && s->pre_begin && s->pre_begin < s->t_begin) s->t_begin = s->pre_begin;
+        s->pre_begin = 0;
     }
     s->t_end = g->t_end_ns;
     s->calls++;
@@ -994,6 +1037,7 @@ void mc_attrib_gemm(struct mc_attrib *a, int32_t pid, const struct mc_rec_gemm *
         break;
     case MC_ROLE_LM_HEAD:
         if (first_use) s->b_dense += wbytes;
+        s->lm_begin = g->t_begin_ns;
         finish_step(a, s, tokens);
         break;
     default:

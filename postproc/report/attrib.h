@@ -62,6 +62,13 @@ void mc_attrib_gemm(struct mc_attrib *a, int32_t pid, const struct mc_rec_gemm *
  * before or after their GEMM; steps wait (in order, bounded) for missing taps. */
 void mc_attrib_router_tap(struct mc_attrib *a, int32_t pid, int32_t tid, uint64_t t_ns, int64_t tokens,
                           int64_t experts, int dtype, int layout, const void *data, size_t len);
+/* GPU steps (GEMMs on a device are asynchronous launches): a synchronising host call
+ * (cudaMemcpy device->host, stream/event/device sync) of thread `tid` (-1 = any thread of
+ * the process: copies carry no thread) that begins after a step's lm_head launch ends that
+ * step (returns 1 when it did); any other CUDA call between steps (uploads, launches) marks
+ * where the next step's host work began. */
+int mc_attrib_gpu_sync(struct mc_attrib *a, int32_t pid, int32_t tid, uint64_t t_begin, uint64_t t_end);
+void mc_attrib_gpu_activity(struct mc_attrib *a, int32_t pid, int32_t tid, uint64_t t);
 /* The routing rule alone (for tests): adds (token, slot) pairs per expert to cnt[E]. */
 int mc_route_counts(const struct mc_model *m, int64_t tokens, int64_t experts, int dtype, int layout,
                     const void *data, size_t len, int64_t *cnt);

@@ -366,6 +366,8 @@ static uint64_t rec_time(const struct mc_trace_rec *r, uint64_t prev)
     case MC_REC_GEMM: return r->u.gemm.t_begin_ns;
     case MC_REC_FILE_MAP: return r->u.file_map.t_ns;
     case MC_REC_STEP_MARK: return r->u.step_mark.t_ns;
+    case MC_REC_MEMCPY: return r->u.memcpy.start_ns;
+    case MC_REC_API: return r->u.api.t_begin_ns;
     case MC_REC_ALLOC: return r->u.alloc.t_ns;
     default: return prev;     /* untimed records keep the file's order */
     }
@@ -613,6 +615,26 @@ int mc_cmd_report(int argc, char **argv)
             const struct mc_rec_router_tap *t = &rec->u.router_tap;
             mc_attrib_router_tap(at, c->pid, t->tid, t->t_ns, t->tokens, t->experts, t->dtype, t->layout,
                                  rec->var, rec->var_len);
+            break;
+        }
+        case MC_REC_API: {
+            /* API ids: trace_format.h + shim/cuda/mc_cuda.h (64..76); CUPTI's own activity
+             * records (96..98) arrive late and are not used for step boundaries */
+            const struct mc_rec_api *x = &rec->u.api;
+            unsigned id = x->api;
+            if (id == 66 || id == 67 || id == 68 || id == 74 || id == 75 || id == 76) {
+                if (!mc_attrib_gpu_sync(at, c->pid, x->tid, x->t_begin_ns, x->t_end_ns))
+                    mc_attrib_gpu_activity(at, c->pid, x->tid, x->t_begin_ns);
+            } else if (id >= 64 && id <= 73) {
+                mc_attrib_gpu_activity(at, c->pid, x->tid, x->t_begin_ns);
+            }
+            break;
+        }
+        case MC_REC_MEMCPY: {
+            const struct mc_rec_memcpy *x = &rec->u.memcpy;
+            if (x->source != 1) break;   /* CUPTI's device-side copy records: not host boundaries */
+            if (x->kind == MC_COPY_D2H && !x->async && mc_attrib_gpu_sync(at, c->pid, -1, x->start_ns, x->end_ns)) break;
+            mc_attrib_gpu_activity(at, c->pid, -1, x->start_ns);
             break;
         }
         case MC_REC_DROPPED: dropped += rec->u.dropped.count; break;

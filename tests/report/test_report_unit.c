@@ -168,6 +168,7 @@ static uint64_t LM = BASE + 200 * 4096;
 
 typedef void (*emit_fn)(void *ctx, const struct mc_rec_gemm *g);
 static uint64_t now_ns;
+static int gemm_device = -1;    /* -1 = CPU BLAS; >= 0: cuBLAS on that device */
 
 static void gemm(emit_fn emit, void *ctx, int64_t m, int64_t out, int64_t in, uint64_t w, int tid)
 {
@@ -178,7 +179,7 @@ static void gemm(emit_fn emit, void *ctx, int64_t m, int64_t out, int64_t in, ui
     g.m = m; g.n = out; g.k = in; g.lda = in; g.ldb = in; g.ldc = out; g.batch = 1;
     g.a = 0x5500000000ULL + (uint64_t)m * 64; g.b = w; g.c = 0x5600000000ULL;
     g.dtype_a = g.dtype_b = g.dtype_c = g.dtype_compute = MC_DT_F32;
-    g.tid = tid; g.device = -1;
+    g.tid = tid; g.device = gemm_device;
     g.t_begin_ns = now_ns; now_ns += 1000; g.t_end_ns = now_ns; now_ns += 100;
     emit(ctx, &g);
 }
@@ -541,6 +542,58 @@ static void test_router_tap(void)
     mc_model_free(&m);
 }
 
+
+/* GPU steps: the step ends with the host's synchronising copy of the logits after the
+ * (asynchronous) lm_head launch, and (after the first step) begins with the first CUDA call
+ * after the previous step (token uploads), not at the first GEMM launch. */
+static void test_gpu_step_times(void)
+{
+    struct mc_model m;
+    char err[256];
+    MC_CHECK(mc_model_parse_config(TINY, &m, err, sizeof err) == 0, "%s", err);
+    struct captured c;
+    memset(&c, 0, sizeof c);
+    struct mc_attrib *a = mc_attrib_new(&m, capture, &c);
+    name_tensors(a, NULL);
+    gemm_device = 0;
+    now_ns = 1000000;
+    mc_attrib_gpu_activity(a, 42, 7, 900000);          /* before any step: ignored */
+    step(feed, a, 6, 2, EXF0, 7);
+    uint64_t lm_end0 = now_ns - 100;
+    MC_CHECK(c.n == 0, "GPU step delivered before its end is known");
+    MC_CHECK(mc_attrib_gpu_sync(a, 42, -1, now_ns + 10, now_ns + 5000) == 1, "D2H copy not taken as the end");
+    uint64_t end0 = now_ns + 5000;
+    MC_CHECK(c.n == 1, "step 0 not delivered after its end");
+    now_ns += 100000;
+    uint64_t t_act = now_ns;
+    mc_attrib_gpu_activity(a, 42, -1, t_act);          /* token upload (a copy: no thread) */
+    now_ns += 3000;
+    mc_attrib_gpu_activity(a, 42, 7, now_ns);          /* embedding launch */
+    now_ns += 2000;
+    step(feed, a, 2, 2, EXF1, 7);
+    uint64_t lm_end1 = now_ns - 100;
+    mc_attrib_finish(a);                               /* no copy after step 1: ends at lm_head */
+    MC_CHECK(c.n == 2, "steps %d", c.n);
+    if (c.n == 2) {
+        MC_CHECK(c.s[0].t_begin_ns == 1000000 && c.s[0].t_end_ns == end0, "step 0 %llu..%llu (lm_head end %llu)",
+                 (unsigned long long)c.s[0].t_begin_ns, (unsigned long long)c.s[0].t_end_ns, (unsigned long long)lm_end0);
+        MC_CHECK(c.s[1].t_begin_ns == t_act && c.s[1].t_end_ns == lm_end1, "step 1 %llu..%llu want %llu..%llu",
+                 (unsigned long long)c.s[1].t_begin_ns, (unsigned long long)c.s[1].t_end_ns,
+                 (unsigned long long)t_act, (unsigned long long)lm_end1);
+    }
+    mc_attrib_free(a);
+    /* CPU steps are not touched by copies */
+    memset(&c, 0, sizeof c);
+    a = mc_attrib_new(&m, capture, &c);
+    name_tensors(a, NULL);
+    gemm_device = -1;
+    now_ns = 1000000;
+    step(feed, a, 6, 2, EXF0, 7);
+    MC_CHECK(c.n == 1 && mc_attrib_gpu_sync(a, 42, -1, now_ns, now_ns + 5000) == 0, "CPU step held or extended");
+    mc_attrib_free(a);
+    mc_model_free(&m);
+}
+
 /* ---------- trace writer for the CLI tests ---------- */
 
 struct synth_ctx { struct mc_synth *w; };
@@ -591,6 +644,7 @@ int main(int argc, char **argv)
     MC_RUN(test_segment_unknown_and_open);
     MC_RUN(test_route_counts);
     MC_RUN(test_router_tap);
+    MC_RUN(test_gpu_step_times);
     MC_RUN(test_hw);
     return MC_TEST_EXIT();
 }
