@@ -23,10 +23,18 @@
 
 struct cs_entry { uint64_t hash; uint32_t id, depth; uintptr_t pcs[MAX_DEPTH]; };
 /* Fast path: (return address into the caller, interposer frame address) -> id, with the
- * stack slots that held the chain's return addresses and their values. */
-struct cs_fast { const void *ret, *frame; uint32_t id, n; uintptr_t slot[MAX_DEPTH], val[MAX_DEPTH]; };
-#define FAST_SLOTS 64
-struct cs_cache { struct cs_entry e[CACHE_SLOTS]; struct cs_fast f[FAST_SLOTS]; };
+ * stack slots that held the chain's return addresses and their values. Set associative:
+ * one helper (a `gemm()` wrapper) called from several places at the same depth gives
+ * several chains with the same key, which must not evict each other on every call. */
+#define FAST_DEPTH 16          /* deeper MOECAP_STACK: always unwind */
+#define FAST_SETS 32
+#define FAST_WAYS 8
+struct cs_fast { const void *ret, *frame; uint32_t id, n; uintptr_t slot[FAST_DEPTH], val[FAST_DEPTH]; };
+struct cs_cache {
+    struct cs_entry e[CACHE_SLOTS];
+    struct cs_fast f[FAST_SETS][FAST_WAYS];
+    uint8_t next_way[FAST_SETS];
+};
 
 static __thread struct cs_cache *t_cache __attribute__((tls_model("initial-exec")));
 static pthread_mutex_t g_cs_mutex = PTHREAD_MUTEX_INITIALIZER;
@@ -147,7 +155,8 @@ __attribute__((noinline)) static int walk_slots(void **pcs, uintptr_t *slots, in
  * loads are not our variables: keep the instrumentation out). */
 __attribute__((no_sanitize_address)) static int slots_match(const struct cs_fast *f)
 {
-    for (uint32_t i = 0; i < f->n; i++)
+    /* slot 0 is the interposer's own return slot: equal whenever ret and frame are */
+    for (uint32_t i = 1; i < f->n; i++)
         if (*(volatile const uintptr_t *)f->slot[i] != f->val[i]) return 0;
     return 1;
 }
@@ -157,22 +166,28 @@ __attribute__((noinline)) uint32_t mc_callsite_capture_at(const void *ret, const
 {
     if (mc_cfg.stack_depth <= 0) return 0;
 #if defined(__x86_64__)
-    if (!mc_cfg.stack_exact) {
+    if (!mc_cfg.stack_exact && mc_cfg.stack_depth <= FAST_DEPTH) {
         struct cs_cache *c = t_cache;
-        uintptr_t k = ((uintptr_t)ret * 0x9e3779b97f4a7c15ull) ^ ((uintptr_t)frame >> 4);
-        struct cs_fast *f = c ? &c->f[(k >> 20) % FAST_SLOTS] : NULL;
-        if (f && f->id && f->ret == ret && f->frame == frame && slots_match(f)) return f->id;
-        int depth = mc_cfg.stack_depth > MAX_DEPTH ? MAX_DEPTH : mc_cfg.stack_depth;
-        void *pcs[MAX_DEPTH];
-        uintptr_t slots[MAX_DEPTH];
-        int n = walk_slots(pcs, slots, depth);
+        uintptr_t k = ((uintptr_t)ret * 0x9e3779b97f4a7c15ull) ^ ((uintptr_t)frame * 0xc2b2ae3d27d4eb4full);
+        unsigned set = (unsigned)(k >> 40) % FAST_SETS;
+        if (c) {
+            for (int w = 0; w < FAST_WAYS; w++) {
+                const struct cs_fast *f = &c->f[set][w];
+                if (f->id && f->ret == ret && f->frame == frame && slots_match(f)) return f->id;
+            }
+        }
+        void *pcs[FAST_DEPTH];
+        uintptr_t slots[FAST_DEPTH];
+        int n = walk_slots(pcs, slots, mc_cfg.stack_depth);
         __asm__ volatile("" ::: "memory");
         if (n <= 0 || pcs[0] != ret) return capture(3); /* unexpected frame layout: plain path */
         uint64_t h = hash_pcs(pcs, n);
         uint32_t id = intern_slow(h, pcs, n);
         if (!c) c = t_cache = calloc(1, sizeof *c);
         if (c && id) {
-            f = &c->f[(k >> 20) % FAST_SLOTS];
+            struct cs_fast *f = &c->f[set][c->next_way[set]];
+            c->next_way[set] = (uint8_t)((c->next_way[set] + 1) % FAST_WAYS);
+            f->id = 0;
             f->ret = ret;
             f->frame = frame;
             f->n = (uint32_t)n;
