@@ -136,6 +136,7 @@ struct stream {
     int64_t *tap_counts;    /* n_moe x E */
     int64_t *ctx;           /* per sequence context after the last step */
     int64_t nctx, ctx_cap;
+    int64_t plen;            /* last per-sequence prompt length seen (0 = none) */
     int ctx_exact;
     struct stream *next;
 };
@@ -464,6 +465,19 @@ static void reset_step(struct stream *s)
     s->n_attn = 0;
 }
 
+/* A step with T > B tokens and more sequences than are running: either the running ones
+ * decode and newcomers join (mixed), or the running ones have finished and B new sequences
+ * prefill. Prefer the reading whose per-newcomer prompt length is a whole number equal to the
+ * last prompt length seen (servers benchmarked with fixed prompt lengths); otherwise mixed. */
+static int mixed_more_likely(const struct stream *s, int64_t T, int64_t B)
+{
+    int64_t nnew = B - s->nctx, rest = T - s->nctx;
+    int mixed_fits = nnew > 0 && rest >= nnew && rest % nnew == 0 && (!s->plen || rest / nnew == s->plen);
+    int prefill_fits = B > 0 && T % B == 0 && (!s->plen || T / B == s->plen);
+    if (prefill_fits && !mixed_fits) return 0;
+    return 1;
+}
+
 static int ctx_reserve(struct stream *s, int64_t n)
 {
     if (n <= s->ctx_cap) return 0;
@@ -756,7 +770,16 @@ static void finish_step(struct mc_attrib *a, struct stream *s, int64_t sequences
     }
     /* attention work: Σ over the step's tokens of their causal context (pos + 1) */
     uint64_t att_ctx = 0;
-    if (ctx_reserve(s, B) != 0) B = s->nctx < B ? s->nctx : B;
+    /* The running sequences are kept oldest first. A step holds either all of them (decode,
+     * mixed) or only new ones (prefill): a server may prefill newcomers in steps of their own
+     * while others wait for the next decode step. */
+    int64_t first = 0;    /* the step's sequences are ctx[first .. first + B) */
+    if (s->nctx > (1 << 16)) {   /* bound the state: forget the oldest */
+        int64_t drop = s->nctx - (1 << 16);
+        memmove(s->ctx, s->ctx + drop, (size_t)(s->nctx - drop) * sizeof *s->ctx);
+        s->nctx -= drop;
+    }
+    if (ctx_reserve(s, s->nctx + B) != 0) B = 0;
     if (T == B) {
         /* every sequence brings one token: decode (also when new one-token sequences join) */
         kind = "decode";
@@ -764,13 +787,14 @@ static void finish_step(struct mc_attrib *a, struct stream *s, int64_t sequences
             /* some sequences finished and we cannot tell which: assume the oldest (they
              * joined first; with equal generation budgets they finish first) */
             int64_t drop = s->nctx - B;
-            for (int64_t i = 1; i < s->nctx; i++) if (s->ctx[i] != s->ctx[0]) s->ctx_exact = 0;
+            for (int64_t i = drop + 1; i < s->nctx; i++) if (s->ctx[i] != s->ctx[drop]) s->ctx_exact = 0;
             memmove(s->ctx, s->ctx + drop, (size_t)B * sizeof *s->ctx);
             s->nctx = B;
         }
         for (int64_t i = s->nctx; i < B; i++) s->ctx[i] = 0;
+        s->nctx = B;
         for (int64_t i = 0; i < B; i++) { s->ctx[i] += 1; att_ctx += (uint64_t)s->ctx[i]; }
-    } else if (s->nctx > 0 && B > s->nctx) {
+    } else if (s->nctx > 0 && B > s->nctx && mixed_more_likely(s, T, B)) {
         /* more sequences than running and more tokens than sequences: the running ones
          * decode one token each and the new ones (appended after them) share the rest —
          * continuous batching's mixed step. The split among the new ones is assumed even. */
@@ -784,20 +808,25 @@ static void finish_step(struct mc_attrib *a, struct stream *s, int64_t sequences
             s->ctx[old + i] = n;
             att_ctx += (uint64_t)(n * (n + 1) / 2);
         }
+        if (rest % nnew == 0) s->plen = rest / nnew;
+        s->nctx = B;
     } else {
-        /* tokens > sequences: a prefill over fresh sequences; the split of T among them is
-         * not in the trace: assume the most even one (exact for equal prompt lengths). */
+        /* tokens > sequences: a prefill of new sequences, appended to the running ones (those
+         * that finished leave at the next decode step). The split of T among them is not in
+         * the trace: the most even one is assumed (exact for equal prompt lengths). */
         kind = "prefill";
         s->ctx_exact = (B > 0 && T % B == 0);
+        if (B > 0 && T % B == 0) s->plen = T / B;
+        first = s->nctx;
         for (int64_t i = 0; i < B; i++) {
             int64_t n = T / B + (i < T % B);
-            s->ctx[i] = n;
+            s->ctx[first + i] = n;
             att_ctx += (uint64_t)(n * (n + 1) / 2);
         }
+        s->nctx = first + B;
     }
-    s->nctx = B;
     uint64_t ctx_sum = 0;
-    for (int64_t i = 0; i < B; i++) ctx_sum += (uint64_t)s->ctx[i];
+    for (int64_t i = 0; i < B; i++) ctx_sum += (uint64_t)s->ctx[first + i];
 
     uint64_t kv_tok = (uint64_t)mc_model_kv_elems_per_token(m) * (uint64_t)elt * (uint64_t)m->layers;
     st.index = a->step_index++;
@@ -833,7 +862,7 @@ static void finish_step(struct mc_attrib *a, struct stream *s, int64_t sequences
     st.moe_layers = a->moe_layers;
     st.counts = s->counts;
     st.n_experts = m->experts;
-    st.context = s->ctx;
+    st.context = s->ctx + first;
     st.n_context = B;
     st.context_exact = s->ctx_exact;
     st.layers_seen = s->routers;

@@ -594,6 +594,55 @@ static void test_gpu_step_times(void)
     mc_model_free(&m);
 }
 
+
+/* Contexts over a serving-like sequence of steps (hand-derived; docs/attribution.md §5):
+ * the running sequences are kept oldest first; a prefill appends newcomers; a smaller decode
+ * drops the oldest; more sequences than running with the last prompt length = mixed join. */
+struct ctx_cap { int n; char kind[12][8]; int64_t ctx[12][8]; int64_t nctx[12]; uint64_t kv[12]; };
+static void ctx_capture(const struct mc_step *s, void *user)
+{
+    struct ctx_cap *c = user;
+    if (c->n >= 12) return;
+    snprintf(c->kind[c->n], sizeof c->kind[0], "%s", s->kind);
+    c->nctx[c->n] = s->n_context;
+    for (int64_t i = 0; i < s->n_context && i < 8; i++) c->ctx[c->n][i] = s->context[i];
+    c->kv[c->n] = s->kv_read;
+    c->n++;
+}
+
+static void test_context_rules(void)
+{
+    struct mc_model m;
+    char err[256];
+    MC_CHECK(mc_model_parse_config(TINY, &m, err, sizeof err) == 0, "%s", err);
+    struct ctx_cap c;
+    memset(&c, 0, sizeof c);
+    struct mc_attrib *a = mc_attrib_new(&m, ctx_capture, &c);
+    name_tensors(a, NULL);
+    now_ns = 1000000;
+    static const int TB[8][2] = {{16, 2}, {2, 2}, {24, 3}, {8, 1}, {4, 4}, {12, 5}, {5, 5}, {3, 3}};
+    for (int i = 0; i < 8; i++) {
+        int T = TB[i][0], ex[2][4] = {{T, T, 0, 0}, {0, 0, T, T}};
+        step(feed, a, T, TB[i][1], (const int (*)[4])ex, 7);
+    }
+    mc_attrib_finish(a);
+    static const char *kinds[8] = {"prefill", "decode", "prefill", "prefill", "decode", "mixed", "decode", "decode"};
+    static const int64_t want[8][5] = {{8, 8}, {9, 9}, {8, 8, 8}, {8}, {9, 9, 9, 9}, {10, 10, 10, 10, 8},
+                                        {11, 11, 11, 11, 9}, {12, 12, 10}};
+    MC_CHECK(c.n == 8, "steps %d", c.n);
+    for (int i = 0; i < 8 && i < c.n; i++) {
+        MC_CHECK(!strcmp(c.kind[i], kinds[i]), "step %d kind %s want %s", i, c.kind[i], kinds[i]);
+        MC_CHECK(c.nctx[i] == TB[i][1], "step %d sequences %lld", i, (long long)c.nctx[i]);
+        for (int j = 0; j < TB[i][1]; j++)
+            MC_CHECK(c.ctx[i][j] == want[i][j], "step %d seq %d context %lld want %lld", i, j,
+                     (long long)c.ctx[i][j], (long long)want[i][j]);
+    }
+    /* last step: 2 layers x (12 + 12 + 10) x 2*1*4 elements x 4 bytes */
+    MC_CHECK(c.n == 8 && c.kv[7] == 2 * 34 * 8 * 4, "kv_read %llu", (unsigned long long)c.kv[7]);
+    mc_attrib_free(a);
+    mc_model_free(&m);
+}
+
 /* ---------- trace writer for the CLI tests ---------- */
 
 struct synth_ctx { struct mc_synth *w; };
@@ -644,6 +693,7 @@ int main(int argc, char **argv)
     MC_RUN(test_segment_unknown_and_open);
     MC_RUN(test_route_counts);
     MC_RUN(test_router_tap);
+    MC_RUN(test_context_rules);
     MC_RUN(test_gpu_step_times);
     MC_RUN(test_hw);
     return MC_TEST_EXIT();
