@@ -60,40 +60,15 @@ if [ "$WHAT" = all ] || [ "$WHAT" = e2e ]; then
   [ -x "$MR" ] || { echo "moe-ref not built" >&2; exit 2; }
   "$MR" gen --arch mixtral --out "$tmp/tiny" >/dev/null
   "$MR" gen --arch mixtral --out "$tmp/small" --hidden 256 --moe-intermediate 256 --layers 4 --vocab 2048 >/dev/null
-  echo "### End to end: moe-ref decode, batch 1 (prompt 16, 256 new tokens), $REPS pairs, order alternating"
+  echo "### End to end: moe-ref decode, batch 1 (prompt 16, 512 new tokens), $REPS rounds, order rotating"
   echo
-  echo "| model | GEMMs/decode step | plain decode ms (median) | shim/plain decode time (median, min..max) | shim/plain process wall (median) |"
-  echo "| --- | --- | --- | --- | --- |"
+  echo "Per round every configuration runs once (rotating order); ratios against the plain run of the"
+  echo "same round. Decode = sum of the engine's per-step wall_ns over decode steps; CPU = user+sys of the process."
+  echo
+  echo "| model | GEMMs/decode step | plain decode ms (median) | configuration | decode ratio (median, min..max) | wall ratio (median) | CPU ratio (median, min..max) |"
+  echo "| --- | --- | --- | --- | --- | --- | --- |"
   for model in tiny small; do
-    args=(run --model "$tmp/$model" --batch 1 --prompt-len 16 --gen 256)
-    : >"$tmp/pairs"
-    for r in $(seq 1 "$REPS"); do
-      for order in a b; do
-        if { [ $order = a ] && [ $((r % 2)) -eq 1 ]; } || { [ $order = b ] && [ $((r % 2)) -eq 0 ]; }; then
-          s=$(date +%s%N); "$MR" "${args[@]}" --ground-truth "$tmp/gt-plain" >/dev/null; e=$(date +%s%N); wp=$((e - s))
-        else
-          s=$(date +%s%N); MOECAP_OUT=$tmp/o LD_PRELOAD=$SHIM "$MR" "${args[@]}" --ground-truth "$tmp/gt-shim" >/dev/null; e=$(date +%s%N); ws=$((e - s))
-          rm -rf "$tmp/o"
-        fi
-      done
-      "$PY" - "$tmp/gt-plain" "$tmp/gt-shim" "$wp" "$ws" >>"$tmp/pairs" <<'PY'
-import json, sys
-def dec(p):
-    L = [json.loads(l) for l in open(p)]
-    d = [s for s in L if s["kind"] == "decode"]
-    return sum(s["wall_ns"] for s in d), d[0]["gemm_calls"]
-a, calls = dec(sys.argv[1]); b, _ = dec(sys.argv[2])
-print(a, b, sys.argv[3], sys.argv[4], calls)
-PY
-    done
-    "$PY" - "$tmp/pairs" "$model" <<'PY'
-import statistics, sys
-rows = [list(map(int, l.split())) for l in open(sys.argv[1])]
-r = [b / a for a, b, _, _, _ in rows]
-w = [ws / wp for _, _, wp, ws, _ in rows]
-print("| %s | %d | %.2f | %.4f (%.4f..%.4f) | %.4f |" % (sys.argv[2], rows[0][4], statistics.median(a for a, *_ in rows) / 1e6,
-      statistics.median(r), min(r), max(r), statistics.median(w)))
-PY
+    "$PY" bench/shim-e2e.py "$MR" "$SHIM" "$tmp/$model" "$model" "$REPS" "$tmp"
   done
   echo
 fi

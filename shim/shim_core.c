@@ -404,8 +404,10 @@ static int open_trace_file(void)
         mc_disable(why);
         return -1;
     }
-    /* Keep the descriptor out of the low numbers programs close or dup2 over. */
-    int hi = fcntl(fd, F_DUPFD_CLOEXEC, 512);
+    /* Keep the descriptor out of the low numbers programs close or dup2 over, but inside
+     * the initial descriptor table (64 entries): growing the table in a threaded process
+     * waits for an RCU grace period, ~15 ms here. */
+    int hi = fcntl(fd, F_DUPFD_CLOEXEC, 40);
     if (hi >= 0) { close(fd); fd = hi; }
     struct stat st;
     if (fstat(fd, &st) == 0) { g_fd_dev = st.st_dev; g_fd_ino = st.st_ino; }
@@ -541,7 +543,7 @@ static void flush_all_locked(void)
             /* The program closed our descriptor (close_range syscall, ...), perhaps reusing
              * the number: leave that one alone and reopen our own file. */
             int fd = open(g_path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
-            int hi = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 512) : -1;
+            int hi = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 40) : -1;
             if (hi >= 0) { close(fd); fd = hi; }
             if (fd < 0 || fstat(fd, &st) < 0 || st.st_dev != g_fd_dev || st.st_ino != g_fd_ino) {
                 if (fd >= 0) close(fd);

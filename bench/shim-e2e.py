@@ -1,0 +1,62 @@
+#!/usr/bin/python3
+"""End-to-end shim overhead on moe-ref decode (called by bench/shim-overhead.sh).
+
+usage: shim-e2e.py MOE_REF LIBMOECAP MODEL_DIR LABEL ROUNDS TMPDIR
+
+Each round runs every configuration once, in rotating order; ratios are taken against
+the plain run of the same round (paired), then summarised by median and range. Three
+measures per run: decode time (sum of the engine's own per-step wall_ns over decode
+steps, from --ground-truth), process wall time, and process CPU time (user + sys of the
+process and all its threads, from wait4 — less sensitive to other load on the machine).
+Prints Markdown table rows."""
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+mr, shim, model, label, rounds, tmp = sys.argv[1:7]
+rounds = int(rounds)
+configs = [
+    ("plain", {}),
+    ("shim, all modules (default)", {"LD_PRELOAD": shim}),
+    ("shim, cpuprof sampler off (MOECAP_SAMPLE_MS=0)", {"LD_PRELOAD": shim, "MOECAP_SAMPLE_MS": "0"}),
+    ("shim, no call sites, cpuprof off (MOECAP_STACK=0 MOECAP_SAMPLE_MS=0)",
+     {"LD_PRELOAD": shim, "MOECAP_SAMPLE_MS": "0", "MOECAP_STACK": "0"}),
+]
+args = [mr, "run", "--model", model, "--batch", "1", "--prompt-len", "16", "--gen", "512"]
+
+
+def one(extra):
+    env = dict(os.environ)
+    env.pop("LD_PRELOAD", None)
+    env["MOECAP_OUT"] = os.path.join(tmp, "o")
+    env.update(extra)
+    gt = os.path.join(tmp, "gt.jsonl")
+    t0 = time.monotonic_ns()
+    p = subprocess.Popen(args + ["--ground-truth", gt], env=env, stdout=subprocess.DEVNULL)
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.monotonic_ns() - t0
+    if status != 0:
+        sys.exit("moe-ref failed (%d)" % status)
+    steps = [json.loads(l) for l in open(gt)]
+    dec = [s for s in steps if s["kind"] == "decode"]
+    subprocess.run(["rm", "-rf", env["MOECAP_OUT"]])
+    return sum(s["wall_ns"] for s in dec), wall, ru.ru_utime + ru.ru_stime, dec[0]["gemm_calls"]
+
+
+res = {c: [] for c, _ in configs}
+for r in range(rounds):
+    for i in range(len(configs)):
+        name, extra = configs[(i + r) % len(configs)]
+        res[name].append(one(extra))
+plain = res["plain"]
+calls = plain[0][3]
+for name, _ in configs[1:]:
+    dec = [x[0] / p[0] for x, p in zip(res[name], plain)]
+    wall = [x[1] / p[1] for x, p in zip(res[name], plain)]
+    cpu = [x[2] / p[2] for x, p in zip(res[name], plain)]
+    print("| %s | %d | %.2f | %s | %.4f (%.3f..%.3f) | %.4f | %.4f (%.3f..%.3f) |" % (
+        label, calls, statistics.median(p[0] for p in plain) / 1e6, name, statistics.median(dec), min(dec), max(dec),
+        statistics.median(wall), statistics.median(cpu), min(cpu), max(cpu)))
