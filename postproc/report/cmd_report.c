@@ -16,6 +16,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "bench/client_view.h"
+#include "bench/lmeval.h"
 #include "commands.h"
 #include "render/render.h"
 #include "report/attrib.h"
@@ -395,13 +397,16 @@ static void usage(FILE *o)
         "(RUN_DIR/*.mct, merged by timestamp) and the model's config.json (+ safetensors\n"
         "headers when present), and writes report.json (schema: docs/report-schema.md),\n"
         "report.md and report.html with S-MBU, S-MFU, dense MBU/MFU, bytes and FLOPs per\n"
-        "step, server-side TTFT/TPOT, throughput, and the expert-load matrix.\n"
+        "step, server-side TTFT/TPOT, throughput, and the expert-load matrix. When RUN_DIR\n"
+        "holds a `moecap bench` request log (requests.jsonl), its client-side latency and\n"
+        "accuracy are joined in as the \"client\" section.\n"
         "\n"
         "  --model PATH     model directory (config.json [+ *.safetensors]) or a config.json\n"
         "  --hw NAME|FILE   hardware profile: data/hardware/NAME.json or a file\n"
         "  --out DIR        output directory (default: RUN_DIR)\n"
         "  --format LIST    any of json,md,html (default: all); json is always written\n"
         "  --devices N      devices in the utilisation denominators (default 1)\n"
+        "  --lm-eval FILE   add accuracy from an lm-evaluation-harness results JSON\n"
         "  --quiet          no progress on stderr\n"
         "  --no-names       ignore tensor names (attribute by shape and position only; a check)\n"
         "\n"
@@ -447,7 +452,7 @@ static const char *dtype_key(int dt)
 int mc_cmd_report(int argc, char **argv)
 {
     const char *run_dir = NULL, *model_path = NULL, *hw_spec = NULL, *out_dir = NULL;
-    const char *formats = "json,md,html";
+    const char *formats = "json,md,html", *lmeval_path = NULL;
     int devices = 1, quiet = 0, no_names = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -459,6 +464,7 @@ int mc_cmd_report(int argc, char **argv)
         else if (i + 1 < argc && !strcmp(a, "--out")) out_dir = argv[++i];
         else if (i + 1 < argc && !strcmp(a, "--format")) formats = argv[++i];
         else if (i + 1 < argc && !strcmp(a, "--devices")) devices = atoi(argv[++i]);
+        else if (i + 1 < argc && !strcmp(a, "--lm-eval")) lmeval_path = argv[++i];
         else if (a[0] == '-') { fprintf(stderr, "moecap report: unknown or incomplete option '%s'\n", a); usage(stderr); return 2; }
         else if (!run_dir) run_dir = a;
         else { fprintf(stderr, "moecap report: unexpected argument '%s'\n", a); usage(stderr); return 2; }
@@ -845,6 +851,27 @@ int mc_cmd_report(int argc, char **argv)
     }
     cJSON_AddStringToObject(el, "expert_ids", ast.expert_ids_exact ? "exact" : "order");
     cJSON_AddItemToObject(root, "moecap_compat", compat_json(&r));
+    {   /* client side (moecap bench's request log in the run directory), docs/bench.md */
+        char cerr[512] = "";
+        cJSON *client = mc_bench_client_view(run_dir, 1, cerr, sizeof cerr);
+        if (client) cJSON_AddItemToObject(root, "client", client);
+        else if (cerr[0]) {
+            snprintf(msg, sizeof msg, "request log not joined: %s", cerr);
+            add_note(notes, "warning", msg);
+        }
+    }
+    if (lmeval_path) {
+        cJSON *acc = NULL;
+        char lerr[512] = "";
+        if (mc_lmeval_read(lmeval_path, &acc, lerr, sizeof lerr) == 0 && acc) {
+            cJSON_AddItemToObject(root, "lm_eval", acc);
+        } else {
+            fprintf(stderr, "moecap report: --lm-eval %s: %s\n", lmeval_path, lerr);
+            cJSON_Delete(root);
+            root = NULL;
+            goto out;
+        }
+    }
     cJSON_AddItemToObject(root, "notes", notes);
     notes = NULL;
 

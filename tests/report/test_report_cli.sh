@@ -59,6 +59,17 @@ else
   echo "# $(cat "$tmp/err")"; echo "not ok - synthetic two-process trace"
 fi
 
+# 1b. lm-evaluation-harness results joined as "lm_eval" (value copied from the hand-made file)
+cat >"$tmp/lmeval.json" <<'JEOF'
+{"results": {"gsm8k": {"alias": "gsm8k", "exact_match,strict-match": 0.625, "exact_match_stderr,strict-match": 0.01}},
+ "config": {"model_args": "pretrained=tiny"}, "n-samples": {"gsm8k": {"original": 8, "effective": 8}}}
+JEOF
+if "$MC" report "$tmp/s/run" --model "$tmp/s/config.json" --hw $hw --format json --quiet --lm-eval "$tmp/lmeval.json" 2>"$tmp/err" &&
+   $PY -c "import json,sys; t=json.load(open('$tmp/s/run/report.json'))['lm_eval']['tasks'][0]; sys.exit(0 if (t['task'],t['value'])==('gsm8k',0.625) else 1)"; then
+  echo "ok - --lm-eval results joined"
+else echo "# $(head -3 "$tmp/err")"; echo "not ok - --lm-eval results joined"; fi
+expect_fail "--lm-eval missing file" "lm-eval" "$MC" report "$tmp/s/run" --model "$tmp/s/config.json" --hw $hw --lm-eval "$tmp/nope.json"
+
 # 2. --help
 "$MC" report --help | grep -q -- "--model" && echo "ok - --help" || echo "not ok - --help"
 
