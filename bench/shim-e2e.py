@@ -8,6 +8,8 @@ the plain run of the same round (paired), then summarised by median and range. T
 measures per run: decode time (sum of the engine's own per-step wall_ns over decode
 steps, from --ground-truth), process wall time, and process CPU time (user + sys of the
 process and all its threads, from wait4 — less sensitive to other load on the machine).
+Also the ratio of the fastest decode of each configuration (best of ROUNDS): on a
+machine shared with other work the least disturbed runs compare best.
 Prints Markdown table rows."""
 import json
 import os
@@ -57,6 +59,7 @@ for name, _ in configs[1:]:
     dec = [x[0] / p[0] for x, p in zip(res[name], plain)]
     wall = [x[1] / p[1] for x, p in zip(res[name], plain)]
     cpu = [x[2] / p[2] for x, p in zip(res[name], plain)]
-    print("| %s | %d | %.2f | %s | %.4f (%.3f..%.3f) | %.4f | %.4f (%.3f..%.3f) |" % (
+    best = min(x[0] for x in res[name]) / min(p[0] for p in plain)
+    print("| %s | %d | %.2f | %s | %.4f (%.3f..%.3f) | %.4f | %.4f | %.4f (%.3f..%.3f) |" % (
         label, calls, statistics.median(p[0] for p in plain) / 1e6, name, statistics.median(dec), min(dec), max(dec),
-        statistics.median(wall), statistics.median(cpu), min(cpu), max(cpu)))
+        best, statistics.median(wall), statistics.median(cpu), min(cpu), max(cpu)))

@@ -64,18 +64,18 @@ static uint8_t cb_trans(int t)
  * writer converts to CLOCK_MONOTONIC ns. */
 static inline struct mc_rec_gemm_cpu *begin(uint16_t api, uint8_t dt_ab, uint8_t dt_c)
 {
-    struct mc_rec_gemm_cpu *g = mc_rec_reserve(MC_REC_GEMM_CPU, sizeof *g);
+    struct mc_rec_gemm_cpu *g = mc_rec_reserve_h(MC_REC_GEMM_CPU, sizeof *g);
     if (!g) return NULL;
     g->h.flags = mc_ticks_flag();
     g->api = api;
     g->dtype_a = g->dtype_b = dt_ab;
     g->dtype_c = dt_c;
     g->dtype_compute = dt_c;
-    g->tid = mc_tid();
+    g->tid = mc_tid_h();
     return g;
 }
 
-#define FINISH(g) do { (g)->t_end_ns = mc_ticks(); mc_rec_commit(g); } while (0)
+#define FINISH(g) do { (g)->t_end_ns = mc_ticks(); mc_rec_commit_h(g); } while (0)
 
 /* ------------------------------------------------------------------ Fortran GEMM */
 
@@ -100,7 +100,7 @@ static inline struct mc_rec_gemm_cpu *begin(uint16_t api, uint8_t dt_ab, uint8_t
         g->lda = *lda; g->ldb = *ldb; g->ldc = *ldc;                                        \
         g->a = (uintptr_t)a; g->b = (uintptr_t)b; g->c = (uintptr_t)c;                      \
         g->alpha = (double)*alpha; g->beta = (double)*beta;                                 \
-        g->callsite = mc_callsite_capture_at(__builtin_return_address(0), __builtin_frame_address(0));                                                \
+        g->callsite = mc_callsite_capture_at_h(__builtin_return_address(0), __builtin_frame_address(0));                                                \
         g->t_begin_ns = mc_ticks();                                                        \
         real(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, lta, ltb);               \
         FINISH(g);                                                                          \
@@ -128,7 +128,7 @@ void sbgemm_(const char *ta, const char *tb, const blasint *m, const blasint *n,
     g->lda = *lda; g->ldb = *ldb; g->ldc = *ldc;
     g->a = (uintptr_t)a; g->b = (uintptr_t)b; g->c = (uintptr_t)c;
     g->alpha = *alpha; g->beta = *beta;
-    g->callsite = mc_callsite_capture_at(__builtin_return_address(0), __builtin_frame_address(0));
+    g->callsite = mc_callsite_capture_at_h(__builtin_return_address(0), __builtin_frame_address(0));
     g->t_begin_ns = mc_ticks();
     real(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, lta, ltb);
     FINISH(g);
@@ -154,7 +154,7 @@ void sbgemm_(const char *ta, const char *tb, const blasint *m, const blasint *n,
         g->lda = *lda; g->ldb = *incx; g->ldc = *incy;                                      \
         g->a = (uintptr_t)a; g->b = (uintptr_t)x; g->c = (uintptr_t)y;                      \
         g->alpha = (double)*alpha; g->beta = (double)*beta;                                 \
-        g->callsite = mc_callsite_capture_at(__builtin_return_address(0), __builtin_frame_address(0));                                                \
+        g->callsite = mc_callsite_capture_at_h(__builtin_return_address(0), __builtin_frame_address(0));                                                \
         g->t_begin_ns = mc_ticks();                                                        \
         real(tr, m, n, alpha, a, lda, x, incx, beta, y, incy, ltr);                         \
         FINISH(g);                                                                          \
@@ -182,7 +182,7 @@ F77_GEMV(dgemv_, double, MC_API_DGEMV_F77, MC_DT_F64)
         g->lda = lda; g->ldb = ldb; g->ldc = ldc;                                           \
         g->a = (uintptr_t)a; g->b = (uintptr_t)b; g->c = (uintptr_t)c;                      \
         g->alpha = (double)alpha; g->beta = (double)beta;                                   \
-        g->callsite = mc_callsite_capture_at(__builtin_return_address(0), __builtin_frame_address(0));                                                \
+        g->callsite = mc_callsite_capture_at_h(__builtin_return_address(0), __builtin_frame_address(0));                                                \
         g->t_begin_ns = mc_ticks();                                                        \
         real(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);                  \
         FINISH(g);                                                                          \
@@ -210,7 +210,7 @@ CB_GEMM(cblas_sbgemm, mc_bf16, float, MC_API_CBLAS_SBGEMM, MC_DT_BF16, MC_DT_F32
         g->lda = lda; g->ldb = incx; g->ldc = incy;                                         \
         g->a = (uintptr_t)a; g->b = (uintptr_t)x; g->c = (uintptr_t)y;                      \
         g->alpha = (double)alpha; g->beta = (double)beta;                                   \
-        g->callsite = mc_callsite_capture_at(__builtin_return_address(0), __builtin_frame_address(0));                                                \
+        g->callsite = mc_callsite_capture_at_h(__builtin_return_address(0), __builtin_frame_address(0));                                                \
         g->t_begin_ns = mc_ticks();                                                        \
         real(order, tr, m, n, alpha, a, lda, x, incx, beta, y, incy);                       \
         FINISH(g);                                                                          \

@@ -700,6 +700,13 @@ void mc_rec_commit(void *rec)
     b->reserved = 0;
 }
 
+/* Hidden aliases: the interposers in this library call these directly, not through the
+ * PLT (the exported names stay interposable for nobody's benefit but cost an indirect
+ * jump per call). */
+extern __typeof(mc_rec_reserve) mc_rec_reserve_h __attribute__((alias("mc_rec_reserve"), visibility("hidden")));
+extern __typeof(mc_rec_commit) mc_rec_commit_h __attribute__((alias("mc_rec_commit"), visibility("hidden")));
+extern __typeof(mc_tid) mc_tid_h __attribute__((alias("mc_tid"), visibility("hidden")));
+
 void mc_rec_cancel(void *rec)
 {
     struct mc_tbuf *b = tls.buf;
