@@ -557,6 +557,12 @@ int mc_cmd_report(int argc, char **argv)
     int tty = isatty(2);
     uint64_t nrec = 0, ngemm = 0, dropped = 0, marks = 0;
     int have_dtype = 0;
+    /* GPU kernels (CUPTI activity): count, summed duration, and busy time as the union of
+     * the kernel intervals (records come about in start order per device; a kernel that
+     * starts before the running end only adds its overhang) */
+    uint64_t nkern = 0, kern_first = 0, kern_last = 0;
+    double kern_sum_ns = 0, kern_busy_ns = 0;
+    uint64_t kern_busy_end = 0;
     cJSON *procs = cJSON_CreateArray();
     for (;;) {
         struct cursor *c = NULL;
@@ -641,6 +647,18 @@ int mc_cmd_report(int argc, char **argv)
             if (x->source != 1) break;   /* CUPTI's device-side copy records: not host boundaries */
             if (x->kind == MC_COPY_D2H && !x->async && mc_attrib_gpu_sync(at, c->pid, -1, x->start_ns, x->end_ns)) break;
             mc_attrib_gpu_activity(at, c->pid, -1, x->start_ns);
+            break;
+        }
+        case MC_REC_KERNEL: {
+            const struct mc_rec_kernel *k = &rec->u.kernel;
+            if (k->end_ns <= k->start_ns || k->source != 0) break;   /* launch-interposition records carry no duration */
+            nkern++;
+            kern_sum_ns += (double)(k->end_ns - k->start_ns);
+            if (k->start_ns >= kern_busy_end) kern_busy_ns += (double)(k->end_ns - k->start_ns);
+            else if (k->end_ns > kern_busy_end) kern_busy_ns += (double)(k->end_ns - kern_busy_end);
+            if (k->end_ns > kern_busy_end) kern_busy_end = k->end_ns;
+            if (!kern_first || k->start_ns < kern_first) kern_first = k->start_ns;
+            if (k->end_ns > kern_last) kern_last = k->end_ns;
             break;
         }
         case MC_REC_DROPPED: dropped += rec->u.dropped.count; break;
@@ -832,7 +850,17 @@ int mc_cmd_report(int argc, char **argv)
     const cJSON *src = cJSON_GetObjectItemCaseSensitive(hw.json, "source");
     if (src) cJSON_AddItemToObject(h, "source", cJSON_Duplicate(src, 1));
 
-    cJSON_AddItemToObject(root, "aggregate", aggregate_json(&r));
+    cJSON *agg = aggregate_json(&r);
+    if (nkern) {
+        cJSON *gk = cJSON_AddObjectToObject(agg, "gpu_kernels");
+        cJSON_AddNumberToObject(gk, "count", (double)nkern);
+        cJSON_AddNumberToObject(gk, "kernel_time_s", kern_sum_ns / 1e9);
+        cJSON_AddNumberToObject(gk, "busy_s", kern_busy_ns / 1e9);
+        cJSON_AddNumberToObject(gk, "first_to_last_s", (double)(kern_last - kern_first) / 1e9);
+        double span = (double)(r.last_end - r.first_begin);
+        if (span > 0) cJSON_AddNumberToObject(gk, "busy_fraction_of_step_span", div0(kern_busy_ns, span));
+    }
+    cJSON_AddItemToObject(root, "aggregate", agg);
     cJSON *el = cJSON_AddObjectToObject(root, "expert_load");
     cJSON *ell = cJSON_AddArrayToObject(el, "layers");
     cJSON *elt_ = cJSON_AddArrayToObject(el, "tokens"), *ela = cJSON_AddArrayToObject(el, "activations");

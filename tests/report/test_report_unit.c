@@ -673,6 +673,16 @@ static int write_trace(const char *dir)
         name_tensors(NULL, c.w);
         now_ns = 1000000 + (uint64_t)proc * 500;   /* interleaved in time */
         run_steps(to_file, &c, 7);
+        if (proc == 0) {   /* GPU kernel activity: [100, 200], [150, 300], [400, 450] ns */
+            static const uint64_t kt[3][2] = {{100, 200}, {150, 300}, {400, 450}};
+            for (int i = 0; i < 3; i++) {
+                struct mc_rec_kernel k;
+                memset(&k, 0, sizeof k);
+                k.start_ns = 1000000 + kt[i][0]; k.end_ns = 1000000 + kt[i][1];
+                k.device = 0; k.source = 0; k.correlation_id = (uint64_t)i + 1;
+                mc_synth_record(c.w, MC_REC_KERNEL, &k, sizeof k);
+            }
+        }
         if (mc_synth_close(c.w)) return 1;
     }
     return 0;
