@@ -12,6 +12,7 @@
  *                             then one every ~50 us
  *   shim_prog sigterm FILE    installs its own SIGTERM handler (writes FILE, exits 3),
  *                             does 50 calls (m=3), prints "ready", waits
+ *   shim_prog sigterm-signal FILE  the same with signal() instead of sigaction()
  *   shim_prog sigterm-dfl     50 calls, prints "ready", waits for SIGTERM (default action)
  */
 #include <cblas.h>
@@ -135,7 +136,11 @@ int main(int argc, char **argv)
             if (i > 20000) { struct timespec ts = {0, 50000}; nanosleep(&ts, NULL); } /* keep the trace small */
         }
     }
-    if (!strcmp(mode, "sigterm") || !strcmp(mode, "sigterm-dfl")) {
+    if (!strcmp(mode, "sigterm") || !strcmp(mode, "sigterm-dfl") || !strcmp(mode, "sigterm-signal")) {
+        if (!strcmp(mode, "sigterm-signal")) {
+            g_marker = argv[2];
+            if (signal(SIGTERM, on_term) == SIG_ERR) return 1;
+        }
         if (!strcmp(mode, "sigterm")) {
             g_marker = argv[2];
             struct sigaction sa;

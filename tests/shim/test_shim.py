@@ -290,19 +290,21 @@ def case_sigkill(tmp):
 
 def case_sigterm(tmp):
     prog = os.path.join(TB, "shim_prog")
-    out = os.path.join(tmp, "term")
-    marker = os.path.join(tmp, "handled")
-    proc = subprocess.Popen([prog, "sigterm", marker], env=preload_env(out, MOECAP_FLUSH_MS=0),
-                            stdout=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    proc.send_signal(signal.SIGTERM)
-    rc = proc.wait(timeout=30)
-    files = traces(out)
-    recs = dump(files[0])[0] if files else []
-    n = len([r for r in gemms(recs) if r["m"] == 3])
-    report("SIGTERM, program's own handler: handler ran, exit status kept, trace flushed",
-           line.strip() == "ready" and rc == 3 and os.path.exists(marker) and n == 50,
-           "rc %s marker %s gemms %d" % (rc, os.path.exists(marker), n))
+    for mode in ("sigterm", "sigterm-signal"):
+        out = os.path.join(tmp, mode)
+        marker = os.path.join(tmp, "handled-" + mode)
+        proc = subprocess.Popen([prog, mode, marker], env=preload_env(out, MOECAP_FLUSH_MS=0),
+                                stdout=subprocess.PIPE, text=True)
+        line = proc.stdout.readline()
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=30)
+        files = traces(out)
+        recs = dump(files[0])[0] if files else []
+        n = len([r for r in gemms(recs) if r["m"] == 3])
+        report("SIGTERM, program's own handler installed with %s(): handler ran, exit status kept, trace flushed" %
+               ("sigaction" if mode == "sigterm" else "signal"),
+               line.strip() == "ready" and rc == 3 and os.path.exists(marker) and n == 50,
+               "rc %s marker %s gemms %d" % (rc, os.path.exists(marker), n))
     out2 = os.path.join(tmp, "term2")
     proc = subprocess.Popen([prog, "sigterm-dfl"], env=preload_env(out2, MOECAP_FLUSH_MS=0), stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
