@@ -833,6 +833,7 @@ static void finish_step(struct mc_attrib *a, struct stream *s, int64_t sequences
     st.pid = s->pid; st.tid = s->tid;
     st.kind = kind;
     st.tokens = T; st.sequences = B;
+    if (s->t_end < s->t_begin) s->t_end = s->t_begin;   /* corrupt timestamps: no negative times */
     st.t_begin_ns = s->t_begin; st.t_end_ns = s->t_end;
     st.gemm_calls = s->calls; st.unattributed_calls = s->unattr;
     /* dense = GEMM weights seen + vectors the trace cannot see: per-layer norms, final norm,

@@ -282,7 +282,7 @@ static cJSON *aggregate_json(const struct rep *r)
     cJSON_AddNumberToObject(a, "decode_tokens", (double)r->by_kind[1].tokens);
     cJSON_AddNumberToObject(a, "output_tokens", (double)x->seqs);
     cJSON_AddNumberToObject(a, "time_s", x->time_s);
-    cJSON_AddNumberToObject(a, "span_s", (double)(r->last_end - r->first_begin) / 1e9);
+    cJSON_AddNumberToObject(a, "span_s", r->last_end > r->first_begin ? (double)(r->last_end - r->first_begin) / 1e9 : 0);
     cJSON *b = cJSON_AddObjectToObject(a, "bytes");
     cJSON_AddNumberToObject(b, "dense_weights", x->b_dense);
     cJSON_AddNumberToObject(b, "routed_expert_weights", x->b_routed);
@@ -789,7 +789,7 @@ int mc_cmd_report(int argc, char **argv)
     cJSON_AddNumberToObject(run, "step_marks", (double)marks);
     cJSON_AddNumberToObject(run, "dropped_events", (double)dropped);
     cJSON_AddItemToObject(run, "truncated_files", truncated);
-    cJSON_AddNumberToObject(run, "span_s", (double)(r.last_end - r.first_begin) / 1e9);
+    cJSON_AddNumberToObject(run, "span_s", r.last_end > r.first_begin ? (double)(r.last_end - r.first_begin) / 1e9 : 0);
     cJSON *attr = cJSON_AddObjectToObject(run, "attribution");
     cJSON_AddStringToObject(attr, "names", ast.shape_weights == 0 ? "tensor" : ast.named_weights == 0 ? "shape" : "mixed");
     cJSON_AddStringToObject(attr, "expert_ids", ast.expert_ids_exact ? "exact" : "order");
