@@ -5,7 +5,10 @@
  * name of its weight address when the trace (or the model directory's safetensors
  * headers + the trace's file maps) lets us name it, else by shape and position in the
  * layer. The classification of a weight address never changes, so it is cached: the hot
- * path is one hash lookup per GEMM. lm_head (out = V) closes a step. */
+ * path is one hash lookup per GEMM. lm_head (out = V) closes a step; per-sequence contexts
+ * are tracked per thread (KV bytes, attention FLOPs). Layers whose experts ran in a fused
+ * kernel get their experts from router-logit taps; steps waiting for a late tap, or (GPU)
+ * for the synchronising copy that ends them, are queued and delivered in order. */
 #include "report/attrib.h"
 
 #include <stdio.h>
