@@ -207,6 +207,12 @@ __attribute__((noinline)) uint32_t mc_callsite_capture_at(const void *ret, const
 extern __typeof(mc_callsite_capture_at) mc_callsite_capture_at_h
     __attribute__((alias("mc_callsite_capture_at"), visibility("hidden")));
 
+void mc_callsite_thread_exit(void)
+{
+    free(t_cache);
+    t_cache = NULL;
+}
+
 void mc_callsite_after_fork(void)
 {
     pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;

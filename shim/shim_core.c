@@ -773,6 +773,7 @@ static void thread_exit(void *arg)
     if (!b) return;
     if (mc_capture_enabled()) flush_all();
     tls.buf = NULL;
+    mc_callsite_thread_exit();
     atomic_store(&b->in_use, 0);
 }
 

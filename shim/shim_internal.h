@@ -59,6 +59,7 @@ void mc_maps_after_fork(void) MC_HIDDEN;
 
 /* callsite.c */
 void mc_callsite_after_fork(void) MC_HIDDEN;
+void mc_callsite_thread_exit(void) MC_HIDDEN; /* frees this thread's call-site cache */
 
 /* Address range of libmoecap.so itself (resolve.c). */
 int mc_addr_is_ours(const void *p) MC_HIDDEN;

@@ -8,6 +8,8 @@
  *   shim_prog fork            3 calls (m=1) before fork; child 5 calls (m=100+i),
  *                             parent 7 calls (m=200+i); parent waits
  *   shim_prog threads T N     T threads, thread t does N calls with m = t+1, n = 8, k = 16
+ *   shim_prog shortthreads N K   N threads one after another (m = t%4+1), K calls each;
+ *                             prints "rss_kb R" at the end
  *   shim_prog loop            gemms forever (m=1,n=8,k=8); prints "ready" after 20000,
  *                             then one every ~50 us
  *   shim_prog sigterm FILE    installs its own SIGTERM handler (writes FILE, exits 3),
@@ -100,6 +102,22 @@ int main(int argc, char **argv)
         cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, 4, 5, 6, 2.0, DA, 6, DB, 6, 0.0, DC, 4);
         for (int j = 0; j < 20; j++) sum += DC[j];
         printf("checksum %.6f\n", sum);
+        return 0;
+    }
+    if (!strcmp(mode, "shortthreads")) {
+        /* N threads one after the other, K calls each; prints VmRSS at the end */
+        int N = atoi(argv[2]);
+        setenv("SHIM_PROG_N", argv[3], 1);
+        for (long t = 0; t < N; t++) {
+            pthread_t th;
+            pthread_create(&th, NULL, thread_main, (void *)(t % 4));
+            pthread_join(th, NULL);
+        }
+        FILE *f = fopen("/proc/self/status", "r");
+        char line[256];
+        while (f && fgets(line, sizeof line, f))
+            if (!strncmp(line, "VmRSS:", 6)) printf("rss_kb %ld\n", atol(line + 6));
+        if (f) fclose(f);
         return 0;
     }
     if (!strcmp(mode, "callers")) {

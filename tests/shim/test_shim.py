@@ -267,6 +267,27 @@ def case_threads(tmp):
            set(by_tid) <= {r["tid"] for r in threads}, len(threads))
 
 
+def case_short_threads(tmp):
+    """A server-like program running many short-lived threads: every call recorded, and
+    memory stays bounded (rings and call-site caches of exited threads are reused/freed)."""
+    N, K = 300, 20
+    prog = os.path.join(TB, "shim_prog")
+    ref = run([prog, "shortthreads", str(N), str(K)], plain_env())
+    out = os.path.join(tmp, "short")
+    p = run([prog, "shortthreads", str(N), str(K)], preload_env(out))
+    files = traces(out)
+    recs = dump(files[0])[0] if files else []
+    g = gemms(recs)
+    per_m = {}
+    for r in g:
+        per_m[r["m"]] = per_m.get(r["m"], 0) + 1
+    rss = lambda s: int(s.split()[1]) if s.startswith("rss_kb") else 10 ** 9
+    extra_mb = (rss(p.stdout) - rss(ref.stdout)) / 1024.0
+    report("%d short-lived threads: all %d calls recorded, memory bounded (+%.1f MiB RSS vs no shim)" % (N, N * K, extra_mb),
+           p.returncode == 0 and per_m == {m: N // 4 * K for m in (1, 2, 3, 4)} and extra_mb < 24,
+           "per m %s, rss %r vs %r" % (per_m, p.stdout, ref.stdout))
+
+
 def case_sigkill(tmp):
     out = os.path.join(tmp, "kill")
     env = preload_env(out, MOECAP_FLUSH_MS=100)
@@ -494,6 +515,7 @@ def main():
         case_dlopen_local(tmp)
         case_fork(tmp)
         case_threads(tmp)
+        case_short_threads(tmp)
         case_sigkill(tmp)
         case_sigterm(tmp)
         case_unwritable(tmp)
