@@ -4,7 +4,10 @@
 #     frames below main (bench/shim-loop.c), against a no-op BLAS (bench/shim-nullblas.c:
 #     isolates the shim's own cost) and OpenBLAS; without the shim, with MOECAP_STACK=0,
 #     with the default call sites (8 frames, cached per call position) and with
-#     MOECAP_STACK_EXACT=1 (unwind every call). Runs alternate; medians; added = shim - plain.
+#     MOECAP_STACK_EXACT=1 (unwind every call), and with a 1 GiB ring so that nothing is
+#     written during the loop (the calling thread's own cost; at 10-30 M calls/s the trace
+#     outruns the page cache and the program's thread ends up writing too).
+#     Runs alternate; medians; added = shim - plain.
 #  2. End to end: moe-ref decode, batch 1, on a tiny (d=64) and a small (d=256) synthetic
 #     model; pairs of runs (order alternating), each timed by the engine's own per-step
 #     wall_ns (decode steps only) and by process wall time; ratio = shim / plain per pair.
@@ -41,13 +44,14 @@ if [ "$WHAT" = all ] || [ "$WHAT" = loop ]; then
       res[s0]+=" $(MOECAP_OUT=$tmp/o MOECAP_STACK=0 LD_PRELOAD=$SHIM "$prog" $N cblas 12)"; rm -rf "$tmp/o"
       res[s8]+=" $(MOECAP_OUT=$tmp/o LD_PRELOAD=$SHIM "$prog" $N cblas 12)"; rm -rf "$tmp/o"
       res[s8x]+=" $(MOECAP_OUT=$tmp/o MOECAP_STACK_EXACT=1 LD_PRELOAD=$SHIM "$prog" $N cblas 12)"; rm -rf "$tmp/o"
+      res[s8r]+=" $(MOECAP_OUT=$tmp/o MOECAP_BUF_KB=1048576 MOECAP_FLUSH_MS=0 LD_PRELOAD=$SHIM "$prog" $N cblas 12)"; rm -rf "$tmp/o"
     done
     p=$(median ${res[plain]})
     name=$([ $blas = null ] && echo "no-op" || echo "OpenBLAS")
     echo "| $name | no shim | $p | - |"
-    for c in s0 s8 s8x; do
+    for c in s0 s8 s8x s8r; do
       m=$(median ${res[$c]})
-      label=$(case $c in s0) echo "MOECAP_STACK=0";; s8) echo "default (8 frames, cached)";; s8x) echo "8 frames, MOECAP_STACK_EXACT=1";; esac)
+      label=$(case $c in s0) echo "MOECAP_STACK=0";; s8) echo "default (8 frames, cached)";; s8x) echo "8 frames, MOECAP_STACK_EXACT=1";; s8r) echo "default, in-thread only (1 GiB ring: no write during the loop)";; esac)
       echo "| $name | $label | $m | $("$PY" -c "print('%.1f' % ($m - $p))") |"
     done
     unset res
