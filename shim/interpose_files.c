@@ -6,12 +6,13 @@
  * MC_REC_TENSOR definition with absolute file offsets. Each mmap of, read from or pread
  * from a tracked descriptor becomes a MC_REC_FILE_MAP (address, file offset, length), so
  * the post-processor can name the weight behind a GEMM operand. GGUF files are tracked for
- * mappings and reads; their tensor table is not parsed (yet).
+ * mappings and reads, and their tensor table is parsed the same way (shim/gguf_hdr.c).
  *
  * The cost for every other descriptor is one array load: fds are looked up in a fixed
  * table (fds >= MC_MAX_FD are not tracked). fopen'ed files get their tensor table parsed
  * but no read tracking (stdio reads bypass these symbols). */
 #include "shim_internal.h"
+#include "gguf_hdr.h"
 #include "safetensors_hdr.h"
 
 #include <dlfcn.h>
@@ -26,6 +27,7 @@
 #include <string.h>
 #include <linux/close_range.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -100,20 +102,27 @@ static void emit_tensor(void *arg, const struct mc_st_tensor *t)
     mc_def_record(&r, sizeof r);
 }
 
-static void parse_safetensors(int fd, uint32_t path_str, const char *path)
+/* 1 the first time a path is seen (its table is ours to record), else 0. */
+static int claim_parse(uint32_t path_str)
 {
     pthread_mutex_lock(&g_parsed_mutex);
     for (size_t i = 0; i < g_nparsed; i++)
-        if (g_parsed[i] == path_str) { pthread_mutex_unlock(&g_parsed_mutex); return; }
+        if (g_parsed[i] == path_str) { pthread_mutex_unlock(&g_parsed_mutex); return 0; }
     if (g_nparsed == g_capparsed) {
         size_t cap = g_capparsed ? g_capparsed * 2 : 64;
         uint32_t *n = realloc(g_parsed, cap * sizeof *n);
-        if (!n) { pthread_mutex_unlock(&g_parsed_mutex); return; }
+        if (!n) { pthread_mutex_unlock(&g_parsed_mutex); return 0; }
         g_parsed = n;
         g_capparsed = cap;
     }
     g_parsed[g_nparsed++] = path_str;
     pthread_mutex_unlock(&g_parsed_mutex);
+    return 1;
+}
+
+static void parse_safetensors(int fd, uint32_t path_str, const char *path)
+{
+    if (!claim_parse(path_str)) return;
 
     unsigned char lenb[8];
     if (raw_pread(fd, lenb, 8, 0) != 8) return;
@@ -142,6 +151,17 @@ static void parse_safetensors(int fd, uint32_t path_str, const char *path)
     free(json);
 }
 
+static void parse_gguf(int fd, uint32_t path_str, const char *path)
+{
+    if (!claim_parse(path_str)) return;
+    struct stat st;
+    uint64_t size = fstat(fd, &st) == 0 ? (uint64_t)st.st_size : 0;
+    struct emit_ctx c = {path_str, 0}; /* offsets from the GGUF parser are absolute */
+    int n = mc_gguf_parse(fd, raw_pread, size, emit_tensor, &c);
+    if (n < 0) mc_note(MC_NOTE_WARNING, "weight file %s: GGUF header not understood (v2/v3 expected), tensor table not recorded", path);
+    else mc_log_debug("%s: %d tensors", path, n);
+}
+
 /* A weight file was opened as fd: remember it, record its tensor table once. */
 static void track(int fd, const char *path, int kind, int track_fd)
 {
@@ -151,6 +171,7 @@ static void track(int fd, const char *path, int kind, int track_fd)
     uint32_t id = mc_intern(abs ? abs : path);
     if (id) {
         if (kind == 1) parse_safetensors(fd, id, abs ? abs : path);
+        else if (kind == 2) parse_gguf(fd, id, abs ? abs : path);
         if (track_fd && fd < MC_MAX_FD) atomic_store_explicit(&g_fd_path[fd], id, memory_order_relaxed);
     }
     free(abs);

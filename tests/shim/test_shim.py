@@ -486,6 +486,78 @@ def case_sigint_python(tmp):
            res[0] == res[1] == ("ready", "interrupted", 7) and n == 1, "%s gemms %d" % (res, n))
 
 
+def write_gguf(path, alignment):
+    """A GGUF v3 file written from the format description (ggml docs/gguf.md): metadata
+    with a string array and the alignment key, then three tensors. Returns
+    [(name, shape outermost-first, dtype name, absolute begin, bytes)]."""
+    import struct
+    def gstr(b):
+        return struct.pack("<Q", len(b)) + b
+    kv = [(b"general.architecture", 8, gstr(b"llama")),
+          (b"general.alignment", 4, struct.pack("<I", alignment)),
+          (b"tokenizer.ggml.tokens", 9, struct.pack("<IQ", 8, 3) + gstr(b"<s>") + gstr(b"a") + gstr(b"bc")),
+          (b"llama.block_count", 4, struct.pack("<I", 1)),
+          (b"some.floats", 9, struct.pack("<IQ", 6, 2) + struct.pack("<ff", 1.0, 2.0)),
+          (b"flag", 7, b"\x01")]
+    # (name, ne innermost-first, ggml type, bytes): F32 8x16 -> 512 B; Q4_0 ne=[32,4]:
+    # 4 rows of one 32-element block of 18 B = 72 B; F16 [8] -> 16 B
+    tens = [(b"token_embd.weight", [8, 16], 0, 512), (b"blk.0.ffn_up.weight", [32, 4], 2, 72),
+            (b"output_norm.weight", [8], 1, 16)]
+    head = b"GGUF" + struct.pack("<IQQ", 3, len(tens), len(kv))
+    for k, t, v in kv:
+        head += gstr(k) + struct.pack("<I", t) + v
+    rel, infos, out = 0, b"", []
+    for name, ne, t, nbytes in tens:
+        infos += gstr(name) + struct.pack("<I", len(ne)) + b"".join(struct.pack("<Q", d) for d in ne)
+        infos += struct.pack("<IQ", t, rel)
+        out.append([name.decode(), list(reversed(ne)), {0: "f32", 1: "f16", 2: "unknown"}[t], rel, nbytes])
+        rel += (nbytes + alignment - 1) // alignment * alignment
+    head += infos
+    data0 = (len(head) + alignment - 1) // alignment * alignment
+    with open(path, "wb") as f:
+        f.write(head + b"\0" * (data0 - len(head)) + bytes(rel))
+    for o in out:
+        o[3] += data0
+    return out
+
+
+def case_gguf(tmp):
+    path = os.path.join(tmp, "tiny-q4.gguf")
+    exp = write_gguf(path, 64)
+    script = "import mmap, os, sys\nfd = os.open(sys.argv[1], os.O_RDONLY)\nm = mmap.mmap(fd, 0, prot=mmap.PROT_READ)\nprint(len(m))\n"
+    out = os.path.join(tmp, "gguf")
+    p = run([PY, "-c", script, path], preload_env(out))
+    recs = []
+    for f in traces(out):
+        recs += dump(f)[0]
+    real = os.path.realpath(path)
+    got = sorted([r["name_str_text"], r["shape"], r["dtype"], r["file_begin"], r["file_end"] - r["file_begin"]]
+                 for r in recs if r["type"] == "tensor" and r["path_str_text"] == real)
+    maps = [(r["how"], r["file_offset"], r["length"]) for r in recs if r["type"] == "file_map"]
+    report("gguf: tensor table (names, shapes, types, absolute offsets, sizes) and mmap recorded",
+           p.returncode == 0 and got == sorted(exp) and (0, 0, os.path.getsize(path)) in maps,
+           "got %s\nexpected %s\nmaps %s %s" % (got, sorted(exp), maps, p.stderr[-300:]))
+    # Truncated and corrupted headers (weight files and safetensors alike): never a crash.
+    blob = open(path, "rb").read()
+    bad = os.path.join(tmp, "bad")
+    os.makedirs(bad)
+    import random
+    rnd = random.Random(5)
+    names = []
+    for i, cut in enumerate(range(0, 480, 5)):
+        b = bytearray(blob[:cut])
+        if i % 3 == 0 and b:
+            b[rnd.randrange(len(b))] = rnd.randrange(256)
+        for ext in (".gguf", ".safetensors"):
+            n = os.path.join(bad, "w%03d%s" % (i, ext))
+            open(n, "wb").write(bytes(b) if ext == ".gguf" else (len(b)).to_bytes(8, "little") + bytes(b))
+            names.append(n)
+    script = "import os, sys\nfor n in sys.argv[1:]:\n    os.close(os.open(n, os.O_RDONLY))\nprint('done')\n"
+    p = run([PY, "-c", script] + names, preload_env(os.path.join(tmp, "badw")))
+    report("corrupt/truncated weight-file headers (%d files): program unaffected" % len(names),
+           p.returncode == 0 and p.stdout.strip() == "done", "rc %d %s" % (p.returncode, p.stderr[-500:]))
+
+
 def find_moe_ref():
     exe = os.path.join(BUILD, "bin", "moe-ref")
     return exe if os.path.exists(exe) else None
@@ -526,6 +598,7 @@ def main():
         case_close_all(tmp, raw_syscall=True)
         case_sigint_python(tmp)
         case_safetensors(tmp)
+        case_gguf(tmp)
         case_python(tmp, "moe_numpy.py", "numpy-moe", "numpy")
         case_python(tmp, "moe_torch.py", "torch-moe", "torch")
         case_moe_ref(tmp)
