@@ -69,6 +69,9 @@ static pthread_key_t g_tkey;
 static _Atomic int32_t g_file_lock;   /* tid of the holder, 0 = free */
 static _Atomic int g_fd = -1;
 static pid_t g_fd_pid;                 /* the process g_fd belongs to */
+static pid_t g_owner_pid;              /* the process this state belongs to (set at start-up
+                                          and in the fork child handler): a vfork child, or
+                                          a raw clone, shares or copies it without owning it */
 static char g_path[4600];              /* the trace file */
 static dev_t g_fd_dev;                 /* identity of the trace file, to notice a program */
 static ino_t g_fd_ino;                 /* that closed our descriptor and reused the number */
@@ -155,6 +158,8 @@ void mc_disable(const char *why)
              (int)getpid(), why);
     say(line);
 }
+
+static void modules_flush(void);
 
 static int write_all(int fd, const void *p, size_t n)
 {
@@ -536,7 +541,9 @@ static void write_dropped_locked(void)
 static void flush_all_locked(void)
 {
     if (g_file_failed) return;
-    if (g_fd >= 0 && g_fd_pid != getpid()) g_fd = -1; /* defensive: fork without handlers */
+    /* Not the owner (vfork child before exec, clone without fork handlers): writing would
+     * put the parent's events in the wrong file or change the parent's state. */
+    if (getpid() != g_owner_pid) return;
     if (g_fd >= 0) {
         struct stat st;
         if (fstat(g_fd, &st) < 0 || st.st_dev != g_fd_dev || st.st_ino != g_fd_ino) {
@@ -570,6 +577,14 @@ static void flush_all(void)
     if (file_lock(0) < 0) return;
     flush_all_locked();
     file_unlock();
+}
+
+/* Before execve replaces the image (no exit handlers run then). */
+void mc_core_flush_before_exec(void)
+{
+    if (!atomic_load(&g_up) || getpid() != g_owner_pid) return;
+    if (mc_capture_enabled()) modules_flush();
+    flush_all();
 }
 
 void mc_core_flush_from_signal(void)
@@ -625,6 +640,7 @@ static struct mc_tbuf *attach_thread(void)
     }
     return b;
 }
+
 
 static void drop(void) { atomic_fetch_add_explicit(&g_drops, 1, memory_order_relaxed); }
 
@@ -812,6 +828,7 @@ static void at_fork_parent(void)
 static void at_fork_child(void)
 {
     if (!atomic_load(&g_up)) return;
+    g_owner_pid = getpid();
     tls.tid = 0;
     /* The parent's buffered events belong to the parent's file: drop them here. Rings of
      * threads that do not exist in the child become free for reuse. */
@@ -919,6 +936,7 @@ __attribute__((constructor(101))) static void mc_core_init(void)
     if (gethostname(g_host, sizeof g_host - 1) < 0 || !g_host[0]) strcpy(g_host, "host");
     for (char *c = g_host; *c; c++) if (*c == '/') *c = '_';
     pthread_key_create(&g_tkey, thread_exit);
+    g_owner_pid = getpid();
     read_cmdline();
     g_host_str = mc_intern(g_host);
     char exe[4096];

@@ -44,6 +44,8 @@ uint32_t mc_callsite_capture_at_h(const void *ret_addr, const void *frame) MC_HI
 /* Flush every thread buffer to the trace from a signal handler (async-signal-safe; gives
  * up rather than deadlock). */
 void mc_core_flush_from_signal(void) MC_HIDDEN;
+/* Flush before exec (a no-op in a vfork child, which shares the parent's memory). */
+void mc_core_flush_before_exec(void) MC_HIDDEN;
 
 /* The open trace file's descriptor (-1 = none): close() of it is ignored. */
 int mc_core_trace_fd(void) MC_HIDDEN;

@@ -245,6 +245,40 @@ def case_fork(tmp):
            ok and not probs, "\n".join(probs[:5]) + json.dumps(crec[0])[:300])
 
 
+def case_exec(tmp):
+    out = os.path.join(tmp, "exec")
+    p = run([os.path.join(TB, "shim_prog"), "exec"], preload_env(out, MOECAP_FLUSH_MS=0))
+    files = traces(out)
+    first = [f for f in files if not f.endswith(".1.mct")]
+    second = [f for f in files if f.endswith(".1.mct")]
+    ok = p.returncode == 0 and p.stdout.startswith("checksum") and len(first) == 1 and len(second) == 1
+    if ok:
+        r1, r2 = dump(first[0])[0], dump(second[0])[0]
+        m1 = [r["m"] for r in gemms(r1)]
+        m2 = [r["m"] for r in gemms(r2)]
+        # shapes 2: cblas_sgemm m=1,2, then sgemm_ 5, dgemm_ 2, sgemv 9, dgemv 3, sgemv_ 4, dgemm 4
+        ok = m1 == [7] * 5 and m2 == [1, 2, 5, 2, 9, 3, 4, 4] and r1[0]["pid"] == r2[0]["pid"]
+    report("exec: events before execl() flushed to the first file, the new image writes <host>-<pid>.1.mct",
+           ok, "rc %d files %s" % (p.returncode, [os.path.basename(f) for f in files]))
+
+
+def case_subprocess(tmp):
+    """Python's subprocess (vfork + exec on Linux) from a recording process: the parent's
+    trace stays whole and complete, children that record nothing leave no file."""
+    script = ("import subprocess, numpy as np\n"
+              "a = np.ones((3, 3), dtype=np.float32)\n"
+              "for i in range(3): a @ a\n"
+              "for i in range(20): subprocess.run(['/bin/true'], check=True)\n"
+              "for i in range(3): a @ a\n")
+    out = os.path.join(tmp, "subproc")
+    p = run([PY, "-c", script], preload_env(out, MOECAP_FLUSH_MS=20))
+    files = traces(out)
+    recs, rc, err = dump(files[0]) if len(files) == 1 else ([], 1, "files: %s" % files)
+    report("subprocess (vfork+exec) children: parent's trace whole and complete, no files for silent children",
+           p.returncode == 0 and len(files) == 1 and rc == 0 and len(gemms(recs)) == 6,
+           "rc %d files %s dump %d %s gemms %d" % (p.returncode, files, rc, err, len(gemms(recs))))
+
+
 def case_threads(tmp):
     out = os.path.join(tmp, "threads")
     T, N = 8, 4000
@@ -589,6 +623,8 @@ def main():
         case_callers(tmp)
         case_dlopen_local(tmp)
         case_fork(tmp)
+        case_exec(tmp)
+        case_subprocess(tmp)
         case_threads(tmp)
         case_short_threads(tmp)
         case_sigkill(tmp)

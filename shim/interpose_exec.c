@@ -1,0 +1,106 @@
+/* exec family: an image replaced by execve runs no exit handlers, so the rings are
+ * flushed first (the new image, same pid, writes <host>-<pid>.1.mct). glibc's own
+ * execvp/execl... call execve internally without the PLT, hence one wrapper each.
+ * In a vfork child the core does nothing (it shares the parent's memory). */
+#include "shim_internal.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <unistd.h>
+
+extern char **environ;
+
+typedef int (*execve_fn)(const char *, char *const[], char *const[]);
+typedef int (*execvpe_fn)(const char *, char *const[], char *const[]);
+typedef int (*fexecve_fn)(int, char *const[], char *const[]);
+static _Atomic(void *) r_execve, r_execvpe, r_fexecve;
+
+static void *real(_Atomic(void *) *slot, const char *name)
+{
+    void *p = atomic_load_explicit(slot, memory_order_acquire);
+    if (!p) {
+        p = dlsym(RTLD_NEXT, name);
+        if (p) atomic_store_explicit(slot, p, memory_order_release);
+    }
+    return p;
+}
+
+int execve(const char *path, char *const argv[], char *const envp[])
+{
+    execve_fn f = (execve_fn)real(&r_execve, "execve");
+    if (!f) { errno = ENOSYS; return -1; }
+    mc_core_flush_before_exec();
+    return f(path, argv, envp);
+}
+
+int execvpe(const char *file, char *const argv[], char *const envp[])
+{
+    execvpe_fn f = (execvpe_fn)real(&r_execvpe, "execvpe");
+    if (!f) { errno = ENOSYS; return -1; }
+    mc_core_flush_before_exec();
+    return f(file, argv, envp);
+}
+
+int fexecve(int fd, char *const argv[], char *const envp[])
+{
+    fexecve_fn f = (fexecve_fn)real(&r_fexecve, "fexecve");
+    if (!f) { errno = ENOSYS; return -1; }
+    mc_core_flush_before_exec();
+    return f(fd, argv, envp);
+}
+
+int execv(const char *path, char *const argv[]) { return execve(path, argv, environ); }
+int execvp(const char *file, char *const argv[]) { return execvpe(file, argv, environ); }
+
+/* execl family: collect the variadic list (on the stack: these may run in a vfork child). */
+#define COLLECT(first, ap, argv, n, envp_out)                                  \
+    do {                                                                       \
+        va_list c_;                                                            \
+        va_copy(c_, ap);                                                       \
+        n = 1;                                                                 \
+        while (va_arg(c_, char *)) n++;                                        \
+        va_end(c_);                                                            \
+    } while (0)
+
+int execl(const char *path, const char *arg, ...)
+{
+    va_list ap;
+    va_start(ap, arg);
+    size_t n;
+    COLLECT(arg, ap, argv, n, NULL);
+    char *argv[n + 1];
+    argv[0] = (char *)arg;
+    for (size_t i = 1; i <= n; i++) argv[i] = va_arg(ap, char *);
+    va_end(ap);
+    return execve(path, argv, environ);
+}
+
+int execlp(const char *file, const char *arg, ...)
+{
+    va_list ap;
+    va_start(ap, arg);
+    size_t n;
+    COLLECT(arg, ap, argv, n, NULL);
+    char *argv[n + 1];
+    argv[0] = (char *)arg;
+    for (size_t i = 1; i <= n; i++) argv[i] = va_arg(ap, char *);
+    va_end(ap);
+    return execvpe(file, argv, environ);
+}
+
+int execle(const char *path, const char *arg, ...)
+{
+    va_list ap;
+    va_start(ap, arg);
+    size_t n;
+    COLLECT(arg, ap, argv, n, NULL);
+    char *argv[n + 1];
+    argv[0] = (char *)arg;
+    for (size_t i = 1; i <= n; i++) argv[i] = va_arg(ap, char *);
+    char *const *envp = va_arg(ap, char *const *);
+    va_end(ap);
+    return execve(path, argv, envp);
+}
