@@ -1,5 +1,6 @@
-/* exec family: an image replaced by execve runs no exit handlers, so the rings are
- * flushed first (the new image, same pid, writes <host>-<pid>.1.mct). glibc's own
+/* exec family and _exit: an image replaced by execve, or a process leaving through
+ * _exit (Python's os._exit in multiprocessing children), runs no exit handlers, so the
+ * rings are flushed first (the new image, same pid, writes <host>-<pid>.1.mct). glibc's own
  * execvp/execl... call execve internally without the PLT, hence one wrapper each.
  * In a vfork child the core does nothing (it shares the parent's memory). */
 #include "shim_internal.h"
@@ -9,9 +10,12 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 extern char **environ;
+
+static void syscall_exit_group(int status) { syscall(SYS_exit_group, status); }
 
 typedef int (*execve_fn)(const char *, char *const[], char *const[]);
 typedef int (*execvpe_fn)(const char *, char *const[], char *const[]);
@@ -103,4 +107,25 @@ int execle(const char *path, const char *arg, ...)
     char *const *envp = va_arg(ap, char *const *);
     va_end(ap);
     return execve(path, argv, envp);
+}
+
+/* _exit/_Exit may be called from signal handlers: the signal-safe flush (it gives up
+ * rather than wait on a lock held by the interrupted code). */
+typedef void (*exit_fn)(int);
+static _Atomic(void *) r__exit, r__Exit;
+
+void _exit(int status)
+{
+    exit_fn f = (exit_fn)real(&r__exit, "_exit");
+    mc_core_flush_from_signal();
+    if (f) f(status);
+    for (;;) syscall_exit_group(status);
+}
+
+void _Exit(int status)
+{
+    exit_fn f = (exit_fn)real(&r__Exit, "_Exit");
+    mc_core_flush_from_signal();
+    if (f) f(status);
+    for (;;) syscall_exit_group(status);
 }

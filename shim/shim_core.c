@@ -590,6 +590,7 @@ void mc_core_flush_before_exec(void)
 void mc_core_flush_from_signal(void)
 {
     int saved = errno;
+    if (!atomic_load(&g_up) || getpid() != g_owner_pid) { errno = saved; return; } /* vfork child */
     if (file_lock(1) == 0) {
         flush_all_locked();
         file_unlock();

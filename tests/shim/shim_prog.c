@@ -10,6 +10,7 @@
  *   shim_prog threads T N     T threads, thread t does N calls with m = t+1, n = 8, k = 16
  *   shim_prog shortthreads N K   N threads one after another (m = t%4+1), K calls each;
  *                             prints "rss_kb R" at the end
+ *   shim_prog _exit           5 calls (m=6), then _exit(4)
  *   shim_prog exec            5 calls (m=7), then execl() of itself as "shapes 2"
  *   shim_prog loop            gemms forever (m=1,n=8,k=8); prints "ready" after 20000,
  *                             then one every ~50 us
@@ -120,6 +121,11 @@ int main(int argc, char **argv)
             if (!strncmp(line, "VmRSS:", 6)) printf("rss_kb %ld\n", atol(line + 6));
         if (f) fclose(f);
         return 0;
+    }
+    if (!strcmp(mode, "_exit")) {
+        for (int i = 0; i < 5; i++) gemm(6, 4, 4);
+        fflush(stdout);
+        _exit(4);
     }
     if (!strcmp(mode, "exec")) {
         /* 5 calls (m=7), then the image is replaced by "shim_prog shapes 2" (same pid) */

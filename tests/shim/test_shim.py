@@ -262,6 +262,14 @@ def case_exec(tmp):
            ok, "rc %d files %s" % (p.returncode, [os.path.basename(f) for f in files]))
 
 
+def case_underscore_exit(tmp):
+    out = os.path.join(tmp, "uexit")
+    p = run([os.path.join(TB, "shim_prog"), "_exit"], preload_env(out, MOECAP_FLUSH_MS=0))
+    files = traces(out)
+    n = len([r for r in gemms(dump(files[0])[0]) if r["m"] == 6]) if files else 0
+    report("_exit(): exit status kept, events flushed", p.returncode == 4 and n == 5, "rc %d gemms %d" % (p.returncode, n))
+
+
 def case_subprocess(tmp):
     """Python's subprocess (vfork + exec on Linux) from a recording process: the parent's
     trace stays whole and complete, children that record nothing leave no file."""
@@ -625,6 +633,7 @@ def main():
         case_fork(tmp)
         case_exec(tmp)
         case_subprocess(tmp)
+        case_underscore_exit(tmp)
         case_threads(tmp)
         case_short_threads(tmp)
         case_sigkill(tmp)
