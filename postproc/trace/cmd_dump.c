@@ -8,6 +8,7 @@
 
 #include "commands.h"
 #include "trace/trace_reader.h"
+#include "trace/trace_symbols.h"
 
 static void put_json_str(FILE *o, const char *s, size_t maxlen)
 {
@@ -41,6 +42,8 @@ static void put_double(FILE *o, const char *key, double v)
 #define U64(k, v) fprintf(o, ",\"" k "\":%" PRIu64, (uint64_t)(v))
 #define I64(k, v) fprintf(o, ",\"" k "\":%" PRId64, (int64_t)(v))
 #define HEX(k, v) fprintf(o, ",\"" k "\":\"0x%" PRIx64 "\"", (uint64_t)(v))
+
+static struct mc_symtab *g_syms; /* --symbolize */
 
 static void dump_record(FILE *o, struct mc_trace *t, const struct mc_trace_rec *r)
 {
@@ -158,6 +161,18 @@ static void dump_record(FILE *o, struct mc_trace *t, const struct mc_trace_rec *
             fprintf(o, "%s\"0x%" PRIx64 "\"", i ? "," : "", pc);
         }
         fputc(']', o);
+        if (g_syms) {
+            fputs(",\"frames\":[", o);
+            for (size_t i = 0; i < n; i++) {
+                uint64_t pc;
+                char sym[600];
+                memcpy(&pc, (const char *)r->var + 8 * i, 8);
+                mc_symtab_lookup(g_syms, pc, sym, sizeof sym);
+                if (i) fputc(',', o);
+                put_json_str(o, sym, sizeof sym);
+            }
+            fputc(']', o);
+        }
         break;
     }
     case MC_REC_MAPPING: {
@@ -193,18 +208,21 @@ static void dump_record(FILE *o, struct mc_trace *t, const struct mc_trace_rec *
 
 static void usage(FILE *o)
 {
-    fprintf(o, "usage: moecap dump FILE.mct [--summary]\n"
+    fprintf(o, "usage: moecap dump FILE.mct [--summary] [--symbolize]\n"
                "  prints every record of a moecap trace as one JSON line (strings resolved);\n"
-               "  --summary prints counts per record type and per GEMM api instead.\n"
+               "  --summary prints counts per record type and per GEMM api instead;\n"
+               "  --symbolize adds \"frames\" (function+offset (file)) to call-site records, from the\n"
+               "  trace's mapping records and the mapped files' ELF symbols (same machine/files).\n"
                "exit status: 0 = whole file read, 2 = bad usage, unreadable, corrupt or truncated file\n");
 }
 
 int mc_cmd_dump(int argc, char **argv)
 {
     const char *path = NULL;
-    int summary = 0;
+    int summary = 0, symbolize = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--summary")) summary = 1;
+        else if (!strcmp(argv[i], "--symbolize")) symbolize = 1;
         else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(stdout); return 0; }
         else if (argv[i][0] == '-' && argv[i][1]) { fprintf(stderr, "moecap dump: unknown option '%s'\n", argv[i]); usage(stderr); return 2; }
         else if (path) { fprintf(stderr, "moecap dump: one trace file at a time\n"); usage(stderr); return 2; }
@@ -215,6 +233,17 @@ int mc_cmd_dump(int argc, char **argv)
     struct mc_trace *t = mc_trace_open2(path, MC_TRACE_OPT_UNKNOWN, err, sizeof err);
     if (!t) { fprintf(stderr, "moecap dump: %s\n", err); return 2; }
 
+    if (symbolize && !summary) {
+        /* Mappings may follow the call sites that point into them: collect them first. */
+        g_syms = mc_symtab_new();
+        struct mc_trace *pre = mc_trace_open(path, err, sizeof err);
+        struct mc_trace_rec m;
+        while (pre && g_syms && mc_trace_next(pre, &m) == MC_TRACE_RECORD)
+            if (m.type == MC_REC_MAPPING)
+                mc_symtab_add_mapping(g_syms, m.u.mapping.start, m.u.mapping.end, m.u.mapping.file_offset,
+                                      mc_trace_str(pre, m.u.mapping.path_str));
+        mc_trace_close(pre);
+    }
     uint64_t per_type[MC_REC_TYPE_MAX + 1] = {0}, per_api[MC_API_MAX + 1] = {0};
     uint64_t unknown = 0, gemm_flops = 0, dropped = 0;
     struct mc_trace_rec r;
@@ -259,5 +288,7 @@ int mc_cmd_dump(int argc, char **argv)
         rc = 2;
     }
     mc_trace_close(t);
+    mc_symtab_free(g_syms);
+    g_syms = NULL;
     return rc;
 }

@@ -204,6 +204,15 @@ def case_callers(tmp):
             ok = a[0] == b[0] and a[1] != b[1]  # same call instruction, different callers
         report("call sites: two callers at the same depth through one helper get two ids (%s)" %
                ("exact unwinding" if exact else "cached fast path"), ok, "%s %s" % (ids, [r["callsite"] for r in g]))
+        if exact == 0 and ok:
+            # offline symbolisation from the trace's mappings + the program's ELF symbols
+            sp = subprocess.run([MOECAP, "dump", "--symbolize", files[0]], capture_output=True, text=True)
+            fr = {r["id"]: r.get("frames", []) for r in map(json.loads, sp.stdout.splitlines()) if r["type"] == "callsite"}
+            fa, fb = fr.get(next(iter(ids[1])), []), fr.get(next(iter(ids[2])), [])
+            report("moecap dump --symbolize names the call chain (do_gemm <- caller_a / caller_b <- main)",
+                   sp.returncode == 0 and len(fa) > 2 and fa[0].startswith("do_gemm+") and fa[1].startswith("caller_a+")
+                   and fb[1].startswith("caller_b+") and fa[2].startswith("main+") and "(shim_prog)" in fa[0],
+                   "%s\n%s" % (fa, fb))
 
 
 def case_dlopen_local(tmp):
