@@ -213,8 +213,9 @@ void mc_callsite_thread_exit(void)
     t_cache = NULL;
 }
 
-void mc_callsite_after_fork(void)
-{
-    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
-    memcpy(&g_cs_mutex, &fresh, sizeof fresh);
-}
+/* Held across fork (taken in the prepare handler) so the child never sees the table half
+ * updated by another thread. */
+void mc_callsite_fork_lock(void) { pthread_mutex_lock(&g_cs_mutex); }
+void mc_callsite_fork_unlock(void) { pthread_mutex_unlock(&g_cs_mutex); }
+
+void mc_callsite_after_fork(void) { mc_callsite_fork_unlock(); }

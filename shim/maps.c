@@ -107,11 +107,8 @@ void mc_maps_refresh(int force)
     pthread_mutex_unlock(&g_maps_mutex);
 }
 
-void mc_maps_after_fork(void)
-{
-    /* The child inherits the address space and the recorded mappings are replayed into
-     * its file with the other definitions; the mutex may have been held by another
-     * thread at fork time. */
-    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
-    memcpy(&g_maps_mutex, &fresh, sizeof fresh);
-}
+/* Held across fork: the child inherits the address space, and the recorded mappings are
+ * replayed into its file with the other definitions. */
+void mc_maps_fork_lock(void) { pthread_mutex_lock(&g_maps_mutex); }
+void mc_maps_fork_unlock(void) { pthread_mutex_unlock(&g_maps_mutex); }
+void mc_maps_after_fork(void) { mc_maps_fork_unlock(); }

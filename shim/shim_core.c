@@ -814,6 +814,9 @@ static void at_fork_prepare(void)
 {
     if (!atomic_load(&g_up)) return;
     if (mc_capture_enabled()) modules_flush();
+    /* Lock order everywhere: call sites, maps -> definitions -> file. */
+    mc_callsite_fork_lock();
+    mc_maps_fork_lock();
     pthread_mutex_lock(&g_def_mutex);
     g_fork_locked = file_lock(0) == 0;
     if (g_fork_locked) flush_all_locked();
@@ -824,6 +827,8 @@ static void at_fork_parent(void)
     if (!atomic_load(&g_up)) return;
     if (g_fork_locked) file_unlock();
     pthread_mutex_unlock(&g_def_mutex);
+    mc_maps_fork_unlock();
+    mc_callsite_fork_unlock();
 }
 
 static void at_fork_child(void)

@@ -57,10 +57,14 @@ int mc_real_sigaction(int sig, const struct sigaction *act, struct sigaction *ol
 /* maps.c: append MC_REC_MAPPING definitions for executable mappings not yet recorded;
  * cheap when no library was loaded since the last call. force = rescan anyway. */
 void mc_maps_refresh(int force) MC_HIDDEN;
-void mc_maps_after_fork(void) MC_HIDDEN;
+void mc_maps_after_fork(void) MC_HIDDEN;   /* child: releases the fork lock */
+void mc_maps_fork_lock(void) MC_HIDDEN;
+void mc_maps_fork_unlock(void) MC_HIDDEN;
 
 /* callsite.c */
-void mc_callsite_after_fork(void) MC_HIDDEN;
+void mc_callsite_after_fork(void) MC_HIDDEN; /* child: releases the fork lock */
+void mc_callsite_fork_lock(void) MC_HIDDEN;
+void mc_callsite_fork_unlock(void) MC_HIDDEN;
 void mc_callsite_thread_exit(void) MC_HIDDEN; /* frees this thread's call-site cache */
 
 /* Address range of libmoecap.so itself (resolve.c). */
