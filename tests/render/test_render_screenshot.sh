@@ -12,7 +12,7 @@ out="$B/test-logs/render"; mkdir -p "$out"
 prof=$(mktemp -d)
 timeout 90 "$chrome" --headless --no-sandbox --disable-gpu --disable-background-networking \
   --disable-component-update --disable-sync --no-first-run --user-data-dir="$prof" \
-  --screenshot="$out/full.png" --window-size=1280,3200 "file://$PWD/$out/full.html" >/dev/null 2>&1
+  --screenshot="$out/full.png" --window-size=1280,3200 "file://$(realpath "$out")/full.html" >/dev/null 2>&1
 rm -rf "$prof"
 if [ ! -s "$out/full.png" ]; then echo "not ok - html screenshot (no PNG written)"; exit 1; fi
 # Not blank: the page has dark text and coloured charts, so pixels must differ widely.

@@ -12,7 +12,7 @@ PY=/usr/bin/python3
 for f in "$BUILD/bin/moe-ref" "$BUILD/bin/moecap" "$BUILD/lib/libmoecap.so"; do
   [ -e "$f" ] || { echo "skip - report vs ground truth ($f not built)"; exit 0; }
 done
-PRE="$PWD/$BUILD/lib/libmoecap.so"
+PRE="$(realpath "$BUILD")/lib/libmoecap.so"
 if [ "${SAN:-0}" = 1 ]; then   # sanitized build: the ASan runtime must come first
   PRE="$(cc -print-file-name=libasan.so) $PRE"; export ASAN_OPTIONS="detect_leaks=0:${ASAN_OPTIONS:-}"
 fi

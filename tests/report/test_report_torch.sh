@@ -12,7 +12,7 @@ BUILD=${BUILD:-build}
 PY=/usr/bin/python3
 $PY -c "import torch, numpy" 2>/dev/null || { echo "skip - torch MoE under the shim (no python3-torch)"; exit 0; }
 [ -e "$BUILD/lib/libmoecap.so" ] || { echo "skip - torch MoE under the shim (libmoecap.so not built)"; exit 0; }
-PRE="$PWD/$BUILD/lib/libmoecap.so"
+PRE="$(realpath "$BUILD")/lib/libmoecap.so"
 if [ "${SAN:-0}" = 1 ]; then   # sanitized build: the ASan runtime must come first
   PRE="$(cc -print-file-name=libasan.so) $PRE"; export ASAN_OPTIONS="detect_leaks=0:${ASAN_OPTIONS:-}"
 fi
