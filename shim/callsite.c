@@ -15,6 +15,8 @@
 #include "shim_internal.h"
 
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,6 +37,21 @@ struct cs_cache {
     struct cs_fast f[FAST_SETS][FAST_WAYS];
     uint8_t next_way[FAST_SETS];
 };
+
+/* libunwind takes internal locks while unwinding: a fork while another thread is inside
+ * would leave them locked in the child forever. The fork prepare handler raises
+ * g_fork_pending and waits until no thread is unwinding; a thread that finds a fork
+ * pending skips its call site (0) instead of blocking. seq_cst on both sides: either the
+ * unwinding thread sees the flag or the forking thread sees the count. */
+static _Atomic int g_unw_active, g_fork_pending;
+
+static int unw_enter(void)
+{
+    atomic_fetch_add(&g_unw_active, 1);
+    if (atomic_load(&g_fork_pending)) { atomic_fetch_sub(&g_unw_active, 1); return 0; }
+    return 1;
+}
+static void unw_leave(void) { atomic_fetch_sub(&g_unw_active, 1); }
 
 static __thread struct cs_cache *t_cache __attribute__((tls_model("initial-exec")));
 static pthread_mutex_t g_cs_mutex = PTHREAD_MUTEX_INITIALIZER;
@@ -97,7 +114,9 @@ __attribute__((noinline)) static uint32_t capture(int skip)
     if (depth > MAX_DEPTH) depth = MAX_DEPTH;
     void *raw[MAX_DEPTH + 3];
     /* Skip this helper's own frames and the interposer's; keep what called the interposer. */
+    if (!unw_enter()) return 0;
     int n = unw_backtrace(raw, depth + skip);
+    unw_leave();
     if (n <= skip) return 0;
     void **pcs = raw + skip;
     n -= skip;
@@ -178,7 +197,9 @@ __attribute__((noinline)) uint32_t mc_callsite_capture_at(const void *ret, const
         }
         void *pcs[FAST_DEPTH];
         uintptr_t slots[FAST_DEPTH];
+        if (!unw_enter()) return 0;
         int n = walk_slots(pcs, slots, mc_cfg.stack_depth);
+        unw_leave();
         __asm__ volatile("" ::: "memory");
         if (n <= 0 || pcs[0] != ret) return capture(3); /* unexpected frame layout: plain path */
         uint64_t h = hash_pcs(pcs, n);
@@ -215,7 +236,20 @@ void mc_callsite_thread_exit(void)
 
 /* Held across fork (taken in the prepare handler) so the child never sees the table half
  * updated by another thread. */
-void mc_callsite_fork_lock(void) { pthread_mutex_lock(&g_cs_mutex); }
-void mc_callsite_fork_unlock(void) { pthread_mutex_unlock(&g_cs_mutex); }
+void mc_callsite_fork_lock(void)
+{
+    atomic_store(&g_fork_pending, 1);
+    while (atomic_load(&g_unw_active)) sched_yield();
+    pthread_mutex_lock(&g_cs_mutex);
+}
+void mc_callsite_fork_unlock(void)
+{
+    pthread_mutex_unlock(&g_cs_mutex);
+    atomic_store(&g_fork_pending, 0);
+}
 
-void mc_callsite_after_fork(void) { mc_callsite_fork_unlock(); }
+void mc_callsite_after_fork(void)
+{
+    atomic_store(&g_unw_active, 0); /* only this thread exists in the child */
+    mc_callsite_fork_unlock();
+}

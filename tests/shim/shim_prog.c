@@ -10,6 +10,8 @@
  *   shim_prog threads T N     T threads, thread t does N calls with m = t+1, n = 8, k = 16
  *   shim_prog shortthreads N K   N threads one after another (m = t%4+1), K calls each;
  *                             prints "rss_kb R" at the end
+ *   shim_prog forkstress      3 threads call BLAS (m = 50 + t) while main forks 10 children
+ *                             (5 calls each, m = 100 + k, then _exit); prints worker counts
  *   shim_prog _exit           5 calls (m=6), then _exit(4)
  *   shim_prog exec            5 calls (m=7), then execl() of itself as "shapes 2"
  *   shim_prog loop            gemms forever (m=1,n=8,k=8); prints "ready" after 20000,
@@ -61,6 +63,21 @@ static void *thread_main(void *arg)
     float c[8 * 64];
     for (int i = 0; i < n; i++)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)t + 1, 8, 16, 1.0f, A, 16, B, 8, 0.0f, c, 8);
+    return NULL;
+}
+
+static volatile int g_stop;
+static long g_worker_calls[8];
+
+/* forkstress worker: m = 50 + index, until told to stop; counts its own calls */
+static void *worker_main(void *arg)
+{
+    long t = (long)arg;
+    float c[8 * 64];
+    while (!g_stop) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 50 + (int)t, 8, 16, 1.0f, A, 16, B, 8, 0.0f, c, 8);
+        g_worker_calls[t]++;
+    }
     return NULL;
 }
 
@@ -120,6 +137,26 @@ int main(int argc, char **argv)
         while (f && fgets(line, sizeof line, f))
             if (!strncmp(line, "VmRSS:", 6)) printf("rss_kb %ld\n", atol(line + 6));
         if (f) fclose(f);
+        return 0;
+    }
+    if (!strcmp(mode, "forkstress")) {
+        /* 3 threads call BLAS without pause while the main thread forks 10 children; each
+         * child makes 5 calls (m = 100 + child index) and leaves with _exit(0). */
+        pthread_t th[3];
+        for (long t = 0; t < 3; t++) pthread_create(&th[t], NULL, worker_main, (void *)t);
+        for (int k = 0; k < 10; k++) {
+            pid_t p = fork();
+            if (p < 0) return 1;
+            if (p == 0) {
+                for (int i = 0; i < 5; i++) gemm(100 + k, 4, 4);
+                _exit(0);
+            }
+            int st;
+            if (waitpid(p, &st, 0) != p || !WIFEXITED(st) || WEXITSTATUS(st) != 0) return 1;
+        }
+        g_stop = 1;
+        for (int t = 0; t < 3; t++) pthread_join(th[t], NULL);
+        printf("workers %ld %ld %ld\n", g_worker_calls[0], g_worker_calls[1], g_worker_calls[2]);
         return 0;
     }
     if (!strcmp(mode, "_exit")) {

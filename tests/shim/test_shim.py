@@ -254,6 +254,31 @@ def case_fork(tmp):
            ok and not probs, "\n".join(probs[:5]) + json.dumps(crec[0])[:300])
 
 
+def case_forkstress(tmp):
+    out = os.path.join(tmp, "forkstress")
+    p = run([os.path.join(TB, "shim_prog"), "forkstress"], preload_env(out, MOECAP_BUF_KB=64), timeout=120)
+    files = traces(out)
+    ok = p.returncode == 0 and p.stdout.startswith("workers") and len(files) == 11
+    why = "rc %d out %r files %d" % (p.returncode, p.stdout, len(files))
+    if ok:
+        counts = list(map(int, p.stdout.split()[1:4]))
+        children, parent = [], None
+        for f in files:
+            recs, rc, err = dump(f)
+            ms = [r["m"] for r in gemms(recs)]
+            if rc != 0:
+                ok, why = False, "%s: %s" % (f, err)
+            if any(m >= 100 for m in ms):
+                children.append(sorted(ms))
+            else:
+                parent = ms
+        exp_children = sorted([[100 + k] * 5 for k in range(10)])
+        got_workers = [parent.count(50 + t) for t in range(3)] if parent is not None else None
+        ok = ok and sorted(children) == exp_children and got_workers == counts
+        why += "\nchildren %s\nworkers trace %s vs program %s" % (sorted(children)[:3], got_workers, counts)
+    report("fork while 3 threads call BLAS (10 children): no deadlock, exact counts in every file", ok, why)
+
+
 def case_exec(tmp):
     out = os.path.join(tmp, "exec")
     p = run([os.path.join(TB, "shim_prog"), "exec"], preload_env(out, MOECAP_FLUSH_MS=0))
@@ -640,6 +665,7 @@ def main():
         case_callers(tmp)
         case_dlopen_local(tmp)
         case_fork(tmp)
+        case_forkstress(tmp)
         case_exec(tmp)
         case_subprocess(tmp)
         case_underscore_exit(tmp)
