@@ -397,6 +397,10 @@ void closefrom(int lo)
     else close_range((unsigned)(lo < 0 ? 0 : lo), ~0u, 0);
 }
 
+/* Held across fork so a child never inherits it locked by another thread. */
+void mc_files_fork_lock(void) { pthread_mutex_lock(&g_parsed_mutex); }
+void mc_files_fork_unlock(void) { pthread_mutex_unlock(&g_parsed_mutex); }
+
 /* Resolve the real functions early, while the process is still single-threaded. */
 __attribute__((constructor(102))) static void files_init(void)
 {

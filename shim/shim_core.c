@@ -817,6 +817,8 @@ static void at_fork_prepare(void)
     /* Lock order everywhere: call sites, maps -> definitions -> file. */
     mc_callsite_fork_lock();
     mc_maps_fork_lock();
+    mc_signals_fork_lock();
+    mc_files_fork_lock();
     pthread_mutex_lock(&g_def_mutex);
     g_fork_locked = file_lock(0) == 0;
     if (g_fork_locked) flush_all_locked();
@@ -827,6 +829,8 @@ static void at_fork_parent(void)
     if (!atomic_load(&g_up)) return;
     if (g_fork_locked) file_unlock();
     pthread_mutex_unlock(&g_def_mutex);
+    mc_files_fork_unlock();
+    mc_signals_fork_unlock();
     mc_maps_fork_unlock();
     mc_callsite_fork_unlock();
 }
@@ -852,6 +856,8 @@ static void at_fork_child(void)
     atomic_store(&g_finished, 0);
     atomic_store(&g_file_lock, 0);
     pthread_mutex_unlock(&g_def_mutex);
+    mc_files_fork_unlock();
+    mc_signals_fork_unlock();
     mc_maps_after_fork();
     mc_callsite_after_fork();
     if (tls.buf) {

@@ -61,6 +61,12 @@ void mc_maps_after_fork(void) MC_HIDDEN;   /* child: releases the fork lock */
 void mc_maps_fork_lock(void) MC_HIDDEN;
 void mc_maps_fork_unlock(void) MC_HIDDEN;
 
+/* Leaf locks held across fork (prepare: lock; parent and child: unlock). */
+void mc_signals_fork_lock(void) MC_HIDDEN;
+void mc_signals_fork_unlock(void) MC_HIDDEN;
+void mc_files_fork_lock(void) MC_HIDDEN;
+void mc_files_fork_unlock(void) MC_HIDDEN;
+
 /* callsite.c */
 void mc_callsite_after_fork(void) MC_HIDDEN; /* child: releases the fork lock */
 void mc_callsite_fork_lock(void) MC_HIDDEN;

@@ -161,3 +161,7 @@ sighandler_fn signal(int sig, sighandler_fn handler)
     if (sigaction(sig, &act, &old) < 0) return SIG_ERR;
     return old.sa_handler;
 }
+
+/* Held across fork so a child never inherits it locked by another thread. */
+void mc_signals_fork_lock(void) { pthread_mutex_lock(&sig_mutex); }
+void mc_signals_fork_unlock(void) { pthread_mutex_unlock(&sig_mutex); }
