@@ -60,7 +60,8 @@ int execv(const char *path, char *const argv[]) { return execve(path, argv, envi
 int execvp(const char *file, char *const argv[]) { return execvpe(file, argv, environ); }
 
 /* execl family: collect the variadic list (on the stack: these may run in a vfork child). */
-#define COLLECT(first, ap, argv, n, envp_out)                                  \
+/* n = 1 + the number of non-NULL arguments left in ap (ap itself is not consumed) */
+#define COUNT_ARGS(ap, n)                                                      \
     do {                                                                       \
         va_list c_;                                                            \
         va_copy(c_, ap);                                                       \
@@ -74,7 +75,7 @@ int execl(const char *path, const char *arg, ...)
     va_list ap;
     va_start(ap, arg);
     size_t n;
-    COLLECT(arg, ap, argv, n, NULL);
+    COUNT_ARGS(ap, n);
     char *argv[n + 1];
     argv[0] = (char *)arg;
     for (size_t i = 1; i <= n; i++) argv[i] = va_arg(ap, char *);
@@ -87,7 +88,7 @@ int execlp(const char *file, const char *arg, ...)
     va_list ap;
     va_start(ap, arg);
     size_t n;
-    COLLECT(arg, ap, argv, n, NULL);
+    COUNT_ARGS(ap, n);
     char *argv[n + 1];
     argv[0] = (char *)arg;
     for (size_t i = 1; i <= n; i++) argv[i] = va_arg(ap, char *);
@@ -100,7 +101,7 @@ int execle(const char *path, const char *arg, ...)
     va_list ap;
     va_start(ap, arg);
     size_t n;
-    COLLECT(arg, ap, argv, n, NULL);
+    COUNT_ARGS(ap, n);
     char *argv[n + 1];
     argv[0] = (char *)arg;
     for (size_t i = 1; i <= n; i++) argv[i] = va_arg(ap, char *);
