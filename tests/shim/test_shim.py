@@ -224,6 +224,14 @@ def case_dlopen_local(tmp):
     report("dlopen(RTLD_LOCAL) BLAS: calls forwarded (correct result) and recorded",
            p.returncode == 0 and "result 16" in p.stdout and got == [(i, 64, 32) for i in range(1, 7)],
            "rc %d out %r err %r got %s" % (p.returncode, p.stdout, p.stderr[-500:], got))
+    # the library loaded at run time is in the mapping records, and the call sites point into it
+    lib = os.path.realpath(os.path.join(TB, "libshim_dl_lib.so"))
+    maps = [r for r in recs if r["type"] == "mapping" and r["path_str_text"] == lib]
+    cs = {r["id"]: r["pcs"] for r in recs if r["type"] == "callsite"}
+    inside = [any(int(m["start"], 16) <= int(cs[g["callsite"]][0], 16) < int(m["end"], 16) for m in maps)
+              for g in gemms(recs) if g["callsite"] in cs]
+    report("dlopen'ed library: its mappings recorded after start-up, call sites point into it",
+           bool(maps) and len(inside) == 6 and all(inside), "maps %d inside %s" % (len(maps), inside))
 
 
 def case_fork(tmp):
