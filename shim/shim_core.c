@@ -970,6 +970,7 @@ __attribute__((constructor(101))) static void mc_core_init(void)
     int nm = atomic_load(&g_nmodules);
     for (int i = 0; i < nm && i < 16; i++)
         if (g_modules[i] && g_modules[i]->start) g_modules[i]->start();
+    mc_callsite_warm_up();
     start_writer();
     mc_log_info("capture on: MOECAP_OUT=%s stack=%d buffer=%u KiB flush=%u ms", mc_cfg.out_dir,
                 mc_cfg.stack_depth, mc_cfg.buf_bytes / 1024, mc_cfg.flush_ms);

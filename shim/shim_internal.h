@@ -72,6 +72,7 @@ void mc_callsite_after_fork(void) MC_HIDDEN; /* child: releases the fork lock */
 void mc_callsite_fork_lock(void) MC_HIDDEN;
 void mc_callsite_fork_unlock(void) MC_HIDDEN;
 void mc_callsite_thread_exit(void) MC_HIDDEN; /* frees this thread's call-site cache */
+void mc_callsite_warm_up(void) MC_HIDDEN;     /* start-up: libunwind caches, off the hot path */
 
 /* Address range of libmoecap.so itself (resolve.c). */
 int mc_addr_is_ours(const void *p) MC_HIDDEN;
