@@ -382,6 +382,36 @@ static void advance(struct cursor *c)
     if (c->have) c->key = rec_time(&c->rec, c->key);
 }
 
+/* Naming facts first: every TENSOR and FILE_MAP record of every file, before any GEMM is
+ * classified. Records of different threads reach a file in flush order, not time order (a
+ * server's main thread maps the weights, its scheduler thread runs the steps, and the main
+ * thread's ring may be written after all of the scheduler's GEMMs), so a single pass would
+ * classify GEMMs by shape alone before their weights could be named. Costs one more read of
+ * the files; the main pass then skips these records. */
+static void collect_names(struct mc_attrib *at, const char *run_dir, char **names, size_t nn, int no_names)
+{
+    for (size_t i = 0; i < nn; i++) {
+        char p[4096], err[256];
+        snprintf(p, sizeof p, "%s/%s", run_dir, names[i]);
+        struct mc_trace *t = mc_trace_open(p, err, sizeof err);
+        if (!t) continue;   /* the main pass reports it */
+        struct mc_trace_rec rec;
+        int32_t pid = (int32_t)i;   /* as the main pass: until the process record says */
+        while (mc_trace_next(t, &rec) == MC_TRACE_RECORD) {
+            if (rec.type == MC_REC_PROCESS) pid = rec.u.process.pid;
+            else if (rec.type == MC_REC_TENSOR && !no_names) {
+                const struct mc_rec_tensor *x = &rec.u.tensor;
+                mc_attrib_tensor(at, mc_trace_str(t, x->path_str), mc_trace_str(t, x->name_str),
+                                 x->file_begin, x->file_end, x->shape, (int)(x->ndim > 8 ? 8 : x->ndim), x->dtype);
+            } else if (rec.type == MC_REC_FILE_MAP) {
+                const struct mc_rec_file_map *f = &rec.u.file_map;
+                mc_attrib_file_map(at, pid, mc_trace_str(t, f->path_str), f->addr, f->file_offset, f->length, f->device);
+            }
+        }
+        mc_trace_close(t);
+    }
+}
+
 static int name_cmp(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -548,6 +578,7 @@ int mc_cmd_report(int argc, char **argv)
     r.m = &model; r.hw = &hw; r.devices = devices; r.bw = hw.bandwidth_Bps; r.steps_out = steps_tmp;
     at = mc_attrib_new(&model, on_step, &r);
     if (!at) { fprintf(stderr, "moecap report: out of memory\n"); goto out; }
+    collect_names(at, run_dir, names, nn, no_names);
     {   /* moe layer list for the expert-load matrix */
         r.n_moe = (int)model.n_moe_layers;
         size_t cells = (size_t)r.n_moe * (size_t)model.experts;
@@ -587,18 +618,7 @@ int mc_cmd_report(int argc, char **argv)
             }
             mc_attrib_gemm(at, c->pid, &rec->u.gemm);
             break;
-        case MC_REC_TENSOR: {
-            if (no_names) break;
-            const struct mc_rec_tensor *t = &rec->u.tensor;
-            mc_attrib_tensor(at, mc_trace_str(c->t, t->path_str), mc_trace_str(c->t, t->name_str),
-                             t->file_begin, t->file_end, t->shape, (int)(t->ndim > 8 ? 8 : t->ndim), t->dtype);
-            break;
-        }
-        case MC_REC_FILE_MAP: {
-            const struct mc_rec_file_map *f = &rec->u.file_map;
-            mc_attrib_file_map(at, c->pid, mc_trace_str(c->t, f->path_str), f->addr, f->file_offset, f->length, f->device);
-            break;
-        }
+        case MC_REC_TENSOR: case MC_REC_FILE_MAP: break;   /* taken by collect_names */
         case MC_REC_PROCESS: {
             const struct mc_rec_process *p = &rec->u.process;
             c->pid = p->pid;
