@@ -481,6 +481,19 @@ static int mixed_more_likely(const struct stream *s, int64_t T, int64_t B)
     return 1;
 }
 
+/* With a known prompt length P > 1, a step of T > B tokens read as r running sequences
+ * decoding plus B - r newcomers of P tokens each has T = r + (B - r) * P, so r = (P*B - T) /
+ * (P - 1) — one reading at most. r = 0 is a prefill of newcomers only; 0 < r < B a mixed step
+ * (when r is below the running count, the oldest ones finished, as in decode steps). Returns r,
+ * or -1 when no such reading exists. */
+static int64_t running_in_step(const struct stream *s, int64_t T, int64_t B)
+{
+    int64_t P = s->plen;
+    if (P <= 1 || T <= B || B <= 0 || P * B < T || (P * B - T) % (P - 1)) return -1;
+    int64_t r = (P * B - T) / (P - 1);
+    return r < B && r <= s->nctx ? r : -1;
+}
+
 static int ctx_reserve(struct stream *s, int64_t n)
 {
     if (n <= s->ctx_cap) return 0;
@@ -783,6 +796,15 @@ static void finish_step(struct mc_attrib *a, struct stream *s, int64_t sequences
         s->nctx -= drop;
     }
     if (ctx_reserve(s, s->nctx + B) != 0) B = 0;
+    int64_t keep = T > B ? running_in_step(s, T, B) : -1;
+    if (keep > 0 && keep < s->nctx) {
+        /* a mixed step with fewer running sequences than we count: the oldest finished
+         * (continuous batching retires and admits in one iteration, e.g. moe-ref serve --mixed) */
+        int64_t drop = s->nctx - keep;
+        for (int64_t i = drop + 1; i < s->nctx; i++) if (s->ctx[i] != s->ctx[drop]) s->ctx_exact = 0;
+        memmove(s->ctx, s->ctx + drop, (size_t)keep * sizeof *s->ctx);
+        s->nctx = keep;
+    }
     if (T == B) {
         /* every sequence brings one token: decode (also when new one-token sequences join) */
         kind = "decode";
@@ -797,7 +819,7 @@ static void finish_step(struct mc_attrib *a, struct stream *s, int64_t sequences
         for (int64_t i = s->nctx; i < B; i++) s->ctx[i] = 0;
         s->nctx = B;
         for (int64_t i = 0; i < B; i++) { s->ctx[i] += 1; att_ctx += (uint64_t)s->ctx[i]; }
-    } else if (s->nctx > 0 && B > s->nctx && mixed_more_likely(s, T, B)) {
+    } else if (keep > 0 || (keep < 0 && s->nctx > 0 && B > s->nctx && mixed_more_likely(s, T, B))) {
         /* more sequences than running and more tokens than sequences: the running ones
          * decode one token each and the new ones (appended after them) share the rest —
          * continuous batching's mixed step. The split among the new ones is assumed even. */

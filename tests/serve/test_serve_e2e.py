@@ -4,7 +4,9 @@
 `moecap report`, for each architecture moe-ref generates: mixtral, qwen2_moe (its tiny
 default has a shared expert shaped like a routed one, so only tensor names separate them),
 deepseek_v2 (dense first layer, shared experts, MLA) and qwen2_moe --shared-experts 2 (a
-shared expert shaped like q). E2E_ARCH=ARCH [E2E_GEN="gen args"] runs one case only.
+shared expert shaped like q); then mixtral and qwen2_moe again with `serve --mixed` (new
+prompts join the running sequences' decode step, in the same iteration that retires
+finished ones). E2E_ARCH=ARCH [E2E_GEN="gen args"] [E2E_SERVE="serve args"] runs one case.
 Expected values come from the engine's own ground truth (serve --ground-truth) and from
 the bench's request log, never from the report:
 
@@ -45,7 +47,8 @@ def near(a, b, rel=1e-9):
     return a is not None and abs(a - b) <= rel * max(1.0, abs(b))
 
 
-CASES = [("mixtral", ""), ("qwen2_moe", ""), ("deepseek_v2", ""), ("qwen2_moe", "--shared-experts 2")]
+CASES = [("mixtral", "", ""), ("qwen2_moe", "", ""), ("deepseek_v2", "", ""), ("qwen2_moe", "--shared-experts 2", ""),
+         ("mixtral", "", "--mixed"), ("qwen2_moe", "", "--mixed")]
 
 
 def main():
@@ -54,15 +57,16 @@ def main():
         if not os.path.exists(p):
             print("skip - end to end (%s not built)" % p)
             return 0
-    cases = [(os.environ["E2E_ARCH"], os.environ.get("E2E_GEN", ""))] if os.environ.get("E2E_ARCH") else CASES
-    for arch, gen in cases:
-        LABEL[0] = "%s%s: " % (arch, (" " + gen) if gen else "")
-        if run_case(shim, arch, gen.split()) == "skip":
+    cases = [(os.environ["E2E_ARCH"], os.environ.get("E2E_GEN", ""), os.environ.get("E2E_SERVE", ""))] \
+        if os.environ.get("E2E_ARCH") else CASES
+    for arch, gen, serve in cases:
+        LABEL[0] = "%s%s%s: " % (arch, (" " + gen) if gen else "", (" serve " + serve) if serve else "")
+        if run_case(shim, arch, gen.split(), serve.split()) == "skip":
             break
     return 1 if FAILS else 0
 
 
-def run_case(shim, arch, gen):
+def run_case(shim, arch, gen, serve):
     tmp = tempfile.mkdtemp(prefix="mc-e2e.")
     TMPDIRS.append(tmp)
     model, run = os.path.join(tmp, "model"), os.path.join(tmp, "run")
@@ -72,7 +76,7 @@ def run_case(shim, arch, gen):
     gt, portf, slog = os.path.join(run, "ground-truth.jsonl"), os.path.join(tmp, "port"), os.path.join(tmp, "serve.log")
     env = dict(os.environ, LD_PRELOAD=shim, MOECAP_OUT=run)
     srv = subprocess.Popen([B("bin", "moe-ref"), "serve", "--model", model, "--port", "0", "--port-file", portf,
-                            "--max-batch", "8", "--ground-truth", gt, "--quiet"], env=env, stderr=open(slog, "w"))
+                            "--max-batch", "8", "--ground-truth", gt, "--quiet"] + serve, env=env, stderr=open(slog, "w"))
     try:
         for _ in range(200):
             if os.path.exists(portf) or srv.poll() is not None:
@@ -156,6 +160,8 @@ def run_case(shim, arch, gen):
         check(False, "compare_gt.py runs", c.stderr[-800:])
     agg = rep.get("aggregate", {})
     kinds = {k: sum(1 for s in steps if s["kind"] == k) for k in ("prefill", "decode", "mixed")}
+    if "--mixed" in serve:   # whether requests join running ones depends on timing: say so
+        print("# %sground truth has %d mixed steps of %d" % (LABEL[0], kinds["mixed"], len(steps)))
     check(agg.get("steps") == len(steps) and agg.get("prefill_steps") == kinds["prefill"]
           and agg.get("decode_steps") == kinds["decode"] and agg.get("mixed_steps") == kinds["mixed"],
           "report steps by kind = ground truth", (agg.get("steps"), agg.get("prefill_steps"), agg.get("decode_steps"), kinds))
