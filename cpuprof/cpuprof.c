@@ -8,9 +8,18 @@
  * available (no PMU in a VM, no powercap, permission) are reported once: one MC_REC_NOTE
  * and one MOECAP_LOG=info line; nothing else changes.
  *
- * The sources are set up by the sampler thread after its first period, not in the
- * constructor: PAPI's initialisation costs milliseconds, and short-lived helper processes
- * that inherit LD_PRELOAD (shells, `ls`) then leave no cpuprof records, hence no trace. */
+ * PAPI is set up in the module's start hook, i.e. synchronously in the shim's constructor,
+ * before main() and before the program has threads of its own. Initialising PAPI from the
+ * sampler thread while the program ran (python3 importing numpy and torch: dlopen, heap
+ * traffic) crashed the program in about 1 run in 4 (SIGSEGV, "malloc(): corrupted top
+ * size"); in the constructor nothing runs beside it but the core's writer thread. That
+ * start hook costs one perf_event_open probe; libpapi is dlopen'ed and initialised only
+ * when the kernel can count hardware events (not on VMs without a PMU), so most processes
+ * never load it. Afterwards the sampler thread only creates, reads and releases event sets
+ * of new and exited threads (perf_event_open, ioctl, read; no loading, no PAPI state set-up).
+ * Everything that records (string interning, the note, RAPL, /proc) still waits for the
+ * sampler's first period: short-lived helper processes that inherit LD_PRELOAD (shells,
+ * `ls`) then leave no cpuprof records, hence no trace. */
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
@@ -38,6 +47,7 @@ static long g_clk_tck = 100, g_page = 4096;
 static int32_t g_sampler_tid;
 
 static int g_proc_ok, g_papi_n;
+static char g_papi_why[300];             /* why PAPI is not counting (set at start) */
 static struct mc_rapl_zone g_zones[MC_RAPL_MAX_ZONES];
 static int g_nzones;
 
@@ -136,12 +146,6 @@ static void init_sources_locked(void)
          * recording both; the child adds only its own /proc figures. */
         snprintf(note, sizeof note, "cpuprof (forked child): %s; PAPI and RAPL are recorded by the parent process only", proc_txt);
     } else {
-        const char *ev = getenv("MOECAP_PAPI_EVENTS");
-        if (!ev) ev = DEFAULT_EVENTS;
-        char why[300] = "";
-        g_papi_n = 0;
-        if (!*ev || !strcmp(ev, "none")) snprintf(why, sizeof why, "off (MOECAP_PAPI_EVENTS=%s)", ev);
-        else g_papi_n = mc_papi_init(ev, (int32_t)getpid(), why, sizeof why);
         if (g_papi_n) {
             int o = snprintf(papi_txt, sizeof papi_txt, "PAPI: counting per thread");
             for (int i = 0; i < g_papi_n && o < (int)sizeof papi_txt; i++) {
@@ -151,7 +155,7 @@ static void init_sources_locked(void)
                 o += snprintf(papi_txt + o, sizeof papi_txt - (size_t)o, "%s%s", i ? "," : " ", mc_papi_event(i));
             }
         } else {
-            snprintf(papi_txt, sizeof papi_txt, "PAPI: unavailable (%s)", why);
+            snprintf(papi_txt, sizeof papi_txt, "PAPI: unavailable (%s)", g_papi_why);
         }
         const char *root = getenv("MOECAP_POWERCAP_ROOT");
         if (!root || !*root) root = "/sys/class/powercap";
@@ -253,6 +257,13 @@ static void cpuprof_start(void)
             g_sample_ms = ms;
     }
     if (!g_sample_ms) { mc_log_info("cpuprof: off (MOECAP_SAMPLE_MS=0)"); return; }
+    /* PAPI here, synchronously, not in the sampler thread: see the header comment. A
+     * preloaded library's constructor runs before main: the program has no threads yet
+     * (the core's writer thread only writes rings), so nothing loads libraries meanwhile. */
+    const char *ev = getenv("MOECAP_PAPI_EVENTS");
+    if (!ev) ev = DEFAULT_EVENTS;
+    if (!*ev || !strcmp(ev, "none")) snprintf(g_papi_why, sizeof g_papi_why, "off (MOECAP_PAPI_EVENTS=%s)", ev);
+    else g_papi_n = mc_papi_init(ev, (int32_t)getpid(), g_papi_why, sizeof g_papi_why);
     atexit(cpuprof_exit);
     start_sampler();
 }

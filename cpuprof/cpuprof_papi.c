@@ -1,12 +1,35 @@
-/* PAPI event sets attached to the profiled process's threads (see cpuprof_papi.h). */
+/* PAPI event sets attached to the profiled process's threads (see cpuprof_papi.h).
+ *
+ * libpapi (and libpfm behind it) is not linked into libmoecap.so: loading them costs
+ * ~3 ms in every process that inherits LD_PRELOAD, shells and `ls` included. It is
+ * dlopen'ed only after the kernel has said that this process can count hardware events
+ * (perf_event_open probe), and then called through the table P. <papi.h> is needed at
+ * build time only, for the types, constants and (through __typeof__) the exact prototypes
+ * of the functions in P. */
 #include "cpuprof_papi.h"
 #include <papi.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <linux/perf_event.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#ifndef MC_PAPI_SONAME
+#define MC_PAPI_SONAME "libpapi.so"
+#endif
+
+#define MC_PAPI_FUNCS(X)                                                                  \
+    X(library_init) X(get_component_index) X(get_component_info) X(query_named_event)     \
+    X(create_eventset) X(assign_eventset_component) X(attach) X(add_named_event) X(start) \
+    X(stop) X(read) X(cleanup_eventset) X(destroy_eventset) X(strerror)
+static struct {
+#define MC_PAPI_FIELD(f) __typeof__(PAPI_##f) *f;
+    MC_PAPI_FUNCS(MC_PAPI_FIELD)
+#undef MC_PAPI_FIELD
+} P;
+static void *g_lib;                      /* dlopen handle; kept for the process's life */
 
 static int g_ok;                         /* PAPI initialised and events usable */
 static int g_cidx;                       /* perf_event component index */
@@ -15,15 +38,48 @@ static char g_ev[MC_PAPI_MAX_EVENTS][64];
 static struct { int32_t tid; int es; } g_thr[MC_PAPI_MAX_THREADS];
 static int g_nthr;
 
+/* Loads libpapi and fills P (once). 0 ok, -1 with the reason in why. */
+static int load_papi(char *why, size_t whylen)
+{
+    if (g_lib) return 0;
+    const char *names[] = {MC_PAPI_SONAME, "libpapi.so"};
+    void *h = NULL;
+    for (size_t i = 0; i < sizeof names / sizeof names[0] && !h; i++) h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        const char *e = dlerror();
+        snprintf(why, whylen, "cannot load %s (%s)", MC_PAPI_SONAME, e ? e : "?");
+        return -1;
+    }
+    /* dlsym returns void *; ISO C has no conversion to a function pointer, POSIX does
+     * (the object and function representations are the same): copy the bytes. */
+#define MC_PAPI_SYM(f)                                                            \
+    {                                                                             \
+        void *a = dlsym(h, "PAPI_" #f);                                           \
+        if (!a) {                                                                 \
+            snprintf(why, whylen, "%s lacks PAPI_" #f, MC_PAPI_SONAME);           \
+            dlclose(h);                                                           \
+            memset(&P, 0, sizeof P);                                              \
+            return -1;                                                            \
+        }                                                                         \
+        memcpy(&P.f, &a, sizeof P.f);                                             \
+    }
+    MC_PAPI_FUNCS(MC_PAPI_SYM)
+#undef MC_PAPI_SYM
+    g_lib = h;
+    return 0;
+}
+
+int mc_papi_loaded(void) { return g_lib != NULL; }
+
 int mc_papi_nevents(void) { return g_ok ? g_nev : 0; }
 const char *mc_papi_event(int i) { return i >= 0 && i < g_nev ? g_ev[i] : ""; }
 
 static void release(int es)
 {
     long long v[MC_PAPI_MAX_EVENTS];
-    PAPI_stop(es, v);
-    PAPI_cleanup_eventset(es);
-    PAPI_destroy_eventset(&es);
+    P.stop(es, v);
+    P.cleanup_eventset(es);
+    P.destroy_eventset(&es);
 }
 
 /* Builds and starts an event set on tid with the names in g_ev; with probe != 0, keeps
@@ -31,19 +87,19 @@ static void release(int es)
 static int make_set(int32_t tid, int probe, char *why, size_t whylen)
 {
     int es = PAPI_NULL, rc;
-    if ((rc = PAPI_create_eventset(&es)) != PAPI_OK) {
-        if (why) snprintf(why, whylen, "PAPI_create_eventset: %s", PAPI_strerror(rc));
+    if ((rc = P.create_eventset(&es)) != PAPI_OK) {
+        if (why) snprintf(why, whylen, "PAPI_create_eventset: %s", P.strerror(rc));
         return PAPI_NULL;
     }
-    if ((rc = PAPI_assign_eventset_component(es, g_cidx)) != PAPI_OK ||
-        (rc = PAPI_attach(es, (unsigned long)tid)) != PAPI_OK) {
-        if (why) snprintf(why, whylen, "cannot attach an event set to a thread: %s", PAPI_strerror(rc));
-        PAPI_destroy_eventset(&es);
+    if ((rc = P.assign_eventset_component(es, g_cidx)) != PAPI_OK ||
+        (rc = P.attach(es, (unsigned long)tid)) != PAPI_OK) {
+        if (why) snprintf(why, whylen, "cannot attach an event set to a thread: %s", P.strerror(rc));
+        P.destroy_eventset(&es);
         return PAPI_NULL;
     }
     int kept = 0, first_err = PAPI_OK;
     for (int i = 0; i < g_nev; i++) {
-        rc = PAPI_add_named_event(es, g_ev[i]);
+        rc = P.add_named_event(es, g_ev[i]);
         if (rc == PAPI_OK) {
             if (kept != i) memcpy(g_ev[kept], g_ev[i], sizeof g_ev[i]);
             kept++;
@@ -57,24 +113,24 @@ static int make_set(int32_t tid, int probe, char *why, size_t whylen)
     if (probe) g_nev = kept;
     if (!kept) {
         if (why) snprintf(why, whylen, "none of the requested events can be counted here (%s; no hardware counters, e.g. a VM)",
-                          PAPI_strerror(first_err));
-        PAPI_cleanup_eventset(es);
-        PAPI_destroy_eventset(&es);
+                          P.strerror(first_err));
+        P.cleanup_eventset(es);
+        P.destroy_eventset(&es);
         return PAPI_NULL;
     }
-    if ((rc = PAPI_start(es)) != PAPI_OK) {
-        if (why) snprintf(why, whylen, "PAPI_start: %s (perf_event_paranoid too strict?)", PAPI_strerror(rc));
-        PAPI_cleanup_eventset(es);
-        PAPI_destroy_eventset(&es);
+    if ((rc = P.start(es)) != PAPI_OK) {
+        if (why) snprintf(why, whylen, "PAPI_start: %s (perf_event_paranoid too strict?)", P.strerror(rc));
+        P.cleanup_eventset(es);
+        P.destroy_eventset(&es);
         return PAPI_NULL;
     }
     return es;
 }
 
 /* Can this process count hardware events at all? Asked of the kernel directly, before
- * PAPI is touched: in VMs without a PMU PAPI still reports its presets as existing, and
- * initialising and attaching event sets there from the sampler thread, while the program
- * runs (python3 importing torch), corrupted the heap in about 1 run in 4. */
+ * PAPI is touched: in VMs without a PMU PAPI still reports its presets as existing (they
+ * fail only when attached or started), and the answer decides whether libpapi is loaded
+ * at all. One failing syscall: a VM pays nothing else. */
 static int hw_counters_usable(char *why, size_t whylen)
 {
     struct perf_event_attr a;
@@ -103,14 +159,15 @@ int mc_papi_init(const char *events, int32_t probe_tid, char *why, size_t whylen
     g_nev = 0;
     g_nthr = 0;
     if (!hw_counters_usable(why, whylen)) return 0;
-    int rc = PAPI_library_init(PAPI_VER_CURRENT);
+    if (load_papi(why, whylen) < 0) return 0;
+    int rc = P.library_init(PAPI_VER_CURRENT);
     if (rc != PAPI_VER_CURRENT) {
-        snprintf(why, whylen, "PAPI_library_init failed (%s)", rc > 0 ? "version mismatch" : PAPI_strerror(rc));
+        snprintf(why, whylen, "PAPI_library_init failed (%s)", rc > 0 ? "version mismatch" : P.strerror(rc));
         return 0;
     }
-    g_cidx = PAPI_get_component_index("perf_event");
+    g_cidx = P.get_component_index("perf_event");
     if (g_cidx < 0) { snprintf(why, whylen, "PAPI has no perf_event component"); return 0; }
-    const PAPI_component_info_t *ci = PAPI_get_component_info(g_cidx);
+    const PAPI_component_info_t *ci = P.get_component_info(g_cidx);
     if (ci && ci->disabled) {
         snprintf(why, whylen, "PAPI perf_event component disabled: %s", ci->disabled_reason);
         return 0;
@@ -130,7 +187,7 @@ int mc_papi_init(const char *events, int32_t probe_tid, char *why, size_t whylen
     /* Keep the events that exist on this machine; none at all is the usual VM case. */
     int exist = 0;
     for (int i = 0; i < g_nev; i++)
-        if (PAPI_query_named_event(g_ev[i]) == PAPI_OK) {
+        if (P.query_named_event(g_ev[i]) == PAPI_OK) {
             if (exist != i) memcpy(g_ev[exist], g_ev[i], sizeof g_ev[i]);
             exist++;
         }
@@ -180,7 +237,7 @@ void mc_papi_read_all(void (*emit)(int32_t, const long long *, int))
     if (!g_ok) return;
     for (int i = 0; i < g_nthr;) {
         long long v[MC_PAPI_MAX_EVENTS];
-        if (PAPI_read(g_thr[i].es, v) == PAPI_OK) {
+        if (P.read(g_thr[i].es, v) == PAPI_OK) {
             emit(g_thr[i].tid, v, g_nev);
             i++;
         } else {
@@ -197,7 +254,7 @@ void mc_papi_retire_missing(const int32_t *alive, int n, void (*emit)(int32_t, c
         for (int j = 0; j < n && !found; j++) found = alive[j] == g_thr[i].tid;
         if (found) { i++; continue; }
         long long v[MC_PAPI_MAX_EVENTS];
-        if (PAPI_read(g_thr[i].es, v) == PAPI_OK) emit(g_thr[i].tid, v, g_nev);
+        if (P.read(g_thr[i].es, v) == PAPI_OK) emit(g_thr[i].tid, v, g_nev);
         drop(i);
     }
 }

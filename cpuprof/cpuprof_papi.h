@@ -11,10 +11,14 @@
 #define MC_PAPI_MAX_EVENTS 8
 #define MC_PAPI_MAX_THREADS 128
 
-/* Initialises PAPI and probes `events` (comma-separated PAPI preset or native names) on
- * thread `probe_tid`. Returns the number of usable events (> 0, that thread then counts),
- * or 0 with a reason in `why`. */
+/* Asks the kernel whether hardware events can be counted (perf_event_open); only then
+ * loads libpapi (dlopen), initialises it and probes `events` (comma-separated PAPI preset
+ * or native names) on thread `probe_tid`. Returns the number of usable events (> 0, that
+ * thread then counts), or 0 with a reason in `why`. Call it while no other thread can be
+ * loading libraries or allocating (cpuprof calls it from the shim's constructor). */
 int mc_papi_init(const char *events, int32_t probe_tid, char *why, size_t whylen);
+/* 1 when libpapi has been loaded into the process. */
+int mc_papi_loaded(void);
 int mc_papi_nevents(void);
 const char *mc_papi_event(int i);
 

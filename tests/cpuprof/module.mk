@@ -12,3 +12,4 @@ $(TBIN)/cpuprof_busy: $(OBJ)/tests/cpuprof/busy.o
 TEST_DEPS += $(TBIN)/test_cpuprof_unit $(TBIN)/cpuprof_busy
 TESTS += $(TBIN)/test_cpuprof_unit
 TESTS += tests/cpuprof/test_cpuprof_shim.py
+TESTS += tests/cpuprof/test_cpuprof_torch.py

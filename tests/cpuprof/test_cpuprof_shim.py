@@ -7,6 +7,8 @@ processes leave no trace; MOECAP_SAMPLE_MS=0 turns the module off; a forked chil
 its own /proc samples. The trace is parsed here from include/moecap/trace_format.h's
 layout, independently of the project's reader."""
 import os, re, struct, subprocess, sys, tempfile, glob, resource
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import hwctr
 
 root = os.environ.get("MOECAP_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
 build = os.path.join(root, os.environ.get("BUILD", "build"))
@@ -98,6 +100,11 @@ else:
     if not os.path.isdir("/sys/class/powercap") and "RAPL: unavailable (no powercap directory" not in text:
         probs.append("no /sys/class/powercap here, note says %r" % text)
     if "/proc: sampled every 20 ms" not in text: probs.append("note lacks /proc: %r" % text)
+    # Where the kernel refuses hardware events, the note gives its error (libpapi is then
+    # never loaded); the kernel is asked here independently (hwctr.py).
+    usable, e = hwctr.probe()
+    if usable is False and "PAPI: unavailable (perf_event_open(instructions): %s" % os.strerror(e) not in text:
+        probs.append("kernel refuses perf_event_open (%s), note says %r" % (os.strerror(e), text))
     print("# note: " + text)
 case("one note naming the unavailable sources", probs)
 
