@@ -51,10 +51,7 @@ def preload_env(out, **extra):
     env["MOECAP_OUT"] = out
     env.pop("MOECAP_DISABLE", None)
     env.pop("MOECAP_STACK", None)
-    # These tests are about the core and the CPU interposers; cpuprof's sampler thread
-    # (tested in tests/cpuprof) is kept out of them: its PAPI_library_init() racing with
-    # Python's imports was seen to crash torch runs intermittently (reported to its owner).
-    env.setdefault("MOECAP_SAMPLE_MS", "0")
+    # The default configuration, cpuprof's sampler thread included (tests/cpuprof).
     for k, v in extra.items():
         env[k] = str(v)
     return env
