@@ -11,8 +11,11 @@
  * PAPI is set up in the module's start hook, i.e. synchronously in the shim's constructor,
  * before main() and before the program has threads of its own. Initialising PAPI from the
  * sampler thread while the program ran (python3 importing numpy and torch: dlopen, heap
- * traffic) crashed the program in about 1 run in 4 (SIGSEGV, "malloc(): corrupted top
- * size"); in the constructor nothing runs beside it but the core's writer thread. That
+ * traffic) crashed the program in about 1 run in 3 (SIGSEGV, "malloc(): corrupted top
+ * size"): PAPI_library_init reads /proc/self/maps twice (count, allocate, fill) without a
+ * bound, so a library mapped in between overflows its array. No lock of ours can keep the
+ * loader out (its lock is glibc's own), so the set-up runs where nothing loads libraries:
+ * in the constructor nothing runs beside it but the core's writer thread. That
  * start hook costs one perf_event_open probe; libpapi is dlopen'ed and initialised only
  * when the kernel can count hardware events (not on VMs without a PMU), so most processes
  * never load it. Afterwards the sampler thread only creates, reads and releases event sets
