@@ -8,7 +8,7 @@ overflowed its array. 15 runs, each must exit 0 with the output of a run without
 and leave a complete trace. Also: libpapi is mapped into the program exactly when the
 kernel says hardware events can be counted (hwctr.py, the kernel's answer asked
 independently), and libmoecap.so does not link it."""
-import concurrent.futures, glob, json, os, subprocess, sys, tempfile
+import concurrent.futures, glob, json, os, shutil, subprocess, sys, tempfile
 
 here = os.path.dirname(os.path.abspath(__file__))
 root = os.environ.get("MOECAP_ROOT", os.path.join(here, "..", ".."))
@@ -106,4 +106,6 @@ else:
 needed = subprocess.run(["readelf", "-d", shim], capture_output=True, text=True).stdout
 case("libmoecap.so does not link libpapi (dlopen'ed on demand)",
      [] if "NEEDED" in needed and "libpapi" not in needed else ["readelf -d: " + " ".join(l.split()[-1] for l in needed.splitlines() if "NEEDED" in l)])
+if not fails:
+    for r in runs: shutil.rmtree(r[3], ignore_errors=True)
 sys.exit(1 if fails else 0)
