@@ -318,32 +318,19 @@ static void section_client(FILE *o, const cJSON *r)
 {
     const cJSON *cs = mc_rj(r, "client.summary");
     if (!cJSON_IsObject(cs)) return;
-    fputs("<h2 id=\"client\">Client side (moecap bench)</h2>\n<p class=\"cap\">Per-request latency as the client saw it, "
-          "with vLLM <code>bench serve</code> definitions: TTFT = send \xe2\x86\x92 first token; TPOT excludes the first token; "
-          "ITL pools every chunk gap; E2EL = send \xe2\x86\x92 last byte. Successful requests only.</p>\n", o);
-    fputs("<table class=\"kv\">\n", o);
-    kv_num(o, cs, "requests sent", "requests", MC_F_COUNT);
-    kv_num(o, cs, "completed", "completed", MC_F_COUNT);
-    kv_num(o, cs, "failed", "failed", MC_F_COUNT);
-    kv_num(o, cs, "duration", "duration_s", MC_F_TIME);
-    kv_num(o, cs, "requests/s", "request_throughput", MC_F_RATE);
-    kv_num(o, cs, "output tokens/s", "output_throughput", MC_F_RATE);
-    kv_num(o, cs, "total tokens/s", "total_token_throughput", MC_F_RATE);
-    kv_num(o, cs, "goodput (requests/s meeting every SLO)", "goodput.request_goodput", MC_F_RATE);
-    kv_num(o, cs, "accuracy (correct / scored)", "accuracy.accuracy", MC_F_PCT);
-    kv_num(o, cs, "requests scored", "accuracy.scored", MC_F_COUNT);
-    fputs("</table>\n<table class=\"latency\"><tr><th class=\"l\"></th><th>count</th><th>mean</th><th>min</th><th>p50</th><th>p90</th><th>p99</th><th>max</th></tr>\n", o);
-    static const char *lat[] = {"ttft_ms", "tpot_ms", "itl_ms", "e2el_ms"};
-    static const char *lab[] = {"TTFT", "TPOT", "ITL", "E2EL"};
-    static const char *cols[] = {"count", "mean", "min", "p50", "p90", "p99", "max"};
-    for (int i = 0; i < 4; i++) {
-        fprintf(o, "<tr><th class=\"l\">%s</th>", lab[i]);
-        for (int c = 0; c < 7; c++) {
-            char path[64], b[64];
-            double v;
-            snprintf(path, sizeof path, "%s.%s", lat[i], cols[c]);
-            if (!mc_rj_num(cs, path, &v)) fputs("<td class=\"absent\">" MC_ABSENT "</td>", o);
-            else fprintf(o, "<td>%s</td>", c == 0 ? mc_fmt(b, sizeof b, MC_F_COUNT, v) : mc_fmt(b, sizeof b, MC_F_TIME, v / 1e3));
+    fprintf(o, "<h2 id=\"client\">Client side (moecap bench)</h2>\n<p class=\"cap\">Per-request latency as the client saw it, "
+            "with vLLM <code>bench serve</code> definitions: %s</p>\n<table class=\"kv\">\n", mc_client_definitions);
+    for (int i = 0; i < MC_CLIENT_ROWS; i++) kv_num(o, cs, mc_client_rows[i].label, mc_client_rows[i].path, mc_client_rows[i].fmt);
+    fputs("</table>\n<table class=\"latency\"><tr><th class=\"l\"></th>", o);
+    for (int c = 0; c < MC_DIST_COLS; c++) fprintf(o, "<th>%s</th>", mc_dist_col_names[c]);
+    fputs("</tr>\n", o);
+    for (int i = 0; i < MC_CLIENT_LATENCIES; i++) {
+        fprintf(o, "<tr><th class=\"l\">%s</th>", mc_client_latency_labels[i]);
+        for (int c = 0; c < MC_DIST_COLS; c++) {
+            char b[64];
+            const char *cell = mc_client_latency_cell(b, sizeof b, cs, i, c);
+            if (!cell) fputs("<td class=\"absent\">" MC_ABSENT "</td>", o);
+            else fprintf(o, "<td>%s</td>", cell);
         }
         fputs("</tr>\n", o);
     }

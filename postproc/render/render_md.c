@@ -163,30 +163,17 @@ static void client_tables(FILE *o, const cJSON *r)
 {
     const cJSON *cs = mc_rj(r, "client.summary");
     if (!cJSON_IsObject(cs)) return;
-    fputs("\n## Client side (moecap bench)\n\nvLLM `bench serve` definitions: TTFT = send \xe2\x86\x92 first token; TPOT excludes the first token; "
-          "ITL pools every chunk gap; E2EL = send \xe2\x86\x92 last byte. Successful requests only.\n\n| | |\n|---|---:|\n", o);
-    kv_num(o, cs, "requests sent", "requests", MC_F_COUNT);
-    kv_num(o, cs, "completed", "completed", MC_F_COUNT);
-    kv_num(o, cs, "failed", "failed", MC_F_COUNT);
-    kv_num(o, cs, "duration", "duration_s", MC_F_TIME);
-    kv_num(o, cs, "requests/s", "request_throughput", MC_F_RATE);
-    kv_num(o, cs, "output tokens/s", "output_throughput", MC_F_RATE);
-    kv_num(o, cs, "total tokens/s", "total_token_throughput", MC_F_RATE);
-    kv_num(o, cs, "goodput (requests/s meeting every SLO)", "goodput.request_goodput", MC_F_RATE);
-    kv_num(o, cs, "accuracy (correct / scored)", "accuracy.accuracy", MC_F_PCT);
-    kv_num(o, cs, "requests scored", "accuracy.scored", MC_F_COUNT);
-    fputs("\n| | count | mean | min | p50 | p90 | p99 | max |\n|---|---:|---:|---:|---:|---:|---:|---:|\n", o);
-    static const char *lat[] = {"ttft_ms", "tpot_ms", "itl_ms", "e2el_ms"};
-    static const char *lab[] = {"TTFT", "TPOT", "ITL", "E2EL"};
-    static const char *cols[] = {"count", "mean", "min", "p50", "p90", "p99", "max"};
-    for (int i = 0; i < 4; i++) {
-        fprintf(o, "| %s |", lab[i]);
-        for (int c = 0; c < 7; c++) {
-            char path[64], b[64];
-            double v;
-            snprintf(path, sizeof path, "%s.%s", lat[i], cols[c]);
-            if (!mc_rj_num(cs, path, &v)) fputs(" " MC_ABSENT " |", o);
-            else fprintf(o, " %s |", c == 0 ? mc_fmt(b, sizeof b, MC_F_COUNT, v) : mc_fmt(b, sizeof b, MC_F_TIME, v / 1e3));
+    fprintf(o, "\n## Client side (moecap bench)\n\nvLLM `bench serve` definitions: %s\n\n| | |\n|---|---:|\n", mc_client_definitions);
+    for (int i = 0; i < MC_CLIENT_ROWS; i++) kv_num(o, cs, mc_client_rows[i].label, mc_client_rows[i].path, mc_client_rows[i].fmt);
+    fputs("\n|", o);
+    for (int c = 0; c < MC_DIST_COLS; c++) fprintf(o, " | %s", mc_dist_col_names[c]);
+    fputs(" |\n|---|---:|---:|---:|---:|---:|---:|---:|\n", o);
+    for (int i = 0; i < MC_CLIENT_LATENCIES; i++) {
+        fprintf(o, "| %s |", mc_client_latency_labels[i]);
+        for (int c = 0; c < MC_DIST_COLS; c++) {
+            char b[64];
+            const char *cell = mc_client_latency_cell(b, sizeof b, cs, i, c);
+            fprintf(o, " %s |", cell ? cell : MC_ABSENT);
         }
         fputc('\n', o);
     }

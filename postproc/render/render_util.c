@@ -183,3 +183,32 @@ void mc_step_series_free(struct mc_step_series *s)
     free(s->time_s); free(s->s_mbu); free(s->mbu); free(s->s_mfu); free(s->mfu); free(s->kind);
     memset(s, 0, sizeof *s);
 }
+
+const struct mc_kv_row mc_client_rows[MC_CLIENT_ROWS] = {
+    {"requests sent", "requests", MC_F_COUNT},
+    {"completed", "completed", MC_F_COUNT},
+    {"failed", "failed", MC_F_COUNT},
+    {"duration", "duration_s", MC_F_TIME},
+    {"requests/s", "request_throughput", MC_F_RATE},
+    {"output tokens/s", "output_throughput", MC_F_RATE},
+    {"total tokens/s", "total_token_throughput", MC_F_RATE},
+    {"goodput (requests/s meeting every SLO)", "goodput.request_goodput", MC_F_RATE},
+    {"accuracy (correct / scored)", "accuracy.accuracy", MC_F_PCT},
+    {"requests scored", "accuracy.scored", MC_F_COUNT},
+};
+const char *const mc_client_latency_labels[MC_CLIENT_LATENCIES] = {"TTFT", "TPOT", "ITL", "E2EL"};
+const char *const mc_dist_col_names[MC_DIST_COLS] = {"count", "mean", "min", "p50", "p90", "p99", "max"};
+const char *const mc_client_definitions =
+    "TTFT = send \xe2\x86\x92 first token; TPOT excludes the first token; "
+    "ITL pools every chunk gap; E2EL = send \xe2\x86\x92 last byte. Successful requests only.";
+
+const char *mc_client_latency_cell(char *buf, size_t len, const cJSON *summary, int latency, int col)
+{
+    static const char *const keys[MC_CLIENT_LATENCIES] = {"ttft_ms", "tpot_ms", "itl_ms", "e2el_ms"};
+    char path[64];
+    double v;
+    snprintf(path, sizeof path, "%s.%s", keys[latency], mc_dist_col_names[col]);
+    if (!mc_rj_num(summary, path, &v)) return NULL;
+    /* The summary holds milliseconds; mc_fmt's time format takes seconds. */
+    return col == 0 ? mc_fmt(buf, len, MC_F_COUNT, v) : mc_fmt(buf, len, MC_F_TIME, v / 1e3);
+}

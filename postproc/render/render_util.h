@@ -55,4 +55,18 @@ struct mc_step_series {
 int mc_step_series_load(const cJSON *report, struct mc_step_series *s);
 void mc_step_series_free(struct mc_step_series *s);
 
+/* The client-side section (report.client.summary, docs/bench.md), shared by both
+ * renderers so they show the same rows: key/value rows, then a latency table of
+ * MC_CLIENT_LATENCIES rows x MC_DIST_COLS columns. */
+struct mc_kv_row { const char *label, *path; enum mc_fmt fmt; };
+#define MC_CLIENT_ROWS 10
+#define MC_CLIENT_LATENCIES 4
+#define MC_DIST_COLS 7
+extern const struct mc_kv_row mc_client_rows[MC_CLIENT_ROWS];
+extern const char *const mc_client_latency_labels[MC_CLIENT_LATENCIES]; /* TTFT, TPOT, ITL, E2EL */
+extern const char *const mc_dist_col_names[MC_DIST_COLS];              /* count, mean, ... max */
+extern const char *const mc_client_definitions; /* one sentence: the vLLM bench definitions */
+/* Cell (latency, col) of the latency table formatted into buf; NULL when absent. */
+const char *mc_client_latency_cell(char *buf, size_t len, const cJSON *summary, int latency, int col);
+
 #endif
