@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "cuda/cuda_dispatch.h"   /* --device cuda: dlopen's the CUDA engine (issue 6) */
 
 struct prompts { int n; int32_t **ids; int *len; };
 
@@ -101,13 +102,15 @@ static void run_usage(FILE *f)
         "  --dump-logits FILE    one JSON line per step with each sequence's last-token logits\n"
         "  --print-text          print generated text (byte-level decode) instead of ids\n"
         "  --gemv                single-row products (m = 1) call cblas_sgemv, not sgemm\n"
-        "  --device cpu          the only device of this build\n");
+        "  --device cpu|cuda     cuda: the CUDA engine (libmoeref-cuda.so, built where nvcc exists)\n"
+        "  --moe loop|fused      cuda: one cuBLAS GEMM per expert, or top-k + grouped kernels\n"
+        "  --dtype f32|bf16      cuda: weight/KV precision (default f32)\n");
 }
 
 int mr_cmd_run(int argc, char **argv)
 {
     const char *model_dir = NULL, *prompts_path = NULL, *gt_path = NULL, *logits_path = NULL;
-    const char *device = "cpu";
+    const char *device = "cpu", *moe = "loop", *dtype = "f32";
     int text = 0, print_text = 0, gemv = 0;
     long batch = 0, plen = 0, gen = -1, threads = 1, stagger = 0;
     unsigned long long seed = 1;
@@ -116,7 +119,8 @@ int mr_cmd_run(int argc, char **argv)
         {"batch", 1, 0, 'b'}, {"prompt-len", 1, 0, 'l'}, {"gen", 1, 0, 'n'},
         {"threads", 1, 0, 't'}, {"ground-truth", 1, 0, 'g'}, {"dump-logits", 1, 0, 'L'},
         {"seed", 1, 0, 'S'}, {"device", 1, 0, 'D'}, {"stagger", 1, 0, 's'},
-        {"print-text", 0, 0, 'T'}, {"gemv", 0, 0, 'V'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+        {"print-text", 0, 0, 'T'}, {"gemv", 0, 0, 'V'}, {"help", 0, 0, 'h'},
+        {"moe", 1, 0, 'M'}, {"dtype", 1, 0, 'F'}, {0, 0, 0, 0}};
     int ch;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -134,6 +138,8 @@ int mr_cmd_run(int argc, char **argv)
         case 'D': device = optarg; break;
         case 'T': print_text = 1; break;
         case 'V': gemv = 1; break;
+        case 'M': moe = optarg; break;
+        case 'F': dtype = optarg; break;
         case 'S': {
             char *end;
             errno = 0;
@@ -152,7 +158,7 @@ int mr_cmd_run(int argc, char **argv)
         fprintf(stderr, "moe-ref run: unexpected argument \"%s\"\n", argv[optind]);
         return 2;
     }
-    if (strcmp(device, "cpu") != 0) {
+    if (strcmp(device, "cpu") != 0 && strcmp(device, "cuda") != 0) {
         fprintf(stderr, "moe-ref run: --device %s is not available in this build "
                 "(only --device cpu; the CUDA engine is built where nvcc exists)\n", device);
         return 2;
@@ -198,6 +204,10 @@ int mr_cmd_run(int argc, char **argv)
     if (logits_path && !(lf = fopen(logits_path, "w"))) {
         fprintf(stderr, "moe-ref run: %s: cannot write logits: %s\n", logits_path, strerror(errno));
         rc = 2;
+        goto out;
+    }
+    if (!strcmp(device, "cuda")) {
+        rc = mr_cuda_dispatch(m, P.n, P.ids, P.len, (int)gen, stagger, moe, dtype, gt, lf, print_text);
         goto out;
     }
     e = mr_engine_create(m, (int)threads, err, sizeof err);

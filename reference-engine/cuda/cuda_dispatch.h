@@ -1,7 +1,8 @@
 /* `moe-ref run --device cuda` glue, header-only so moe-ref needs no CUDA at build or link
  * time: loads libmoeref-cuda.so (MOE_REF_CUDA_LIB, else ../lib/ next to the moe-ref
  * executable) with dlopen, runs mr_cuda_run and prints the generated ids (or text) like
- * the CPU path. Returns the exit status: 0 ok, 1 run failure, 2 bad usage / unavailable. */
+ * the CPU path. Returns the exit status: 0 ok, 1 run failure, 2 bad usage or CUDA
+ * unavailable (no engine library, no usable device). */
 #ifndef MOE_REF_CUDA_DISPATCH_H
 #define MOE_REF_CUDA_DISPATCH_H
 
@@ -58,9 +59,15 @@ static inline int mr_cuda_dispatch(mr_model *m, int n, int32_t *const *prompts, 
     for (int i = 0; i < n && !rc; i++)
         if (!(out[i] = malloc((size_t)gen * sizeof **out))) rc = 1;
     char err[512] = "";
-    if (!rc && run((struct mr_model *)m, n, prompts, plen, gen, &o, gt, lf, out, err, sizeof err) != 0) {
-        fprintf(stderr, "moe-ref run: %s\n", err);
-        rc = 1;
+    if (!rc) {
+        int r = run((struct mr_model *)m, n, prompts, plen, gen, &o, gt, lf, out, err, sizeof err);
+        if (r == -2) {          /* no GPU here: the device is unavailable, like an unknown one */
+            fprintf(stderr, "moe-ref run: --device cuda is not available: %s\n", err);
+            rc = 2;
+        } else if (r != 0) {
+            fprintf(stderr, "moe-ref run: %s\n", err);
+            rc = 1;
+        }
     }
     for (int i = 0; i < n && !rc; i++) {
         if (print_text) {

@@ -728,8 +728,12 @@ extern "C" int mr_cuda_run(struct mr_model *m, int nseq, int32_t *const *prompts
     try {
         if (!m || nseq <= 0 || gen <= 0 || !opts) throw cuda_failure("bad arguments");
         int ndev = 0;
-        ck(cudaGetDeviceCount(&ndev), "no usable CUDA device (cudaGetDeviceCount)");
-        if (ndev <= 0) throw cuda_failure("no CUDA device");
+        cudaError_t de = cudaGetDeviceCount(&ndev);
+        if (de != cudaSuccess || ndev <= 0) {
+            snprintf(err, errlen, "CUDA engine: no usable CUDA device (%s)",
+                     de != cudaSuccess ? cudaGetErrorString(de) : "none found");
+            return -2;
+        }
         if (opts->bf16) {
             engine<__nv_bfloat16> e(m, opts);
             e.run(nseq, prompts, plen, gen, gt, logits_out, out_ids);

@@ -29,7 +29,8 @@ struct mr_cuda_opts {
 /* Prefill all nseq prompts in one step, then `gen - 1` greedy decode steps (batch of all
  * sequences); out_ids[i][0..gen-1] receive the sampled tokens. Writes one ground-truth
  * line per step to gt and, when logits_out is set, one logits line per step (same format
- * as the CPU engine's --dump-logits). Returns 0, or -1 with a message in err. */
+ * as the CPU engine's --dump-logits). Returns 0, -2 when no usable CUDA device exists, or -1
+ * on another failure, with a message in err. */
 int mr_cuda_run(struct mr_model *m, int nseq, int32_t *const *prompts, const int *plen, int gen,
                 const struct mr_cuda_opts *opts, FILE *gt, FILE *logits_out, int32_t **out_ids,
                 char *err, size_t errlen);

@@ -57,9 +57,9 @@ $(TBIN)/cuda/interpose_overhead: bench/gpu/interpose_overhead.c $(TBIN)/cuda/lib
 	$(CC) $(CUDA_TEST_CFLAGS) -o $@ $< -L$(TBIN)/cuda -lfakecuda -Wl,-rpath,'$$ORIGIN'
 
 TESTS += $(TBIN)/cuda/test_cuda_interpose $(TBIN)/cuda/test_taps $(TBIN)/cuda/test_collector \
-         $(TBIN)/cuda/test_cuda_engine_host tests/cuda/test_cuda_preload.py
+         $(TBIN)/cuda/test_cuda_engine_host tests/cuda/test_moe_ref_cuda.py tests/cuda/test_cuda_preload.py
 TEST_DEPS += $(TBIN)/cuda/test_cuda_interpose $(TBIN)/cuda/test_taps $(TBIN)/cuda/cuda_prog \
-             $(TBIN)/cuda/test_collector $(TBIN)/cuda/test_cuda_engine_host \
+             $(TBIN)/cuda/test_collector $(TBIN)/cuda/test_cuda_engine_host $(BIN)/moe-ref $(LIB)/libmoeref-cuda.so \
              $(TBIN)/cuda/interpose_overhead \
              $(LIB)/libmoecap.so $(LIB)/libmoecap-cupti.so $(BIN)/moecap
 endif

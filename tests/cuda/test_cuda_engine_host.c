@@ -80,7 +80,7 @@ static void test_no_device(void)
     char err[256] = "";
     int rc = mr_cuda_run(m, 1, prompts, plen, 1, &o, NULL, NULL, out, err, sizeof err);
     if (rc == 0) { printf("skip - test_no_device (a CUDA device is present)\n"); return; }
-    MC_CHECK(rc == -1 && strstr(err, "CUDA engine:"), "clean failure: %s", err);
+    MC_CHECK(rc == -2 && strstr(err, "CUDA engine: no usable CUDA device"), "clean failure: %d %s", rc, err);
 }
 
 int main(void)
