@@ -60,6 +60,7 @@ enum mc_rec_type {
     MC_REC_NOTE      = 17, /* mc_rec_note: a diagnostic the shim wants in the report */
     MC_REC_GEMM_CPU  = 18, /* mc_rec_gemm_cpu: compact CPU BLAS GEMM/GEMV; the reader library
                               returns it as a MC_REC_GEMM */
+    MC_REC_TOPK_TAP  = 40, /* mc_rec_topk_tap + counts (kernel-parameter taps, cupti/) */
     MC_REC_TYPE_MAX
 };
 
@@ -100,6 +101,17 @@ enum mc_api {
     /* CUDA runtime / driver (MC_REC_API) */
     MC_API_CUDA_LAUNCH_KERNEL = 64, MC_API_CUDA_GRAPH_LAUNCH, MC_API_CUDA_STREAM_SYNC,
     MC_API_CUDA_EVENT_SYNC, MC_API_CUDA_DEVICE_SYNC, MC_API_CU_LAUNCH_KERNEL,
+    MC_API_CUDA_LAUNCH_KERNEL_EXC = 70,   /* cudaLaunchKernelExC */
+    MC_API_CUDA_LAUNCH_KERNEL_INTERNAL,   /* __cudaLaunchKernel (CUDA 13 <<<>>> path) */
+    MC_API_CU_LAUNCH_KERNEL_EX,           /* cuLaunchKernelEx */
+    MC_API_CU_GRAPH_LAUNCH,               /* cuGraphLaunch */
+    MC_API_CU_STREAM_SYNC,                /* cuStreamSynchronize */
+    MC_API_CU_EVENT_SYNC,                 /* cuEventSynchronize */
+    MC_API_CU_CTX_SYNC,                   /* cuCtxSynchronize */
+    /* CUPTI's own activity records (arrive late, after the kernels ran) */
+    MC_API_CUPTI_RUNTIME = 96,            /* runtime-API activity; name_str = function */
+    MC_API_CUPTI_DRIVER = 97,             /* driver-API activity; name_str = function */
+    MC_API_CUPTI_GRAPH = 98,              /* graph-launch activity (arg0 = graph id) */
     MC_API_MAX = 255
 };
 
@@ -301,6 +313,23 @@ struct mc_rec_note {
     uint64_t t_ns;
     uint32_t text_str;
     uint32_t level;                 /* enum mc_note_level */
+};
+
+/* One tapped launch of a top-k routing kernel (tap descriptions in data/taps/, parser cupti/taps.c): `rows`
+ * tokens chose `k` experts each; counts[e] = (token, slot) pairs routed to local expert e
+ * (0 <= e < experts); `invalid` = ids outside [0, experts) (experts handled elsewhere under
+ * expert parallelism, or padding). */
+struct mc_rec_topk_tap {
+    struct mc_rec_header h;
+    uint64_t t_ns;                  /* host time the ids arrived (after the kernel ran) */
+    uint64_t correlation_id;        /* CUPTI correlation id of the launch */
+    int64_t rows, k;
+    int64_t experts;                /* length of counts[] */
+    int64_t invalid;
+    uint32_t kernel_str, tap_str;   /* kernel (mangled) name, tap name */
+    int32_t device;
+    uint32_t pad;
+    /* uint32_t counts[experts], then padding to 8 */
 };
 
 #define MC_REC_ALIGN 8u

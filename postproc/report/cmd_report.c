@@ -650,14 +650,15 @@ int mc_cmd_report(int argc, char **argv)
             break;
         }
         case MC_REC_API: {
-            /* API ids: trace_format.h + shim/cuda/mc_cuda.h (64..76); CUPTI's own activity
-             * records (96..98) arrive late and are not used for step boundaries */
+            /* Synchronising calls close a GPU step; launches and other CUDA calls open one.
+             * CUPTI's own activity records (MC_API_CUPTI_*) arrive late and are not used. */
             const struct mc_rec_api *x = &rec->u.api;
             unsigned id = x->api;
-            if (id == 66 || id == 67 || id == 68 || id == 74 || id == 75 || id == 76) {
+            if (id == MC_API_CUDA_STREAM_SYNC || id == MC_API_CUDA_EVENT_SYNC || id == MC_API_CUDA_DEVICE_SYNC ||
+                id == MC_API_CU_STREAM_SYNC || id == MC_API_CU_EVENT_SYNC || id == MC_API_CU_CTX_SYNC) {
                 if (!mc_attrib_gpu_sync(at, c->pid, x->tid, x->t_begin_ns, x->t_end_ns))
                     mc_attrib_gpu_activity(at, c->pid, x->tid, x->t_begin_ns);
-            } else if (id >= 64 && id <= 73) {
+            } else if (id >= MC_API_CUDA_LAUNCH_KERNEL && id <= MC_API_CU_GRAPH_LAUNCH) {
                 mc_attrib_gpu_activity(at, c->pid, x->tid, x->t_begin_ns);
             }
             break;

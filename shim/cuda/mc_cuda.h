@@ -11,22 +11,7 @@
 #include <stdint.h>
 #include "moecap/trace_format.h"
 
-/* API ids beyond those in trace_format.h's enum mc_api (to be merged there; values are
- * chosen in the CUDA block, 64..127, after the ones already listed). */
-#ifndef MC_API_CUDA_LAUNCH_KERNEL_EXC
-enum mc_api_cuda_extra {
-    MC_API_CUDA_LAUNCH_KERNEL_EXC = 70,   /* cudaLaunchKernelExC */
-    MC_API_CUDA_LAUNCH_KERNEL_INTERNAL,   /* __cudaLaunchKernel (CUDA 13 <<<>>> path) */
-    MC_API_CU_LAUNCH_KERNEL_EX,           /* cuLaunchKernelEx */
-    MC_API_CU_GRAPH_LAUNCH,               /* cuGraphLaunch */
-    MC_API_CU_STREAM_SYNC,                /* cuStreamSynchronize */
-    MC_API_CU_EVENT_SYNC,                 /* cuEventSynchronize */
-    MC_API_CU_CTX_SYNC,                   /* cuCtxSynchronize */
-    MC_API_CUPTI_RUNTIME = 96,            /* CUPTI runtime-API activity; name_str = function */
-    MC_API_CUPTI_DRIVER = 97,             /* CUPTI driver-API activity; name_str = function */
-    MC_API_CUPTI_GRAPH = 98               /* CUPTI graph-launch activity (arg0 = graph id) */
-};
-#endif
+/* CUDA API ids (MC_API_CUDA_*, MC_API_CU_*, MC_API_CUPTI_*) live in trace_format.h. */
 
 /* MC_REC_ALLOC.api values written by the CUDA interposers (dump only). */
 enum mc_cuda_alloc_api {
