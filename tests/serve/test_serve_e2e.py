@@ -75,6 +75,11 @@ def run_case(shim, arch, gen, serve):
                    check=True, stdout=subprocess.DEVNULL)
     gt, portf, slog = os.path.join(run, "ground-truth.jsonl"), os.path.join(tmp, "port"), os.path.join(tmp, "serve.log")
     env = dict(os.environ, LD_PRELOAD=shim, MOECAP_OUT=run)
+    if os.environ.get("SAN") == "1":
+        # An ASan-built shim needs the ASan runtime first in the initial library list.
+        asan = subprocess.run(["cc", "-print-file-name=libasan.so"], capture_output=True, text=True).stdout.strip()
+        env["LD_PRELOAD"] = asan + ":" + shim
+        env["ASAN_OPTIONS"] = "detect_leaks=0:" + env.get("ASAN_OPTIONS", "")
     srv = subprocess.Popen([B("bin", "moe-ref"), "serve", "--model", model, "--port", "0", "--port-file", portf,
                             "--max-batch", "8", "--ground-truth", gt, "--quiet"] + serve, env=env, stderr=open(slog, "w"))
     try:
