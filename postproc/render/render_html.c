@@ -43,15 +43,18 @@ static void td_str(FILE *o, const char *s)
     else fputs("<td class=\"absent\">" MC_ABSENT "</td>", o);
 }
 
-/* One row: label then the same field under up to three prefixes ("" = skip cell). */
-static void row3(FILE *o, const cJSON *r, const char *label, const char *p0, const char *p1, const char *p2, enum mc_fmt k)
+/* A cell already formatted by a render_util table; NULL is an absent figure. */
+static void td_fmt(FILE *o, const char *s)
 {
-    fprintf(o, "<tr><th class=\"l\">%s</th>", label);
-    const char *p[3] = {p0, p1, p2};
-    for (int i = 0; i < 3; i++) {
-        if (!p[i]) fputs("<td class=\"absent\">" MC_ABSENT "</td>", o);
-        else td(o, r, p[i], k);
-    }
+    if (s) fprintf(o, "<td>%s</td>", s);
+    else fputs("<td class=\"absent\">" MC_ABSENT "</td>", o);
+}
+
+/* Opens a table of class cls with its header row: first (left) then the named columns. */
+static void table_head(FILE *o, const char *cls, const char *first, const char *const *names, int n)
+{
+    fprintf(o, "<table class=\"%s\"><tr><th class=\"l\">%s</th>", cls, first);
+    for (int c = 0; c < n; c++) fprintf(o, "<th>%s</th>", names[c]);
     fputs("</tr>\n", o);
 }
 
@@ -107,15 +110,12 @@ static void section_summary(FILE *o, const cJSON *r)
     peaks_badge(o, r);
     fputs("</p>\n", o);
 
-    fputs("<table class=\"summary\"><tr><th class=\"l\"></th><th>all steps</th><th>prefill</th><th>decode</th></tr>\n", o);
-    row3(o, r, "steps", "aggregate.steps", "aggregate.prefill_steps", "aggregate.decode_steps", MC_F_COUNT);
-    row3(o, r, "time (sum of step wall times)", "aggregate.time_s", "aggregate.prefill.time_s", "aggregate.decode.time_s", MC_F_TIME);
-    row3(o, r, "tokens", "aggregate.tokens", "aggregate.prefill_tokens", "aggregate.decode_tokens", MC_F_COUNT);
-    row3(o, r, "tokens/s", "aggregate.tokens_per_s.total", "aggregate.tokens_per_s.prefill", "aggregate.tokens_per_s.decode", MC_F_RATE);
-    row3(o, r, "S-MBU", "aggregate.s_mbu", "aggregate.prefill.s_mbu", "aggregate.decode.s_mbu", MC_F_PCT);
-    row3(o, r, "MBU (dense: all experts)", "aggregate.mbu", "aggregate.prefill.mbu", "aggregate.decode.mbu", MC_F_PCT);
-    row3(o, r, "S-MFU", "aggregate.s_mfu", "aggregate.prefill.s_mfu", "aggregate.decode.s_mfu", MC_F_PCT);
-    row3(o, r, "MFU (dense: all experts)", "aggregate.mfu", "aggregate.prefill.mfu", "aggregate.decode.mfu", MC_F_PCT);
+    table_head(o, "summary", "", mc_phase_col_names, MC_PHASE_COLS);
+    for (int i = 0; i < MC_PHASE_ROWS; i++) {
+        fprintf(o, "<tr><th class=\"l\">%s</th>", mc_phase_rows[i].label);
+        for (int c = 0; c < MC_PHASE_COLS; c++) td(o, r, mc_phase_rows[i].path[c], mc_phase_rows[i].fmt);
+        fputs("</tr>\n", o);
+    }
     fputs("</table>\n", o);
     double mixed;
     if (mc_rj_num(r, "aggregate.mixed_steps", &mixed) && mixed > 0)
@@ -124,26 +124,11 @@ static void section_summary(FILE *o, const cJSON *r)
     fprintf(o, "<p class=\"cap\">output tokens: %s; span (first step begin \xe2\x86\x92 last step end): %s</p>\n",
             mc_fmt_path(b1, sizeof b1, r, "aggregate.output_tokens", MC_F_COUNT), mc_fmt_path(b2, sizeof b2, r, "aggregate.span_s", MC_F_TIME));
 
-    fputs("<h3>Latency and per-step distributions</h3>\n<table class=\"latency\"><tr><th class=\"l\"></th><th>count</th><th>mean</th><th>min</th><th>p50</th><th>p90</th><th>p99</th><th>max</th></tr>\n", o);
-    static const struct { const char *label, *base; enum mc_fmt k; } dist[] = {
-        {"TTFT, server side (prefill step time)", "aggregate.ttft_server_s", MC_F_TIME},
-        {"TPOT, server side (decode step time)", "aggregate.tpot_server_s", MC_F_TIME},
-        {"step wall time", "aggregate.step_time_s", MC_F_TIME},
-        {"S-MBU per step", "aggregate.s_mbu_dist", MC_F_PCT},
-        {"S-MFU per step", "aggregate.s_mfu_dist", MC_F_PCT},
-    };
-    static const char *cols[] = {"count", "mean", "min", "p50", "p90", "p99", "max"};
-    for (size_t i = 0; i < sizeof dist / sizeof dist[0]; i++) {
-        fprintf(o, "<tr><th class=\"l\">%s</th>", dist[i].label);
-        for (size_t c = 0; c < 7; c++) {
-            char path[96];
-            snprintf(path, sizeof path, "%s.%s", dist[i].base, cols[c]);
-            if (c == 0 && !mc_rj(r, path) && !strcmp(dist[i].base, "aggregate.step_time_s")) {
-                td(o, r, "aggregate.steps", MC_F_COUNT);
-                continue;
-            }
-            td(o, r, path, c == 0 ? MC_F_COUNT : dist[i].k);
-        }
+    fputs("<h3>Latency and per-step distributions</h3>\n", o);
+    table_head(o, "latency", "", mc_dist_col_names, MC_DIST_COLS);
+    for (int i = 0; i < MC_SERVER_DISTS; i++) {
+        fprintf(o, "<tr><th class=\"l\">%s</th>", mc_server_dist_labels[i]);
+        for (int c = 0; c < MC_DIST_COLS; c++) td_fmt(o, mc_server_dist_cell(b1, sizeof b1, r, i, c));
         fputs("</tr>\n", o);
     }
     fputs("</table>\n", o);
@@ -321,16 +306,13 @@ static void section_client(FILE *o, const cJSON *r)
     fprintf(o, "<h2 id=\"client\">Client side (moecap bench)</h2>\n<p class=\"cap\">Per-request latency as the client saw it, "
             "with vLLM <code>bench serve</code> definitions: %s</p>\n<table class=\"kv\">\n", mc_client_definitions);
     for (int i = 0; i < MC_CLIENT_ROWS; i++) kv_num(o, cs, mc_client_rows[i].label, mc_client_rows[i].path, mc_client_rows[i].fmt);
-    fputs("</table>\n<table class=\"latency\"><tr><th class=\"l\"></th>", o);
-    for (int c = 0; c < MC_DIST_COLS; c++) fprintf(o, "<th>%s</th>", mc_dist_col_names[c]);
-    fputs("</tr>\n", o);
+    fputs("</table>\n", o);
+    table_head(o, "latency", "", mc_dist_col_names, MC_DIST_COLS);
     for (int i = 0; i < MC_CLIENT_LATENCIES; i++) {
         fprintf(o, "<tr><th class=\"l\">%s</th>", mc_client_latency_labels[i]);
         for (int c = 0; c < MC_DIST_COLS; c++) {
             char b[64];
-            const char *cell = mc_client_latency_cell(b, sizeof b, cs, i, c);
-            if (!cell) fputs("<td class=\"absent\">" MC_ABSENT "</td>", o);
-            else fprintf(o, "<td>%s</td>", cell);
+            td_fmt(o, mc_client_latency_cell(b, sizeof b, cs, i, c));
         }
         fputs("</tr>\n", o);
     }
@@ -343,17 +325,11 @@ static void section_compat(FILE *o, const cJSON *r)
     const cJSON *c = mc_rj(r, "moecap_compat");
     if (!cJSON_IsObject(c)) { fputs("<p class=\"cap\">No compatibility section in this report.</p>\n", o); return; }
     if (mc_rj_str(c, "method")) { fputs("<p class=\"cap\">", o); mc_html_esc(o, mc_rj_str(c, "method")); fputs("</p>\n", o); }
-    fputs("<table class=\"compat\"><tr><th class=\"l\">phase</th><th>steps</th><th>S-MBU (MoE-CAP formula)</th><th>S-MBU (moecap)</th>"
-          "<th>S-MFU (MoE-CAP formula)</th><th>S-MFU (moecap)</th></tr>\n", o);
-    static const char *ph[] = {"prefill", "decode"};
-    for (int i = 0; i < 2; i++) {
-        char p[64];
-        fprintf(o, "<tr><th class=\"l\">%s</th>", ph[i]);
-        snprintf(p, sizeof p, "%s.steps", ph[i]); td(o, c, p, MC_F_COUNT);
-        snprintf(p, sizeof p, "%s.s_mbu", ph[i]); td(o, c, p, MC_F_PCT);
-        snprintf(p, sizeof p, "ours.%s.s_mbu", ph[i]); td(o, c, p, MC_F_PCT);
-        snprintf(p, sizeof p, "%s.s_mfu", ph[i]); td(o, c, p, MC_F_PCT);
-        snprintf(p, sizeof p, "ours.%s.s_mfu", ph[i]); td(o, c, p, MC_F_PCT);
+    table_head(o, "compat", "phase", mc_compat_col_names, MC_COMPAT_COLS);
+    for (int i = 0; i < MC_COMPAT_PHASES; i++) {
+        char b[64];
+        fprintf(o, "<tr><th class=\"l\">%s</th>", mc_compat_phases[i]);
+        for (int k = 0; k < MC_COMPAT_COLS; k++) td_fmt(o, mc_compat_cell(b, sizeof b, c, i, k));
         fputs("</tr>\n", o);
     }
     fputs("</table>\n<p class=\"cap\">Both columns are means over steps, as MoE-CAP averages per-step values.</p>\n", o);

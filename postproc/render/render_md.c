@@ -20,12 +20,18 @@ static void cell_str(FILE *o, const char *s)
     fputs(" |", o);
 }
 
-static void row3(FILE *o, const cJSON *r, const char *label, const char *p0, const char *p1, const char *p2, enum mc_fmt k)
+/* A cell already formatted by a render_util table; NULL is an absent figure. */
+static void cell_fmt(FILE *o, const char *s) { fprintf(o, " %s |", s ? s : MC_ABSENT); }
+
+/* Header row and alignment row: first column left, the named ones right-aligned. */
+static void table_head(FILE *o, const char *first, const char *const *names, int n)
 {
-    fprintf(o, "| %s |", label);
-    cell(o, r, p0, k);
-    cell(o, r, p1, k);
-    cell(o, r, p2, k);
+    fputc('|', o);
+    if (*first) fprintf(o, " %s", first);
+    fputs(" |", o);
+    for (int c = 0; c < n; c++) fprintf(o, " %s |", names[c]);
+    fputs("\n|---|", o);
+    for (int c = 0; c < n; c++) fputs("---:|", o);
     fputc('\n', o);
 }
 
@@ -165,15 +171,13 @@ static void client_tables(FILE *o, const cJSON *r)
     if (!cJSON_IsObject(cs)) return;
     fprintf(o, "\n## Client side (moecap bench)\n\nvLLM `bench serve` definitions: %s\n\n| | |\n|---|---:|\n", mc_client_definitions);
     for (int i = 0; i < MC_CLIENT_ROWS; i++) kv_num(o, cs, mc_client_rows[i].label, mc_client_rows[i].path, mc_client_rows[i].fmt);
-    fputs("\n|", o);
-    for (int c = 0; c < MC_DIST_COLS; c++) fprintf(o, " | %s", mc_dist_col_names[c]);
-    fputs(" |\n|---|---:|---:|---:|---:|---:|---:|---:|\n", o);
+    fputc('\n', o);
+    table_head(o, "", mc_dist_col_names, MC_DIST_COLS);
     for (int i = 0; i < MC_CLIENT_LATENCIES; i++) {
         fprintf(o, "| %s |", mc_client_latency_labels[i]);
         for (int c = 0; c < MC_DIST_COLS; c++) {
             char b[64];
-            const char *cell = mc_client_latency_cell(b, sizeof b, cs, i, c);
-            fprintf(o, " %s |", cell ? cell : MC_ABSENT);
+            cell_fmt(o, mc_client_latency_cell(b, sizeof b, cs, i, c));
         }
         fputc('\n', o);
     }
@@ -198,37 +202,23 @@ int mc_render_markdown(const cJSON *r, FILE *o)
     if (mc_rj_str(r, "run.dir")) mc_md_esc(o, mc_rj_str(r, "run.dir")); else fputs(MC_ABSENT, o);
     fputc('\n', o);
 
-    fputs("\n## Summary\n\n| | all steps | prefill | decode |\n|---|---:|---:|---:|\n", o);
-    row3(o, r, "steps", "aggregate.steps", "aggregate.prefill_steps", "aggregate.decode_steps", MC_F_COUNT);
-    row3(o, r, "time (sum of step wall times)", "aggregate.time_s", "aggregate.prefill.time_s", "aggregate.decode.time_s", MC_F_TIME);
-    row3(o, r, "tokens", "aggregate.tokens", "aggregate.prefill_tokens", "aggregate.decode_tokens", MC_F_COUNT);
-    row3(o, r, "tokens/s", "aggregate.tokens_per_s.total", "aggregate.tokens_per_s.prefill", "aggregate.tokens_per_s.decode", MC_F_RATE);
-    row3(o, r, "S-MBU", "aggregate.s_mbu", "aggregate.prefill.s_mbu", "aggregate.decode.s_mbu", MC_F_PCT);
-    row3(o, r, "MBU (dense: all experts)", "aggregate.mbu", "aggregate.prefill.mbu", "aggregate.decode.mbu", MC_F_PCT);
-    row3(o, r, "S-MFU", "aggregate.s_mfu", "aggregate.prefill.s_mfu", "aggregate.decode.s_mfu", MC_F_PCT);
-    row3(o, r, "MFU (dense: all experts)", "aggregate.mfu", "aggregate.prefill.mfu", "aggregate.decode.mfu", MC_F_PCT);
+    fputs("\n## Summary\n\n", o);
+    table_head(o, "", mc_phase_col_names, MC_PHASE_COLS);
+    for (int i = 0; i < MC_PHASE_ROWS; i++) {
+        fprintf(o, "| %s |", mc_phase_rows[i].label);
+        for (int c = 0; c < MC_PHASE_COLS; c++) cell(o, r, mc_phase_rows[i].path[c], mc_phase_rows[i].fmt);
+        fputc('\n', o);
+    }
     fprintf(o, "\nOutput tokens: %s; output tokens/s: ", mc_fmt_path(b1, sizeof b1, r, "aggregate.output_tokens", MC_F_COUNT));
     fprintf(o, "%s; mixed steps: ", mc_fmt_path(b1, sizeof b1, r, "aggregate.tokens_per_s.output", MC_F_RATE));
     fprintf(o, "%s; span: ", mc_fmt_path(b1, sizeof b1, r, "aggregate.mixed_steps", MC_F_COUNT));
     fprintf(o, "%s.\n", mc_fmt_path(b1, sizeof b1, r, "aggregate.span_s", MC_F_TIME));
 
-    fputs("\n## Latency and per-step distributions\n\n| | count | mean | min | p50 | p90 | p99 | max |\n|---|---:|---:|---:|---:|---:|---:|---:|\n", o);
-    static const struct { const char *label, *base; enum mc_fmt k; } dist[] = {
-        {"TTFT, server side (prefill step time)", "aggregate.ttft_server_s", MC_F_TIME},
-        {"TPOT, server side (decode step time)", "aggregate.tpot_server_s", MC_F_TIME},
-        {"step wall time", "aggregate.step_time_s", MC_F_TIME},
-        {"S-MBU per step", "aggregate.s_mbu_dist", MC_F_PCT},
-        {"S-MFU per step", "aggregate.s_mfu_dist", MC_F_PCT},
-    };
-    static const char *cols[] = {"count", "mean", "min", "p50", "p90", "p99", "max"};
-    for (size_t i = 0; i < sizeof dist / sizeof dist[0]; i++) {
-        fprintf(o, "| %s |", dist[i].label);
-        for (size_t c = 0; c < 7; c++) {
-            char path[96];
-            snprintf(path, sizeof path, "%s.%s", dist[i].base, cols[c]);
-            if (c == 0 && !mc_rj(r, path) && !strcmp(dist[i].base, "aggregate.step_time_s")) { cell(o, r, "aggregate.steps", MC_F_COUNT); continue; }
-            cell(o, r, path, c == 0 ? MC_F_COUNT : dist[i].k);
-        }
+    fputs("\n## Latency and per-step distributions\n\n", o);
+    table_head(o, "", mc_dist_col_names, MC_DIST_COLS);
+    for (int i = 0; i < MC_SERVER_DISTS; i++) {
+        fprintf(o, "| %s |", mc_server_dist_labels[i]);
+        for (int c = 0; c < MC_DIST_COLS; c++) cell_fmt(o, mc_server_dist_cell(b1, sizeof b1, r, i, c));
         fputc('\n', o);
     }
 
@@ -256,16 +246,10 @@ int mc_render_markdown(const cJSON *r, FILE *o)
     if (!cJSON_IsObject(c)) fputs("No compatibility section in this report.\n", o);
     else {
         if (mc_rj_str(c, "method")) { mc_md_esc(o, mc_rj_str(c, "method")); fputs("\n\n", o); }
-        fputs("| phase | steps | S-MBU (MoE-CAP formula) | S-MBU (moecap) | S-MFU (MoE-CAP formula) | S-MFU (moecap) |\n|---|---:|---:|---:|---:|---:|\n", o);
-        static const char *ph[] = {"prefill", "decode"};
-        for (int i = 0; i < 2; i++) {
-            char p[64];
-            fprintf(o, "| %s |", ph[i]);
-            snprintf(p, sizeof p, "%s.steps", ph[i]); cell(o, c, p, MC_F_COUNT);
-            snprintf(p, sizeof p, "%s.s_mbu", ph[i]); cell(o, c, p, MC_F_PCT);
-            snprintf(p, sizeof p, "ours.%s.s_mbu", ph[i]); cell(o, c, p, MC_F_PCT);
-            snprintf(p, sizeof p, "%s.s_mfu", ph[i]); cell(o, c, p, MC_F_PCT);
-            snprintf(p, sizeof p, "ours.%s.s_mfu", ph[i]); cell(o, c, p, MC_F_PCT);
+        table_head(o, "phase", mc_compat_col_names, MC_COMPAT_COLS);
+        for (int i = 0; i < MC_COMPAT_PHASES; i++) {
+            fprintf(o, "| %s |", mc_compat_phases[i]);
+            for (int k = 0; k < MC_COMPAT_COLS; k++) cell_fmt(o, mc_compat_cell(b1, sizeof b1, c, i, k));
             fputc('\n', o);
         }
         const cJSON *d = mc_rj(c, "differences");

@@ -212,3 +212,60 @@ const char *mc_client_latency_cell(char *buf, size_t len, const cJSON *summary, 
     /* The summary holds milliseconds; mc_fmt's time format takes seconds. */
     return col == 0 ? mc_fmt(buf, len, MC_F_COUNT, v) : mc_fmt(buf, len, MC_F_TIME, v / 1e3);
 }
+
+const struct mc_phase_row mc_phase_rows[MC_PHASE_ROWS] = {
+    {"steps", {"aggregate.steps", "aggregate.prefill_steps", "aggregate.decode_steps"}, MC_F_COUNT},
+    {"time (sum of step wall times)", {"aggregate.time_s", "aggregate.prefill.time_s", "aggregate.decode.time_s"}, MC_F_TIME},
+    {"tokens", {"aggregate.tokens", "aggregate.prefill_tokens", "aggregate.decode_tokens"}, MC_F_COUNT},
+    {"tokens/s", {"aggregate.tokens_per_s.total", "aggregate.tokens_per_s.prefill", "aggregate.tokens_per_s.decode"}, MC_F_RATE},
+    {"S-MBU", {"aggregate.s_mbu", "aggregate.prefill.s_mbu", "aggregate.decode.s_mbu"}, MC_F_PCT},
+    {"MBU (dense: all experts)", {"aggregate.mbu", "aggregate.prefill.mbu", "aggregate.decode.mbu"}, MC_F_PCT},
+    {"S-MFU", {"aggregate.s_mfu", "aggregate.prefill.s_mfu", "aggregate.decode.s_mfu"}, MC_F_PCT},
+    {"MFU (dense: all experts)", {"aggregate.mfu", "aggregate.prefill.mfu", "aggregate.decode.mfu"}, MC_F_PCT},
+};
+const char *const mc_phase_col_names[MC_PHASE_COLS] = {"all steps", "prefill", "decode"};
+
+static const struct { const char *base; enum mc_fmt fmt; } server_dists[MC_SERVER_DISTS] = {
+    {"aggregate.ttft_server_s", MC_F_TIME},
+    {"aggregate.tpot_server_s", MC_F_TIME},
+    {"aggregate.step_time_s", MC_F_TIME},
+    {"aggregate.s_mbu_dist", MC_F_PCT},
+    {"aggregate.s_mfu_dist", MC_F_PCT},
+};
+const char *const mc_server_dist_labels[MC_SERVER_DISTS] = {
+    "TTFT, server side (prefill step time)",
+    "TPOT, server side (decode step time)",
+    "step wall time",
+    "S-MBU per step",
+    "S-MFU per step",
+};
+
+const char *mc_server_dist_cell(char *buf, size_t len, const cJSON *report, int row, int col)
+{
+    char path[96];
+    double v;
+    snprintf(path, sizeof path, "%s.%s", server_dists[row].base, mc_dist_col_names[col]);
+    /* Older reports have no step_time_s.count: the step count is the same number. */
+    if (col == 0 && !mc_rj(report, path) && !strcmp(server_dists[row].base, "aggregate.step_time_s"))
+        snprintf(path, sizeof path, "aggregate.steps");
+    if (!mc_rj_num(report, path, &v)) return NULL;
+    return mc_fmt(buf, len, col == 0 ? MC_F_COUNT : server_dists[row].fmt, v);
+}
+
+const char *const mc_compat_phases[MC_COMPAT_PHASES] = {"prefill", "decode"};
+const char *const mc_compat_col_names[MC_COMPAT_COLS] = {
+    "steps", "S-MBU (MoE-CAP formula)", "S-MBU (moecap)", "S-MFU (MoE-CAP formula)", "S-MFU (moecap)"};
+
+const char *mc_compat_cell(char *buf, size_t len, const cJSON *compat, int phase, int col)
+{
+    /* The MoE-CAP formula's figures sit under the phase; moecap's own under "ours". */
+    static const struct { const char *prefix, *key; enum mc_fmt fmt; } cols[MC_COMPAT_COLS] = {
+        {"", "steps", MC_F_COUNT}, {"", "s_mbu", MC_F_PCT}, {"ours.", "s_mbu", MC_F_PCT},
+        {"", "s_mfu", MC_F_PCT}, {"ours.", "s_mfu", MC_F_PCT},
+    };
+    char path[64];
+    double v;
+    snprintf(path, sizeof path, "%s%s.%s", cols[col].prefix, mc_compat_phases[phase], cols[col].key);
+    if (!mc_rj_num(compat, path, &v)) return NULL;
+    return mc_fmt(buf, len, cols[col].fmt, v);
+}

@@ -69,4 +69,25 @@ extern const char *const mc_client_definitions; /* one sentence: the vLLM bench 
 /* Cell (latency, col) of the latency table formatted into buf; NULL when absent. */
 const char *mc_client_latency_cell(char *buf, size_t len, const cJSON *summary, int latency, int col);
 
+/* The server-side tables of the summary, shared by both renderers so they show the same
+ * rows. Phase table: each row is one figure under "all steps", "prefill", "decode". */
+struct mc_phase_row { const char *label, *path[3]; enum mc_fmt fmt; };
+#define MC_PHASE_COLS 3
+#define MC_PHASE_ROWS 8
+extern const struct mc_phase_row mc_phase_rows[MC_PHASE_ROWS];
+extern const char *const mc_phase_col_names[MC_PHASE_COLS]; /* all steps, prefill, decode */
+/* Distribution table: MC_SERVER_DISTS rows x MC_DIST_COLS columns (count, mean, ... max). */
+#define MC_SERVER_DISTS 5
+extern const char *const mc_server_dist_labels[MC_SERVER_DISTS];
+/* Cell (row, col) of the distribution table formatted into buf; NULL when absent.
+ * The step-time count falls back to aggregate.steps when the report lacks it. */
+const char *mc_server_dist_cell(char *buf, size_t len, const cJSON *report, int row, int col);
+/* MoE-CAP compatibility table (report.moecap_compat): one row per phase. */
+#define MC_COMPAT_PHASES 2
+#define MC_COMPAT_COLS 5
+extern const char *const mc_compat_phases[MC_COMPAT_PHASES];  /* prefill, decode */
+extern const char *const mc_compat_col_names[MC_COMPAT_COLS]; /* steps, S-MBU (MoE-CAP formula), ... */
+/* Cell (phase, col) of the compatibility table formatted into buf; NULL when absent. */
+const char *mc_compat_cell(char *buf, size_t len, const cJSON *compat, int phase, int col);
+
 #endif
