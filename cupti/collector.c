@@ -206,36 +206,34 @@ static void emit_kernel(const CUpti_ActivityKernel10 *k)
     core.commit(r);
 }
 
-static void emit_memcpy(const CUpti_ActivityMemcpy6 *m)
+/* MEMCPY and MEMSET records differ only in their CUPTI struct and async flag: one writer. */
+static void emit_copy(uint64_t start, uint64_t end, uint64_t bytes, uint32_t stream,
+                      uint32_t correlation, uint32_t device, uint16_t kind, int async)
 {
     struct mc_rec_memcpy *r = core.reserve(MC_REC_MEMCPY, sizeof *r);
     if (!r) return;
-    r->start_ns = to_host(m->start);
-    r->end_ns = to_host(m->end);
-    r->bytes = m->bytes;
-    r->stream = m->streamId;
-    r->correlation_id = m->correlationId;
-    r->device = (int32_t)m->deviceId;
-    r->kind = (uint16_t)copy_kind(m->copyKind);
-    r->async = (m->flags & CUPTI_ACTIVITY_FLAG_MEMCPY_ASYNC) ? 1 : 0;
+    r->start_ns = to_host(start);
+    r->end_ns = to_host(end);
+    r->bytes = bytes;
+    r->stream = stream;
+    r->correlation_id = correlation;
+    r->device = (int32_t)device;
+    r->kind = kind;
+    r->async = async ? 1 : 0;
     r->source = 0;
     core.commit(r);
 }
 
+static void emit_memcpy(const CUpti_ActivityMemcpy6 *m)
+{
+    emit_copy(m->start, m->end, m->bytes, m->streamId, m->correlationId, m->deviceId,
+              (uint16_t)copy_kind(m->copyKind), m->flags & CUPTI_ACTIVITY_FLAG_MEMCPY_ASYNC);
+}
+
 static void emit_memset(const CUpti_ActivityMemset4 *m)
 {
-    struct mc_rec_memcpy *r = core.reserve(MC_REC_MEMCPY, sizeof *r);
-    if (!r) return;
-    r->start_ns = to_host(m->start);
-    r->end_ns = to_host(m->end);
-    r->bytes = m->bytes;
-    r->stream = m->streamId;
-    r->correlation_id = m->correlationId;
-    r->device = (int32_t)m->deviceId;
-    r->kind = MC_MEMSET;
-    r->async = (m->flags & CUPTI_ACTIVITY_FLAG_MEMSET_ASYNC) ? 1 : 0;
-    r->source = 0;
-    core.commit(r);
+    emit_copy(m->start, m->end, m->bytes, m->streamId, m->correlationId, m->deviceId,
+              MC_MEMSET, m->flags & CUPTI_ACTIVITY_FLAG_MEMSET_ASYNC);
 }
 
 static void emit_api(const CUpti_ActivityAPI *a, int dom)
@@ -441,17 +439,23 @@ static int init_slots(void)
     return ok;
 }
 
+/* Id i of a copied top-k id buffer, widened to int64 (the tap's ids_type: i64, u32, i32). */
+static inline int64_t tap_id(const void *buf, int ids_type, int64_t i)
+{
+    if (ids_type == MC_DT_I64) return ((const int64_t *)buf)[i];
+    if (ids_type == MC_DT_U32) return (int64_t)((const uint32_t *)buf)[i];
+    return ((const int32_t *)buf)[i];
+}
+
 static void CUDA_CB tap_host_fn(void *arg)
 {
     struct tap_slot *s = arg;
     int64_t n = s->rows * s->k;
     int64_t nexp = s->valid_below > 0 ? s->valid_below : 0;
     const struct mc_tap *tap = &taps[s->tap];
-    int esz = tap->ids_type == MC_DT_I64 ? 8 : 4;
     if (nexp <= 0) {   /* no bound given: largest id seen + 1, capped */
         for (int64_t i = 0; i < n; i++) {
-            int64_t id = esz == 8 ? ((int64_t *)s->buf)[i]
-                       : tap->ids_type == MC_DT_U32 ? (int64_t)((uint32_t *)s->buf)[i] : ((int32_t *)s->buf)[i];
+            int64_t id = tap_id(s->buf, tap->ids_type, i);
             if (id >= nexp && id < MC_TOPK_TAP_MAX_EXPERTS) nexp = id + 1;
         }
     }
@@ -462,8 +466,7 @@ static void CUDA_CB tap_host_fn(void *arg)
         uint32_t *counts = (uint32_t *)(r + 1);
         int64_t invalid = 0;
         for (int64_t i = 0; i < n; i++) {
-            int64_t id = esz == 8 ? ((int64_t *)s->buf)[i]
-                       : tap->ids_type == MC_DT_U32 ? (int64_t)((uint32_t *)s->buf)[i] : ((int32_t *)s->buf)[i];
+            int64_t id = tap_id(s->buf, tap->ids_type, i);
             if (id >= 0 && id < nexp) counts[id]++;
             else invalid++;
         }
