@@ -86,10 +86,8 @@ static void kv_num(FILE *o, const cJSON *r, const char *k, const char *path, enu
 
 static void peaks_badge(FILE *o, const cJSON *r)
 {
-    int m = mc_rj_bool(r, "hardware.measured");
-    if (m == 1) fputs("<span class=\"badge measured\">measured peaks (moecap hwprobe)</span>", o);
-    else if (m == 0) fputs("<span class=\"badge spec\">spec-sheet peaks</span>", o);
-    else fputs("<span class=\"badge unknown\">peak source unknown</span>", o);
+    const char *cls, *text = mc_peaks_source(r, &cls);
+    fprintf(o, "<span class=\"badge %s\">%s</span>", cls, text);
 }
 
 static void section_summary(FILE *o, const cJSON *r)
@@ -349,9 +347,9 @@ static void section_notes(FILE *o, const cJSON *r)
     fputs("<h2 id=\"notes\">Notes and warnings</h2>\n", o);
     if (!cJSON_IsArray(n) || !cJSON_GetArraySize(n)) { fputs("<p class=\"cap\">None.</p>\n", o); return; }
     cJSON_ArrayForEach(it, n) {
-        const char *lvl = mc_rj_str(it, "level"), *txt = cJSON_IsString(it) ? it->valuestring : mc_rj_str(it, "text");
+        const char *txt = cJSON_IsString(it) ? it->valuestring : mc_rj_str(it, "text");
         if (!txt) continue;
-        const char *cls = lvl && !strcmp(lvl, "warning") ? "warning" : lvl && !strcmp(lvl, "error") ? "error" : "info";
+        const char *cls = mc_note_level(it);
         fprintf(o, "<div class=\"note %s\"><b>%s</b> ", cls, cls);
         mc_html_esc(o, txt);
         fputs("</div>\n", o);

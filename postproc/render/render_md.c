@@ -43,12 +43,6 @@ static void kv_num(FILE *o, const cJSON *r, const char *k, const char *path, enu
     fputc('\n', o);
 }
 
-static const char *peaks_text(const cJSON *r)
-{
-    int m = mc_rj_bool(r, "hardware.measured");
-    return m == 1 ? "measured peaks (moecap hwprobe)" : m == 0 ? "spec-sheet peaks" : "peak source unknown";
-}
-
 static void expert_table(FILE *o, const cJSON *r)
 {
     const cJSON *el = mc_rj(r, "expert_load"), *m = mc_rj(el, "tokens"), *layers = mc_rj(el, "layers"), *row;
@@ -198,7 +192,7 @@ int mc_render_markdown(const cJSON *r, FILE *o)
     if (hm) mc_md_esc(o, hm); else fputs(MC_ABSENT, o);
     double dev;
     if (mc_rj_num(r, "hardware.devices", &dev)) fprintf(o, " \xc3\x97 %.0f", dev);
-    fprintf(o, ", %s\n- run: ", peaks_text(r));
+    fprintf(o, ", %s\n- run: ", mc_peaks_source(r, NULL));
     if (mc_rj_str(r, "run.dir")) mc_md_esc(o, mc_rj_str(r, "run.dir")); else fputs(MC_ABSENT, o);
     fputc('\n', o);
 
@@ -263,14 +257,14 @@ int mc_render_markdown(const cJSON *r, FILE *o)
     const cJSON *notes = mc_rj(r, "notes");
     if (!cJSON_IsArray(notes) || !cJSON_GetArraySize(notes)) fputs("None.\n", o);
     else cJSON_ArrayForEach(it, notes) {
-        const char *lvl = mc_rj_str(it, "level"), *txt = cJSON_IsString(it) ? it->valuestring : mc_rj_str(it, "text");
+        const char *txt = cJSON_IsString(it) ? it->valuestring : mc_rj_str(it, "text");
         if (!txt) continue;
-        fprintf(o, "- **%s**: ", lvl && !strcmp(lvl, "warning") ? "warning" : lvl && !strcmp(lvl, "error") ? "error" : "info");
+        fprintf(o, "- **%s**: ", mc_note_level(it));
         mc_md_esc(o, txt);
         fputc('\n', o);
     }
 
-    fprintf(o, "\n## Hardware (%s)\n\n| | |\n|---|---|\n", peaks_text(r));
+    fprintf(o, "\n## Hardware (%s)\n\n| | |\n|---|---|\n", mc_peaks_source(r, NULL));
     kv_str(o, "profile", mc_rj_str(r, "hardware.name"));
     kv_str(o, "model", mc_rj_str(r, "hardware.model"));
     kv_num(o, r, "devices", "hardware.devices", MC_F_COUNT);

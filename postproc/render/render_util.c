@@ -128,6 +128,21 @@ void mc_md_esc(FILE *out, const char *s)
     }
 }
 
+const char *mc_peaks_source(const cJSON *report, const char **cls)
+{
+    static const char *const cl[] = {"unknown", "spec", "measured"}, *const text[] = {
+        "peak source unknown", "spec-sheet peaks", "measured peaks (moecap hwprobe)"};
+    int m = mc_rj_bool(report, "hardware.measured") + 1; /* -1 absent, 0 false, 1 true */
+    if (cls) *cls = cl[m];
+    return text[m];
+}
+
+const char *mc_note_level(const cJSON *note)
+{
+    const char *lvl = mc_rj_str(note, "level");
+    return lvl && !strcmp(lvl, "warning") ? "warning" : lvl && !strcmp(lvl, "error") ? "error" : "info";
+}
+
 double mc_percentile_sorted(const double *v, size_t n, double q)
 {
     if (!n) return NAN;

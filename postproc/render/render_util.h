@@ -42,6 +42,12 @@ void mc_html_esc(FILE *out, const char *s);
 /* Escaping for a Markdown table cell: | \ ` * _ [ ] < > and newlines. */
 void mc_md_esc(FILE *out, const char *s);
 
+/* Where the hardware peaks came from (report.hardware.measured), as both renderers word it;
+ * *cls (may be NULL) gets a short class name: "measured", "spec" or "unknown". */
+const char *mc_peaks_source(const cJSON *report, const char **cls);
+/* The level a note is shown with: "warning", "error", else "info". */
+const char *mc_note_level(const cJSON *note);
+
 /* Nearest-rank percentile of a sorted array (q in [0,100]); n > 0. */
 double mc_percentile_sorted(const double *v, size_t n, double q);
 
