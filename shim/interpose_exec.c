@@ -60,25 +60,25 @@ int execv(const char *path, char *const argv[]) { return execve(path, argv, envi
 int execvp(const char *file, char *const argv[]) { return execvpe(file, argv, environ); }
 
 /* execl family: collect the variadic list (on the stack: these may run in a vfork child). */
-/* n = 1 + the number of non-NULL arguments left in ap (ap itself is not consumed) */
-#define COUNT_ARGS(ap, n)                                                      \
-    do {                                                                       \
+/* Declares `char *argv[]` holding arg and the non-NULL arguments that follow it in ap, then
+ * NULL; ap is left just past that NULL (where execle's envp is). */
+#define ARGV_FROM_VA(argv, arg, ap)                                            \
+    size_t n_ = 1;                                                             \
+    {                                                                          \
         va_list c_;                                                            \
         va_copy(c_, ap);                                                       \
-        n = 1;                                                                 \
-        while (va_arg(c_, char *)) n++;                                        \
+        while (va_arg(c_, char *)) n_++;                                       \
         va_end(c_);                                                            \
-    } while (0)
+    }                                                                          \
+    char *argv[n_ + 1];                                                        \
+    argv[0] = (char *)(arg);                                                   \
+    for (size_t i_ = 1; i_ <= n_; i_++) argv[i_] = va_arg(ap, char *)
 
 int execl(const char *path, const char *arg, ...)
 {
     va_list ap;
     va_start(ap, arg);
-    size_t n;
-    COUNT_ARGS(ap, n);
-    char *argv[n + 1];
-    argv[0] = (char *)arg;
-    for (size_t i = 1; i <= n; i++) argv[i] = va_arg(ap, char *);
+    ARGV_FROM_VA(argv, arg, ap);
     va_end(ap);
     return execve(path, argv, environ);
 }
@@ -87,11 +87,7 @@ int execlp(const char *file, const char *arg, ...)
 {
     va_list ap;
     va_start(ap, arg);
-    size_t n;
-    COUNT_ARGS(ap, n);
-    char *argv[n + 1];
-    argv[0] = (char *)arg;
-    for (size_t i = 1; i <= n; i++) argv[i] = va_arg(ap, char *);
+    ARGV_FROM_VA(argv, arg, ap);
     va_end(ap);
     return execvpe(file, argv, environ);
 }
@@ -100,11 +96,7 @@ int execle(const char *path, const char *arg, ...)
 {
     va_list ap;
     va_start(ap, arg);
-    size_t n;
-    COUNT_ARGS(ap, n);
-    char *argv[n + 1];
-    argv[0] = (char *)arg;
-    for (size_t i = 1; i <= n; i++) argv[i] = va_arg(ap, char *);
+    ARGV_FROM_VA(argv, arg, ap);
     char *const *envp = va_arg(ap, char *const *);
     va_end(ap);
     return execve(path, argv, envp);
