@@ -260,7 +260,7 @@ const char *mc_server_dist_cell(char *buf, size_t len, const cJSON *report, int 
     char path[96];
     double v;
     snprintf(path, sizeof path, "%s.%s", server_dists[row].base, mc_dist_col_names[col]);
-    /* Older reports have no step_time_s.count: the step count is the same number. */
+    /* Without step_time_s.count, the number of steps is that count. */
     if (col == 0 && !mc_rj(report, path) && !strcmp(server_dists[row].base, "aggregate.step_time_s"))
         snprintf(path, sizeof path, "aggregate.steps");
     if (!mc_rj_num(report, path, &v)) return NULL;

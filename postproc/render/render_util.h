@@ -77,8 +77,8 @@ const char *mc_client_latency_cell(char *buf, size_t len, const cJSON *summary, 
 
 /* The server-side tables of the summary, shared by both renderers so they show the same
  * rows. Phase table: each row is one figure under "all steps", "prefill", "decode". */
-struct mc_phase_row { const char *label, *path[3]; enum mc_fmt fmt; };
 #define MC_PHASE_COLS 3
+struct mc_phase_row { const char *label, *path[MC_PHASE_COLS]; enum mc_fmt fmt; };
 #define MC_PHASE_ROWS 8
 extern const struct mc_phase_row mc_phase_rows[MC_PHASE_ROWS];
 extern const char *const mc_phase_col_names[MC_PHASE_COLS]; /* all steps, prefill, decode */
