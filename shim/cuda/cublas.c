@@ -89,6 +89,15 @@ static void record_gemm(cublasHandle_t h, uint64_t t0, uint64_t t1, const struct
     } \
     return st_
 
+/* cublasSgemm_v2 and cublasSgemm_v2_64 (wider integers): same arguments, same fields. */
+#define SGEMM_BODY(fn_t, sym) \
+    GEMM_BODY(fn_t, sym, \
+        (handle, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc), \
+        .api = MC_API_CUBLAS_SGEMM, .ta = transa, .tb = transb, .m = m, .n = n, .k = k, \
+        .lda = lda, .ldb = ldb, .ldc = ldc, .batch = 1, .a = A, .b = B, .c = C, \
+        .alpha = alpha, .beta = beta, .dta = MC_DT_F32, .dtb = MC_DT_F32, \
+        .dtc = MC_DT_F32, .dtcomp = MC_DT_F32)
+
 typedef cublasStatus_t (*sgemm_fn)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int,
     int, int, const float *, const float *, int, const float *, int, const float *, float *, int);
 
@@ -96,12 +105,7 @@ cublasStatus_t cublasSgemm_v2(cublasHandle_t handle, cublasOperation_t transa,
     cublasOperation_t transb, int m, int n, int k, const float *alpha, const float *A, int lda,
     const float *B, int ldb, const float *beta, float *C, int ldc)
 {
-    GEMM_BODY(sgemm_fn, "cublasSgemm_v2",
-              (handle, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc),
-              .api = MC_API_CUBLAS_SGEMM, .ta = transa, .tb = transb, .m = m, .n = n, .k = k,
-              .lda = lda, .ldb = ldb, .ldc = ldc, .batch = 1, .a = A, .b = B, .c = C,
-              .alpha = alpha, .beta = beta, .dta = MC_DT_F32, .dtb = MC_DT_F32,
-              .dtc = MC_DT_F32, .dtcomp = MC_DT_F32);
+    SGEMM_BODY(sgemm_fn, "cublasSgemm_v2");
 }
 
 typedef cublasStatus_t (*sgemm64_fn)(cublasHandle_t, cublasOperation_t, cublasOperation_t,
@@ -113,13 +117,19 @@ cublasStatus_t cublasSgemm_v2_64(cublasHandle_t handle, cublasOperation_t transa
     const float *A, int64_t lda, const float *B, int64_t ldb, const float *beta, float *C,
     int64_t ldc)
 {
-    GEMM_BODY(sgemm64_fn, "cublasSgemm_v2_64",
-              (handle, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc),
-              .api = MC_API_CUBLAS_SGEMM, .ta = transa, .tb = transb, .m = m, .n = n, .k = k,
-              .lda = lda, .ldb = ldb, .ldc = ldc, .batch = 1, .a = A, .b = B, .c = C,
-              .alpha = alpha, .beta = beta, .dta = MC_DT_F32, .dtb = MC_DT_F32,
-              .dtc = MC_DT_F32, .dtcomp = MC_DT_F32);
+    SGEMM_BODY(sgemm64_fn, "cublasSgemm_v2_64");
 }
+
+/* cublasGemmEx and cublasGemmEx_64 (wider integers): same arguments, same fields. */
+#define GEMMEX_BODY(fn_t, sym) \
+    GEMM_BODY(fn_t, sym, \
+        (handle, transa, transb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb, beta, C, \
+         Ctype, ldc, computeType, algo), \
+        .api = MC_API_CUBLAS_GEMM_EX, .ta = transa, .tb = transb, .m = m, .n = n, .k = k, \
+        .lda = lda, .ldb = ldb, .ldc = ldc, .batch = 1, .a = A, .b = B, .c = C, \
+        .alpha = alpha, .beta = beta, .dta = mc_cuda_dtype(Atype), \
+        .dtb = mc_cuda_dtype(Btype), .dtc = mc_cuda_dtype(Ctype), \
+        .dtcomp = mc_cublas_compute_dtype(computeType))
 
 typedef cublasStatus_t (*gemmex_fn)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int,
     int, int, const void *, const void *, cudaDataType, int, const void *, cudaDataType, int,
@@ -130,14 +140,7 @@ cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa,
     cudaDataType Atype, int lda, const void *B, cudaDataType Btype, int ldb, const void *beta,
     void *C, cudaDataType Ctype, int ldc, cublasComputeType_t computeType, cublasGemmAlgo_t algo)
 {
-    GEMM_BODY(gemmex_fn, "cublasGemmEx",
-              (handle, transa, transb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb, beta, C,
-               Ctype, ldc, computeType, algo),
-              .api = MC_API_CUBLAS_GEMM_EX, .ta = transa, .tb = transb, .m = m, .n = n, .k = k,
-              .lda = lda, .ldb = ldb, .ldc = ldc, .batch = 1, .a = A, .b = B, .c = C,
-              .alpha = alpha, .beta = beta, .dta = mc_cuda_dtype(Atype),
-              .dtb = mc_cuda_dtype(Btype), .dtc = mc_cuda_dtype(Ctype),
-              .dtcomp = mc_cublas_compute_dtype(computeType));
+    GEMMEX_BODY(gemmex_fn, "cublasGemmEx");
 }
 
 typedef cublasStatus_t (*gemmex64_fn)(cublasHandle_t, cublasOperation_t, cublasOperation_t,
@@ -151,15 +154,20 @@ cublasStatus_t cublasGemmEx_64(cublasHandle_t handle, cublasOperation_t transa,
     int64_t ldb, const void *beta, void *C, cudaDataType Ctype, int64_t ldc,
     cublasComputeType_t computeType, cublasGemmAlgo_t algo)
 {
-    GEMM_BODY(gemmex64_fn, "cublasGemmEx_64",
-              (handle, transa, transb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb, beta, C,
-               Ctype, ldc, computeType, algo),
-              .api = MC_API_CUBLAS_GEMM_EX, .ta = transa, .tb = transb, .m = m, .n = n, .k = k,
-              .lda = lda, .ldb = ldb, .ldc = ldc, .batch = 1, .a = A, .b = B, .c = C,
-              .alpha = alpha, .beta = beta, .dta = mc_cuda_dtype(Atype),
-              .dtb = mc_cuda_dtype(Btype), .dtc = mc_cuda_dtype(Ctype),
-              .dtcomp = mc_cublas_compute_dtype(computeType));
+    GEMMEX_BODY(gemmex64_fn, "cublasGemmEx_64");
 }
+
+/* cublasGemmStridedBatchedEx and cublasGemmStridedBatchedEx_64 (wider integers): same arguments, same fields. */
+#define GEMMSBEX_BODY(fn_t, sym) \
+    GEMM_BODY(fn_t, sym, \
+        (handle, transa, transb, m, n, k, alpha, A, Atype, lda, strideA, B, Btype, ldb, \
+         strideB, beta, C, Ctype, ldc, strideC, batchCount, computeType, algo), \
+        .api = MC_API_CUBLAS_GEMM_STRIDED_BATCHED_EX, .ta = transa, .tb = transb, \
+        .m = m, .n = n, .k = k, .lda = lda, .ldb = ldb, .ldc = ldc, .batch = batchCount, \
+        .sa = strideA, .sb = strideB, .sc = strideC, .a = A, .b = B, .c = C, \
+        .alpha = alpha, .beta = beta, .dta = mc_cuda_dtype(Atype), \
+        .dtb = mc_cuda_dtype(Btype), .dtc = mc_cuda_dtype(Ctype), \
+        .dtcomp = mc_cublas_compute_dtype(computeType))
 
 typedef cublasStatus_t (*gemmsbex_fn)(cublasHandle_t, cublasOperation_t, cublasOperation_t,
     int, int, int, const void *, const void *, cudaDataType, int, long long, const void *,
@@ -173,15 +181,7 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t handle, cublasOperation
     long long int strideC, int batchCount, cublasComputeType_t computeType,
     cublasGemmAlgo_t algo)
 {
-    GEMM_BODY(gemmsbex_fn, "cublasGemmStridedBatchedEx",
-              (handle, transa, transb, m, n, k, alpha, A, Atype, lda, strideA, B, Btype, ldb,
-               strideB, beta, C, Ctype, ldc, strideC, batchCount, computeType, algo),
-              .api = MC_API_CUBLAS_GEMM_STRIDED_BATCHED_EX, .ta = transa, .tb = transb,
-              .m = m, .n = n, .k = k, .lda = lda, .ldb = ldb, .ldc = ldc, .batch = batchCount,
-              .sa = strideA, .sb = strideB, .sc = strideC, .a = A, .b = B, .c = C,
-              .alpha = alpha, .beta = beta, .dta = mc_cuda_dtype(Atype),
-              .dtb = mc_cuda_dtype(Btype), .dtc = mc_cuda_dtype(Ctype),
-              .dtcomp = mc_cublas_compute_dtype(computeType));
+    GEMMSBEX_BODY(gemmsbex_fn, "cublasGemmStridedBatchedEx");
 }
 
 typedef cublasStatus_t (*gemmsbex64_fn)(cublasHandle_t, cublasOperation_t, cublasOperation_t,
@@ -196,15 +196,7 @@ cublasStatus_t cublasGemmStridedBatchedEx_64(cublasHandle_t handle, cublasOperat
     cudaDataType Ctype, int64_t ldc, long long int strideC, int64_t batchCount,
     cublasComputeType_t computeType, cublasGemmAlgo_t algo)
 {
-    GEMM_BODY(gemmsbex64_fn, "cublasGemmStridedBatchedEx_64",
-              (handle, transa, transb, m, n, k, alpha, A, Atype, lda, strideA, B, Btype, ldb,
-               strideB, beta, C, Ctype, ldc, strideC, batchCount, computeType, algo),
-              .api = MC_API_CUBLAS_GEMM_STRIDED_BATCHED_EX, .ta = transa, .tb = transb,
-              .m = m, .n = n, .k = k, .lda = lda, .ldb = ldb, .ldc = ldc, .batch = batchCount,
-              .sa = strideA, .sb = strideB, .sc = strideC, .a = A, .b = B, .c = C,
-              .alpha = alpha, .beta = beta, .dta = mc_cuda_dtype(Atype),
-              .dtb = mc_cuda_dtype(Btype), .dtc = mc_cuda_dtype(Ctype),
-              .dtcomp = mc_cublas_compute_dtype(computeType));
+    GEMMSBEX_BODY(gemmsbex64_fn, "cublasGemmStridedBatchedEx_64");
 }
 
 /* Batched (pointer-array) GEMM: the arrays live in device memory, so a/b/c record the
