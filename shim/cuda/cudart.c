@@ -359,29 +359,28 @@ cudaError_t cudaLaunchKernel_ptsz(const void *func, dim3 gridDim, dim3 blockDim,
 
 typedef cudaError_t (*launch_internal_fn)(cudaKernel_t, dim3, dim3, void **, size_t, cudaStream_t);
 
+/* Body of both __cudaLaunchKernel entry points (they carry every <<<>>> launch of a CUDA 13
+ * program): a macro over the caller's parameters, so nothing is copied or called in between. */
+#define LAUNCH_INTERNAL_BODY(sym) \
+    MC_REAL(launch_internal_fn, real, sym); \
+    if (!real) return cudaErrorInitializationError; \
+    CALL(real, (kernel, gridDim, blockDim, args, sharedMem, stream)); \
+    if (d_ == 0) \
+        mc_cuda_record_api(MC_API_CUDA_LAUNCH_KERNEL_INTERNAL, t0_, t1_, U64(kernel), U64(stream), \
+                           e_ == cudaSuccess ? mc_kernel_name_id(kernel, kernel_handle_name) : 0, e_); \
+    return e_
+
 /* CUDA 13 compiles <<<>>> launches to this (GPU-NOTES: what torch imports). */
 cudaError_t __cudaLaunchKernel(cudaKernel_t kernel, dim3 gridDim, dim3 blockDim, void **args,
                                size_t sharedMem, cudaStream_t stream)
 {
-    MC_REAL(launch_internal_fn, real, "__cudaLaunchKernel");
-    if (!real) return cudaErrorInitializationError;
-    CALL(real, (kernel, gridDim, blockDim, args, sharedMem, stream));
-    if (d_ == 0)
-        mc_cuda_record_api(MC_API_CUDA_LAUNCH_KERNEL_INTERNAL, t0_, t1_, U64(kernel), U64(stream),
-                           e_ == cudaSuccess ? mc_kernel_name_id(kernel, kernel_handle_name) : 0, e_);
-    return e_;
+    LAUNCH_INTERNAL_BODY("__cudaLaunchKernel");
 }
 
 cudaError_t __cudaLaunchKernel_ptsz(cudaKernel_t kernel, dim3 gridDim, dim3 blockDim,
                                     void **args, size_t sharedMem, cudaStream_t stream)
 {
-    MC_REAL(launch_internal_fn, real, "__cudaLaunchKernel_ptsz");
-    if (!real) return cudaErrorInitializationError;
-    CALL(real, (kernel, gridDim, blockDim, args, sharedMem, stream));
-    if (d_ == 0)
-        mc_cuda_record_api(MC_API_CUDA_LAUNCH_KERNEL_INTERNAL, t0_, t1_, U64(kernel), U64(stream),
-                           e_ == cudaSuccess ? mc_kernel_name_id(kernel, kernel_handle_name) : 0, e_);
-    return e_;
+    LAUNCH_INTERNAL_BODY("__cudaLaunchKernel_ptsz");
 }
 
 typedef cudaError_t (*launch_exc_fn)(const cudaLaunchConfig_t *, const void *, void **);
