@@ -80,19 +80,20 @@ static inline struct mc_rec_gemm_cpu *begin(uint16_t api, uint8_t dt_ab, uint8_t
 
 /* ------------------------------------------------------------------ Fortran GEMM */
 
-#define F77_GEMM(NAME, T, API, DT)                                                          \
+/* T: the A and B elements; TS: alpha, beta and the C elements (they differ for sbgemm_). */
+#define F77_GEMM(NAME, T, TS, API, DTAB, DTC)                                               \
     typedef void (*NAME##_fn)(const char *, const char *, const blasint *, const blasint *, \
-                              const blasint *, const T *, const T *, const blasint *,        \
-                              const T *, const blasint *, const T *, T *, const blasint *,   \
+                              const blasint *, const TS *, const T *, const blasint *,       \
+                              const T *, const blasint *, const TS *, TS *, const blasint *, \
                               size_t, size_t);                                              \
     static _Atomic(void *) real_##NAME;                                                     \
     void NAME(const char *ta, const char *tb, const blasint *m, const blasint *n,           \
-              const blasint *k, const T *alpha, const T *a, const blasint *lda, const T *b, \
-              const blasint *ldb, const T *beta, T *c, const blasint *ldc, size_t lta,      \
-              size_t ltb)                                                                   \
+              const blasint *k, const TS *alpha, const T *a, const blasint *lda,            \
+              const T *b, const blasint *ldb, const TS *beta, TS *c, const blasint *ldc,    \
+              size_t lta, size_t ltb)                                                       \
     {                                                                                       \
         NAME##_fn real = (NAME##_fn)real_or_die(&real_##NAME, #NAME);                       \
-        struct mc_rec_gemm_cpu *g = begin(API, DT, DT);                                         \
+        struct mc_rec_gemm_cpu *g = begin(API, DTAB, DTC);                                  \
         if (!g) { real(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, lta, ltb); return; } \
         g->layout = MC_LAYOUT_COL_MAJOR;                                                    \
         g->trans_a = f77_trans(ta);                                                         \
@@ -107,33 +108,10 @@ static inline struct mc_rec_gemm_cpu *begin(uint16_t api, uint8_t dt_ab, uint8_t
         FINISH(g);                                                                          \
     }
 
-F77_GEMM(sgemm_, float, MC_API_SGEMM_F77, MC_DT_F32)
-F77_GEMM(dgemm_, double, MC_API_DGEMM_F77, MC_DT_F64)
-
+F77_GEMM(sgemm_, float, float, MC_API_SGEMM_F77, MC_DT_F32, MC_DT_F32)
+F77_GEMM(dgemm_, double, double, MC_API_DGEMM_F77, MC_DT_F64, MC_DT_F64)
 /* OpenBLAS bf16: A, B bf16, alpha/beta/C float. */
-typedef void (*sbgemm_fn)(const char *, const char *, const blasint *, const blasint *, const blasint *,
-                          const float *, const mc_bf16 *, const blasint *, const mc_bf16 *, const blasint *,
-                          const float *, float *, const blasint *, size_t, size_t);
-static _Atomic(void *) real_sbgemm_;
-void sbgemm_(const char *ta, const char *tb, const blasint *m, const blasint *n, const blasint *k,
-             const float *alpha, const mc_bf16 *a, const blasint *lda, const mc_bf16 *b, const blasint *ldb,
-             const float *beta, float *c, const blasint *ldc, size_t lta, size_t ltb)
-{
-    sbgemm_fn real = (sbgemm_fn)real_or_die(&real_sbgemm_, "sbgemm_");
-    struct mc_rec_gemm_cpu *g = begin(MC_API_SBGEMM_F77, MC_DT_BF16, MC_DT_F32);
-    if (!g) { real(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, lta, ltb); return; }
-    g->layout = MC_LAYOUT_COL_MAJOR;
-    g->trans_a = f77_trans(ta);
-    g->trans_b = f77_trans(tb);
-    g->m = *m; g->n = *n; g->k = *k;
-    g->lda = *lda; g->ldb = *ldb; g->ldc = *ldc;
-    g->a = (uintptr_t)a; g->b = (uintptr_t)b; g->c = (uintptr_t)c;
-    g->alpha = *alpha; g->beta = *beta;
-    g->callsite = mc_callsite_capture_at_h(__builtin_return_address(0), __builtin_frame_address(0));
-    g->t_begin_ns = mc_ticks();
-    real(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, lta, ltb);
-    FINISH(g);
-}
+F77_GEMM(sbgemm_, mc_bf16, float, MC_API_SBGEMM_F77, MC_DT_BF16, MC_DT_F32)
 
 /* ------------------------------------------------------------------ Fortran GEMV */
 
