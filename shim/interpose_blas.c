@@ -76,7 +76,18 @@ static inline struct mc_rec_gemm_cpu *begin(uint16_t api, uint8_t dt_ab, uint8_t
     return g;
 }
 
-#define FINISH(g) do { (g)->t_end_ns = mc_ticks(); mc_rec_commit_h(g); } while (0)
+/* Run `real call` inside g's time window and commit g. The call site is captured first,
+ * in the interposer's own frame (the return address is the BLAS caller's), so the unwind
+ * is not timed. */
+#define CALL_RECORDED(g, call)                                                              \
+    do {                                                                                    \
+        (g)->callsite = mc_callsite_capture_at_h(__builtin_return_address(0),              \
+                                                 __builtin_frame_address(0));               \
+        (g)->t_begin_ns = mc_ticks();                                                       \
+        real call;                                                                          \
+        (g)->t_end_ns = mc_ticks();                                                         \
+        mc_rec_commit_h(g);                                                                 \
+    } while (0)
 
 /* ------------------------------------------------------------------ Fortran GEMM */
 
@@ -102,10 +113,7 @@ static inline struct mc_rec_gemm_cpu *begin(uint16_t api, uint8_t dt_ab, uint8_t
         g->lda = *lda; g->ldb = *ldb; g->ldc = *ldc;                                        \
         g->a = (uintptr_t)a; g->b = (uintptr_t)b; g->c = (uintptr_t)c;                      \
         g->alpha = (double)*alpha; g->beta = (double)*beta;                                 \
-        g->callsite = mc_callsite_capture_at_h(__builtin_return_address(0), __builtin_frame_address(0));                                                \
-        g->t_begin_ns = mc_ticks();                                                        \
-        real(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, lta, ltb);               \
-        FINISH(g);                                                                          \
+        CALL_RECORDED(g, (ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, lta, ltb)); \
     }
 
 F77_GEMM(sgemm_, float, float, MC_API_SGEMM_F77, MC_DT_F32, MC_DT_F32)
@@ -133,10 +141,7 @@ F77_GEMM(sbgemm_, mc_bf16, float, MC_API_SBGEMM_F77, MC_DT_BF16, MC_DT_F32)
         g->lda = *lda; g->ldb = *incx; g->ldc = *incy;                                      \
         g->a = (uintptr_t)a; g->b = (uintptr_t)x; g->c = (uintptr_t)y;                      \
         g->alpha = (double)*alpha; g->beta = (double)*beta;                                 \
-        g->callsite = mc_callsite_capture_at_h(__builtin_return_address(0), __builtin_frame_address(0));                                                \
-        g->t_begin_ns = mc_ticks();                                                        \
-        real(tr, m, n, alpha, a, lda, x, incx, beta, y, incy, ltr);                         \
-        FINISH(g);                                                                          \
+        CALL_RECORDED(g, (tr, m, n, alpha, a, lda, x, incx, beta, y, incy, ltr));           \
     }
 
 F77_GEMV(sgemv_, float, MC_API_SGEMV_F77, MC_DT_F32)
@@ -161,10 +166,7 @@ F77_GEMV(dgemv_, double, MC_API_DGEMV_F77, MC_DT_F64)
         g->lda = lda; g->ldb = ldb; g->ldc = ldc;                                           \
         g->a = (uintptr_t)a; g->b = (uintptr_t)b; g->c = (uintptr_t)c;                      \
         g->alpha = (double)alpha; g->beta = (double)beta;                                   \
-        g->callsite = mc_callsite_capture_at_h(__builtin_return_address(0), __builtin_frame_address(0));                                                \
-        g->t_begin_ns = mc_ticks();                                                        \
-        real(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);                  \
-        FINISH(g);                                                                          \
+        CALL_RECORDED(g, (order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc));    \
     }
 
 CB_GEMM(cblas_sgemm, float, float, MC_API_CBLAS_SGEMM, MC_DT_F32, MC_DT_F32)
@@ -189,10 +191,7 @@ CB_GEMM(cblas_sbgemm, mc_bf16, float, MC_API_CBLAS_SBGEMM, MC_DT_BF16, MC_DT_F32
         g->lda = lda; g->ldb = incx; g->ldc = incy;                                         \
         g->a = (uintptr_t)a; g->b = (uintptr_t)x; g->c = (uintptr_t)y;                      \
         g->alpha = (double)alpha; g->beta = (double)beta;                                   \
-        g->callsite = mc_callsite_capture_at_h(__builtin_return_address(0), __builtin_frame_address(0));                                                \
-        g->t_begin_ns = mc_ticks();                                                        \
-        real(order, tr, m, n, alpha, a, lda, x, incx, beta, y, incy);                       \
-        FINISH(g);                                                                          \
+        CALL_RECORDED(g, (order, tr, m, n, alpha, a, lda, x, incx, beta, y, incy));         \
     }
 
 CB_GEMV(cblas_sgemv, float, MC_API_CBLAS_SGEMV, MC_DT_F32)
