@@ -214,16 +214,26 @@ static int mode_arg(int flags, va_list ap)
     return (flags & O_CREAT) || (flags & __O_TMPFILE) == __O_TMPFILE ? va_arg(ap, int) : 0;
 }
 
+/* Each pair below (open/open64, openat/openat64, __open_2/__open64_2, fopen/fopen64, and
+ * mmap/mmap64 further down) differs only in the real symbol it forwards to (on LP64 the
+ * 64 variants take the same arguments): one static inline body per pair, inlined into
+ * both, as pread/pread64 share pread_common. */
+static inline int open_common(_Atomic(void *) *slot, const char *name, const char *path, int flags,
+                              int mode)
+{
+    open_fn f = (open_fn)real(slot, name);
+    int fd = f ? f(path, flags, mode) : (int)syscall(SYS_openat, AT_FDCWD, path, flags, mode);
+    after_open(fd, path);
+    return fd;
+}
+
 int open(const char *path, int flags, ...)
 {
     va_list ap;
     va_start(ap, flags);
     int mode = mode_arg(flags, ap);
     va_end(ap);
-    open_fn f = (open_fn)real(&r_open, "open");
-    int fd = f ? f(path, flags, mode) : (int)syscall(SYS_openat, AT_FDCWD, path, flags, mode);
-    after_open(fd, path);
-    return fd;
+    return open_common(&r_open, "open", path, flags, mode);
 }
 
 int open64(const char *path, int flags, ...)
@@ -232,8 +242,16 @@ int open64(const char *path, int flags, ...)
     va_start(ap, flags);
     int mode = mode_arg(flags, ap);
     va_end(ap);
-    open_fn f = (open_fn)real(&r_open64, "open64");
-    int fd = f ? f(path, flags, mode) : (int)syscall(SYS_openat, AT_FDCWD, path, flags, mode);
+    return open_common(&r_open64, "open64", path, flags, mode);
+}
+
+static inline int openat_common(_Atomic(void *) *slot, const char *name, int dirfd, const char *path,
+                                int flags, int mode)
+{
+    openat_fn f = (openat_fn)real(slot, name);
+    int fd = f ? f(dirfd, path, flags, mode) : (int)syscall(SYS_openat, dirfd, path, flags, mode);
+    /* Relative to another directory: the recorded path is resolved from the cwd by
+     * realpath, which is right only for AT_FDCWD; good enough to name weights. */
     after_open(fd, path);
     return fd;
 }
@@ -244,12 +262,7 @@ int openat(int dirfd, const char *path, int flags, ...)
     va_start(ap, flags);
     int mode = mode_arg(flags, ap);
     va_end(ap);
-    openat_fn f = (openat_fn)real(&r_openat, "openat");
-    int fd = f ? f(dirfd, path, flags, mode) : (int)syscall(SYS_openat, dirfd, path, flags, mode);
-    /* Relative to another directory: the recorded path is resolved from the cwd by
-     * realpath, which is right only for AT_FDCWD; good enough to name weights. */
-    after_open(fd, path);
-    return fd;
+    return openat_common(&r_openat, "openat", dirfd, path, flags, mode);
 }
 
 int openat64(int dirfd, const char *path, int flags, ...)
@@ -258,32 +271,25 @@ int openat64(int dirfd, const char *path, int flags, ...)
     va_start(ap, flags);
     int mode = mode_arg(flags, ap);
     va_end(ap);
-    openat_fn f = (openat_fn)real(&r_openat64, "openat64");
-    int fd = f ? f(dirfd, path, flags, mode) : (int)syscall(SYS_openat, dirfd, path, flags, mode);
-    after_open(fd, path);
-    return fd;
+    return openat_common(&r_openat64, "openat64", dirfd, path, flags, mode);
 }
 
 /* _FORTIFY_SOURCE variants */
-int __open_2(const char *path, int flags)
+static inline int open2_common(_Atomic(void *) *slot, const char *name, const char *path, int flags)
 {
-    open2_fn f = (open2_fn)real(&r_open_2, "__open_2");
+    open2_fn f = (open2_fn)real(slot, name);
     int fd = f ? f(path, flags) : (int)syscall(SYS_openat, AT_FDCWD, path, flags, 0);
     after_open(fd, path);
     return fd;
 }
 
-int __open64_2(const char *path, int flags)
-{
-    open2_fn f = (open2_fn)real(&r_open64_2, "__open64_2");
-    int fd = f ? f(path, flags) : (int)syscall(SYS_openat, AT_FDCWD, path, flags, 0);
-    after_open(fd, path);
-    return fd;
-}
+int __open_2(const char *path, int flags) { return open2_common(&r_open_2, "__open_2", path, flags); }
+int __open64_2(const char *path, int flags) { return open2_common(&r_open64_2, "__open64_2", path, flags); }
 
-FILE *fopen(const char *path, const char *mode)
+static inline FILE *fopen_common(_Atomic(void *) *slot, const char *name, const char *path,
+                                 const char *mode)
 {
-    fopen_fn f = (fopen_fn)real(&r_fopen, "fopen");
+    fopen_fn f = (fopen_fn)real(slot, name);
     if (!f) { errno = ENOSYS; return NULL; }
     FILE *r = f(path, mode);
     int kind = r ? weight_kind(path) : 0;
@@ -291,34 +297,29 @@ FILE *fopen(const char *path, const char *mode)
     return r;
 }
 
-FILE *fopen64(const char *path, const char *mode)
-{
-    fopen_fn f = (fopen_fn)real(&r_fopen64, "fopen64");
-    if (!f) { errno = ENOSYS; return NULL; }
-    FILE *r = f(path, mode);
-    int kind = r ? weight_kind(path) : 0;
-    if (kind) track(fileno(r), path, kind, 0);
-    return r;
-}
+FILE *fopen(const char *path, const char *mode) { return fopen_common(&r_fopen, "fopen", path, mode); }
+FILE *fopen64(const char *path, const char *mode) { return fopen_common(&r_fopen64, "fopen64", path, mode); }
 
 /* ---------------------------------------------------------------- mmap / read / close */
 
-void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+static inline void *mmap_common(_Atomic(void *) *slot, const char *name, void *addr, size_t len,
+                                int prot, int flags, int fd, off_t off)
 {
-    mmap_fn f = (mmap_fn)real(&r_mmap, "mmap");
+    mmap_fn f = (mmap_fn)real(slot, name);
     void *r = f ? f(addr, len, prot, flags, fd, off) : (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, off);
     uint32_t id;
     if (r != MAP_FAILED && (id = tracked(fd)) != 0) record_map(id, r, (uint64_t)off, len, 0);
     return r;
+}
+
+void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+    return mmap_common(&r_mmap, "mmap", addr, len, prot, flags, fd, off);
 }
 
 void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
-    mmap_fn f = (mmap_fn)real(&r_mmap64, "mmap64");
-    void *r = f ? f(addr, len, prot, flags, fd, off) : (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, off);
-    uint32_t id;
-    if (r != MAP_FAILED && (id = tracked(fd)) != 0) record_map(id, r, (uint64_t)off, len, 0);
-    return r;
+    return mmap_common(&r_mmap64, "mmap64", addr, len, prot, flags, fd, off);
 }
 
 ssize_t read(int fd, void *buf, size_t n)
