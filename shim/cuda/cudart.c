@@ -102,14 +102,7 @@ void mc_cuda_record_api(uint16_t api, uint64_t t0, uint64_t t1, uint64_t arg0, u
 #define U64(p) ((uint64_t)(uintptr_t)(p))
 
 /* Enter/leave around a real call; `d_` is the depth before (record only at 0). */
-#define CALL(real, args) \
-    mc_cuda_first_use(); \
-    int d_ = mc_cuda_enter(); \
-    uint64_t t0_ = mc_now_ns(); \
-    cudaError_t e_ = real args; \
-    uint64_t t1_ = mc_now_ns(); \
-    mc_cuda_leave(); \
-    (void)t0_; (void)t1_
+#define CALL(real, args) MC_CUDA_TIMED_CALL(cudaError_t, real, args)
 
 /* ---- allocations ---- */
 

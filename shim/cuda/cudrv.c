@@ -40,14 +40,7 @@
         return name##_impl(real, MC_UNPAREN args); \
     }
 
-#define CALL(real, args) \
-    mc_cuda_first_use(); \
-    int d_ = mc_cuda_enter(); \
-    uint64_t t0_ = mc_now_ns(); \
-    CUresult e_ = real args; \
-    uint64_t t1_ = mc_now_ns(); \
-    mc_cuda_leave(); \
-    (void)t0_; (void)t1_
+#define CALL(real, args) MC_CUDA_TIMED_CALL(CUresult, real, args)
 
 /* ---- init ---- */
 

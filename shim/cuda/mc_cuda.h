@@ -40,6 +40,17 @@ void mc_cuda_leave(void);
 /* Called by every runtime/driver wrapper: on the first call per process, starts the
  * CUPTI collector (unless MOECAP_CUPTI=0) and NVML sampling (unless MOECAP_NVML=0). */
 void mc_cuda_first_use(void);
+/* The body every runtime/driver wrapper puts around its real call: first-use hook, enter
+ * and leave the nesting depth, timestamps. Declares, in the wrapper's scope, d_ (the depth
+ * before: record only at 0), t0_/t1_ and e_ (the call's result, of type err_t). */
+#define MC_CUDA_TIMED_CALL(err_t, real, args) \
+    mc_cuda_first_use(); \
+    int d_ = mc_cuda_enter(); \
+    uint64_t t0_ = mc_now_ns(); \
+    err_t e_ = real args; \
+    uint64_t t1_ = mc_now_ns(); \
+    mc_cuda_leave(); \
+    (void)t0_; (void)t1_
 /* Start hooks of the CUDA side, run once (also from MOECAP_CUPTI=1 at shim start). */
 void mc_cupti_load(void);
 void mc_nvml_start(void);
