@@ -40,9 +40,10 @@ $(OBJ)/reference-engine/cuda/%.o: reference-engine/cuda/%.cu reference-engine/cu
 	$(NVCC) $(NVCCFLAGS) $(MOEREF_CUDA_ARCH) -Ireference-engine -Ireference-engine/cuda -c $< -o $@
 
 ifneq ($(MOEREF_CUDA_SRCS),)
-$(LIB)/libmoeref-cuda.so: $(MOEREF_CUDA_OBJS)
+# routing.o: the engines' one host routing rule (reference-engine/routing.c)
+$(LIB)/libmoeref-cuda.so: $(MOEREF_CUDA_OBJS) $(OBJ)/reference-engine/routing.o
 	@mkdir -p $(dir $@)
-	$(NVCC) -shared $(MOEREF_CUDA_ARCH) -o $@ $^ -L$(CUDA_HOME)/lib64 -lcublas -lcudart -Xlinker -rpath,$(CUDA_HOME)/lib64
+	$(NVCC) -shared $(MOEREF_CUDA_ARCH) -o $@ $^ -L$(CUDA_HOME)/lib64 -lcublas -lcudart -lm -Xlinker -rpath,$(CUDA_HOME)/lib64
 ALL_TARGETS += $(LIB)/libmoeref-cuda.so
 endif
 endif

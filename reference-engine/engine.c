@@ -274,60 +274,6 @@ static void attend_token(const mr_engine *e, const mr_seq *s, int layer, const f
     }
 }
 
-/* Top-k routing of one token from its router logits (HF semantics per architecture);
- * ties go to the lower expert index. Writes K expert ids and weights. */
-static void route_token(const struct mr_config *c, const float *logit, int *sel, float *w)
-{
-    int E = c->experts, K = c->top_k;
-    double pr[E > 0 ? E : 1], mx = -INFINITY, sum = 0;
-    for (int i = 0; i < E; i++) if (logit[i] > mx) mx = logit[i];
-    for (int i = 0; i < E; i++) { pr[i] = exp((double)logit[i] - mx); sum += pr[i]; }
-    for (int i = 0; i < E; i++) pr[i] /= sum;
-    char allowed[E > 0 ? E : 1];
-    memset(allowed, 1, sizeof allowed);
-    if (c->n_group > 0 && c->topk_group < c->n_group) {
-        /* deepseek_v2 group_limited_greedy: keep the topk_group groups with the best max */
-        int gs = E / c->n_group;
-        double gmax[c->n_group];
-        char gsel[c->n_group];
-        for (int g = 0; g < c->n_group; g++) {
-            gmax[g] = -1; gsel[g] = 0;
-            for (int i = g * gs; i < (g + 1) * gs; i++) if (pr[i] > gmax[g]) gmax[g] = pr[i];
-        }
-        for (int r = 0; r < c->topk_group; r++) {
-            int best = -1;
-            for (int g = 0; g < c->n_group; g++)
-                if (!gsel[g] && (best < 0 || gmax[g] > gmax[best])) best = g;
-            gsel[best] = 1;
-        }
-        for (int i = 0; i < E; i++) allowed[i] = gsel[i / gs];
-    }
-    char taken[E > 0 ? E : 1];
-    memset(taken, 0, sizeof taken);
-    double tot = 0;
-    for (int r = 0; r < K; r++) {
-        /* best allowed expert; with fewer allowed experts than K, HF's top-k over the
-         * masked scores takes masked ones (score 0): the lowest free index here */
-        int best = -1;
-        for (int i = 0; i < E; i++)
-            if (allowed[i] && !taken[i] && (best < 0 || pr[i] > pr[best])) best = i;
-        if (best < 0) {
-            for (int i = 0; i < E; i++) if (!taken[i]) { best = i; break; }
-            pr[best] = 0;
-        }
-        taken[best] = 1;
-        sel[r] = best;
-        w[r] = (float)pr[best];
-        tot += pr[best];
-    }
-    if (c->norm_topk_prob) {
-        double den = tot + (c->arch == MR_ARCH_DEEPSEEK_V2 ? 1e-20 : 0.0);
-        for (int r = 0; r < K; r++) w[r] = (float)(w[r] / den);
-    } else if (c->arch == MR_ARCH_DEEPSEEK_V2) {
-        for (int r = 0; r < K; r++) w[r] *= c->routed_scaling_factor;
-    }
-}
-
 /* ---------- one step ---------- */
 
 static const char *step_kind(mr_seq *const seqs[], const int counts[], int nseq)
@@ -358,7 +304,7 @@ static void ffn_moe(mr_engine *e, const struct mr_layer_w *w, int layer, int T)
     int d = c->hidden, f = c->moe_inter, E = c->experts, K = c->top_k;
     mr_gemm(e, e->xn, T, w->router, E, d, e->rl, W_DENSE);
     for (int t = 0; t < T; t++)
-        route_token(c, e->rl + (size_t)t * E, e->sel + (size_t)t * K, e->selw + (size_t)t * K);
+        mr_route_token(c, e->rl + (size_t)t * E, e->sel + (size_t)t * K, e->selw + (size_t)t * K);
     /* bucket (token, weight) pairs by expert, tokens ascending within an expert */
     memset(e->cnt, 0, (size_t)E * sizeof *e->cnt);
     for (int i = 0; i < T * K; i++) e->cnt[e->sel[i]]++;

@@ -74,6 +74,10 @@ static inline uint64_t mr_splitmix64(uint64_t *state)
     return z ^ (z >> 31);
 }
 
+/* Top-k routing of one token from its router logits (HF semantics per architecture);
+ * ties go to the lower expert index. Writes K expert ids and weights (routing.c). */
+void mr_route_token(const struct mr_config *c, const float *logit, int *sel, float *w);
+
 /* Commands dispatched by main.c. */
 int mr_cmd_gen(int argc, char **argv);
 int mr_cmd_run(int argc, char **argv);

@@ -200,7 +200,7 @@ __global__ void k_shared_combine(float *out, const float *dn, const float *sgl, 
 
 /* The fused style's router kernel, one thread per token: softmax over E logits, optional
  * DeepSeek group limit, top-k (ties to the lower index), weights renormalised or scaled:
- * the same rule as engine.c's route_token. Unmangled name and a fixed parameter order so
+ * the same rule as routing.c's mr_route_token (its host twin). Unmangled name and a fixed parameter order so
  * data/taps/moe-ref.json can tap `ids` (parameter 4: T x K int32). */
 extern "C" __global__ void mr_fused_topk(const float *logits, int T, int E, int K, int *ids, float *w,
                                          int n_group, int topk_group, int norm, int deepseek, float scaling)
@@ -302,50 +302,6 @@ struct acct {
     uint64_t bytes[3];
     uint64_t kv_read, kv_written, flops_gemm, flops_att, calls;
 };
-
-/* The same routing rule on the host (loop style), from the device's router logits. */
-void route_token_host(const mr_config *c, const float *logit, int *sel, float *w)
-{
-    int E = c->experts, K = c->top_k;
-    std::vector<double> pr(E);
-    std::vector<char> allowed(E, 1), taken(E, 0);
-    double mx = -INFINITY, sum = 0;
-    for (int i = 0; i < E; i++) if (logit[i] > mx) mx = logit[i];
-    for (int i = 0; i < E; i++) { pr[i] = std::exp((double)logit[i] - mx); sum += pr[i]; }
-    for (int i = 0; i < E; i++) pr[i] /= sum;
-    if (c->n_group > 0 && c->topk_group < c->n_group) {
-        int gs = E / c->n_group;
-        std::vector<double> gmax(c->n_group, -1);
-        std::vector<char> gsel(c->n_group, 0);
-        for (int g = 0; g < c->n_group; g++)
-            for (int i = g * gs; i < (g + 1) * gs; i++) if (pr[i] > gmax[g]) gmax[g] = pr[i];
-        for (int r = 0; r < c->topk_group; r++) {
-            int best = -1;
-            for (int g = 0; g < c->n_group; g++) if (!gsel[g] && (best < 0 || gmax[g] > gmax[best])) best = g;
-            gsel[best] = 1;
-        }
-        for (int i = 0; i < E; i++) allowed[i] = gsel[i / gs];
-    }
-    double tot = 0;
-    for (int r = 0; r < K; r++) {
-        int best = -1;
-        for (int i = 0; i < E; i++) if (allowed[i] && !taken[i] && (best < 0 || pr[i] > pr[best])) best = i;
-        if (best < 0) {
-            for (int i = 0; i < E; i++) if (!taken[i]) { best = i; break; }
-            pr[best] = 0;
-        }
-        taken[best] = 1;
-        sel[r] = best;
-        w[r] = (float)pr[best];
-        tot += pr[best];
-    }
-    if (c->norm_topk_prob) {
-        double den = tot + (c->arch == MR_ARCH_DEEPSEEK_V2 ? 1e-20 : 0.0);
-        for (int r = 0; r < K; r++) w[r] = (float)(w[r] / den);
-    } else if (c->arch == MR_ARCH_DEEPSEEK_V2) {
-        for (int r = 0; r < K; r++) w[r] *= c->routed_scaling_factor;
-    }
-}
 
 template <typename W>
 struct dev_layer {
@@ -542,7 +498,7 @@ private:
             std::vector<float> lg((size_t)T * E), selw((size_t)T * K), ew((size_t)T * K);
             std::vector<int> sel((size_t)T * K), eoff(E + 1), etok((size_t)T * K), fill(E, 0);
             ck(cudaMemcpy(lg.data(), rl_, lg.size() * sizeof(float), cudaMemcpyDeviceToHost), "copy router logits");
-            for (int t = 0; t < T; t++) route_token_host(&c_, &lg[(size_t)t * E], &sel[(size_t)t * K], &selw[(size_t)t * K]);
+            for (int t = 0; t < T; t++) mr_route_token(&c_, &lg[(size_t)t * E], &sel[(size_t)t * K], &selw[(size_t)t * K]);
             std::fill(cnt, cnt + E, 0);
             for (int i = 0; i < T * K; i++) cnt[sel[i]]++;
             eoff[0] = 0;
@@ -718,7 +674,7 @@ void engine<W>::run(int nseq, int32_t *const *prompts, const int *plen, int gen,
 /* The loop style's host routing, exported for unit tests (no GPU needed). */
 extern "C" void mr_cuda_route_token(const struct mr_config *c, const float *logit, int *sel, float *w)
 {
-    route_token_host(c, logit, sel, w);
+    mr_route_token(c, logit, sel, w);
 }
 
 extern "C" int mr_cuda_run(struct mr_model *m, int nseq, int32_t *const *prompts, const int *plen, int gen,
