@@ -252,17 +252,27 @@ static void sse_send(int fd, cJSON *o, int *alive)
     free(s);
 }
 
-static cJSON *chunk_obj(struct server *S, const char *id, int chat, const char *text, const char *finish,
-                        int first, int usage_null)
+/* The OpenAI response envelope shared by streamed chunks and whole answers: id, object,
+ * created, model and choices[0] = {"index": 0}, which is returned for the caller to fill. */
+static cJSON *response_obj(struct server *S, const char *id, const char *object, cJSON **choice)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "id", id);
-    cJSON_AddStringToObject(o, "object", chat ? "chat.completion.chunk" : "text_completion");
+    cJSON_AddStringToObject(o, "object", object);
     cJSON_AddNumberToObject(o, "created", (double)time(NULL));
     cJSON_AddStringToObject(o, "model", S->model_name);
-    cJSON *ch = cJSON_AddArrayToObject(o, "choices");
     cJSON *c = cJSON_CreateObject();
     cJSON_AddNumberToObject(c, "index", 0);
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"), c);
+    *choice = c;
+    return o;
+}
+
+static cJSON *chunk_obj(struct server *S, const char *id, int chat, const char *text, const char *finish,
+                        int first, int usage_null)
+{
+    cJSON *c;
+    cJSON *o = response_obj(S, id, chat ? "chat.completion.chunk" : "text_completion", &c);
     if (chat) {
         cJSON *d = cJSON_AddObjectToObject(c, "delta");
         if (first) cJSON_AddStringToObject(d, "role", "assistant");
@@ -273,7 +283,6 @@ static cJSON *chunk_obj(struct server *S, const char *id, int chat, const char *
     }
     if (finish) cJSON_AddStringToObject(c, "finish_reason", finish);
     else cJSON_AddNullToObject(c, "finish_reason");
-    cJSON_AddItemToArray(ch, c);
     if (usage_null) cJSON_AddNullToObject(o, "usage");
     return o;
 }
@@ -477,14 +486,8 @@ static void handle_completion(struct server *S, int fd, struct http_req *rq, int
             else if (!strcmp(fr, "error")) http_respond_error(fd, 500, e2);
             else {
                 out[olen] = 0;
-                cJSON *o = cJSON_CreateObject();
-                cJSON_AddStringToObject(o, "id", id);
-                cJSON_AddStringToObject(o, "object", chat ? "chat.completion" : "text_completion");
-                cJSON_AddNumberToObject(o, "created", (double)time(NULL));
-                cJSON_AddStringToObject(o, "model", S->model_name);
-                cJSON *ch = cJSON_AddArrayToObject(o, "choices");
-                cJSON *c = cJSON_CreateObject();
-                cJSON_AddNumberToObject(c, "index", 0);
+                cJSON *c;
+                cJSON *o = response_obj(S, id, chat ? "chat.completion" : "text_completion", &c);
                 if (chat) {
                     cJSON *m = cJSON_AddObjectToObject(c, "message");
                     cJSON_AddStringToObject(m, "role", "assistant");
@@ -494,7 +497,6 @@ static void handle_completion(struct server *S, int fd, struct http_req *rq, int
                     cJSON_AddNullToObject(c, "logprobs");
                 }
                 cJSON_AddStringToObject(c, "finish_reason", fr);
-                cJSON_AddItemToArray(ch, c);
                 add_usage(o, plen, nout);
                 if (send_json(fd, 200, o)) alive = 0;
                 cJSON_Delete(o);
