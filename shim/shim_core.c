@@ -757,6 +757,7 @@ static void *writer_main(void *arg)
     (void)arg;
     prctl(PR_SET_NAME, "moecap-writer", 0, 0, 0);
     tls.dead = 1; /* this thread never records */
+    mc_callsite_warm_up(); /* here, not in the constructor: the program's start is not delayed */
     while (atomic_load(&g_writer_running)) {
         struct timespec ts = {(time_t)(mc_cfg.flush_ms / 1000), (long)(mc_cfg.flush_ms % 1000) * 1000000L};
         uint32_t seen = atomic_load_explicit(&g_wake_seq, memory_order_acquire);
@@ -970,8 +971,8 @@ __attribute__((constructor(101))) static void mc_core_init(void)
     int nm = atomic_load(&g_nmodules);
     for (int i = 0; i < nm && i < 16; i++)
         if (g_modules[i] && g_modules[i]->start) g_modules[i]->start();
-    mc_callsite_warm_up();
     start_writer();
+    if (!atomic_load(&g_writer_running)) mc_callsite_warm_up(); /* no writer thread to do it */
     mc_log_info("capture on: MOECAP_OUT=%s stack=%d buffer=%u KiB flush=%u ms", mc_cfg.out_dir,
                 mc_cfg.stack_depth, mc_cfg.buf_bytes / 1024, mc_cfg.flush_ms);
 }
