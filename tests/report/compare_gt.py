@@ -10,7 +10,7 @@ compare per layer the sorted tokens per expert instead of ids.
 Step 0 is timed separately: under the shim it carries the one-time cost of resolving the
 real BLAS and re-reading /proc/self/maps before the first GEMM is stamped (see
 docs/metrics.md), which the engine's step clock includes and the trace cannot see."""
-import json, sys
+import json, os, sys
 
 
 def main():
@@ -76,7 +76,12 @@ def main():
     agg = abs(ts - tg) / tg if tg else 1.0
     print('# %s: steps 1..%d: wall time per step worst rel. diff %.4f, aggregate %.4f (gt %d ns, report %d ns)'
           % (name, len(pairs) - 1, worst, agg, tg, ts))
-    if worst <= tol:
+    if os.environ.get('SAN') == '1':
+        # Sanitizer builds slow the engine's host code outside the GEMMs (embedding,
+        # sampling) several-fold, so the 2 % bound is a claim about the optimised build,
+        # which `make check` verifies; here the figures above are informational.
+        print('skip - %s: wall time within %.0f%% (sanitizer build; checked by make check)' % (name, tol * 100))
+    elif worst <= tol:
         print('ok - %s: every step wall time within %.0f%%' % (name, tol * 100))
     elif agg <= tol:
         print('ok - %s: aggregate wall time within %.0f%% (per-step worst %.1f%%: noisy machine)'
