@@ -46,6 +46,7 @@ $(OBJ)/%.o: %.c
 
 
 include $(wildcard */module.mk) $(wildcard tests/*/module.mk)
+include $(wildcard tests/cuda/emu/module.mk)
 
 build-all: $(ALL_TARGETS)
 

@@ -23,6 +23,13 @@ extern "C" {
 }
 #include "cuda_engine.h"
 
+/* Every kernel launch goes through one macro: `k<<<grid, block>>>(args)` under nvcc; the CPU
+ * emulation used in CI (tests/cuda/emu/simt_emu.h, included first) defines it to call the
+ * public cudaLaunchKernel, so the same kernels run there and a profiler sees each launch. */
+#ifndef MR_LAUNCH
+#define MR_LAUNCH(k, grid, block) k<<<grid, block>>>
+#endif
+
 namespace {
 
 struct cuda_failure : std::runtime_error {
@@ -445,7 +452,7 @@ private:
                             &zero, Y, out), "cublasSgemm");
         } else {
             size_t n = (size_t)m * in;
-            k_to_bf16<<<blocks(n, 256), 256>>>(xb_, X, n);
+            MR_LAUNCH(k_to_bf16, blocks(n, 256), 256)(xb_, X, n);
             ckb(cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, out, m, in, &one, Wt, CUDA_R_16BF, in, xb_,
                              CUDA_R_16BF, in, &zero, Y, CUDA_R_32F, out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                 "cublasGemmEx");
@@ -460,7 +467,7 @@ private:
     }
     void rmsnorm(float *out, const float *x, const int *rows, int n, const W *w)
     {
-        k_rmsnorm<W><<<n, 256>>>(out, x, rows, n, w, c_.hidden, c_.rms_eps);
+        MR_LAUNCH(k_rmsnorm<W>, n, 256)(out, x, rows, n, w, c_.hidden, c_.rms_eps);
         a_.bytes[W_DENSE] += (uint64_t)c_.hidden * sizeof(W);
     }
 
@@ -469,7 +476,7 @@ private:
         int d = c_.hidden, f = c_.dense_inter;
         gemm(xn_, T, w.gate, f, d, g_, W_DENSE);
         gemm(xn_, T, w.up, f, d, u_, W_DENSE);
-        k_silu_mul<<<blocks((size_t)T * f, 256), 256>>>(g_, u_, (size_t)T * f);
+        MR_LAUNCH(k_silu_mul, blocks((size_t)T * f, 256), 256)(g_, u_, (size_t)T * f);
         gemm(g_, T, w.down, d, f, moe_, W_DENSE);
     }
 
@@ -480,12 +487,12 @@ private:
         int *cnt = layer_cnt.data() + (size_t)l * E;
         if (fused_) {
             int *ids = fids_ + (size_t)l * T * K;
-            mr_fused_topk<<<blocks(T, 64), 64>>>(rl_, T, E, K, ids, fw_, c_.n_group, c_.topk_group,
+            MR_LAUNCH(mr_fused_topk, blocks(T, 64), 64)(rl_, T, E, K, ids, fw_, c_.n_group, c_.topk_group,
                                                   c_.norm_topk_prob, c_.arch == MR_ARCH_DEEPSEEK_V2,
                                                   c_.routed_scaling_factor);
             dim3 gu(blocks(f, 4), T * K), dn(blocks(d, 4), T);
-            k_fused_gate_up<W><<<gu, 128>>>(fh_, xn_, ids, w.eg, w.eu, T, K, d, f);
-            k_fused_down<W><<<dn, 128>>>(moe_, fh_, ids, fw_, w.ed, T, K, d, f);
+            MR_LAUNCH(k_fused_gate_up<W>, gu, 128)(fh_, xn_, ids, w.eg, w.eu, T, K, d, f);
+            MR_LAUNCH(k_fused_down<W>, dn, 128)(moe_, fh_, ids, fw_, w.ed, T, K, d, f);
             ck(cudaGetLastError(), "fused MoE kernels");
             /* tokens per expert for the ground truth: read the ids the kernel chose */
             std::vector<int> h((size_t)T * K);
@@ -515,22 +522,22 @@ private:
             for (int x = 0; x < E; x++) {
                 int mx = cnt[x];
                 if (!mx) continue;
-                k_gather_rows<<<mx, 256>>>(xe_, xn_, etok_ + eoff[x], mx, d);
+                MR_LAUNCH(k_gather_rows, mx, 256)(xe_, xn_, etok_ + eoff[x], mx, d);
                 gemm(xe_, mx, w.eg + (size_t)x * f * d, f, d, g_, W_ROUTED);
                 gemm(xe_, mx, w.eu + (size_t)x * f * d, f, d, u_, W_ROUTED);
-                k_silu_mul<<<blocks((size_t)mx * f, 256), 256>>>(g_, u_, (size_t)mx * f);
+                MR_LAUNCH(k_silu_mul, blocks((size_t)mx * f, 256), 256)(g_, u_, (size_t)mx * f);
                 gemm(g_, mx, w.ed + (size_t)x * d * f, d, f, dn_, W_ROUTED);
-                k_scatter_add<<<mx, 256>>>(moe_, dn_, etok_ + eoff[x], ew_ + eoff[x], mx, d);
+                MR_LAUNCH(k_scatter_add, mx, 256)(moe_, dn_, etok_ + eoff[x], ew_ + eoff[x], mx, d);
             }
         }
         if (c_.shared_inter > 0) {
             int fs = c_.shared_inter;
             gemm(xn_, T, w.sg, fs, d, g_, W_SHARED);
             gemm(xn_, T, w.su, fs, d, u_, W_SHARED);
-            k_silu_mul<<<blocks((size_t)T * fs, 256), 256>>>(g_, u_, (size_t)T * fs);
+            MR_LAUNCH(k_silu_mul, blocks((size_t)T * fs, 256), 256)(g_, u_, (size_t)T * fs);
             gemm(g_, T, w.sd, d, fs, dn_, W_SHARED);
             if (w.sgate) gemm(xn_, T, w.sgate, 1, d, sgl_, W_DENSE);
-            k_shared_combine<<<T, 256>>>(moe_, dn_, w.sgate ? sgl_ : nullptr, T, d);
+            MR_LAUNCH(k_shared_combine, T, 256)(moe_, dn_, w.sgate ? sgl_ : nullptr, T, d);
         }
     }
 };
@@ -580,7 +587,7 @@ void engine<W>::run(int nseq, int32_t *const *prompts, const int *plen, int gen,
         ck(cudaMemcpy(tok_, tok.data(), T * sizeof(int), cudaMemcpyHostToDevice), "upload tokens");
         ck(cudaMemcpy(pos_, pos.data(), T * sizeof(int), cudaMemcpyHostToDevice), "upload positions");
         ck(cudaMemcpy(sidx_, sidx.data(), T * sizeof(int), cudaMemcpyHostToDevice), "upload seq index");
-        k_embed<W><<<T, 256>>>(x_, embed_, tok_, T, d);
+        MR_LAUNCH(k_embed<W>, T, 256)(x_, embed_, tok_, T, d);
         a_.bytes[W_DENSE] += (uint64_t)T * d * sizeof(W);
         for (int l = 0; l < L; l++) {
             const dev_layer<W> &w = lw_[l];
@@ -588,21 +595,21 @@ void engine<W>::run(int nseq, int32_t *const *prompts, const int *plen, int gen,
             gemm(xn_, T, w.q, qd, d, q_, W_DENSE);
             gemm(xn_, T, w.k, kvd, d, kk_, W_DENSE);
             gemm(xn_, T, w.v, kvd, d, vv_, W_DENSE);
-            k_rope<<<blocks((size_t)T * H * (hd / 2), 256), 256>>>(q_, T, H, hd, pos_, c_.rope_theta);
-            k_rope<<<blocks((size_t)T * HK * (hd / 2), 256), 256>>>(kk_, T, HK, hd, pos_, c_.rope_theta);
-            k_kv_store<W><<<T, 256>>>(kc_, vc_, kk_, vv_, sidx_, pos_, T, kvd, L, l, maxlen_);
+            MR_LAUNCH(k_rope, blocks((size_t)T * H * (hd / 2), 256), 256)(q_, T, H, hd, pos_, c_.rope_theta);
+            MR_LAUNCH(k_rope, blocks((size_t)T * HK * (hd / 2), 256), 256)(kk_, T, HK, hd, pos_, c_.rope_theta);
+            MR_LAUNCH(k_kv_store<W>, T, 256)(kc_, vc_, kk_, vv_, sidx_, pos_, T, kvd, L, l, maxlen_);
             for (int t = 0; t < T; t++) {
                 a_.kv_written += 2ull * kvd * sizeof(W);
                 a_.flops_att += 4ull * H * hd * (uint64_t)(pos[t] + 1);
             }
             for (int i = 0; i < nseq; i++) a_.kv_read += 2ull * (uint64_t)(len[i] + counts[i]) * kvd * sizeof(W);
-            k_attention<W><<<T * H, 128>>>(att_, q_, kc_, vc_, sidx_, pos_, T, H, HK, hd, L, l, maxlen_, scores_, maxctx_);
+            MR_LAUNCH(k_attention<W>, T * H, 128)(att_, q_, kc_, vc_, sidx_, pos_, T, H, HK, hd, L, l, maxlen_, scores_, maxctx_);
             gemm(att_, T, w.o, d, qd, tmp_, W_DENSE);
-            k_add<<<blocks((size_t)T * d, 256), 256>>>(x_, tmp_, (size_t)T * d);
+            MR_LAUNCH(k_add, blocks((size_t)T * d, 256), 256)(x_, tmp_, (size_t)T * d);
             rmsnorm(xn_, x_, nullptr, T, w.ffn_norm);
             if (w.dense) ffn_dense(w, T);
             else ffn_moe(w, l, T, layer_cnt);
-            k_add<<<blocks((size_t)T * d, 256), 256>>>(x_, moe_, (size_t)T * d);
+            MR_LAUNCH(k_add, blocks((size_t)T * d, 256), 256)(x_, moe_, (size_t)T * d);
             ck(cudaGetLastError(), "layer kernels");
         }
         std::vector<int> rows(nseq);

@@ -1,0 +1,654 @@
+/* Emulated CUDA runtime (built as libcudart.so.13, the real soname, so a preloaded
+ * libmoecap.so finds it with mc_resolve_next exactly as it finds the real one): the subset
+ * the reference engine and the shim's CUDA wrappers use, on the CPU.
+ *
+ * - Device memory is host memory in its own mapping (guard pages before and after, 256-byte
+ *   aligned, filled with 0xFF bytes = NaN / -1 so reads of uninitialised memory show up).
+ * - Copies and memsets check their kind against the pointers (a host->device copy whose
+ *   destination is not inside one device allocation fails with cudaErrorInvalidValue and
+ *   says why on stderr), as do frees.
+ * - cudaLaunchKernel runs a kernel registered by simt_emu.h's launch: blocks one after
+ *   another, each block's threads as fibers (ucontext on small reused stacks, with ASan's
+ *   fiber-switch annotations), so __syncthreads and warp shuffles have their GPU meaning.
+ *   Barrier misuse (threads of a block waiting at different barriers, a shuffle whose mask
+ *   names exited or absent lanes) aborts with a message: on a GPU it is undefined.
+ * - Everything is synchronous: streams, events and host functions run in call order. */
+#include <cuda_runtime_api.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <ucontext.h>
+#include <unistd.h>
+#include "simt_emu_api.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#define EMU_ASAN 1
+#else
+#define EMU_ASAN 0
+#endif
+
+#define PAGE 4096u
+#define EMU_API __attribute__((visibility("default")))
+
+/* ---- errors ---- */
+
+static __thread cudaError_t last_error;     /* per thread, as the runtime keeps it */
+
+static cudaError_t fail(cudaError_t e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static cudaError_t fail(cudaError_t e, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("simt_emu: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    last_error = e;
+    return e;
+}
+
+EMU_API void simt_emu_set_error(int e) { last_error = (cudaError_t)e; }
+
+EMU_API cudaError_t cudaGetLastError(void)
+{
+    cudaError_t e = last_error;
+    last_error = cudaSuccess;
+    return e;
+}
+
+EMU_API cudaError_t cudaPeekAtLastError(void) { return last_error; }
+
+EMU_API const char *cudaGetErrorName(cudaError_t e)
+{
+    switch (e) {
+    case cudaSuccess: return "cudaSuccess";
+    case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
+    case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
+    case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
+    case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
+    case cudaErrorInvalidDeviceFunction: return "cudaErrorInvalidDeviceFunction";
+    case cudaErrorInvalidMemcpyDirection: return "cudaErrorInvalidMemcpyDirection";
+    case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
+    case cudaErrorNoDevice: return "cudaErrorNoDevice";
+    default: return "cudaErrorUnknown";
+    }
+}
+
+EMU_API const char *cudaGetErrorString(cudaError_t e)
+{
+    switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    case cudaErrorInvalidDevice: return "invalid device ordinal";
+    case cudaErrorInvalidDeviceFunction: return "invalid device function";
+    case cudaErrorInvalidMemcpyDirection: return "invalid copy direction for memcpy";
+    case cudaErrorLaunchFailure: return "unspecified launch failure";
+    case cudaErrorNoDevice: return "no CUDA-capable device is detected";
+    default: return "unknown error";
+    }
+}
+
+/* ---- device and host allocations ---- */
+
+struct alloc {
+    uintptr_t ptr, size;       /* what the program sees */
+    void *map;                 /* device: the mapping incl. guard pages; host: malloc block */
+    size_t map_len;
+    int device;                /* 1 device memory, 0 pinned host memory */
+};
+
+static pthread_mutex_t alloc_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct alloc *allocs;   /* sorted by ptr */
+static size_t nallocs, cap_allocs;
+
+/* Index of the allocation containing p (or -1). Caller holds alloc_lock. */
+static long find_alloc(uintptr_t p)
+{
+    size_t lo = 0, hi = nallocs;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (allocs[mid].ptr <= p) lo = mid + 1;
+        else hi = mid;
+    }
+    if (lo == 0) return -1;
+    struct alloc *a = &allocs[lo - 1];
+    /* a zero-size allocation still owns its start address */
+    return (p < a->ptr + (a->size ? a->size : 1)) ? (long)(lo - 1) : -1;
+}
+
+static int add_alloc(struct alloc a)
+{
+    pthread_mutex_lock(&alloc_lock);
+    if (nallocs == cap_allocs) {
+        size_t cap = cap_allocs ? cap_allocs * 2 : 256;
+        struct alloc *v = realloc(allocs, cap * sizeof *v);
+        if (!v) { pthread_mutex_unlock(&alloc_lock); return -1; }
+        allocs = v;
+        cap_allocs = cap;
+    }
+    size_t at = 0;
+    while (at < nallocs && allocs[at].ptr < a.ptr) at++;
+    memmove(&allocs[at + 1], &allocs[at], (nallocs - at) * sizeof *allocs);
+    allocs[at] = a;
+    nallocs++;
+    pthread_mutex_unlock(&alloc_lock);
+    return 0;
+}
+
+/* What [p, p + n) is: 1 inside one device allocation, 0 not device memory at all,
+ * -1 starts in device memory but runs past the allocation's end. */
+static int classify(const void *p, size_t n)
+{
+    pthread_mutex_lock(&alloc_lock);
+    long i = find_alloc((uintptr_t)p);
+    int r = 0;
+    if (i >= 0 && allocs[i].device)
+        r = (uintptr_t)p + n <= allocs[i].ptr + allocs[i].size ? 1 : -1;
+    pthread_mutex_unlock(&alloc_lock);
+    return r;
+}
+
+EMU_API int simt_emu_is_device_range(const void *p, size_t bytes) { return classify(p, bytes) == 1; }
+
+static cudaError_t device_alloc(void **out, size_t size)
+{
+    if (!out) return fail(cudaErrorInvalidValue, "cudaMalloc: NULL result pointer");
+    *out = NULL;
+    if (size == 0) return cudaSuccess;
+    size_t body = (size + 255) & ~(size_t)255;
+    size_t pages = (body + PAGE - 1) / PAGE;
+    size_t len = (pages + 2) * PAGE;
+    char *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED) return fail(cudaErrorMemoryAllocation, "cudaMalloc(%zu): out of memory", size);
+    mprotect(m, PAGE, PROT_NONE);
+    mprotect(m + (pages + 1) * PAGE, PAGE, PROT_NONE);
+    /* the allocation ends at the trailing guard page (to 256 bytes): overruns fault */
+    char *p = m + (pages + 1) * PAGE - body;
+    memset(p, 0xFF, size);
+    struct alloc a = { (uintptr_t)p, size, m, len, 1 };
+    if (add_alloc(a) != 0) {
+        munmap(m, len);
+        return fail(cudaErrorMemoryAllocation, "cudaMalloc(%zu): out of memory", size);
+    }
+    *out = p;
+    return cudaSuccess;
+}
+
+static cudaError_t release(void *p, int device, const char *what)
+{
+    if (!p) return cudaSuccess;
+    pthread_mutex_lock(&alloc_lock);
+    long i = find_alloc((uintptr_t)p);
+    if (i < 0 || allocs[i].ptr != (uintptr_t)p || allocs[i].device != device) {
+        pthread_mutex_unlock(&alloc_lock);
+        return fail(cudaErrorInvalidValue, "%s(%p): not the start of a live %s allocation", what, p,
+                    device ? "device" : "pinned host");
+    }
+    struct alloc a = allocs[i];
+    memmove(&allocs[i], &allocs[i + 1], (nallocs - (size_t)i - 1) * sizeof *allocs);
+    nallocs--;
+    pthread_mutex_unlock(&alloc_lock);
+    if (device) munmap(a.map, a.map_len);
+    else free(a.map);
+    return cudaSuccess;
+}
+
+EMU_API cudaError_t cudaMalloc(void **devPtr, size_t size) { return device_alloc(devPtr, size); }
+EMU_API cudaError_t cudaFree(void *devPtr) { return release(devPtr, 1, "cudaFree"); }
+EMU_API cudaError_t cudaMallocAsync(void **devPtr, size_t size, cudaStream_t s) { (void)s; return device_alloc(devPtr, size); }
+EMU_API cudaError_t cudaFreeAsync(void *devPtr, cudaStream_t s) { (void)s; return release(devPtr, 1, "cudaFreeAsync"); }
+
+EMU_API cudaError_t cudaHostAlloc(void **pHost, size_t size, unsigned int flags)
+{
+    (void)flags;
+    if (!pHost) return fail(cudaErrorInvalidValue, "cudaHostAlloc: NULL result pointer");
+    void *p = NULL;
+    if (posix_memalign(&p, 256, size ? size : 1) != 0)
+        return fail(cudaErrorMemoryAllocation, "cudaHostAlloc(%zu): out of memory", size);
+    struct alloc a = { (uintptr_t)p, size, p, size, 0 };
+    if (add_alloc(a) != 0) { free(p); return fail(cudaErrorMemoryAllocation, "cudaHostAlloc: out of memory"); }
+    *pHost = p;
+    return cudaSuccess;
+}
+
+EMU_API cudaError_t cudaMallocHost(void **ptr, size_t size) { return cudaHostAlloc(ptr, size, 0); }
+EMU_API cudaError_t cudaFreeHost(void *ptr) { return release(ptr, 0, "cudaFreeHost"); }
+
+EMU_API cudaError_t cudaPointerGetAttributes(struct cudaPointerAttributes *attr, const void *ptr)
+{
+    if (!attr) return fail(cudaErrorInvalidValue, "cudaPointerGetAttributes: NULL attributes");
+    memset(attr, 0, sizeof *attr);
+    pthread_mutex_lock(&alloc_lock);
+    long i = find_alloc((uintptr_t)ptr);
+    int dev = i >= 0 ? allocs[i].device : -1;
+    pthread_mutex_unlock(&alloc_lock);
+    if (dev == 1) {
+        attr->type = cudaMemoryTypeDevice;
+        attr->device = 0;
+        attr->devicePointer = (void *)ptr;
+    } else if (dev == 0) {
+        attr->type = cudaMemoryTypeHost;
+        attr->device = 0;
+        attr->devicePointer = (void *)ptr;
+        attr->hostPointer = (void *)ptr;
+    } else {
+        attr->type = cudaMemoryTypeUnregistered;
+        attr->device = -2;
+        attr->hostPointer = (void *)ptr;
+    }
+    return cudaSuccess;
+}
+
+/* ---- copies and memsets ---- */
+
+static const char *kind_name(enum cudaMemcpyKind k)
+{
+    switch (k) {
+    case cudaMemcpyHostToHost: return "HostToHost";
+    case cudaMemcpyHostToDevice: return "HostToDevice";
+    case cudaMemcpyDeviceToHost: return "DeviceToHost";
+    case cudaMemcpyDeviceToDevice: return "DeviceToDevice";
+    case cudaMemcpyDefault: return "Default";
+    default: return "invalid";
+    }
+}
+
+static cudaError_t copy(const char *api, void *dst, const void *src, size_t n, enum cudaMemcpyKind kind)
+{
+    if (n == 0) return cudaSuccess;
+    if (!dst || !src) return fail(cudaErrorInvalidValue, "%s(%s): NULL pointer", api, kind_name(kind));
+    int d = classify(dst, n), s = classify(src, n);
+    if (d < 0) return fail(cudaErrorInvalidValue, "%s(%s, %zu bytes): destination %p runs past its device allocation",
+                           api, kind_name(kind), n, dst);
+    if (s < 0) return fail(cudaErrorInvalidValue, "%s(%s, %zu bytes): source %p runs past its device allocation",
+                           api, kind_name(kind), n, src);
+    int want_d, want_s;
+    switch (kind) {
+    case cudaMemcpyHostToHost: want_s = 0; want_d = 0; break;
+    case cudaMemcpyHostToDevice: want_s = 0; want_d = 1; break;
+    case cudaMemcpyDeviceToHost: want_s = 1; want_d = 0; break;
+    case cudaMemcpyDeviceToDevice: want_s = 1; want_d = 1; break;
+    case cudaMemcpyDefault: want_s = s; want_d = d; break;
+    default: return fail(cudaErrorInvalidMemcpyDirection, "%s: invalid kind %d", api, (int)kind);
+    }
+    if (d != want_d)
+        return fail(cudaErrorInvalidValue, "%s(%s, %zu bytes): destination %p is %s memory", api, kind_name(kind), n,
+                    dst, d ? "device" : "host (not device)");
+    if (s != want_s)
+        return fail(cudaErrorInvalidValue, "%s(%s, %zu bytes): source %p is %s memory", api, kind_name(kind), n, src,
+                    s ? "device" : "host (not device)");
+    memmove(dst, src, n);
+    return cudaSuccess;
+}
+
+EMU_API cudaError_t cudaMemcpy(void *dst, const void *src, size_t count, enum cudaMemcpyKind kind)
+{
+    return copy("cudaMemcpy", dst, src, count, kind);
+}
+
+EMU_API cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t count, enum cudaMemcpyKind kind,
+                                    cudaStream_t stream)
+{
+    (void)stream;
+    return copy("cudaMemcpyAsync", dst, src, count, kind);
+}
+
+static cudaError_t set(const char *api, void *p, int value, size_t n)
+{
+    if (n == 0) return cudaSuccess;
+    if (classify(p, n) != 1)
+        return fail(cudaErrorInvalidValue, "%s(%p, %zu bytes): not inside one device allocation", api, p, n);
+    memset(p, value, n);
+    return cudaSuccess;
+}
+
+EMU_API cudaError_t cudaMemset(void *devPtr, int value, size_t count) { return set("cudaMemset", devPtr, value, count); }
+EMU_API cudaError_t cudaMemsetAsync(void *devPtr, int value, size_t count, cudaStream_t s)
+{
+    (void)s;
+    return set("cudaMemsetAsync", devPtr, value, count);
+}
+
+/* ---- device, streams, synchronisation (all trivially in order) ---- */
+
+EMU_API cudaError_t cudaGetDeviceCount(int *count)
+{
+    if (!count) return fail(cudaErrorInvalidValue, "cudaGetDeviceCount: NULL");
+    *count = 1;
+    return cudaSuccess;
+}
+
+EMU_API cudaError_t cudaGetDevice(int *device)
+{
+    if (!device) return fail(cudaErrorInvalidValue, "cudaGetDevice: NULL");
+    *device = 0;
+    return cudaSuccess;
+}
+
+EMU_API cudaError_t cudaSetDevice(int device)
+{
+    return device == 0 ? cudaSuccess : fail(cudaErrorInvalidDevice, "cudaSetDevice(%d): one device (0)", device);
+}
+
+EMU_API cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+EMU_API cudaError_t cudaStreamSynchronize(cudaStream_t s) { (void)s; return cudaSuccess; }
+EMU_API cudaError_t cudaEventSynchronize(cudaEvent_t e) { (void)e; return cudaSuccess; }
+EMU_API cudaError_t cudaRuntimeGetVersion(int *v) { if (v) *v = CUDART_VERSION; return cudaSuccess; }
+EMU_API cudaError_t cudaDriverGetVersion(int *v) { if (v) *v = CUDART_VERSION; return cudaSuccess; }
+
+EMU_API cudaError_t cudaStreamIsCapturing(cudaStream_t s, enum cudaStreamCaptureStatus *st)
+{
+    (void)s;
+    if (!st) return fail(cudaErrorInvalidValue, "cudaStreamIsCapturing: NULL");
+    *st = cudaStreamCaptureStatusNone;
+    return cudaSuccess;
+}
+
+/* Stream order is kept trivially: everything before it already ran. */
+EMU_API cudaError_t cudaLaunchHostFunc(cudaStream_t s, cudaHostFn_t fn, void *data)
+{
+    (void)s;
+    if (!fn) return fail(cudaErrorInvalidValue, "cudaLaunchHostFunc: NULL function");
+    fn(data);
+    return cudaSuccess;
+}
+
+/* ---- kernel registry ---- */
+
+struct kern { const void *func; const char *name; simt_emu_thunk thunk; };
+static pthread_mutex_t kern_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct kern kerns[1024];
+static int nkerns;
+
+EMU_API int simt_emu_register_kernel(const void *func, const char *name, simt_emu_thunk thunk)
+{
+    pthread_mutex_lock(&kern_lock);
+    int i;
+    for (i = 0; i < nkerns && kerns[i].func != func; i++) {}
+    if (i == nkerns && nkerns < (int)(sizeof kerns / sizeof *kerns)) kerns[nkerns++] = (struct kern){ func, name, thunk };
+    pthread_mutex_unlock(&kern_lock);
+    return 1;
+}
+
+static const struct kern *lookup_kernel(const void *func)
+{
+    const struct kern *k = NULL;
+    pthread_mutex_lock(&kern_lock);
+    for (int i = 0; i < nkerns && !k; i++)
+        if (kerns[i].func == func) k = &kerns[i];
+    pthread_mutex_unlock(&kern_lock);
+    return k;
+}
+
+EMU_API cudaError_t cudaFuncGetName(const char **name, const void *func)
+{
+    const struct kern *k = lookup_kernel(func);
+    if (!name) return fail(cudaErrorInvalidValue, "cudaFuncGetName: NULL");
+    if (!k) return fail(cudaErrorInvalidDeviceFunction, "cudaFuncGetName(%p): not a kernel", func);
+    *name = k->name;
+    return cudaSuccess;
+}
+
+/* ---- block executor: the threads of one block as fibers ---- */
+
+enum { F_RUN, F_WAIT_BLOCK, F_WAIT_WARP, F_DONE };
+
+struct fiber {
+    ucontext_t ctx;
+    char *map;                 /* stack mapping, lowest page a guard */
+    size_t map_len;
+    int state, lane, warp;
+    unsigned mask;             /* shuffle mask while F_WAIT_WARP */
+    struct simt_emu_thread t;
+    void *asan_fake;
+};
+
+struct warp_x { unsigned long long buf[2][32]; unsigned gen; };
+
+struct executor {
+    ucontext_t sched;
+    struct fiber *f;           /* up to 1024, stacks kept between launches */
+    int nstack;                /* fibers with a stack */
+    struct warp_x warps[32];
+    struct fiber *cur;
+    const struct kern *k;
+    void **args;
+    const void *sched_stack;   /* ASan: the scheduler's stack */
+    size_t sched_stack_len;
+};
+
+static __thread struct executor *ex;
+EMU_API __thread const struct simt_emu_thread *simt_emu_cur;
+static unsigned long long kernels_run;
+
+EMU_API unsigned long long simt_emu_kernels_run(void) { return __atomic_load_n(&kernels_run, __ATOMIC_RELAXED); }
+
+static size_t stack_bytes(void)
+{
+    static size_t sz;
+    if (!sz) {
+        const char *e = getenv("SIMT_EMU_STACK_KB");
+        long kb = e ? atol(e) : 0;
+        if (kb <= 0) kb = EMU_ASAN ? 256 : 64;
+        sz = ((size_t)kb * 1024 + PAGE - 1) / PAGE * PAGE;
+    }
+    return sz;
+}
+
+static void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void fatal(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "simt_emu: kernel %s, block (%u,%u,%u): ", ex && ex->k ? ex->k->name : "?",
+            ex && ex->cur ? ex->cur->t.block_idx.x : 0, ex && ex->cur ? ex->cur->t.block_idx.y : 0,
+            ex && ex->cur ? ex->cur->t.block_idx.z : 0);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    abort();
+}
+
+/* Switch from a fiber back to the scheduler (and, when resumed, back in). */
+static void yield_to_sched(struct fiber *f, int exiting)
+{
+#if EMU_ASAN
+    __sanitizer_start_switch_fiber(exiting ? NULL : &f->asan_fake, ex->sched_stack, ex->sched_stack_len);
+#else
+    (void)exiting;
+#endif
+    swapcontext(&f->ctx, &ex->sched);
+#if EMU_ASAN
+    __sanitizer_finish_switch_fiber(f->asan_fake, &ex->sched_stack, &ex->sched_stack_len);
+#endif
+}
+
+static void fiber_main(void)
+{
+    struct fiber *f = ex->cur;
+#if EMU_ASAN
+    __sanitizer_finish_switch_fiber(NULL, &ex->sched_stack, &ex->sched_stack_len);
+#endif
+    ex->k->thunk(ex->args);
+    f = ex->cur;
+    f->state = F_DONE;
+    yield_to_sched(f, 1);
+    abort();   /* never resumed */
+}
+
+static void run_fiber(struct fiber *f)
+{
+    ex->cur = f;
+    simt_emu_cur = &f->t;
+#if EMU_ASAN
+    void *fake = NULL;
+    __sanitizer_start_switch_fiber(&fake, f->map + PAGE, f->map_len - PAGE);
+#endif
+    swapcontext(&ex->sched, &f->ctx);
+#if EMU_ASAN
+    __sanitizer_finish_switch_fiber(fake, NULL, NULL);
+#endif
+    simt_emu_cur = NULL;
+}
+
+EMU_API void simt_emu_syncthreads(void)
+{
+    if (!ex || !ex->cur) { fprintf(stderr, "simt_emu: __syncthreads outside a kernel\n"); abort(); }
+    struct fiber *f = ex->cur;
+    f->state = F_WAIT_BLOCK;
+    yield_to_sched(f, 0);
+}
+
+EMU_API unsigned long long simt_emu_shfl(unsigned mask, unsigned long long v, int arg, int width, int mode)
+{
+    if (!ex || !ex->cur) { fprintf(stderr, "simt_emu: warp shuffle outside a kernel\n"); abort(); }
+    struct fiber *f = ex->cur;
+    if (width <= 0 || width > 32 || (width & (width - 1)))
+        fatal("shuffle width %d is not a power of two <= 32", width);
+    if (!(mask & (1u << f->lane))) fatal("lane %d shuffles with a mask 0x%08x that excludes it", f->lane, mask);
+    struct warp_x *w = &ex->warps[f->warp];
+    unsigned g = w->gen & 1;
+    w->buf[g][f->lane] = v;
+    f->mask = mask;
+    f->state = F_WAIT_WARP;
+    yield_to_sched(f, 0);
+    int seg = f->lane & ~(width - 1), src;
+    if (mode == SIMT_EMU_SHFL_DOWN) src = (f->lane - seg) + arg < width ? f->lane + arg : f->lane;
+    else src = ((f->lane ^ arg) & ~(width - 1)) == seg ? f->lane ^ arg : f->lane;
+    if (!(mask & (1u << src))) fatal("lane %d reads lane %d, which is not in the shuffle mask 0x%08x", f->lane, src, mask);
+    return w->buf[g][src];
+}
+
+static struct executor *get_executor(void)
+{
+    if (!ex) {
+        ex = calloc(1, sizeof *ex);
+        if (ex) ex->f = calloc(1024, sizeof *ex->f);
+        if (!ex || !ex->f) { fprintf(stderr, "simt_emu: out of memory for the block executor\n"); abort(); }
+    }
+    return ex;
+}
+
+static void prepare_fiber(struct fiber *f)
+{
+    if (!f->map) {
+        size_t len = stack_bytes() + PAGE;
+        f->map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (f->map == MAP_FAILED) { fprintf(stderr, "simt_emu: no memory for fiber stacks\n"); abort(); }
+        mprotect(f->map, PAGE, PROT_NONE);   /* stack overflow faults */
+        f->map_len = len;
+        getcontext(&f->ctx);
+    }
+    f->ctx.uc_stack.ss_sp = f->map + PAGE;
+    f->ctx.uc_stack.ss_size = f->map_len - PAGE;
+    f->ctx.uc_link = NULL;
+    makecontext(&f->ctx, fiber_main, 0);
+}
+
+/* Releases the waiters that can go on; 0 when none can (a deadlock). */
+static int release_waiters(struct fiber *f, int n)
+{
+    int released = 0, nwarps = (n + 31) / 32;
+    for (int w = 0; w < nwarps; w++) {
+        int lo = w * 32, hi = lo + 32 < n ? lo + 32 : n;
+        unsigned waiting = 0, mask = 0;
+        for (int i = lo; i < hi; i++)
+            if (f[i].state == F_WAIT_WARP) {
+                if (waiting && f[i].mask != mask)
+                    fatal("lanes of warp %d shuffle with different masks (0x%08x, 0x%08x)", w, mask, f[i].mask);
+                mask = f[i].mask;
+                waiting |= 1u << (i - lo);
+            }
+        if (!waiting) continue;
+        if (waiting == mask) {
+            ex->warps[w].gen++;
+            for (int i = lo; i < hi; i++) if (f[i].state == F_WAIT_WARP) f[i].state = F_RUN;
+            released = 1;
+            continue;
+        }
+        for (int l = 0; l < 32; l++) {
+            if (!(mask & (1u << l)) || (waiting & (1u << l))) continue;
+            if (lo + l >= hi) fatal("warp %d shuffles with mask 0x%08x but lane %d does not exist (block of %d threads)",
+                                    w, mask, l, n);
+            if (f[lo + l].state == F_DONE) fatal("warp %d shuffles with mask 0x%08x but lane %d has exited", w, mask, l);
+        }
+    }
+    if (released) return 1;
+    int live = 0, at_block = 0;
+    for (int i = 0; i < n; i++) {
+        if (f[i].state != F_DONE) live++;
+        if (f[i].state == F_WAIT_BLOCK) at_block++;
+    }
+    if (live && at_block == live) {
+        for (int i = 0; i < n; i++) if (f[i].state == F_WAIT_BLOCK) f[i].state = F_RUN;
+        return 1;
+    }
+    return 0;
+}
+
+static void run_block(const dim3 grid, const dim3 block, unsigned bx, unsigned by, unsigned bz)
+{
+    int n = (int)(block.x * block.y * block.z);
+    struct fiber *f = ex->f;
+    for (int i = 0; i < n; i++) {
+        prepare_fiber(&f[i]);
+        f[i].state = F_RUN;
+        f[i].lane = i % 32;
+        f[i].warp = i / 32;
+        f[i].t.thread_idx = (uint3){ (unsigned)i % block.x, ((unsigned)i / block.x) % block.y,
+                                     (unsigned)i / (block.x * block.y) };
+        f[i].t.block_idx = (uint3){ bx, by, bz };
+        f[i].t.block_dim = block;
+        f[i].t.grid_dim = grid;
+    }
+    for (int w = 0; w < (n + 31) / 32; w++) ex->warps[w].gen = 0;
+    for (;;) {
+        for (int i = 0; i < n; i++)
+            if (f[i].state == F_RUN) run_fiber(&f[i]);
+        int live = 0;
+        for (int i = 0; i < n; i++) live += f[i].state != F_DONE;
+        if (!live) break;
+        if (!release_waiters(f, n)) {
+            int at_block = 0, at_warp = 0;
+            for (int i = 0; i < n; i++) {
+                at_block += f[i].state == F_WAIT_BLOCK;
+                at_warp += f[i].state == F_WAIT_WARP;
+            }
+            ex->cur = &f[0];
+            fatal("deadlock: %d threads at __syncthreads, %d in warp shuffles, %d exited", at_block, at_warp, n - live);
+        }
+    }
+    ex->cur = NULL;
+}
+
+EMU_API cudaError_t cudaLaunchKernel(const void *func, dim3 grid, dim3 block, void **args, size_t sharedMem,
+                                     cudaStream_t stream)
+{
+    (void)stream;
+    const struct kern *k = lookup_kernel(func);
+    if (!k) return fail(cudaErrorInvalidDeviceFunction, "cudaLaunchKernel(%p): not a registered kernel", func);
+    unsigned long long threads = (unsigned long long)block.x * block.y * block.z;
+    if (!block.x || !block.y || !block.z || block.x > 1024 || block.y > 1024 || block.z > 64 || threads > 1024 ||
+        !grid.x || !grid.y || !grid.z || grid.x > 0x7fffffffu || grid.y > 65535 || grid.z > 65535 || sharedMem > 0)
+        return fail(cudaErrorInvalidConfiguration, "cudaLaunchKernel(%s): invalid configuration grid (%u,%u,%u) "
+                    "block (%u,%u,%u) dynamic shared %zu", k->name, grid.x, grid.y, grid.z, block.x, block.y, block.z,
+                    sharedMem);
+    struct executor *e = get_executor();
+    if (e->k) return fail(cudaErrorLaunchFailure, "cudaLaunchKernel(%s) from inside kernel %s", k->name, e->k->name);
+    e->k = k;
+    e->args = args;
+    for (unsigned z = 0; z < grid.z; z++)
+        for (unsigned y = 0; y < grid.y; y++)
+            for (unsigned x = 0; x < grid.x; x++) run_block(grid, block, x, y, z);
+    e->k = NULL;
+    e->args = NULL;
+    __atomic_add_fetch(&kernels_run, 1, __ATOMIC_RELAXED);
+    return cudaSuccess;
+}

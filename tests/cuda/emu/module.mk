@@ -1,0 +1,38 @@
+# CPU emulation of the CUDA subset the reference engine uses (docs/gpu.md, "Running the CUDA
+# engine without a GPU"): libcudart.so.13 and libcublas.so.13 stand-ins, and the CUDA engine's
+# own source compiled by g++ with simt_emu.h into libmoeref-cuda-emu.so (picked by moe-ref
+# through MOE_REF_CUDA_LIB). Included by its own line in the top-level Makefile (tests/*/module.mk does not reach it).
+ifeq ($(HAVE_CUDA),1)
+EMU_DIR := $(TBIN)/cuda/emu
+CXX ?= g++
+EMU_CFLAGS := $(CFLAGS) $(CUDA_INC) -Itests/cuda/emu -fvisibility=hidden
+EMU_CXXFLAGS := -std=c++17 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC $(OPT) $(SANFLAGS) -Iinclude $(CUDA_INC) \
+    -Itests/cuda/emu -Ireference-engine -Ireference-engine/cuda
+
+$(EMU_DIR)/libcudart.so.13: tests/cuda/emu/emu_cudart.c tests/cuda/emu/simt_emu_api.h
+	@mkdir -p $(dir $@)
+	$(CC) $(EMU_CFLAGS) -shared -Wl,-soname,libcudart.so.13 -o $@ $< $(LDFLAGS) -lpthread
+
+$(EMU_DIR)/libcublas.so.13: tests/cuda/emu/emu_cublas.c tests/cuda/emu/simt_emu_api.h $(EMU_DIR)/libcudart.so.13
+	@mkdir -p $(dir $@)
+	$(CC) $(EMU_CFLAGS) -shared -Wl,-soname,libcublas.so.13 -o $@ $< $(LDFLAGS) \
+	    -L$(EMU_DIR) -l:libcudart.so.13 -Wl,-rpath,'$$ORIGIN'
+
+# The engine's kernels and host code, unchanged, as host C++.
+$(OBJ)/tests/cuda/emu/cuda_engine_emu.o: reference-engine/cuda/cuda_engine.cu tests/cuda/emu/simt_emu.h \
+        tests/cuda/emu/simt_emu_api.h reference-engine/cuda/cuda_engine.h reference-engine/internal.h \
+        reference-engine/engine.h
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_CXXFLAGS) -x c++ -include tests/cuda/emu/simt_emu.h -c $< -o $@
+
+$(EMU_DIR)/libmoeref-cuda-emu.so: $(OBJ)/tests/cuda/emu/cuda_engine_emu.o $(OBJ)/reference-engine/routing.o \
+        $(EMU_DIR)/libcudart.so.13 $(EMU_DIR)/libcublas.so.13
+	@mkdir -p $(dir $@)
+	$(CXX) -shared -o $@ $(OBJ)/tests/cuda/emu/cuda_engine_emu.o $(OBJ)/reference-engine/routing.o $(LDFLAGS) \
+	    -L$(EMU_DIR) -l:libcublas.so.13 -l:libcudart.so.13 -Wl,-rpath,'$$ORIGIN' -lm
+
+EMU_LIBS := $(EMU_DIR)/libcudart.so.13 $(EMU_DIR)/libcublas.so.13 $(EMU_DIR)/libmoeref-cuda-emu.so
+TEST_DEPS += $(EMU_LIBS) $(BIN)/moe-ref $(BIN)/moecap $(LIB)/libmoecap.so $(LIB)/libmoecap-cupti.so
+.PHONY: emu
+emu: $(EMU_LIBS)
+endif

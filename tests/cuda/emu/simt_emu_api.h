@@ -1,0 +1,44 @@
+/* Internal interface of the CUDA emulation (not CUDA names, so a preloaded profiler never
+ * interposes them): the running GPU thread's indices, block barriers and warp shuffles for
+ * kernels compiled with simt_emu.h, kernel registration for cudaLaunchKernel, and the
+ * device-allocation lookup the emulated cuBLAS uses to check its operands. Implemented in
+ * emu_cudart.c (libcudart.so.13 of this folder). */
+#ifndef SIMT_EMU_API_H
+#define SIMT_EMU_API_H
+
+#include <stddef.h>
+#include <vector_types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct simt_emu_thread {
+    uint3 thread_idx, block_idx;
+    dim3 block_dim, grid_dim;
+};
+
+/* The GPU thread (fiber) running on this OS thread; set by the block executor. */
+extern __thread const struct simt_emu_thread *simt_emu_cur;
+
+enum { SIMT_EMU_SHFL_DOWN = 0, SIMT_EMU_SHFL_XOR = 1 };
+
+void simt_emu_syncthreads(void);
+unsigned long long simt_emu_shfl(unsigned mask, unsigned long long v, int arg, int width, int mode);
+
+typedef void (*simt_emu_thunk)(void **args);
+/* Makes `func` launchable with cudaLaunchKernel and nameable with cudaFuncGetName. */
+int simt_emu_register_kernel(const void *func, const char *name, simt_emu_thunk thunk);
+
+/* 1 when [p, p + bytes) lies inside one live device allocation (cudaMalloc). */
+int simt_emu_is_device_range(const void *p, size_t bytes);
+/* Records a sticky launch/execution error reported later by cudaGetLastError (cuBLAS
+ * failures that real hardware would report asynchronously). */
+void simt_emu_set_error(int cuda_error);
+/* Number of kernels executed and device threads run since start (tests). */
+unsigned long long simt_emu_kernels_run(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
