@@ -10,6 +10,7 @@
  * kernel get their experts from router-logit taps; steps waiting for a late tap, or (GPU)
  * for the synchronising copy that ends them, are queued and delivered in order. */
 #include "report/attrib.h"
+#include "report/devmem.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,8 +74,12 @@ const char *mc_role_name(enum mc_role r)
 /* ---------- address -> tensor name ---------- */
 
 struct tensor_ent { char *base, *name; uint64_t fb, fe; int64_t shape0; int ndim; };
-struct fmap_ent { char *base; int32_t pid; uint64_t addr, off, len; };
-struct interval { int32_t pid; uint64_t b, e; const struct tensor_ent *t; };
+/* rule: how the address range got its file bytes (stats, docs §3b): host map, device file
+ * map written by the shim (how = 3), or a host->device copy joined with a host map here */
+enum { RULE_HOST = 0, RULE_DEVICE_MAP = 1, RULE_DEVICE_COPY = 2 };
+struct fmap_ent { char *base; int32_t pid, device; uint64_t addr, off, len, t_from, t_until; int rule; };
+struct interval { int32_t pid; int rule; uint64_t b, e, t_from, t_until; const struct tensor_ent *t; };
+struct h2d_ent { int32_t pid, device; uint64_t src, dst, bytes, t; };
 
 /* ---------- weight cache ---------- */
 
@@ -87,6 +92,7 @@ struct went {
     uint8_t attn_out;       /* attention output projection (ends the attention phase) */
     int32_t layer, expert;  /* model layer (-1 unknown), expert id (-1 unknown) */
     uint8_t named;
+    uint64_t t_from, t_until;   /* the naming holds for GEMMs in [t_from, t_until) (device memory reuse) */
 };
 
 /* ---------- router-logit taps ---------- */
@@ -94,13 +100,21 @@ struct went {
 #define TAP_TABLE_MAX 4096
 struct tap_ent { int32_t pid, tid; uint64_t t; int64_t *cnt; };
 
+/* kernel-parameter taps: correlation id -> launching thread and host time; taps waiting for
+ * the GEMMs around their launch */
+struct launch_ent { int32_t pid, tid; uint64_t corr, t; uint8_t used, known; };
+struct topk_wait { int32_t pid, tid; uint64_t tl; int64_t *cnt; };
+#define TOPK_WAIT_MAX 4096
+
 /* A finished step that waits for the taps of some of its MoE layers. */
 struct pend {
     struct mc_step st;
     int64_t *counts, *ctx;
     uint64_t *router_t;
     uint8_t *need;
+    uint8_t *src;            /* per moe layer: 0 expert GEMMs / none, 1 router-logit tap, 2 top-k tap */
     int n_need;
+    int elt;
     int open_end;            /* GPU step: its end waits for the host's synchronising copy/sync */
     uint64_t lm_begin;       /* lm_head GEMM launch time */
     struct pend *next;
@@ -137,6 +151,10 @@ struct stream {
     uint64_t *expert_calls; /* expert GEMMs seen */
     uint8_t *have_tap;
     int64_t *tap_counts;    /* n_moe x E */
+    uint8_t *have_topk;     /* kernel-parameter (top-k) taps per moe layer of the open step */
+    int64_t *topk_counts;   /* n_moe x E */
+    uint64_t last_t;        /* t_begin of the last GEMM seen */
+    int elt;                /* bytes per element of this step's non-expert weight operands (0 unknown) */
     int64_t *ctx;           /* per sequence context after the last step */
     int64_t nctx, ctx_cap;
     int64_t plen;            /* last per-sequence prompt length seen (0 = none) */
@@ -163,6 +181,10 @@ struct mc_attrib {
     int64_t *ctx_scratch;
     struct tap_ent *taps; size_t n_taps;     /* taps not matched to a router GEMM yet */
     struct pend *pend_head, *pend_tail;      /* steps waiting for taps, in step order */
+    struct mc_devmem *dm;                    /* device ranges over time (names end on reuse) */
+    struct h2d_ent *h2d; size_t n_h2d, cap_h2d;   /* first pass only */
+    struct launch_ent *lt; size_t lt_cap, lt_used; /* correlation id -> launch */
+    struct topk_wait *tw; size_t n_tw;
 };
 
 static const char *base_name(const char *p)
@@ -184,11 +206,12 @@ struct mc_attrib *mc_attrib_new(const struct mc_model *m, mc_step_cb cb, void *u
     a->tab = calloc(a->tab_cap, sizeof *a->tab);
     a->next_stamp = 1;
     a->st.expert_ids_exact = 1;
+    a->dm = mc_devmem_new();
     for (size_t i = 0; i < m->n_tensors; i++) {
         const struct mc_st_tensor *t = &m->tensors[i];
         mc_attrib_tensor(a, t->path, t->name, t->file_begin, t->file_end, t->shape, t->ndim, t->dtype);
     }
-    if (!a->tab) { free(a); return NULL; }
+    if (!a->tab || !a->dm) { free(a->tab); mc_devmem_free(a->dm); free(a); return NULL; }
     return a;
 }
 
@@ -201,13 +224,17 @@ void mc_attrib_free(struct mc_attrib *a)
     for (struct stream *s = a->streams, *n; s; s = n) {
         n = s->next;
         free(s->counts); free(s->touched); free(s->order_next); free(s->ctx);
-        free(s->router_t); free(s->expert_calls); free(s->have_tap); free(s->tap_counts); free(s);
+        free(s->router_t); free(s->expert_calls); free(s->have_tap); free(s->tap_counts);
+        free(s->have_topk); free(s->topk_counts); free(s);
     }
     for (size_t i = 0; i < a->n_taps; i++) free(a->taps[i].cnt);
     free(a->taps);
+    for (size_t i = 0; i < a->n_tw; i++) free(a->tw[i].cnt);
+    free(a->tw); free(a->lt); free(a->h2d);
+    mc_devmem_free(a->dm);
     for (struct pend *p = a->pend_head, *n; p; p = n) {
         n = p->next;
-        free(p->counts); free(p->ctx); free(p->router_t); free(p->need); free(p);
+        free(p->counts); free(p->ctx); free(p->router_t); free(p->need); free(p->src); free(p);
     }
     free(a);
 }
@@ -235,16 +262,105 @@ void mc_attrib_tensor(struct mc_attrib *a, const char *path, const char *name,
 void mc_attrib_file_map(struct mc_attrib *a, int32_t pid, const char *path, uint64_t addr,
                         uint64_t off, uint64_t len, int32_t device)
 {
-    (void)device;
-    if (!path || !len) return;
+    mc_attrib_file_map_t(a, pid, path, addr, off, len, device, 0);
+}
+
+static struct fmap_ent *add_map(struct mc_attrib *a, int32_t pid, const char *base, uint64_t addr, uint64_t off,
+                                uint64_t len, int32_t device, uint64_t t, int rule)
+{
     if (a->n_maps == a->cap_maps) {
         size_t nc = a->cap_maps ? a->cap_maps * 2 : 64;
         void *p = realloc(a->maps, nc * sizeof *a->maps);
-        if (!p) return;
+        if (!p) return NULL;
         a->maps = p; a->cap_maps = nc;
     }
     struct fmap_ent *f = &a->maps[a->n_maps++];
-    f->base = strdup(base_name(path)); f->pid = pid; f->addr = addr; f->off = off; f->len = len;
+    f->base = strdup(base); f->pid = pid; f->addr = addr; f->off = off; f->len = len;
+    f->device = device; f->rule = rule;
+    /* host memory keeps its names for the whole run (as before); device names hold from the
+     * copy on, until mc_attrib_names_done finds the memory freed or overwritten */
+    f->t_from = device >= 0 ? t : 0;
+    f->t_until = UINT64_MAX;
+    a->iv_dirty = 1;
+    return f;
+}
+
+void mc_attrib_file_map_t(struct mc_attrib *a, int32_t pid, const char *path, uint64_t addr,
+                          uint64_t off, uint64_t len, int32_t device, uint64_t t)
+{
+    if (!path || !len) return;
+    add_map(a, pid, base_name(path), addr, off, len, device, t, device >= 0 ? RULE_DEVICE_MAP : RULE_HOST);
+}
+
+void mc_attrib_alloc(struct mc_attrib *a, int32_t pid, int32_t device, uint64_t ptr, uint64_t bytes,
+                     int is_free, uint64_t t)
+{
+    if (device < 0 || !ptr) return;
+    if (is_free || !bytes) mc_devmem_release(a->dm, pid, ptr, t);
+    else mc_devmem_alloc(a->dm, pid, device, ptr, bytes, t);
+}
+
+void mc_attrib_h2d(struct mc_attrib *a, int32_t pid, int32_t device, uint64_t src, uint64_t dst,
+                   uint64_t bytes, uint64_t t)
+{
+    if (!bytes || !dst) return;
+    if (a->n_h2d == a->cap_h2d) {
+        size_t nc = a->cap_h2d ? a->cap_h2d * 2 : 256;
+        void *p = realloc(a->h2d, nc * sizeof *a->h2d);
+        if (!p) return;
+        a->h2d = p; a->cap_h2d = nc;
+    }
+    a->h2d[a->n_h2d++] = (struct h2d_ent){pid, device < 0 ? 0 : device, src, dst, bytes, t};
+}
+
+static uint64_t bytes_tag(const char *base, uint64_t off)
+{
+    uint64_t h = 1469598103934665603ULL;   /* FNV-1a over the file's base name, then the offset */
+    for (const char *c = base; *c; c++) { h ^= (unsigned char)*c; h *= 1099511628211ULL; }
+    h ^= off; h *= 1099511628211ULL;
+    return h ? h : 1;
+}
+
+void mc_attrib_names_done(struct mc_attrib *a)
+{
+    const struct mc_model *m = a->m;
+    /* smallest device range worth keeping for the expert rule: E experts of f x d bytes at 1 byte */
+    uint64_t min_expert_range = (uint64_t)(m->experts > 0 ? m->experts : 1) * (uint64_t)(m->f > 0 ? m->f : 1) *
+                                (uint64_t)(m->d > 0 ? m->d : 1);
+    size_t n_host = a->n_maps;
+    for (size_t i = 0; i < a->n_h2d; i++) {
+        const struct h2d_ent *c = &a->h2d[i];
+        const struct fmap_ent *hm = NULL;
+        for (size_t j = 0; j < n_host; j++) {
+            const struct fmap_ent *f = &a->maps[j];
+            if (f->device < 0 && f->pid == c->pid && c->src >= f->addr && c->src + c->bytes <= f->addr + f->len &&
+                c->src + c->bytes >= c->src) { hm = f; break; }
+        }
+        if (!hm) {   /* anonymous bytes (converted buffers, activations): only ranges an expert array fits */
+            if (c->bytes >= min_expert_range) mc_devmem_copy(a->dm, c->pid, c->device, c->dst, c->bytes, c->t, 0);
+            continue;
+        }
+        uint64_t off = hm->off + (c->src - hm->addr);
+        mc_devmem_copy(a->dm, c->pid, c->device, c->dst, c->bytes, c->t, bytes_tag(hm->base, off));
+        int dup = 0;   /* the shim's own device file map (how = 3) of the same copy */
+        for (size_t j = 0; j < a->n_maps && !dup; j++) {
+            const struct fmap_ent *f = &a->maps[j];
+            dup = f->device >= 0 && f->pid == c->pid && f->addr == c->dst && f->off == off && f->len == c->bytes &&
+                  !strcmp(f->base, hm->base);
+        }
+        if (dup) continue;
+        char *base = strdup(hm->base);   /* add_map may move a->maps */
+        if (!base) continue;
+        if (add_map(a, c->pid, base, c->dst, off, c->bytes, c->device, c->t, RULE_DEVICE_COPY)) a->st.device_maps_derived++;
+        free(base);
+    }
+    free(a->h2d); a->h2d = NULL; a->n_h2d = a->cap_h2d = 0;
+    mc_devmem_finish(a->dm);
+    for (size_t j = 0; j < a->n_maps; j++) {
+        struct fmap_ent *f = &a->maps[j];
+        if (f->device >= 0)
+            f->t_until = mc_devmem_end(a->dm, f->pid, f->addr, f->addr + f->len, f->t_from, bytes_tag(f->base, f->off));
+    }
     a->iv_dirty = 1;
 }
 
@@ -271,13 +387,16 @@ static void rebuild_intervals(struct mc_attrib *a)
                 if (!p) return;
                 a->iv = p;
             }
-            a->iv[a->n_iv++] = (struct interval){f->pid, f->addr + (t->fb - f->off), f->addr + (t->fe - f->off), t};
+            if (f->t_until <= f->t_from) continue;   /* overwritten before it could be used */
+            a->iv[a->n_iv++] = (struct interval){f->pid, f->rule, f->addr + (t->fb - f->off), f->addr + (t->fe - f->off),
+                                                 f->t_from, f->t_until, t};
         }
     }
     qsort(a->iv, a->n_iv, sizeof *a->iv, iv_cmp);
 }
 
-static const struct interval *find_interval(struct mc_attrib *a, int32_t pid, uint64_t addr)
+/* The tensor at addr of process pid at time t (device names hold only while their memory does). */
+static const struct interval *find_interval(struct mc_attrib *a, int32_t pid, uint64_t addr, uint64_t t)
 {
     if (a->iv_dirty) rebuild_intervals(a);
     size_t lo = 0, hi = a->n_iv;
@@ -288,8 +407,8 @@ static const struct interval *find_interval(struct mc_attrib *a, int32_t pid, ui
     /* the last interval starting at or before addr (mappings of the same file may repeat) */
     for (size_t i = lo; i-- > 0;) {
         if (a->iv[i].pid != pid) break;
-        if (addr < a->iv[i].e) return &a->iv[i];
-        if (lo - i > 4) break;
+        if (addr < a->iv[i].e && a->iv[i].t_from <= t && t < a->iv[i].t_until) return &a->iv[i];
+        if (lo - i > 64) break;
     }
     return NULL;
 }
@@ -438,11 +557,14 @@ static struct stream *get_stream(struct mc_attrib *a, int32_t pid, int32_t tid)
     s->expert_calls = calloc(nm, sizeof *s->expert_calls);
     s->have_tap = calloc(nm, sizeof *s->have_tap);
     s->tap_counts = calloc(n, sizeof *s->tap_counts);
+    s->have_topk = calloc(nm, sizeof *s->have_topk);
+    s->topk_counts = calloc(n, sizeof *s->topk_counts);
     s->cur_moe = -1;
     s->ctx_exact = 1;
-    if (!s->counts || !s->touched || !s->order_next || !s->router_t || !s->expert_calls || !s->have_tap || !s->tap_counts) {
+    if (!s->counts || !s->touched || !s->order_next || !s->router_t || !s->expert_calls || !s->have_tap || !s->tap_counts ||
+        !s->have_topk || !s->topk_counts) {
         free(s->counts); free(s->touched); free(s->order_next); free(s->router_t);
-        free(s->expert_calls); free(s->have_tap); free(s->tap_counts); free(s);
+        free(s->expert_calls); free(s->have_tap); free(s->tap_counts); free(s->have_topk); free(s->topk_counts); free(s);
         return NULL;
     }
     s->next = a->streams;
@@ -461,7 +583,7 @@ static void reset_step(struct stream *s)
     s->f_gemm = s->f_routed = s->f_unattr = 0;
     s->routers = 0;
     s->shared_calls = s->dense_ffn_calls = 0;
-    for (int i = 0; i < s->n_moe; i++) { s->router_t[i] = 0; s->expert_calls[i] = 0; s->have_tap[i] = 0; }
+    for (int i = 0; i < s->n_moe; i++) { s->router_t[i] = 0; s->expert_calls[i] = 0; s->have_tap[i] = 0; s->have_topk[i] = 0; }
     s->cur_moe = -1;
     s->phase = PH_ATTN;
     s->in_moe = 0;
@@ -591,9 +713,9 @@ int mc_route_counts(const struct mc_model *m, int64_t tokens, int64_t experts, i
  * and FLOPs (the same as one gate/up/down GEMM per activated expert would have). */
 static void apply_tap(const struct mc_model *m, const int64_t *tap, int64_t *counts, int32_t *touched,
                       int64_t *n_touched, int64_t *activated, uint64_t *b_routed, uint64_t *f_routed,
-                      uint64_t *f_gemm, int64_t base)
+                      uint64_t *f_gemm, int64_t base, int elt)
 {
-    int elt = m->elt ? m->elt : 4;
+    if (!elt) elt = m->elt ? m->elt : 4;
     uint64_t eb = (uint64_t)mc_model_expert_params(m) * (uint64_t)elt;
     for (int64_t e = 0; e < m->experts; e++) {
         int64_t c = tap[e];
@@ -623,6 +745,8 @@ static int take_tap(struct mc_attrib *a, int32_t pid, int32_t tid, uint64_t t, i
 
 #define PEND_MAX 256
 
+static void compare_counts(struct mc_attrib *a, const int64_t *x, const int64_t *y, int router);
+
 static void flush_pending(struct mc_attrib *a, int force)
 {
     size_t n = 0;
@@ -636,7 +760,7 @@ static void flush_pending(struct mc_attrib *a, int force)
         p->st.counts = p->counts;
         p->st.context = p->ctx;
         if (a->cb) a->cb(&p->st, a->user);
-        free(p->counts); free(p->ctx); free(p->router_t); free(p->need); free(p);
+        free(p->counts); free(p->ctx); free(p->router_t); free(p->need); free(p->src); free(p);
     }
 }
 
@@ -656,9 +780,10 @@ static void deliver(struct mc_attrib *a, struct stream *s, struct mc_step *st, i
         p->ctx = malloc((size_t)(st->n_context ? st->n_context : 1) * sizeof *p->ctx);
         p->router_t = calloc((size_t)(a->n_moe ? a->n_moe : 1), sizeof *p->router_t);
         p->need = calloc((size_t)(a->n_moe ? a->n_moe : 1), 1);
+        p->src = calloc((size_t)(a->n_moe ? a->n_moe : 1), 1);
     }
-    if (!p || !p->counts || !p->ctx || !p->router_t || !p->need) {   /* no memory: deliver as is */
-        if (p) { free(p->counts); free(p->ctx); free(p->router_t); free(p->need); free(p); }
+    if (!p || !p->counts || !p->ctx || !p->router_t || !p->need || !p->src) {   /* no memory: deliver as is */
+        if (p) { free(p->counts); free(p->ctx); free(p->router_t); free(p->need); free(p->src); free(p); }
         a->st.tap_missing_layers += (uint64_t)n_need;
         flush_pending(a, 1);
         if (a->cb) a->cb(st, a->user);
@@ -669,8 +794,10 @@ static void deliver(struct mc_attrib *a, struct stream *s, struct mc_step *st, i
     if (st->n_context) memcpy(p->ctx, st->context, (size_t)st->n_context * sizeof *p->ctx);
     for (int i = 0; i < a->n_moe; i++) {
         p->router_t[i] = s->router_t[i];
-        p->need[i] = s->router_t[i] && !s->expert_calls[i] && !s->have_tap[i];
+        p->need[i] = s->router_t[i] && !s->expert_calls[i] && !s->have_tap[i] && !s->have_topk[i];
+        p->src[i] = s->expert_calls[i] ? 0 : s->have_topk[i] ? 2 : s->have_tap[i] ? 1 : 0;
     }
+    p->elt = st->elt;
     p->n_need = n_need;
     p->open_end = open_end;
     p->lm_begin = lm_begin;
@@ -724,12 +851,16 @@ void mc_attrib_router_tap(struct mc_attrib *a, int32_t pid, int32_t tid, uint64_
     for (struct pend *p = a->pend_head; p; p = p->next) {
         if (p->st.pid != pid || p->st.tid != tid) continue;
         for (int i = 0; i < a->n_moe; i++) {
+            if (!p->need[i] && p->src[i] == 2 && p->router_t[i] == t_ns) {   /* a top-k tap came first: compare */
+                compare_counts(a, cnt, p->counts + (size_t)i * (size_t)m->experts, 1);
+                free(cnt);
+                return;
+            }
             if (!p->need[i] || p->router_t[i] != t_ns) continue;
-            uint64_t before = p->st.flops_gemm;
             apply_tap(m, cnt, p->counts, NULL, NULL, &p->st.activated, &p->st.bytes_routed,
-                      &p->st.flops_routed, &p->st.flops_gemm, (int64_t)i * m->experts);
-            (void)before;
+                      &p->st.flops_routed, &p->st.flops_gemm, (int64_t)i * m->experts, p->elt);
             p->need[i] = 0;
+            p->src[i] = 1;
             p->n_need--;
             free(cnt);
             flush_pending(a, 0);
@@ -762,6 +893,158 @@ void mc_attrib_router_tap(struct mc_attrib *a, int32_t pid, int32_t tid, uint64_
     a->taps[a->n_taps++] = (struct tap_ent){pid, tid, t_ns, cnt};
 }
 
+/* Two views of one layer's tokens per expert (a top-k tap against a router-logit tap or
+ * the expert GEMMs): counted as agreeing or not (report notes). */
+static void compare_counts(struct mc_attrib *a, const int64_t *x, const int64_t *y, int router)
+{
+    int same = 1;
+    for (int64_t e = 0; e < a->m->experts && same; e++) same = x[e] == y[e];
+    if (router) { if (same) a->st.topk_router_agree++; else a->st.topk_router_disagree++; }
+    else { if (same) a->st.topk_gemm_agree++; else a->st.topk_gemm_disagree++; }
+}
+
+/* ---------- kernel-parameter (top-k) taps ---------- */
+
+static struct launch_ent *lt_slot(struct mc_attrib *a, int32_t pid, uint64_t corr, int insert)
+{
+    if (insert && (a->lt_used + 1) * 2 > a->lt_cap) {
+        if (a->lt_cap >= (1u << 24)) return NULL;
+        size_t nc = a->lt_cap ? a->lt_cap * 2 : 1024;
+        struct launch_ent *nt = calloc(nc, sizeof *nt);
+        if (!nt) return NULL;
+        for (size_t i = 0; i < a->lt_cap; i++) {
+            if (!a->lt[i].corr) continue;
+            size_t j = hash_addr(a->lt[i].corr, a->lt[i].pid) & (nc - 1);
+            while (nt[j].corr) j = (j + 1) & (nc - 1);
+            nt[j] = a->lt[i];
+        }
+        free(a->lt);
+        a->lt = nt; a->lt_cap = nc;
+    }
+    if (!a->lt_cap) return NULL;
+    size_t mask = a->lt_cap - 1;
+    for (size_t i = hash_addr(corr, pid) & mask;; i = (i + 1) & mask) {
+        if (a->lt[i].corr == corr && a->lt[i].pid == pid) return &a->lt[i];
+        if (!a->lt[i].corr) {
+            if (!insert) return NULL;
+            a->lt[i] = (struct launch_ent){pid, -1, corr, 0, 0, 0};
+            a->lt_used++;
+            return &a->lt[i];
+        }
+    }
+}
+
+void mc_attrib_topk_expect(struct mc_attrib *a, int32_t pid, uint64_t corr)
+{
+    if (corr) lt_slot(a, pid, corr, 1);
+}
+
+uint64_t mc_attrib_topk_expected(const struct mc_attrib *a) { return a->lt_used; }
+
+void mc_attrib_launch(struct mc_attrib *a, int32_t pid, uint64_t corr, int32_t tid, uint64_t t)
+{
+    struct launch_ent *e = corr && a->lt_used ? lt_slot(a, pid, corr, 0) : NULL;
+    if (!e || e->known || tid < 0) return;
+    e->tid = tid; e->t = t; e->known = 1;
+}
+
+/* The MoE layer of a step whose router GEMM is the last one launched at or before tl
+ * (the top-k kernel runs between its layer's router GEMM and the next layer's). */
+static int layer_at(const uint64_t *router_t, int n, uint64_t tl)
+{
+    int best = -1;
+    for (int i = 0; i < n; i++)
+        if (router_t[i] && router_t[i] <= tl && (best < 0 || router_t[i] > router_t[best])) best = i;
+    return best;
+}
+
+/* Place a tap launched at tl by thread tid (-1: any thread of pid): 1 placed, 0 not yet
+ * (the GEMMs around tl have not been read), -1 never (its step was delivered already). */
+static int place_topk(struct mc_attrib *a, int32_t pid, int32_t tid, uint64_t tl, const int64_t *cnt, int force)
+{
+    const struct mc_model *m = a->m;
+    for (struct pend *p = a->pend_head; p; p = p->next) {
+        if (p->st.pid != pid || (tid >= 0 && p->st.tid != tid) || tl >= p->lm_begin) continue;
+        int i = layer_at(p->router_t, a->n_moe, tl);
+        if (i < 0) continue;
+        int64_t *c = p->counts + (size_t)i * (size_t)m->experts;
+        if (p->need[i]) {
+            apply_tap(m, cnt, p->counts, NULL, NULL, &p->st.activated, &p->st.bytes_routed,
+                      &p->st.flops_routed, &p->st.flops_gemm, (int64_t)i * m->experts, p->elt);
+            p->need[i] = 0; p->n_need--; p->src[i] = 2;
+            a->st.topk_used++;
+            flush_pending(a, 0);
+        } else compare_counts(a, cnt, c, p->src[i] == 1);
+        return 1;
+    }
+    for (struct stream *s = a->streams; s; s = s->next) {
+        if (s->pid != pid || (tid >= 0 && s->tid != tid)) continue;
+        if (!force && s->last_t <= tl) continue;           /* its router may still come */
+        if (!s->open) continue;
+        int i = layer_at(s->router_t, a->n_moe, tl);
+        if (i < 0) continue;
+        memcpy(s->topk_counts + (size_t)i * (size_t)m->experts, cnt, (size_t)m->experts * sizeof *cnt);
+        s->have_topk[i] = 1;
+        return 1;
+    }
+    for (struct stream *s = a->streams; s; s = s->next)
+        if (s->pid == pid && (tid < 0 || s->tid == tid) && (force || s->last_t > tl)) return -1;
+    return force ? -1 : 0;
+}
+
+static void retry_topk(struct mc_attrib *a, int32_t pid, int force)
+{
+    for (size_t i = 0; i < a->n_tw;) {
+        struct topk_wait *w = &a->tw[i];
+        int r = (force || w->pid == pid) ? place_topk(a, w->pid, w->tid, w->tl, w->cnt, force) : 0;
+        if (!r) { i++; continue; }
+        if (r < 0) a->st.topk_unplaced++;
+        free(w->cnt);
+        a->tw[i] = a->tw[--a->n_tw];
+    }
+}
+
+void mc_attrib_topk_tap(struct mc_attrib *a, int32_t pid, uint64_t corr, uint64_t t_ns, int64_t rows,
+                        int64_t k, int64_t invalid, const uint32_t *counts, int64_t n_counts)
+{
+    const struct mc_model *m = a->m;
+    (void)rows; (void)k;
+    a->st.topk_taps++;
+    if (!a->n_moe || m->experts <= 0) { a->st.topk_unplaced++; return; }
+    int64_t *cnt = calloc((size_t)m->experts, sizeof *cnt);
+    if (!cnt) return;
+    for (int64_t e = 0; e < n_counts; e++) {
+        if (e < m->experts) cnt[e] = counts[e];
+        else a->st.topk_ids_beyond_model += counts[e];
+    }
+    if (invalid > 0) a->st.topk_invalid_ids += (uint64_t)invalid;
+    /* where it was launched: the CUPTI API record of its correlation id (thread, host time);
+     * else the time the ids arrived on the host (after the kernel ran), any thread */
+    const struct launch_ent *l = corr && a->lt_used ? lt_slot(a, pid, corr, 0) : NULL;
+    int32_t tid = -1;
+    uint64_t tl = t_ns;
+    if (l && l->known) { tid = l->tid; tl = l->t; a->st.topk_by_launch++; }
+    else a->st.topk_by_time++;
+    int r = place_topk(a, pid, tid, tl, cnt, 0);
+    if (r) {
+        if (r < 0) a->st.topk_unplaced++;
+        free(cnt);
+        return;
+    }
+    if (a->n_tw >= TOPK_WAIT_MAX) {   /* bounded: the oldest waiting one is given up */
+        free(a->tw[0].cnt);
+        memmove(a->tw, a->tw + 1, (a->n_tw - 1) * sizeof *a->tw);
+        a->n_tw--;
+        a->st.topk_unplaced++;
+    }
+    if (!(a->n_tw % 64)) {
+        void *np = realloc(a->tw, (a->n_tw + 64) * sizeof *a->tw);
+        if (!np) { free(cnt); return; }
+        a->tw = np;
+    }
+    a->tw[a->n_tw++] = (struct topk_wait){pid, tid, tl, cnt};
+}
+
 /* Close the step at lm_head: kinds, contexts, KV bytes, attention FLOPs, callback. */
 static void finish_step(struct mc_attrib *a, struct stream *s, int64_t sequences)
 {
@@ -769,18 +1052,28 @@ static void finish_step(struct mc_attrib *a, struct stream *s, int64_t sequences
     int64_t T = s->tokens_router ? s->tokens_router : s->tokens_first;
     if (T <= 0) T = sequences;
     int64_t B = sequences;
-    int elt = m->elt ? m->elt : 4;
+    int elt = s->elt ? s->elt : m->elt ? m->elt : 4;
     struct mc_step st;
     memset(&st, 0, sizeof st);
     const char *kind;
-    /* MoE layers whose experts ran in a fused kernel (router, no expert GEMM): the taps */
+    /* MoE layers whose experts ran in a fused kernel (router, no expert GEMM): the taps. A
+     * kernel-parameter (top-k) tap holds the kernel's own choice and wins; a router-logit tap
+     * of the same layer is compared with it. */
     int n_need = 0;
     int64_t tapped_act = 0;
     for (int i = 0; i < a->n_moe; i++) {
+        size_t base = (size_t)i * (size_t)m->experts;
+        if (s->have_topk[i] && s->expert_calls[i])   /* experts ran as GEMMs too: check the tap */
+            compare_counts(a, s->topk_counts + base, s->counts + base, 0);
         if (!s->router_t[i] || s->expert_calls[i]) continue;
-        if (s->have_tap[i])
-            apply_tap(m, s->tap_counts + (size_t)i * (size_t)m->experts, s->counts, s->touched, &s->n_touched,
-                      &tapped_act, &s->b_routed, &s->f_routed, &s->f_gemm, (int64_t)i * m->experts);
+        if (s->have_topk[i]) {
+            if (s->have_tap[i]) compare_counts(a, s->tap_counts + base, s->topk_counts + base, 1);
+            apply_tap(m, s->topk_counts + base, s->counts, s->touched, &s->n_touched,
+                      &tapped_act, &s->b_routed, &s->f_routed, &s->f_gemm, (int64_t)base, elt);
+            a->st.topk_used++;
+        } else if (s->have_tap[i])
+            apply_tap(m, s->tap_counts + base, s->counts, s->touched, &s->n_touched,
+                      &tapped_act, &s->b_routed, &s->f_routed, &s->f_gemm, (int64_t)base, elt);
         else
             n_need++;
     }
@@ -892,6 +1185,7 @@ static void finish_step(struct mc_attrib *a, struct stream *s, int64_t sequences
     st.n_context = B;
     st.context_exact = s->ctx_exact;
     st.layers_seen = s->routers;
+    st.elt = elt;
     if (a->n_moe && s->routers != a->n_moe) a->st.router_mismatch_steps++;
     if ((m->fs > 0 && !s->shared_calls) || (a->n_moe < m->layers && !s->dense_ffn_calls))
         a->st.structure_mismatch_steps++;
@@ -917,17 +1211,25 @@ static int is_gemv(unsigned api)
            api == MC_API_CBLAS_DGEMV;
 }
 
-/* Resolve (or classify and cache) the weight at `addr` seen with shape out x in. */
+static int role_is_dense_weight(enum mc_role r)
+{
+    return r == MC_ROLE_ATTN || r == MC_ROLE_ROUTER || r == MC_ROLE_LM_HEAD || r == MC_ROLE_DENSE_FFN;
+}
+
+/* Resolve (or classify and cache) the weight at `addr` seen with shape out x in and element
+ * type dt by a GEMM that began at t. */
 static struct went *lookup_weight(struct mc_attrib *a, struct stream *s, uint64_t addr,
-                                  int64_t out, int64_t in)
+                                  int64_t out, int64_t in, int dt, uint64_t t)
 {
     struct went *w = tab_find(a, s->pid, addr);
-    if (w && w->out == out && w->in == in) return w;
+    if (w && w->out == out && w->in == in && w->t_from <= t && t < w->t_until) return w;
+    uint64_t t_from = 0, t_until = UINT64_MAX;
+    int by_range = 0;
     int layer = -1, expert = -1;
     enum mc_proj proj = MC_PROJ_OTHER;
     enum mc_role role = MC_ROLE_UNKNOWN;
     int named = 0;
-    const struct interval *iv = (a->n_maps && a->n_tens) ? find_interval(a, s->pid, addr) : NULL;
+    const struct interval *iv = (a->n_maps && a->n_tens) ? find_interval(a, s->pid, addr, t) : NULL;
     if (iv) {
         role = mc_role_from_name(iv->t->name, &layer, &expert, &proj);
         if (role == MC_ROLE_EXPERT && expert < 0 && iv->t->ndim == 3 && iv->t->shape0 > 0) {
@@ -944,6 +1246,7 @@ static struct went *lookup_weight(struct mc_attrib *a, struct stream *s, uint64_
             return NULL;
         }
         named = role != MC_ROLE_UNKNOWN;
+        if (named) { t_from = iv->t_from; t_until = iv->t_until; }
     }
     if (!named) {
         role = role_from_shape(a->m, s, out, in, &proj);
@@ -952,7 +1255,22 @@ static struct went *lookup_weight(struct mc_attrib *a, struct stream *s, uint64_
             int ord = role == MC_ROLE_ROUTER ? s->routers : s->cur_moe;  /* router opens the next */
             layer = (ord >= 0 && ord < a->n_moe) ? a->moe_layers[ord] : -1;
         }
-        if (role == MC_ROLE_EXPERT && proj == MC_PROJ_DOWN) {
+        if (role == MC_ROLE_EXPERT) {
+            /* no name: a device range (allocation or copy destination) of exactly E x this
+             * weight's bytes is an expert array, and the offset in it is the expert id
+             * (moe-ref's [E, f, d] arrays, HF's 3-D expert parameters; GPU-NOTES) */
+            int elt = mc_dtype_bytes(dt);
+            if (!elt) elt = a->m->elt ? a->m->elt : 4;
+            uint64_t per = (uint64_t)out * (uint64_t)in * (uint64_t)elt;
+            const struct mc_devmem_range *r = per && a->m->experts > 0
+                ? mc_devmem_find(a->dm, s->pid, addr, t, per * (uint64_t)a->m->experts) : NULL;
+            if (r && (addr - r->b) % per == 0) {
+                expert = (int)((addr - r->b) / per);
+                t_from = r->t_from; t_until = r->t_until;
+                by_range = 1;
+            }
+        }
+        if (role == MC_ROLE_EXPERT && proj == MC_PROJ_DOWN && !by_range) {
             int ord = s->cur_moe;
             if (ord >= 0 && ord < a->n_moe && s->order_next[ord] < a->m->experts) expert = s->order_next[ord]++;
             a->st.expert_ids_exact = 0;
@@ -975,7 +1293,17 @@ static struct went *lookup_weight(struct mc_attrib *a, struct stream *s, uint64_
         else w->attn_out = (uint8_t)attn_is_out(a->m, s, out, in);
     }
     w->stamp = 0;
-    if (named) a->st.named_weights++; else a->st.shape_weights++;
+    w->t_from = t_from; w->t_until = t_until;
+    if (named) {
+        a->st.named_weights++;
+        if (iv->rule == RULE_DEVICE_MAP) a->st.named_device_map++;
+        else if (iv->rule == RULE_DEVICE_COPY) a->st.named_device_copy++;
+        else a->st.named_host++;
+    } else {
+        a->st.shape_weights++;
+        if (by_range) a->st.expert_range_weights++;
+        else if (role == MC_ROLE_EXPERT && proj == MC_PROJ_DOWN) a->st.order_weights++;
+    }
     return w;
 }
 
@@ -1011,14 +1339,16 @@ void mc_attrib_gemm(struct mc_attrib *a, int32_t pid, const struct mc_rec_gemm *
     int64_t tokens;
     int wdt;
     if (prefer2) {
-        w = lookup_weight(a, s, w2, out2, in2); tokens = tok2; wdt = dt2;
-        if (!w) { w = lookup_weight(a, s, w1, out1, in1); tokens = tok1; wdt = dt1; }
+        w = lookup_weight(a, s, w2, out2, in2, dt2, g->t_begin_ns); tokens = tok2; wdt = dt2;
+        if (!w) { w = lookup_weight(a, s, w1, out1, in1, dt1, g->t_begin_ns); tokens = tok1; wdt = dt1; }
     } else {
-        w = lookup_weight(a, s, w1, out1, in1); tokens = tok1; wdt = dt1;
-        if (!w) { w = lookup_weight(a, s, w2, out2, in2); tokens = tok2; wdt = dt2; }
+        w = lookup_weight(a, s, w1, out1, in1, dt1, g->t_begin_ns); tokens = tok1; wdt = dt1;
+        if (!w) { w = lookup_weight(a, s, w2, out2, in2, dt2, g->t_begin_ns); tokens = tok2; wdt = dt2; }
     }
     s->gpu = g->device >= 0;
     close_open_end(a, pid, g->tid);
+    s->last_t = g->t_begin_ns;
+    if (a->n_tw) retry_topk(a, pid, 0);
     if (!s->open) {
         s->open = 1;
         s->stamp = a->next_stamp++;
@@ -1038,6 +1368,12 @@ void mc_attrib_gemm(struct mc_attrib *a, int32_t pid, const struct mc_rec_gemm *
         return;
     }
     int elt = mc_dtype_bytes(wdt);
+    if (elt && role_is_dense_weight((enum mc_role)w->role)) {
+        /* the element size the step's dense weights were read with: norms, embedding rows
+         * and the KV cache follow it (moe-ref bf16 on an F32 file reads 2-byte weights) */
+        s->elt = elt;
+        a->st.weight_elt = !a->st.weight_elt || a->st.weight_elt == elt ? elt : -1;
+    }
     if (!elt) elt = m->elt ? m->elt : 4;
     uint64_t wbytes = (uint64_t)w->out * (uint64_t)w->in * (uint64_t)elt;
     int first_use = w->stamp != s->stamp;
@@ -1103,6 +1439,7 @@ void mc_attrib_gemm(struct mc_attrib *a, int32_t pid, const struct mc_rec_gemm *
 
 void mc_attrib_finish(struct mc_attrib *a)
 {
+    if (a->n_tw) retry_topk(a, 0, 1);
     flush_pending(a, 1);
     for (struct stream *s = a->streams; s; s = s->next)
         if (s->open) { a->st.open_steps_dropped++; reset_step(s); }

@@ -38,6 +38,7 @@ struct mc_step {
     int64_t n_context;
     int context_exact;           /* 0: split of a prefill among sequences was assumed */
     int layers_seen;             /* MoE layers whose router was seen */
+    int elt;                     /* bytes per weight element of this step's GEMMs (norms, embedding, KV) */
 };
 
 struct mc_attrib;
@@ -52,6 +53,30 @@ void mc_attrib_tensor(struct mc_attrib *a, const char *path, const char *name,
                       int dtype);
 void mc_attrib_file_map(struct mc_attrib *a, int32_t pid, const char *path, uint64_t addr,
                         uint64_t file_offset, uint64_t length, int32_t device);
+
+/* Device naming facts (first pass, docs/attribution.md §3b), all with their record time:
+ * a weight-file map with device >= 0 (how = 3) is valid from t until its memory is freed or
+ * overwritten; host->device copies (source 1) whose source lies in a host file map name their
+ * destination the same way; allocations / frees / large copies give the device ranges that
+ * end names (address reuse) and name experts by offset when no tensor name exists. */
+void mc_attrib_file_map_t(struct mc_attrib *a, int32_t pid, const char *path, uint64_t addr,
+                          uint64_t file_offset, uint64_t length, int32_t device, uint64_t t);
+void mc_attrib_alloc(struct mc_attrib *a, int32_t pid, int32_t device, uint64_t ptr, uint64_t bytes,
+                     int is_free, uint64_t t);
+void mc_attrib_h2d(struct mc_attrib *a, int32_t pid, int32_t device, uint64_t src, uint64_t dst,
+                   uint64_t bytes, uint64_t t);
+/* Ends the first pass: joins copies with host file maps, computes when device names end. */
+void mc_attrib_names_done(struct mc_attrib *a);
+
+/* Kernel-parameter taps (MC_REC_TOPK_TAP, docs/attribution.md §4c). First pass: every tap's
+ * (pid, correlation id); mc_attrib_topk_expected() says whether a scan for their launches is
+ * worth it, and mc_attrib_launch() gives a CUPTI API record's thread and host time for a
+ * correlation id. Main pass: mc_attrib_topk_tap() with the counts per local expert. */
+void mc_attrib_topk_expect(struct mc_attrib *a, int32_t pid, uint64_t correlation);
+uint64_t mc_attrib_topk_expected(const struct mc_attrib *a);
+void mc_attrib_launch(struct mc_attrib *a, int32_t pid, uint64_t correlation, int32_t tid, uint64_t t);
+void mc_attrib_topk_tap(struct mc_attrib *a, int32_t pid, uint64_t correlation, uint64_t t_ns, int64_t rows,
+                        int64_t k, int64_t invalid, const uint32_t *counts, int64_t n_counts);
 
 /* One GEMM/GEMV record of process `pid`. */
 void mc_attrib_gemm(struct mc_attrib *a, int32_t pid, const struct mc_rec_gemm *g);
@@ -84,6 +109,13 @@ struct mc_attrib_stats {
     uint64_t taps, taps_unreadable, taps_unmatched, tap_missing_layers;
     uint64_t structure_mismatch_steps;       /* steps without the shared / dense FFN GEMMs the config predicts */
     uint64_t shape_mismatch;                 /* GEMMs on named weights of unexpected shape */
+    uint64_t named_host, named_device_map, named_device_copy; /* named weights by how their address was named */
+    uint64_t expert_range_weights, order_weights;   /* expert weights named by device range / first-seen order */
+    uint64_t device_maps_derived;            /* device file maps joined from host->device copies */
+    uint64_t topk_taps, topk_by_launch, topk_by_time, topk_unplaced, topk_used;
+    uint64_t topk_router_agree, topk_router_disagree, topk_gemm_agree, topk_gemm_disagree;
+    uint64_t topk_invalid_ids, topk_ids_beyond_model;
+    int weight_elt;                          /* bytes per weight element of the GEMMs (0 unknown, -1 mixed) */
     char mismatch_example[200];
     int64_t unknown_shape_out[8], unknown_shape_in[8];
     uint64_t unknown_shape_count[8];         /* most frequent unattributed shapes */

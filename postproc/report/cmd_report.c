@@ -66,7 +66,7 @@ static void compat_step(const struct rep *r, const struct mc_step *s, double ctx
                         double *bytes, double *flops)
 {
     const struct mc_model *m = r->m;
-    double L = (double)m->layers, elt = m->elt ? m->elt : 4;
+    double L = (double)m->layers, elt = s->elt ? s->elt : m->elt ? m->elt : 4;
     double attn = (double)mc_model_attn_params(m), expert = (double)mc_model_expert_params(m);
     double shared = (double)mc_model_shared_params(m);
     double act = r->n_moe ? (double)s->activated / r->n_moe : 0;
@@ -405,11 +405,41 @@ static void collect_names(struct mc_attrib *at, const char *run_dir, char **name
                                  x->file_begin, x->file_end, x->shape, (int)(x->ndim > 8 ? 8 : x->ndim), x->dtype);
             } else if (rec.type == MC_REC_FILE_MAP) {
                 const struct mc_rec_file_map *f = &rec.u.file_map;
-                mc_attrib_file_map(at, pid, mc_trace_str(t, f->path_str), f->addr, f->file_offset, f->length, f->device);
+                mc_attrib_file_map_t(at, pid, mc_trace_str(t, f->path_str), f->addr, f->file_offset, f->length,
+                                     f->device, f->t_ns);
+            } else if (rec.type == MC_REC_ALLOC) {
+                const struct mc_rec_alloc *x = &rec.u.alloc;
+                mc_attrib_alloc(at, pid, x->device, x->ptr, x->bytes, x->is_free, x->t_ns);
+            } else if (rec.type == MC_REC_MEMCPY) {
+                /* host->device copies with addresses (interposition): weight uploads name device
+                 * ranges; CUPTI's copy records carry no addresses */
+                const struct mc_rec_memcpy *x = &rec.u.memcpy;
+                if (x->source == 1 && (x->kind == MC_COPY_H2D || x->kind == MC_COPY_UNKNOWN))
+                    mc_attrib_h2d(at, pid, x->device, x->src, x->dst, x->bytes, x->start_ns);
+            } else if (rec.type == MC_REC_TOPK_TAP) {
+                mc_attrib_topk_expect(at, pid, rec.u.topk_tap.correlation_id);
             }
         }
         mc_trace_close(t);
     }
+    /* kernel-parameter taps name their launch by CUPTI correlation id: the API activity
+     * record of that id (written late, anywhere in the file) gives its thread and host time */
+    for (size_t i = 0; i < nn && mc_attrib_topk_expected(at); i++) {
+        char p[4096], err[256];
+        snprintf(p, sizeof p, "%s/%s", run_dir, names[i]);
+        struct mc_trace *t = mc_trace_open(p, err, sizeof err);
+        if (!t) continue;
+        struct mc_trace_rec rec;
+        int32_t pid = (int32_t)i;
+        while (mc_trace_next(t, &rec) == MC_TRACE_RECORD) {
+            if (rec.type == MC_REC_PROCESS) pid = rec.u.process.pid;
+            else if (rec.type == MC_REC_API && rec.u.api.correlation_id &&
+                     (rec.u.api.api == MC_API_CUPTI_DRIVER || rec.u.api.api == MC_API_CUPTI_RUNTIME))
+                mc_attrib_launch(at, pid, rec.u.api.correlation_id, rec.u.api.tid, rec.u.api.t_begin_ns);
+        }
+        mc_trace_close(t);
+    }
+    mc_attrib_names_done(at);
 }
 
 static int name_cmp(const void *a, const void *b)
@@ -606,7 +636,9 @@ int mc_cmd_report(int argc, char **argv)
         case MC_REC_GEMM:
             ngemm++;
             if (!have_dtype) {
-                int dt = rec->u.gemm.dtype_compute ? rec->u.gemm.dtype_compute : rec->u.gemm.dtype_a;
+                /* the operands' type picks the peak (bf16 x bf16 with f32 accumulation runs at
+                 * the bf16 tensor-core rate); the accumulation type only when they are unknown */
+                int dt = dtype_key(rec->u.gemm.dtype_a) ? rec->u.gemm.dtype_a : rec->u.gemm.dtype_compute;
                 const char *k = dtype_key(dt);
                 if (!k) k = dtype_key(model.weight_dtype);
                 if (k) {
@@ -641,6 +673,12 @@ int mc_cmd_report(int argc, char **argv)
                 v += l + 1; left -= l + 1;
             }
             cJSON_AddItemToArray(procs, o);
+            break;
+        }
+        case MC_REC_TOPK_TAP: {
+            const struct mc_rec_topk_tap *t = &rec->u.topk_tap;
+            mc_attrib_topk_tap(at, c->pid, t->correlation_id, t->t_ns, t->rows, t->k, t->invalid,
+                               (const uint32_t *)rec->var, (int64_t)(rec->var_len / 4));
             break;
         }
         case MC_REC_ROUTER_TAP: {
@@ -762,6 +800,29 @@ int mc_cmd_report(int argc, char **argv)
                  " never matched a router GEMM", ast.taps_unreadable, ast.taps_unmatched);
         add_note(notes, "warning", msg);
     }
+    if (ast.topk_router_disagree || ast.topk_gemm_disagree) {
+        snprintf(msg, sizeof msg, "kernel-parameter (top-k) taps disagree with %" PRIu64 " router-logit tap(s) and %"
+                 PRIu64 " layer(s) of expert GEMMs (agree: %" PRIu64 ", %" PRIu64 "); the top-k tap (the kernel's own "
+                 "choice) was used for fused layers", ast.topk_router_disagree, ast.topk_gemm_disagree,
+                 ast.topk_router_agree, ast.topk_gemm_agree);
+        add_note(notes, "warning", msg);
+    }
+    if (ast.topk_unplaced) {
+        snprintf(msg, sizeof msg, "%" PRIu64 " of %" PRIu64 " kernel-parameter (top-k) taps could not be placed in a "
+                 "step's MoE layer (no router GEMM before their launch, or their step was already written)",
+                 ast.topk_unplaced, ast.topk_taps);
+        add_note(notes, "warning", msg);
+    }
+    if (ast.topk_invalid_ids || ast.topk_ids_beyond_model) {
+        snprintf(msg, sizeof msg, "%" PRIu64 " expert ids in top-k taps were outside this process's experts "
+                 "(expert parallelism or padding): not counted", ast.topk_invalid_ids + ast.topk_ids_beyond_model);
+        add_note(notes, "info", msg);
+    }
+    if (ast.weight_elt > 0 && model.elt && ast.weight_elt != model.elt) {
+        snprintf(msg, sizeof msg, "the GEMMs read %d-byte weights while the model files say %d bytes per element: "
+                 "weight, norm, embedding and KV-cache bytes use the GEMMs' element size", ast.weight_elt, model.elt);
+        add_note(notes, "info", msg);
+    }
     if (ast.open_steps_dropped) {
         snprintf(msg, sizeof msg, "%" PRIu64 " forward step(s) at the end of the trace had no lm_head GEMM and were dropped", ast.open_steps_dropped);
         add_note(notes, "warning", msg);
@@ -817,6 +878,28 @@ int mc_cmd_report(int argc, char **argv)
     cJSON_AddNumberToObject(attr, "named_weights", (double)ast.named_weights);
     cJSON_AddNumberToObject(attr, "shape_weights", (double)ast.shape_weights);
     cJSON_AddNumberToObject(attr, "router_taps", (double)ast.taps);
+    {   /* how GPU weight addresses were named (docs/attribution.md §3b) and the top-k taps (§4c) */
+        cJSON *nb = cJSON_AddObjectToObject(attr, "named_by");
+        cJSON_AddNumberToObject(nb, "host_file_map", (double)ast.named_host);
+        cJSON_AddNumberToObject(nb, "device_file_map", (double)ast.named_device_map);
+        cJSON_AddNumberToObject(nb, "host_to_device_copy", (double)ast.named_device_copy);
+        cJSON_AddNumberToObject(nb, "expert_device_range", (double)ast.expert_range_weights);
+        cJSON_AddNumberToObject(nb, "expert_first_seen_order", (double)ast.order_weights);
+        if (ast.weight_elt > 0) cJSON_AddNumberToObject(attr, "gemm_weight_bytes_per_element", ast.weight_elt);
+        if (ast.topk_taps) {
+            cJSON *tk = cJSON_AddObjectToObject(attr, "topk_taps");
+            cJSON_AddNumberToObject(tk, "records", (double)ast.topk_taps);
+            cJSON_AddNumberToObject(tk, "placed_by_launch", (double)ast.topk_by_launch);
+            cJSON_AddNumberToObject(tk, "placed_by_arrival_time", (double)ast.topk_by_time);
+            cJSON_AddNumberToObject(tk, "used_for_layers", (double)ast.topk_used);
+            cJSON_AddNumberToObject(tk, "unplaced", (double)ast.topk_unplaced);
+            cJSON_AddNumberToObject(tk, "agree_with_router_taps", (double)ast.topk_router_agree);
+            cJSON_AddNumberToObject(tk, "disagree_with_router_taps", (double)ast.topk_router_disagree);
+            cJSON_AddNumberToObject(tk, "agree_with_expert_gemms", (double)ast.topk_gemm_agree);
+            cJSON_AddNumberToObject(tk, "disagree_with_expert_gemms", (double)ast.topk_gemm_disagree);
+            cJSON_AddNumberToObject(tk, "ids_not_local", (double)(ast.topk_invalid_ids + ast.topk_ids_beyond_model));
+        }
+    }
 
     cJSON *mo = cJSON_AddObjectToObject(root, "model");
     cJSON_AddStringToObject(mo, "path", model.path);

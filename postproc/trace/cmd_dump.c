@@ -196,6 +196,22 @@ static void dump_record(FILE *o, struct mc_trace *t, const struct mc_trace_rec *
         U64("payload_bytes", r->var_len);
         break;
     }
+    case MC_REC_TOPK_TAP: {
+        /* counts[e] = (token, slot) pairs the tapped top-k kernel routed to local expert e */
+        const struct mc_rec_topk_tap *x = &r->u.topk_tap;
+        U64("t_ns", x->t_ns); U64("correlation_id", x->correlation_id); I64("rows", x->rows); I64("k", x->k);
+        I64("experts", x->experts); I64("invalid", x->invalid); I64("device", x->device);
+        put_str_field(o, t, "kernel_str", x->kernel_str); put_str_field(o, t, "tap_str", x->tap_str);
+        fputs(",\"counts\":[", o);
+        size_t n = r->var_len / 4;
+        for (size_t i = 0; i < n; i++) {
+            uint32_t c;
+            memcpy(&c, (const char *)r->var + 4 * i, 4);
+            fprintf(o, "%s%u", i ? "," : "", c);
+        }
+        fputc(']', o);
+        break;
+    }
     case MC_REC_NOTE:
         U64("t_ns", r->u.note.t_ns); put_str_field(o, t, "text_str", r->u.note.text_str);
         fprintf(o, ",\"level\":\"%s\"", r->u.note.level == MC_NOTE_ERROR ? "error" : r->u.note.level == MC_NOTE_WARNING ? "warning" : "info");

@@ -65,6 +65,7 @@ size_t mc_rec_fixed_size(unsigned type)
     case MC_REC_ROUTER_TAP: return sizeof(struct mc_rec_router_tap);
     case MC_REC_NOTE: return sizeof(struct mc_rec_note);
     case MC_REC_GEMM_CPU: return sizeof(struct mc_rec_gemm_cpu);
+    case MC_REC_TOPK_TAP: return sizeof(struct mc_rec_topk_tap);
     default: return 0;
     }
 }
@@ -72,7 +73,7 @@ size_t mc_rec_fixed_size(unsigned type)
 static int has_var_part(unsigned type)
 {
     return type == MC_REC_PROCESS || type == MC_REC_STRING || type == MC_REC_CALLSITE ||
-           type == MC_REC_ROUTER_TAP;
+           type == MC_REC_ROUTER_TAP || type == MC_REC_TOPK_TAP;
 }
 
 struct mc_trace *mc_trace_open(const char *path, char *err, size_t errlen)
@@ -280,6 +281,9 @@ int mc_trace_next(struct mc_trace *t, struct mc_trace_rec *rec)
             if (type == MC_REC_PROCESS) decl = rec->u.process.argv_bytes;
             else if (type == MC_REC_STRING) decl = (size_t)rec->u.string.len + 1;
             else if (type == MC_REC_CALLSITE) decl = (size_t)rec->u.callsite.depth * 8;
+            else if (type == MC_REC_TOPK_TAP && rec->u.topk_tap.experts >= 0 &&
+                     (uint64_t)rec->u.topk_tap.experts < (1ull << 40))
+                decl = (size_t)rec->u.topk_tap.experts * 4;
             if (decl < rec->var_len) rec->var_len = decl;
         }
         return MC_TRACE_RECORD;
@@ -342,7 +346,7 @@ const char *mc_rec_type_name(unsigned type)
         [MC_REC_TENSOR] = "tensor", [MC_REC_STEP_MARK] = "step_mark", [MC_REC_COUNTER] = "counter",
         [MC_REC_DROPPED] = "dropped", [MC_REC_CALLSITE] = "callsite", [MC_REC_MAPPING] = "mapping",
         [MC_REC_API] = "api", [MC_REC_ROUTER_TAP] = "router_tap", [MC_REC_NOTE] = "note",
-        [MC_REC_GEMM_CPU] = "gemm_cpu",
+        [MC_REC_GEMM_CPU] = "gemm_cpu", [MC_REC_TOPK_TAP] = "topk_tap",
     };
     if (type < sizeof names / sizeof names[0] && names[type]) return names[type];
     return "?";

@@ -39,7 +39,7 @@ struct mc_trace; /* opaque */
 /* One record. `u` holds the fixed part of the record, zero padded; `raw` points at the
  * whole record as it is in the file (header included, `size` bytes) and `var`/`var_len`
  * at its variable part (argv of PROCESS, text of STRING, pcs of CALLSITE, logits of
- * ROUTER_TAP; NULL/0 for other types). Pointers stay valid until the next call. */
+ * ROUTER_TAP, counts of TOPK_TAP; NULL/0 for other types). Pointers stay valid until the next call. */
 struct mc_trace_rec {
     uint16_t type;          /* enum mc_rec_type (may be >= MC_REC_TYPE_MAX only if
                                MC_TRACE_OPT_UNKNOWN was set). A compact MC_REC_GEMM_CPU
@@ -70,6 +70,7 @@ struct mc_trace_rec {
         struct mc_rec_api api;
         struct mc_rec_router_tap router_tap;
         struct mc_rec_note note;
+        struct mc_rec_topk_tap topk_tap;
     } u;
 };
 
