@@ -10,8 +10,14 @@
  *
  * The cost for every other descriptor is one array load: fds are looked up in a fixed
  * table (fds >= MC_MAX_FD are not tracked). fopen'ed files get their tensor table parsed
- * but no read tracking (stdio reads bypass these symbols). */
+ * but no read tracking (stdio reads bypass these symbols).
+ *
+ * Host FILE_MAP records are definitions (mc_def_record): a fork child's trace starts with
+ * them, as with the tensor table, and the parent's trace has each once. The same ranges
+ * go to shim/filemap.c, which host->device copies look up (shim/cuda/cuda_common.c);
+ * munmap, mremap and any mmap placed over a range take it out of that set. */
 #include "shim_internal.h"
+#include "filemap.h"
 #include "gguf_hdr.h"
 #include "safetensors_hdr.h"
 
@@ -45,7 +51,7 @@ static void *real(_Atomic(void *) *slot, const char *name)
 }
 
 static _Atomic(void *) r_open, r_open64, r_openat, r_openat64, r_open_2, r_open64_2, r_mmap, r_mmap64,
-    r_read, r_pread, r_pread64, r_close, r_fopen, r_fopen64;
+    r_read, r_pread, r_pread64, r_close, r_fopen, r_fopen64, r_munmap, r_mremap;
 
 typedef int (*open_fn)(const char *, int, ...);
 typedef int (*openat_fn)(int, const char *, int, ...);
@@ -55,6 +61,8 @@ typedef ssize_t (*read_fn)(int, void *, size_t);
 typedef ssize_t (*pread_fn)(int, void *, size_t, off_t);
 typedef int (*close_fn)(int);
 typedef FILE *(*fopen_fn)(const char *, const char *);
+typedef int (*munmap_fn)(void *, size_t);
+typedef void *(*mremap_fn)(void *, size_t, size_t, int, ...);
 
 static int ends_with(const char *s, size_t n, const char *suf)
 {
@@ -193,18 +201,53 @@ static inline uint32_t tracked(int fd)
     return atomic_load_explicit(&g_fd_path[fd], memory_order_relaxed);
 }
 
+/* Host FILE_MAP records kept as definitions (48 bytes each, repeated in every fork
+ * child's file); beyond this many a program reading a weight file in small pieces gets
+ * plain records, which a fork child does not inherit. */
+#define MC_MAX_DEF_MAPS 65536u
+static _Atomic uint32_t g_def_maps;
+
+/* `len` bytes of the file now sit at `addr`: one FILE_MAP record, and the range joins
+ * the set that host->device copies are looked up in. Called without any shim lock. */
 static void record_map(uint32_t path_str, const void *addr, uint64_t off, uint64_t len, uint32_t how)
 {
-    struct mc_rec_file_map *m = mc_rec_reserve(MC_REC_FILE_MAP, sizeof *m);
-    if (!m) return;
-    m->t_ns = mc_now_ns();
-    m->addr = (uintptr_t)addr;
-    m->file_offset = off;
-    m->length = len;
-    m->path_str = path_str;
-    m->device = -1;
-    m->how = how;
-    mc_rec_commit(m);
+    if (!mc_capture_enabled()) return;
+    mc_filemap_add((uintptr_t)addr, len, off, path_str, how);
+    struct mc_rec_file_map m;
+    memset(&m, 0, sizeof m);
+    m.h.type = MC_REC_FILE_MAP;
+    m.h.size = sizeof m;
+    m.t_ns = mc_now_ns();
+    m.addr = (uintptr_t)addr;
+    m.file_offset = off;
+    m.length = len;
+    m.path_str = path_str;
+    m.device = -1;
+    m.how = how;
+    uint32_t k = atomic_fetch_add_explicit(&g_def_maps, 1, memory_order_relaxed);
+    if (k < MC_MAX_DEF_MAPS) {
+        if (mc_def_record(&m, sizeof m) == 0) {
+            /* The core opens a trace file only once a ring holds something: a filler
+             * record (skipped by readers) so a process that only maps weights has one. */
+            void *pad = mc_rec_reserve(MC_REC_PAD, sizeof(struct mc_rec_header));
+            if (pad) mc_rec_commit(pad);
+            return;
+        }
+    } else if (k == MC_MAX_DEF_MAPS) {
+        mc_note(MC_NOTE_INFO, "more than %u weight-file reads/maps: later ones are not repeated in fork children's traces",
+                MC_MAX_DEF_MAPS);
+    }
+    struct mc_rec_file_map *r = mc_rec_reserve(MC_REC_FILE_MAP, sizeof *r);
+    if (!r) return;
+    memcpy((char *)r + sizeof r->h, (const char *)&m + sizeof m.h, sizeof m - sizeof m.h);
+    mc_rec_commit(r);
+}
+
+static uint64_t page_round(uint64_t len)
+{
+    static uint64_t page;
+    if (!page) { long p = sysconf(_SC_PAGESIZE); page = p > 0 ? (uint64_t)p : 4096; }
+    return len > UINT64_MAX - (page - 1) ? UINT64_MAX : (len + page - 1) & ~(page - 1);
 }
 
 /* ---------------------------------------------------------------- open family */
@@ -307,8 +350,14 @@ static inline void *mmap_common(_Atomic(void *) *slot, const char *name, void *a
 {
     mmap_fn f = (mmap_fn)real(slot, name);
     void *r = f ? f(addr, len, prot, flags, fd, off) : (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, off);
-    uint32_t id;
-    if (r != MAP_FAILED && (id = tracked(fd)) != 0) record_map(id, r, (uint64_t)off, len, 0);
+    if (r == MAP_FAILED) return r;
+    uint32_t id = tracked(fd);
+    int saved = errno;
+    /* Whatever was recorded at these addresses is gone (MAP_FIXED over it, or unmapped
+     * behind our back, e.g. a freed read buffer). */
+    if (!id || (flags & MAP_ANONYMOUS)) mc_filemap_remove((uintptr_t)r, page_round(len));
+    else record_map(id, r, (uint64_t)off, len, 0);
+    errno = saved;
     return r;
 }
 
@@ -320,6 +369,40 @@ void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
     return mmap_common(&r_mmap64, "mmap64", addr, len, prot, flags, fd, off);
+}
+
+int munmap(void *addr, size_t len)
+{
+    munmap_fn f = (munmap_fn)real(&r_munmap, "munmap");
+    int rc = f ? f(addr, len) : (int)syscall(SYS_munmap, addr, len);
+    if (rc == 0) {
+        int saved = errno;
+        mc_filemap_remove((uintptr_t)addr, page_round(len));
+        errno = saved;
+    }
+    return rc;
+}
+
+/* A remapped range is forgotten (old and new place): names are dropped, never moved. */
+void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
+{
+    void *want = NULL;
+    if (flags & MREMAP_FIXED) {
+        va_list ap;
+        va_start(ap, flags);
+        want = va_arg(ap, void *);
+        va_end(ap);
+    }
+    mremap_fn f = (mremap_fn)real(&r_mremap, "mremap");
+    void *r = f ? f(old, old_len, new_len, flags, want)
+                : (void *)syscall(SYS_mremap, old, old_len, new_len, flags, want);
+    if (r != MAP_FAILED) {
+        int saved = errno;
+        mc_filemap_remove((uintptr_t)old, page_round(old_len));
+        mc_filemap_remove((uintptr_t)r, page_round(new_len));
+        errno = saved;
+    }
+    return r;
 }
 
 ssize_t read(int fd, void *buf, size_t n)
@@ -409,4 +492,5 @@ __attribute__((constructor(102))) static void files_init(void)
     real(&r_openat64, "openat64"); real(&r_mmap, "mmap"); real(&r_mmap64, "mmap64");
     real(&r_read, "read"); real(&r_pread, "pread"); real(&r_pread64, "pread64");
     real(&r_close, "close"); real(&r_fopen, "fopen"); real(&r_fopen64, "fopen64");
+    real(&r_munmap, "munmap"); real(&r_mremap, "mremap");
 }

@@ -823,11 +823,13 @@ static void at_fork_prepare(void)
     pthread_mutex_lock(&g_def_mutex);
     g_fork_locked = file_lock(0) == 0;
     if (g_fork_locked) flush_all_locked();
+    mc_filemap_fork_lock();   /* innermost: taken by mmap/munmap, even under the others */
 }
 
 static void at_fork_parent(void)
 {
     if (!atomic_load(&g_up)) return;
+    mc_filemap_fork_unlock();
     if (g_fork_locked) file_unlock();
     pthread_mutex_unlock(&g_def_mutex);
     mc_files_fork_unlock();
@@ -856,6 +858,7 @@ static void at_fork_child(void)
     g_drops_written = 0;
     atomic_store(&g_finished, 0);
     atomic_store(&g_file_lock, 0);
+    mc_filemap_fork_unlock();
     pthread_mutex_unlock(&g_def_mutex);
     mc_files_fork_unlock();
     mc_signals_fork_unlock();

@@ -66,6 +66,8 @@ void mc_signals_fork_lock(void) MC_HIDDEN;
 void mc_signals_fork_unlock(void) MC_HIDDEN;
 void mc_files_fork_lock(void) MC_HIDDEN;
 void mc_files_fork_unlock(void) MC_HIDDEN;
+/* filemap.h: weight-file host ranges; mc_filemap_fork_lock/unlock, taken last. */
+#include "filemap.h"
 
 /* callsite.c */
 void mc_callsite_after_fork(void) MC_HIDDEN; /* child: releases the fork lock */

@@ -155,20 +155,35 @@ uint32_t mc_kernel_name_id(const void *handle, mc_name_lookup_fn lookup)
     return 0;   /* table crowded: leave unnamed rather than spend time */
 }
 
+/* One device FILE_MAP per stretch of the copied bytes that holds weight-file bytes: a copy
+ * of part of a range names only those bytes, a copy across two ranges gives two records
+ * (device address and file offset moved by the same amount as the host address). */
 void mc_cuda_note_h2d(uint64_t host_src, uint64_t dev_dst, uint64_t bytes, int device)
 {
     if (!mc_filemap_lookup || bytes == 0) return;
-    uint32_t path = 0;
-    uint64_t off = 0;
-    if (!mc_filemap_lookup(host_src, bytes, &path, &off)) return;
-    struct mc_rec_file_map *r = mc_rec_reserve(MC_REC_FILE_MAP, sizeof *r);
-    if (!r) return;
-    r->t_ns = mc_now_ns();
-    r->addr = dev_dst;
-    r->file_offset = off;
-    r->length = bytes;
-    r->path_str = path;
-    r->device = device < 0 ? 0 : device;
-    r->how = 3;
-    mc_rec_commit(r);
+    uint64_t end = host_src + bytes < host_src ? UINT64_MAX : host_src + bytes;
+    uint64_t at = host_src;
+    struct mc_filemap_piece p[16];
+    for (;;) {
+        int n = mc_filemap_lookup(at, end - at, p, 16);
+        for (int i = 0; i < n; i++) {
+            struct mc_rec_file_map *r = mc_rec_reserve(MC_REC_FILE_MAP, sizeof *r);
+            if (!r) return;
+            r->t_ns = mc_now_ns();
+            r->addr = dev_dst + (p[i].addr - host_src);
+            r->file_offset = p[i].file_offset;
+            r->length = p[i].length;
+            r->path_str = p[i].path_str;
+            r->device = device < 0 ? 0 : device;
+            r->how = 3;
+            mc_rec_commit(r);
+        }
+        if (n < 16) break;
+        at = p[15].addr + p[15].length;
+        if (at >= end) break;
+    }
+    static int said;
+    if (mc_filemap_unverifiable && mc_filemap_unverifiable() && !__atomic_exchange_n(&said, 1, __ATOMIC_RELAXED))
+        mc_note(MC_NOTE_WARNING, "process_vm_readv is refused here: host->device copies of weight bytes read "
+                "with read/pread are not named (mmap'ed weights still are)");
 }

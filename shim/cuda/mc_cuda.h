@@ -65,11 +65,12 @@ int mc_cuda_current_device(void);
 typedef int (*mc_name_lookup_fn)(const void *handle, const char **name);
 uint32_t mc_kernel_name_id(const void *handle, mc_name_lookup_fn lookup);
 
-/* Offered by the shim core (weak: absent in older cores): is [addr, addr+len) inside a
- * host range that a weight file was mapped or read to? Fills the file's path id and the
- * file offset of `addr`. */
-int mc_filemap_lookup(uint64_t addr, uint64_t len, uint32_t *path_str,
-                      uint64_t *file_offset) __attribute__((weak));
+/* Offered by the shim core (shim/filemap.h; weak here, so these objects also link into
+ * unit tests without it): the stretches of [addr, addr+len) that hold weight-file bytes,
+ * each with its path id and file offset. */
+#include "filemap.h"
+#pragma weak mc_filemap_lookup
+#pragma weak mc_filemap_unverifiable
 
 /* Emit MC_REC_FILE_MAP (how = 3, device copy) when a host->device copy's source lies in
  * a recorded weight-file range. */
