@@ -151,7 +151,7 @@ __attribute__((noinline)) uint32_t mc_callsite_capture(void)
 #if defined(__x86_64__)
 /* Walks the stack with a cursor (slower than unw_backtrace, only on a fast-path miss),
  * recording return addresses and the slots they were read from. Frames: 0 this function,
- * 1 mc_callsite_capture_at, 2 the interposer, then the program's. */
+ * 1 capture_at_miss, 2 mc_callsite_capture_at, 3 the interposer, then the program's. */
 __attribute__((noinline)) static int walk_slots(void **pcs, uintptr_t *slots, int depth)
 {
     unw_context_t uc;
@@ -160,7 +160,7 @@ __attribute__((noinline)) static int walk_slots(void **pcs, uintptr_t *slots, in
     int frame = 0, n = 0;
     while (n < depth && unw_step(&cur) > 0) {
         frame++;
-        if (frame < 3) continue;
+        if (frame < 4) continue;
         unw_word_t ip = 0, sp = 0;
         if (unw_get_reg(&cur, UNW_REG_IP, &ip) < 0 || unw_get_reg(&cur, UNW_REG_SP, &sp) < 0 || !ip) break;
         pcs[n] = (void *)ip;
@@ -172,55 +172,71 @@ __attribute__((noinline)) static int walk_slots(void **pcs, uintptr_t *slots, in
 
 /* Reads return-address slots of live frames above us (never poisoned by ASan, but the
  * loads are not our variables: keep the instrumentation out). */
-__attribute__((no_sanitize_address)) static int slots_match(const struct cs_fast *f)
+__attribute__((no_sanitize_address)) static inline int slots_match(const struct cs_fast *f)
 {
     /* slot 0 is the interposer's own return slot: equal whenever ret and frame are */
     for (uint32_t i = 1; i < f->n; i++)
         if (*(volatile const uintptr_t *)f->slot[i] != f->val[i]) return 0;
     return 1;
 }
+
+static inline unsigned fast_set(const void *ret, const void *frame)
+{
+    uintptr_t k = ((uintptr_t)ret * 0x9e3779b97f4a7c15ull) ^ ((uintptr_t)frame * 0xc2b2ae3d27d4eb4full);
+    return (unsigned)(k >> 40) % FAST_SETS;
+}
+
+/* Fast-path miss: unwind with slot addresses, intern, remember in the set. Kept out of
+ * mc_callsite_capture_at so that the hit path is a small leaf function (no big frame, no
+ * saved registers). */
+__attribute__((noinline)) static uint32_t capture_at_miss(const void *ret, const void *frame)
+{
+    void *pcs[FAST_DEPTH];
+    uintptr_t slots[FAST_DEPTH];
+    if (!unw_enter()) return 0;
+    int n = walk_slots(pcs, slots, mc_cfg.stack_depth);
+    unw_leave();
+    __asm__ volatile("" ::: "memory");
+    if (n <= 0 || pcs[0] != ret) return capture(4); /* unexpected frame layout: plain path */
+    uint64_t h = hash_pcs(pcs, n);
+    uint32_t id = intern_slow(h, pcs, n);
+    struct cs_cache *c = t_cache;
+    if (!c) c = t_cache = calloc(1, sizeof *c);
+    if (c && id) {
+        unsigned set = fast_set(ret, frame);
+        struct cs_fast *f = &c->f[set][c->next_way[set]];
+        c->next_way[set] = (uint8_t)((c->next_way[set] + 1) % FAST_WAYS);
+        f->id = 0;
+        f->ret = ret;
+        f->frame = frame;
+        f->n = (uint32_t)n;
+        for (int i = 0; i < n; i++) { f->slot[i] = slots[i]; f->val[i] = (uintptr_t)pcs[i]; }
+        f->id = id;
+    }
+    return id;
+}
 #endif
 
 __attribute__((noinline)) uint32_t mc_callsite_capture_at(const void *ret, const void *frame)
 {
     if (mc_cfg.stack_depth <= 0) return 0;
+    uint32_t id;
 #if defined(__x86_64__)
-    if (!mc_cfg.stack_exact && mc_cfg.stack_depth <= FAST_DEPTH) {
-        struct cs_cache *c = t_cache;
-        uintptr_t k = ((uintptr_t)ret * 0x9e3779b97f4a7c15ull) ^ ((uintptr_t)frame * 0xc2b2ae3d27d4eb4full);
-        unsigned set = (unsigned)(k >> 40) % FAST_SETS;
-        if (c) {
-            for (int w = 0; w < FAST_WAYS; w++) {
-                const struct cs_fast *f = &c->f[set][w];
-                if (f->id && f->ret == ret && f->frame == frame && slots_match(f)) return f->id;
-            }
+    if (__builtin_expect(!mc_cfg.stack_exact && mc_cfg.stack_depth <= FAST_DEPTH, 1)) {
+        const struct cs_cache *c = t_cache;
+        if (__builtin_expect(c != NULL, 1)) {
+            const struct cs_fast *f = c->f[fast_set(ret, frame)];
+            for (int w = 0; w < FAST_WAYS; w++, f++)
+                if (f->ret == ret && f->frame == frame && f->id && slots_match(f)) return f->id;
         }
-        void *pcs[FAST_DEPTH];
-        uintptr_t slots[FAST_DEPTH];
-        if (!unw_enter()) return 0;
-        int n = walk_slots(pcs, slots, mc_cfg.stack_depth);
-        unw_leave();
-        __asm__ volatile("" ::: "memory");
-        if (n <= 0 || pcs[0] != ret) return capture(3); /* unexpected frame layout: plain path */
-        uint64_t h = hash_pcs(pcs, n);
-        uint32_t id = intern_slow(h, pcs, n);
-        if (!c) c = t_cache = calloc(1, sizeof *c);
-        if (c && id) {
-            struct cs_fast *f = &c->f[set][c->next_way[set]];
-            c->next_way[set] = (uint8_t)((c->next_way[set] + 1) % FAST_WAYS);
-            f->id = 0;
-            f->ret = ret;
-            f->frame = frame;
-            f->n = (uint32_t)n;
-            for (int i = 0; i < n; i++) { f->slot[i] = slots[i]; f->val[i] = (uintptr_t)pcs[i]; }
-            f->id = id;
-        }
+        id = capture_at_miss(ret, frame);
+        __asm__ volatile("" ::: "memory"); /* no tail call: frame counts above rely on it */
         return id;
     }
 #else
     (void)ret; (void)frame;
 #endif
-    uint32_t id = capture(3);
+    id = capture(3);
     __asm__ volatile("" ::: "memory");
     return id;
 }

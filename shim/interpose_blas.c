@@ -9,6 +9,7 @@
  * The real function is found once (mc_resolve_next, which also finds a BLAS loaded with
  * dlopen(RTLD_LOCAL)) and cached in an atomic pointer. */
 #include "shim_internal.h"
+#include "ring.h"
 
 #include <dlfcn.h>
 #include <stdatomic.h>
@@ -24,11 +25,10 @@ typedef uint16_t mc_bf16;
 /* CBLAS enums by value (no cblas.h: its prototypes would clash with ours). */
 enum { CB_ROW = 101, CB_COL = 102, CB_N = 111, CB_T = 112, CB_C = 113, CB_CNR = 114 };
 
-static void *real_or_die(_Atomic(void *) *slot, const char *name)
+/* First call (or a BLAS not loaded at start-up): find the real function. */
+__attribute__((noinline, cold)) static void *resolve_or_die(_Atomic(void *) *slot, const char *name)
 {
-    void *p = atomic_load_explicit(slot, memory_order_acquire);
-    if (__builtin_expect(p != NULL, 1)) return p;
-    p = mc_resolve_next(name);
+    void *p = mc_resolve_next(name);
     if (!p) {
         /* Nothing to forward to: the caller bound to us, so a definition must exist
          * somewhere; if not, continuing would crash anyway. */
@@ -42,6 +42,13 @@ static void *real_or_die(_Atomic(void *) *slot, const char *name)
     atomic_store_explicit(slot, p, memory_order_release);
     mc_maps_refresh(0); /* a library may have come in since start-up */
     return p;
+}
+
+static inline void *real_or_die(_Atomic(void *) *slot, const char *name)
+{
+    void *p = atomic_load_explicit(slot, memory_order_acquire);
+    if (__builtin_expect(p != NULL, 1)) return p;
+    return resolve_or_die(slot, name);
 }
 
 static uint8_t f77_trans(const char *t)
@@ -62,17 +69,21 @@ static uint8_t cb_trans(int t)
 /* Common part of every record: reserve, fill what all BLAS calls share. NULL = don't
  * record (capture off, re-entry from inside BLAS, ring full). CPU calls use the compact
  * record (the reader returns it as MC_REC_GEMM) stamped with fast ticks, which the
- * writer converts to CLOCK_MONOTONIC ns. */
-static inline struct mc_rec_gemm_cpu *begin(uint16_t api, uint8_t dt_ab, uint8_t dt_c)
+ * writer converts to CLOCK_MONOTONIC ns. The ring's fast path does not zero the record:
+ * begin() and the macros below write every byte of it (pad included), the times last. */
+_Static_assert(sizeof(struct mc_rec_gemm_cpu) == 112, "mc_rec_gemm_cpu: every field is written by the BLAS macros");
+static inline __attribute__((always_inline)) struct mc_rec_gemm_cpu *begin(uint16_t api, uint8_t dt_ab, uint8_t dt_c)
 {
-    struct mc_rec_gemm_cpu *g = mc_rec_reserve_h(MC_REC_GEMM_CPU, sizeof *g);
+    struct mc_rec_gemm_cpu *g = mc_ring_reserve_fixed(MC_REC_GEMM_CPU, sizeof *g);
     if (!g) return NULL;
     g->h.flags = mc_ticks_flag();
     g->api = api;
     g->dtype_a = g->dtype_b = dt_ab;
     g->dtype_c = dt_c;
     g->dtype_compute = dt_c;
-    g->tid = mc_tid_h();
+    g->trans_b = MC_OP_N; /* GEMV has no B operand flag; the GEMM macros overwrite it */
+    g->tid = mc_ring_tid();
+    memset(g->pad, 0, sizeof g->pad);
     return g;
 }
 
@@ -86,7 +97,7 @@ static inline struct mc_rec_gemm_cpu *begin(uint16_t api, uint8_t dt_ab, uint8_t
         (g)->t_begin_ns = mc_ticks();                                                       \
         real call;                                                                          \
         (g)->t_end_ns = mc_ticks();                                                         \
-        mc_rec_commit_h(g);                                                                 \
+        mc_ring_commit();                                                                   \
     } while (0)
 
 /* ------------------------------------------------------------------ Fortran GEMM */

@@ -13,6 +13,7 @@
  * that is written to the file before any ring data committed after them, and replayed at
  * the top of a fork child's file so ids stay valid there. */
 #include "shim_internal.h"
+#include "ring.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -37,27 +38,14 @@ static uint64_t g_tsc0, g_ns0;  /* calibration anchor taken at start-up */
 
 /* ---------------------------------------------------------------- thread buffers */
 
-struct mc_tbuf {
-    struct mc_tbuf *next;          /* lock-free push-only list */
-    _Atomic int in_use;            /* owned by a live thread */
-    _Atomic int flushing;          /* consumer lock (try-lock) */
-    _Atomic uint64_t head;         /* bytes committed (monotonic) */
-    _Atomic uint64_t tail;         /* bytes written to the file */
-    uint64_t res_end;              /* producer: head after the reserved record */
-    int reserved;                  /* producer: a record is reserved (re-entrancy guard) */
-    uint32_t size;                 /* ring bytes, power of two */
-    unsigned char *data;
-};
-
-struct mc_tls {
-    struct mc_tbuf *buf;
-    int32_t tid;
-    int dead;                      /* thread is exiting: no new buffer */
-};
-static __thread struct mc_tls tls __attribute__((tls_model("initial-exec")));
+/* struct mc_tbuf (a thread's ring) and struct mc_tls: ring.h, shared with the inline
+ * fast path of the CPU BLAS interposer. */
+__thread struct mc_tls mc_tls_cur __attribute__((tls_model("initial-exec")));
+#define tls mc_tls_cur
 
 static struct mc_tbuf *_Atomic g_bufs;
-static _Atomic int g_enabled;      /* capture on */
+_Atomic int mc_enabled_flag;       /* capture on (read inline by ring.h) */
+#define g_enabled mc_enabled_flag
 static _Atomic int g_up;           /* constructor finished */
 static _Atomic int g_disable_said;
 static _Atomic uint64_t g_drops;   /* events lost (buffer full, record too large, ...) */
