@@ -21,3 +21,11 @@ $(TBIN)/test_shim_safetensors_hdr: $(OBJ)/tests/shim/test_safetensors_hdr.o $(OB
 TESTS += $(TBIN)/test_shim_safetensors_hdr tests/shim/test_shim.py
 TEST_DEPS += $(LIB)/libmoecap.so $(BIN)/moecap $(TBIN)/shim_prog $(TBIN)/libshim_dl_lib.so \
              $(TBIN)/shim_dl_main $(TBIN)/test_shim_safetensors_hdr
+
+# shim/filemap.c alone (weight-file host ranges behind device FILE_MAP records).
+$(TBIN)/test_shim_filemap: $(OBJ)/tests/shim/test_filemap.o $(OBJ)/shim/filemap.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -lpthread
+
+TESTS += $(TBIN)/test_shim_filemap
+TEST_DEPS += $(TBIN)/test_shim_filemap
