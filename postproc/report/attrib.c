@@ -113,6 +113,8 @@ struct pend {
     uint64_t *router_t;
     uint8_t *need;
     uint8_t *src;            /* per moe layer: 0 expert GEMMs / none, 1 router-logit tap, 2 top-k tap */
+    int64_t *rtap;           /* router-logit tap counts kept while a top-k tap is awaited (n_moe x E) */
+    uint8_t *has_rtap;
     int n_need;
     int elt;
     int open_end;            /* GPU step: its end waits for the host's synchronising copy/sync */
@@ -185,6 +187,7 @@ struct mc_attrib {
     struct h2d_ent *h2d; size_t n_h2d, cap_h2d;   /* first pass only */
     struct launch_ent *lt; size_t lt_cap, lt_used; /* correlation id -> launch */
     struct topk_wait *tw; size_t n_tw;
+    uint64_t topk_any;                       /* the trace holds top-k taps: fused layers wait for them */
 };
 
 static const char *base_name(const char *p)
@@ -234,7 +237,8 @@ void mc_attrib_free(struct mc_attrib *a)
     mc_devmem_free(a->dm);
     for (struct pend *p = a->pend_head, *n; p; p = n) {
         n = p->next;
-        free(p->counts); free(p->ctx); free(p->router_t); free(p->need); free(p->src); free(p);
+        free(p->counts); free(p->ctx); free(p->router_t); free(p->need); free(p->src); free(p->rtap);
+        free(p->has_rtap); free(p);
     }
     free(a);
 }
@@ -756,11 +760,17 @@ static void flush_pending(struct mc_attrib *a, int force)
         a->pend_head = p->next;
         if (!a->pend_head) a->pend_tail = NULL;
         n--;
+        for (int i = 0; p->n_need && p->has_rtap && i < a->n_moe; i++)
+            if (p->need[i] && p->has_rtap[i]) {   /* no top-k tap came: the router-logit tap's counts */
+                apply_tap(a->m, p->rtap + (size_t)i * (size_t)a->m->experts, p->counts, NULL, NULL, &p->st.activated,
+                          &p->st.bytes_routed, &p->st.flops_routed, &p->st.flops_gemm, (int64_t)i * a->m->experts, p->elt);
+                p->need[i] = 0; p->n_need--; p->src[i] = 1;
+            }
         if (p->n_need) a->st.tap_missing_layers += (uint64_t)p->n_need;
         p->st.counts = p->counts;
         p->st.context = p->ctx;
         if (a->cb) a->cb(&p->st, a->user);
-        free(p->counts); free(p->ctx); free(p->router_t); free(p->need); free(p->src); free(p);
+        free(p->counts); free(p->ctx); free(p->router_t); free(p->need); free(p->src); free(p->rtap); free(p->has_rtap); free(p);
     }
 }
 
@@ -781,9 +791,14 @@ static void deliver(struct mc_attrib *a, struct stream *s, struct mc_step *st, i
         p->router_t = calloc((size_t)(a->n_moe ? a->n_moe : 1), sizeof *p->router_t);
         p->need = calloc((size_t)(a->n_moe ? a->n_moe : 1), 1);
         p->src = calloc((size_t)(a->n_moe ? a->n_moe : 1), 1);
+        if (a->topk_any) {
+            p->rtap = calloc(cells, sizeof *p->rtap);
+            p->has_rtap = calloc((size_t)(a->n_moe ? a->n_moe : 1), 1);
+        }
     }
-    if (!p || !p->counts || !p->ctx || !p->router_t || !p->need || !p->src) {   /* no memory: deliver as is */
-        if (p) { free(p->counts); free(p->ctx); free(p->router_t); free(p->need); free(p->src); free(p); }
+    if (!p || !p->counts || !p->ctx || !p->router_t || !p->need || !p->src || (a->topk_any && (!p->rtap || !p->has_rtap))) {
+        /* no memory: deliver as is */
+        if (p) { free(p->counts); free(p->ctx); free(p->router_t); free(p->need); free(p->src); free(p->rtap); free(p->has_rtap); free(p); }
         a->st.tap_missing_layers += (uint64_t)n_need;
         flush_pending(a, 1);
         if (a->cb) a->cb(st, a->user);
@@ -794,8 +809,14 @@ static void deliver(struct mc_attrib *a, struct stream *s, struct mc_step *st, i
     if (st->n_context) memcpy(p->ctx, st->context, (size_t)st->n_context * sizeof *p->ctx);
     for (int i = 0; i < a->n_moe; i++) {
         p->router_t[i] = s->router_t[i];
-        p->need[i] = s->router_t[i] && !s->expert_calls[i] && !s->have_tap[i] && !s->have_topk[i];
-        p->src[i] = s->expert_calls[i] ? 0 : s->have_topk[i] ? 2 : s->have_tap[i] ? 1 : 0;
+        /* a fused layer waits for a top-k tap when the trace has them, even with a router tap */
+        p->need[i] = s->router_t[i] && !s->expert_calls[i] && !s->have_topk[i] && (!s->have_tap[i] || a->topk_any);
+        p->src[i] = s->expert_calls[i] ? 0 : s->have_topk[i] ? 2 : s->have_tap[i] && !p->need[i] ? 1 : 0;
+        if (p->need[i] && s->have_tap[i] && p->has_rtap) {
+            memcpy(p->rtap + (size_t)i * (size_t)a->m->experts, s->tap_counts + (size_t)i * (size_t)a->m->experts,
+                   (size_t)a->m->experts * sizeof *p->rtap);
+            p->has_rtap[i] = 1;
+        }
     }
     p->elt = st->elt;
     p->n_need = n_need;
@@ -857,6 +878,12 @@ void mc_attrib_router_tap(struct mc_attrib *a, int32_t pid, int32_t tid, uint64_
                 return;
             }
             if (!p->need[i] || p->router_t[i] != t_ns) continue;
+            if (p->has_rtap && !p->has_rtap[i]) {   /* a top-k tap is awaited: keep for the comparison */
+                memcpy(p->rtap + (size_t)i * (size_t)m->experts, cnt, (size_t)m->experts * sizeof *cnt);
+                p->has_rtap[i] = 1;
+                free(cnt);
+                return;
+            }
             apply_tap(m, cnt, p->counts, NULL, NULL, &p->st.activated, &p->st.bytes_routed,
                       &p->st.flops_routed, &p->st.flops_gemm, (int64_t)i * m->experts, p->elt);
             p->need[i] = 0;
@@ -936,6 +963,7 @@ static struct launch_ent *lt_slot(struct mc_attrib *a, int32_t pid, uint64_t cor
 
 void mc_attrib_topk_expect(struct mc_attrib *a, int32_t pid, uint64_t corr)
 {
+    a->topk_any++;
     if (corr) lt_slot(a, pid, corr, 1);
 }
 
@@ -969,6 +997,7 @@ static int place_topk(struct mc_attrib *a, int32_t pid, int32_t tid, uint64_t tl
         if (i < 0) continue;
         int64_t *c = p->counts + (size_t)i * (size_t)m->experts;
         if (p->need[i]) {
+            if (p->has_rtap && p->has_rtap[i]) compare_counts(a, p->rtap + (size_t)i * (size_t)m->experts, cnt, 1);
             apply_tap(m, cnt, p->counts, NULL, NULL, &p->st.activated, &p->st.bytes_routed,
                       &p->st.flops_routed, &p->st.flops_gemm, (int64_t)i * m->experts, p->elt);
             p->need[i] = 0; p->n_need--; p->src[i] = 2;
@@ -1071,7 +1100,7 @@ static void finish_step(struct mc_attrib *a, struct stream *s, int64_t sequences
             apply_tap(m, s->topk_counts + base, s->counts, s->touched, &s->n_touched,
                       &tapped_act, &s->b_routed, &s->f_routed, &s->f_gemm, (int64_t)base, elt);
             a->st.topk_used++;
-        } else if (s->have_tap[i])
+        } else if (s->have_tap[i] && !a->topk_any)
             apply_tap(m, s->tap_counts + base, s->counts, s->touched, &s->n_touched,
                       &tapped_act, &s->b_routed, &s->f_routed, &s->f_gemm, (int64_t)base, elt);
         else

@@ -13,3 +13,10 @@ $(TBIN)/test_report_unit: $(OBJ)/tests/report/test_report_unit.o $(REPORT_LIB_OB
 TESTS += $(TBIN)/test_report_unit tests/report/test_report_cli.sh tests/report/test_report_engine.sh \
          tests/report/test_report_torch.sh
 TEST_DEPS += $(TBIN)/test_report_unit $(BIN)/moecap
+
+# GPU attribution on synthetic moe-ref-CUDA-shaped traces (device naming, bf16 element size, top-k taps)
+$(TBIN)/test_report_gpu: $(OBJ)/tests/report/test_report_gpu.o $(REPORT_LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcjson -lm
+TESTS += $(TBIN)/test_report_gpu
+TEST_DEPS += $(TBIN)/test_report_gpu
