@@ -31,7 +31,8 @@ struct cs_entry { uint64_t hash; uint32_t id, depth; uintptr_t pcs[MAX_DEPTH]; }
 #define FAST_DEPTH 16          /* deeper MOECAP_STACK: always unwind */
 #define FAST_SETS 32
 #define FAST_WAYS 8
-struct cs_fast { const void *ret, *frame; uint32_t id, n; uintptr_t slot[FAST_DEPTH], val[FAST_DEPTH]; };
+struct cs_slot { uintptr_t slot, val; }; /* side by side: one verification touches 2-3 lines */
+struct cs_fast { const void *ret, *frame; uint32_t id, n; struct cs_slot s[FAST_DEPTH]; };
 struct cs_cache {
     struct cs_entry e[CACHE_SLOTS];
     struct cs_fast f[FAST_SETS][FAST_WAYS];
@@ -176,7 +177,7 @@ __attribute__((no_sanitize_address)) static inline int slots_match(const struct 
 {
     /* slot 0 is the interposer's own return slot: equal whenever ret and frame are */
     for (uint32_t i = 1; i < f->n; i++)
-        if (*(volatile const uintptr_t *)f->slot[i] != f->val[i]) return 0;
+        if (*(volatile const uintptr_t *)f->s[i].slot != f->s[i].val) return 0;
     return 1;
 }
 
@@ -210,7 +211,7 @@ __attribute__((noinline)) static uint32_t capture_at_miss(const void *ret, const
         f->ret = ret;
         f->frame = frame;
         f->n = (uint32_t)n;
-        for (int i = 0; i < n; i++) { f->slot[i] = slots[i]; f->val[i] = (uintptr_t)pcs[i]; }
+        for (int i = 0; i < n; i++) { f->s[i].slot = slots[i]; f->s[i].val = (uintptr_t)pcs[i]; }
         f->id = id;
     }
     return id;

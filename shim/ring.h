@@ -41,6 +41,10 @@ static inline __attribute__((always_inline)) void *mc_ring_reserve_fixed(uint16_
     struct mc_tbuf *b = mc_tls_cur.buf;
     if (__builtin_expect(b != NULL && !b->reserved &&
                          atomic_load_explicit(&mc_enabled_flag, memory_order_relaxed), 1)) {
+        /* Claimed before head is read (a signal handler recording in between finds the
+         * ring reserved instead of taking the same bytes). */
+        b->reserved = 1;
+        atomic_signal_fence(memory_order_seq_cst);
         uint64_t head = atomic_load_explicit(&b->head, memory_order_relaxed);
         uint64_t tail = atomic_load_explicit(&b->tail, memory_order_acquire);
         uint32_t pos = (uint32_t)head & (b->size - 1);
@@ -52,9 +56,10 @@ static inline __attribute__((always_inline)) void *mc_ring_reserve_fixed(uint16_
             h->flags = 0;
             h->size = size;
             b->res_end = head + size;
-            b->reserved = 1;
             return h;
         }
+        atomic_signal_fence(memory_order_seq_cst);
+        b->reserved = 0;
     }
     return mc_rec_reserve_h(type, size);
 }
@@ -65,6 +70,7 @@ static inline __attribute__((always_inline)) void mc_ring_commit(void)
     struct mc_tbuf *b = mc_tls_cur.buf;
     if (!b || !b->reserved) return;
     atomic_store_explicit(&b->head, b->res_end, memory_order_release);
+    atomic_signal_fence(memory_order_seq_cst);
     b->reserved = 0;
 }
 

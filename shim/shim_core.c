@@ -648,8 +648,13 @@ static void wake_writer(void)
 static void *reserve_in(struct mc_tbuf *b, uint16_t type, uint32_t size)
 {
     if (b->reserved) return NULL; /* re-entry (BLAS calling BLAS, a signal handler) */
+    /* Claimed before head is read: a signal handler that records between here and the
+     * return finds the ring reserved (and records nothing) rather than taking the same
+     * bytes. */
+    b->reserved = 1;
+    atomic_signal_fence(memory_order_seq_cst);
     size = mc_rec_padded(size);
-    if (size > b->size / 4 || size < sizeof(struct mc_rec_header)) { drop(); return NULL; }
+    if (size > b->size / 4 || size < sizeof(struct mc_rec_header)) goto fail;
     uint64_t head = atomic_load_explicit(&b->head, memory_order_relaxed);
     for (int attempt = 0;; attempt++) {
         uint32_t pos = (uint32_t)(head & (b->size - 1));
@@ -674,16 +679,19 @@ static void *reserve_in(struct mc_tbuf *b, uint16_t type, uint32_t size)
             h->size = size;
             b->res_end = head + size;
             if (pad) atomic_store_explicit(&b->head, head, memory_order_release);
-            b->reserved = 1;
             return h;
         }
-        if (attempt == 1) { drop(); return NULL; }
-        /* Ring full: flush it ourselves (rare; amortised over the whole ring). */
-        b->reserved = 1; /* no nested records while we are in the writer */
+        if (attempt == 1) goto fail;
+        /* Ring full: flush it ourselves (rare; amortised over the whole ring). Still
+         * reserved: no nested records while we are in the writer. */
         flush_all();
-        b->reserved = 0;
-        if (!mc_capture_enabled()) return NULL;
+        if (!mc_capture_enabled()) { b->reserved = 0; return NULL; }
     }
+fail:
+    drop();
+    atomic_signal_fence(memory_order_seq_cst);
+    b->reserved = 0;
+    return NULL;
 }
 
 void *mc_rec_reserve(uint16_t type, uint32_t size)
@@ -702,6 +710,7 @@ void mc_rec_commit(void *rec)
     struct mc_tbuf *b = tls.buf;
     if (!b || !b->reserved || !rec) return;
     atomic_store_explicit(&b->head, b->res_end, memory_order_release);
+    atomic_signal_fence(memory_order_seq_cst); /* published before the ring is free again */
     b->reserved = 0;
 }
 
