@@ -430,6 +430,17 @@ static unsigned long long kernels_run;
 
 EMU_API unsigned long long simt_emu_kernels_run(void) { return __atomic_load_n(&kernels_run, __ATOMIC_RELAXED); }
 
+/* SIMT_EMU_STATS=FILE: the number of kernels run, written at exit (tests compare it with the
+ * launches a profiler recorded). */
+__attribute__((destructor)) static void write_stats(void)
+{
+    const char *path = getenv("SIMT_EMU_STATS");
+    FILE *f = path && *path ? fopen(path, "w") : NULL;
+    if (!f) return;
+    fprintf(f, "kernels %llu\n", simt_emu_kernels_run());
+    fclose(f);
+}
+
 static size_t stack_bytes(void)
 {
     static size_t sz;
@@ -440,6 +451,19 @@ static size_t stack_bytes(void)
         sz = ((size_t)kb * 1024 + PAGE - 1) / PAGE * PAGE;
     }
     return sz;
+}
+
+/* SIMT_EMU_ORDER=reverse runs blocks, and the threads of a block between barriers, in
+ * reverse order: a kernel whose result changes with it has a race (a missing
+ * __syncthreads, or blocks depending on each other), which a GPU would show only sometimes. */
+static int reverse_order(void)
+{
+    static int r = -1;
+    if (r < 0) {
+        const char *e = getenv("SIMT_EMU_ORDER");
+        r = e && !strcmp(e, "reverse");
+    }
+    return r;
 }
 
 static void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -609,9 +633,12 @@ static void run_block(const dim3 grid, const dim3 block, unsigned bx, unsigned b
         f[i].t.grid_dim = grid;
     }
     for (int w = 0; w < (n + 31) / 32; w++) ex->warps[w].gen = 0;
+    int rev = reverse_order();
     for (;;) {
-        for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++) {
+            int i = rev ? n - 1 - j : j;
             if (f[i].state == F_RUN) run_fiber(&f[i]);
+        }
         int live = 0;
         for (int i = 0; i < n; i++) live += f[i].state != F_DONE;
         if (!live) break;
@@ -644,9 +671,11 @@ EMU_API cudaError_t cudaLaunchKernel(const void *func, dim3 grid, dim3 block, vo
     if (e->k) return fail(cudaErrorLaunchFailure, "cudaLaunchKernel(%s) from inside kernel %s", k->name, e->k->name);
     e->k = k;
     e->args = args;
+    int rev = reverse_order();
     for (unsigned z = 0; z < grid.z; z++)
         for (unsigned y = 0; y < grid.y; y++)
-            for (unsigned x = 0; x < grid.x; x++) run_block(grid, block, x, y, z);
+            for (unsigned x = 0; x < grid.x; x++)
+                run_block(grid, block, rev ? grid.x - 1 - x : x, rev ? grid.y - 1 - y : y, rev ? grid.z - 1 - z : z);
     e->k = NULL;
     e->args = NULL;
     __atomic_add_fetch(&kernels_run, 1, __ATOMIC_RELAXED);

@@ -31,6 +31,7 @@ $(EMU_DIR)/libmoeref-cuda-emu.so: $(OBJ)/tests/cuda/emu/cuda_engine_emu.o $(OBJ)
 	$(CXX) -shared -o $@ $(OBJ)/tests/cuda/emu/cuda_engine_emu.o $(OBJ)/reference-engine/routing.o $(LDFLAGS) \
 	    -L$(EMU_DIR) -l:libcublas.so.13 -l:libcudart.so.13 -Wl,-rpath,'$$ORIGIN' -lm
 
+TESTS += tests/cuda/emu/test_cuda_emu_engine.py tests/cuda/emu/test_cuda_emu_chain.py
 EMU_LIBS := $(EMU_DIR)/libcudart.so.13 $(EMU_DIR)/libcublas.so.13 $(EMU_DIR)/libmoeref-cuda-emu.so
 TEST_DEPS += $(EMU_LIBS) $(BIN)/moe-ref $(BIN)/moecap $(LIB)/libmoecap.so $(LIB)/libmoecap-cupti.so
 .PHONY: emu

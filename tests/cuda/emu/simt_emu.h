@@ -90,8 +90,9 @@ struct kernel<void (*)(P...), F> {
     {
         static char buf[256];
         if (!buf[0]) {
-            const char *pf = __PRETTY_FUNCTION__, *s = std::strstr(pf, "F = ");
-            s = s ? s + 4 : pf;
+            /* g++: "... [with P = {...}; void (* F)(P ...) = k_embed<float>]" */
+            const char *pf = __PRETTY_FUNCTION__, *s = std::strstr(pf, " F)(P ...) = ");
+            s = s ? s + 13 : pf;
             if (!std::strncmp(s, "{anonymous}::", 13)) s += 13;
             if (*s == '&') s++;
             std::size_t n = 0;

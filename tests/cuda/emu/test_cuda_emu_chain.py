@@ -1,0 +1,161 @@
+#!/usr/bin/python3
+"""The whole GPU chain on the CPU emulation of CUDA: the CUDA reference engine (emulated
+libcudart.so.13 / libcublas.so.13) under LD_PRELOAD=libmoecap.so (MOECAP_NVML=0, CUPTI
+loaded as by default: the real libcupti without a driver must give one note and nothing
+else), then `moecap report` against the engine's own ground truth
+(tests/report/compare_gt.py), for mixtral, qwen2_moe and deepseek_v2 x loop|fused x
+f32|bf16 (fused with MOECAP_MODEL=config.json: the router-logit tap), and bf16 again on models
+whose weight shapes are all distinct (f = 48). Also, per run:
+- the program's output is the same with and without the shim;
+- the trace holds one cuBLAS GEMM record per GEMM call the ground truth counts, one
+  cudaLaunchKernel record per kernel the emulator ran (SIMT_EMU_STATS), each named;
+- fused: one router-logit tap record per MoE layer and step.
+Cases whose report differs from the ground truth because of a known REPORT gap (listed in
+KNOWN_REPORT_GAPS with the trace facts behind it) print `skip` with the differences; once
+the report covers them they print ok. Prints ok / not ok / skip lines."""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.environ.get("MOECAP_ROOT", os.path.abspath(os.path.join(os.path.dirname(__file__), "../../..")))
+BUILD = os.path.join(ROOT, os.environ.get("BUILD", "build"))
+MOEREF = os.path.join(BUILD, "bin", "moe-ref")
+MOECAP = os.path.join(BUILD, "bin", "moecap")
+SHIM = os.path.join(BUILD, "lib", "libmoecap.so")
+EMU_LIB = os.path.join(BUILD, "tests", "cuda", "emu", "libmoeref-cuda-emu.so")
+failures = 0
+
+# (model, style, dtype) -> why the report cannot match yet (trace facts: see docs/gpu.md,
+# "Running the CUDA engine without a GPU"). bf16 weights are converted on the host before
+# upload, so no host->device copy comes from the weight file and the trace has no device
+# weight names (0 file_map records with how = 3): the report has shapes only.
+NO_NAMES = "report gap: bf16 weights carry no names (host-converted before upload); by shape alone "
+KNOWN_REPORT_GAPS = {
+    ("qwen2_moe", "loop", "bf16"): NO_NAMES + "the shared expert [fs = f = 32, d] looks like a routed expert",
+    ("qwen2_moe", "fused", "bf16"): NO_NAMES + "the shared expert [fs = f = 32, d] looks like a routed expert",
+    ("deepseek_v2", "fused", "bf16"): NO_NAMES + "the shared experts [S*f = 64, d = 64] look like q_proj/o_proj",
+    ("mixtral", "fused", "bf16"): NO_NAMES + "k_proj/v_proj [HK*hd = 32, d] look like expert gate/up [f = 32, d]",
+    ("qwen2_moe-f48", "fused", "bf16"): NO_NAMES + "(distinct shapes) the router-tap records are in the trace "
+                                        "but no experts are attributed; shared bytes 1/3 of the truth",
+    ("deepseek_v2-f48", "fused", "bf16"): NO_NAMES + "(distinct shapes) the router-tap records are in the trace "
+                                          "but no experts are attributed; shared bytes 1/3 of the truth",
+}
+
+
+def say(status, name, detail=""):
+    global failures
+    if status == "not ok":
+        failures += 1
+    for line in str(detail).splitlines()[:25] if status != "ok" else []:
+        print("# " + line)
+    print("%s - %s" % (status, name), flush=True)
+
+
+def run(cmd, env=None, timeout=300):
+    e = dict(os.environ)
+    e.pop("LD_PRELOAD", None)
+    e["MOE_REF_CUDA_LIB"] = EMU_LIB
+    e.update(env or {})
+    return subprocess.run(cmd, capture_output=True, text=True, env=e, timeout=timeout)
+
+
+def dump(run_dir):
+    recs = []
+    for f in sorted(os.listdir(run_dir)):
+        if f.endswith(".mct"):
+            p = run([MOECAP, "dump", os.path.join(run_dir, f)])
+            recs += [json.loads(l) for l in p.stdout.splitlines() if l.startswith("{")]
+    return recs
+
+
+def one(tmp, arch, mdir, style, dtype, args):
+    name = "%s %s %s" % (arch, style, dtype)
+    tag = "%s-%s-%s" % (arch, style, dtype)
+    rdir, gt, stats = (os.path.join(tmp, tag + x) for x in ("", ".gt", ".stats"))
+    cmd = [MOEREF, "run", "--device", "cuda", "--moe", style, "--dtype", dtype, "--model", mdir, *args]
+    plain = run(cmd)
+    env = {"LD_PRELOAD": SHIM, "MOECAP_OUT": rdir, "MOECAP_NVML": "0", "SIMT_EMU_STATS": stats}
+    if style == "fused":
+        env["MOECAP_MODEL"] = os.path.join(mdir, "config.json")
+    p = run(cmd + ["--ground-truth", gt], env=env)
+    say("ok" if p.returncode == 0 else "not ok", "%s: runs under the shim" % name, p.stderr)
+    if p.returncode != 0:
+        return
+    say("ok" if p.stdout == plain.stdout and plain.returncode == 0 else "not ok",
+        "%s: output unchanged by the shim" % name, "plain:\n%s\nshim:\n%s" % (plain.stdout, p.stdout))
+    errs = [l for l in p.stderr.splitlines() if l.strip()]
+    cupti = [l for l in errs if "CUPTI" in l]
+    other = [l for l in errs if "CUPTI" not in l]
+    say("ok" if len(cupti) == 1 and not other else "not ok",
+        "%s: CUPTI without a driver: one note on stderr, nothing else" % name, p.stderr)
+    g = [json.loads(l) for l in open(gt) if l.strip()]
+    recs = dump(rdir)
+    gemms = [r for r in recs if r["type"] == "gemm"]
+    want = sum(s["gemm_calls"] for s in g)
+    api = "cublasSgemm" if dtype == "f32" else "cublasGemmEx"
+    ok = len(gemms) == want and all(r["api"] == api for r in gemms)
+    say("ok" if ok else "not ok", "%s: %d %s records = ground-truth GEMM calls" % (name, want, api),
+        "trace: %d GEMM records, apis %s" % (len(gemms), sorted({r["api"] for r in gemms})))
+    with open(stats) as f:
+        kernels = int(f.read().split()[1])
+    launches = [r for r in recs if r["type"] == "api" and r.get("name_str_text")]
+    names = {r["name_str_text"] for r in launches}
+    ok = len(launches) == kernels and (style == "loop" or "mr_fused_topk" in names)
+    say("ok" if ok else "not ok", "%s: %d named launch records = kernels the emulator ran" % (name, kernels),
+        "trace: %d named launches (%s)" % (len(launches), sorted(names)))
+    if style == "fused":
+        moe_layers = sum(1 for l in g[0]["layers"] if not l.get("dense"))
+        taps = sum(1 for r in recs if r["type"] == "router_tap")
+        say("ok" if taps == moe_layers * len(g) else "not ok",
+            "%s: %d router-logit tap records (MoE layers x steps)" % (name, moe_layers * len(g)), "trace: %d" % taps)
+    rep = run([MOECAP, "report", rdir, "--model", mdir, "--hw", "h100-sxm", "--out", os.path.join(rdir, "report"),
+               "--quiet"])
+    gap = KNOWN_REPORT_GAPS.get((arch, style, dtype))
+    if rep.returncode != 0:
+        say("skip" if gap else "not ok", "%s: moecap report%s" % (name, " (%s)" % gap if gap else ""), rep.stderr)
+        return
+    c = run([sys.executable, os.path.join(ROOT, "tests/report/compare_gt.py"), gt,
+             os.path.join(rdir, "report", "report.json"), name])
+    detail = []
+    for line in c.stdout.splitlines():
+        if line.startswith("not ok - "):
+            say("skip" if gap else "not ok", line[len("not ok - "):] + (" (%s)" % gap if gap else ""), "\n".join(detail))
+            detail = []
+        elif line.startswith(("ok - ", "skip - ")):
+            print(line, flush=True)
+            detail = []
+        else:
+            detail.append(line[2:] if line.startswith("# ") else line)
+            if line.startswith("# ") and "wall" in line:
+                print(line)
+    if c.returncode != 0 and "ok - " not in c.stdout:
+        say("not ok", "%s: compare_gt.py ran" % name, c.stderr)
+
+
+def main():
+    if os.environ.get("HAVE_CUDA", "1") != "1" or not os.path.exists(EMU_LIB):
+        print("skip - GPU chain on the CPU emulation (no CUDA toolkit: %s not built)" % EMU_LIB)
+        return 0
+    # default geometry (some shapes coincide: kvd = f, fs = f, S*f = d), and bf16 once more
+    # with distinct shapes (f = 48, two shared experts) to tell naming gaps from others
+    models = {"mixtral": [], "qwen2_moe": [], "deepseek_v2": [],
+              "mixtral-f48": ["--moe-intermediate", "48"],
+              "qwen2_moe-f48": ["--moe-intermediate", "48", "--shared-experts", "2"],
+              "deepseek_v2-f48": ["--moe-intermediate", "48", "--shared-experts", "2"]}
+    args = ["--batch", "2", "--prompt-len", "8", "--gen", "4"]
+    with tempfile.TemporaryDirectory(prefix="emu-chain-") as tmp:
+        for arch, extra in models.items():
+            mdir = os.path.join(tmp, arch)
+            p = run([MOEREF, "gen", "--arch", arch.split("-")[0], "--out", mdir, *extra])
+            if p.returncode != 0:
+                say("not ok", "%s: gen" % arch, p.stderr)
+                continue
+            for style in ("loop", "fused"):
+                for dtype in ("f32", "bf16") if not extra else ("bf16",):
+                    one(tmp, arch, mdir, style, dtype, args)
+    return 1 if failures else 0
+
+
+sys.exit(main())
