@@ -9,7 +9,11 @@ measures per run: decode time (sum of the engine's own per-step wall_ns over dec
 steps, from --ground-truth), process wall time, and process CPU time (user + sys of the
 process and all its threads, from wait4 — less sensitive to other load on the machine).
 Also the ratio of the fastest decode of each configuration (best of ROUNDS): on a
-machine shared with other work the least disturbed runs compare best.
+machine shared with other work the least disturbed runs compare best; and the median over
+rounds of the ratio of each run's median decode step (a run whose process was preempted
+for a few steps keeps its typical step time, so this one moves least with other load).
+With BASELINE_SHIM set in the environment (another build of libmoecap.so, e.g. before a
+change), its default configuration runs in the same rounds: a paired before/after.
 Prints Markdown table rows."""
 import json
 import os
@@ -27,12 +31,15 @@ configs = [
     ("shim, no call sites, cpuprof off (MOECAP_STACK=0 MOECAP_SAMPLE_MS=0)",
      {"LD_PRELOAD": shim, "MOECAP_SAMPLE_MS": "0", "MOECAP_STACK": "0"}),
 ]
+if os.environ.get("BASELINE_SHIM"):
+    configs.append(("baseline build (BASELINE_SHIM), default", {"LD_PRELOAD": os.environ["BASELINE_SHIM"]}))
 args = [mr, "run", "--model", model, "--batch", "1", "--prompt-len", "16", "--gen", "512"]
 
 
 def one(extra):
     env = dict(os.environ)
     env.pop("LD_PRELOAD", None)
+    env.pop("BASELINE_SHIM", None)
     env["MOECAP_OUT"] = os.path.join(tmp, "o")
     env.update(extra)
     gt = os.path.join(tmp, "gt.jsonl")
@@ -45,7 +52,8 @@ def one(extra):
     steps = [json.loads(l) for l in open(gt)]
     dec = [s for s in steps if s["kind"] == "decode"]
     subprocess.run(["rm", "-rf", env["MOECAP_OUT"]])
-    return sum(s["wall_ns"] for s in dec), wall, ru.ru_utime + ru.ru_stime, dec[0]["gemm_calls"]
+    return (sum(s["wall_ns"] for s in dec), wall, ru.ru_utime + ru.ru_stime, dec[0]["gemm_calls"],
+            statistics.median(s["wall_ns"] for s in dec))
 
 
 res = {c: [] for c, _ in configs}
@@ -59,7 +67,9 @@ for name, _ in configs[1:]:
     dec = [x[0] / p[0] for x, p in zip(res[name], plain)]
     wall = [x[1] / p[1] for x, p in zip(res[name], plain)]
     cpu = [x[2] / p[2] for x, p in zip(res[name], plain)]
+    step = [x[4] / p[4] for x, p in zip(res[name], plain)]
     best = min(x[0] for x in res[name]) / min(p[0] for p in plain)
-    print("| %s | %d | %.2f | %s | %.4f (%.3f..%.3f) | %.4f | %.4f | %.4f (%.3f..%.3f) |" % (
-        label, calls, statistics.median(p[0] for p in plain) / 1e6, name, statistics.median(dec), min(dec), max(dec),
-        best, statistics.median(wall), statistics.median(cpu), min(cpu), max(cpu)))
+    q1, _, q3 = statistics.quantiles(dec, n=4)
+    print("| %s | %d | %.2f | %s | %.4f (IQR %.3f..%.3f) | %.4f | %.4f | %.4f | %.4f (%.3f..%.3f) |" % (
+        label, calls, statistics.median(p[0] for p in plain) / 1e6, name, statistics.median(dec), q1, q3,
+        best, statistics.median(step), statistics.median(wall), statistics.median(cpu), min(cpu), max(cpu)))
