@@ -188,6 +188,7 @@ struct mc_attrib {
     struct launch_ent *lt; size_t lt_cap, lt_used; /* correlation id -> launch */
     struct topk_wait *tw; size_t n_tw;
     uint64_t topk_any;                       /* the trace holds top-k taps: fused layers wait for them */
+    int32_t er_pid; int er_pid_valid, er_known;   /* expert_ranges_known cache (last pid asked) */
 };
 
 static const char *base_name(const char *p)
@@ -508,7 +509,7 @@ static int attn_is_out(const struct mc_model *m, const struct stream *s, int64_t
 /* Classify a weight of shape out x in by shape and the stream's position in its layer:
  * attention phase (q, k, v, o), then the FFN phase (router + experts + shared, or dense). */
 static enum mc_role role_from_shape(const struct mc_model *m, const struct stream *s,
-                                    int64_t out, int64_t in, enum mc_proj *p)
+                                    int64_t out, int64_t in, enum mc_proj *p, int allow_expert)
 {
     *p = MC_PROJ_OTHER;
     int router = in == m->d && out == m->experts;
@@ -525,7 +526,7 @@ static enum mc_role role_from_shape(const struct mc_model *m, const struct strea
     } else {
         /* a 2f x d GEMM after experts with separate gate/up is the next layer's q (d = 2f is
          * common in small models), not a fused expert gate_up */
-        if (is_ffn_shape(m, m->f, out, in, p) && !(*p == MC_PROJ_GATE_UP && s->sep_gate)) return MC_ROLE_EXPERT;
+        if (allow_expert && is_ffn_shape(m, m->f, out, in, p) && !(*p == MC_PROJ_GATE_UP && s->sep_gate)) return MC_ROLE_EXPERT;
         if (is_ffn_shape(m, m->fs, out, in, p) && !(*p == MC_PROJ_GATE_UP && s->sep_gate)) return MC_ROLE_SHARED;
         if (in == m->d && out == 1 && m->shared_gate) return MC_ROLE_SHARED_GATE;
     }
@@ -1247,8 +1248,24 @@ static int role_is_dense_weight(enum mc_role r)
 
 /* Resolve (or classify and cache) the weight at `addr` seen with shape out x in and element
  * type dt by a GEMM that began at t. */
+/* Does process pid hold a device range the size of a whole expert array (E x f x d or
+ * E x 2f x d elements of 1, 2 or 4 bytes)? Then its routed experts live in such ranges. */
+static int expert_ranges_known(struct mc_attrib *a, int32_t pid)
+{
+    if (a->er_pid_valid && a->er_pid == pid) return a->er_known;
+    const struct mc_model *m = a->m;
+    int known = 0;
+    for (int elt = 1; elt <= 4 && !known; elt *= 2)
+        for (int g = 1; g <= 2 && !known; g++) {
+            uint64_t size = (uint64_t)m->experts * (uint64_t)g * (uint64_t)m->f * (uint64_t)m->d * (uint64_t)elt;
+            known = size && mc_devmem_has_size(a->dm, pid, size);
+        }
+    a->er_pid = pid; a->er_pid_valid = 1; a->er_known = known;
+    return known;
+}
+
 static struct went *lookup_weight(struct mc_attrib *a, struct stream *s, uint64_t addr,
-                                  int64_t out, int64_t in, int dt, uint64_t t)
+                                  int64_t out, int64_t in, int dt, uint64_t t, int on_device)
 {
     struct went *w = tab_find(a, s->pid, addr);
     if (w && w->out == out && w->in == in && w->t_from <= t && t < w->t_until) return w;
@@ -1278,7 +1295,7 @@ static struct went *lookup_weight(struct mc_attrib *a, struct stream *s, uint64_
         if (named) { t_from = iv->t_from; t_until = iv->t_until; }
     }
     if (!named) {
-        role = role_from_shape(a->m, s, out, in, &proj);
+        role = role_from_shape(a->m, s, out, in, &proj, 1);
         if (role == MC_ROLE_UNKNOWN) return NULL;
         if (role == MC_ROLE_EXPERT || role == MC_ROLE_SHARED || role == MC_ROLE_ROUTER || role == MC_ROLE_SHARED_GATE) {
             int ord = role == MC_ROLE_ROUTER ? s->routers : s->cur_moe;  /* router opens the next */
@@ -1298,6 +1315,17 @@ static struct went *lookup_weight(struct mc_attrib *a, struct stream *s, uint64_
                 t_from = r->t_from; t_until = r->t_until;
                 by_range = 1;
             }
+        }
+        if (role == MC_ROLE_EXPERT && !by_range && on_device && expert_ranges_known(a, s->pid)) {
+            /* this process keeps its experts in E x per-expert-byte ranges and this weight is
+             * in none: not a routed expert, whatever its shape (a shared expert shaped like
+             * one, the next layer's q when d = 2f and the experts ran fused) */
+            role = role_from_shape(a->m, s, out, in, &proj, 0);
+            if (role == MC_ROLE_UNKNOWN) return NULL;
+            if (role == MC_ROLE_SHARED || role == MC_ROLE_SHARED_GATE) {
+                int ord = s->cur_moe;
+                layer = (ord >= 0 && ord < a->n_moe) ? a->moe_layers[ord] : -1;
+            } else layer = -1;
         }
         if (role == MC_ROLE_EXPERT && proj == MC_PROJ_DOWN && !by_range) {
             int ord = s->cur_moe;
@@ -1368,11 +1396,11 @@ void mc_attrib_gemm(struct mc_attrib *a, int32_t pid, const struct mc_rec_gemm *
     int64_t tokens;
     int wdt;
     if (prefer2) {
-        w = lookup_weight(a, s, w2, out2, in2, dt2, g->t_begin_ns); tokens = tok2; wdt = dt2;
-        if (!w) { w = lookup_weight(a, s, w1, out1, in1, dt1, g->t_begin_ns); tokens = tok1; wdt = dt1; }
+        w = lookup_weight(a, s, w2, out2, in2, dt2, g->t_begin_ns, g->device >= 0); tokens = tok2; wdt = dt2;
+        if (!w) { w = lookup_weight(a, s, w1, out1, in1, dt1, g->t_begin_ns, g->device >= 0); tokens = tok1; wdt = dt1; }
     } else {
-        w = lookup_weight(a, s, w1, out1, in1, dt1, g->t_begin_ns); tokens = tok1; wdt = dt1;
-        if (!w) { w = lookup_weight(a, s, w2, out2, in2, dt2, g->t_begin_ns); tokens = tok2; wdt = dt2; }
+        w = lookup_weight(a, s, w1, out1, in1, dt1, g->t_begin_ns, g->device >= 0); tokens = tok1; wdt = dt1;
+        if (!w) { w = lookup_weight(a, s, w2, out2, in2, dt2, g->t_begin_ns, g->device >= 0); tokens = tok2; wdt = dt2; }
     }
     s->gpu = g->device >= 0;
     close_open_end(a, pid, g->tid);

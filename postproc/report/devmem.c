@@ -122,6 +122,13 @@ void mc_devmem_finish(struct mc_devmem *d)
     }
 }
 
+int mc_devmem_has_size(const struct mc_devmem *d, int32_t pid, uint64_t size)
+{
+    for (size_t i = 0; d && i < d->n; i++)
+        if (d->r[i].pid == pid && d->r[i].e - d->r[i].b == size) return 1;
+    return 0;
+}
+
 const struct mc_devmem_range *mc_devmem_find(const struct mc_devmem *d, int32_t pid, uint64_t addr, uint64_t t,
                                              uint64_t size)
 {

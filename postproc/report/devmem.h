@@ -45,6 +45,9 @@ uint64_t mc_devmem_end(const struct mc_devmem *d, int32_t pid, uint64_t b, uint6
 const struct mc_devmem_range *mc_devmem_find(const struct mc_devmem *d, int32_t pid, uint64_t addr, uint64_t t,
                                              uint64_t size);
 
+/* Whether process pid has any range of exactly `size` bytes (at any time). */
+int mc_devmem_has_size(const struct mc_devmem *d, int32_t pid, uint64_t size);
+
 size_t mc_devmem_count(const struct mc_devmem *d);
 
 #endif
