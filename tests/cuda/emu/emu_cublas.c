@@ -203,12 +203,13 @@ static cublasStatus_t gemm(const char *api, cublasHandle_t h, cublasOperation_t 
         simt_emu_set_error(700);   /* cudaErrorIllegalAddress, as the faulting kernel would report */
         return CUBLAS_STATUS_EXECUTION_FAILED;
     }
-    float al = *(const float *)alpha, be = *(const float *)beta;
     if ((k > 0 && (check_operand(api, "A", A, ar, ac, lda, ea) || check_operand(api, "B", B, br, bc, ldb, eb))) ||
         check_operand(api, "C", C, m, n, ldc, ec)) {
         simt_emu_set_error(700);
         return CUBLAS_STATUS_EXECUTION_FAILED;
     }
+    simt_emu_device_access(1);
+    float al = *(const float *)alpha, be = *(const float *)beta;
     for (int j = 0; j < n; j++)
         for (int i = 0; i < m; i++) {
             float acc = 0.0f;
@@ -224,6 +225,7 @@ static cublasStatus_t gemm(const char *api, cublasHandle_t h, cublasOperation_t 
             float v = al * acc + (be != 0.0f ? be * load(C, ci, ct) : 0.0f);
             store(C, ci, ct, v);
         }
+    simt_emu_device_access(0);
     return CUBLAS_STATUS_SUCCESS;
 }
 

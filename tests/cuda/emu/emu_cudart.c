@@ -8,13 +8,14 @@
  *   destination is not inside one device allocation fails with cudaErrorInvalidValue and
  *   says why on stderr), as do frees.
  * - cudaLaunchKernel runs a kernel registered by simt_emu.h's launch: blocks one after
- *   another, each block's threads as fibers (ucontext on small reused stacks, with ASan's
+ *   another, each block's threads as fibers (small reused stacks, with ASan's
  *   fiber-switch annotations), so __syncthreads and warp shuffles have their GPU meaning.
  *   Barrier misuse (threads of a block waiting at different barriers, a shuffle whose mask
  *   names exited or absent lanes) aborts with a message: on a GPU it is undefined.
  * - Everything is synchronous: streams, events and host functions run in call order. */
 #include <cuda_runtime_api.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -102,6 +103,8 @@ struct alloc {
     void *map;                 /* device: the mapping incl. guard pages; host: malloc block */
     size_t map_len;
     int device;                /* 1 device memory, 0 pinned host memory */
+    char *body;                /* device: the pages between the guard pages */
+    size_t body_len;
 };
 
 static pthread_mutex_t alloc_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -142,6 +145,37 @@ static int add_alloc(struct alloc a)
     return 0;
 }
 
+/* Device memory is not host-accessible on a GPU: outside kernels, cuBLAS calls, copies and
+ * memsets its pages are PROT_NONE, so engine host code that dereferences a device pointer
+ * faults here as it would (with a message, see on_segv) instead of working by accident.
+ * SIMT_EMU_PROTECT=0 leaves device memory accessible. */
+static int access_depth;
+
+static int protect_enabled(void)
+{
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("SIMT_EMU_PROTECT");
+        on = !(e && !strcmp(e, "0"));
+    }
+    return on;
+}
+
+/* Caller holds alloc_lock. */
+static void set_access_locked(int on)
+{
+    for (size_t i = 0; i < nallocs; i++)
+        if (allocs[i].device) mprotect(allocs[i].body, allocs[i].body_len, on ? PROT_READ | PROT_WRITE : PROT_NONE);
+}
+
+EMU_API void simt_emu_device_access(int on)
+{
+    if (!protect_enabled()) return;
+    pthread_mutex_lock(&alloc_lock);
+    if (on ? access_depth++ == 0 : --access_depth == 0) set_access_locked(on);
+    pthread_mutex_unlock(&alloc_lock);
+}
+
 /* What [p, p + n) is: 1 inside one device allocation, 0 not device memory at all,
  * -1 starts in device memory but runs past the allocation's end. */
 static int classify(const void *p, size_t n)
@@ -172,7 +206,10 @@ static cudaError_t device_alloc(void **out, size_t size)
     /* the allocation ends at the trailing guard page (to 256 bytes): overruns fault */
     char *p = m + (pages + 1) * PAGE - body;
     memset(p, 0xFF, size);
-    struct alloc a = { (uintptr_t)p, size, m, len, 1 };
+    struct alloc a = { (uintptr_t)p, size, m, len, 1, m + PAGE, pages * PAGE };
+    pthread_mutex_lock(&alloc_lock);
+    if (protect_enabled() && access_depth == 0) mprotect(a.body, a.body_len, PROT_NONE);
+    pthread_mutex_unlock(&alloc_lock);
     if (add_alloc(a) != 0) {
         munmap(m, len);
         return fail(cudaErrorMemoryAllocation, "cudaMalloc(%zu): out of memory", size);
@@ -212,7 +249,7 @@ EMU_API cudaError_t cudaHostAlloc(void **pHost, size_t size, unsigned int flags)
     void *p = NULL;
     if (posix_memalign(&p, 256, size ? size : 1) != 0)
         return fail(cudaErrorMemoryAllocation, "cudaHostAlloc(%zu): out of memory", size);
-    struct alloc a = { (uintptr_t)p, size, p, size, 0 };
+    struct alloc a = { (uintptr_t)p, size, p, size, 0, NULL, 0 };
     if (add_alloc(a) != 0) { free(p); return fail(cudaErrorMemoryAllocation, "cudaHostAlloc: out of memory"); }
     *pHost = p;
     return cudaSuccess;
@@ -284,7 +321,9 @@ static cudaError_t copy(const char *api, void *dst, const void *src, size_t n, e
     if (s != want_s)
         return fail(cudaErrorInvalidValue, "%s(%s, %zu bytes): source %p is %s memory", api, kind_name(kind), n, src,
                     s ? "device" : "host (not device)");
+    if (d || s) simt_emu_device_access(1);
     memmove(dst, src, n);
+    if (d || s) simt_emu_device_access(0);
     return cudaSuccess;
 }
 
@@ -305,7 +344,9 @@ static cudaError_t set(const char *api, void *p, int value, size_t n)
     if (n == 0) return cudaSuccess;
     if (classify(p, n) != 1)
         return fail(cudaErrorInvalidValue, "%s(%p, %zu bytes): not inside one device allocation", api, p, n);
+    simt_emu_device_access(1);
     memset(p, value, n);
+    simt_emu_device_access(0);
     return cudaSuccess;
 }
 
@@ -400,8 +441,54 @@ EMU_API cudaError_t cudaFuncGetName(const char **name, const void *func)
 
 enum { F_RUN, F_WAIT_BLOCK, F_WAIT_WARP, F_DONE };
 
+/* Context switches. x86-64: a minimal switch of the callee-saved registers and the FP
+ * control words (glibc's swapcontext also saves the signal mask with a system call per
+ * switch, which doubled the run time); elsewhere, or with -DSIMT_EMU_UCONTEXT, ucontext. */
+#if defined(__x86_64__) && !defined(SIMT_EMU_UCONTEXT)
+typedef struct { void *sp; } emu_ctx;
+void simt_emu_switch(void **save_sp, void *to_sp);
+__asm__(".text\n"
+        ".globl simt_emu_switch\n"
+        ".hidden simt_emu_switch\n"
+        ".type simt_emu_switch,@function\n"
+        "simt_emu_switch:\n"
+        "  pushq %rbp\n  pushq %rbx\n  pushq %r12\n  pushq %r13\n  pushq %r14\n  pushq %r15\n"
+        "  subq $8, %rsp\n  stmxcsr (%rsp)\n  fnstcw 4(%rsp)\n"
+        "  movq %rsp, (%rdi)\n"
+        "  movq %rsi, %rsp\n"
+        "  ldmxcsr (%rsp)\n  fldcw 4(%rsp)\n  addq $8, %rsp\n"
+        "  popq %r15\n  popq %r14\n  popq %r13\n  popq %r12\n  popq %rbx\n  popq %rbp\n"
+        "  ret\n"
+        ".size simt_emu_switch, .-simt_emu_switch\n");
+
+static void ctx_switch(emu_ctx *from, emu_ctx *to) { simt_emu_switch(&from->sp, to->sp); }
+
+/* A fresh context that starts fn on [stack, stack + len) as if called (rsp = 8 mod 16). */
+static void ctx_make(emu_ctx *c, char *stack, size_t len, void (*fn)(void))
+{
+    uintptr_t top = ((uintptr_t)stack + len) & ~(uintptr_t)15;
+    uint64_t *sp = (uint64_t *)top;
+    *--sp = 0;                           /* fn's return address: it never returns */
+    *--sp = (uint64_t)(uintptr_t)fn;     /* where the switch's ret goes */
+    for (int i = 0; i < 6; i++) *--sp = 0;
+    *--sp = 0x037F00001F80ull;           /* default MXCSR (low 4 bytes), x87 control word */
+    c->sp = sp;
+}
+#else
+typedef ucontext_t emu_ctx;
+static void ctx_switch(emu_ctx *from, emu_ctx *to) { swapcontext(from, to); }
+static void ctx_make(emu_ctx *c, char *stack, size_t len, void (*fn)(void))
+{
+    getcontext(c);
+    c->uc_stack.ss_sp = stack;
+    c->uc_stack.ss_size = len;
+    c->uc_link = NULL;
+    makecontext(c, fn, 0);
+}
+#endif
+
 struct fiber {
-    ucontext_t ctx;
+    emu_ctx ctx;
     char *map;                 /* stack mapping, lowest page a guard */
     size_t map_len;
     int state, lane, warp;
@@ -413,7 +500,7 @@ struct fiber {
 struct warp_x { unsigned long long buf[2][32]; unsigned gen; };
 
 struct executor {
-    ucontext_t sched;
+    emu_ctx sched;
     struct fiber *f;           /* up to 1024, stacks kept between launches */
     int nstack;                /* fibers with a stack */
     struct warp_x warps[32];
@@ -488,7 +575,7 @@ static void yield_to_sched(struct fiber *f, int exiting)
 #else
     (void)exiting;
 #endif
-    swapcontext(&f->ctx, &ex->sched);
+    ctx_switch(&f->ctx, &ex->sched);
 #if EMU_ASAN
     __sanitizer_finish_switch_fiber(f->asan_fake, &ex->sched_stack, &ex->sched_stack_len);
 #endif
@@ -515,7 +602,7 @@ static void run_fiber(struct fiber *f)
     void *fake = NULL;
     __sanitizer_start_switch_fiber(&fake, f->map + PAGE, f->map_len - PAGE);
 #endif
-    swapcontext(&ex->sched, &f->ctx);
+    ctx_switch(&ex->sched, &f->ctx);
 #if EMU_ASAN
     __sanitizer_finish_switch_fiber(fake, NULL, NULL);
 #endif
@@ -560,6 +647,8 @@ static struct executor *get_executor(void)
     return ex;
 }
 
+static void note_stack_guard(char *guard);
+
 static void prepare_fiber(struct fiber *f)
 {
     if (!f->map) {
@@ -567,13 +656,10 @@ static void prepare_fiber(struct fiber *f)
         f->map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (f->map == MAP_FAILED) { fprintf(stderr, "simt_emu: no memory for fiber stacks\n"); abort(); }
         mprotect(f->map, PAGE, PROT_NONE);   /* stack overflow faults */
+        note_stack_guard(f->map);
         f->map_len = len;
-        getcontext(&f->ctx);
     }
-    f->ctx.uc_stack.ss_sp = f->map + PAGE;
-    f->ctx.uc_stack.ss_size = f->map_len - PAGE;
-    f->ctx.uc_link = NULL;
-    makecontext(&f->ctx, fiber_main, 0);
+    ctx_make(&f->ctx, f->map + PAGE, f->map_len - PAGE, fiber_main);
 }
 
 /* Releases the waiters that can go on; 0 when none can (a deadlock). */
@@ -672,12 +758,67 @@ EMU_API cudaError_t cudaLaunchKernel(const void *func, dim3 grid, dim3 block, vo
     e->k = k;
     e->args = args;
     int rev = reverse_order();
+    simt_emu_device_access(1);
     for (unsigned z = 0; z < grid.z; z++)
         for (unsigned y = 0; y < grid.y; y++)
             for (unsigned x = 0; x < grid.x; x++)
                 run_block(grid, block, rev ? grid.x - 1 - x : x, rev ? grid.y - 1 - y : y, rev ? grid.z - 1 - z : z);
+    simt_emu_device_access(0);
     e->k = NULL;
     e->args = NULL;
     __atomic_add_fetch(&kernels_run, 1, __ATOMIC_RELAXED);
     return cudaSuccess;
+}
+
+/* ---- faults: say what a fault in emulated memory means, then let it take its course ---- */
+
+static struct sigaction old_segv;
+static char *stack_lo[1024], *stack_hi[1024];   /* fiber stack guard pages (any thread) */
+static int nstack_guards;
+
+static void note_stack_guard(char *guard)
+{
+    int i = __atomic_fetch_add(&nstack_guards, 1, __ATOMIC_RELAXED);
+    if (i < 1024) { stack_lo[i] = guard; stack_hi[i] = guard + PAGE; }
+}
+
+static void on_segv(int sig, siginfo_t *si, void *uc)
+{
+    (void)uc;
+    uintptr_t a = (uintptr_t)si->si_addr;
+    char msg[256];
+    int n = 0;
+    for (size_t i = 0; i < nallocs && !n; i++) {           /* no lock: we are dying anyway */
+        struct alloc *x = &allocs[i];
+        if (!x->device || a < (uintptr_t)x->map || a >= (uintptr_t)x->map + x->map_len) continue;
+        if (a < (uintptr_t)x->body)
+            n = snprintf(msg, sizeof msg, "simt_emu: access at %p before the start of device allocation %p (%zu bytes)\n",
+                         (void *)a, (void *)x->ptr, (size_t)x->size);
+        else if (a >= (uintptr_t)x->body + x->body_len)
+            n = snprintf(msg, sizeof msg, "simt_emu: access at %p past the end of device allocation %p (%zu bytes, "
+                         "+%zu)\n", (void *)a, (void *)x->ptr, (size_t)x->size, (size_t)(a - x->ptr));
+        else
+            n = snprintf(msg, sizeof msg, "simt_emu: host code touched device memory at %p (allocation %p, %zu "
+                         "bytes): device memory is not host-accessible on a GPU\n", (void *)a, (void *)x->ptr,
+                         (size_t)x->size);
+    }
+    for (int i = 0; i < 1024 && !n; i++)
+        if (stack_lo[i] && a >= (uintptr_t)stack_lo[i] && a < (uintptr_t)stack_hi[i])
+            n = snprintf(msg, sizeof msg, "simt_emu: a GPU thread overflowed its %zu-byte stack (SIMT_EMU_STACK_KB)\n",
+                         stack_bytes());
+    if (n > 0) {
+        ssize_t w = write(2, msg, (size_t)n);
+        (void)w;
+    }
+    sigaction(sig, &old_segv, NULL);   /* the fault repeats under the previous handler */
+}
+
+__attribute__((constructor)) static void install_segv(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_segv;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, &old_segv);
 }

@@ -32,6 +32,9 @@ int simt_emu_register_kernel(const void *func, const char *name, simt_emu_thunk 
 
 /* 1 when [p, p + bytes) lies inside one live device allocation (cudaMalloc). */
 int simt_emu_is_device_range(const void *p, size_t bytes);
+/* Device memory is PROT_NONE outside kernels, copies and cuBLAS calls (host code must not
+ * touch it); on = 1 opens it (nests), on = 0 closes it again. */
+void simt_emu_device_access(int on);
 /* Records a sticky launch/execution error reported later by cudaGetLastError (cuBLAS
  * failures that real hardware would report asynchronously). */
 void simt_emu_set_error(int cuda_error);
