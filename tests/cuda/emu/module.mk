@@ -32,7 +32,15 @@ $(EMU_DIR)/libmoeref-cuda-emu.so: $(OBJ)/tests/cuda/emu/cuda_engine_emu.o $(OBJ)
 	    -L$(EMU_DIR) -l:libcublas.so.13 -l:libcudart.so.13 -Wl,-rpath,'$$ORIGIN' -lm
 
 TESTS += tests/cuda/emu/test_cuda_emu_engine.py tests/cuda/emu/test_cuda_emu_chain.py
-EMU_LIBS := $(EMU_DIR)/libcudart.so.13 $(EMU_DIR)/libcublas.so.13 $(EMU_DIR)/libmoeref-cuda-emu.so
+# The emulation's own unit test, compiled the same way as the engine.
+$(EMU_DIR)/test_simt_emu: tests/cuda/emu/test_simt_emu.cu tests/cuda/emu/simt_emu.h tests/cuda/emu/simt_emu_api.h \
+        $(EMU_DIR)/libcudart.so.13 $(EMU_DIR)/libcublas.so.13
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_CXXFLAGS) -Itests -x c++ -include tests/cuda/emu/simt_emu.h $< -x none -o $@ $(LDFLAGS) \
+	    -L$(EMU_DIR) -l:libcublas.so.13 -l:libcudart.so.13 -Wl,-rpath,'$$ORIGIN'
+
+TESTS += $(EMU_DIR)/test_simt_emu
+EMU_LIBS := $(EMU_DIR)/test_simt_emu $(EMU_DIR)/libcudart.so.13 $(EMU_DIR)/libcublas.so.13 $(EMU_DIR)/libmoeref-cuda-emu.so
 TEST_DEPS += $(EMU_LIBS) $(BIN)/moe-ref $(BIN)/moecap $(LIB)/libmoecap.so $(LIB)/libmoecap-cupti.so
 .PHONY: emu
 emu: $(EMU_LIBS)

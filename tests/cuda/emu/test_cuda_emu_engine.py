@@ -13,6 +13,8 @@ against the CPU engine and against formulas written here from docs/ground-truth.
 - every run: bytes, FLOPs and GEMM calls of each step equal the formulas with the run's own
   routing and elt = 4 (f32) or 2 (bf16: weights and KV cache in bf16); fused runs issue no
   cuBLAS call for experts (docs/gpu.md);
+- deepseek_v2 f32: logits bit-identical when the emulator runs blocks and threads in
+  reverse order (SIMT_EMU_ORDER=reverse: no race between threads or blocks);
 - bf16: dense, shared-expert and KV bytes are exactly half the CPU engine's; the share of
   sampled tokens equal to the CPU engine's is printed (rounding may flip a near-tie).
 Prints ok / not ok / skip lines (tests/run-tests.sh protocol)."""
@@ -213,6 +215,15 @@ def main():
                             c = subprocess.run([sys.executable, os.path.join(ROOT, "bench/gpu/compare_engines.py"),
                                                 cpu_gt, gt, name], capture_output=True, text=True)
                             report("%s: bench/gpu/compare_engines.py ok" % name, c.returncode == 0, c.stdout)
+                        if arch == "deepseek_v2":
+                            # the same run with blocks and threads in reverse order: a race
+                            # (missing barrier, blocks depending on each other) would show
+                            rv = os.path.join(tmp, "reverse.lg")
+                            r2 = moeref(*base, "--device", "cuda", "--moe", style, "--dtype", dtype,
+                                        "--dump-logits", rv, env={"SIMT_EMU_ORDER": "reverse"})
+                            same_bits = r2.returncode == 0 and open(rv).read() == open(lg).read()
+                            report("%s: logits bit-identical with blocks and threads in reverse order" % name,
+                                   same_bits, r2.stderr)
                     else:
                         print("# %s: %d of %d sampled tokens equal the CPU engine's (f32 weights)" % (name, same, total))
                         bad = []
