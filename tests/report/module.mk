@@ -20,3 +20,5 @@ $(TBIN)/test_report_gpu: $(OBJ)/tests/report/test_report_gpu.o $(REPORT_LIB_OBJS
 	$(CC) $(LDFLAGS) -o $@ $^ -lcjson -lm
 TESTS += $(TBIN)/test_report_gpu
 TEST_DEPS += $(TBIN)/test_report_gpu
+# the real chain on the CPU emulation of CUDA (skips where tests/cuda/emu is not built)
+TESTS += tests/report/test_report_gpu_chain.sh

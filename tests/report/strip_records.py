@@ -1,0 +1,35 @@
+#!/usr/bin/python3
+"""Removes records from a .mct trace (in place) to test a fallback path on a real trace:
+`device-maps` drops MC_REC_FILE_MAP records with device >= 0 (the shim's device file maps,
+how = 3), so the report must name device weights by joining host->device copies with the
+host file maps itself (docs/attribution.md section 3b).
+
+usage: strip_records.py FILE.mct device-maps    Prints how many records were removed."""
+import struct, sys
+
+FILE_MAP = 8
+
+
+def main():
+    path, what = sys.argv[1], sys.argv[2]
+    assert what == 'device-maps', 'unknown selection ' + what
+    data = open(path, 'rb').read()
+    magic, vmaj, vmin, hsize = struct.unpack_from('<8sHHI', data, 0)
+    assert magic == b'MOECAPT\0', 'not a moecap trace'
+    keep, removed, off = [], 0, hsize
+    while off + 8 <= len(data):
+        rtype, flags, size = struct.unpack_from('<HHI', data, off)
+        assert size >= 8 and size % 8 == 0 and off + size <= len(data), 'bad record at %d' % off
+        rec = data[off:off + size]
+        # mc_rec_file_map: header(8) t_ns addr file_offset length (4 x u64) path_str(u32) device(i32)
+        if rtype == FILE_MAP and size >= 48 and struct.unpack_from('<i', rec, 44)[0] >= 0:
+            removed += 1
+        else:
+            keep.append(rec)
+        off += size
+    open(path, 'wb').write(data[:hsize] + b''.join(keep))
+    print(removed)
+
+
+if __name__ == '__main__':
+    main()
