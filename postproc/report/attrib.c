@@ -326,6 +326,14 @@ static uint64_t bytes_tag(const char *base, uint64_t off)
     return h ? h : 1;
 }
 
+static const struct fmap_ent *g_sort_maps;   /* qsort has no context argument in C11 */
+static int devmap_cmp(const void *x, const void *y)
+{
+    const struct fmap_ent *p = &g_sort_maps[*(const size_t *)x], *q = &g_sort_maps[*(const size_t *)y];
+    if (p->pid != q->pid) return p->pid < q->pid ? -1 : 1;
+    return p->addr < q->addr ? -1 : p->addr > q->addr;
+}
+
 void mc_attrib_names_done(struct mc_attrib *a)
 {
     const struct mc_model *m = a->m;
@@ -333,6 +341,10 @@ void mc_attrib_names_done(struct mc_attrib *a)
     uint64_t min_expert_range = (uint64_t)(m->experts > 0 ? m->experts : 1) * (uint64_t)(m->f > 0 ? m->f : 1) *
                                 (uint64_t)(m->d > 0 ? m->d : 1);
     size_t n_host = a->n_maps;
+    /* the shim's own device maps, sorted by (pid, address), to skip copies it described */
+    size_t *dev = malloc((n_host ? n_host : 1) * sizeof *dev), n_dev = 0;
+    for (size_t j = 0; dev && j < n_host; j++) if (a->maps[j].device >= 0) dev[n_dev++] = j;
+    if (dev) { g_sort_maps = a->maps; qsort(dev, n_dev, sizeof *dev, devmap_cmp); }
     for (size_t i = 0; i < a->n_h2d; i++) {
         const struct h2d_ent *c = &a->h2d[i];
         const struct fmap_ent *hm = NULL;
@@ -348,10 +360,16 @@ void mc_attrib_names_done(struct mc_attrib *a)
         uint64_t off = hm->off + (c->src - hm->addr);
         mc_devmem_copy(a->dm, c->pid, c->device, c->dst, c->bytes, c->t, bytes_tag(hm->base, off));
         int dup = 0;   /* the shim's own device file map (how = 3) of the same copy */
-        for (size_t j = 0; j < a->n_maps && !dup; j++) {
-            const struct fmap_ent *f = &a->maps[j];
-            dup = f->device >= 0 && f->pid == c->pid && f->addr == c->dst && f->off == off && f->len == c->bytes &&
-                  !strcmp(f->base, hm->base);
+        size_t lo = 0, hi = n_dev;
+        while (dev && lo < hi) {   /* first map at (pid, dst) or after */
+            size_t mid = (lo + hi) / 2;
+            const struct fmap_ent *f = &a->maps[dev[mid]];
+            if (f->pid < c->pid || (f->pid == c->pid && f->addr < c->dst)) lo = mid + 1; else hi = mid;
+        }
+        for (size_t j = lo; dev && j < n_dev && !dup; j++) {
+            const struct fmap_ent *f = &a->maps[dev[j]];
+            if (f->pid != c->pid || f->addr != c->dst) break;
+            dup = f->off == off && f->len == c->bytes && !strcmp(f->base, hm->base);
         }
         if (dup) continue;
         char *base = strdup(hm->base);   /* add_map may move a->maps */
@@ -359,6 +377,7 @@ void mc_attrib_names_done(struct mc_attrib *a)
         if (add_map(a, c->pid, base, c->dst, off, c->bytes, c->device, c->t, RULE_DEVICE_COPY)) a->st.device_maps_derived++;
         free(base);
     }
+    free(dev);
     free(a->h2d); a->h2d = NULL; a->n_h2d = a->cap_h2d = 0;
     mc_devmem_finish(a->dm);
     for (size_t j = 0; j < a->n_maps; j++) {

@@ -10,7 +10,7 @@
 #define MAX_RANGES 16384
 #define MAX_FREES 65536
 
-struct free_ev { int32_t pid; uint64_t ptr, t; };
+struct free_ev { int32_t pid; uint64_t ptr, t, b, e; };   /* [b, e): what it released (mc_devmem_finish) */
 
 struct mc_devmem {
     struct mc_devmem_range *r; size_t n, cap;
@@ -60,7 +60,7 @@ void mc_devmem_release(struct mc_devmem *d, int32_t pid, uint64_t ptr, uint64_t 
         if (!p) return;
         d->f = p; d->capf = nc;
     }
-    d->f[d->nf++] = (struct free_ev){pid, ptr, t};
+    d->f[d->nf++] = (struct free_ev){pid, ptr, t, ptr, ptr + 1};
 }
 
 /* The allocation that a free of ptr at time t releases: the latest one at ptr made before t. */
@@ -81,9 +81,7 @@ static uint64_t frees_end(const struct mc_devmem *d, int32_t pid, uint64_t b, ui
     for (size_t i = 0; i < d->nf; i++) {
         const struct free_ev *f = &d->f[i];
         if (f->pid != pid || f->t <= t || f->t >= end) continue;
-        const struct mc_devmem_range *a = alloc_at(d, pid, f->ptr, f->t);
-        uint64_t ab = a ? a->b : f->ptr, ae = a ? a->e : f->ptr + 1;
-        if (ab < e && ae > b) end = f->t;
+        if (f->b < e && f->e > b) end = f->t;
     }
     return end;
 }
@@ -102,6 +100,10 @@ uint64_t mc_devmem_end(const struct mc_devmem *d, int32_t pid, uint64_t b, uint6
 
 void mc_devmem_finish(struct mc_devmem *d)
 {
+    for (size_t j = 0; j < d->nf; j++) {   /* once: the allocation each free released */
+        const struct mc_devmem_range *a = alloc_at(d, d->f[j].pid, d->f[j].ptr, d->f[j].t);
+        if (a) { d->f[j].b = a->b; d->f[j].e = a->e; }
+    }
     for (size_t i = 0; i < d->n; i++) {
         struct mc_devmem_range *x = &d->r[i];
         if (x->kind == MC_DEVMEM_COPY) {
