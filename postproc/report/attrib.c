@@ -1011,6 +1011,11 @@ static int layer_at(const uint64_t *router_t, int n, uint64_t tl)
 static int place_topk(struct mc_attrib *a, int32_t pid, int32_t tid, uint64_t tl, const int64_t *cnt, int force)
 {
     const struct mc_model *m = a->m;
+    if (tid >= 0) {   /* a thread id no GEMM stream has (another id convention): any thread */
+        int known = 0;
+        for (struct stream *s = a->streams; s && !known; s = s->next) known = s->pid == pid && s->tid == tid;
+        if (!known) tid = -1;
+    }
     for (struct pend *p = a->pend_head; p; p = p->next) {
         if (p->st.pid != pid || (tid >= 0 && p->st.tid != tid) || tl >= p->lm_begin) continue;
         int i = layer_at(p->router_t, a->n_moe, tl);
