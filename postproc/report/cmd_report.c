@@ -23,429 +23,11 @@
 #include "report/attrib.h"
 #include "report/hwprof.h"
 #include "report/model.h"
-#include "report/report_stats.h"
+#include "report/report_input.h"
+#include "report/report_steps.h"
 #include "trace/trace_reader.h"
 
 #define NOTE_MAX 64
-
-struct step_row {             /* what stays in memory per step */
-    double time_s, s_mbu, s_mfu, mbu, mfu, c_smbu, c_smfu, bytes, flops;
-    uint64_t t_begin;
-    int32_t tokens, sequences, activated;
-    uint8_t kind;             /* 0 prefill, 1 decode, 2 mixed */
-};
-
-struct totals {
-    uint64_t steps, tokens, seqs;
-    double time_s;
-    double b_dense, b_routed, b_shared, kv_r, kv_w, b_all, f_gemm, f_att, f_all, f_unattr;
-};
-
-struct rep {
-    const struct mc_model *m;
-    struct mc_hw *hw;
-    int devices;
-    double bw, peak;           /* peak 0 = unknown */
-    char compute_key[8];
-    FILE *steps_out;           /* temporary: per-step JSON objects */
-    struct step_row *rows; size_t n_rows, cap_rows;
-    struct totals all, by_kind[3];
-    uint64_t *load_tokens, *load_act;   /* n_moe x E */
-    uint64_t first_begin, last_end;
-    int ctx_inexact_steps;
-    int n_moe;
-    const int *moe_layers;
-    int oom;
-};
-
-static double div0(double a, double b) { return b > 0 ? a / b : 0; }
-
-/* MoE-CAP's reference formulas (Auto-CAP/MoE-CAP utils: basic_utils / qwen_utils), per
- * step; docs/metrics.md gives the derivation and the differences with ours. */
-static void compat_step(const struct rep *r, const struct mc_step *s, double ctx_sum,
-                        double *bytes, double *flops)
-{
-    const struct mc_model *m = r->m;
-    double L = (double)m->layers, elt = s->elt ? s->elt : m->elt ? m->elt : 4;
-    double attn = (double)mc_model_attn_params(m), expert = (double)mc_model_expert_params(m);
-    double shared = (double)mc_model_shared_params(m);
-    double act = r->n_moe ? (double)s->activated / r->n_moe : 0;
-    double kv_per_tok = m->kv_lora_rank > 0 ? L * (double)(m->kv_lora_rank + m->qk_rope_dim)
-                                            : 2.0 * L * (double)m->head_dim * (double)m->kv_heads;
-    double kv = ctx_sum * kv_per_tok;
-    double score = 2.0 * L * (double)m->heads * (double)m->head_dim * ctx_sum;
-    double n_moe = (double)r->n_moe, n_dense = L - n_moe;
-    double dense_ffn = 3.0 * (double)m->d * (double)m->fd;
-    double mem, fl;
-    switch (m->arch) {
-    case MC_ARCH_QWEN2_MOE:
-        mem = L * (act * expert + shared + attn) + kv;
-        fl = L * (attn + expert + shared) + score;
-        break;
-    case MC_ARCH_QWEN3_MOE: case MC_ARCH_DEEPSEEK_V2: case MC_ARCH_DEEPSEEK_V3:
-        mem = n_moe * (act * expert + shared) + n_dense * dense_ffn + L * attn + kv;
-        fl = n_moe * (expert + shared) + n_dense * dense_ffn + L * attn + score;
-        break;
-    default:
-        mem = L * (act * expert + attn) + kv;
-        fl = L * (attn + expert) + score;
-        break;
-    }
-    *bytes = mem * elt;
-    /* MoE-CAP: (params + score) x 2 x tokens/s, divided by its table's peak / 2 (its
-     * table holds 2:4-sparse peaks): = 2 x (...) x tokens per step against a dense peak */
-    *flops = fl * 2.0 * (double)s->tokens;
-}
-
-static void put_u64(FILE *o, const char *k, uint64_t v) { fprintf(o, "\"%s\": %" PRIu64, k, v); }
-static void put_dbl(FILE *o, const char *k, double v)
-{
-    if (!isfinite(v)) fprintf(o, "\"%s\": null", k);
-    else fprintf(o, "\"%s\": %.9g", k, v);
-}
-
-static void on_step(const struct mc_step *s, void *user)
-{
-    struct rep *r = user;
-    const struct mc_model *m = r->m;
-    double t = (double)(s->t_end_ns - s->t_begin_ns) / 1e9;
-    uint64_t bytes = s->bytes_dense + s->bytes_routed + s->bytes_shared + s->kv_read + s->kv_written;
-    uint64_t flops = s->flops_gemm + s->flops_attention;
-    double bwd = r->devices * r->bw, pkd = r->devices * r->peak;
-    double smbu = div0(div0((double)bytes, t), bwd);
-    double mbu = div0(div0((double)s->bytes_all_experts, t), bwd);
-    double smfu = div0(div0((double)flops, t), pkd), mfu = div0(div0((double)s->flops_all_experts, t), pkd);
-    double ctx_sum = 0;
-    for (int64_t i = 0; i < s->n_context; i++) ctx_sum += (double)s->context[i];
-    double cb, cf;
-    compat_step(r, s, ctx_sum, &cb, &cf);
-    double c_smbu = div0(div0(cb, t), bwd), c_smfu = div0(div0(cf, t), pkd);
-    int kind = !strcmp(s->kind, "prefill") ? 0 : !strcmp(s->kind, "decode") ? 1 : 2;
-    if (!s->context_exact) r->ctx_inexact_steps++;
-
-    FILE *o = r->steps_out;
-    if (s->index) fputs(",\n", o);
-    fprintf(o, "{\"step\": %" PRIu64 ", \"kind\": \"%s\", \"pid\": %d, \"tid\": %d, ", s->index, s->kind, s->pid, s->tid);
-    fprintf(o, "\"tokens\": %" PRId64 ", \"sequences\": %" PRId64 ", \"context\": [", s->tokens, s->sequences);
-    for (int64_t i = 0; i < s->n_context; i++) fprintf(o, "%s%" PRId64, i ? ", " : "", s->context[i]);
-    fprintf(o, "], \"context_exact\": %s, ", s->context_exact ? "true" : "false");
-    put_u64(o, "t_begin_ns", s->t_begin_ns); fputs(", ", o);
-    put_u64(o, "t_end_ns", s->t_end_ns); fputs(", ", o);
-    put_u64(o, "wall_ns", s->t_end_ns - s->t_begin_ns); fputs(", ", o);
-    put_dbl(o, "time_s", t); fputs(", ", o);
-    put_u64(o, "gemm_calls", s->gemm_calls); fputs(", ", o);
-    put_u64(o, "unattributed_gemm_calls", s->unattributed_calls); fputs(", ", o);
-    fputs("\"layers\": [", o);
-    for (int64_t l = 0; l < m->layers; l++) {
-        int ord = -1;
-        for (int i = 0; i < s->n_moe; i++) if (s->moe_layers[i] == l) { ord = i; break; }
-        if (l) fputs(", ", o);
-        if (ord < 0) { fprintf(o, "{\"layer\": %" PRId64 ", \"dense\": true}", l); continue; }
-        const int64_t *c = s->counts + (int64_t)ord * s->n_experts;
-        fprintf(o, "{\"layer\": %" PRId64 ", \"experts\": [", l);
-        int first = 1;
-        for (int64_t e = 0; e < s->n_experts; e++)
-            if (c[e]) { fprintf(o, "%s%" PRId64, first ? "" : ", ", e); first = 0; }
-        fputs("], \"tokens_per_expert\": [", o);
-        first = 1;
-        for (int64_t e = 0; e < s->n_experts; e++)
-            if (c[e]) { fprintf(o, "%s%" PRId64, first ? "" : ", ", c[e]); first = 0; }
-        fputs("]}", o);
-        for (int64_t e = 0; e < s->n_experts && r->load_tokens; e++) {
-            r->load_tokens[(int64_t)ord * s->n_experts + e] += (uint64_t)c[e];
-            r->load_act[(int64_t)ord * s->n_experts + e] += c[e] > 0;
-        }
-    }
-    fputs("], ", o);
-    put_u64(o, "activated_experts", (uint64_t)s->activated); fputs(", \"bytes\": {", o);
-    put_u64(o, "dense_weights", s->bytes_dense); fputs(", ", o);
-    put_u64(o, "routed_expert_weights", s->bytes_routed); fputs(", ", o);
-    put_u64(o, "shared_expert_weights", s->bytes_shared); fputs(", ", o);
-    put_u64(o, "kv_read", s->kv_read); fputs(", ", o);
-    put_u64(o, "kv_written", s->kv_written); fputs(", ", o);
-    put_u64(o, "total", bytes); fputs(", ", o);
-    put_u64(o, "all_experts_total", s->bytes_all_experts); fputs("}, \"flops\": {", o);
-    put_u64(o, "gemm", s->flops_gemm); fputs(", ", o);
-    put_u64(o, "attention", s->flops_attention); fputs(", ", o);
-    put_u64(o, "total", flops); fputs(", ", o);
-    put_u64(o, "all_experts_total", s->flops_all_experts); fputs(", ", o);
-    put_u64(o, "unattributed_gemm", s->flops_unattributed); fputs("}, ", o);
-    put_dbl(o, "s_mbu", smbu); fputs(", ", o);
-    put_dbl(o, "mbu", mbu);
-    if (r->peak > 0) { fputs(", ", o); put_dbl(o, "s_mfu", smfu); fputs(", ", o); put_dbl(o, "mfu", mfu); }
-    fputs(", \"compat\": {", o);
-    put_dbl(o, "bytes", cb); fputs(", ", o); put_dbl(o, "flops", cf); fputs(", ", o);
-    put_dbl(o, "s_mbu", c_smbu);
-    if (r->peak > 0) { fputs(", ", o); put_dbl(o, "s_mfu", c_smfu); }
-    fputs("}}", o);
-
-    struct totals *ts[2] = {&r->all, &r->by_kind[kind]};
-    for (int i = 0; i < 2; i++) {
-        struct totals *x = ts[i];
-        x->steps++; x->tokens += (uint64_t)s->tokens; x->seqs += (uint64_t)s->sequences; x->time_s += t;
-        x->b_dense += (double)s->bytes_dense; x->b_routed += (double)s->bytes_routed;
-        x->b_shared += (double)s->bytes_shared; x->kv_r += (double)s->kv_read; x->kv_w += (double)s->kv_written;
-        x->b_all += (double)s->bytes_all_experts; x->f_gemm += (double)s->flops_gemm;
-        x->f_att += (double)s->flops_attention; x->f_all += (double)s->flops_all_experts;
-        x->f_unattr += (double)s->flops_unattributed;
-    }
-    if (!r->first_begin || s->t_begin_ns < r->first_begin) r->first_begin = s->t_begin_ns;
-    if (s->t_end_ns > r->last_end) r->last_end = s->t_end_ns;
-    if (r->n_rows == r->cap_rows) {
-        size_t nc = r->cap_rows ? r->cap_rows * 2 : 1024;
-        void *p = realloc(r->rows, nc * sizeof *r->rows);
-        if (!p) { r->oom = 1; return; }
-        r->rows = p; r->cap_rows = nc;
-    }
-    r->rows[r->n_rows++] = (struct step_row){t, smbu, smfu, mbu, mfu, c_smbu, c_smfu, (double)bytes, (double)flops,
-                                             s->t_begin_ns, (int32_t)s->tokens, (int32_t)s->sequences,
-                                             (int32_t)s->activated, (uint8_t)kind};
-}
-
-/* ---------- aggregates ---------- */
-
-static cJSON *dist(const struct rep *r, size_t off, int kind_filter)
-{
-    size_t n = 0;
-    double *v = malloc((r->n_rows ? r->n_rows : 1) * sizeof *v);
-    if (!v) return NULL;
-    for (size_t i = 0; i < r->n_rows; i++)
-        if (kind_filter < 0 || r->rows[i].kind == kind_filter)
-            v[n++] = *(const double *)((const char *)&r->rows[i] + off);
-    if (!n) { free(v); return NULL; }
-    struct mc_dist d;
-    mc_dist_compute(v, n, &d);
-    free(v);
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "count", (double)n);
-    cJSON_AddNumberToObject(o, "mean", d.mean);
-    cJSON_AddNumberToObject(o, "min", d.min);
-    cJSON_AddNumberToObject(o, "p50", d.p50);
-    cJSON_AddNumberToObject(o, "p90", d.p90);
-    cJSON_AddNumberToObject(o, "p99", d.p99);
-    cJSON_AddNumberToObject(o, "max", d.max);
-    return o;
-}
-
-static void add_util(const struct rep *r, cJSON *o, const struct totals *x)
-{
-    double bw = r->devices * r->bw, pk = r->devices * r->peak;
-    double b = x->b_dense + x->b_routed + x->b_shared + x->kv_r + x->kv_w;
-    cJSON_AddNumberToObject(o, "s_mbu", div0(div0(b, x->time_s), bw));
-    cJSON_AddNumberToObject(o, "mbu", div0(div0(x->b_all, x->time_s), bw));
-    if (pk > 0) {
-        cJSON_AddNumberToObject(o, "s_mfu", div0(div0(x->f_gemm + x->f_att, x->time_s), pk));
-        cJSON_AddNumberToObject(o, "mfu", div0(div0(x->f_all, x->time_s), pk));
-    }
-}
-
-static cJSON *totals_json(const struct rep *r, const struct totals *x)
-{
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "steps", (double)x->steps);
-    cJSON_AddNumberToObject(o, "tokens", (double)x->tokens);
-    cJSON_AddNumberToObject(o, "time_s", x->time_s);
-    add_util(r, o, x);
-    return o;
-}
-
-static cJSON *means(const struct rep *r, int kind, int compat)
-{
-    double a = 0, b = 0;
-    size_t n = 0;
-    for (size_t i = 0; i < r->n_rows; i++) {
-        if (r->rows[i].kind != kind) continue;
-        a += compat ? r->rows[i].c_smbu : r->rows[i].s_mbu;
-        b += compat ? r->rows[i].c_smfu : r->rows[i].s_mfu;
-        n++;
-    }
-    if (!n) return NULL;
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "steps", (double)n);
-    cJSON_AddNumberToObject(o, "s_mbu", a / (double)n);
-    if (r->peak > 0) cJSON_AddNumberToObject(o, "s_mfu", b / (double)n);
-    return o;
-}
-
-static void add_opt(cJSON *o, const char *k, cJSON *v) { if (v) cJSON_AddItemToObject(o, k, v); }
-
-static cJSON *aggregate_json(const struct rep *r)
-{
-    const struct totals *x = &r->all;
-    cJSON *a = cJSON_CreateObject();
-    cJSON_AddNumberToObject(a, "steps", (double)x->steps);
-    cJSON_AddNumberToObject(a, "prefill_steps", (double)r->by_kind[0].steps);
-    cJSON_AddNumberToObject(a, "decode_steps", (double)r->by_kind[1].steps);
-    cJSON_AddNumberToObject(a, "mixed_steps", (double)r->by_kind[2].steps);
-    cJSON_AddNumberToObject(a, "tokens", (double)x->tokens);
-    cJSON_AddNumberToObject(a, "prefill_tokens", (double)r->by_kind[0].tokens);
-    cJSON_AddNumberToObject(a, "decode_tokens", (double)r->by_kind[1].tokens);
-    cJSON_AddNumberToObject(a, "output_tokens", (double)x->seqs);
-    cJSON_AddNumberToObject(a, "time_s", x->time_s);
-    cJSON_AddNumberToObject(a, "span_s", r->last_end > r->first_begin ? (double)(r->last_end - r->first_begin) / 1e9 : 0);
-    cJSON *b = cJSON_AddObjectToObject(a, "bytes");
-    cJSON_AddNumberToObject(b, "dense_weights", x->b_dense);
-    cJSON_AddNumberToObject(b, "routed_expert_weights", x->b_routed);
-    cJSON_AddNumberToObject(b, "shared_expert_weights", x->b_shared);
-    cJSON_AddNumberToObject(b, "kv_read", x->kv_r);
-    cJSON_AddNumberToObject(b, "kv_written", x->kv_w);
-    cJSON_AddNumberToObject(b, "total", x->b_dense + x->b_routed + x->b_shared + x->kv_r + x->kv_w);
-    cJSON_AddNumberToObject(b, "all_experts_total", x->b_all);
-    cJSON *f = cJSON_AddObjectToObject(a, "flops");
-    cJSON_AddNumberToObject(f, "gemm", x->f_gemm);
-    cJSON_AddNumberToObject(f, "attention", x->f_att);
-    cJSON_AddNumberToObject(f, "total", x->f_gemm + x->f_att);
-    cJSON_AddNumberToObject(f, "all_experts_total", x->f_all);
-    cJSON_AddNumberToObject(f, "unattributed_gemm", x->f_unattr);
-    add_util(r, a, x);
-    cJSON *tp = cJSON_AddObjectToObject(a, "tokens_per_s");
-    cJSON_AddNumberToObject(tp, "total", div0((double)x->tokens, x->time_s));
-    cJSON_AddNumberToObject(tp, "output", div0((double)x->seqs, x->time_s));
-    cJSON_AddNumberToObject(tp, "prefill", div0((double)r->by_kind[0].tokens, r->by_kind[0].time_s));
-    cJSON_AddNumberToObject(tp, "decode", div0((double)r->by_kind[1].tokens, r->by_kind[1].time_s));
-    add_opt(a, "step_time_s", dist(r, offsetof(struct step_row, time_s), -1));
-    add_opt(a, "s_mbu_dist", dist(r, offsetof(struct step_row, s_mbu), -1));
-    if (r->peak > 0) add_opt(a, "s_mfu_dist", dist(r, offsetof(struct step_row, s_mfu), -1));
-    add_opt(a, "ttft_server_s", dist(r, offsetof(struct step_row, time_s), 0));
-    add_opt(a, "tpot_server_s", dist(r, offsetof(struct step_row, time_s), 1));
-    const char *kn[3] = {"prefill", "decode", "mixed"};
-    for (int k = 0; k < 3; k++)
-        if (r->by_kind[k].steps) cJSON_AddItemToObject(a, kn[k], totals_json(r, &r->by_kind[k]));
-    return a;
-}
-
-static cJSON *compat_json(const struct rep *r)
-{
-    const struct mc_model *m = r->m;
-    cJSON *c = cJSON_CreateObject();
-    cJSON_AddStringToObject(c, "method", "MoE-CAP reference formulas (arXiv 2412.07067, Auto-CAP/MoE-CAP): "
-                            "L x (activated experts per layer x expert size + attention size) + KV cache, "
-                            "per-step values averaged over steps");
-    const char *kn[2] = {"prefill", "decode"};
-    cJSON *ours = cJSON_CreateObject();
-    for (int k = 0; k < 2; k++) {
-        add_opt(c, kn[k], means(r, k, 1));
-        add_opt(ours, kn[k], means(r, k, 0));
-    }
-    cJSON_AddItemToObject(c, "ours", ours);
-    cJSON *d = cJSON_AddArrayToObject(c, "differences");
-    char buf[512];
-    if (m->top_k > 1) {
-        snprintf(buf, sizeof buf, "S-MFU: MoE-CAP counts one expert (expert size) per token per layer; "
-                 "each token really goes through top_k = %lld experts, so its routed-expert FLOPs are "
-                 "%lld x smaller than executed", (long long)m->top_k, (long long)m->top_k);
-        cJSON_AddItemToArray(d, cJSON_CreateString(buf));
-    }
-    cJSON_AddItemToArray(d, cJSON_CreateString(
-        "S-MBU: MoE-CAP leaves out the router, lm_head, norms, gathered embedding rows and the KV "
-        "cache written by the step; moecap counts every weight byte the step reads plus KV read and written"));
-    if (m->arch == MC_ARCH_MIXTRAL || m->arch == MC_ARCH_OLMOE || m->arch == MC_ARCH_QWEN2_MOE) {
-        if (r->n_moe < m->layers)
-            cJSON_AddItemToArray(d, cJSON_CreateString(
-                "MoE-CAP's formula for this architecture charges experts to every layer, including dense ones"));
-    }
-    cJSON_AddItemToArray(d, cJSON_CreateString(
-        "Attention FLOPs: MoE-CAP multiplies the step's context-length sum (2 x L x H x hd x ctx) by the "
-        "tokens of the step; moecap counts 4 x H x hd x ctx(token) per token and layer (causal)"));
-    return c;
-}
-
-/* ---------- trace merge ---------- */
-
-struct cursor {
-    struct mc_trace *t;
-    struct mc_trace_rec rec;
-    int have;
-    uint64_t key;
-    int32_t pid;
-    int status;
-    char name[256];
-};
-
-static uint64_t rec_time(const struct mc_trace_rec *r, uint64_t prev)
-{
-    switch (r->type) {
-    case MC_REC_GEMM: return r->u.gemm.t_begin_ns;
-    case MC_REC_FILE_MAP: return r->u.file_map.t_ns;
-    case MC_REC_STEP_MARK: return r->u.step_mark.t_ns;
-    case MC_REC_MEMCPY: return r->u.memcpy.start_ns;
-    case MC_REC_API: return r->u.api.t_begin_ns;
-    case MC_REC_ALLOC: return r->u.alloc.t_ns;
-    default: return prev;     /* untimed records keep the file's order */
-    }
-}
-
-static void advance(struct cursor *c)
-{
-    c->status = mc_trace_next(c->t, &c->rec);
-    c->have = c->status == MC_TRACE_RECORD;
-    if (c->have) c->key = rec_time(&c->rec, c->key);
-}
-
-/* Naming facts first: every TENSOR and FILE_MAP record of every file, before any GEMM is
- * classified. Records of different threads reach a file in flush order, not time order (a
- * server's main thread maps the weights, its scheduler thread runs the steps, and the main
- * thread's ring may be written after all of the scheduler's GEMMs), so a single pass would
- * classify GEMMs by shape alone before their weights could be named. Costs one more read of
- * the files; the main pass then skips these records. */
-static void collect_names(struct mc_attrib *at, const char *run_dir, char **names, size_t nn, int no_names)
-{
-    for (size_t i = 0; i < nn; i++) {
-        char p[4096], err[256];
-        snprintf(p, sizeof p, "%s/%s", run_dir, names[i]);
-        struct mc_trace *t = mc_trace_open(p, err, sizeof err);
-        if (!t) continue;   /* the main pass reports it */
-        struct mc_trace_rec rec;
-        int32_t pid = (int32_t)i;   /* as the main pass: until the process record says */
-        while (mc_trace_next(t, &rec) == MC_TRACE_RECORD) {
-            if (rec.type == MC_REC_PROCESS) pid = rec.u.process.pid;
-            else if (rec.type == MC_REC_TENSOR && !no_names) {
-                const struct mc_rec_tensor *x = &rec.u.tensor;
-                mc_attrib_tensor(at, mc_trace_str(t, x->path_str), mc_trace_str(t, x->name_str),
-                                 x->file_begin, x->file_end, x->shape, (int)(x->ndim > 8 ? 8 : x->ndim), x->dtype);
-            } else if (rec.type == MC_REC_FILE_MAP) {
-                const struct mc_rec_file_map *f = &rec.u.file_map;
-                mc_attrib_file_map_t(at, pid, mc_trace_str(t, f->path_str), f->addr, f->file_offset, f->length,
-                                     f->device, f->t_ns);
-            } else if (rec.type == MC_REC_ALLOC) {
-                const struct mc_rec_alloc *x = &rec.u.alloc;
-                mc_attrib_alloc(at, pid, x->device, x->ptr, x->bytes, x->is_free, x->t_ns);
-            } else if (rec.type == MC_REC_MEMCPY) {
-                /* host->device copies with addresses (interposition): weight uploads name device
-                 * ranges; CUPTI's copy records carry no addresses */
-                const struct mc_rec_memcpy *x = &rec.u.memcpy;
-                if (x->source == 1 && (x->kind == MC_COPY_H2D || x->kind == MC_COPY_UNKNOWN))
-                    mc_attrib_h2d(at, pid, x->device, x->src, x->dst, x->bytes, x->start_ns);
-            } else if (rec.type == MC_REC_TOPK_TAP) {
-                mc_attrib_topk_expect(at, pid, rec.u.topk_tap.correlation_id);
-            }
-        }
-        mc_trace_close(t);
-    }
-    /* kernel-parameter taps name their launch by CUPTI correlation id: the API activity
-     * record of that id (written late, anywhere in the file) gives its thread and host time */
-    for (size_t i = 0; i < nn && mc_attrib_topk_expected(at); i++) {
-        char p[4096], err[256];
-        snprintf(p, sizeof p, "%s/%s", run_dir, names[i]);
-        struct mc_trace *t = mc_trace_open(p, err, sizeof err);
-        if (!t) continue;
-        struct mc_trace_rec rec;
-        int32_t pid = (int32_t)i;
-        while (mc_trace_next(t, &rec) == MC_TRACE_RECORD) {
-            if (rec.type == MC_REC_PROCESS) pid = rec.u.process.pid;
-            else if (rec.type == MC_REC_API && rec.u.api.correlation_id &&
-                     (rec.u.api.api == MC_API_CUPTI_DRIVER || rec.u.api.api == MC_API_CUPTI_RUNTIME))
-                mc_attrib_launch(at, pid, rec.u.api.correlation_id, rec.u.api.tid, rec.u.api.t_begin_ns);
-        }
-        mc_trace_close(t);
-    }
-    mc_attrib_names_done(at);
-}
-
-static int name_cmp(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
 
 static void usage(FILE *o)
 {
@@ -558,29 +140,17 @@ int mc_cmd_report(int argc, char **argv)
 
     /* trace files */
     int rc = 2;
-    DIR *d = opendir(run_dir);
-    if (!d) {
+    char **names = NULL;
+    size_t nn = 0;
+    if (report_list_traces(run_dir, &names, &nn) != 0) {
         fprintf(stderr, "moecap report: cannot open run directory %s: %s\n", run_dir, strerror(errno));
         mc_hw_free(&hw); mc_model_free(&model);
         return 2;
     }
-    char **names = NULL;
-    size_t nn = 0;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        size_t l = strlen(de->d_name);
-        if (l > 4 && !strcmp(de->d_name + l - 4, ".mct")) {
-            char **p = realloc(names, (nn + 1) * sizeof *names);
-            if (!p) break;
-            names = p;
-            names[nn++] = strdup(de->d_name);
-        }
-    }
-    closedir(d);
-    struct cursor *cur = NULL;
+    struct report_cursor *cur = NULL;
     cJSON *root = NULL, *notes = cJSON_CreateArray();
     struct mc_attrib *at = NULL;
-    struct rep r;
+    struct report_steps r;
     memset(&r, 0, sizeof r);
     FILE *steps_tmp = NULL;
     if (!nn) {
@@ -588,7 +158,6 @@ int mc_cmd_report(int argc, char **argv)
                 "LD_PRELOAD=libmoecap.so MOECAP_OUT=%s first\n", run_dir, run_dir);
         goto out;
     }
-    qsort(names, nn, sizeof *names, name_cmp);
     cur = calloc(nn, sizeof *cur);
     for (size_t i = 0; i < nn; i++) {
         char p[4096];
@@ -600,15 +169,15 @@ int mc_cmd_report(int argc, char **argv)
             goto out;
         }
         cur[i].pid = (int32_t)i;   /* until the process record says */
-        advance(&cur[i]);
+        report_cursor_advance(&cur[i]);
     }
 
     steps_tmp = tmpfile();
     if (!steps_tmp) { fprintf(stderr, "moecap report: cannot create a temporary file: %s\n", strerror(errno)); goto out; }
     r.m = &model; r.hw = &hw; r.devices = devices; r.bw = hw.bandwidth_Bps; r.steps_out = steps_tmp;
-    at = mc_attrib_new(&model, on_step, &r);
+    at = mc_attrib_new(&model, report_on_step, &r);
     if (!at) { fprintf(stderr, "moecap report: out of memory\n"); goto out; }
-    collect_names(at, run_dir, names, nn, no_names);
+    report_collect_names(at, run_dir, names, nn, no_names);
     {   /* moe layer list for the expert-load matrix */
         r.n_moe = (int)model.n_moe_layers;
         size_t cells = (size_t)r.n_moe * (size_t)model.experts;
@@ -626,7 +195,7 @@ int mc_cmd_report(int argc, char **argv)
     uint64_t kern_busy_end = 0;
     cJSON *procs = cJSON_CreateArray();
     for (;;) {
-        struct cursor *c = NULL;
+        struct report_cursor *c = NULL;
         for (size_t i = 0; i < nn; i++)
             if (cur[i].have && (!c || cur[i].key < c->key)) c = &cur[i];
         if (!c) break;
@@ -732,7 +301,7 @@ int mc_cmd_report(int argc, char **argv)
         if (!quiet && (nrec % (tty ? 1000000 : 5000000)) == 0)
             fprintf(stderr, tty ? "\rmoecap report: %" PRIu64 " M records, %zu steps" : "moecap report: %" PRIu64 " M records, %zu steps\n",
                     nrec / 1000000, r.n_rows);
-        advance(c);
+        report_cursor_advance(c);
     }
     if (!quiet && tty && nrec >= 1000000) fputc('\n', stderr);
     mc_attrib_finish(at);
@@ -954,7 +523,7 @@ int mc_cmd_report(int argc, char **argv)
     const cJSON *src = cJSON_GetObjectItemCaseSensitive(hw.json, "source");
     if (src) cJSON_AddItemToObject(h, "source", cJSON_Duplicate(src, 1));
 
-    cJSON *agg = aggregate_json(&r);
+    cJSON *agg = report_aggregate_json(&r);
     if (nkern) {
         cJSON *gk = cJSON_AddObjectToObject(agg, "gpu_kernels");
         cJSON_AddNumberToObject(gk, "count", (double)nkern);
@@ -962,7 +531,7 @@ int mc_cmd_report(int argc, char **argv)
         cJSON_AddNumberToObject(gk, "busy_s", kern_busy_ns / 1e9);
         cJSON_AddNumberToObject(gk, "first_to_last_s", (double)(kern_last - kern_first) / 1e9);
         double span = (double)(r.last_end - r.first_begin);
-        if (span > 0) cJSON_AddNumberToObject(gk, "busy_fraction_of_step_span", div0(kern_busy_ns, span));
+        if (span > 0) cJSON_AddNumberToObject(gk, "busy_fraction_of_step_span", report_div0(kern_busy_ns, span));
     }
     cJSON_AddItemToObject(root, "aggregate", agg);
     cJSON *el = cJSON_AddObjectToObject(root, "expert_load");
@@ -982,7 +551,7 @@ int mc_cmd_report(int argc, char **argv)
         k++;
     }
     cJSON_AddStringToObject(el, "expert_ids", ast.expert_ids_exact ? "exact" : "order");
-    cJSON_AddItemToObject(root, "moecap_compat", compat_json(&r));
+    cJSON_AddItemToObject(root, "moecap_compat", report_compat_json(&r));
     {   /* client side (moecap bench's request log in the run directory), docs/bench.md */
         char cerr[512] = "";
         cJSON *client = mc_bench_client_view(run_dir, 1, cerr, sizeof cerr);

@@ -1,0 +1,117 @@
+/* Reading a run's traces for `moecap report` (see report_input.h). */
+#include "report/report_input.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t rec_time(const struct mc_trace_rec *r, uint64_t prev)
+{
+    switch (r->type) {
+    case MC_REC_GEMM: return r->u.gemm.t_begin_ns;
+    case MC_REC_FILE_MAP: return r->u.file_map.t_ns;
+    case MC_REC_STEP_MARK: return r->u.step_mark.t_ns;
+    case MC_REC_MEMCPY: return r->u.memcpy.start_ns;
+    case MC_REC_API: return r->u.api.t_begin_ns;
+    case MC_REC_ALLOC: return r->u.alloc.t_ns;
+    default: return prev;     /* untimed records keep the file's order */
+    }
+}
+
+void report_cursor_advance(struct report_cursor *c)
+{
+    c->status = mc_trace_next(c->t, &c->rec);
+    c->have = c->status == MC_TRACE_RECORD;
+    if (c->have) c->key = rec_time(&c->rec, c->key);
+}
+
+/* Naming facts first: every TENSOR and FILE_MAP record of every file, before any GEMM is
+ * classified. Records of different threads reach a file in flush order, not time order (a
+ * server's main thread maps the weights, its scheduler thread runs the steps, and the main
+ * thread's ring may be written after all of the scheduler's GEMMs), so a single pass would
+ * classify GEMMs by shape alone before their weights could be named. Costs one more read of
+ * the files; the main pass then skips these records. */
+void report_collect_names(struct mc_attrib *at, const char *run_dir, char **names, size_t nn, int no_names)
+{
+    for (size_t i = 0; i < nn; i++) {
+        char p[4096], err[256];
+        snprintf(p, sizeof p, "%s/%s", run_dir, names[i]);
+        struct mc_trace *t = mc_trace_open(p, err, sizeof err);
+        if (!t) continue;   /* the main pass reports it */
+        struct mc_trace_rec rec;
+        int32_t pid = (int32_t)i;   /* as the main pass: until the process record says */
+        while (mc_trace_next(t, &rec) == MC_TRACE_RECORD) {
+            if (rec.type == MC_REC_PROCESS) pid = rec.u.process.pid;
+            else if (rec.type == MC_REC_TENSOR && !no_names) {
+                const struct mc_rec_tensor *x = &rec.u.tensor;
+                mc_attrib_tensor(at, mc_trace_str(t, x->path_str), mc_trace_str(t, x->name_str),
+                                 x->file_begin, x->file_end, x->shape, (int)(x->ndim > 8 ? 8 : x->ndim), x->dtype);
+            } else if (rec.type == MC_REC_FILE_MAP) {
+                const struct mc_rec_file_map *f = &rec.u.file_map;
+                mc_attrib_file_map_t(at, pid, mc_trace_str(t, f->path_str), f->addr, f->file_offset, f->length,
+                                     f->device, f->t_ns);
+            } else if (rec.type == MC_REC_ALLOC) {
+                const struct mc_rec_alloc *x = &rec.u.alloc;
+                mc_attrib_alloc(at, pid, x->device, x->ptr, x->bytes, x->is_free, x->t_ns);
+            } else if (rec.type == MC_REC_MEMCPY) {
+                /* host->device copies with addresses (interposition): weight uploads name device
+                 * ranges; CUPTI's copy records carry no addresses */
+                const struct mc_rec_memcpy *x = &rec.u.memcpy;
+                if (x->source == 1 && (x->kind == MC_COPY_H2D || x->kind == MC_COPY_UNKNOWN))
+                    mc_attrib_h2d(at, pid, x->device, x->src, x->dst, x->bytes, x->start_ns);
+            } else if (rec.type == MC_REC_TOPK_TAP) {
+                mc_attrib_topk_expect(at, pid, rec.u.topk_tap.correlation_id);
+            }
+        }
+        mc_trace_close(t);
+    }
+    /* kernel-parameter taps name their launch by CUPTI correlation id: the API activity
+     * record of that id (written late, anywhere in the file) gives its thread and host time */
+    for (size_t i = 0; i < nn && mc_attrib_topk_expected(at); i++) {
+        char p[4096], err[256];
+        snprintf(p, sizeof p, "%s/%s", run_dir, names[i]);
+        struct mc_trace *t = mc_trace_open(p, err, sizeof err);
+        if (!t) continue;
+        struct mc_trace_rec rec;
+        int32_t pid = (int32_t)i;
+        while (mc_trace_next(t, &rec) == MC_TRACE_RECORD) {
+            if (rec.type == MC_REC_PROCESS) pid = rec.u.process.pid;
+            else if (rec.type == MC_REC_API && rec.u.api.correlation_id &&
+                     (rec.u.api.api == MC_API_CUPTI_DRIVER || rec.u.api.api == MC_API_CUPTI_RUNTIME))
+                mc_attrib_launch(at, pid, rec.u.api.correlation_id, rec.u.api.tid, rec.u.api.t_begin_ns);
+        }
+        mc_trace_close(t);
+    }
+    mc_attrib_names_done(at);
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int report_list_traces(const char *run_dir, char ***names_out, size_t *n_out)
+{
+    *names_out = NULL;
+    *n_out = 0;
+    DIR *d = opendir(run_dir);
+    if (!d) return -1;
+    char **names = NULL;
+    size_t nn = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t l = strlen(de->d_name);
+        if (l > 4 && !strcmp(de->d_name + l - 4, ".mct")) {
+            char **p = realloc(names, (nn + 1) * sizeof *names);
+            if (!p) break;
+            names = p;
+            names[nn++] = strdup(de->d_name);
+        }
+    }
+    closedir(d);
+    if (nn) qsort(names, nn, sizeof *names, name_cmp);
+    *names_out = names;
+    *n_out = nn;
+    return 0;
+}
