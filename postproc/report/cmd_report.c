@@ -3,11 +3,12 @@
  * activated experts (attrib.c), computes bytes/FLOPs/S-MBU/S-MFU/latency per step and in
  * aggregate, and writes report.json (docs/report-schema.md) plus the Markdown/HTML
  * renderings. Per-step records are streamed to a temporary file, so memory holds only
- * per-step state and a few numbers per step for the percentiles. */
-#include <dirent.h>
+ * per-step state and a few numbers per step for the percentiles. This file is the command:
+ * options, the merge loop that hands records to the attributor, and the assembly of the
+ * document; report_input.c reads the traces, report_steps.c the per-step rows and aggregates,
+ * report_sections.c the descriptive sections and notes. */
 #include <errno.h>
 #include <inttypes.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,10 +25,9 @@
 #include "report/hwprof.h"
 #include "report/model.h"
 #include "report/report_input.h"
+#include "report/report_sections.h"
 #include "report/report_steps.h"
 #include "trace/trace_reader.h"
-
-#define NOTE_MAX 64
 
 static void usage(FILE *o)
 {
@@ -67,15 +67,6 @@ static int write_text(const char *dir, const char *name, int (*fn)(const cJSON *
     if (fclose(f) != 0) rc = -1;
     if (rc) fprintf(stderr, "moecap report: writing %s failed\n", p);
     return rc;
-}
-
-static void add_note(cJSON *notes, const char *level, const char *text)
-{
-    if (cJSON_GetArraySize(notes) >= NOTE_MAX) return;
-    cJSON *n = cJSON_CreateObject();
-    cJSON_AddStringToObject(n, "level", level);
-    cJSON_AddStringToObject(n, "text", text);
-    cJSON_AddItemToArray(notes, n);
 }
 
 static const char *dtype_key(int dt)
@@ -293,7 +284,7 @@ int mc_cmd_report(int argc, char **argv)
         case MC_REC_STEP_MARK: marks++; break;
         case MC_REC_NOTE: {
             const char *s = mc_trace_str(c->t, rec->u.note.text_str);
-            if (s) add_note(notes, rec->u.note.level >= MC_NOTE_WARNING ? "warning" : "info", s);
+            if (s) report_add_note(notes, rec->u.note.level >= MC_NOTE_WARNING ? "warning" : "info", s);
             break;
         }
         default: break;
@@ -315,7 +306,7 @@ int mc_cmd_report(int argc, char **argv)
         snprintf(msg, sizeof msg, "%s: %s; records up to there were used", cur[i].name, mc_trace_error(cur[i].t));
         if (cur[i].status == MC_TRACE_TRUNCATED) cJSON_AddItemToArray(truncated, cJSON_CreateString(cur[i].name));
         fprintf(stderr, "moecap report: warning: %s\n", msg);
-        add_note(notes, "warning", msg);
+        report_add_note(notes, "warning", msg);
     }
     /* Does the trace fit the model? */
     if (!ngemm) {
@@ -325,27 +316,7 @@ int mc_cmd_report(int argc, char **argv)
         goto out;
     }
     if (!r.n_rows || ast.router_mismatch_steps || ast.shape_mismatch || ast.structure_mismatch_steps) {
-        fprintf(stderr, "moecap report: the trace does not match the model %s: ", model.path);
-        if (ast.shape_mismatch)
-            fprintf(stderr, "%" PRIu64 " GEMMs use named weights whose shape the config does not predict (e.g. %s; "
-                    "config: hidden_size %lld, experts %lld x intermediate %lld, vocab %lld",
-                    ast.shape_mismatch, ast.mismatch_example, (long long)model.d, (long long)model.experts,
-                    (long long)model.f, (long long)model.vocab);
-        else if (ast.structure_mismatch_steps)
-            fprintf(stderr, "%" PRIu64 " steps lack the %s GEMMs the config predicts",
-                    ast.structure_mismatch_steps, model.fs > 0 ? "shared-expert (or dense FFN)" : "dense-layer FFN");
-        else if (!r.n_rows)
-            fprintf(stderr, "no forward step found (no GEMM with the lm_head shape out = vocab_size %lld x in = hidden_size %lld",
-                    (long long)model.vocab, (long long)model.d);
-        else
-            fprintf(stderr, "%" PRIu64 " steps do not have one router GEMM (out = %lld experts x in = %lld) per MoE layer (%lld)",
-                    ast.router_mismatch_steps, (long long)model.experts, (long long)model.d, (long long)model.n_moe_layers);
-        if (cJSON_GetArraySize(truncated) > 0 && !r.n_rows) fprintf(stderr, "; the trace is truncated before the first complete step");
-        fprintf(stderr, ")\n  most frequent unattributed GEMM shapes (out x in: calls):");
-        for (int i = 0; i < ast.n_unknown_shapes; i++)
-            fprintf(stderr, " %lldx%lld: %" PRIu64 ";", (long long)ast.unknown_shape_out[i],
-                    (long long)ast.unknown_shape_in[i], ast.unknown_shape_count[i]);
-        fprintf(stderr, "\n  check that --model is the model the traced program ran\n");
+        report_explain_mismatch(stderr, &model, &ast, r.n_rows, cJSON_GetArraySize(truncated) > 0);
         cJSON_Delete(procs); cJSON_Delete(truncated);
         goto out;
     }
@@ -353,66 +324,21 @@ int mc_cmd_report(int argc, char **argv)
 
     /* notes of our own */
     char msg[512];
-    if (ast.unattributed) {
-        snprintf(msg, sizeof msg, "%" PRIu64 " of %" PRIu64 " GEMM calls matched no weight of the model "
-                 "(counted in flops.unattributed_gemm, not in S-MFU)", ast.unattributed, ast.gemms);
-        add_note(notes, "info", msg);
-    }
-    if (ast.tap_missing_layers) {
-        snprintf(msg, sizeof msg, "%" PRIu64 " MoE layer(s) ran their experts without GEMMs (fused kernel) and no "
-                 "router-logit tap came for them: their experts are missing (set MOECAP_ROUTER_TAP or "
-                 "MOECAP_MODEL for the shim)", ast.tap_missing_layers);
-        add_note(notes, "warning", msg);
-    }
-    if (ast.taps_unreadable || ast.taps_unmatched) {
-        snprintf(msg, sizeof msg, "%" PRIu64 " router-logit taps unreadable (dtype/size/experts), %" PRIu64
-                 " never matched a router GEMM", ast.taps_unreadable, ast.taps_unmatched);
-        add_note(notes, "warning", msg);
-    }
-    if (ast.topk_router_disagree || ast.topk_gemm_disagree) {
-        snprintf(msg, sizeof msg, "kernel-parameter (top-k) taps disagree with %" PRIu64 " router-logit tap(s) and %"
-                 PRIu64 " layer(s) of expert GEMMs (agree: %" PRIu64 ", %" PRIu64 "); the top-k tap (the kernel's own "
-                 "choice) was used for fused layers", ast.topk_router_disagree, ast.topk_gemm_disagree,
-                 ast.topk_router_agree, ast.topk_gemm_agree);
-        add_note(notes, "warning", msg);
-    }
-    if (ast.topk_unplaced) {
-        snprintf(msg, sizeof msg, "%" PRIu64 " of %" PRIu64 " kernel-parameter (top-k) taps could not be placed in a "
-                 "step's MoE layer (no router GEMM before their launch, or their step was already written)",
-                 ast.topk_unplaced, ast.topk_taps);
-        add_note(notes, "warning", msg);
-    }
-    if (ast.topk_invalid_ids || ast.topk_ids_beyond_model) {
-        snprintf(msg, sizeof msg, "%" PRIu64 " expert ids in top-k taps were outside this process's experts "
-                 "(expert parallelism or padding): not counted", ast.topk_invalid_ids + ast.topk_ids_beyond_model);
-        add_note(notes, "info", msg);
-    }
-    if (ast.weight_elt > 0 && model.elt && ast.weight_elt != model.elt) {
-        snprintf(msg, sizeof msg, "the GEMMs read %d-byte weights while the model files say %d bytes per element: "
-                 "weight, norm, embedding and KV-cache bytes use the GEMMs' element size", ast.weight_elt, model.elt);
-        add_note(notes, "info", msg);
-    }
-    if (ast.open_steps_dropped) {
-        snprintf(msg, sizeof msg, "%" PRIu64 " forward step(s) at the end of the trace had no lm_head GEMM and were dropped", ast.open_steps_dropped);
-        add_note(notes, "warning", msg);
-    }
-    if (!ast.expert_ids_exact)
-        add_note(notes, "warning", "some expert weights could not be named (no tensor names for their addresses): "
-                 "their ids are first-seen order within the layer, not the model's expert numbers");
+    report_attrib_notes(notes, &ast, &model);
     if (r.ctx_inexact_steps) {
         snprintf(msg, sizeof msg, "%d step(s) have per-sequence contexts that the trace cannot determine "
                  "(ragged prefill or sequences leaving a batch): KV bytes are exact, prefill attention "
                  "FLOPs assume the most even split (docs/attribution.md)", r.ctx_inexact_steps);
-        add_note(notes, "warning", msg);
+        report_add_note(notes, "warning", msg);
     }
     if (dropped) {
         snprintf(msg, sizeof msg, "the shim reported %" PRIu64 " dropped events: results undercount", dropped);
-        add_note(notes, "warning", msg);
+        report_add_note(notes, "warning", msg);
     }
     if (r.peak <= 0) {
         snprintf(msg, sizeof msg, "hardware profile %s has no peak FLOPS for %s: S-MFU/MFU omitted",
                  hw.name, r.compute_key[0] ? r.compute_key : "the compute dtype");
-        add_note(notes, "warning", msg);
+        report_add_note(notes, "warning", msg);
     }
 
     root = cJSON_CreateObject();
@@ -441,87 +367,11 @@ int mc_cmd_report(int argc, char **argv)
     cJSON_AddNumberToObject(run, "dropped_events", (double)dropped);
     cJSON_AddItemToObject(run, "truncated_files", truncated);
     cJSON_AddNumberToObject(run, "span_s", r.last_end > r.first_begin ? (double)(r.last_end - r.first_begin) / 1e9 : 0);
-    cJSON *attr = cJSON_AddObjectToObject(run, "attribution");
-    cJSON_AddStringToObject(attr, "names", ast.shape_weights == 0 ? "tensor" : ast.named_weights == 0 ? "shape" : "mixed");
-    cJSON_AddStringToObject(attr, "expert_ids", ast.expert_ids_exact ? "exact" : "order");
-    cJSON_AddNumberToObject(attr, "named_weights", (double)ast.named_weights);
-    cJSON_AddNumberToObject(attr, "shape_weights", (double)ast.shape_weights);
-    cJSON_AddNumberToObject(attr, "router_taps", (double)ast.taps);
-    {   /* how GPU weight addresses were named (docs/attribution.md §3b) and the top-k taps (§4c) */
-        cJSON *nb = cJSON_AddObjectToObject(attr, "named_by");
-        cJSON_AddNumberToObject(nb, "host_file_map", (double)ast.named_host);
-        cJSON_AddNumberToObject(nb, "device_file_map", (double)ast.named_device_map);
-        cJSON_AddNumberToObject(nb, "host_to_device_copy", (double)ast.named_device_copy);
-        cJSON_AddNumberToObject(nb, "expert_device_range", (double)ast.expert_range_weights);
-        cJSON_AddNumberToObject(nb, "expert_first_seen_order", (double)ast.order_weights);
-        if (ast.weight_elt > 0) cJSON_AddNumberToObject(attr, "gemm_weight_bytes_per_element", ast.weight_elt);
-        if (ast.topk_taps) {
-            cJSON *tk = cJSON_AddObjectToObject(attr, "topk_taps");
-            cJSON_AddNumberToObject(tk, "records", (double)ast.topk_taps);
-            cJSON_AddNumberToObject(tk, "placed_by_launch", (double)ast.topk_by_launch);
-            cJSON_AddNumberToObject(tk, "placed_by_arrival_time", (double)ast.topk_by_time);
-            cJSON_AddNumberToObject(tk, "used_for_layers", (double)ast.topk_used);
-            cJSON_AddNumberToObject(tk, "unplaced", (double)ast.topk_unplaced);
-            cJSON_AddNumberToObject(tk, "agree_with_router_taps", (double)ast.topk_router_agree);
-            cJSON_AddNumberToObject(tk, "disagree_with_router_taps", (double)ast.topk_router_disagree);
-            cJSON_AddNumberToObject(tk, "agree_with_expert_gemms", (double)ast.topk_gemm_agree);
-            cJSON_AddNumberToObject(tk, "disagree_with_expert_gemms", (double)ast.topk_gemm_disagree);
-            cJSON_AddNumberToObject(tk, "ids_not_local", (double)(ast.topk_invalid_ids + ast.topk_ids_beyond_model));
-        }
-    }
+    report_attribution_json(run, &ast);
 
-    cJSON *mo = cJSON_AddObjectToObject(root, "model");
-    cJSON_AddStringToObject(mo, "path", model.path);
-    cJSON_AddStringToObject(mo, "architecture", model.arch_name);
-    cJSON_AddStringToObject(mo, "model_type", model.model_type);
-    cJSON_AddNumberToObject(mo, "hidden_size", (double)model.d);
-    cJSON_AddNumberToObject(mo, "num_layers", (double)model.layers);
-    cJSON *ml = cJSON_AddArrayToObject(mo, "moe_layers"), *dl = cJSON_AddArrayToObject(mo, "dense_layers");
-    for (int64_t l = 0; l < model.layers; l++)
-        cJSON_AddItemToArray(model.is_moe[l] ? ml : dl, cJSON_CreateNumber((double)l));
-    cJSON_AddNumberToObject(mo, "num_experts", (double)model.experts);
-    cJSON_AddNumberToObject(mo, "top_k", (double)model.top_k);
-    cJSON_AddNumberToObject(mo, "moe_intermediate_size", (double)model.f);
-    if (model.fd > 0 && model.n_moe_layers < model.layers) cJSON_AddNumberToObject(mo, "intermediate_size", (double)model.fd);
-    cJSON_AddNumberToObject(mo, "shared_experts", (double)model.n_shared);
-    cJSON_AddNumberToObject(mo, "shared_intermediate_size", (double)model.fs);
-    cJSON_AddNumberToObject(mo, "num_heads", (double)model.heads);
-    cJSON_AddNumberToObject(mo, "num_kv_heads", (double)model.kv_heads);
-    cJSON_AddNumberToObject(mo, "head_dim", (double)model.head_dim);
-    cJSON_AddNumberToObject(mo, "vocab_size", (double)model.vocab);
-    cJSON_AddBoolToObject(mo, "tie_word_embeddings", model.tie_embeddings);
-    cJSON_AddStringToObject(mo, "weight_dtype", mc_dtype_name((unsigned)model.weight_dtype));
-    cJSON_AddNumberToObject(mo, "bytes_per_element", model.elt);
-    cJSON_AddNumberToObject(mo, "expert_bytes", (double)mc_model_expert_params(&model) * model.elt);
-    {
-        double L = (double)model.layers, nm = (double)model.n_moe_layers;
-        double dense = L * (double)(mc_model_attn_params(&model) + mc_model_norm_params(&model))
-                       + nm * (double)model.experts * (double)model.d
-                       + (L - nm) * 3.0 * (double)model.d * (double)model.fd
-                       + (double)model.vocab * (double)model.d * (model.tie_embeddings ? 1 : 2) + (double)model.d;
-        double routed = nm * (double)model.experts * (double)mc_model_expert_params(&model);
-        double shared = nm * (double)(mc_model_shared_params(&model) + (model.shared_gate ? model.d : 0));
-        cJSON *p = cJSON_AddObjectToObject(mo, "params");
-        cJSON_AddNumberToObject(p, "total", dense + routed + shared);
-        cJSON_AddNumberToObject(p, "dense", dense);
-        cJSON_AddNumberToObject(p, "routed_experts", routed);
-        cJSON_AddNumberToObject(p, "shared_experts", shared);
-        cJSON_AddNumberToObject(p, "activated_per_token", dense + shared + nm * (double)model.top_k * (double)mc_model_expert_params(&model));
-    }
+    report_model_json(root, &model);
 
-    cJSON *h = cJSON_AddObjectToObject(root, "hardware");
-    cJSON_AddStringToObject(h, "name", hw.name);
-    if (hw.kind) cJSON_AddStringToObject(h, "kind", hw.kind);
-    if (hw.model) cJSON_AddStringToObject(h, "model", hw.model);
-    cJSON_AddStringToObject(h, "profile_path", hw.path);
-    cJSON_AddNumberToObject(h, "devices", devices);
-    cJSON_AddNumberToObject(h, "memory_bandwidth_Bps", hw.bandwidth_Bps);
-    if (r.compute_key[0]) cJSON_AddStringToObject(h, "compute_dtype", r.compute_key);
-    if (r.peak > 0) cJSON_AddNumberToObject(h, "peak_flops", r.peak);
-    cJSON_AddBoolToObject(h, "measured", hw.measured);
-    cJSON_AddStringToObject(h, "peaks", hw.measured ? "measured" : "spec");
-    const cJSON *src = cJSON_GetObjectItemCaseSensitive(hw.json, "source");
-    if (src) cJSON_AddItemToObject(h, "source", cJSON_Duplicate(src, 1));
+    report_hardware_json(root, &hw, devices, r.compute_key, r.peak);
 
     cJSON *agg = report_aggregate_json(&r);
     if (nkern) {
@@ -534,23 +384,7 @@ int mc_cmd_report(int argc, char **argv)
         if (span > 0) cJSON_AddNumberToObject(gk, "busy_fraction_of_step_span", report_div0(kern_busy_ns, span));
     }
     cJSON_AddItemToObject(root, "aggregate", agg);
-    cJSON *el = cJSON_AddObjectToObject(root, "expert_load");
-    cJSON *ell = cJSON_AddArrayToObject(el, "layers");
-    cJSON *elt_ = cJSON_AddArrayToObject(el, "tokens"), *ela = cJSON_AddArrayToObject(el, "activations");
-    cJSON_AddNumberToObject(el, "num_experts", (double)model.experts);
-    for (int i = 0, k = 0; i < model.layers; i++) {
-        if (!model.is_moe[i]) continue;
-        cJSON_AddItemToArray(ell, cJSON_CreateNumber(i));
-        cJSON *rt = cJSON_CreateArray(), *ra = cJSON_CreateArray();
-        for (int64_t e = 0; e < model.experts; e++) {
-            cJSON_AddItemToArray(rt, cJSON_CreateNumber((double)r.load_tokens[(int64_t)k * model.experts + e]));
-            cJSON_AddItemToArray(ra, cJSON_CreateNumber((double)r.load_act[(int64_t)k * model.experts + e]));
-        }
-        cJSON_AddItemToArray(elt_, rt);
-        cJSON_AddItemToArray(ela, ra);
-        k++;
-    }
-    cJSON_AddStringToObject(el, "expert_ids", ast.expert_ids_exact ? "exact" : "order");
+    report_expert_load_json(root, &model, r.load_tokens, r.load_act, ast.expert_ids_exact);
     cJSON_AddItemToObject(root, "moecap_compat", report_compat_json(&r));
     {   /* client side (moecap bench's request log in the run directory), docs/bench.md */
         char cerr[512] = "";
@@ -558,7 +392,7 @@ int mc_cmd_report(int argc, char **argv)
         if (client) cJSON_AddItemToObject(root, "client", client);
         else if (cerr[0]) {
             snprintf(msg, sizeof msg, "request log not joined: %s", cerr);
-            add_note(notes, "warning", msg);
+            report_add_note(notes, "warning", msg);
         }
     }
     if (lmeval_path) {
