@@ -26,6 +26,11 @@ MOECAP = os.path.join(BUILD, "bin", "moecap")
 SHIM = os.path.join(BUILD, "lib", "libmoecap.so")
 EMU_LIB = os.path.join(BUILD, "tests", "cuda", "emu", "libmoeref-cuda-emu.so")
 failures = 0
+PRELOAD = SHIM
+if os.environ.get("SAN") == "1":   # an ASan-built shim needs the ASan runtime loaded first
+    PRELOAD = subprocess.run(["cc", "-print-file-name=libasan.so"], capture_output=True,
+                             text=True).stdout.strip() + ":" + SHIM
+    os.environ["ASAN_OPTIONS"] = "detect_leaks=0:" + os.environ.get("ASAN_OPTIONS", "")
 
 # (model, style, dtype) -> why the report cannot match yet (trace facts: see docs/gpu.md,
 # "Running the CUDA engine without a GPU"). bf16 weights are converted on the host before
@@ -68,7 +73,7 @@ def one(tmp, arch, mdir, style, dtype, args):
     rdir, gt, stats = (os.path.join(tmp, tag + x) for x in ("", ".gt", ".stats"))
     cmd = [MOEREF, "run", "--device", "cuda", "--moe", style, "--dtype", dtype, "--model", mdir, *args]
     plain = run(cmd)
-    env = {"LD_PRELOAD": SHIM, "MOECAP_OUT": rdir, "MOECAP_NVML": "0", "SIMT_EMU_STATS": stats}
+    env = {"LD_PRELOAD": PRELOAD, "MOECAP_OUT": rdir, "MOECAP_NVML": "0", "SIMT_EMU_STATS": stats}
     if style == "fused":
         env["MOECAP_MODEL"] = os.path.join(mdir, "config.json")
     p = run(cmd + ["--ground-truth", gt], env=env)
