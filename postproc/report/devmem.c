@@ -1,19 +1,21 @@
 /* Device memory ranges over time (see devmem.h): who held which device bytes when, so that
  * a weight name given to an address ends when that memory is freed or reused. Linear scans:
  * the ranges are allocations and weight-sized copies, hundreds to a few thousand per run
- * (bounded by MAX_RANGES; beyond it ranges are not kept and names simply last longer). */
+ * (bounded: beyond MAX_COPIES copies and MAX_RANGES ranges they are not kept, and names
+ * then simply last longer). */
 #include "report/devmem.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_RANGES 16384
+#define MAX_RANGES 65536       /* allocations and copies together */
+#define MAX_COPIES 16384       /* copies among them (allocations are few; copies can be per tensor) */
 #define MAX_FREES 65536
 
 struct free_ev { int32_t pid; uint64_t ptr, t, b, e; };   /* [b, e): what it released (mc_devmem_finish) */
 
 struct mc_devmem {
-    struct mc_devmem_range *r; size_t n, cap;
+    struct mc_devmem_range *r; size_t n, cap, n_copies;
     struct free_ev *f; size_t nf, capf;
 };
 
@@ -30,7 +32,7 @@ size_t mc_devmem_count(const struct mc_devmem *d) { return d ? d->n : 0; }
 static void add_range(struct mc_devmem *d, int32_t pid, int32_t device, uint64_t b, uint64_t bytes, uint64_t t,
                       uint8_t kind, uint64_t tag)
 {
-    if (!bytes || b + bytes < b || d->n >= MAX_RANGES) return;
+    if (!bytes || b + bytes < b || d->n >= MAX_RANGES || (kind == MC_DEVMEM_COPY && d->n_copies >= MAX_COPIES)) return;
     if (d->n == d->cap) {
         size_t nc = d->cap ? d->cap * 2 : 256;
         void *p = realloc(d->r, nc * sizeof *d->r);
@@ -38,6 +40,7 @@ static void add_range(struct mc_devmem *d, int32_t pid, int32_t device, uint64_t
         d->r = p; d->cap = nc;
     }
     d->r[d->n++] = (struct mc_devmem_range){pid, device, b, b + bytes, t, UINT64_MAX, kind, tag};
+    if (kind == MC_DEVMEM_COPY) d->n_copies++;
 }
 
 void mc_devmem_alloc(struct mc_devmem *d, int32_t pid, int32_t device, uint64_t ptr, uint64_t bytes, uint64_t t)
