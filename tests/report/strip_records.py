@@ -2,17 +2,18 @@
 """Removes records from a .mct trace (in place) to test a fallback path on a real trace:
 `device-maps` drops MC_REC_FILE_MAP records with device >= 0 (the shim's device file maps,
 how = 3), so the report must name device weights by joining host->device copies with the
-host file maps itself (docs/attribution.md section 3b).
+host file maps itself (docs/attribution.md section 3b); `router-taps` drops MC_REC_ROUTER_TAP
+records, so fused layers get their experts from kernel-parameter taps alone (section 4c).
 
-usage: strip_records.py FILE.mct device-maps    Prints how many records were removed."""
+usage: strip_records.py FILE.mct device-maps|router-taps    Prints how many records were removed."""
 import struct, sys
 
-FILE_MAP = 8
+FILE_MAP, ROUTER_TAP = 8, 16
 
 
 def main():
     path, what = sys.argv[1], sys.argv[2]
-    assert what == 'device-maps', 'unknown selection ' + what
+    assert what in ('device-maps', 'router-taps'), 'unknown selection ' + what
     data = open(path, 'rb').read()
     magic, vmaj, vmin, hsize = struct.unpack_from('<8sHHI', data, 0)
     assert magic == b'MOECAPT\0', 'not a moecap trace'
@@ -22,7 +23,9 @@ def main():
         assert size >= 8 and size % 8 == 0 and off + size <= len(data), 'bad record at %d' % off
         rec = data[off:off + size]
         # mc_rec_file_map: header(8) t_ns addr file_offset length (4 x u64) path_str(u32) device(i32)
-        if rtype == FILE_MAP and size >= 48 and struct.unpack_from('<i', rec, 44)[0] >= 0:
+        if what == 'router-taps' and rtype == ROUTER_TAP:
+            removed += 1
+        elif what == 'device-maps' and rtype == FILE_MAP and size >= 48 and struct.unpack_from('<i', rec, 44)[0] >= 0:
             removed += 1
         else:
             keep.append(rec)
