@@ -66,3 +66,15 @@ endif
 
 # The GPU validation helpers' own judgement (needs no CUDA).
 TESTS += tests/cuda/test_gpu_helpers.py
+
+# Weight-file ranges -> device FILE_MAP records through the real libmoecap.so
+# (shim/filemap.c): a small loader mapping/reading a moe-ref safetensors file and copying
+# it to libfakecuda.so's device.
+ifeq ($(HAVE_CUDA),1)
+$(TBIN)/cuda/filemap_prog: tests/cuda/filemap_prog.c $(TBIN)/cuda/libfakecuda.so
+	@mkdir -p $(dir $@)
+	$(CC) $(CUDA_TEST_CFLAGS) -o $@ $< -L$(TBIN)/cuda -lfakecuda -Wl,-rpath,'$$ORIGIN' -lpthread
+
+TESTS += tests/cuda/test_filemap.py
+TEST_DEPS += $(TBIN)/cuda/filemap_prog $(LIB)/libmoecap.so $(BIN)/moecap $(BIN)/moe-ref
+endif
