@@ -428,6 +428,43 @@ static const struct kern *lookup_kernel(const void *func)
     return k;
 }
 
+EMU_API int simt_emu_nvcc_launch(void)
+{
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("SIMT_EMU_LAUNCH");
+        on = e && !strcmp(e, "nvcc");
+    }
+    return on;
+}
+
+/* The kernel handle of the CUDA 13 internal launch path is the registry entry. */
+EMU_API cudaError_t __cudaGetKernel(cudaKernel_t *kernel, const void *func)
+{
+    const struct kern *k = lookup_kernel(func);
+    if (!kernel) return fail(cudaErrorInvalidValue, "__cudaGetKernel: NULL");
+    if (!k) return fail(cudaErrorInvalidDeviceFunction, "__cudaGetKernel(%p): not a kernel", func);
+    *kernel = (cudaKernel_t)(uintptr_t)k;
+    return cudaSuccess;
+}
+
+static const struct kern *kernel_of_handle(const void *h)
+{
+    const struct kern *k = h;
+    return k >= kerns && k < kerns + nkerns ? k : NULL;
+}
+
+/* A driver entry point (libcuda's on a GPU), here so the shim's name lookup for
+ * __cudaLaunchKernel finds it among the loaded objects. CUresult: 0 success, 400 invalid
+ * handle. */
+EMU_API int cuKernelGetName(const char **name, const void *kernel)
+{
+    const struct kern *k = kernel_of_handle(kernel);
+    if (!name || !k) return 400;
+    *name = k->name;
+    return 0;
+}
+
 EMU_API cudaError_t cudaFuncGetName(const char **name, const void *func)
 {
     const struct kern *k = lookup_kernel(func);
@@ -741,12 +778,28 @@ static void run_block(const dim3 grid, const dim3 block, unsigned bx, unsigned b
     ex->cur = NULL;
 }
 
+static cudaError_t launch(const struct kern *k, dim3 grid, dim3 block, void **args, size_t sharedMem);
+
 EMU_API cudaError_t cudaLaunchKernel(const void *func, dim3 grid, dim3 block, void **args, size_t sharedMem,
                                      cudaStream_t stream)
 {
     (void)stream;
     const struct kern *k = lookup_kernel(func);
     if (!k) return fail(cudaErrorInvalidDeviceFunction, "cudaLaunchKernel(%p): not a registered kernel", func);
+    return launch(k, grid, block, args, sharedMem);
+}
+
+EMU_API cudaError_t __cudaLaunchKernel(cudaKernel_t kernel, dim3 grid, dim3 block, void **args, size_t sharedMem,
+                                       cudaStream_t stream)
+{
+    (void)stream;
+    const struct kern *k = kernel_of_handle(kernel);
+    if (!k) return fail(cudaErrorInvalidResourceHandle, "__cudaLaunchKernel(%p): not a kernel handle", (void *)kernel);
+    return launch(k, grid, block, args, sharedMem);
+}
+
+static cudaError_t launch(const struct kern *k, dim3 grid, dim3 block, void **args, size_t sharedMem)
+{
     unsigned long long threads = (unsigned long long)block.x * block.y * block.z;
     if (!block.x || !block.y || !block.z || block.x > 1024 || block.y > 1024 || block.z > 64 || threads > 1024 ||
         !grid.x || !grid.y || !grid.z || grid.x > 0x7fffffffu || grid.y > 65535 || grid.z > 65535 || sharedMem > 0)

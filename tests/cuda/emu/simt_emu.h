@@ -9,8 +9,10 @@
  *                                        since a block's threads are fibers of one OS thread
  *   threadIdx / blockIdx / blockDim / gridDim   fields of the running fiber (simt_emu_cur)
  *   __syncthreads, __shfl_down_sync      calls into the block executor (emu_cudart.c)
- *   MR_LAUNCH(kernel, grid, block)(args) the real cudaLaunchKernel with a void* argument
- *                                        array, as nvcc's launch stubs pass it
+ *   MR_LAUNCH(kernel, grid, block)(args) the public cudaLaunchKernel with a void* argument
+ *                                        array (or, with SIMT_EMU_LAUNCH=nvcc, the
+ *                                        __cudaGetKernel + __cudaLaunchKernel pair that
+ *                                        nvcc 13's <<<>>> stubs call)
  * bf16 comes from the real cuda_bf16.h (host code path); math from <cmath>. Nothing here
  * re-implements a kernel: the kernels are the engine's own source. */
 #ifndef SIMT_EMU_H
@@ -127,7 +129,12 @@ struct kernel<void (*)(P...), F> {
             void *argv[sizeof...(P) + 1] = {(void *)&std::get<I>(vals)...};
             static int registered = simt_emu_register_kernel((const void *)F, name(), &thunk);
             (void)registered;
-            cudaLaunchKernel((const void *)F, grid, block, argv, 0, 0);
+            if (simt_emu_nvcc_launch()) {
+                cudaKernel_t h = nullptr;
+                if (__cudaGetKernel(&h, (const void *)F) == cudaSuccess) __cudaLaunchKernel(h, grid, block, argv, 0, 0);
+            } else {
+                cudaLaunchKernel((const void *)F, grid, block, argv, 0, 0);
+            }
         }
     };
 };

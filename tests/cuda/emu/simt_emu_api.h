@@ -7,6 +7,7 @@
 #define SIMT_EMU_API_H
 
 #include <stddef.h>
+#include <cuda_runtime_api.h>
 #include <vector_types.h>
 
 #ifdef __cplusplus
@@ -29,6 +30,15 @@ unsigned long long simt_emu_shfl(unsigned mask, unsigned long long v, int arg, i
 typedef void (*simt_emu_thunk)(void **args);
 /* Makes `func` launchable with cudaLaunchKernel and nameable with cudaFuncGetName. */
 int simt_emu_register_kernel(const void *func, const char *name, simt_emu_thunk thunk);
+
+/* 1 when SIMT_EMU_LAUNCH=nvcc: launches take the path nvcc 13's <<<>>> stubs take,
+ * __cudaGetKernel + __cudaLaunchKernel (kernel handle named by cuKernelGetName), instead of
+ * cudaLaunchKernel (named by cudaFuncGetName). */
+int simt_emu_nvcc_launch(void);
+/* The CUDA 13 runtime's internal launch entry points (crt/host_runtime.h uses them). */
+cudaError_t __cudaGetKernel(cudaKernel_t *kernel, const void *func);
+cudaError_t __cudaLaunchKernel(cudaKernel_t kernel, dim3 grid, dim3 block, void **args, size_t shared,
+                               cudaStream_t stream);
 
 /* 1 when [p, p + bytes) lies inside one live device allocation (cudaMalloc). */
 int simt_emu_is_device_range(const void *p, size_t bytes);

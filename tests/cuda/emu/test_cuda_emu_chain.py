@@ -5,7 +5,9 @@ loaded as by default: the real libcupti without a driver must give one note and 
 else), then `moecap report` against the engine's own ground truth
 (tests/report/compare_gt.py), for mixtral, qwen2_moe and deepseek_v2 x loop|fused x
 f32|bf16 (fused with MOECAP_MODEL=config.json: the router-logit tap), and bf16 again on models
-whose weight shapes are all distinct (f = 48). Also, per run:
+whose weight shapes are all distinct (f = 48), launching the way nvcc 13's stubs do
+(SIMT_EMU_LAUNCH=nvcc: __cudaGetKernel + __cudaLaunchKernel, names by cuKernelGetName).
+Also, per run:
 - the program's output is the same with and without the shim;
 - the trace holds one cuBLAS GEMM record per GEMM call the ground truth counts, one
   cudaLaunchKernel record per kernel the emulator ran (SIMT_EMU_STATS), each named;
@@ -67,13 +69,14 @@ def dump(run_dir):
     return recs
 
 
-def one(tmp, arch, mdir, style, dtype, args):
+def one(tmp, arch, mdir, style, dtype, args, nvcc_path):
     name = "%s %s %s" % (arch, style, dtype)
     tag = "%s-%s-%s" % (arch, style, dtype)
     rdir, gt, stats = (os.path.join(tmp, tag + x) for x in ("", ".gt", ".stats"))
     cmd = [MOEREF, "run", "--device", "cuda", "--moe", style, "--dtype", dtype, "--model", mdir, *args]
-    plain = run(cmd)
-    env = {"LD_PRELOAD": PRELOAD, "MOECAP_OUT": rdir, "MOECAP_NVML": "0", "SIMT_EMU_STATS": stats}
+    launch_env = {"SIMT_EMU_LAUNCH": "nvcc"} if nvcc_path else {}
+    plain = run(cmd, env=launch_env)
+    env = {**launch_env, "LD_PRELOAD": PRELOAD, "MOECAP_OUT": rdir, "MOECAP_NVML": "0", "SIMT_EMU_STATS": stats}
     if style == "fused":
         env["MOECAP_MODEL"] = os.path.join(mdir, "config.json")
     p = run(cmd + ["--ground-truth", gt], env=env)
@@ -99,9 +102,12 @@ def one(tmp, arch, mdir, style, dtype, args):
         kernels = int(f.read().split()[1])
     launches = [r for r in recs if r["type"] == "api" and r.get("name_str_text")]
     names = {r["name_str_text"] for r in launches}
-    ok = len(launches) == kernels and (style == "loop" or "mr_fused_topk" in names)
-    say("ok" if ok else "not ok", "%s: %d named launch records = kernels the emulator ran" % (name, kernels),
-        "trace: %d named launches (%s)" % (len(launches), sorted(names)))
+    apis = {r["api"] for r in launches}
+    ok = len(launches) == kernels and (style == "loop" or "mr_fused_topk" in names) and \
+        (("cudaLaunchKernel" not in apis) if nvcc_path else apis == {"cudaLaunchKernel"})
+    say("ok" if ok else "not ok", "%s: %d named launch records = kernels the emulator ran (%s)"
+        % (name, kernels, "__cudaLaunchKernel, nvcc 13's path" if nvcc_path else "cudaLaunchKernel"),
+        "trace: %d named launches (%s), apis %s" % (len(launches), sorted(names), sorted(apis)))
     if style == "fused":
         moe_layers = sum(1 for l in g[0]["layers"] if not l.get("dense"))
         taps = sum(1 for r in recs if r["type"] == "router_tap")
@@ -151,7 +157,7 @@ def main():
                 continue
             for style in ("loop", "fused"):
                 for dtype in ("f32", "bf16") if not extra else ("bf16",):
-                    one(tmp, arch, mdir, style, dtype, args)
+                    one(tmp, arch, mdir, style, dtype, args, nvcc_path=bool(extra))
     return 1 if failures else 0
 
 
