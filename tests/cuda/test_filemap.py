@@ -11,7 +11,9 @@ offset), a MAP_FIXED page inside a mapping (copy across the seam = two records),
 read buffers and a copy across two preads into one buffer, no record after munmap, from a
 stack buffer or from a buffer the program overwrote, a fork child whose trace starts with
 the parent's weight-file maps (and no duplicates in the parent's), and threads mapping /
-unmapping / reading while another copies (no crash; ASan clean under make check-san)."""
+unmapping / reading while another copies (no crash; ASan clean under make check-san), and,
+where the emulated CUDA runtime (tests/cuda/emu) is built, the CUDA reference engine's own
+weight upload (f32: one device map per tensor, exactly its bytes; bf16: none)."""
 import bisect
 import glob
 import json
@@ -205,7 +207,42 @@ def main():
               p, t, c, expected, path, data)
         report("  ... no crash%s" % (", no sanitizer report" if SAN else ""), p.returncode == 0 and not asan and len(c) == 3000,
                p.stderr[-1500:])
+        case_cuda_engine(tmp, os.path.dirname(path))
     return 1 if failures else 0
+
+
+def case_cuda_engine(tmp, mdir):
+    """The CUDA reference engine's own weight upload, on the CPU emulation of the CUDA
+    runtime (tests/cuda/emu) when it is built: f32 weights are copied straight from the
+    mapped file, so every tensor must get one device map covering exactly its bytes; bf16
+    weights are converted on the host first, so none may be named."""
+    emu = os.path.join(BUILD, "tests", "cuda", "emu", "libmoeref-cuda-emu.so")
+    if not os.path.exists(emu):
+        print("skip - CUDA engine weight upload named per tensor (emulated CUDA runtime not built)")
+        return
+    for dtype in ("f32", "bf16"):
+        out = os.path.join(tmp, "engine-" + dtype)
+        env = dict(os.environ)
+        pre = SHIM
+        if SAN:
+            pre = subprocess.run(["cc", "-print-file-name=libasan.so"], capture_output=True, text=True).stdout.strip() + ":" + SHIM
+            env["ASAN_OPTIONS"] = "detect_leaks=0:" + env.get("ASAN_OPTIONS", "")
+        env.update({"LD_PRELOAD": pre, "MOECAP_OUT": out, "MOECAP_CUPTI": "0", "MOECAP_NVML": "0",
+                    "MOE_REF_CUDA_LIB": emu})
+        p = subprocess.run([MOEREF, "run", "--device", "cuda", "--moe", "loop", "--dtype", dtype, "--model", mdir,
+                            "--batch", "1", "--prompt-len", "4", "--gen", "2"], env=env, capture_output=True,
+                           text=True, timeout=300)
+        recs = []
+        for f in sorted(glob.glob(os.path.join(out, "*.mct"))):
+            d = subprocess.run([MOECAP, "dump", f], capture_output=True, text=True)
+            recs += [json.loads(l) for l in d.stdout.splitlines() if l.strip()]
+        tens = sorted((r["file_begin"], r["file_end"]) for r in recs if r["type"] == "tensor")
+        dm = sorted((r["file_offset"], r["file_offset"] + r["length"]) for r in dev_maps(recs))
+        want = tens if dtype == "f32" else []
+        report("CUDA engine (%s, emulated runtime): %s" % (dtype, "one device map per tensor, exactly its bytes (%d)" % len(tens)
+                                                           if dtype == "f32" else "host-converted weights not named"),
+               p.returncode == 0 and len(tens) > 0 and dm == want,
+               "rc %d %s\ntensors %s\ndevice maps %s" % (p.returncode, p.stderr[-400:], tens[:5], dm[:5]))
 
 
 if __name__ == "__main__":
