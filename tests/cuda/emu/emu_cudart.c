@@ -27,6 +27,7 @@
 #include "simt_emu_api.h"
 
 #if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #define EMU_ASAN 1
 #else
@@ -206,6 +207,10 @@ static cudaError_t device_alloc(void **out, size_t size)
     /* the allocation ends at the trailing guard page (to 256 bytes): overruns fault */
     char *p = m + (pages + 1) * PAGE - body;
     memset(p, 0xFF, size);
+#if EMU_ASAN
+    /* the < 256-byte tail before the guard page: ASan reports even a 1-byte overrun */
+    if (body > size) __asan_poison_memory_region(p + size, body - size);
+#endif
     struct alloc a = { (uintptr_t)p, size, m, len, 1, m + PAGE, pages * PAGE };
     pthread_mutex_lock(&alloc_lock);
     if (protect_enabled() && access_depth == 0) mprotect(a.body, a.body_len, PROT_NONE);
@@ -232,6 +237,9 @@ static cudaError_t release(void *p, int device, const char *what)
     memmove(&allocs[i], &allocs[i + 1], (nallocs - (size_t)i - 1) * sizeof *allocs);
     nallocs--;
     pthread_mutex_unlock(&alloc_lock);
+#if EMU_ASAN
+    if (device) __asan_unpoison_memory_region(a.map, a.map_len);   /* the addresses get reused */
+#endif
     if (device) munmap(a.map, a.map_len);
     else free(a.map);
     return cudaSuccess;

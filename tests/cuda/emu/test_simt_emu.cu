@@ -344,8 +344,23 @@ static void run_shuffle_exit() { float *p = dmalloc<float>(32); MR_LAUNCH(k_shuf
 static void run_host_read() { float *p = dmalloc<float>(8); volatile float v = p[1]; (void)v; }
 static void run_write_past() { float *p = dmalloc<float>(100); MR_LAUNCH(k_write_past, 1, 32)(p, 100); }
 
+__global__ void k_read_one_past(const float *p, float *out, int n)
+{
+    if (threadIdx.x == 0) out[0] = p[n];   /* 4 bytes past a 100-float allocation */
+}
+
+static void run_read_one_past()
+{
+    float *p = dmalloc<float>(100), *o = dmalloc<float>(1);
+    MR_LAUNCH(k_read_one_past, 1, 32)(p, o, 100);
+}
+
 static void misuse_is_caught()
 {
+#if defined(__SANITIZE_ADDRESS__)
+    /* under ASan the slack between an allocation's end and its guard page is poisoned */
+    expect_death("kernel reading one element past an allocation (ASan)", run_read_one_past, "AddressSanitizer");
+#endif
     expect_death("divergent barriers", run_divergent, "deadlock");
     expect_death("shuffle naming an exited lane", run_shuffle_exit, "has exited");
     expect_death("host code reading device memory", run_host_read, "host code touched device memory");
