@@ -562,14 +562,22 @@ static unsigned long long kernels_run;
 
 EMU_API unsigned long long simt_emu_kernels_run(void) { return __atomic_load_n(&kernels_run, __ATOMIC_RELAXED); }
 
-/* SIMT_EMU_STATS=FILE: the number of kernels run, written at exit (tests compare it with the
- * launches a profiler recorded). */
+/* SIMT_EMU_STATS=FILE: the number of kernels run (tests compare it with the launches a
+ * profiler recorded) and the allocations still live, written at exit. */
 __attribute__((destructor)) static void write_stats(void)
 {
     const char *path = getenv("SIMT_EMU_STATS");
     FILE *f = path && *path ? fopen(path, "w") : NULL;
     if (!f) return;
-    fprintf(f, "kernels %llu\n", simt_emu_kernels_run());
+    size_t dev = 0, host = 0;
+    pthread_mutex_lock(&alloc_lock);
+    for (size_t i = 0; i < nallocs; i++) {
+        if (allocs[i].device) dev++;
+        else host++;
+    }
+    pthread_mutex_unlock(&alloc_lock);
+    fprintf(f, "kernels %llu\nlive_device_allocations %zu\nlive_pinned_allocations %zu\n", simt_emu_kernels_run(),
+            dev, host);
     fclose(f);
 }
 

@@ -9,6 +9,7 @@ whose weight shapes are all distinct (f = 48), launching the way nvcc 13's stubs
 (SIMT_EMU_LAUNCH=nvcc: __cudaGetKernel + __cudaLaunchKernel, names by cuKernelGetName).
 Also, per run:
 - the program's output is the same with and without the shim;
+- every device allocation is freed by exit (SIMT_EMU_STATS);
 - the trace holds one cuBLAS GEMM record per GEMM call the ground truth counts, one
   cudaLaunchKernel record per kernel the emulator ran (SIMT_EMU_STATS), each named;
 - fused: one router-logit tap record per MoE layer and step.
@@ -99,7 +100,10 @@ def one(tmp, arch, mdir, style, dtype, args, nvcc_path):
     say("ok" if ok else "not ok", "%s: %d %s records = ground-truth GEMM calls" % (name, want, api),
         "trace: %d GEMM records, apis %s" % (len(gemms), sorted({r["api"] for r in gemms})))
     with open(stats) as f:
-        kernels = int(f.read().split()[1])
+        st = dict((l.split()[0], int(l.split()[1])) for l in f if l.strip())
+    kernels = st["kernels"]
+    say("ok" if st.get("live_device_allocations") == 0 else "not ok",
+        "%s: every cudaMalloc freed by exit" % name, "live device allocations at exit: %s" % st)
     launches = [r for r in recs if r["type"] == "api" and r.get("name_str_text")]
     names = {r["name_str_text"] for r in launches}
     apis = {r["api"] for r in launches}
