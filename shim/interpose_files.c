@@ -201,7 +201,7 @@ static inline uint32_t tracked(int fd)
     return atomic_load_explicit(&g_fd_path[fd], memory_order_relaxed);
 }
 
-/* Host FILE_MAP records kept as definitions (48 bytes each, repeated in every fork
+/* Host FILE_MAP records kept as definitions (56 bytes each, repeated in every fork
  * child's file); beyond this many a program reading a weight file in small pieces gets
  * plain records, which a fork child does not inherit. */
 #define MC_MAX_DEF_MAPS 65536u
@@ -354,9 +354,9 @@ static inline void *mmap_common(_Atomic(void *) *slot, const char *name, void *a
     uint32_t id = tracked(fd);
     int saved = errno;
     /* Whatever was recorded at these addresses is gone (MAP_FIXED over it, or unmapped
-     * behind our back, e.g. a freed read buffer). */
-    if (!id || (flags & MAP_ANONYMOUS)) mc_filemap_remove((uintptr_t)r, page_round(len));
-    else record_map(id, r, (uint64_t)off, len, 0);
+     * behind our back, e.g. a freed read buffer); the mapping covers whole pages. */
+    mc_filemap_remove((uintptr_t)r, page_round(len));
+    if (id && !(flags & MAP_ANONYMOUS)) record_map(id, r, (uint64_t)off, len, 0);
     errno = saved;
     return r;
 }
