@@ -184,6 +184,7 @@ static cublasStatus_t gemm(const char *api, cublasHandle_t h, cublasOperation_t 
                            cudaDataType bt, int ldb, const void *beta, void *C, cudaDataType ct, int ldc)
 {
     if (bad_handle(h)) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if (simt_emu_sticky_error()) return CUBLAS_STATUS_EXECUTION_FAILED;
     if ((ta != CUBLAS_OP_N && ta != CUBLAS_OP_T) || (tb != CUBLAS_OP_N && tb != CUBLAS_OP_T)) {
         fprintf(stderr, "simt_emu: %s: only CUBLAS_OP_N / CUBLAS_OP_T are emulated\n", api);
         return CUBLAS_STATUS_NOT_SUPPORTED;
@@ -206,6 +207,10 @@ static cublasStatus_t gemm(const char *api, cublasHandle_t h, cublasOperation_t 
     if ((k > 0 && (check_operand(api, "A", A, ar, ac, lda, ea) || check_operand(api, "B", B, br, bc, ldb, eb))) ||
         check_operand(api, "C", C, m, n, ldc, ec)) {
         simt_emu_set_error(700);
+        return CUBLAS_STATUS_EXECUTION_FAILED;
+    }
+    if (simt_emu_inject_fault("cublas")) {
+        fprintf(stderr, "simt_emu: %s: injected failure (SIMT_EMU_FAIL)\n", api);
         return CUBLAS_STATUS_EXECUTION_FAILED;
     }
     simt_emu_device_access(1);

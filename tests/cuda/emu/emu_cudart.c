@@ -40,6 +40,10 @@
 /* ---- errors ---- */
 
 static __thread cudaError_t last_error;     /* per thread, as the runtime keeps it */
+/* A faulting kernel (here: an injected one) leaves the context unusable: every later call
+ * returns its error, as on a GPU, so an engine that checks any later call sees it. */
+static cudaError_t sticky_error;
+#define STICKY() do { if (sticky_error) return last_error = sticky_error; } while (0)
 
 static cudaError_t fail(cudaError_t e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static cudaError_t fail(cudaError_t e, const char *fmt, ...)
@@ -56,14 +60,44 @@ static cudaError_t fail(cudaError_t e, const char *fmt, ...)
 
 EMU_API void simt_emu_set_error(int e) { last_error = (cudaError_t)e; }
 
+/* ---- fault injection (SIMT_EMU_FAIL=WHAT:N) and call counts ---- */
+
+static const char *const fault_names[] = { "cudaMalloc", "cudaMemcpy", "cudaMemset", "launch", "cublas" };
+#define NFAULT (sizeof fault_names / sizeof *fault_names)
+static unsigned long long fault_calls[NFAULT];
+
+EMU_API int simt_emu_inject_fault(const char *what)
+{
+    static int parsed;
+    static char target[32];
+    static unsigned long long at;
+    if (!parsed) {
+        const char *e = getenv("SIMT_EMU_FAIL");
+        const char *colon = e ? strchr(e, ':') : NULL;
+        if (colon && (size_t)(colon - e) < sizeof target) {
+            memcpy(target, e, (size_t)(colon - e));
+            at = strtoull(colon + 1, NULL, 10);
+        }
+        parsed = 1;
+    }
+    for (size_t i = 0; i < NFAULT; i++)
+        if (!strcmp(what, fault_names[i])) {
+            unsigned long long n = __atomic_add_fetch(&fault_calls[i], 1, __ATOMIC_RELAXED);
+            return at && n == at && !strcmp(target, what);
+        }
+    return 0;
+}
+
 EMU_API cudaError_t cudaGetLastError(void)
 {
-    cudaError_t e = last_error;
+    cudaError_t e = sticky_error ? sticky_error : last_error;
     last_error = cudaSuccess;
     return e;
 }
 
-EMU_API cudaError_t cudaPeekAtLastError(void) { return last_error; }
+EMU_API int simt_emu_sticky_error(void) { return (int)sticky_error; }
+
+EMU_API cudaError_t cudaPeekAtLastError(void) { return sticky_error ? sticky_error : last_error; }
 
 EMU_API const char *cudaGetErrorName(cudaError_t e)
 {
@@ -194,9 +228,12 @@ EMU_API int simt_emu_is_device_range(const void *p, size_t bytes) { return class
 
 static cudaError_t device_alloc(void **out, size_t size)
 {
+    STICKY();
     if (!out) return fail(cudaErrorInvalidValue, "cudaMalloc: NULL result pointer");
     *out = NULL;
     if (size == 0) return cudaSuccess;
+    if (simt_emu_inject_fault("cudaMalloc"))
+        return fail(cudaErrorMemoryAllocation, "cudaMalloc(%zu): injected failure (SIMT_EMU_FAIL)", size);
     size_t body = (size + 255) & ~(size_t)255;
     size_t pages = (body + PAGE - 1) / PAGE;
     size_t len = (pages + 2) * PAGE;
@@ -225,6 +262,7 @@ static cudaError_t device_alloc(void **out, size_t size)
 
 static cudaError_t release(void *p, int device, const char *what)
 {
+    STICKY();
     if (!p) return cudaSuccess;
     pthread_mutex_lock(&alloc_lock);
     long i = find_alloc((uintptr_t)p);
@@ -307,8 +345,11 @@ static const char *kind_name(enum cudaMemcpyKind k)
 
 static cudaError_t copy(const char *api, void *dst, const void *src, size_t n, enum cudaMemcpyKind kind)
 {
+    STICKY();
     if (n == 0) return cudaSuccess;
     if (!dst || !src) return fail(cudaErrorInvalidValue, "%s(%s): NULL pointer", api, kind_name(kind));
+    if (simt_emu_inject_fault("cudaMemcpy"))
+        return fail(cudaErrorInvalidValue, "%s(%s): injected failure (SIMT_EMU_FAIL)", api, kind_name(kind));
     int d = classify(dst, n), s = classify(src, n);
     if (d < 0) return fail(cudaErrorInvalidValue, "%s(%s, %zu bytes): destination %p runs past its device allocation",
                            api, kind_name(kind), n, dst);
@@ -349,7 +390,10 @@ EMU_API cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t count, en
 
 static cudaError_t set(const char *api, void *p, int value, size_t n)
 {
+    STICKY();
     if (n == 0) return cudaSuccess;
+    if (simt_emu_inject_fault("cudaMemset"))
+        return fail(cudaErrorInvalidValue, "%s: injected failure (SIMT_EMU_FAIL)", api);
     if (classify(p, n) != 1)
         return fail(cudaErrorInvalidValue, "%s(%p, %zu bytes): not inside one device allocation", api, p, n);
     simt_emu_device_access(1);
@@ -386,9 +430,9 @@ EMU_API cudaError_t cudaSetDevice(int device)
     return device == 0 ? cudaSuccess : fail(cudaErrorInvalidDevice, "cudaSetDevice(%d): one device (0)", device);
 }
 
-EMU_API cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
-EMU_API cudaError_t cudaStreamSynchronize(cudaStream_t s) { (void)s; return cudaSuccess; }
-EMU_API cudaError_t cudaEventSynchronize(cudaEvent_t e) { (void)e; return cudaSuccess; }
+EMU_API cudaError_t cudaDeviceSynchronize(void) { STICKY(); return cudaSuccess; }
+EMU_API cudaError_t cudaStreamSynchronize(cudaStream_t s) { (void)s; STICKY(); return cudaSuccess; }
+EMU_API cudaError_t cudaEventSynchronize(cudaEvent_t e) { (void)e; STICKY(); return cudaSuccess; }
 EMU_API cudaError_t cudaRuntimeGetVersion(int *v) { if (v) *v = CUDART_VERSION; return cudaSuccess; }
 EMU_API cudaError_t cudaDriverGetVersion(int *v) { if (v) *v = CUDART_VERSION; return cudaSuccess; }
 
@@ -578,6 +622,7 @@ __attribute__((destructor)) static void write_stats(void)
     pthread_mutex_unlock(&alloc_lock);
     fprintf(f, "kernels %llu\nlive_device_allocations %zu\nlive_pinned_allocations %zu\n", simt_emu_kernels_run(),
             dev, host);
+    for (size_t i = 0; i < NFAULT; i++) fprintf(f, "calls_%s %llu\n", fault_names[i], fault_calls[i]);
     fclose(f);
 }
 
@@ -816,12 +861,18 @@ EMU_API cudaError_t __cudaLaunchKernel(cudaKernel_t kernel, dim3 grid, dim3 bloc
 
 static cudaError_t launch(const struct kern *k, dim3 grid, dim3 block, void **args, size_t sharedMem)
 {
+    STICKY();
     unsigned long long threads = (unsigned long long)block.x * block.y * block.z;
     if (!block.x || !block.y || !block.z || block.x > 1024 || block.y > 1024 || block.z > 64 || threads > 1024 ||
         !grid.x || !grid.y || !grid.z || grid.x > 0x7fffffffu || grid.y > 65535 || grid.z > 65535 || sharedMem > 0)
         return fail(cudaErrorInvalidConfiguration, "cudaLaunchKernel(%s): invalid configuration grid (%u,%u,%u) "
                     "block (%u,%u,%u) dynamic shared %zu", k->name, grid.x, grid.y, grid.z, block.x, block.y, block.z,
                     sharedMem);
+    if (simt_emu_inject_fault("launch")) {
+        fprintf(stderr, "simt_emu: kernel %s: injected fault (SIMT_EMU_FAIL); not run\n", k->name);
+        sticky_error = cudaErrorLaunchFailure;   /* reported by every later call, as a faulting kernel's */
+        return cudaSuccess;
+    }
     struct executor *e = get_executor();
     if (e->k) return fail(cudaErrorLaunchFailure, "cudaLaunchKernel(%s) from inside kernel %s", k->name, e->k->name);
     e->k = k;

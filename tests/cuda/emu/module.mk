@@ -31,7 +31,8 @@ $(EMU_DIR)/libmoeref-cuda-emu.so: $(OBJ)/tests/cuda/emu/cuda_engine_emu.o $(OBJ)
 	$(CXX) -shared -o $@ $(OBJ)/tests/cuda/emu/cuda_engine_emu.o $(OBJ)/reference-engine/routing.o $(LDFLAGS) \
 	    -L$(EMU_DIR) -l:libcublas.so.13 -l:libcudart.so.13 -Wl,-rpath,'$$ORIGIN' -lm
 
-TESTS += tests/cuda/emu/test_cuda_emu_engine.py tests/cuda/emu/test_cuda_emu_chain.py tests/cuda/emu/test_validate_emu.sh
+TESTS += tests/cuda/emu/test_cuda_emu_engine.py tests/cuda/emu/test_cuda_emu_chain.py tests/cuda/emu/test_validate_emu.sh \
+         tests/cuda/emu/test_cuda_emu_faults.py
 # The emulation's own unit test, compiled the same way as the engine.
 $(EMU_DIR)/test_simt_emu: tests/cuda/emu/test_simt_emu.cu tests/cuda/emu/simt_emu.h tests/cuda/emu/simt_emu_api.h \
         $(EMU_DIR)/libcudart.so.13 $(EMU_DIR)/libcublas.so.13

@@ -48,6 +48,14 @@ void simt_emu_device_access(int on);
 /* Records a sticky launch/execution error reported later by cudaGetLastError (cuBLAS
  * failures that real hardware would report asynchronously). */
 void simt_emu_set_error(int cuda_error);
+/* Fault injection for error-path tests: SIMT_EMU_FAIL=WHAT:N makes the N-th call of WHAT
+ * fail (WHAT: cudaMalloc, cudaMemcpy (also Async), cudaMemset, launch (the kernel is not run
+ * and every later call fails with cudaErrorLaunchFailure, as after a faulting kernel), cublas
+ * (the GEMM returns CUBLAS_STATUS_EXECUTION_FAILED)). Counts every call of WHAT; returns 1
+ * when this call must fail. */
+int simt_emu_inject_fault(const char *what);
+/* The sticky error left by a faulting kernel (0 = none): cuBLAS calls fail after it too. */
+int simt_emu_sticky_error(void);
 /* Number of kernels executed and device threads run since start (tests). */
 unsigned long long simt_emu_kernels_run(void);
 

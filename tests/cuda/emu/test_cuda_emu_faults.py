@@ -1,0 +1,78 @@
+#!/usr/bin/python3
+"""Error paths of the CUDA reference engine's host code, which a GPU run never takes: on the
+CPU emulation of CUDA, SIMT_EMU_FAIL=WHAT:N makes the N-th cudaMalloc / cudaMemcpy /
+cudaMemset / kernel launch / cuBLAS GEMM fail (a failed launch acts like a faulting kernel:
+every later call fails). For the first, a middle and the last such call of a run (counts
+from a clean run's SIMT_EMU_STATS), `moe-ref run --device cuda` must exit 1 with one
+"moe-ref run: CUDA engine: ..." message, never crash (also under ASan/UBSan), never free
+twice, and free every device allocation when the context is still usable.
+Prints ok / not ok / skip lines."""
+import os
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.environ.get("MOECAP_ROOT", os.path.abspath(os.path.join(os.path.dirname(__file__), "../../..")))
+BUILD = os.path.join(ROOT, os.environ.get("BUILD", "build"))
+MOEREF = os.path.join(BUILD, "bin", "moe-ref")
+EMU_LIB = os.path.join(BUILD, "tests", "cuda", "emu", "libmoeref-cuda-emu.so")
+failures = 0
+
+
+def report(name, ok, detail=""):
+    global failures
+    if not ok:
+        failures += 1
+        for line in str(detail).splitlines()[-12:]:
+            print("# " + line)
+    print("%s - %s" % ("ok" if ok else "not ok", name), flush=True)
+
+
+def run(args, stats, fail=None):
+    e = dict(os.environ)
+    e.pop("LD_PRELOAD", None)
+    e.update({"MOE_REF_CUDA_LIB": EMU_LIB, "SIMT_EMU_STATS": stats})
+    e.pop("SIMT_EMU_FAIL", None)
+    if fail:
+        e["SIMT_EMU_FAIL"] = fail
+    p = subprocess.run([MOEREF, *args], capture_output=True, text=True, env=e, timeout=300)
+    st = {}
+    if os.path.exists(stats):
+        with open(stats) as f:
+            st = dict((l.split()[0], int(l.split()[1])) for l in f if l.strip())
+        os.unlink(stats)
+    return p, st
+
+
+def main():
+    if os.environ.get("HAVE_CUDA", "1") != "1" or not os.path.exists(EMU_LIB):
+        print("skip - CUDA engine error paths on the CPU emulation (no CUDA toolkit: emulation not built)")
+        return 0
+    with tempfile.TemporaryDirectory(prefix="emu-faults-") as tmp:
+        model, stats = os.path.join(tmp, "m"), os.path.join(tmp, "stats")
+        p = subprocess.run([MOEREF, "gen", "--arch", "qwen2_moe", "--out", model], capture_output=True, text=True)
+        report("gen", p.returncode == 0, p.stderr)
+        for style, dtype in (("loop", "f32"), ("fused", "bf16")):
+            args = ["run", "--device", "cuda", "--moe", style, "--dtype", dtype, "--model", model,
+                    "--batch", "2", "--prompt-len", "6", "--gen", "3"]
+            clean, counts = run(args, stats)
+            report("%s %s: clean run" % (style, dtype), clean.returncode == 0 and counts.get("live_device_allocations") == 0,
+                   clean.stderr + str(counts))
+            for what in ("cudaMalloc", "cudaMemcpy", "cudaMemset", "launch", "cublas"):
+                total = counts.get("calls_" + what, 0)
+                for n in (sorted({1, (total + 1) // 2, total}) if total else []):
+                    p, st = run(args, stats, "%s:%d" % (what, n))
+                    lines = [l for l in p.stderr.splitlines() if l.strip()]
+                    ours = [l for l in lines if l.startswith("moe-ref run: CUDA engine: ")]
+                    bad = [l for l in lines if "AddressSanitizer" in l or "runtime error" in l or
+                           "not the start of a live" in l or "Segmentation" in l]
+                    ok = p.returncode == 1 and len(ours) == 1 and not bad
+                    if what != "launch":   # after a faulting kernel the context is gone: nothing can be freed
+                        ok = ok and st.get("live_device_allocations") == 0
+                    report("%s %s: %s call %d of %d fails -> exit 1 with one message%s" %
+                           (style, dtype, what, n, total, "" if what == "launch" else ", all memory freed"),
+                           ok, "exit %d, stats %s\n%s" % (p.returncode, st, p.stderr))
+    return 1 if failures else 0
+
+
+sys.exit(main())
