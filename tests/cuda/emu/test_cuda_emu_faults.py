@@ -5,8 +5,10 @@ cudaMemset / kernel launch / cuBLAS GEMM fail (a failed launch acts like a fault
 every later call fails). For the first, a middle and the last such call of a run (counts
 from a clean run's SIMT_EMU_STATS), `moe-ref run --device cuda` must exit 1 with one
 "moe-ref run: CUDA engine: ..." message, never crash (also under ASan/UBSan), never free
-twice, and free every device allocation when the context is still usable.
+twice, and free every device allocation when the context is still usable. Three of them
+again under libmoecap.so: same exit and message, failed call not recorded, earlier ones are.
 Prints ok / not ok / skip lines."""
+import json
 import os
 import subprocess
 import sys
@@ -16,7 +18,14 @@ ROOT = os.environ.get("MOECAP_ROOT", os.path.abspath(os.path.join(os.path.dirnam
 BUILD = os.path.join(ROOT, os.environ.get("BUILD", "build"))
 MOEREF = os.path.join(BUILD, "bin", "moe-ref")
 EMU_LIB = os.path.join(BUILD, "tests", "cuda", "emu", "libmoeref-cuda-emu.so")
+SHIM = os.path.join(BUILD, "lib", "libmoecap.so")
+MOECAP = os.path.join(BUILD, "bin", "moecap")
 failures = 0
+PRELOAD = SHIM
+if os.environ.get("SAN") == "1":   # an ASan-built shim needs the ASan runtime loaded first
+    PRELOAD = subprocess.run(["cc", "-print-file-name=libasan.so"], capture_output=True,
+                             text=True).stdout.strip() + ":" + SHIM
+    os.environ["ASAN_OPTIONS"] = "detect_leaks=0:" + os.environ.get("ASAN_OPTIONS", "")
 
 
 def report(name, ok, detail=""):
@@ -28,10 +37,12 @@ def report(name, ok, detail=""):
     print("%s - %s" % ("ok" if ok else "not ok", name), flush=True)
 
 
-def run(args, stats, fail=None):
+def run(args, stats, fail=None, shim_out=None):
     e = dict(os.environ)
     e.pop("LD_PRELOAD", None)
     e.update({"MOE_REF_CUDA_LIB": EMU_LIB, "SIMT_EMU_STATS": stats})
+    if shim_out:
+        e.update({"LD_PRELOAD": PRELOAD, "MOECAP_OUT": shim_out, "MOECAP_NVML": "0", "MOECAP_CUPTI": "0"})
     e.pop("SIMT_EMU_FAIL", None)
     if fail:
         e["SIMT_EMU_FAIL"] = fail
@@ -42,6 +53,30 @@ def run(args, stats, fail=None):
             st = dict((l.split()[0], int(l.split()[1])) for l in f if l.strip())
         os.unlink(stats)
     return p, st
+
+
+def shim_case(args, stats, what, n, plain, out, name):
+    """The same failure under the shim: same exit status and message (the shim changes
+    nothing), a complete trace, and the failed call not recorded (docs/gpu.md) while every
+    earlier one is: GEMM records = n - 1 (cublas), device allocations = n - 1 (cudaMalloc);
+    a faulting kernel's launch itself succeeds (the fault is asynchronous): n launch records."""
+    p, _ = run(args, stats, "%s:%d" % (what, n), shim_out=out)
+    same = p.returncode == plain.returncode and \
+        [l for l in p.stderr.splitlines() if l.startswith("moe-ref run:")] == \
+        [l for l in plain.stderr.splitlines() if l.startswith("moe-ref run:")]
+    recs = []
+    for f in sorted(os.listdir(out)) if os.path.isdir(out) else []:
+        d = subprocess.run([MOECAP, "dump", os.path.join(out, f)], capture_output=True, text=True)
+        recs += [l for l in d.stdout.splitlines() if l.startswith("{")]
+    recs = [json.loads(l) for l in recs]
+    if what == "cublas":
+        got, want = sum(r["type"] == "gemm" for r in recs), n - 1
+    elif what == "cudaMalloc":
+        got, want = sum(r["type"] == "alloc" and r["device"] >= 0 and not r["is_free"] for r in recs), n - 1
+    else:
+        got, want = sum(r["type"] == "api" and bool(r.get("name_str_text")) for r in recs), n
+    report("%s under the shim: %s call %d fails -> same exit and message, %d records before it" % (name, what, n, want),
+           same and got == want, "exit %d (plain %d), records %d\n%s" % (p.returncode, plain.returncode, got, p.stderr))
 
 
 def main():
@@ -72,6 +107,9 @@ def main():
                     report("%s %s: %s call %d of %d fails -> exit 1 with one message%s" %
                            (style, dtype, what, n, total, "" if what == "launch" else ", all memory freed"),
                            ok, "exit %d, stats %s\n%s" % (p.returncode, st, p.stderr))
+                    if what in ("cudaMalloc", "launch", "cublas") and n == (total + 1) // 2:
+                        shim_case(args, stats, what, n, p, os.path.join(tmp, "%s-%s-%s" % (style, what, n)),
+                                  "%s %s" % (style, dtype))
     return 1 if failures else 0
 
 
