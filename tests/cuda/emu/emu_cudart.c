@@ -6,13 +6,15 @@
  *   aligned, filled with 0xFF bytes = NaN / -1 so reads of uninitialised memory show up).
  * - Copies and memsets check their kind against the pointers (a host->device copy whose
  *   destination is not inside one device allocation fails with cudaErrorInvalidValue and
- *   says why on stderr), as do frees.
- * - cudaLaunchKernel runs a kernel registered by simt_emu.h's launch: blocks one after
+ *   says why on stderr), as do frees. Outside kernels, copies and cuBLAS calls device pages
+ *   are PROT_NONE: host code that touches device memory faults, with a message.
+ * - cudaLaunchKernel (and __cudaLaunchKernel, nvcc 13's path) runs a kernel registered by simt_emu.h's launch: blocks one after
  *   another, each block's threads as fibers (small reused stacks, with ASan's
  *   fiber-switch annotations), so __syncthreads and warp shuffles have their GPU meaning.
  *   Barrier misuse (threads of a block waiting at different barriers, a shuffle whose mask
  *   names exited or absent lanes) aborts with a message: on a GPU it is undefined.
- * - Everything is synchronous: streams, events and host functions run in call order. */
+ * - Everything is synchronous: streams, events and host functions run in call order.
+ * - Test hooks: SIMT_EMU_ORDER=reverse, SIMT_EMU_FAIL=WHAT:N, SIMT_EMU_STATS=FILE. */
 #include <cuda_runtime_api.h>
 #include <pthread.h>
 #include <signal.h>
@@ -591,7 +593,6 @@ struct warp_x { unsigned long long buf[2][32]; unsigned gen; };
 struct executor {
     emu_ctx sched;
     struct fiber *f;           /* up to 1024, stacks kept between launches */
-    int nstack;                /* fibers with a stack */
     struct warp_x warps[32];
     struct fiber *cur;
     const struct kern *k;
