@@ -29,3 +29,5 @@ $(TBIN)/test_shim_filemap: $(OBJ)/tests/shim/test_filemap.o $(OBJ)/shim/filemap.
 
 TESTS += $(TBIN)/test_shim_filemap
 TEST_DEPS += $(TBIN)/test_shim_filemap
+# CPU BLAS records written without zeroing (shim/ring.h): every field on every call, across ring wraps.
+TESTS += tests/shim/test_ring_reuse.py
