@@ -213,7 +213,9 @@ static cublasStatus_t gemm(const char *api, cublasHandle_t h, cublasOperation_t 
         fprintf(stderr, "simt_emu: %s: injected failure (SIMT_EMU_FAIL)\n", api);
         return CUBLAS_STATUS_EXECUTION_FAILED;
     }
-    simt_emu_device_access(1);
+    const void *ops[5] = { A, B, C, alpha, beta };
+    int nops = h->pmode == CUBLAS_POINTER_MODE_DEVICE ? 5 : 3;
+    simt_emu_device_access_ptrs(ops, nops, 1);
     float al = *(const float *)alpha, be = *(const float *)beta;
     for (int j = 0; j < n; j++)
         for (int i = 0; i < m; i++) {
@@ -230,7 +232,7 @@ static cublasStatus_t gemm(const char *api, cublasHandle_t h, cublasOperation_t 
             float v = al * acc + (be != 0.0f ? be * load(C, ci, ct) : 0.0f);
             store(C, ci, ct, v);
         }
-    simt_emu_device_access(0);
+    simt_emu_device_access_ptrs(ops, nops, 0);
     return CUBLAS_STATUS_SUCCESS;
 }
 

@@ -213,6 +213,19 @@ EMU_API void simt_emu_device_access(int on)
     pthread_mutex_unlock(&alloc_lock);
 }
 
+EMU_API void simt_emu_device_access_ptrs(const void *const *ptrs, int n, int on)
+{
+    if (!protect_enabled()) return;
+    pthread_mutex_lock(&alloc_lock);
+    if (access_depth == 0)   /* inside a whole-memory opening everything is open already */
+        for (int i = 0; i < n; i++) {
+            long j = ptrs[i] ? find_alloc((uintptr_t)ptrs[i]) : -1;
+            if (j >= 0 && allocs[j].device)
+                mprotect(allocs[j].body, allocs[j].body_len, on ? PROT_READ | PROT_WRITE : PROT_NONE);
+        }
+    pthread_mutex_unlock(&alloc_lock);
+}
+
 /* What [p, p + n) is: 1 inside one device allocation, 0 not device memory at all,
  * -1 starts in device memory but runs past the allocation's end. */
 static int classify(const void *p, size_t n)
@@ -372,9 +385,10 @@ static cudaError_t copy(const char *api, void *dst, const void *src, size_t n, e
     if (s != want_s)
         return fail(cudaErrorInvalidValue, "%s(%s, %zu bytes): source %p is %s memory", api, kind_name(kind), n, src,
                     s ? "device" : "host (not device)");
-    if (d || s) simt_emu_device_access(1);
+    const void *ends[2] = { dst, src };
+    simt_emu_device_access_ptrs(ends, 2, 1);
     memmove(dst, src, n);
-    if (d || s) simt_emu_device_access(0);
+    simt_emu_device_access_ptrs(ends, 2, 0);
     return cudaSuccess;
 }
 
@@ -398,9 +412,10 @@ static cudaError_t set(const char *api, void *p, int value, size_t n)
         return fail(cudaErrorInvalidValue, "%s: injected failure (SIMT_EMU_FAIL)", api);
     if (classify(p, n) != 1)
         return fail(cudaErrorInvalidValue, "%s(%p, %zu bytes): not inside one device allocation", api, p, n);
-    simt_emu_device_access(1);
+    const void *one[1] = { p };
+    simt_emu_device_access_ptrs(one, 1, 1);
     memset(p, value, n);
-    simt_emu_device_access(0);
+    simt_emu_device_access_ptrs(one, 1, 0);
     return cudaSuccess;
 }
 
@@ -842,6 +857,16 @@ static void run_block(const dim3 grid, const dim3 block, unsigned bx, unsigned b
 
 static cudaError_t launch(const struct kern *k, dim3 grid, dim3 block, void **args, size_t sharedMem);
 
+static __thread const void *launch_ptrs[64];
+static __thread int launch_nptrs = -1;   /* -1: not given, open all device memory */
+
+EMU_API void simt_emu_launch_pointers(const void *const *ptrs, int n)
+{
+    if (n < 0 || n > 64) { launch_nptrs = -1; return; }
+    memcpy(launch_ptrs, ptrs, (size_t)n * sizeof *ptrs);
+    launch_nptrs = n;
+}
+
 EMU_API cudaError_t cudaLaunchKernel(const void *func, dim3 grid, dim3 block, void **args, size_t sharedMem,
                                      cudaStream_t stream)
 {
@@ -879,12 +904,17 @@ static cudaError_t launch(const struct kern *k, dim3 grid, dim3 block, void **ar
     e->k = k;
     e->args = args;
     int rev = reverse_order();
-    simt_emu_device_access(1);
+    const void *const *lp = launch_ptrs;
+    int nlp = launch_nptrs;
+    launch_nptrs = -1;
+    if (nlp >= 0) simt_emu_device_access_ptrs(lp, nlp, 1);
+    else simt_emu_device_access(1);
     for (unsigned z = 0; z < grid.z; z++)
         for (unsigned y = 0; y < grid.y; y++)
             for (unsigned x = 0; x < grid.x; x++)
                 run_block(grid, block, rev ? grid.x - 1 - x : x, rev ? grid.y - 1 - y : y, rev ? grid.z - 1 - z : z);
-    simt_emu_device_access(0);
+    if (nlp >= 0) simt_emu_device_access_ptrs(lp, nlp, 0);
+    else simt_emu_device_access(0);
     e->k = NULL;
     e->args = NULL;
     __atomic_add_fetch(&kernels_run, 1, __ATOMIC_RELAXED);
@@ -920,8 +950,9 @@ static void on_segv(int sig, siginfo_t *si, void *uc)
                          "+%zu)\n", (void *)a, (void *)x->ptr, (size_t)x->size, (size_t)(a - x->ptr));
         else
             n = snprintf(msg, sizeof msg, "simt_emu: host code touched device memory at %p (allocation %p, %zu "
-                         "bytes): device memory is not host-accessible on a GPU\n", (void *)a, (void *)x->ptr,
-                         (size_t)x->size);
+                         "bytes): device memory is not host-accessible on a GPU (or a kernel used a device "
+                         "pointer it was not passed as an argument: SIMT_EMU_PROTECT=0)\n", (void *)a,
+                         (void *)x->ptr, (size_t)x->size);
     }
     for (int i = 0; i < 1024 && !n; i++)
         if (stack_lo[i] && a >= (uintptr_t)stack_lo[i] && a < (uintptr_t)stack_hi[i])

@@ -123,10 +123,20 @@ struct kernel<void (*)(P...), F> {
             std::tuple<std::remove_cv_t<std::remove_reference_t<P>>...> vals(std::forward<A>(a)...);
             go(vals, std::index_sequence_for<P...>{});
         }
+        template <typename T>
+        static void add_pointer(const void **ptrs, int &n, const T &v)
+        {
+            if constexpr (std::is_pointer<T>::value) ptrs[n++] = (const void *)v;
+        }
         template <typename Tup, std::size_t... I>
         void go(Tup &vals, std::index_sequence<I...>) const
         {
             void *argv[sizeof...(P) + 1] = {(void *)&std::get<I>(vals)...};
+            /* the pointer arguments: the emulator opens only their device allocations */
+            const void *ptrs[sizeof...(P) + 1] = {nullptr};
+            int nptrs = 0;
+            (add_pointer(ptrs, nptrs, std::get<I>(vals)), ...);
+            simt_emu_launch_pointers(ptrs, nptrs);
             static int registered = simt_emu_register_kernel((const void *)F, name(), &thunk);
             (void)registered;
             if (simt_emu_nvcc_launch()) {

@@ -43,8 +43,14 @@ cudaError_t __cudaLaunchKernel(cudaKernel_t kernel, dim3 grid, dim3 block, void 
 /* 1 when [p, p + bytes) lies inside one live device allocation (cudaMalloc). */
 int simt_emu_is_device_range(const void *p, size_t bytes);
 /* Device memory is PROT_NONE outside kernels, copies and cuBLAS calls (host code must not
- * touch it); on = 1 opens it (nests), on = 0 closes it again. */
+ * touch it). simt_emu_device_access: on = 1 opens all of it (nests), 0 closes it again;
+ * _ptrs opens / closes only the allocations holding the n pointers (two system calls per
+ * allocation instead of per live allocation). */
 void simt_emu_device_access(int on);
+void simt_emu_device_access_ptrs(const void *const *ptrs, int n, int on);
+/* The device pointers among the next launch's arguments (simt_emu.h sets them): the launch
+ * opens only their allocations. Without them it opens all device memory. */
+void simt_emu_launch_pointers(const void *const *ptrs, int n);
 /* Records a sticky launch/execution error reported later by cudaGetLastError (cuBLAS
  * failures that real hardware would report asynchronously). */
 void simt_emu_set_error(int cuda_error);
