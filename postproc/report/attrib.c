@@ -77,7 +77,7 @@ struct tensor_ent { char *base, *name; uint64_t fb, fe; int64_t shape0; int ndim
 /* rule: how the address range got its file bytes (stats, docs §3b): host map, device file
  * map written by the shim (how = 3), or a host->device copy joined with a host map here */
 enum { RULE_HOST = 0, RULE_DEVICE_MAP = 1, RULE_DEVICE_COPY = 2 };
-struct fmap_ent { char *base; int32_t pid, device; uint64_t addr, off, len, t_from, t_until; int rule; };
+struct fmap_ent { char *base; int32_t pid, device; uint64_t addr, off, len, t_from, t_until, t_rec; int rule; };
 struct interval { int32_t pid; int rule; uint64_t b, e, t_from, t_until; const struct tensor_ent *t; };
 struct h2d_ent { int32_t pid, device; uint64_t src, dst, bytes, t; };
 
@@ -286,6 +286,7 @@ static struct fmap_ent *add_map(struct mc_attrib *a, int32_t pid, const char *ba
      * copy on, until mc_attrib_names_done finds the memory freed or overwritten */
     f->t_from = device >= 0 ? t : 0;
     f->t_until = UINT64_MAX;
+    f->t_rec = t;
     a->iv_dirty = 1;
     return f;
 }
@@ -347,11 +348,16 @@ void mc_attrib_names_done(struct mc_attrib *a)
     if (dev) { g_sort_maps = a->maps; qsort(dev, n_dev, sizeof *dev, devmap_cmp); }
     for (size_t i = 0; i < a->n_h2d; i++) {
         const struct h2d_ent *c = &a->h2d[i];
+        /* the host map holding the copied bytes: of several (a read buffer filled again), the
+         * latest one recorded before the copy, else the first */
         const struct fmap_ent *hm = NULL;
         for (size_t j = 0; j < n_host; j++) {
             const struct fmap_ent *f = &a->maps[j];
-            if (f->device < 0 && f->pid == c->pid && c->src >= f->addr && c->src + c->bytes <= f->addr + f->len &&
-                c->src + c->bytes >= c->src) { hm = f; break; }
+            if (f->device >= 0 || f->pid != c->pid || c->src < f->addr || c->src + c->bytes > f->addr + f->len ||
+                c->src + c->bytes < c->src)
+                continue;
+            int before = f->t_rec <= c->t;
+            if (!hm || (before && (hm->t_rec > c->t || f->t_rec >= hm->t_rec))) hm = f;
         }
         if (!hm) {   /* anonymous bytes (converted buffers, activations): only ranges an expert array fits */
             if (c->bytes >= min_expert_range) mc_devmem_copy(a->dm, c->pid, c->device, c->dst, c->bytes, c->t, 0);

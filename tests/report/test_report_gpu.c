@@ -6,7 +6,8 @@
  * from the code under test. Cases:
  *   1a  device file maps (how = 3) alone name the expert slices (no host map);
  *   1b  H2D copies joined with the host file map + tensor table name them; the device slices
- *       hold the file's experts permuted, so a name and an offset give different ids;
+ *       hold the file's experts permuted, so a name and an offset give different ids; two
+ *       weights are uploaded through one reused read() buffer (the later read names the copy);
  *   reuse  after step 1 layer 0's arrays are freed and reallocated, layer 1's overwritten by
  *       an anonymous copy: step 2 falls back to the device-range rule (slice = expert id);
  *   1c+2  bf16 loop: anonymous uploads (host-converted), bf16 GemmEx on an F32 file: expert
@@ -45,7 +46,7 @@ static const int ROUTE[NSTEP][L][E] = {
 static const int PERM[E] = {2, 0, 3, 1};   /* device slice x holds the file's expert PERM[x] */
 
 enum { PID = 500, TID = 7 };
-static const uint64_t HOST = 0x7f0000000000ull, ANON = 0x5500000000ull, DEV = 0x7e0000000000ull;
+static const uint64_t HOST = 0x7f0000000000ull, ANON = 0x5500000000ull, DEV = 0x7e0000000000ull, BUF = 0x5600000000ull;
 
 enum mode { M_1A, M_1B, M_BF16, M_FUSED };
 static uint64_t ROUTER_T[NSTEP][L];   /* router GEMM launch times of the last trace written */
@@ -123,6 +124,19 @@ static uint64_t dense(struct gen *g, uint64_t off, int64_t out, int64_t in)
 {
     uint64_t p = dalloc(g, (uint64_t)(out * in * g->elt));
     upload(g, p, off, (uint64_t)(out * in * 4));
+    return p;
+}
+
+/* 1b with a reused read buffer: the tensor is read() into BUF (a host file map, how = 1) and
+ * copied from there; the next tensor reuses BUF, so the copy must join the latest read. */
+static uint64_t dense_via_buf(struct gen *g, uint64_t off, int64_t out, int64_t in)
+{
+    uint64_t bytes = (uint64_t)(out * in * 4), p = dalloc(g, bytes);
+    struct mc_rec_file_map m;
+    memset(&m, 0, sizeof m);
+    m.t_ns = tick(g, 10); m.addr = BUF; m.file_offset = off; m.length = bytes; m.path_str = g->path; m.device = -1; m.how = 1;
+    mc_synth_record(g->w, MC_REC_FILE_MAP, &m, sizeof m);
+    copy_rec(g, BUF, p, bytes, MC_COPY_H2D);
     return p;
 }
 
@@ -231,10 +245,12 @@ static int write_case(const char *dir, enum mode mode)
     const uint64_t per = (uint64_t)F * D * (uint64_t)g.elt;
     for (int l = 0; l < L; l++) {
         g.d_q[l] = dense(&g, g.f_q[l], H * HD, D);
-        g.d_k[l] = dense(&g, g.f_k[l], HK * HD, D);
+        /* layer 0 (1b): k, then the router, through one read buffer (the router's bytes lie
+         * inside both reads: only the later one holds them) */
+        g.d_k[l] = mode == M_1B && l == 0 ? dense_via_buf(&g, g.f_k[l], HK * HD, D) : dense(&g, g.f_k[l], HK * HD, D);
         g.d_v[l] = dense(&g, g.f_v[l], HK * HD, D);
         g.d_o[l] = dense(&g, g.f_o[l], D, H * HD);
-        g.d_r[l] = dense(&g, g.f_r[l], E, D);
+        g.d_r[l] = mode == M_1B && l == 0 ? dense_via_buf(&g, g.f_r[l], E, D) : dense(&g, g.f_r[l], E, D);
         for (int j = 0; j < 3; j++) {
             g.d_e[l][j] = dalloc(&g, E * per);
             for (int x = 0; x < E; x++) upload(&g, g.d_e[l][j] + x * per, g.f_e[l][j][PERM[x]], (uint64_t)F * D * 4);
