@@ -8,7 +8,8 @@ the plain run of the same round (paired), then summarised by median and range. T
 measures per run: decode time (sum of the engine's own per-step wall_ns over decode
 steps, from --ground-truth), process wall time, and process CPU time (user + sys of the
 process and all its threads, from wait4 — less sensitive to other load on the machine).
-Also the ratio of the fastest decode of each configuration (best of ROUNDS): on a
+Medians come with a 95 % bootstrap interval (of the median over rounds). Also the ratio
+of the fastest decode of each configuration (best of ROUNDS): on a
 machine shared with other work the least disturbed runs compare best; and the median over
 rounds of the ratio of each run's median decode step (a run whose process was preempted
 for a few steps keeps its typical step time, so this one moves least with other load).
@@ -17,6 +18,7 @@ change), its default configuration runs in the same rounds: a paired before/afte
 Prints Markdown table rows."""
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -56,6 +58,13 @@ def one(extra):
             statistics.median(s["wall_ns"] for s in dec))
 
 
+def median_ci(v, n=2000):
+    """95 % bootstrap interval of the median (fixed seed: the same data give the same text)."""
+    rnd = random.Random(1)
+    meds = sorted(statistics.median(rnd.choices(v, k=len(v))) for _ in range(n))
+    return meds[int(0.025 * n)], meds[int(0.975 * n) - 1]
+
+
 res = {c: [] for c, _ in configs}
 for r in range(rounds):
     for i in range(len(configs)):
@@ -70,6 +79,8 @@ for name, _ in configs[1:]:
     step = [x[4] / p[4] for x, p in zip(res[name], plain)]
     best = min(x[0] for x in res[name]) / min(p[0] for p in plain)
     q1, _, q3 = statistics.quantiles(dec, n=4)
-    print("| %s | %d | %.2f | %s | %.4f (IQR %.3f..%.3f) | %.4f | %.4f | %.4f | %.4f (%.3f..%.3f) |" % (
-        label, calls, statistics.median(p[0] for p in plain) / 1e6, name, statistics.median(dec), q1, q3,
-        best, statistics.median(step), statistics.median(wall), statistics.median(cpu), min(cpu), max(cpu)))
+    lo, hi = median_ci(dec)
+    slo, shi = median_ci(step)
+    print("| %s | %d | %.2f | %s | %.4f [%.3f, %.3f] (IQR %.3f..%.3f) | %.4f | %.4f [%.3f, %.3f] | %.4f | %.4f (%.3f..%.3f) |" % (
+        label, calls, statistics.median(p[0] for p in plain) / 1e6, name, statistics.median(dec), lo, hi, q1, q3,
+        best, statistics.median(step), slo, shi, statistics.median(wall), statistics.median(cpu), min(cpu), max(cpu)))

@@ -81,7 +81,7 @@ if [ "$WHAT" = all ] || [ "$WHAT" = e2e ]; then
   echo "Per round every configuration runs once (rotating order); ratios against the plain run of the"
   echo "same round. Decode = sum of the engine's per-step wall_ns over decode steps; CPU = user+sys of the process."
   echo
-  echo "| model | GEMMs/decode step | plain decode ms (median) | configuration | decode ratio (median, IQR) | best-of-N decode ratio | median-step ratio (median) | wall ratio (median) | CPU ratio (median, min..max) |"
+  echo "| model | GEMMs/decode step | plain decode ms (median) | configuration | decode ratio: median [95 % CI] (IQR) | best-of-N decode ratio | median-step ratio: median [95 % CI] | wall ratio (median) | CPU ratio (median, min..max) |"
   echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
   "$PY" bench/shim-e2e.py "$MR" "$SHIM" "$tmp/tiny" tiny "$TINY_REPS" "$tmp"
   "$PY" bench/shim-e2e.py "$MR" "$SHIM" "$tmp/small" small "$REPS" "$tmp"
