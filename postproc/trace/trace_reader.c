@@ -379,6 +379,16 @@ const char *mc_api_name(unsigned api)
     case MC_API_CUDA_EVENT_SYNC: return "cudaEventSynchronize";
     case MC_API_CUDA_DEVICE_SYNC: return "cudaDeviceSynchronize";
     case MC_API_CU_LAUNCH_KERNEL: return "cuLaunchKernel";
+    case MC_API_CUDA_LAUNCH_KERNEL_EXC: return "cudaLaunchKernelExC";
+    case MC_API_CUDA_LAUNCH_KERNEL_INTERNAL: return "__cudaLaunchKernel";
+    case MC_API_CU_LAUNCH_KERNEL_EX: return "cuLaunchKernelEx";
+    case MC_API_CU_GRAPH_LAUNCH: return "cuGraphLaunch";
+    case MC_API_CU_STREAM_SYNC: return "cuStreamSynchronize";
+    case MC_API_CU_EVENT_SYNC: return "cuEventSynchronize";
+    case MC_API_CU_CTX_SYNC: return "cuCtxSynchronize";
+    case MC_API_CUPTI_RUNTIME: return "cupti.runtime";
+    case MC_API_CUPTI_DRIVER: return "cupti.driver";
+    case MC_API_CUPTI_GRAPH: return "cupti.graph";
     default: return "?";
     }
 }
