@@ -16,7 +16,8 @@
 #     which its noise needs.
 # usage: bench/shim-overhead.sh [REPS (default 7)] [loop|e2e|all]
 # env: SHIM=path/libmoecap.so (default $BUILD/lib/libmoecap.so); BASELINE_SHIM=another
-#      build whose default configuration joins the e2e rounds (before/after, paired).
+#      build (absolute path) that joins the loop runs and the e2e rounds (before/after,
+#      interleaved).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -53,17 +54,27 @@ if [ "$WHAT" = all ] || [ "$WHAT" = loop ]; then
       res[s8r]+=" $(MOECAP_OUT=$tmp/o MOECAP_BUF_KB=65536 MOECAP_FLUSH_MS=0 LD_PRELOAD=$SHIM "$prog" 200000 cblas 12 200)"; rm -rf "$tmp/o"
       res[s0r]+=" $(MOECAP_OUT=$tmp/o MOECAP_BUF_KB=65536 MOECAP_FLUSH_MS=0 MOECAP_STACK=0 LD_PRELOAD=$SHIM "$prog" 200000 cblas 12 200)"; rm -rf "$tmp/o"
       res[plainb]+=" $("$prog" 200000 cblas 12 200)"
+      if [ -n "${BASELINE_SHIM:-}" ]; then
+        res[b8]+=" $(MOECAP_OUT=$tmp/o LD_PRELOAD=$BASELINE_SHIM "$prog" $N cblas 12)"; rm -rf "$tmp/o"
+        res[b8r]+=" $(MOECAP_OUT=$tmp/o MOECAP_BUF_KB=65536 MOECAP_FLUSH_MS=0 LD_PRELOAD=$BASELINE_SHIM "$prog" 200000 cblas 12 200)"; rm -rf "$tmp/o"
+        res[b0r]+=" $(MOECAP_OUT=$tmp/o MOECAP_BUF_KB=65536 MOECAP_FLUSH_MS=0 MOECAP_STACK=0 LD_PRELOAD=$BASELINE_SHIM "$prog" 200000 cblas 12 200)"; rm -rf "$tmp/o"
+      fi
     done
     p=$(median ${res[plain]})
     name=$([ $blas = null ] && echo "no-op" || echo "OpenBLAS")
     echo "| $name | no shim | $p | - |"
-    for c in s0 s8 s8x s8r s0r; do
+    configs="s0 s8 s8x s8r s0r"
+    [ -n "${BASELINE_SHIM:-}" ] && configs="$configs b8 b8r b0r"
+    for c in $configs; do
       m=$(median ${res[$c]})
       base=$p
-      case $c in s8r|s0r) base=$(median ${res[plainb]});; esac
+      case $c in s8r|s0r|b8r|b0r) base=$(median ${res[plainb]});; esac
       label=$(case $c in s0) echo "MOECAP_STACK=0";; s8) echo "default (8 frames, cached)";; s8x) echo "8 frames, MOECAP_STACK_EXACT=1";;
               s8r) echo "default, in-thread only (64 MiB ring, median of 200 batches; no shim: $base)";;
-              s0r) echo "MOECAP_STACK=0, in-thread only (as above)";; esac)
+              s0r) echo "MOECAP_STACK=0, in-thread only (as above)";;
+              b8) echo "baseline build (BASELINE_SHIM), default";;
+              b8r) echo "baseline build, default, in-thread only";;
+              b0r) echo "baseline build, MOECAP_STACK=0, in-thread only";; esac)
       echo "| $name | $label | $m | $("$PY" -c "print('%.1f' % ($m - $base))") |"
     done
     unset res
