@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -195,6 +196,10 @@ static void *sampler_main(void *arg)
     (void)arg;
     prctl(PR_SET_NAME, "moecap-cpuprof", 0, 0, 0);
     g_sampler_tid = (int32_t)syscall(SYS_gettid);
+    /* Background priority, like the shim's writer thread (shim_core.c): at nice 0 a
+     * sample preempts the program's thread on its own core; samples carry their own
+     * time stamps, so a late sample is still placed right. */
+    setpriority(PRIO_PROCESS, (id_t)g_sampler_tid, 19);
     pthread_mutex_lock(&g_lock);
     struct timespec next;
     clock_gettime(CLOCK_MONOTONIC, &next);

@@ -23,8 +23,21 @@ hw=tests/report/hw-test.json
 dims="--hidden 256 --moe-intermediate 256 --intermediate 512 --heads 8 --kv-heads 4 --vocab 512 --layers 3 --experts 8 --top-k 2"
 
 run_case() {   # name model extra-run-args extra-report-args compare-args
+  local out
+  out=$(run_case_once "$@")
+  # Wall time is the one measured (not counted) figure: a run preempted outside its GEMMs on a
+  # busy machine makes the engine's step longer than the GEMM span the trace shows. When only
+  # that check fails, measure once more (a new run and trace); counts must pass both times.
+  if echo "$out" | grep -q "^not ok - .*: wall time off" && [ "$(echo "$out" | grep -c "^not ok")" = 1 ]; then
+    echo "$out" | grep -E "^(#|not ok)" | sed 's/^\(not ok - .*\)$/# first run: \1 (load: '"$(cut -d' ' -f1-3 /proc/loadavg)"'), measured again/'
+    out=$(run_case_once "$@")
+  fi
+  echo "$out"
+}
+
+run_case_once() {
   local name=$1 model=$2 runargs=$3 repargs=$4 cmpargs=$5 d="$tmp/$1"
-  mkdir -p "$d"
+  rm -rf "$d"; mkdir -p "$d"
   if ! LD_PRELOAD="$PRE" MOECAP_OUT="$d/run" \
        "$BUILD/bin/moe-ref" run --model "$model" $runargs --ground-truth "$d/gt.jsonl" >"$d/out.txt" 2>"$d/err.txt"; then
     echo "# $(tail -3 "$d/err.txt")"; echo "not ok - $name: moe-ref run failed"; return
