@@ -27,6 +27,7 @@
 #include <ucontext.h>
 #include <unistd.h>
 #include "simt_emu_api.h"
+#include "simt_emu_trace.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
@@ -344,6 +345,18 @@ EMU_API cudaError_t cudaPointerGetAttributes(struct cudaPointerAttributes *attr,
     return cudaSuccess;
 }
 
+/* ---- tracing hook (simt_emu_trace.h): the emulated CUPTI wraps calls in API records ---- */
+
+static const struct simt_emu_tracer *tracer;
+
+EMU_API void simt_emu_set_tracer(const struct simt_emu_tracer *t) { __atomic_store_n(&tracer, t, __ATOMIC_RELEASE); }
+
+EMU_API cudaError_t simt_emu_traced(const struct simt_emu_call *c, simt_emu_run_fn run, void *ctx)
+{
+    const struct simt_emu_tracer *t = __atomic_load_n(&tracer, __ATOMIC_ACQUIRE);
+    return t ? t->call(c, run, ctx) : run(ctx);
+}
+
 /* ---- copies and memsets ---- */
 
 static const char *kind_name(enum cudaMemcpyKind k)
@@ -392,16 +405,38 @@ static cudaError_t copy(const char *api, void *dst, const void *src, size_t n, e
     return cudaSuccess;
 }
 
+struct copy_call { const char *api; void *dst; const void *src; size_t n; enum cudaMemcpyKind kind; };
+static cudaError_t copy_run(void *p) { struct copy_call *a = p; return copy(a->api, a->dst, a->src, a->n, a->kind); }
+
+/* A copy as the tracer sees it: the driver entry point the runtime goes through per direction. */
+static cudaError_t traced_copy(const char *api, void *dst, const void *src, size_t n, enum cudaMemcpyKind kind,
+                               int async, cudaStream_t stream)
+{
+    struct copy_call a = { api, dst, src, n, kind };
+    if (!__atomic_load_n(&tracer, __ATOMIC_ACQUIRE)) return copy_run(&a);
+    int k = (int)kind;
+    if (kind == cudaMemcpyDefault) {
+        int d = classify(dst, n) == 1, s = classify(src, n) == 1;
+        k = s ? (d ? cudaMemcpyDeviceToDevice : cudaMemcpyDeviceToHost) : (d ? cudaMemcpyHostToDevice : cudaMemcpyHostToHost);
+    }
+    static const char *const drv[2][4] = {
+        { "cuMemcpy", "cuMemcpyHtoD_v2", "cuMemcpyDtoH_v2", "cuMemcpyDtoD_v2" },
+        { "cuMemcpyAsync", "cuMemcpyHtoDAsync_v2", "cuMemcpyDtoHAsync_v2", "cuMemcpyDtoDAsync_v2" } };
+    struct simt_emu_call c = { .what = SIMT_EMU_CALL_COPY, .runtime_api = api,
+                               .driver_api = drv[async != 0][k >= 0 && k < 4 ? k : 0], .copy_kind = k, .bytes = n,
+                               .async = async, .stream = stream };
+    return simt_emu_traced(&c, copy_run, &a);
+}
+
 EMU_API cudaError_t cudaMemcpy(void *dst, const void *src, size_t count, enum cudaMemcpyKind kind)
 {
-    return copy("cudaMemcpy", dst, src, count, kind);
+    return traced_copy("cudaMemcpy", dst, src, count, kind, 0, 0);
 }
 
 EMU_API cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t count, enum cudaMemcpyKind kind,
                                     cudaStream_t stream)
 {
-    (void)stream;
-    return copy("cudaMemcpyAsync", dst, src, count, kind);
+    return traced_copy("cudaMemcpyAsync", dst, src, count, kind, 1, stream);
 }
 
 static cudaError_t set(const char *api, void *p, int value, size_t n)
@@ -419,11 +454,25 @@ static cudaError_t set(const char *api, void *p, int value, size_t n)
     return cudaSuccess;
 }
 
-EMU_API cudaError_t cudaMemset(void *devPtr, int value, size_t count) { return set("cudaMemset", devPtr, value, count); }
+struct set_call { const char *api; void *p; int value; size_t n; };
+static cudaError_t set_run(void *x) { struct set_call *a = x; return set(a->api, a->p, a->value, a->n); }
+
+static cudaError_t traced_set(const char *api, void *p, int value, size_t n, int async, cudaStream_t s)
+{
+    struct set_call a = { api, p, value, n };
+    struct simt_emu_call c = { .what = SIMT_EMU_CALL_SET, .runtime_api = api,
+                               .driver_api = async ? "cuMemsetD8Async" : "cuMemsetD8_v2", .bytes = n,
+                               .async = async, .stream = s };
+    return simt_emu_traced(&c, set_run, &a);
+}
+
+EMU_API cudaError_t cudaMemset(void *devPtr, int value, size_t count)
+{
+    return traced_set("cudaMemset", devPtr, value, count, 0, 0);
+}
 EMU_API cudaError_t cudaMemsetAsync(void *devPtr, int value, size_t count, cudaStream_t s)
 {
-    (void)s;
-    return set("cudaMemsetAsync", devPtr, value, count);
+    return traced_set("cudaMemsetAsync", devPtr, value, count, 1, s);
 }
 
 /* ---- device, streams, synchronisation (all trivially in order) ---- */
@@ -472,7 +521,9 @@ EMU_API cudaError_t cudaLaunchHostFunc(cudaStream_t s, cudaHostFn_t fn, void *da
 
 /* ---- kernel registry ---- */
 
-struct kern { const void *func; const char *name; simt_emu_thunk thunk; };
+/* nparams/poff/psize: the parameter layout the launch's types give (simt_emu.h), -1 = not yet known */
+#define EMU_MAX_PARAMS 32
+struct kern { const void *func; const char *name; simt_emu_thunk thunk; int nparams; size_t poff[EMU_MAX_PARAMS], psize[EMU_MAX_PARAMS]; };
 static pthread_mutex_t kern_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct kern kerns[1024];
 static int nkerns;
@@ -482,9 +533,31 @@ EMU_API int simt_emu_register_kernel(const void *func, const char *name, simt_em
     pthread_mutex_lock(&kern_lock);
     int i;
     for (i = 0; i < nkerns && kerns[i].func != func; i++) {}
-    if (i == nkerns && nkerns < (int)(sizeof kerns / sizeof *kerns)) kerns[nkerns++] = (struct kern){ func, name, thunk };
+    if (i == nkerns && nkerns < (int)(sizeof kerns / sizeof *kerns))
+        kerns[nkerns++] = (struct kern){ .func = func, .name = name, .thunk = thunk, .nparams = -1 };
     pthread_mutex_unlock(&kern_lock);
     return 1;
+}
+
+/* Parameters laid out as the CUDA ABI lays out a kernel's parameter buffer: each at the next
+ * multiple of its alignment. */
+EMU_API void simt_emu_register_kernel_params(const void *func, int n, const size_t *size, const size_t *align)
+{
+    if (n < 0 || n > EMU_MAX_PARAMS) return;
+    pthread_mutex_lock(&kern_lock);
+    for (int i = 0; i < nkerns; i++)
+        if (kerns[i].func == func && kerns[i].nparams < 0) {
+            size_t off = 0;
+            for (int j = 0; j < n; j++) {
+                size_t a = align[j] ? align[j] : 1;
+                off = (off + a - 1) / a * a;
+                kerns[i].poff[j] = off;
+                kerns[i].psize[j] = size[j];
+                off += size[j];
+            }
+            __atomic_store_n(&kerns[i].nparams, n, __ATOMIC_RELEASE);
+        }
+    pthread_mutex_unlock(&kern_lock);
 }
 
 static const struct kern *lookup_kernel(const void *func)
@@ -526,6 +599,18 @@ static const struct kern *kernel_of_handle(const void *h)
 /* A driver entry point (libcuda's on a GPU), here so the shim's name lookup for
  * __cudaLaunchKernel finds it among the loaded objects. CUresult: 0 success, 400 invalid
  * handle. */
+EMU_API const void *simt_emu_kernel_handle(const void *func) { return lookup_kernel(func); }
+
+EMU_API int simt_emu_kernel_param_info(const void *handle, size_t idx, size_t *offset, size_t *size)
+{
+    const struct kern *k = kernel_of_handle(handle);
+    int n = k ? __atomic_load_n(&k->nparams, __ATOMIC_ACQUIRE) : -1;
+    if (n < 0 || idx >= (size_t)n) return -1;
+    if (offset) *offset = k->poff[idx];
+    if (size) *size = k->psize[idx];
+    return 0;
+}
+
 EMU_API int cuKernelGetName(const char **name, const void *kernel)
 {
     const struct kern *k = kernel_of_handle(kernel);
@@ -857,6 +942,20 @@ static void run_block(const dim3 grid, const dim3 block, unsigned bx, unsigned b
 
 static cudaError_t launch(const struct kern *k, dim3 grid, dim3 block, void **args, size_t sharedMem);
 
+struct launch_call { const struct kern *k; dim3 grid, block; void **args; size_t shared; };
+static cudaError_t launch_run(void *p) { struct launch_call *a = p; return launch(a->k, a->grid, a->block, a->args, a->shared); }
+
+/* The runtime launch through the driver's cuLaunchKernel, as the tracer sees it. */
+static cudaError_t traced_launch(const char *api, const struct kern *k, dim3 grid, dim3 block, void **args,
+                                 size_t shared, cudaStream_t stream)
+{
+    struct launch_call a = { k, grid, block, args, shared };
+    struct simt_emu_call c = { .what = SIMT_EMU_CALL_LAUNCH, .runtime_api = api, .driver_api = "cuLaunchKernel",
+                               .func = k, .name = k->name, .grid = grid, .block = block, .args = args,
+                               .shared = shared, .stream = stream };
+    return simt_emu_traced(&c, launch_run, &a);
+}
+
 static __thread const void *launch_ptrs[64];
 static __thread int launch_nptrs = -1;   /* -1: not given, open all device memory */
 
@@ -870,19 +969,17 @@ EMU_API void simt_emu_launch_pointers(const void *const *ptrs, int n)
 EMU_API cudaError_t cudaLaunchKernel(const void *func, dim3 grid, dim3 block, void **args, size_t sharedMem,
                                      cudaStream_t stream)
 {
-    (void)stream;
     const struct kern *k = lookup_kernel(func);
     if (!k) return fail(cudaErrorInvalidDeviceFunction, "cudaLaunchKernel(%p): not a registered kernel", func);
-    return launch(k, grid, block, args, sharedMem);
+    return traced_launch("cudaLaunchKernel", k, grid, block, args, sharedMem, stream);
 }
 
 EMU_API cudaError_t __cudaLaunchKernel(cudaKernel_t kernel, dim3 grid, dim3 block, void **args, size_t sharedMem,
                                        cudaStream_t stream)
 {
-    (void)stream;
     const struct kern *k = kernel_of_handle(kernel);
     if (!k) return fail(cudaErrorInvalidResourceHandle, "__cudaLaunchKernel(%p): not a kernel handle", (void *)kernel);
-    return launch(k, grid, block, args, sharedMem);
+    return traced_launch("__cudaLaunchKernel", k, grid, block, args, sharedMem, stream);
 }
 
 static cudaError_t launch(const struct kern *k, dim3 grid, dim3 block, void **args, size_t sharedMem)

@@ -45,4 +45,29 @@ EMU_LIBS := $(EMU_DIR)/test_simt_emu $(EMU_DIR)/libcudart.so.13 $(EMU_DIR)/libcu
 TEST_DEPS += $(EMU_LIBS) $(BIN)/moe-ref $(BIN)/moecap $(LIB)/libmoecap.so $(LIB)/libmoecap-cupti.so
 .PHONY: emu
 emu: $(EMU_LIBS)
+
+# Emulated CUPTI + driver (docs/gpu.md): libcupti.so.13 with the real symbol version node,
+# so libmoecap-cupti.so binds to it when LD_LIBRARY_PATH names $(EMU_DIR); it loads the
+# emulated libcuda.so.1 the collector's taps dlopen with RTLD_NOLOAD. Both trace through
+# the emulated runtime's hook (simt_emu_trace.h).
+$(EMU_DIR)/libcuda.so.1: tests/cuda/emu/emu_cuda_driver.c tests/cuda/emu/simt_emu_trace.h tests/cuda/emu/simt_emu_api.h \
+        $(EMU_DIR)/libcudart.so.13
+	@mkdir -p $(dir $@)
+	$(CC) $(EMU_CFLAGS) -shared -Wl,-soname,libcuda.so.1 -o $@ $< $(LDFLAGS) \
+	    -L$(EMU_DIR) -l:libcudart.so.13 -Wl,-rpath,'$$ORIGIN'
+
+$(EMU_DIR)/libcupti.map:
+	@mkdir -p $(dir $@)
+	printf 'libcupti.so.13 { global: cupti*; local: *; };\n' >$@
+
+$(EMU_DIR)/libcupti.so.13: tests/cuda/emu/emu_cupti.c tests/cuda/emu/simt_emu_trace.h $(EMU_DIR)/libcupti.map \
+        $(EMU_DIR)/libcuda.so.1 $(EMU_DIR)/libcudart.so.13
+	@mkdir -p $(dir $@)
+	$(CC) $(EMU_CFLAGS) -shared -Wl,-soname,libcupti.so.13 -Wl,--version-script=$(EMU_DIR)/libcupti.map -o $@ $< \
+	    $(LDFLAGS) -L$(EMU_DIR) -Wl,--no-as-needed -l:libcuda.so.1 -l:libcudart.so.13 -Wl,-rpath,'$$ORIGIN' -lpthread
+
+EMU_CUPTI_LIBS := $(EMU_DIR)/libcupti.so.13 $(EMU_DIR)/libcuda.so.1
+TEST_DEPS += $(EMU_CUPTI_LIBS)
+TESTS += tests/cuda/emu/test_cupti_emu_chain.py
+emu: $(EMU_CUPTI_LIBS)
 endif

@@ -139,6 +139,11 @@ struct kernel<void (*)(P...), F> {
             simt_emu_launch_pointers(ptrs, nptrs);
             static int registered = simt_emu_register_kernel((const void *)F, name(), &thunk);
             (void)registered;
+            /* the parameter layout, from the parameter types (cuFuncGetParamInfo) */
+            static const size_t psize[sizeof...(P) + 1] = {sizeof(std::remove_cv_t<std::remove_reference_t<P>>)...};
+            static const size_t palign[sizeof...(P) + 1] = {alignof(std::remove_cv_t<std::remove_reference_t<P>>)...};
+            static int described = (simt_emu_register_kernel_params((const void *)F, (int)sizeof...(P), psize, palign), 1);
+            (void)described;
             if (simt_emu_nvcc_launch()) {
                 cudaKernel_t h = nullptr;
                 if (__cudaGetKernel(&h, (const void *)F) == cudaSuccess) __cudaLaunchKernel(h, grid, block, argv, 0, 0);

@@ -30,6 +30,9 @@ unsigned long long simt_emu_shfl(unsigned mask, unsigned long long v, int arg, i
 typedef void (*simt_emu_thunk)(void **args);
 /* Makes `func` launchable with cudaLaunchKernel and nameable with cudaFuncGetName. */
 int simt_emu_register_kernel(const void *func, const char *name, simt_emu_thunk thunk);
+/* The kernel's parameter sizes and alignments (from its parameter types), for
+ * cuFuncGetParamInfo of the emulated driver; after simt_emu_register_kernel. */
+void simt_emu_register_kernel_params(const void *func, int n, const size_t *size, const size_t *align);
 
 /* 1 when SIMT_EMU_LAUNCH=nvcc: launches take the path nvcc 13's <<<>>> stubs take,
  * __cudaGetKernel + __cudaLaunchKernel (kernel handle named by cuKernelGetName), instead of

@@ -1,0 +1,274 @@
+#!/usr/bin/python3
+"""The CUPTI collector's real paths on the CPU emulation: the CUDA reference engine under
+LD_PRELOAD=libmoecap.so with the emulated libcupti.so.13 / libcuda.so.1 of this folder
+(LD_LIBRARY_PATH), MOECAP_MODEL unset (no router-logit taps), then `moecap dump` and
+`moecap report`. Independent references: the emulator's own kernel count (SIMT_EMU_STATS),
+the shim's interposed launch and copy records (another capture path), the engine's
+ground truth (--ground-truth, written from the ids the engine itself read back).
+Per run (mixtral / qwen2_moe / deepseek_v2 x loop|fused x f32|bf16, and nvcc 13's launch
+path once):
+- CUPTI kernel records = kernels the emulator ran, same names and grids in the same order
+  as the shim's launch records, each interval inside its launch call's interval (so the
+  collector's CUPTI-clock -> CLOCK_MONOTONIC offset is right: the emulated CUPTI clock is
+  CLOCK_REALTIME);
+- per kernel one runtime and one cuLaunchKernel driver API record with its correlation id
+  and the launching thread's id;
+- CUPTI memcpy records = the shim's copy records (kind, bytes, in order) plus one D2H copy
+  of rows x k x 4 bytes per tap;
+- fused: one MC_REC_TOPK_TAP per MoE layer per step, counts = ground truth's tokens per
+  expert; loop: none;
+- report equals the ground truth (compare_gt.py), aggregate.gpu_kernels count and kernel
+  time = those of the kernel records.
+Then: another CUPTI subscriber (SIMT_EMU_CUPTI_SUBSCRIBE=busy) -> one warning, kernels,
+API and copy records still there, no taps; a tap description naming a non-pointer
+parameter -> refused by cuFuncGetParamInfo's size, one warning, no taps.
+Prints ok / not ok / skip lines."""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.environ.get("MOECAP_ROOT", os.path.abspath(os.path.join(os.path.dirname(__file__), "../../..")))
+BUILD = os.path.join(ROOT, os.environ.get("BUILD", "build"))
+MOEREF = os.path.join(BUILD, "bin", "moe-ref")
+MOECAP = os.path.join(BUILD, "bin", "moecap")
+SHIM = os.path.join(BUILD, "lib", "libmoecap.so")
+EMU_DIR = os.path.join(BUILD, "tests", "cuda", "emu")
+EMU_LIB = os.path.join(EMU_DIR, "libmoeref-cuda-emu.so")
+failures = 0
+PRELOAD = SHIM
+if os.environ.get("SAN") == "1":   # an ASan-built shim needs the ASan runtime loaded first
+    PRELOAD = subprocess.run(["cc", "-print-file-name=libasan.so"], capture_output=True,
+                             text=True).stdout.strip() + ":" + SHIM
+    os.environ["ASAN_OPTIONS"] = "detect_leaks=0:" + os.environ.get("ASAN_OPTIONS", "")
+TOL_NS = 50000   # clock conversion slack (calibration window, NTP slew over a second)
+
+
+def say(status, name, detail=""):
+    global failures
+    if status == "not ok":
+        failures += 1
+    for line in str(detail).splitlines()[:25] if status != "ok" else []:
+        print("# " + line)
+    print("%s - %s" % (status, name), flush=True)
+
+
+def run(cmd, env=None, timeout=300):
+    e = dict(os.environ)
+    for k in ("LD_PRELOAD", "MOECAP_MODEL", "MOECAP_TAPS", "SIMT_EMU_CUPTI_SUBSCRIBE", "SIMT_EMU_LAUNCH"):
+        e.pop(k, None)
+    e["MOE_REF_CUDA_LIB"] = EMU_LIB
+    e.update(env or {})
+    return subprocess.run(cmd, capture_output=True, text=True, env=e, timeout=timeout)
+
+
+def dump(run_dir):
+    recs = []
+    for f in sorted(os.listdir(run_dir)):
+        if f.endswith(".mct"):
+            p = run([MOECAP, "dump", os.path.join(run_dir, f)])
+            recs += [json.loads(l) for l in p.stdout.splitlines() if l.startswith("{")]
+    return recs
+
+
+def capture(tmp, tag, mdir, style, dtype, args, extra_env=None):
+    rdir, gt, stats = (os.path.join(tmp, tag + x) for x in ("", ".gt", ".stats"))
+    cmd = [MOEREF, "run", "--device", "cuda", "--moe", style, "--dtype", dtype, "--model", mdir, *args,
+           "--ground-truth", gt]
+    env = {"LD_PRELOAD": PRELOAD, "LD_LIBRARY_PATH": EMU_DIR, "MOECAP_OUT": rdir, "MOECAP_NVML": "0",
+           "SIMT_EMU_STATS": stats, **(extra_env or {})}
+    p = run(cmd, env=env)
+    if p.returncode != 0:
+        return p, None, None, None
+    with open(stats) as f:
+        st = dict((l.split()[0], int(l.split()[1])) for l in f if l.strip())
+    g = [json.loads(l) for l in open(gt) if l.strip()]
+    return p, dump(rdir), g, st
+
+
+def check_kernels(name, recs, st, nvcc):
+    """Kernel and API records against the emulator's count and the shim's launch records."""
+    kern = [r for r in recs if r["type"] == "kernel" and r["source"] == 0]
+    launches = sorted((r for r in recs if r["type"] == "api" and r["api"] in ("cudaLaunchKernel", "__cudaLaunchKernel")),
+                      key=lambda r: r["t_begin_ns"])
+    kern.sort(key=lambda r: r["start_ns"])
+    ok = len(kern) == st["kernels"] == len(launches) and st["kernels"] > 0
+    bad = []
+    for k, l in zip(kern, launches):
+        if k["name_str_text"] != l["name_str_text"]:
+            bad.append("kernel %s vs launch %s" % (k["name_str_text"], l["name_str_text"]))
+        elif not (l["t_begin_ns"] - TOL_NS <= k["start_ns"] <= k["end_ns"] <= l["t_end_ns"] + TOL_NS):
+            bad.append("%s [%d, %d] not inside its launch call [%d, %d]" % (k["name_str_text"], k["start_ns"],
+                       k["end_ns"], l["t_begin_ns"], l["t_end_ns"]))
+    say("ok" if ok and not bad else "not ok",
+        "%s: %d CUPTI kernel records = kernels run, names in launch order, intervals inside the launch calls"
+        % (name, st["kernels"]),
+        "kernel records %d, emulator %d, shim launches %d\n%s" % (len(kern), st["kernels"], len(launches),
+                                                                  "\n".join(bad[:10])))
+    rt_name = "__cudaLaunchKernel_v13000" if nvcc else "cudaLaunchKernel_v7000"
+    by_corr = {}
+    for r in recs:
+        if r["type"] == "api" and r["api"] in ("cupti.runtime", "cupti.driver"):
+            by_corr.setdefault(r["correlation_id"], []).append(r)
+    bad = []
+    corrs = set()
+    for k, l in zip(kern, launches):
+        a = by_corr.get(k["correlation_id"], [])
+        got = sorted((r["api"], r["name_str_text"], r["tid"]) for r in a)
+        want = sorted([("cupti.driver", "cuLaunchKernel", l["tid"]), ("cupti.runtime", rt_name, l["tid"])])
+        if got != want:
+            bad.append("corr %d (%s): %s, want %s" % (k["correlation_id"], k["name_str_text"], got, want))
+        rt = [r for r in a if r["api"] == "cupti.runtime"]
+        if rt and not (rt[0]["t_begin_ns"] <= k["start_ns"] <= k["end_ns"] <= rt[0]["t_end_ns"]):
+            bad.append("corr %d: kernel outside its runtime API record" % k["correlation_id"])
+        corrs.add(k["correlation_id"])
+    say("ok" if not bad and len(corrs) == len(kern) else "not ok",
+        "%s: each kernel has one %s and one cuLaunchKernel record with its correlation id and thread" % (name, rt_name),
+        "\n".join(bad[:10]) + "\ndistinct kernel correlation ids %d of %d" % (len(corrs), len(kern)))
+    return kern
+
+
+def check_copies(name, recs, taps):
+    """CUPTI copy records = the shim's copy records + one D2H per tap (the tap's own copy)."""
+    def key(r):
+        return (r["kind"], r["bytes"])
+    cupti = [key(r) for r in sorted((r for r in recs if r["type"] == "memcpy" and r["source"] == 0),
+                                    key=lambda r: r["start_ns"])]
+    shim = [key(r) for r in sorted((r for r in recs if r["type"] == "memcpy" and r["source"] != 0),
+                                   key=lambda r: r["start_ns"])]
+    tap_copies = [(2, t["rows"] * t["k"] * 4) for t in taps]   # MC_COPY_D2H, int32 ids
+    ok = sorted(cupti) == sorted(shim + tap_copies) and [c for c in cupti if c not in tap_copies] == \
+        [c for c in shim if c not in tap_copies] and len(shim) > 0
+    say("ok" if ok else "not ok", "%s: %d CUPTI copy records = %d shim copy records + %d tap copies"
+        % (name, len(cupti), len(shim), len(tap_copies)),
+        "cupti %s\nshim %s\ntaps %s" % (cupti[:20], shim[:20], tap_copies[:8]))
+
+
+def check_taps(name, recs, g, style):
+    taps = sorted((r for r in recs if r["type"] == "topk_tap"), key=lambda r: r["t_ns"])
+    if style == "loop":
+        say("ok" if not taps else "not ok", "%s: no top-k tap records (no mr_fused_topk launch)" % name,
+            "%d tap records" % len(taps))
+        return taps
+    want = []
+    for s in g:
+        for l in s["layers"]:
+            if l.get("dense"):
+                continue
+            want.append((s["tokens"], dict(zip(l["experts"], l["tokens_per_expert"]))))
+    bad = []
+    for i, (t, (tokens, tpe)) in enumerate(zip(taps, want)):
+        counts = {e: c for e, c in enumerate(t["counts"]) if c}
+        if counts != tpe or t["rows"] != tokens or t["invalid"] != 0 or t["kernel_str_text"] != "mr_fused_topk":
+            bad.append("tap %d: rows %d counts %s invalid %d; ground truth tokens %d per expert %s"
+                       % (i, t["rows"], counts, t["invalid"], tokens, tpe))
+    say("ok" if len(taps) == len(want) and not bad else "not ok",
+        "%s: %d top-k tap records (MoE layers x steps) = ground-truth tokens per expert" % (name, len(want)),
+        "tap records %d\n%s" % (len(taps), "\n".join(bad[:10])))
+    return taps
+
+
+def check_report(name, tmp, tag, mdir, kern):
+    rdir = os.path.join(tmp, tag)
+    rep = run([MOECAP, "report", rdir, "--model", mdir, "--hw", "h100-sxm", "--out", os.path.join(rdir, "report"),
+               "--quiet"])
+    if rep.returncode != 0:
+        say("not ok", "%s: moecap report" % name, rep.stderr)
+        return
+    c = run([sys.executable, os.path.join(ROOT, "tests/report/compare_gt.py"), os.path.join(tmp, tag + ".gt"),
+             os.path.join(rdir, "report", "report.json"), name])
+    print(c.stdout, end="", flush=True)
+    if c.returncode != 0 and "ok - " not in c.stdout:
+        say("not ok", "%s: compare_gt.py ran" % name, c.stderr)
+    elif c.returncode != 0:
+        global failures
+        failures += 1
+    with open(os.path.join(rdir, "report", "report.json")) as f:
+        gk = json.load(f).get("aggregate", {}).get("gpu_kernels")
+    want = sum(k["end_ns"] - k["start_ns"] for k in kern) / 1e9
+    ok = gk is not None and gk["count"] == len(kern) and abs(gk["kernel_time_s"] - want) <= 1e-9 + 1e-9 * want
+    say("ok" if ok else "not ok", "%s: report's gpu_kernels: %d kernels, %.6f s = sum of the kernel records"
+        % (name, len(kern), want), "report: %s" % gk)
+
+
+def one(tmp, arch, mdir, style, dtype, args, nvcc=False):
+    name = "%s %s %s%s" % (arch, style, dtype, " (nvcc launch path)" if nvcc else "")
+    tag = "%s-%s-%s%s" % (arch, style, dtype, "-nvcc" if nvcc else "")
+    p, recs, g, st = capture(tmp, tag, mdir, style, dtype, args, {"SIMT_EMU_LAUNCH": "nvcc"} if nvcc else None)
+    errs = [l for l in p.stderr.splitlines() if l.strip()]
+    say("ok" if p.returncode == 0 and not errs else "not ok",
+        "%s: runs under the shim with the emulated CUPTI, nothing on stderr" % name, p.stderr)
+    if recs is None:
+        return
+    notes = [r["text_str_text"] for r in recs if r["type"] == "note" and "CUPTI" in r.get("text_str_text", "")]
+    say("ok" if len(notes) == 1 and "collector active (kernel records on" in notes[0] else "not ok",
+        "%s: one CUPTI note: collector active" % name, "\n".join(notes))
+    kern = check_kernels(name, recs, st, nvcc)
+    taps = check_taps(name, recs, g, style)
+    check_copies(name, recs, taps)
+    check_report(name, tmp, tag, mdir, kern)
+
+
+def other_subscriber(tmp, mdir, args):
+    name = "another CUPTI subscriber"
+    p, recs, g, st = capture(tmp, "busy", mdir, "fused", "f32", args, {"SIMT_EMU_CUPTI_SUBSCRIBE": "busy"})
+    errs = [l for l in p.stderr.splitlines() if l.strip()]
+    say("ok" if p.returncode == 0 and len(errs) == 1 and "another CUPTI subscriber" in errs[0] else "not ok",
+        "%s: runs, one line on stderr" % name, p.stderr)
+    if recs is None:
+        return
+    warns = [r["text_str_text"] for r in recs if r["type"] == "note" and r["level"] == "warning"]
+    say("ok" if len(warns) == 1 and "another CUPTI subscriber" in warns[0] else "not ok",
+        "%s: one warning note" % name, "\n".join(warns))
+    kern = check_kernels(name, recs, st, False)
+    taps = [r for r in recs if r["type"] == "topk_tap"]
+    say("ok" if not taps and kern else "not ok", "%s: no tap records, kernels still recorded" % name,
+        "%d taps, %d kernels" % (len(taps), len(kern)))
+    check_copies(name, recs, [])
+
+
+def non_pointer_tap(tmp, mdir, args):
+    """ids_param 1 of mr_fused_topk is `int T`: cuFuncGetParamInfo says 4 bytes, so not tapped."""
+    name = "tap on a non-pointer parameter"
+    taps = os.path.join(tmp, "bad-taps.json")
+    with open(taps, "w") as f:
+        json.dump({"taps": [{"name": "bad", "kernel": "mr_fused_topk", "ids_param": 1, "ids_type": "i32",
+                             "rows": "p1", "k": "p3"}]}, f)
+    p, recs, g, st = capture(tmp, "badtap", mdir, "fused", "f32", args, {"MOECAP_TAPS": taps})
+    if recs is None:
+        say("not ok", "%s: runs" % name, p.stderr)
+        return
+    warns = [r["text_str_text"] for r in recs if r["type"] == "note" and r["level"] == "warning"]
+    n = sum(1 for r in recs if r["type"] == "topk_tap")
+    say("ok" if n == 0 and len(warns) == 1 and "parameter 1 is not a pointer" in warns[0] else "not ok",
+        "%s: refused (cuFuncGetParamInfo size 4), one warning, no tap records" % name,
+        "taps %d\nwarnings %s" % (n, warns))
+
+
+def main():
+    needed = [EMU_LIB, os.path.join(EMU_DIR, "libcupti.so.13"), os.path.join(EMU_DIR, "libcuda.so.1"),
+              os.path.join(BUILD, "lib", "libmoecap-cupti.so")]
+    missing = [x for x in needed if not os.path.exists(x)]
+    if os.environ.get("HAVE_CUDA", "1") != "1" or missing:
+        print("skip - CUPTI collector on the emulation (no CUDA toolkit: %s not built)" % " ".join(missing))
+        return 0
+    args = ["--batch", "2", "--prompt-len", "8", "--gen", "4"]
+    with tempfile.TemporaryDirectory(prefix="emu-cupti-") as tmp:
+        for arch in ("mixtral", "qwen2_moe", "deepseek_v2"):
+            mdir = os.path.join(tmp, arch)
+            p = run([MOEREF, "gen", "--arch", arch, "--out", mdir])
+            if p.returncode != 0:
+                say("not ok", "%s: gen" % arch, p.stderr)
+                continue
+            for style in ("loop", "fused"):
+                for dtype in ("f32", "bf16"):
+                    one(tmp, arch, mdir, style, dtype, args)
+            if arch == "mixtral":
+                one(tmp, arch, mdir, "fused", "bf16", args, nvcc=True)
+                other_subscriber(tmp, mdir, args)
+                non_pointer_tap(tmp, mdir, args)
+    return 1 if failures else 0
+
+
+sys.exit(main())
