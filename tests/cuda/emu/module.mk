@@ -69,5 +69,13 @@ $(EMU_DIR)/libcupti.so.13: tests/cuda/emu/emu_cupti.c tests/cuda/emu/simt_emu_tr
 EMU_CUPTI_LIBS := $(EMU_DIR)/libcupti.so.13 $(EMU_DIR)/libcuda.so.1
 TEST_DEPS += $(EMU_CUPTI_LIBS)
 TESTS += tests/cuda/emu/test_cupti_emu_chain.py
+# The emulated CUPTI's own unit test: a CUPTI client compiled like the engine.
+$(EMU_DIR)/test_cupti_emu: tests/cuda/emu/test_cupti_emu.cu tests/cuda/emu/simt_emu.h tests/cuda/emu/simt_emu_api.h \
+        $(EMU_CUPTI_LIBS) $(EMU_DIR)/libcudart.so.13
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_CXXFLAGS) -Itests -x c++ -include tests/cuda/emu/simt_emu.h $< -x none -o $@ $(LDFLAGS) \
+	    -L$(EMU_DIR) -l:libcupti.so.13 -l:libcuda.so.1 -l:libcudart.so.13 -Wl,-rpath,'$$ORIGIN'
+TESTS += $(EMU_DIR)/test_cupti_emu
+TEST_DEPS += $(EMU_DIR)/test_cupti_emu
 emu: $(EMU_CUPTI_LIBS)
 endif
