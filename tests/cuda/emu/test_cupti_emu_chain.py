@@ -19,7 +19,8 @@ path once):
   expert; loop: none;
 - report equals the ground truth (compare_gt.py), aggregate.gpu_kernels count and kernel
   time = those of the kernel records.
-Then: another CUPTI subscriber (SIMT_EMU_CUPTI_SUBSCRIBE=busy) -> one warning, kernels,
+Then: both tap kinds in one trace (MOECAP_MODEL set) -> report still = ground truth;
+another CUPTI subscriber (SIMT_EMU_CUPTI_SUBSCRIBE=busy) -> one warning, kernels,
 API and copy records still there, no taps; a tap description naming a non-pointer
 parameter -> refused by cuFuncGetParamInfo's size, one warning, no taps.
 Prints ok / not ok / skip lines."""
@@ -210,6 +211,25 @@ def one(tmp, arch, mdir, style, dtype, args, nvcc=False):
     check_report(name, tmp, tag, mdir, kern)
 
 
+def with_router_taps(tmp, mdir, args):
+    """Both tap kinds in one trace (MOECAP_MODEL set: router-logit taps too): the report
+    must still equal the ground truth (the two must agree where they meet)."""
+    name = "fused f32 with router-logit taps too"
+    p, recs, g, st = capture(tmp, "both", mdir, "fused", "f32", args,
+                             {"MOECAP_MODEL": os.path.join(mdir, "config.json")})
+    if recs is None:
+        say("not ok", "%s: runs" % name, p.stderr)
+        return
+    n_topk = sum(1 for r in recs if r["type"] == "topk_tap")
+    n_router = sum(1 for r in recs if r["type"] == "router_tap")
+    moe_steps = sum(1 for s in g for l in s["layers"] if not l.get("dense"))
+    say("ok" if n_topk == n_router == moe_steps else "not ok",
+        "%s: %d top-k and %d router-logit tap records" % (name, moe_steps, moe_steps),
+        "top-k %d, router %d" % (n_topk, n_router))
+    kern = [r for r in recs if r["type"] == "kernel" and r["source"] == 0]
+    check_report(name, tmp, "both", mdir, kern)
+
+
 def other_subscriber(tmp, mdir, args):
     name = "another CUPTI subscriber"
     p, recs, g, st = capture(tmp, "busy", mdir, "fused", "f32", args, {"SIMT_EMU_CUPTI_SUBSCRIBE": "busy"})
@@ -266,6 +286,7 @@ def main():
                     one(tmp, arch, mdir, style, dtype, args)
             if arch == "mixtral":
                 one(tmp, arch, mdir, "fused", "bf16", args, nvcc=True)
+                with_router_taps(tmp, mdir, args)
                 other_subscriber(tmp, mdir, args)
                 non_pointer_tap(tmp, mdir, args)
     return 1 if failures else 0
