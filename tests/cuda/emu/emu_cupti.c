@@ -15,7 +15,8 @@
  * Buffers: requested from the client when needed, completed when full or on
  * cuptiActivityFlushAll; cuptiActivityFlushPeriod is accepted but no flush thread runs.
  * Test hook: SIMT_EMU_CUPTI_SUBSCRIBE=busy makes cuptiSubscribe answer
- * CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED (another client holds the callbacks). */
+ * CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED (another client holds the callbacks);
+ * SIMT_EMU_CUPTI_ACTIVITY=silent delivers no activity records (another client holds them). */
 #include <cuda.h>
 #include <cupti.h>
 #include <pthread.h>
@@ -118,7 +119,22 @@ static size_t record_size(CUpti_ActivityKind k)
     }
 }
 
-static int kind_enabled(CUpti_ActivityKind k) { return (unsigned)k < 256 && __atomic_load_n(&kind_on[k], __ATOMIC_RELAXED); }
+/* SIMT_EMU_CUPTI_ACTIVITY=silent: enabling succeeds but no record ever comes (another
+ * client holds the activity stream, as the collector's zero-kernel-records check assumes). */
+static int activity_silent(void)
+{
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("SIMT_EMU_CUPTI_ACTIVITY");
+        v = e && !strcmp(e, "silent");
+    }
+    return v;
+}
+
+static int kind_enabled(CUpti_ActivityKind k)
+{
+    return (unsigned)k < 256 && __atomic_load_n(&kind_on[k], __ATOMIC_RELAXED) && !activity_silent();
+}
 
 /* Appends one record; hands a full buffer to the client and asks for the next one (never
  * calling the client with act_lock held: its callbacks may call back into CUPTI). */

@@ -22,7 +22,9 @@ path once):
 Then: both tap kinds in one trace (MOECAP_MODEL set) -> report still = ground truth;
 another CUPTI subscriber (SIMT_EMU_CUPTI_SUBSCRIBE=busy) -> one warning, kernels,
 API and copy records still there, no taps; a tap description naming a non-pointer
-parameter -> refused by cuFuncGetParamInfo's size, one warning, no taps.
+parameter -> refused by cuFuncGetParamInfo's size, one warning, no taps; activity held by
+another client (SIMT_EMU_CUPTI_ACTIVITY=silent) -> the collector's zero-kernel-records
+warning, taps still there.
 Prints ok / not ok / skip lines."""
 import json
 import os
@@ -248,6 +250,22 @@ def other_subscriber(tmp, mdir, args):
     check_copies(name, recs, [])
 
 
+def silent_activity(tmp, mdir, args):
+    """Activity enabled but no record ever delivered (another client holds the stream): the
+    collector's launch count vs zero kernel records -> one warning; taps still work."""
+    name = "activity held by another client"
+    p, recs, g, st = capture(tmp, "silent", mdir, "fused", "f32", args, {"SIMT_EMU_CUPTI_ACTIVITY": "silent"})
+    if recs is None:
+        say("not ok", "%s: runs" % name, p.stderr)
+        return
+    warns = [r["text_str_text"] for r in recs if r["type"] == "note" and r["level"] == "warning"]
+    kern = [r for r in recs if r["type"] == "kernel" and r["source"] == 0]
+    say("ok" if not kern and len(warns) == 1 and "%d kernel launches seen but 0 kernel activity records"
+        % st["kernels"] in warns[0] else "not ok",
+        "%s: no kernel records, one warning naming the %d launches" % (name, st["kernels"]), "\n".join(warns))
+    check_taps(name, recs, g, "fused")
+
+
 def non_pointer_tap(tmp, mdir, args):
     """ids_param 1 of mr_fused_topk is `int T`: cuFuncGetParamInfo says 4 bytes, so not tapped."""
     name = "tap on a non-pointer parameter"
@@ -289,6 +307,7 @@ def main():
                 with_router_taps(tmp, mdir, args)
                 other_subscriber(tmp, mdir, args)
                 non_pointer_tap(tmp, mdir, args)
+                silent_activity(tmp, mdir, args)
     return 1 if failures else 0
 
 
