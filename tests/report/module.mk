@@ -1,6 +1,6 @@
 # `moecap report` tests: unit tests of its pieces, CLI checks on synthetic traces, and the
 # end-to-end comparisons with moe-ref's ground truth and a python3-torch MoE script.
-REPORT_LIB_OBJS := $(OBJ)/postproc/report/attrib.o $(OBJ)/postproc/report/devmem.o $(OBJ)/postproc/report/model.o \
+REPORT_LIB_OBJS := $(patsubst %.c,$(OBJ)/%.o,$(wildcard postproc/report/attrib*.c)) $(OBJ)/postproc/report/devmem.o $(OBJ)/postproc/report/model.o \
                    $(OBJ)/postproc/report/hwprof.o $(OBJ)/postproc/report/report_stats.o \
                    $(OBJ)/postproc/trace/trace_reader.o $(OBJ)/postproc/trace/trace_synth.o
 

@@ -1,0 +1,269 @@
+/* Weight naming for attribution (docs/attribution.md §3, §3b): role / layer / expert /
+ * projection from a tensor name, and address -> tensor name over time — safetensors
+ * tensors, host and device file maps, host->device copies joined with host maps (first
+ * pass), turned into sorted intervals looked up per GEMM weight. */
+#include "report/attrib_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------- names ---------- */
+
+static int parse_index_after(const char *name, const char *key)
+{
+    const char *p = strstr(name, key);
+    if (!p) return -1;
+    p += strlen(key);
+    if (*p < '0' || *p > '9') return -1;
+    int v = 0;
+    while (*p >= '0' && *p <= '9') v = v * 10 + (*p++ - '0');
+    return v;
+}
+
+static enum mc_proj proj_from_name(const char *n)
+{
+    if (strstr(n, "gate_up_proj")) return MC_PROJ_GATE_UP;
+    if (strstr(n, "gate_proj") || strstr(n, ".w1.") || strstr(n, ".w1")) return MC_PROJ_GATE;
+    if (strstr(n, "up_proj") || strstr(n, ".w3")) return MC_PROJ_UP;
+    if (strstr(n, "down_proj") || strstr(n, ".w2")) return MC_PROJ_DOWN;
+    return MC_PROJ_OTHER;
+}
+
+enum mc_role mc_role_from_name(const char *n, int *layer, int *expert, enum mc_proj *proj)
+{
+    *layer = parse_index_after(n, "layers.");
+    *expert = -1;
+    *proj = MC_PROJ_OTHER;
+    if (strstr(n, "lm_head") || strstr(n, "embed_tokens")) return MC_ROLE_LM_HEAD;
+    if (strstr(n, "shared_expert_gate")) return MC_ROLE_SHARED_GATE;
+    if (strstr(n, "shared_expert.") || strstr(n, "shared_experts.")) {
+        *proj = proj_from_name(n);
+        return MC_ROLE_SHARED;
+    }
+    if (strstr(n, ".experts.")) {
+        *expert = parse_index_after(n, ".experts.");
+        *proj = proj_from_name(n);
+        return MC_ROLE_EXPERT;
+    }
+    if (strstr(n, "self_attn.") || strstr(n, ".attention.")) return MC_ROLE_ATTN;
+    if (strstr(n, "mlp.gate.") || strstr(n, "block_sparse_moe.gate.") || strstr(n, ".router."))
+        return MC_ROLE_ROUTER;
+    if (strstr(n, "mlp.")) {
+        *proj = proj_from_name(n);
+        if (*proj != MC_PROJ_OTHER) return MC_ROLE_DENSE_FFN;
+    }
+    return MC_ROLE_UNKNOWN;
+}
+
+const char *mc_role_name(enum mc_role r)
+{
+    static const char *n[] = {"unknown", "attention", "router", "routed_expert", "shared_expert",
+                              "shared_expert_gate", "dense_ffn", "lm_head"};
+    return r < MC_ROLE_MAX ? n[r] : "?";
+}
+
+static const char *base_name(const char *p)
+{
+    const char *s = strrchr(p, '/');
+    return s ? s + 1 : p;
+}
+
+void mc_attrib_tensor(struct mc_attrib *a, const char *path, const char *name,
+                      uint64_t fb, uint64_t fe, const int64_t *shape, int ndim, int dtype)
+{
+    (void)dtype;
+    if (!path || !name || fe <= fb) return;
+    const char *b = base_name(path);
+    for (size_t i = 0; i < a->n_tens; i++)   /* the same table may come from trace and model dir */
+        if (a->tens[i].fb == fb && !strcmp(a->tens[i].name, name) && !strcmp(a->tens[i].base, b)) return;
+    if (a->n_tens == a->cap_tens) {
+        size_t nc = a->cap_tens ? a->cap_tens * 2 : 256;
+        void *p = realloc(a->tens, nc * sizeof *a->tens);
+        if (!p) return;
+        a->tens = p; a->cap_tens = nc;
+    }
+    struct tensor_ent *t = &a->tens[a->n_tens++];
+    t->base = strdup(b); t->name = strdup(name); t->fb = fb; t->fe = fe;
+    t->ndim = ndim; t->shape0 = ndim > 0 ? shape[0] : 0;
+    a->iv_dirty = 1;
+}
+
+void mc_attrib_file_map(struct mc_attrib *a, int32_t pid, const char *path, uint64_t addr,
+                        uint64_t off, uint64_t len, int32_t device)
+{
+    mc_attrib_file_map_t(a, pid, path, addr, off, len, device, 0);
+}
+
+static struct fmap_ent *add_map(struct mc_attrib *a, int32_t pid, const char *base, uint64_t addr, uint64_t off,
+                                uint64_t len, int32_t device, uint64_t t, int rule)
+{
+    if (a->n_maps == a->cap_maps) {
+        size_t nc = a->cap_maps ? a->cap_maps * 2 : 64;
+        void *p = realloc(a->maps, nc * sizeof *a->maps);
+        if (!p) return NULL;
+        a->maps = p; a->cap_maps = nc;
+    }
+    struct fmap_ent *f = &a->maps[a->n_maps++];
+    f->base = strdup(base); f->pid = pid; f->addr = addr; f->off = off; f->len = len;
+    f->device = device; f->rule = rule;
+    /* host memory keeps its names for the whole run (as before); device names hold from the
+     * copy on, until mc_attrib_names_done finds the memory freed or overwritten */
+    f->t_from = device >= 0 ? t : 0;
+    f->t_until = UINT64_MAX;
+    f->t_rec = t;
+    a->iv_dirty = 1;
+    return f;
+}
+
+void mc_attrib_file_map_t(struct mc_attrib *a, int32_t pid, const char *path, uint64_t addr,
+                          uint64_t off, uint64_t len, int32_t device, uint64_t t)
+{
+    if (!path || !len) return;
+    add_map(a, pid, base_name(path), addr, off, len, device, t, device >= 0 ? RULE_DEVICE_MAP : RULE_HOST);
+}
+
+void mc_attrib_alloc(struct mc_attrib *a, int32_t pid, int32_t device, uint64_t ptr, uint64_t bytes,
+                     int is_free, uint64_t t)
+{
+    if (device < 0 || !ptr) return;
+    if (is_free || !bytes) mc_devmem_release(a->dm, pid, ptr, t);
+    else mc_devmem_alloc(a->dm, pid, device, ptr, bytes, t);
+}
+
+void mc_attrib_h2d(struct mc_attrib *a, int32_t pid, int32_t device, uint64_t src, uint64_t dst,
+                   uint64_t bytes, uint64_t t)
+{
+    if (!bytes || !dst) return;
+    if (a->n_h2d == a->cap_h2d) {
+        size_t nc = a->cap_h2d ? a->cap_h2d * 2 : 256;
+        void *p = realloc(a->h2d, nc * sizeof *a->h2d);
+        if (!p) return;
+        a->h2d = p; a->cap_h2d = nc;
+    }
+    a->h2d[a->n_h2d++] = (struct h2d_ent){pid, device < 0 ? 0 : device, src, dst, bytes, t};
+}
+
+static uint64_t bytes_tag(const char *base, uint64_t off)
+{
+    uint64_t h = 1469598103934665603ULL;   /* FNV-1a over the file's base name, then the offset */
+    for (const char *c = base; *c; c++) { h ^= (unsigned char)*c; h *= 1099511628211ULL; }
+    h ^= off; h *= 1099511628211ULL;
+    return h ? h : 1;
+}
+
+static const struct fmap_ent *g_sort_maps;   /* qsort has no context argument in C11 */
+static int devmap_cmp(const void *x, const void *y)
+{
+    const struct fmap_ent *p = &g_sort_maps[*(const size_t *)x], *q = &g_sort_maps[*(const size_t *)y];
+    if (p->pid != q->pid) return p->pid < q->pid ? -1 : 1;
+    return p->addr < q->addr ? -1 : p->addr > q->addr;
+}
+
+void mc_attrib_names_done(struct mc_attrib *a)
+{
+    const struct mc_model *m = a->m;
+    /* smallest device range worth keeping for the expert rule: E experts of f x d bytes at 1 byte */
+    uint64_t min_expert_range = (uint64_t)(m->experts > 0 ? m->experts : 1) * (uint64_t)(m->f > 0 ? m->f : 1) *
+                                (uint64_t)(m->d > 0 ? m->d : 1);
+    size_t n_host = a->n_maps;
+    /* the shim's own device maps, sorted by (pid, address), to skip copies it described */
+    size_t *dev = malloc((n_host ? n_host : 1) * sizeof *dev), n_dev = 0;
+    for (size_t j = 0; dev && j < n_host; j++) if (a->maps[j].device >= 0) dev[n_dev++] = j;
+    if (dev) { g_sort_maps = a->maps; qsort(dev, n_dev, sizeof *dev, devmap_cmp); }
+    for (size_t i = 0; i < a->n_h2d; i++) {
+        const struct h2d_ent *c = &a->h2d[i];
+        /* the host map holding the copied bytes: of several (a read buffer filled again), the
+         * latest one recorded before the copy, else the first */
+        const struct fmap_ent *hm = NULL;
+        for (size_t j = 0; j < n_host; j++) {
+            const struct fmap_ent *f = &a->maps[j];
+            if (f->device >= 0 || f->pid != c->pid || c->src < f->addr || c->src + c->bytes > f->addr + f->len ||
+                c->src + c->bytes < c->src)
+                continue;
+            int before = f->t_rec <= c->t;
+            if (!hm || (before && (hm->t_rec > c->t || f->t_rec >= hm->t_rec))) hm = f;
+        }
+        if (!hm) {   /* anonymous bytes (converted buffers, activations): only ranges an expert array fits */
+            if (c->bytes >= min_expert_range) mc_devmem_copy(a->dm, c->pid, c->device, c->dst, c->bytes, c->t, 0);
+            continue;
+        }
+        uint64_t off = hm->off + (c->src - hm->addr);
+        mc_devmem_copy(a->dm, c->pid, c->device, c->dst, c->bytes, c->t, bytes_tag(hm->base, off));
+        int dup = 0;   /* the shim's own device file map (how = 3) of the same copy */
+        size_t lo = 0, hi = n_dev;
+        while (dev && lo < hi) {   /* first map at (pid, dst) or after */
+            size_t mid = (lo + hi) / 2;
+            const struct fmap_ent *f = &a->maps[dev[mid]];
+            if (f->pid < c->pid || (f->pid == c->pid && f->addr < c->dst)) lo = mid + 1; else hi = mid;
+        }
+        for (size_t j = lo; dev && j < n_dev && !dup; j++) {
+            const struct fmap_ent *f = &a->maps[dev[j]];
+            if (f->pid != c->pid || f->addr != c->dst) break;
+            dup = f->off == off && f->len == c->bytes && !strcmp(f->base, hm->base);
+        }
+        if (dup) continue;
+        char *base = strdup(hm->base);   /* add_map may move a->maps */
+        if (!base) continue;
+        if (add_map(a, c->pid, base, c->dst, off, c->bytes, c->device, c->t, RULE_DEVICE_COPY)) a->st.device_maps_derived++;
+        free(base);
+    }
+    free(dev);
+    free(a->h2d); a->h2d = NULL; a->n_h2d = a->cap_h2d = 0;
+    mc_devmem_finish(a->dm);
+    for (size_t j = 0; j < a->n_maps; j++) {
+        struct fmap_ent *f = &a->maps[j];
+        if (f->device >= 0)
+            f->t_until = mc_devmem_end(a->dm, f->pid, f->addr, f->addr + f->len, f->t_from, bytes_tag(f->base, f->off));
+    }
+    a->iv_dirty = 1;
+}
+
+static int iv_cmp(const void *x, const void *y)
+{
+    const struct interval *a = x, *b = y;
+    if (a->pid != b->pid) return a->pid < b->pid ? -1 : 1;
+    return a->b < b->b ? -1 : a->b > b->b;
+}
+
+static void rebuild_intervals(struct mc_attrib *a)
+{
+    a->iv_dirty = 0;
+    free(a->iv); a->iv = NULL; a->n_iv = 0;
+    size_t cap = 0;
+    for (size_t i = 0; i < a->n_maps; i++) {
+        const struct fmap_ent *f = &a->maps[i];
+        for (size_t j = 0; j < a->n_tens; j++) {
+            const struct tensor_ent *t = &a->tens[j];
+            if (t->fb < f->off || t->fe > f->off + f->len || strcmp(t->base, f->base)) continue;
+            if (a->n_iv == cap) {
+                cap = cap ? cap * 2 : 256;
+                void *p = realloc(a->iv, cap * sizeof *a->iv);
+                if (!p) return;
+                a->iv = p;
+            }
+            if (f->t_until <= f->t_from) continue;   /* overwritten before it could be used */
+            a->iv[a->n_iv++] = (struct interval){f->pid, f->rule, f->addr + (t->fb - f->off), f->addr + (t->fe - f->off),
+                                                 f->t_from, f->t_until, t};
+        }
+    }
+    qsort(a->iv, a->n_iv, sizeof *a->iv, iv_cmp);
+}
+
+/* The tensor at addr of process pid at time t (device names hold only while their memory does). */
+const struct interval *attrib_find_interval(struct mc_attrib *a, int32_t pid, uint64_t addr, uint64_t t)
+{
+    if (a->iv_dirty) rebuild_intervals(a);
+    size_t lo = 0, hi = a->n_iv;
+    while (lo < hi) {   /* first interval after (pid, addr) */
+        size_t mid = (lo + hi) / 2;
+        if (a->iv[mid].pid < pid || (a->iv[mid].pid == pid && a->iv[mid].b <= addr)) lo = mid + 1; else hi = mid;
+    }
+    /* the last interval starting at or before addr (mappings of the same file may repeat) */
+    for (size_t i = lo; i-- > 0;) {
+        if (a->iv[i].pid != pid) break;
+        if (addr < a->iv[i].e && a->iv[i].t_from <= t && t < a->iv[i].t_until) return &a->iv[i];
+        if (lo - i > 64) break;
+    }
+    return NULL;
+}
