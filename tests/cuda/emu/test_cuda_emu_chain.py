@@ -18,22 +18,11 @@ KNOWN_REPORT_GAPS with the trace facts behind it) print `skip` with the differen
 the report covers them they print ok. Prints ok / not ok / skip lines."""
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
-ROOT = os.environ.get("MOECAP_ROOT", os.path.abspath(os.path.join(os.path.dirname(__file__), "../../..")))
-BUILD = os.path.join(ROOT, os.environ.get("BUILD", "build"))
-MOEREF = os.path.join(BUILD, "bin", "moe-ref")
-MOECAP = os.path.join(BUILD, "bin", "moecap")
-SHIM = os.path.join(BUILD, "lib", "libmoecap.so")
-EMU_LIB = os.path.join(BUILD, "tests", "cuda", "emu", "libmoeref-cuda-emu.so")
-failures = 0
-PRELOAD = SHIM
-if os.environ.get("SAN") == "1":   # an ASan-built shim needs the ASan runtime loaded first
-    PRELOAD = subprocess.run(["cc", "-print-file-name=libasan.so"], capture_output=True,
-                             text=True).stdout.strip() + ":" + SHIM
-    os.environ["ASAN_OPTIONS"] = "detect_leaks=0:" + os.environ.get("ASAN_OPTIONS", "")
+from emu_harness import EMU_LIB, MOECAP, MOEREF, PRELOAD, ROOT, dump, run, say
+import emu_harness
 
 # (model, style, dtype) -> why the report cannot match yet (trace facts: see docs/gpu.md,
 # "Running the CUDA engine without a GPU"). bf16 weights are converted on the host before
@@ -42,32 +31,6 @@ if os.environ.get("SAN") == "1":   # an ASan-built shim needs the ASan runtime l
 # None left since report commit c6a027a (device weight naming, bf16 element sizes, shared
 # experts shaped like routed ones); the mechanism stays for the next gap found.
 KNOWN_REPORT_GAPS = {}
-
-
-def say(status, name, detail=""):
-    global failures
-    if status == "not ok":
-        failures += 1
-    for line in str(detail).splitlines()[:25] if status != "ok" else []:
-        print("# " + line)
-    print("%s - %s" % (status, name), flush=True)
-
-
-def run(cmd, env=None, timeout=300):
-    e = dict(os.environ)
-    e.pop("LD_PRELOAD", None)
-    e["MOE_REF_CUDA_LIB"] = EMU_LIB
-    e.update(env or {})
-    return subprocess.run(cmd, capture_output=True, text=True, env=e, timeout=timeout)
-
-
-def dump(run_dir):
-    recs = []
-    for f in sorted(os.listdir(run_dir)):
-        if f.endswith(".mct"):
-            p = run([MOECAP, "dump", os.path.join(run_dir, f)])
-            recs += [json.loads(l) for l in p.stdout.splitlines() if l.startswith("{")]
-    return recs
 
 
 def one(tmp, arch, mdir, style, dtype, args, nvcc_path):
@@ -162,7 +125,7 @@ def main():
             for style in ("loop", "fused"):
                 for dtype in ("f32", "bf16") if not extra else ("bf16",):
                     one(tmp, arch, mdir, style, dtype, args, nvcc_path=bool(extra))
-    return 1 if failures else 0
+    return 1 if emu_harness.failures else 0
 
 
 sys.exit(main())

@@ -14,27 +14,12 @@ import subprocess
 import sys
 import tempfile
 
-ROOT = os.environ.get("MOECAP_ROOT", os.path.abspath(os.path.join(os.path.dirname(__file__), "../../..")))
-BUILD = os.path.join(ROOT, os.environ.get("BUILD", "build"))
-MOEREF = os.path.join(BUILD, "bin", "moe-ref")
-EMU_LIB = os.path.join(BUILD, "tests", "cuda", "emu", "libmoeref-cuda-emu.so")
-SHIM = os.path.join(BUILD, "lib", "libmoecap.so")
-MOECAP = os.path.join(BUILD, "bin", "moecap")
-failures = 0
-PRELOAD = SHIM
-if os.environ.get("SAN") == "1":   # an ASan-built shim needs the ASan runtime loaded first
-    PRELOAD = subprocess.run(["cc", "-print-file-name=libasan.so"], capture_output=True,
-                             text=True).stdout.strip() + ":" + SHIM
-    os.environ["ASAN_OPTIONS"] = "detect_leaks=0:" + os.environ.get("ASAN_OPTIONS", "")
+from emu_harness import EMU_LIB, MOECAP, MOEREF, PRELOAD, say
+import emu_harness
 
 
 def report(name, ok, detail=""):
-    global failures
-    if not ok:
-        failures += 1
-        for line in str(detail).splitlines()[-12:]:
-            print("# " + line)
-    print("%s - %s" % ("ok" if ok else "not ok", name), flush=True)
+    say("ok" if ok else "not ok", name, detail, lines=-12)
 
 
 def run(args, stats, fail=None, shim_out=None):
@@ -110,7 +95,7 @@ def main():
                     if what in ("cudaMalloc", "launch", "cublas") and n == (total + 1) // 2:
                         shim_case(args, stats, what, n, p, os.path.join(tmp, "%s-%s-%s" % (style, what, n)),
                                   "%s %s" % (style, dtype))
-    return 1 if failures else 0
+    return 1 if emu_harness.failures else 0
 
 
 sys.exit(main())

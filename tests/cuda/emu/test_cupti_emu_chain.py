@@ -28,51 +28,18 @@ warning, taps still there.
 Prints ok / not ok / skip lines."""
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
-ROOT = os.environ.get("MOECAP_ROOT", os.path.abspath(os.path.join(os.path.dirname(__file__), "../../..")))
-BUILD = os.path.join(ROOT, os.environ.get("BUILD", "build"))
-MOEREF = os.path.join(BUILD, "bin", "moe-ref")
-MOECAP = os.path.join(BUILD, "bin", "moecap")
-SHIM = os.path.join(BUILD, "lib", "libmoecap.so")
-EMU_DIR = os.path.join(BUILD, "tests", "cuda", "emu")
-EMU_LIB = os.path.join(EMU_DIR, "libmoeref-cuda-emu.so")
-failures = 0
-PRELOAD = SHIM
-if os.environ.get("SAN") == "1":   # an ASan-built shim needs the ASan runtime loaded first
-    PRELOAD = subprocess.run(["cc", "-print-file-name=libasan.so"], capture_output=True,
-                             text=True).stdout.strip() + ":" + SHIM
-    os.environ["ASAN_OPTIONS"] = "detect_leaks=0:" + os.environ.get("ASAN_OPTIONS", "")
+from emu_harness import BUILD, EMU_DIR, EMU_LIB, MOECAP, MOEREF, PRELOAD, ROOT, dump, say
+import emu_harness
+
 TOL_NS = 50000   # clock conversion slack (calibration window, NTP slew over a second)
 
 
-def say(status, name, detail=""):
-    global failures
-    if status == "not ok":
-        failures += 1
-    for line in str(detail).splitlines()[:25] if status != "ok" else []:
-        print("# " + line)
-    print("%s - %s" % (status, name), flush=True)
-
-
 def run(cmd, env=None, timeout=300):
-    e = dict(os.environ)
-    for k in ("LD_PRELOAD", "MOECAP_MODEL", "MOECAP_TAPS", "SIMT_EMU_CUPTI_SUBSCRIBE", "SIMT_EMU_LAUNCH"):
-        e.pop(k, None)
-    e["MOE_REF_CUDA_LIB"] = EMU_LIB
-    e.update(env or {})
-    return subprocess.run(cmd, capture_output=True, text=True, env=e, timeout=timeout)
-
-
-def dump(run_dir):
-    recs = []
-    for f in sorted(os.listdir(run_dir)):
-        if f.endswith(".mct"):
-            p = run([MOECAP, "dump", os.path.join(run_dir, f)])
-            recs += [json.loads(l) for l in p.stdout.splitlines() if l.startswith("{")]
-    return recs
+    return emu_harness.run(cmd, env, timeout, drop=("LD_PRELOAD", "MOECAP_MODEL", "MOECAP_TAPS",
+                                                     "SIMT_EMU_CUPTI_SUBSCRIBE", "SIMT_EMU_LAUNCH"))
 
 
 def capture(tmp, tag, mdir, style, dtype, args, extra_env=None):
@@ -185,8 +152,7 @@ def check_report(name, tmp, tag, mdir, kern):
     if c.returncode != 0 and "ok - " not in c.stdout:
         say("not ok", "%s: compare_gt.py ran" % name, c.stderr)
     elif c.returncode != 0:
-        global failures
-        failures += 1
+        emu_harness.fail()
     with open(os.path.join(rdir, "report", "report.json")) as f:
         gk = json.load(f).get("aggregate", {}).get("gpu_kernels")
     want = sum(k["end_ns"] - k["start_ns"] for k in kern) / 1e9
@@ -308,7 +274,7 @@ def main():
                 other_subscriber(tmp, mdir, args)
                 non_pointer_tap(tmp, mdir, args)
                 silent_activity(tmp, mdir, args)
-    return 1 if failures else 0
+    return 1 if emu_harness.failures else 0
 
 
 sys.exit(main())

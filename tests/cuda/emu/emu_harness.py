@@ -1,0 +1,61 @@
+"""What the tests of the CPU emulation of CUDA share: build paths, the preload line (ASan's
+runtime first in sanitizer builds), the ok / not ok line protocol with its failure count,
+running a command with the emulated engine library, and reading a run's traces back with
+`moecap dump`."""
+import json
+import os
+import subprocess
+
+ROOT = os.environ.get("MOECAP_ROOT", os.path.abspath(os.path.join(os.path.dirname(__file__), "../../..")))
+BUILD = os.path.join(ROOT, os.environ.get("BUILD", "build"))
+MOEREF = os.path.join(BUILD, "bin", "moe-ref")
+MOECAP = os.path.join(BUILD, "bin", "moecap")
+SHIM = os.path.join(BUILD, "lib", "libmoecap.so")
+EMU_DIR = os.path.join(BUILD, "tests", "cuda", "emu")
+EMU_LIB = os.path.join(EMU_DIR, "libmoeref-cuda-emu.so")
+PRELOAD = SHIM
+if os.environ.get("SAN") == "1":   # an ASan-built shim needs the ASan runtime loaded first
+    PRELOAD = subprocess.run(["cc", "-print-file-name=libasan.so"], capture_output=True,
+                             text=True).stdout.strip() + ":" + SHIM
+    os.environ["ASAN_OPTIONS"] = "detect_leaks=0:" + os.environ.get("ASAN_OPTIONS", "")
+
+failures = 0
+
+
+def fail():
+    """Count a failure whose `not ok` line was printed by someone else (compare_gt.py)."""
+    global failures
+    failures += 1
+
+
+def say(status, name, detail="", lines=25):
+    """Print one `ok` / `not ok` / `skip` line, with up to `lines` lines of detail before a
+    line that is not ok (the last ones when `lines` is negative)."""
+    if status == "not ok":
+        fail()
+    if status != "ok":
+        d = str(detail).splitlines()
+        for line in (d[lines:] if lines < 0 else d[:lines]):
+            print("# " + line)
+    print("%s - %s" % (status, name), flush=True)
+
+
+def run(cmd, env=None, timeout=300, drop=("LD_PRELOAD",)):
+    """Run cmd with the emulated CUDA engine library; the variables in `drop` are removed
+    from the environment first (a preload from outside would trace the test's tools)."""
+    e = dict(os.environ)
+    for k in drop:
+        e.pop(k, None)
+    e["MOE_REF_CUDA_LIB"] = EMU_LIB
+    e.update(env or {})
+    return subprocess.run(cmd, capture_output=True, text=True, env=e, timeout=timeout)
+
+
+def dump(run_dir):
+    """Every record of every trace in run_dir, as `moecap dump` prints them."""
+    recs = []
+    for f in sorted(os.listdir(run_dir)):
+        if f.endswith(".mct"):
+            p = run([MOECAP, "dump", os.path.join(run_dir, f)])
+            recs += [json.loads(l) for l in p.stdout.splitlines() if l.startswith("{")]
+    return recs
