@@ -160,7 +160,7 @@ int mr_cmd_run(int argc, char **argv)
     }
     if (strcmp(device, "cpu") != 0 && strcmp(device, "cuda") != 0) {
         fprintf(stderr, "moe-ref run: --device %s is not available in this build "
-                "(only --device cpu; the CUDA engine is built where nvcc exists)\n", device);
+                "(--device cpu, or --device cuda where the CUDA engine was built with nvcc)\n", device);
         return 2;
     }
     if (!model_dir || gen < 1 || (!prompts_path && (batch < 1 || plen < 1))) {

@@ -10,7 +10,7 @@
  * Strings are interned: MC_REC_STRING defines id -> text once; other records refer to ids
  * (0 = no string).
  *
- * Records with a variable part (PROCESS, STRING, CALLSITE, ROUTER_TAP) never grow their
+ * Records with a variable part (PROCESS, STRING, CALLSITE, ROUTER_TAP, TOPK_TAP) never grow their
  * fixed struct within a major version: the variable part starts right after it.
  * Compatibility rule: records only grow at the end (readers take min(size, sizeof) and
  * zero the rest); new record types get new numbers; MC_TRACE_VERSION_MAJOR changes only
