@@ -64,13 +64,13 @@ static inline __attribute__((always_inline)) void *mc_ring_reserve_fixed(uint16_
     return mc_rec_reserve_h(type, size);
 }
 
-/* mc_rec_commit, inline. */
+/* Commits this thread's reserved record (mc_rec_commit is this, for a non-NULL record). */
 static inline __attribute__((always_inline)) void mc_ring_commit(void)
 {
     struct mc_tbuf *b = mc_tls_cur.buf;
     if (!b || !b->reserved) return;
     atomic_store_explicit(&b->head, b->res_end, memory_order_release);
-    atomic_signal_fence(memory_order_seq_cst);
+    atomic_signal_fence(memory_order_seq_cst); /* published before the ring is free again */
     b->reserved = 0;
 }
 

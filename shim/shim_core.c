@@ -708,18 +708,13 @@ void *mc_rec_reserve(uint16_t type, uint32_t size)
 
 void mc_rec_commit(void *rec)
 {
-    struct mc_tbuf *b = tls.buf;
-    if (!b || !b->reserved || !rec) return;
-    atomic_store_explicit(&b->head, b->res_end, memory_order_release);
-    atomic_signal_fence(memory_order_seq_cst); /* published before the ring is free again */
-    b->reserved = 0;
+    if (rec) mc_ring_commit();
 }
 
 /* Hidden aliases: the interposers in this library call these directly, not through the
  * PLT (the exported names stay interposable for nobody's benefit but cost an indirect
  * jump per call). */
 extern __typeof(mc_rec_reserve) mc_rec_reserve_h __attribute__((alias("mc_rec_reserve"), visibility("hidden")));
-extern __typeof(mc_rec_commit) mc_rec_commit_h __attribute__((alias("mc_rec_commit"), visibility("hidden")));
 extern __typeof(mc_tid) mc_tid_h __attribute__((alias("mc_tid"), visibility("hidden")));
 
 void mc_rec_cancel(void *rec)

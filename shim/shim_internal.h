@@ -37,7 +37,6 @@ static inline uint16_t mc_ticks_flag(void) { return mc_tsc_ok ? MC_RECF_TICKS : 
 
 /* Direct-call (hidden) aliases of shim_core.h functions for this library's own hot paths. */
 void *mc_rec_reserve_h(uint16_t type, uint32_t size) MC_HIDDEN;
-void mc_rec_commit_h(void *rec) MC_HIDDEN;
 int32_t mc_tid_h(void) MC_HIDDEN;
 uint32_t mc_callsite_capture_at_h(const void *ret_addr, const void *frame) MC_HIDDEN;
 
