@@ -159,6 +159,7 @@ int attrib_take_tap(struct mc_attrib *a, int32_t pid, int32_t tid, uint64_t t, i
 void attrib_compare_counts(struct mc_attrib *a, const int64_t *x, const int64_t *y, int router);
 void attrib_retry_topk(struct mc_attrib *a, int32_t pid, int force);
 /* attrib_pending.c */
+void attrib_pend_apply(struct mc_attrib *a, struct pend *p, int i, const int64_t *cnt, uint8_t src);
 void attrib_flush_pending(struct mc_attrib *a, int force);
 void attrib_deliver(struct mc_attrib *a, struct stream *s, struct mc_step *st, int n_need, int open_end,
                     uint64_t lm_begin);

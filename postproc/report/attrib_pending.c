@@ -9,6 +9,22 @@
 
 #define PEND_MAX 256
 
+static void pend_free(struct pend *p)
+{
+    free(p->counts); free(p->ctx); free(p->router_t); free(p->need); free(p->src); free(p->rtap); free(p->has_rtap); free(p);
+}
+
+/* MoE layer i of queued step p takes its tokens per expert from a tap (src: 1 router-logit
+ * tap, 2 top-k tap) and waits no more. */
+void attrib_pend_apply(struct mc_attrib *a, struct pend *p, int i, const int64_t *cnt, uint8_t src)
+{
+    attrib_apply_tap(a->m, cnt, p->counts, NULL, NULL, &p->st.activated, &p->st.bytes_routed,
+                     &p->st.flops_routed, &p->st.flops_gemm, (int64_t)i * a->m->experts, p->elt);
+    p->need[i] = 0;
+    p->n_need--;
+    p->src[i] = src;
+}
+
 void attrib_flush_pending(struct mc_attrib *a, int force)
 {
     size_t n = 0;
@@ -19,16 +35,13 @@ void attrib_flush_pending(struct mc_attrib *a, int force)
         if (!a->pend_head) a->pend_tail = NULL;
         n--;
         for (int i = 0; p->n_need && p->has_rtap && i < a->n_moe; i++)
-            if (p->need[i] && p->has_rtap[i]) {   /* no top-k tap came: the router-logit tap's counts */
-                attrib_apply_tap(a->m, p->rtap + (size_t)i * (size_t)a->m->experts, p->counts, NULL, NULL, &p->st.activated,
-                          &p->st.bytes_routed, &p->st.flops_routed, &p->st.flops_gemm, (int64_t)i * a->m->experts, p->elt);
-                p->need[i] = 0; p->n_need--; p->src[i] = 1;
-            }
+            if (p->need[i] && p->has_rtap[i])   /* no top-k tap came: the router-logit tap's counts */
+                attrib_pend_apply(a, p, i, p->rtap + (size_t)i * (size_t)a->m->experts, 1);
         if (p->n_need) a->st.tap_missing_layers += (uint64_t)p->n_need;
         p->st.counts = p->counts;
         p->st.context = p->ctx;
         if (a->cb) a->cb(&p->st, a->user);
-        free(p->counts); free(p->ctx); free(p->router_t); free(p->need); free(p->src); free(p->rtap); free(p->has_rtap); free(p);
+        pend_free(p);
     }
 }
 
@@ -56,7 +69,7 @@ void attrib_deliver(struct mc_attrib *a, struct stream *s, struct mc_step *st, i
     }
     if (!p || !p->counts || !p->ctx || !p->router_t || !p->need || !p->src || (a->topk_any && (!p->rtap || !p->has_rtap))) {
         /* no memory: deliver as is */
-        if (p) { free(p->counts); free(p->ctx); free(p->router_t); free(p->need); free(p->src); free(p->rtap); free(p->has_rtap); free(p); }
+        if (p) pend_free(p);
         a->st.tap_missing_layers += (uint64_t)n_need;
         attrib_flush_pending(a, 1);
         if (a->cb) a->cb(st, a->user);

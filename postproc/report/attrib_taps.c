@@ -49,11 +49,7 @@ void mc_attrib_router_tap(struct mc_attrib *a, int32_t pid, int32_t tid, uint64_
                 free(cnt);
                 return;
             }
-            attrib_apply_tap(m, cnt, p->counts, NULL, NULL, &p->st.activated, &p->st.bytes_routed,
-                      &p->st.flops_routed, &p->st.flops_gemm, (int64_t)i * m->experts, p->elt);
-            p->need[i] = 0;
-            p->src[i] = 1;
-            p->n_need--;
+            attrib_pend_apply(a, p, i, cnt, 1);
             free(cnt);
             attrib_flush_pending(a, 0);
             return;
@@ -168,9 +164,7 @@ static int place_topk(struct mc_attrib *a, int32_t pid, int32_t tid, uint64_t tl
         int64_t *c = p->counts + (size_t)i * (size_t)m->experts;
         if (p->need[i]) {
             if (p->has_rtap && p->has_rtap[i]) attrib_compare_counts(a, p->rtap + (size_t)i * (size_t)m->experts, cnt, 1);
-            attrib_apply_tap(m, cnt, p->counts, NULL, NULL, &p->st.activated, &p->st.bytes_routed,
-                      &p->st.flops_routed, &p->st.flops_gemm, (int64_t)i * m->experts, p->elt);
-            p->need[i] = 0; p->n_need--; p->src[i] = 2;
+            attrib_pend_apply(a, p, i, cnt, 2);
             a->st.topk_used++;
             attrib_flush_pending(a, 0);
         } else attrib_compare_counts(a, cnt, c, p->src[i] == 1);
