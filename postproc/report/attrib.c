@@ -53,9 +53,7 @@ void mc_attrib_free(struct mc_attrib *a)
     free(a->tens); free(a->maps); free(a->iv); free(a->tab); free(a->ctx_scratch);
     for (struct stream *s = a->streams, *n; s; s = n) {
         n = s->next;
-        free(s->counts); free(s->touched); free(s->order_next); free(s->ctx);
-        free(s->router_t); free(s->expert_calls); free(s->have_tap); free(s->tap_counts);
-        free(s->have_topk); free(s->topk_counts); free(s);
+        attrib_stream_free(s);
     }
     for (size_t i = 0; i < a->n_taps; i++) free(a->taps[i].cnt);
     free(a->taps);
@@ -64,8 +62,7 @@ void mc_attrib_free(struct mc_attrib *a)
     mc_devmem_free(a->dm);
     for (struct pend *p = a->pend_head, *n; p; p = n) {
         n = p->next;
-        free(p->counts); free(p->ctx); free(p->router_t); free(p->need); free(p->src); free(p->rtap);
-        free(p->has_rtap); free(p);
+        attrib_pend_free(p);
     }
     free(a);
 }

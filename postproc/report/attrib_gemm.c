@@ -10,6 +10,13 @@
 
 /* ---------- streams ---------- */
 
+void attrib_stream_free(struct stream *s)
+{
+    free(s->counts); free(s->touched); free(s->order_next); free(s->ctx);
+    free(s->router_t); free(s->expert_calls); free(s->have_tap); free(s->tap_counts);
+    free(s->have_topk); free(s->topk_counts); free(s);
+}
+
 static struct stream *get_stream(struct mc_attrib *a, int32_t pid, int32_t tid)
 {
     for (struct stream *s = a->streams; s; s = s->next)
@@ -32,8 +39,7 @@ static struct stream *get_stream(struct mc_attrib *a, int32_t pid, int32_t tid)
     s->ctx_exact = 1;
     if (!s->counts || !s->touched || !s->order_next || !s->router_t || !s->expert_calls || !s->have_tap || !s->tap_counts ||
         !s->have_topk || !s->topk_counts) {
-        free(s->counts); free(s->touched); free(s->order_next); free(s->router_t);
-        free(s->expert_calls); free(s->have_tap); free(s->tap_counts); free(s->have_topk); free(s->topk_counts); free(s);
+        attrib_stream_free(s);
         return NULL;
     }
     s->next = a->streams;

@@ -146,8 +146,9 @@ const struct interval *attrib_find_interval(struct mc_attrib *a, int32_t pid, ui
  * out x in and element type dt by a GEMM that began at t */
 struct went *attrib_lookup_weight(struct mc_attrib *a, struct stream *s, uint64_t addr,
                                   int64_t out, int64_t in, int dt, uint64_t t, int on_device);
-/* attrib_gemm.c: a stream's per-step state back to "no step open" */
+/* attrib_gemm.c: a stream's per-step state back to "no step open"; a stream's memory */
 void attrib_reset_step(struct stream *s);
+void attrib_stream_free(struct stream *s);
 /* attrib_step.c: close the step at lm_head */
 void attrib_finish_step(struct mc_attrib *a, struct stream *s, int64_t sequences);
 /* attrib_route.c: counts of a tapped MoE layer into a step */
@@ -160,6 +161,7 @@ void attrib_compare_counts(struct mc_attrib *a, const int64_t *x, const int64_t 
 void attrib_retry_topk(struct mc_attrib *a, int32_t pid, int force);
 /* attrib_pending.c */
 void attrib_pend_apply(struct mc_attrib *a, struct pend *p, int i, const int64_t *cnt, uint8_t src);
+void attrib_pend_free(struct pend *p);
 void attrib_flush_pending(struct mc_attrib *a, int force);
 void attrib_deliver(struct mc_attrib *a, struct stream *s, struct mc_step *st, int n_need, int open_end,
                     uint64_t lm_begin);

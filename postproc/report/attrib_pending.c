@@ -9,7 +9,7 @@
 
 #define PEND_MAX 256
 
-static void pend_free(struct pend *p)
+void attrib_pend_free(struct pend *p)
 {
     free(p->counts); free(p->ctx); free(p->router_t); free(p->need); free(p->src); free(p->rtap); free(p->has_rtap); free(p);
 }
@@ -41,7 +41,7 @@ void attrib_flush_pending(struct mc_attrib *a, int force)
         p->st.counts = p->counts;
         p->st.context = p->ctx;
         if (a->cb) a->cb(&p->st, a->user);
-        pend_free(p);
+        attrib_pend_free(p);
     }
 }
 
@@ -69,7 +69,7 @@ void attrib_deliver(struct mc_attrib *a, struct stream *s, struct mc_step *st, i
     }
     if (!p || !p->counts || !p->ctx || !p->router_t || !p->need || !p->src || (a->topk_any && (!p->rtap || !p->has_rtap))) {
         /* no memory: deliver as is */
-        if (p) pend_free(p);
+        if (p) attrib_pend_free(p);
         a->st.tap_missing_layers += (uint64_t)n_need;
         attrib_flush_pending(a, 1);
         if (a->cb) a->cb(st, a->user);
