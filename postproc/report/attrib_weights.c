@@ -127,8 +127,6 @@ static int attn_is_out(const struct mc_model *m, const struct stream *s, int64_t
     return before >= 3;
 }
 
-/* Resolve (or classify and cache) the weight at `addr` seen with shape out x in and element
- * type dt by a GEMM that began at t. */
 /* Does process pid hold a device range the size of a whole expert array (E x f x d or
  * E x 2f x d elements of 1, 2 or 4 bytes)? Then its routed experts live in such ranges. */
 static int expert_ranges_known(struct mc_attrib *a, int32_t pid)
@@ -145,6 +143,8 @@ static int expert_ranges_known(struct mc_attrib *a, int32_t pid)
     return known;
 }
 
+/* Resolve (or classify and cache) the weight at `addr` seen with shape out x in and element
+ * type dt by a GEMM that began at t. */
 struct went *attrib_lookup_weight(struct mc_attrib *a, struct stream *s, uint64_t addr,
                                   int64_t out, int64_t in, int dt, uint64_t t, int on_device)
 {
