@@ -127,6 +127,12 @@ static int attn_is_out(const struct mc_model *m, const struct stream *s, int64_t
     return before >= 3;
 }
 
+/* The model layer of the stream's MoE block number `ord` (-1: none). */
+static int moe_layer(const struct mc_attrib *a, int ord)
+{
+    return ord >= 0 && ord < a->n_moe ? a->moe_layers[ord] : -1;
+}
+
 /* Does process pid hold a device range the size of a whole expert array (E x f x d or
  * E x 2f x d elements of 1, 2 or 4 bytes)? Then its routed experts live in such ranges. */
 static int expert_ranges_known(struct mc_attrib *a, int32_t pid)
@@ -179,8 +185,7 @@ struct went *attrib_lookup_weight(struct mc_attrib *a, struct stream *s, uint64_
         role = role_from_shape(a->m, s, out, in, &proj, 1);
         if (role == MC_ROLE_UNKNOWN) return NULL;
         if (role == MC_ROLE_EXPERT || role == MC_ROLE_SHARED || role == MC_ROLE_ROUTER || role == MC_ROLE_SHARED_GATE) {
-            int ord = role == MC_ROLE_ROUTER ? s->routers : s->cur_moe;  /* router opens the next */
-            layer = (ord >= 0 && ord < a->n_moe) ? a->moe_layers[ord] : -1;
+            layer = moe_layer(a, role == MC_ROLE_ROUTER ? s->routers : s->cur_moe);  /* router opens the next */
         }
         if (role == MC_ROLE_EXPERT) {
             /* no name: a device range (allocation or copy destination) of exactly E x this
@@ -203,10 +208,7 @@ struct went *attrib_lookup_weight(struct mc_attrib *a, struct stream *s, uint64_
              * one, the next layer's q when d = 2f and the experts ran fused) */
             role = role_from_shape(a->m, s, out, in, &proj, 0);
             if (role == MC_ROLE_UNKNOWN) return NULL;
-            if (role == MC_ROLE_SHARED || role == MC_ROLE_SHARED_GATE) {
-                int ord = s->cur_moe;
-                layer = (ord >= 0 && ord < a->n_moe) ? a->moe_layers[ord] : -1;
-            } else layer = -1;
+            layer = role == MC_ROLE_SHARED || role == MC_ROLE_SHARED_GATE ? moe_layer(a, s->cur_moe) : -1;
         }
         if (role == MC_ROLE_EXPERT && proj == MC_PROJ_DOWN && !by_range) {
             int ord = s->cur_moe;
