@@ -9,6 +9,8 @@ layout, independently of the project's reader."""
 import os, re, struct, subprocess, sys, tempfile, glob, resource
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hwctr
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from preload import preload_line  # noqa: E402
 
 root = os.environ.get("MOECAP_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
 build = os.path.join(root, os.environ.get("BUILD", "build"))
@@ -24,10 +26,7 @@ def case(name, probs):
 if not os.path.exists(shim):
     print("skip - cpuprof under the shim (%s not built)" % shim); sys.exit(0)
 # Under SAN=1 the shim carries ASan/UBSan: its runtime must be preloaded first.
-preload = shim
-if os.environ.get("SAN") == "1":
-    asan = subprocess.run(["cc", "-print-file-name=libasan.so"], capture_output=True, text=True).stdout.strip()
-    preload = asan + ":" + shim
+preload = preload_line(shim)
 
 REC_STRING, REC_COUNTER, REC_NOTE = 2, 11, 17
 SRC = {1: "papi", 2: "rapl", 3: "nvml", 4: "proc"}

@@ -19,6 +19,8 @@ PY = "/usr/bin/python3"
 RUNS = 15
 sys.path.insert(0, here)
 import hwctr
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from preload import preload_line  # noqa: E402
 
 fails = 0
 def case(name, probs):
@@ -32,10 +34,7 @@ if not os.path.exists(shim) or not os.path.exists(moecap):
 if subprocess.run([PY, "-c", "import numpy, torch"], capture_output=True).returncode != 0:
     print("skip - numpy+torch under the shim (%s lacks numpy or torch)" % PY); sys.exit(0)
 
-preload = shim
-if os.environ.get("SAN") == "1":
-    asan = subprocess.run(["cc", "-print-file-name=libasan.so"], capture_output=True, text=True).stdout.strip()
-    preload = asan + ":" + shim
+preload = preload_line(shim)
 
 # A few float32 matmuls through torch (sgemm_) and float64 ones through numpy; the last
 # line says whether libpapi is mapped (checked separately, not compared).

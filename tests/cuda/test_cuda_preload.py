@@ -12,12 +12,14 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from preload import preload_env  # noqa: E402
+
 ROOT = os.environ.get("MOECAP_ROOT", os.path.abspath(os.path.join(os.path.dirname(__file__), "../..")))
 BUILD = os.path.join(ROOT, os.environ.get("BUILD", "build"))
 SHIM = os.path.join(BUILD, "lib", "libmoecap.so")
 MOECAP = os.path.join(BUILD, "bin", "moecap")
 PROG = os.path.join(BUILD, "tests", "cuda", "cuda_prog")
-SAN = os.environ.get("SAN", "0") == "1"
 failures = 0
 
 
@@ -32,13 +34,7 @@ def report(name, ok, why=""):
 
 
 def run(argv, out, **extra):
-    env = dict(os.environ)
-    pre = SHIM
-    if SAN:
-        asan = subprocess.run(["cc", "-print-file-name=libasan.so"], capture_output=True, text=True).stdout.strip()
-        pre = asan + ":" + SHIM
-        env["ASAN_OPTIONS"] = "detect_leaks=0:" + env.get("ASAN_OPTIONS", "")
-    env["LD_PRELOAD"] = pre
+    env = preload_env(SHIM)
     env["MOECAP_OUT"] = out
     env.update({k: str(v) for k, v in extra.items()})
     p = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)

@@ -23,6 +23,9 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from preload import preload_env  # noqa: E402
+
 ROOT = os.environ.get("MOECAP_ROOT", os.path.abspath(os.path.join(os.path.dirname(__file__), "../..")))
 BUILD = os.path.join(ROOT, os.environ.get("BUILD", "build"))
 SHIM = os.path.join(BUILD, "lib", "libmoecap.so")
@@ -47,13 +50,8 @@ def report(name, ok, why=""):
 
 
 def run(out, args, **extra):
-    env = dict(os.environ)
-    pre = SHIM
-    if SAN:
-        asan = subprocess.run(["cc", "-print-file-name=libasan.so"], capture_output=True, text=True).stdout.strip()
-        pre = asan + ":" + SHIM
-        env["ASAN_OPTIONS"] = "detect_leaks=0:" + env.get("ASAN_OPTIONS", "")
-    env.update({"LD_PRELOAD": pre, "MOECAP_OUT": out, "MOECAP_CUPTI": "0", "MOECAP_NVML": "0"})
+    env = preload_env(SHIM)
+    env.update({"MOECAP_OUT": out, "MOECAP_CUPTI": "0", "MOECAP_NVML": "0"})
     env.update({k: str(v) for k, v in extra.items()})
     p = subprocess.run([PROG] + [str(a) for a in args], env=env, capture_output=True, text=True, timeout=120)
     traces = {}
@@ -222,12 +220,8 @@ def case_cuda_engine(tmp, mdir):
         return
     for dtype in ("f32", "bf16"):
         out = os.path.join(tmp, "engine-" + dtype)
-        env = dict(os.environ)
-        pre = SHIM
-        if SAN:
-            pre = subprocess.run(["cc", "-print-file-name=libasan.so"], capture_output=True, text=True).stdout.strip() + ":" + SHIM
-            env["ASAN_OPTIONS"] = "detect_leaks=0:" + env.get("ASAN_OPTIONS", "")
-        env.update({"LD_PRELOAD": pre, "MOECAP_OUT": out, "MOECAP_CUPTI": "0", "MOECAP_NVML": "0",
+        env = preload_env(SHIM)
+        env.update({"MOECAP_OUT": out, "MOECAP_CUPTI": "0", "MOECAP_NVML": "0",
                     "MOE_REF_CUDA_LIB": emu})
         p = subprocess.run([MOEREF, "run", "--device", "cuda", "--moe", "loop", "--dtype", dtype, "--model", mdir,
                             "--batch", "1", "--prompt-len", "4", "--gen", "2"], env=env, capture_output=True,

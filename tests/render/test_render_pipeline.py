@@ -6,6 +6,8 @@ layer and expert counts, headline figures formatted as the renderer's documented
 say). Skipped when the pipeline before the renderer cannot run here."""
 import json, os, re, subprocess, sys, tempfile
 import xml.etree.ElementTree as ET
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from preload import preload_env  # noqa: E402
 
 root = os.environ.get("MOECAP_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
 build = os.path.join(root, os.environ.get("BUILD", "build"))
@@ -20,13 +22,7 @@ for f in (moeref, moecap, shim):
     if not os.path.exists(f):
         print("skip - render pipeline (%s not built)" % f); sys.exit(0)
 d = tempfile.mkdtemp(prefix="mc-render-pipe-")
-env = dict(os.environ)
-if os.environ.get("SAN") == "1":
-    asan = subprocess.run(["cc", "-print-file-name=libasan.so"], capture_output=True, text=True).stdout.strip()
-    env["LD_PRELOAD"] = asan + ":" + shim
-    env["ASAN_OPTIONS"] = "detect_leaks=0:" + env.get("ASAN_OPTIONS", "")
-else:
-    env["LD_PRELOAD"] = shim
+env = preload_env(shim)
 env["MOECAP_OUT"] = os.path.join(d, "run")
 steps = [
     [moeref, "gen", "--arch", "mixtral", "--out", os.path.join(d, "model"), "--layers", "3", "--hidden", "64",

@@ -23,6 +23,8 @@ the bench's request log, never from the report:
     (docs/attribution.md section 6).
 """
 import json, os, shutil, signal, subprocess, sys, tempfile, time
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from preload import preload_env  # noqa: E402
 
 ROOT = os.environ.get("MOECAP_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("BUILD", "build")
@@ -74,12 +76,7 @@ def run_case(shim, arch, gen, serve):
     subprocess.run([B("bin", "moe-ref"), "gen", "--arch", arch, "--out", model, "--seed", "5"] + gen,
                    check=True, stdout=subprocess.DEVNULL)
     gt, portf, slog = os.path.join(run, "ground-truth.jsonl"), os.path.join(tmp, "port"), os.path.join(tmp, "serve.log")
-    env = dict(os.environ, LD_PRELOAD=shim, MOECAP_OUT=run)
-    if os.environ.get("SAN") == "1":
-        # An ASan-built shim needs the ASan runtime first in the initial library list.
-        asan = subprocess.run(["cc", "-print-file-name=libasan.so"], capture_output=True, text=True).stdout.strip()
-        env["LD_PRELOAD"] = asan + ":" + shim
-        env["ASAN_OPTIONS"] = "detect_leaks=0:" + env.get("ASAN_OPTIONS", "")
+    env = preload_env(shim, dict(os.environ, MOECAP_OUT=run))
     srv = subprocess.Popen([B("bin", "moe-ref"), "serve", "--model", model, "--port", "0", "--port-file", portf,
                             "--max-batch", "8", "--ground-truth", gt, "--quiet"] + serve, env=env, stderr=open(slog, "w"))
     try:

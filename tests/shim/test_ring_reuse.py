@@ -12,8 +12,10 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from preload import preload_env  # noqa: E402
+
 BUILD = os.environ.get("BUILD", "build")
-SAN = os.environ.get("SAN") == "1"
 SHIM = os.path.abspath(os.path.join(BUILD, "lib", "libmoecap.so"))
 MOECAP = os.path.abspath(os.path.join(BUILD, "bin", "moecap"))
 ROUNDS = 1500
@@ -72,13 +74,8 @@ def main():
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "t")
-        env = dict(os.environ)
-        pre = SHIM
-        if SAN:
-            asan = subprocess.run(["cc", "-print-file-name=libasan.so"], capture_output=True, text=True).stdout.strip()
-            pre = asan + ":" + SHIM
-            env["ASAN_OPTIONS"] = "detect_leaks=0:" + env.get("ASAN_OPTIONS", "")
-        env.update(LD_PRELOAD=pre, MOECAP_OUT=out, MOECAP_BUF_KB="64", MOECAP_SAMPLE_MS="0")
+        env = preload_env(SHIM)
+        env.update(MOECAP_OUT=out, MOECAP_BUF_KB="64", MOECAP_SAMPLE_MS="0")
         env.pop("MOECAP_DISABLE", None)
         env.pop("MOECAP_STACK", None)
         p = subprocess.run([py, "-c", CHILD, str(ROUNDS)], env=env, capture_output=True, text=True, timeout=300)

@@ -16,6 +16,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from preload import preload_env as _preload_env  # noqa: E402
+
 ROOT = os.environ.get("MOECAP_ROOT", os.path.abspath(os.path.join(os.path.dirname(__file__), "../..")))
 BUILD = os.path.join(ROOT, os.environ.get("BUILD", "build"))
 SAN = os.environ.get("SAN", "0") == "1"
@@ -41,13 +44,7 @@ def report(name, ok, why=""):
 
 
 def preload_env(out, **extra):
-    env = dict(os.environ)
-    pre = SHIM
-    if SAN:
-        asan = subprocess.run(["cc", "-print-file-name=libasan.so"], capture_output=True, text=True).stdout.strip()
-        pre = asan + ":" + SHIM
-        env["ASAN_OPTIONS"] = "detect_leaks=0:" + env.get("ASAN_OPTIONS", "")
-    env["LD_PRELOAD"] = pre
+    env = _preload_env(SHIM)
     env["MOECAP_OUT"] = out
     env.pop("MOECAP_DISABLE", None)
     env.pop("MOECAP_STACK", None)

@@ -5,6 +5,10 @@ running a command with the emulated engine library, and reading a run's traces b
 import json
 import os
 import subprocess
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../.."))
+from preload import preload_line  # noqa: E402
 
 ROOT = os.environ.get("MOECAP_ROOT", os.path.abspath(os.path.join(os.path.dirname(__file__), "../../..")))
 BUILD = os.path.join(ROOT, os.environ.get("BUILD", "build"))
@@ -13,10 +17,8 @@ MOECAP = os.path.join(BUILD, "bin", "moecap")
 SHIM = os.path.join(BUILD, "lib", "libmoecap.so")
 EMU_DIR = os.path.join(BUILD, "tests", "cuda", "emu")
 EMU_LIB = os.path.join(EMU_DIR, "libmoeref-cuda-emu.so")
-PRELOAD = SHIM
-if os.environ.get("SAN") == "1":   # an ASan-built shim needs the ASan runtime loaded first
-    PRELOAD = subprocess.run(["cc", "-print-file-name=libasan.so"], capture_output=True,
-                             text=True).stdout.strip() + ":" + SHIM
+PRELOAD = preload_line(SHIM)
+if os.environ.get("SAN") == "1":   # the traced engine's leaks are not the shim's
     os.environ["ASAN_OPTIONS"] = "detect_leaks=0:" + os.environ.get("ASAN_OPTIONS", "")
 
 failures = 0
