@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "moecap/trace_facts.h"
+
 struct rd {
     int fd;
     mc_pread_fn pread_fn;
@@ -113,22 +115,19 @@ static int skip_value(struct rd *r, uint32_t t, uint64_t *num, int depth)
     return -1;
 }
 
-/* Bytes of `n` elements of ggml type t (0 = unknown type), and the mc_dtype. */
+/* Bytes of `n` elements of ggml type t (0 = unknown type), and the mc_dtype. Plain element
+ * types come from MC_DTYPE_LIST (its GGML column); block-quantised ones (no mc_dtype: blocks
+ * of `block` elements in `bytes` bytes) from the table here. */
 static uint64_t ggml_bytes(uint32_t t, uint64_t n, int *dtype)
 {
-    static const struct { uint32_t t; uint32_t block, bytes; int dt; } tab[] = {
-        {0, 1, 4, MC_DT_F32}, {1, 1, 2, MC_DT_F16}, {2, 32, 18, 0}, {3, 32, 20, 0}, {6, 32, 22, 0},
-        {7, 32, 24, 0}, {8, 32, 34, 0}, {9, 32, 36, 0}, {10, 256, 84, 0}, {11, 256, 110, 0},
-        {12, 256, 144, 0}, {13, 256, 176, 0}, {14, 256, 210, 0}, {15, 256, 292, 0},
-        {24, 1, 1, MC_DT_I8}, {25, 1, 2, MC_DT_I16}, {26, 1, 4, MC_DT_I32}, {27, 1, 8, MC_DT_I64},
-        {28, 1, 8, MC_DT_F64}, {30, 1, 2, MC_DT_BF16},
+    static const struct { uint32_t t; uint32_t block, bytes; } quant[] = {
+        {2, 32, 18}, {3, 32, 20}, {6, 32, 22}, {7, 32, 24}, {8, 32, 34}, {9, 32, 36}, {10, 256, 84},
+        {11, 256, 110}, {12, 256, 144}, {13, 256, 176}, {14, 256, 210}, {15, 256, 292},
     };
-    for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++)
-        if (tab[i].t == t) {
-            *dtype = tab[i].dt;
-            return n / tab[i].block * tab[i].bytes;
-        }
-    *dtype = MC_DT_UNKNOWN;
+    *dtype = mc_dtype_from_ggml(t);
+    if (*dtype != MC_DT_UNKNOWN) return n * (uint64_t)mc_dtype_bytes((unsigned)*dtype);
+    for (size_t i = 0; i < sizeof quant / sizeof quant[0]; i++)
+        if (quant[i].t == t) return n / quant[i].block * quant[i].bytes;
     return 0;
 }
 

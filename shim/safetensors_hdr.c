@@ -6,6 +6,8 @@
 
 #include <string.h>
 
+#include "moecap/trace_facts.h"
+
 struct js { const char *p, *end; int depth; };
 
 static void ws(struct js *j)
@@ -120,18 +122,6 @@ static int skip_value(struct js *j)
     return rc;
 }
 
-int mc_st_dtype(const char *s)
-{
-    static const struct { const char *n; int d; } t[] = {
-        {"F32", MC_DT_F32}, {"F64", MC_DT_F64}, {"F16", MC_DT_F16}, {"BF16", MC_DT_BF16},
-        {"F8_E4M3", MC_DT_F8E4M3}, {"F8_E5M2", MC_DT_F8E5M2}, {"I8", MC_DT_I8}, {"I16", MC_DT_I16},
-        {"I32", MC_DT_I32}, {"I64", MC_DT_I64}, {"U8", MC_DT_U8}, {"U16", MC_DT_U16},
-        {"U32", MC_DT_U32}, {"U64", MC_DT_U64}, {"BOOL", MC_DT_BOOL},
-    };
-    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) if (!strcmp(s, t[i].n)) return t[i].d;
-    return MC_DT_UNKNOWN;
-}
-
 /* One tensor entry: {"dtype": "...", "shape": [...], "data_offsets": [b, e]} */
 static int tensor(struct js *j, struct mc_st_tensor *t)
 {
@@ -144,7 +134,7 @@ static int tensor(struct js *j, struct mc_st_tensor *t)
         if (!strcmp(key, "dtype")) {
             char d[16];
             if (str(j, d, sizeof d) < 0) return -1;
-            t->dtype = mc_st_dtype(d);
+            t->dtype = mc_dtype_from_safetensors(d);
         } else if (!strcmp(key, "shape")) {
             if (!lit(j, '[')) return -1;
             t->ndim = 0;

@@ -21,7 +21,4 @@ typedef void (*mc_st_cb)(void *arg, const struct mc_st_tensor *t);
  * were already passed to cb). */
 int mc_st_parse(const char *json, size_t len, mc_st_cb cb, void *arg);
 
-/* "F32" -> MC_DT_F32, ...; MC_DT_UNKNOWN when unknown. */
-int mc_st_dtype(const char *s);
-
 #endif

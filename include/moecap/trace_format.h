@@ -10,8 +10,8 @@
  * Strings are interned: MC_REC_STRING defines id -> text once; other records refer to ids
  * (0 = no string).
  *
- * Records with a variable part (PROCESS, STRING, CALLSITE, ROUTER_TAP, TOPK_TAP) never grow their
- * fixed struct within a major version: the variable part starts right after it.
+ * Records with a variable part (MC_VAR_PART in MC_RECORD_LIST) never grow their fixed
+ * struct within a major version: the variable part starts right after it.
  * Compatibility rule: records only grow at the end (readers take min(size, sizeof) and
  * zero the rest); new record types get new numbers; MC_TRACE_VERSION_MAJOR changes only
  * for incompatible layouts.
@@ -39,29 +39,60 @@ struct mc_rec_header {
     uint32_t size;          /* header + payload, multiple of 8 */
 };
 
+/* Every record type, once. Columns: enum suffix (MC_REC_<NAME>), number on disk, struct
+ * tag, name (the reader union's member, `moecap dump`'s "type" and --summary key), and
+ * whether a variable part follows the fixed struct (MC_VAR_*). The enum below, the reader's
+ * fixed sizes, names, record union and `moecap dump`'s dispatch are all generated from it.
+ * Adding a record type: a line here + its struct below + a dump_<name> in
+ * postproc/trace/cmd_dump.c (docs/architecture.md, "Add a record type"). */
+#define MC_VAR_NONE 0   /* fixed struct only (it may still grow at the end) */
+#define MC_VAR_PART 1   /* a variable part follows the fixed struct */
+#define MC_RECORD_LIST(X) \
+    /* filler (no payload meaning); readers skip it silently */ \
+    X(PAD,        0,  mc_rec_header,     pad,        MC_VAR_NONE) \
+    /* mc_rec_process + argv strings (NUL-separated) */ \
+    X(PROCESS,    1,  mc_rec_process,    process,    MC_VAR_PART) \
+    /* mc_rec_string + text (NUL-terminated, padded) */ \
+    X(STRING,     2,  mc_rec_string,     string,     MC_VAR_PART) \
+    X(THREAD,     3,  mc_rec_thread,     thread,     MC_VAR_NONE) \
+    /* CPU BLAS, cuBLAS, cuBLASLt GEMM and GEMV */ \
+    X(GEMM,       4,  mc_rec_gemm,       gemm,       MC_VAR_NONE) \
+    /* GPU kernel (CUPTI activity or launch API) */ \
+    X(KERNEL,     5,  mc_rec_kernel,     kernel,     MC_VAR_NONE) \
+    /* copies and memsets */ \
+    X(MEMCPY,     6,  mc_rec_memcpy,     memcpy,     MC_VAR_NONE) \
+    /* device/host allocations and frees */ \
+    X(ALLOC,      7,  mc_rec_alloc,      alloc,      MC_VAR_NONE) \
+    /* weight-file bytes -> address range */ \
+    X(FILE_MAP,   8,  mc_rec_file_map,   file_map,   MC_VAR_NONE) \
+    /* one entry of a weight file's tensor table */ \
+    X(TENSOR,     9,  mc_rec_tensor,     tensor,     MC_VAR_NONE) \
+    /* forward-step boundaries from adapters */ \
+    X(STEP_MARK,  10, mc_rec_step_mark,  step_mark,  MC_VAR_NONE) \
+    /* PAPI / RAPL / NVML / proc samples */ \
+    X(COUNTER,    11, mc_rec_counter,    counter,    MC_VAR_NONE) \
+    /* events lost and why */ \
+    X(DROPPED,    12, mc_rec_dropped,    dropped,    MC_VAR_NONE) \
+    /* mc_rec_callsite + pcs[depth] */ \
+    X(CALLSITE,   13, mc_rec_callsite,   callsite,   MC_VAR_PART) \
+    /* one executable mapping of /proc/self/maps */ \
+    X(MAPPING,    14, mc_rec_mapping,    mapping,    MC_VAR_NONE) \
+    /* other intercepted API calls (sync, launch, ...) */ \
+    X(API,        15, mc_rec_api,        api,        MC_VAR_NONE) \
+    /* mc_rec_router_tap + logits payload (GPU router-logit tap) */ \
+    X(ROUTER_TAP, 16, mc_rec_router_tap, router_tap, MC_VAR_PART) \
+    /* a diagnostic the shim wants in the report */ \
+    X(NOTE,       17, mc_rec_note,       note,       MC_VAR_NONE) \
+    /* compact CPU BLAS GEMM/GEMV; the reader library returns it as a MC_REC_GEMM */ \
+    X(GEMM_CPU,   18, mc_rec_gemm_cpu,   gemm_cpu,   MC_VAR_NONE) \
+    /* mc_rec_topk_tap + counts (kernel-parameter taps, cupti/) */ \
+    X(TOPK_TAP,   40, mc_rec_topk_tap,   topk_tap,   MC_VAR_PART)
+
 enum mc_rec_type {
-    MC_REC_PAD       = 0,  /* filler (no payload meaning); readers skip it silently */
-    MC_REC_PROCESS   = 1,  /* mc_rec_process + argv strings (NUL-separated) */
-    MC_REC_STRING    = 2,  /* mc_rec_string + text (NUL-terminated, padded) */
-    MC_REC_THREAD    = 3,  /* mc_rec_thread */
-    MC_REC_GEMM      = 4,  /* mc_rec_gemm: CPU BLAS, cuBLAS, cuBLASLt GEMM and GEMV */
-    MC_REC_KERNEL    = 5,  /* mc_rec_kernel: GPU kernel (CUPTI activity or launch API) */
-    MC_REC_MEMCPY    = 6,  /* mc_rec_memcpy: copies and memsets */
-    MC_REC_ALLOC     = 7,  /* mc_rec_alloc: device/host allocations and frees */
-    MC_REC_FILE_MAP  = 8,  /* mc_rec_file_map: weight-file bytes -> address range */
-    MC_REC_TENSOR    = 9,  /* mc_rec_tensor: one entry of a weight file's tensor table */
-    MC_REC_STEP_MARK = 10, /* mc_rec_step_mark: forward-step boundaries from adapters */
-    MC_REC_COUNTER   = 11, /* mc_rec_counter: PAPI / RAPL / NVML / proc samples */
-    MC_REC_DROPPED   = 12, /* mc_rec_dropped: events lost and why */
-    MC_REC_CALLSITE  = 13, /* mc_rec_callsite + pcs[depth] */
-    MC_REC_MAPPING   = 14, /* mc_rec_mapping: one executable mapping of /proc/self/maps */
-    MC_REC_API       = 15, /* mc_rec_api: other intercepted API calls (sync, launch, ...) */
-    MC_REC_ROUTER_TAP= 16, /* mc_rec_router_tap + logits payload (GPU router-logit tap) */
-    MC_REC_NOTE      = 17, /* mc_rec_note: a diagnostic the shim wants in the report */
-    MC_REC_GEMM_CPU  = 18, /* mc_rec_gemm_cpu: compact CPU BLAS GEMM/GEMV; the reader library
-                              returns it as a MC_REC_GEMM */
-    MC_REC_TOPK_TAP  = 40, /* mc_rec_topk_tap + counts (kernel-parameter taps, cupti/) */
-    MC_REC_TYPE_MAX
+#define MC_REC_ENUM_(NAME, num, tag, name, var) MC_REC_##NAME = num,
+    MC_RECORD_LIST(MC_REC_ENUM_)
+#undef MC_REC_ENUM_
+    MC_REC_TYPE_MAX /* one past the highest number in the list */
 };
 
 struct mc_rec_process {
@@ -88,36 +119,92 @@ struct mc_rec_thread {
     uint64_t start_ns;
 };
 
+/* Every intercepted API, once. Columns: enum suffix (MC_API_<NAME>), number on disk, the
+ * API's own spelling (`moecap dump`, report), and its class (MC_APICLASS_*: what the
+ * post-processor and the shim do with its records). mc_api_name and the class tests in
+ * moecap/trace_facts.h are generated from it. */
+enum mc_api_class {
+    MC_APICLASS_NONE = 0,
+    MC_APICLASS_GEMM,      /* a GEMM (CPU BLAS, cuBLAS, cuBLASLt): MC_REC_GEMM */
+    MC_APICLASS_GEMV,      /* a CPU BLAS GEMV, recorded as a one-column MC_REC_GEMM */
+    MC_APICLASS_LAUNCH,    /* a kernel or graph launch: opens GPU work of a step */
+    MC_APICLASS_SYNC,      /* the host waits for the device: can close a GPU step */
+    MC_APICLASS_CUPTI,     /* CUPTI's own activity records (arrive late, after the kernels ran) */
+};
+#define MC_API_LIST(X) \
+    X(UNKNOWN,                        0,  "unknown",                    MC_APICLASS_NONE) \
+    /* CPU BLAS */ \
+    X(SGEMM_F77,                      1,  "sgemm_",                     MC_APICLASS_GEMM) \
+    X(DGEMM_F77,                      2,  "dgemm_",                     MC_APICLASS_GEMM) \
+    X(CBLAS_SGEMM,                    3,  "cblas_sgemm",                MC_APICLASS_GEMM) \
+    X(CBLAS_DGEMM,                    4,  "cblas_dgemm",                MC_APICLASS_GEMM) \
+    X(SGEMV_F77,                      5,  "sgemv_",                     MC_APICLASS_GEMV) \
+    X(DGEMV_F77,                      6,  "dgemv_",                     MC_APICLASS_GEMV) \
+    X(CBLAS_SGEMV,                    7,  "cblas_sgemv",                MC_APICLASS_GEMV) \
+    X(CBLAS_DGEMV,                    8,  "cblas_dgemv",                MC_APICLASS_GEMV) \
+    X(SBGEMM_F77,                     9,  "sbgemm_",                    MC_APICLASS_GEMM) \
+    X(CBLAS_SBGEMM,                   10, "cblas_sbgemm",               MC_APICLASS_GEMM) \
+    /* cuBLAS / cuBLASLt */ \
+    X(CUBLAS_SGEMM,                   32, "cublasSgemm",                MC_APICLASS_GEMM) \
+    X(CUBLAS_GEMM_EX,                 33, "cublasGemmEx",               MC_APICLASS_GEMM) \
+    X(CUBLAS_GEMM_STRIDED_BATCHED_EX, 34, "cublasGemmStridedBatchedEx", MC_APICLASS_GEMM) \
+    X(CUBLAS_GEMM_BATCHED_EX,         35, "cublasGemmBatchedEx",        MC_APICLASS_GEMM) \
+    X(CUBLAS_SGEMM_STRIDED_BATCHED,   36, "cublasSgemmStridedBatched",  MC_APICLASS_GEMM) \
+    X(CUBLASLT_MATMUL,                37, "cublasLtMatmul",             MC_APICLASS_GEMM) \
+    X(CUBLAS_HGEMM,                   38, "cublasHgemm",                MC_APICLASS_GEMM) \
+    /* CUDA runtime / driver (MC_REC_API) */ \
+    X(CUDA_LAUNCH_KERNEL,             64, "cudaLaunchKernel",           MC_APICLASS_LAUNCH) \
+    X(CUDA_GRAPH_LAUNCH,              65, "cudaGraphLaunch",            MC_APICLASS_LAUNCH) \
+    X(CUDA_STREAM_SYNC,               66, "cudaStreamSynchronize",      MC_APICLASS_SYNC) \
+    X(CUDA_EVENT_SYNC,                67, "cudaEventSynchronize",       MC_APICLASS_SYNC) \
+    X(CUDA_DEVICE_SYNC,               68, "cudaDeviceSynchronize",      MC_APICLASS_SYNC) \
+    X(CU_LAUNCH_KERNEL,               69, "cuLaunchKernel",             MC_APICLASS_LAUNCH) \
+    X(CUDA_LAUNCH_KERNEL_EXC,         70, "cudaLaunchKernelExC",        MC_APICLASS_LAUNCH) \
+    /* the CUDA 13 <<<>>> launch path */ \
+    X(CUDA_LAUNCH_KERNEL_INTERNAL,    71, "__cudaLaunchKernel",         MC_APICLASS_LAUNCH) \
+    X(CU_LAUNCH_KERNEL_EX,            72, "cuLaunchKernelEx",           MC_APICLASS_LAUNCH) \
+    X(CU_GRAPH_LAUNCH,                73, "cuGraphLaunch",              MC_APICLASS_LAUNCH) \
+    X(CU_STREAM_SYNC,                 74, "cuStreamSynchronize",        MC_APICLASS_SYNC) \
+    X(CU_EVENT_SYNC,                  75, "cuEventSynchronize",         MC_APICLASS_SYNC) \
+    X(CU_CTX_SYNC,                    76, "cuCtxSynchronize",           MC_APICLASS_SYNC) \
+    /* CUPTI activity: runtime / driver API (name_str = function), graph launch (arg0 = graph id) */ \
+    X(CUPTI_RUNTIME,                  96, "cupti.runtime",              MC_APICLASS_CUPTI) \
+    X(CUPTI_DRIVER,                   97, "cupti.driver",               MC_APICLASS_CUPTI) \
+    X(CUPTI_GRAPH,                    98, "cupti.graph",                MC_APICLASS_CUPTI)
+
 enum mc_api {
-    MC_API_UNKNOWN = 0,
-    /* CPU BLAS */
-    MC_API_SGEMM_F77 = 1, MC_API_DGEMM_F77, MC_API_CBLAS_SGEMM, MC_API_CBLAS_DGEMM,
-    MC_API_SGEMV_F77, MC_API_DGEMV_F77, MC_API_CBLAS_SGEMV, MC_API_CBLAS_DGEMV,
-    MC_API_SBGEMM_F77, MC_API_CBLAS_SBGEMM,
-    /* cuBLAS / cuBLASLt */
-    MC_API_CUBLAS_SGEMM = 32, MC_API_CUBLAS_GEMM_EX, MC_API_CUBLAS_GEMM_STRIDED_BATCHED_EX,
-    MC_API_CUBLAS_GEMM_BATCHED_EX, MC_API_CUBLAS_SGEMM_STRIDED_BATCHED, MC_API_CUBLASLT_MATMUL,
-    MC_API_CUBLAS_HGEMM,
-    /* CUDA runtime / driver (MC_REC_API) */
-    MC_API_CUDA_LAUNCH_KERNEL = 64, MC_API_CUDA_GRAPH_LAUNCH, MC_API_CUDA_STREAM_SYNC,
-    MC_API_CUDA_EVENT_SYNC, MC_API_CUDA_DEVICE_SYNC, MC_API_CU_LAUNCH_KERNEL,
-    MC_API_CUDA_LAUNCH_KERNEL_EXC = 70,   /* cudaLaunchKernelExC */
-    MC_API_CUDA_LAUNCH_KERNEL_INTERNAL,   /* __cudaLaunchKernel (CUDA 13 <<<>>> path) */
-    MC_API_CU_LAUNCH_KERNEL_EX,           /* cuLaunchKernelEx */
-    MC_API_CU_GRAPH_LAUNCH,               /* cuGraphLaunch */
-    MC_API_CU_STREAM_SYNC,                /* cuStreamSynchronize */
-    MC_API_CU_EVENT_SYNC,                 /* cuEventSynchronize */
-    MC_API_CU_CTX_SYNC,                   /* cuCtxSynchronize */
-    /* CUPTI's own activity records (arrive late, after the kernels ran) */
-    MC_API_CUPTI_RUNTIME = 96,            /* runtime-API activity; name_str = function */
-    MC_API_CUPTI_DRIVER = 97,             /* driver-API activity; name_str = function */
-    MC_API_CUPTI_GRAPH = 98,              /* graph-launch activity (arg0 = graph id) */
-    MC_API_MAX = 255
+#define MC_API_ENUM_(NAME, num, spelling, cls) MC_API_##NAME = num,
+    MC_API_LIST(MC_API_ENUM_)
+#undef MC_API_ENUM_
+    MC_API_MAX = 255   /* api fields are uint16_t on disk; numbers stay below this */
 };
 
+/* Every element type, once. Columns: enum suffix (MC_DT_<NAME>), number on disk, bytes per
+ * element (0 = unknown), short name (`moecap dump`), safetensors header spelling, GGML type
+ * number in GGUF files (-1 = none), and the key of the hardware profiles' peak-FLOPS table
+ * (NULL = none). Lookups in moecap/trace_facts.h are generated from it. */
+#define MC_DTYPE_LIST(X) \
+    X(UNKNOWN, 0,  0, "unknown", NULL,      -1, NULL) \
+    X(F32,     1,  4, "f32",     "F32",     0,  "f32") \
+    X(F64,     2,  8, "f64",     "F64",     28, "f64") \
+    X(F16,     3,  2, "f16",     "F16",     1,  "f16") \
+    X(BF16,    4,  2, "bf16",    "BF16",    30, "bf16") \
+    X(F8E4M3,  5,  1, "f8e4m3",  "F8_E4M3", -1, "fp8") \
+    X(F8E5M2,  6,  1, "f8e5m2",  "F8_E5M2", -1, "fp8") \
+    X(I8,      7,  1, "i8",      "I8",      24, "int8") \
+    X(I32,     8,  4, "i32",     "I32",     26, NULL) \
+    X(I64,     9,  8, "i64",     "I64",     27, NULL) \
+    X(U8,      10, 1, "u8",      "U8",      -1, NULL) \
+    X(BOOL,    11, 1, "bool",    "BOOL",    -1, NULL) \
+    X(I16,     12, 2, "i16",     "I16",     25, NULL) \
+    X(U16,     13, 2, "u16",     "U16",     -1, NULL) \
+    X(U32,     14, 4, "u32",     "U32",     -1, NULL) \
+    X(U64,     15, 8, "u64",     "U64",     -1, NULL)
+
 enum mc_dtype {
-    MC_DT_UNKNOWN = 0, MC_DT_F32, MC_DT_F64, MC_DT_F16, MC_DT_BF16, MC_DT_F8E4M3, MC_DT_F8E5M2,
-    MC_DT_I8, MC_DT_I32, MC_DT_I64, MC_DT_U8, MC_DT_BOOL, MC_DT_I16, MC_DT_U16, MC_DT_U32, MC_DT_U64,
+#define MC_DT_ENUM_(NAME, num, bytes, name, st, ggml, peak) MC_DT_##NAME = num,
+    MC_DTYPE_LIST(MC_DT_ENUM_)
+#undef MC_DT_ENUM_
     MC_DT_MAX
 };
 
@@ -235,7 +322,7 @@ struct mc_rec_tensor {
     uint16_t pad;
 };
 
-enum mc_step_kind { MC_STEP_BEGIN = 1, MC_STEP_END = 2 };
+enum mc_step_mark_kind { MC_STEP_MARK_BEGIN = 1, MC_STEP_MARK_END = 2 };
 
 struct mc_rec_step_mark {
     struct mc_rec_header h;
@@ -243,7 +330,7 @@ struct mc_rec_step_mark {
     uint64_t step_id;
     int64_t tokens, sequences;      /* -1 = unknown */
     uint32_t adapter_str;           /* e.g. "llama_decode" */
-    uint16_t kind;                  /* enum mc_step_kind */
+    uint16_t kind;                  /* enum mc_step_mark_kind */
     uint16_t pad;
 };
 

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "moecap/trace_facts.h"
+
 /* ---------- streams ---------- */
 
 void attrib_stream_free(struct stream *s)
@@ -74,11 +76,6 @@ static void note_unknown(struct mc_attrib *a, int64_t out, int64_t in)
     }
 }
 
-static int is_gemv(unsigned api)
-{
-    return api == MC_API_SGEMV_F77 || api == MC_API_DGEMV_F77 || api == MC_API_CBLAS_SGEMV ||
-           api == MC_API_CBLAS_DGEMV;
-}
 
 static int role_is_dense_weight(enum mc_role r)
 {
@@ -101,7 +98,7 @@ void mc_attrib_gemm(struct mc_attrib *a, int32_t pid, const struct mc_rec_gemm *
     int64_t tok1, out1, in1, tok2, out2, in2;
     uint64_t w1, w2;
     int dt1, dt2;
-    if (is_gemv(g->api)) {
+    if (mc_api_is_gemv(g->api)) {
         tok1 = tok2 = 1;
         if (g->trans_a == MC_OP_N) { out1 = g->m; in1 = g->k; } else { out1 = g->k; in1 = g->m; }
         out2 = out1; in2 = in1;
@@ -111,7 +108,7 @@ void mc_attrib_gemm(struct mc_attrib *a, int32_t pid, const struct mc_rec_gemm *
         tok2 = g->n; out2 = g->m; in2 = g->k; w2 = g->a; dt2 = g->dtype_a;   /* Y^T = W * X^T */
     }
     /* Prefer the transposed operand as the weight (frameworks store W as out x in). */
-    int prefer2 = !is_gemv(g->api) && g->trans_a != MC_OP_N && g->trans_b == MC_OP_N;
+    int prefer2 = !mc_api_is_gemv(g->api) && g->trans_a != MC_OP_N && g->trans_b == MC_OP_N;
     if (!prefer2 && g->trans_a == g->trans_b && g->layout == MC_LAYOUT_COL_MAJOR) prefer2 = 1;
     struct went *w = NULL;
     int64_t tokens;

@@ -20,6 +20,7 @@
 #include "bench/client_view.h"
 #include "bench/lmeval.h"
 #include "commands.h"
+#include "moecap/trace_facts.h"
 #include "render/render.h"
 #include "report/attrib.h"
 #include "report/hwprof.h"
@@ -67,19 +68,6 @@ static int write_text(const char *dir, const char *name, int (*fn)(const cJSON *
     if (fclose(f) != 0) rc = -1;
     if (rc) fprintf(stderr, "moecap report: writing %s failed\n", p);
     return rc;
-}
-
-static const char *dtype_key(int dt)
-{
-    switch (dt) {
-    case MC_DT_F32: return "f32";
-    case MC_DT_BF16: return "bf16";
-    case MC_DT_F16: return "f16";
-    case MC_DT_F8E4M3: case MC_DT_F8E5M2: return "fp8";
-    case MC_DT_I8: return "int8";
-    case MC_DT_F64: return "f64";
-    default: return NULL;
-    }
 }
 
 int mc_cmd_report(int argc, char **argv)
@@ -198,9 +186,9 @@ int mc_cmd_report(int argc, char **argv)
             if (!have_dtype) {
                 /* the operands' type picks the peak (bf16 x bf16 with f32 accumulation runs at
                  * the bf16 tensor-core rate); the accumulation type only when they are unknown */
-                int dt = dtype_key(rec->u.gemm.dtype_a) ? rec->u.gemm.dtype_a : rec->u.gemm.dtype_compute;
-                const char *k = dtype_key(dt);
-                if (!k) k = dtype_key(model.weight_dtype);
+                int dt = mc_dtype_peak_key(rec->u.gemm.dtype_a) ? rec->u.gemm.dtype_a : rec->u.gemm.dtype_compute;
+                const char *k = mc_dtype_peak_key(dt);
+                if (!k) k = mc_dtype_peak_key(model.weight_dtype);
                 if (k) {
                     snprintf(r.compute_key, sizeof r.compute_key, "%s", k);
                     r.peak = mc_hw_peak_flops(&hw, k);
@@ -252,11 +240,10 @@ int mc_cmd_report(int argc, char **argv)
              * CUPTI's own activity records (MC_API_CUPTI_*) arrive late and are not used. */
             const struct mc_rec_api *x = &rec->u.api;
             unsigned id = x->api;
-            if (id == MC_API_CUDA_STREAM_SYNC || id == MC_API_CUDA_EVENT_SYNC || id == MC_API_CUDA_DEVICE_SYNC ||
-                id == MC_API_CU_STREAM_SYNC || id == MC_API_CU_EVENT_SYNC || id == MC_API_CU_CTX_SYNC) {
+            if (mc_api_is_sync(id)) {
                 if (!mc_attrib_gpu_sync(at, c->pid, x->tid, x->t_begin_ns, x->t_end_ns))
                     mc_attrib_gpu_activity(at, c->pid, x->tid, x->t_begin_ns);
-            } else if (id >= MC_API_CUDA_LAUNCH_KERNEL && id <= MC_API_CU_GRAPH_LAUNCH) {
+            } else if (mc_api_is_launch(id)) {
                 mc_attrib_gpu_activity(at, c->pid, x->tid, x->t_begin_ns);
             }
             break;

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "moecap/trace_format.h"
+#include "moecap/trace_facts.h"
 
 static void seterr(char *err, size_t n, const char *fmt, ...)
 {
@@ -20,17 +20,6 @@ static void seterr(char *err, size_t n, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, n, fmt, ap);
     va_end(ap);
-}
-
-int mc_dtype_bytes(int dt)
-{
-    switch (dt) {
-    case MC_DT_F32: case MC_DT_I32: case MC_DT_U32: return 4;
-    case MC_DT_F64: case MC_DT_I64: case MC_DT_U64: return 8;
-    case MC_DT_F16: case MC_DT_BF16: case MC_DT_I16: case MC_DT_U16: return 2;
-    case MC_DT_F8E4M3: case MC_DT_F8E5M2: case MC_DT_I8: case MC_DT_U8: case MC_DT_BOOL: return 1;
-    default: return 0;
-    }
 }
 
 static int dtype_from_torch(const char *s)
@@ -43,18 +32,6 @@ static int dtype_from_torch(const char *s)
     if (!strcmp(s, "float64")) return MC_DT_F64;
     if (!strcmp(s, "float8_e4m3fn")) return MC_DT_F8E4M3;
     if (!strcmp(s, "float8_e5m2")) return MC_DT_F8E5M2;
-    return MC_DT_UNKNOWN;
-}
-
-static int dtype_from_safetensors(const char *s)
-{
-    static const struct { const char *n; int dt; } t[] = {
-        {"F32", MC_DT_F32}, {"F64", MC_DT_F64}, {"F16", MC_DT_F16}, {"BF16", MC_DT_BF16},
-        {"F8_E4M3", MC_DT_F8E4M3}, {"F8_E5M2", MC_DT_F8E5M2}, {"I8", MC_DT_I8},
-        {"I16", MC_DT_I16}, {"I32", MC_DT_I32}, {"I64", MC_DT_I64}, {"U8", MC_DT_U8},
-        {"U16", MC_DT_U16}, {"U32", MC_DT_U32}, {"U64", MC_DT_U64}, {"BOOL", MC_DT_BOOL}};
-    for (size_t i = 0; s && i < sizeof t / sizeof t[0]; i++)
-        if (!strcmp(s, t[i].n)) return t[i].dt;
     return MC_DT_UNKNOWN;
 }
 
@@ -280,7 +257,7 @@ static int load_safetensors(struct mc_model *m, const char *path, char *err, siz
         t->path = strdup(path);
         t->file_begin = 8 + hlen + (uint64_t)cJSON_GetArrayItem(offs, 0)->valuedouble;
         t->file_end = 8 + hlen + (uint64_t)cJSON_GetArrayItem(offs, 1)->valuedouble;
-        t->dtype = cJSON_IsString(dt) ? dtype_from_safetensors(dt->valuestring) : 0;
+        t->dtype = cJSON_IsString(dt) ? mc_dtype_from_safetensors(dt->valuestring) : 0;
         const cJSON *s;
         cJSON_ArrayForEach(s, shape) if (t->ndim < 8) t->shape[t->ndim++] = (int64_t)s->valuedouble;
     }

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "moecap/trace_facts.h"
+
 enum mc_arch {
     MC_ARCH_MIXTRAL = 1, MC_ARCH_QWEN2_MOE, MC_ARCH_QWEN3_MOE,
     MC_ARCH_DEEPSEEK_V2, MC_ARCH_DEEPSEEK_V3, MC_ARCH_OLMOE
@@ -64,7 +66,6 @@ int mc_model_parse_config(const char *json_text, struct mc_model *m, char *err, 
 void mc_model_free(struct mc_model *m);
 
 /* Bytes of one element of an mc_dtype (0 = unknown). */
-int mc_dtype_bytes(int dtype);
 
 /* Parameter counts (elements). */
 int64_t mc_model_attn_params(const struct mc_model *m);      /* per layer, GEMM weights */

@@ -46,34 +46,21 @@ static void set_err(struct mc_trace *t, int status, const char *fmt, ...)
 size_t mc_rec_fixed_size(unsigned type)
 {
     switch (type) {
-    case MC_REC_PAD: return sizeof(struct mc_rec_header);
-    case MC_REC_PROCESS: return sizeof(struct mc_rec_process);
-    case MC_REC_STRING: return sizeof(struct mc_rec_string);
-    case MC_REC_THREAD: return sizeof(struct mc_rec_thread);
-    case MC_REC_GEMM: return sizeof(struct mc_rec_gemm);
-    case MC_REC_KERNEL: return sizeof(struct mc_rec_kernel);
-    case MC_REC_MEMCPY: return sizeof(struct mc_rec_memcpy);
-    case MC_REC_ALLOC: return sizeof(struct mc_rec_alloc);
-    case MC_REC_FILE_MAP: return sizeof(struct mc_rec_file_map);
-    case MC_REC_TENSOR: return sizeof(struct mc_rec_tensor);
-    case MC_REC_STEP_MARK: return sizeof(struct mc_rec_step_mark);
-    case MC_REC_COUNTER: return sizeof(struct mc_rec_counter);
-    case MC_REC_DROPPED: return sizeof(struct mc_rec_dropped);
-    case MC_REC_CALLSITE: return sizeof(struct mc_rec_callsite);
-    case MC_REC_MAPPING: return sizeof(struct mc_rec_mapping);
-    case MC_REC_API: return sizeof(struct mc_rec_api);
-    case MC_REC_ROUTER_TAP: return sizeof(struct mc_rec_router_tap);
-    case MC_REC_NOTE: return sizeof(struct mc_rec_note);
-    case MC_REC_GEMM_CPU: return sizeof(struct mc_rec_gemm_cpu);
-    case MC_REC_TOPK_TAP: return sizeof(struct mc_rec_topk_tap);
+#define FIXED_SIZE_(NAME, num, tag, name, var) case MC_REC_##NAME: return sizeof(struct tag);
+    MC_RECORD_LIST(FIXED_SIZE_)
+#undef FIXED_SIZE_
     default: return 0;
     }
 }
 
 static int has_var_part(unsigned type)
 {
-    return type == MC_REC_PROCESS || type == MC_REC_STRING || type == MC_REC_CALLSITE ||
-           type == MC_REC_ROUTER_TAP || type == MC_REC_TOPK_TAP;
+    switch (type) {
+#define VAR_PART_(NAME, num, tag, name, var) case MC_REC_##NAME: return var == MC_VAR_PART;
+    MC_RECORD_LIST(VAR_PART_)
+#undef VAR_PART_
+    default: return 0;
+    }
 }
 
 struct mc_trace *mc_trace_open(const char *path, char *err, size_t errlen)
@@ -339,68 +326,30 @@ const char *mc_trace_path(const struct mc_trace *t) { return t->path; }
 
 const char *mc_rec_type_name(unsigned type)
 {
-    static const char *const names[] = {
-        [MC_REC_PAD] = "pad", [MC_REC_PROCESS] = "process", [MC_REC_STRING] = "string",
-        [MC_REC_THREAD] = "thread", [MC_REC_GEMM] = "gemm", [MC_REC_KERNEL] = "kernel",
-        [MC_REC_MEMCPY] = "memcpy", [MC_REC_ALLOC] = "alloc", [MC_REC_FILE_MAP] = "file_map",
-        [MC_REC_TENSOR] = "tensor", [MC_REC_STEP_MARK] = "step_mark", [MC_REC_COUNTER] = "counter",
-        [MC_REC_DROPPED] = "dropped", [MC_REC_CALLSITE] = "callsite", [MC_REC_MAPPING] = "mapping",
-        [MC_REC_API] = "api", [MC_REC_ROUTER_TAP] = "router_tap", [MC_REC_NOTE] = "note",
-        [MC_REC_GEMM_CPU] = "gemm_cpu", [MC_REC_TOPK_TAP] = "topk_tap",
-    };
-    if (type < sizeof names / sizeof names[0] && names[type]) return names[type];
-    return "?";
+    switch (type) {
+#define TYPE_NAME_(NAME, num, tag, name, var) case MC_REC_##NAME: return #name;
+    MC_RECORD_LIST(TYPE_NAME_)
+#undef TYPE_NAME_
+    default: return "?";
+    }
 }
 
 const char *mc_api_name(unsigned api)
 {
     switch (api) {
-    case MC_API_UNKNOWN: return "unknown";
-    case MC_API_SGEMM_F77: return "sgemm_";
-    case MC_API_DGEMM_F77: return "dgemm_";
-    case MC_API_CBLAS_SGEMM: return "cblas_sgemm";
-    case MC_API_CBLAS_DGEMM: return "cblas_dgemm";
-    case MC_API_SGEMV_F77: return "sgemv_";
-    case MC_API_DGEMV_F77: return "dgemv_";
-    case MC_API_CBLAS_SGEMV: return "cblas_sgemv";
-    case MC_API_CBLAS_DGEMV: return "cblas_dgemv";
-    case MC_API_SBGEMM_F77: return "sbgemm_";
-    case MC_API_CBLAS_SBGEMM: return "cblas_sbgemm";
-    case MC_API_CUBLAS_SGEMM: return "cublasSgemm";
-    case MC_API_CUBLAS_GEMM_EX: return "cublasGemmEx";
-    case MC_API_CUBLAS_GEMM_STRIDED_BATCHED_EX: return "cublasGemmStridedBatchedEx";
-    case MC_API_CUBLAS_GEMM_BATCHED_EX: return "cublasGemmBatchedEx";
-    case MC_API_CUBLAS_SGEMM_STRIDED_BATCHED: return "cublasSgemmStridedBatched";
-    case MC_API_CUBLASLT_MATMUL: return "cublasLtMatmul";
-    case MC_API_CUBLAS_HGEMM: return "cublasHgemm";
-    case MC_API_CUDA_LAUNCH_KERNEL: return "cudaLaunchKernel";
-    case MC_API_CUDA_GRAPH_LAUNCH: return "cudaGraphLaunch";
-    case MC_API_CUDA_STREAM_SYNC: return "cudaStreamSynchronize";
-    case MC_API_CUDA_EVENT_SYNC: return "cudaEventSynchronize";
-    case MC_API_CUDA_DEVICE_SYNC: return "cudaDeviceSynchronize";
-    case MC_API_CU_LAUNCH_KERNEL: return "cuLaunchKernel";
-    case MC_API_CUDA_LAUNCH_KERNEL_EXC: return "cudaLaunchKernelExC";
-    case MC_API_CUDA_LAUNCH_KERNEL_INTERNAL: return "__cudaLaunchKernel";
-    case MC_API_CU_LAUNCH_KERNEL_EX: return "cuLaunchKernelEx";
-    case MC_API_CU_GRAPH_LAUNCH: return "cuGraphLaunch";
-    case MC_API_CU_STREAM_SYNC: return "cuStreamSynchronize";
-    case MC_API_CU_EVENT_SYNC: return "cuEventSynchronize";
-    case MC_API_CU_CTX_SYNC: return "cuCtxSynchronize";
-    case MC_API_CUPTI_RUNTIME: return "cupti.runtime";
-    case MC_API_CUPTI_DRIVER: return "cupti.driver";
-    case MC_API_CUPTI_GRAPH: return "cupti.graph";
+#define API_NAME_(NAME, num, spelling, cls) case MC_API_##NAME: return spelling;
+    MC_API_LIST(API_NAME_)
+#undef API_NAME_
     default: return "?";
     }
 }
 
 const char *mc_dtype_name(unsigned dtype)
 {
-    static const char *const names[] = {
-        [MC_DT_UNKNOWN] = "unknown", [MC_DT_F32] = "f32", [MC_DT_F64] = "f64", [MC_DT_F16] = "f16",
-        [MC_DT_BF16] = "bf16", [MC_DT_F8E4M3] = "f8e4m3", [MC_DT_F8E5M2] = "f8e5m2", [MC_DT_I8] = "i8",
-        [MC_DT_I32] = "i32", [MC_DT_I64] = "i64", [MC_DT_U8] = "u8", [MC_DT_BOOL] = "bool",
-        [MC_DT_I16] = "i16", [MC_DT_U16] = "u16", [MC_DT_U32] = "u32", [MC_DT_U64] = "u64",
-    };
-    if (dtype < sizeof names / sizeof names[0] && names[dtype]) return names[dtype];
-    return "?";
+    switch (dtype) {
+#define DTYPE_NAME_(NAME, num, bytes, name, st, ggml, peak) case MC_DT_##NAME: return name;
+    MC_DTYPE_LIST(DTYPE_NAME_)
+#undef DTYPE_NAME_
+    default: return "?";
+    }
 }

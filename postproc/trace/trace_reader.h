@@ -52,25 +52,11 @@ struct mc_trace_rec {
     size_t var_len;
     union {
         struct mc_rec_header h;
-        struct mc_rec_process process;
-        struct mc_rec_string string;
-        struct mc_rec_thread thread;
-        struct mc_rec_gemm gemm;
-        struct mc_rec_gemm_cpu gemm_cpu; /* never returned as such (expanded to gemm) */
-        struct mc_rec_kernel kernel;
-        struct mc_rec_memcpy memcpy;
-        struct mc_rec_alloc alloc;
-        struct mc_rec_file_map file_map;
-        struct mc_rec_tensor tensor;
-        struct mc_rec_step_mark step_mark;
-        struct mc_rec_counter counter;
-        struct mc_rec_dropped dropped;
-        struct mc_rec_callsite callsite;
-        struct mc_rec_mapping mapping;
-        struct mc_rec_api api;
-        struct mc_rec_router_tap router_tap;
-        struct mc_rec_note note;
-        struct mc_rec_topk_tap topk_tap;
+        /* one member per MC_RECORD_LIST entry (gemm_cpu is never returned as such: it is
+         * expanded to gemm) */
+#define REC_MEMBER_(NAME, num, tag, name, var) struct tag name;
+        MC_RECORD_LIST(REC_MEMBER_)
+#undef REC_MEMBER_
     } u;
 };
 

@@ -54,17 +54,6 @@ int mc_cublas_op(int op)
     }
 }
 
-int mc_dtype_bytes(int d)
-{
-    switch (d) {
-    case MC_DT_F64: case MC_DT_I64: case MC_DT_U64: return 8;
-    case MC_DT_F32: case MC_DT_I32: case MC_DT_U32: return 4;
-    case MC_DT_F16: case MC_DT_BF16: case MC_DT_I16: case MC_DT_U16: return 2;
-    case MC_DT_F8E4M3: case MC_DT_F8E5M2: case MC_DT_I8: case MC_DT_U8: case MC_DT_BOOL: return 1;
-    default: return 0;
-    }
-}
-
 static double half_to_double(uint16_t h)
 {
     int s = h >> 15, e = (h >> 10) & 31, f = h & 1023;

@@ -81,9 +81,7 @@ uint64_t mc_cuda_launch_count(void) { return __atomic_load_n(&launch_count, __AT
 void mc_cuda_record_api(uint16_t api, uint64_t t0, uint64_t t1, uint64_t arg0, uint64_t arg1,
                         uint32_t name, int result)
 {
-    if (api != MC_API_CUDA_STREAM_SYNC && api != MC_API_CUDA_EVENT_SYNC &&
-        api != MC_API_CUDA_DEVICE_SYNC && api != MC_API_CU_STREAM_SYNC &&
-        api != MC_API_CU_EVENT_SYNC && api != MC_API_CU_CTX_SYNC)
+    if (!mc_api_is_sync(api))
         __atomic_add_fetch(&launch_count, 1, __ATOMIC_RELAXED);
     struct mc_rec_api *r = mc_rec_reserve(MC_REC_API, sizeof *r);
     if (!r) return;

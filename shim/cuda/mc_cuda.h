@@ -9,7 +9,7 @@
 #define MOECAP_SHIM_CUDA_H
 
 #include <stdint.h>
-#include "moecap/trace_format.h"
+#include "moecap/trace_facts.h"
 
 /* CUDA API ids (MC_API_CUDA_*, MC_API_CU_*, MC_API_CUPTI_*) live in trace_format.h. */
 
@@ -27,7 +27,6 @@ int mc_cublas_compute_dtype(int compute_type);
 /* cublasOperation_t -> enum mc_trans. */
 int mc_cublas_op(int op);
 /* Element size in bytes of an enum mc_dtype (0 = unknown). */
-int mc_dtype_bytes(int mc_dtype);
 /* A host scalar of type `mc_dtype` as a double (0 for NULL or unknown types). */
 double mc_read_host_scalar(const void *p, int mc_dtype);
 
