@@ -37,6 +37,10 @@ ALL_TARGETS :=
 TESTS       :=
 TEST_DEPS   :=
 
+# A fragment names another fragment's list in a prerequisite as $$(VAR): expanded again when
+# make builds, after every fragment was read, so the fragments' include order does not matter.
+.SECONDEXPANSION:
+
 .PHONY: all deps demo check check-san clean
 all: deps-quiet build-all
 
@@ -45,8 +49,8 @@ $(OBJ)/%.o: %.c
 	$(CC) $(CFLAGS) -c $< -o $@
 
 
-include $(wildcard */module.mk) $(wildcard tests/*/module.mk)
-include $(wildcard tests/cuda/emu/module.mk)
+# Every folder's own fragment, up to three levels deep (e.g. tests/cuda/emu/module.mk).
+include $(sort $(wildcard */module.mk */*/module.mk */*/*/module.mk))
 
 build-all: $(ALL_TARGETS)
 

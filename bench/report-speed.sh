@@ -8,9 +8,9 @@ set -eu
 cd "$(dirname "$0")/.."
 N=${1:-10000000}
 BUILD=${BUILD:-build}
-make -s "$BUILD/bin/moecap" "$BUILD/obj/postproc/trace/trace_synth.o" >/dev/null
+make -s "$BUILD/bin/moecap" "$BUILD/lib/libmctrace.a" >/dev/null
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-cc -std=c11 -O2 -Iinclude -Ipostproc -o "$tmp/report-gen" bench/report-gen.c "$BUILD/obj/postproc/trace/trace_synth.o"
+cc -std=c11 -O2 -Iinclude -Ipostproc -o "$tmp/report-gen" bench/report-gen.c "$BUILD/lib/libmctrace.a"
 "$tmp/report-gen" "$tmp/d" "$N"
 ls -l "$tmp/d/run"
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"

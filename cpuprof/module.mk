@@ -1,5 +1,5 @@
 # cpuprof/: CPU counters (PAPI per thread, RAPL/powercap, /proc samples) linked into
-# libmoecap.so as a shim module (docs/counters.md). Read before shim/module.mk.
+# libmoecap.so as a shim module (docs/counters.md), through SHIM_EXTRA_OBJS.
 CPUPROF_SRCS := $(wildcard cpuprof/*.c)
 CPUPROF_OBJS := $(CPUPROF_SRCS:%.c=$(OBJ)/%.o)
 # libpapi is NOT linked: cpuprof dlopens it only where the kernel can count hardware

@@ -1,4 +1,4 @@
-/* Subcommands of the `moecap` binary; one file each (postproc/cmd_<name>.c). */
+/* Subcommands of the `moecap` binary; one file each (postproc/<area>/cmd_<name>.c). */
 #ifndef MOECAP_POSTPROC_COMMANDS_H
 #define MOECAP_POSTPROC_COMMANDS_H
 struct mc_command { const char *name; int (*run)(int argc, char **argv); const char *help; };

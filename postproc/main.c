@@ -1,5 +1,5 @@
 /* `moecap`: the post-processor's command-line entry point. Each subcommand lives in its
- * own file (postproc/cmd_*.c) and exports `int mc_cmd_<name>(int argc, char **argv)`. */
+ * own file (postproc/<area>/cmd_<name>.c) and exports `int mc_cmd_<name>(int argc, char **argv)`. */
 #include <stdio.h>
 #include <string.h>
 #include "commands.h"

@@ -1,17 +1,22 @@
-# The `moecap` command. Sources by folder (each owned by one area; add files freely):
-#   postproc/            main.c (dispatch), commands.h
-#   postproc/trace/      trace reader library + `moecap dump`
-#   postproc/report/     model geometry, segmentation, attribution, metrics, `moecap report`, hwprobe
-#   postproc/render/     report.json -> Markdown / HTML / SVG
-#   postproc/bench/      `moecap bench` load generator, datasets, scoring
-MOECAP_SRCS := $(wildcard postproc/*.c postproc/*/*.c)
-MOECAP_OBJS := $(MOECAP_SRCS:%.c=$(OBJ)/%.o)
+# The `moecap` command: postproc/main.c dispatches to one cmd_<name>.c per subcommand.
+# Each area folder has its own fragment and is a static library of everything but its
+# cmd_*.c files, which tests and benchmarks link as well:
+#   postproc/trace/   libmctrace.a   trace reader, symboliser, synthetic writer (tests/benches) + `moecap dump`
+#   postproc/hw/      libmchw.a      hardware profiles, bandwidth/FLOPS probes + `moecap hwprobe`
+#   postproc/report/  libmcreport.a  model geometry, attribution, metrics, the report document + `moecap report`
+#   postproc/render/  libmcrender.a  report document -> Markdown / HTML / SVG
+#   postproc/bench/   libmcbench.a   load generator, datasets, scoring, client view + `moecap bench`
+# A fragment appends its library to MC_LIBS and its subcommand objects to MOECAP_CMD_OBJS.
+# Links use MC_LINK (one archive group, so the libraries' order does not matter) and name
+# MC_LIBS in prerequisites as $$(MC_LIBS) (second expansion: fragments may be read in any order).
+MOECAP_CMD_OBJS += $(OBJ)/postproc/main.o
+MC_LINK = -Wl,--start-group $(MC_LIBS) -Wl,--end-group
 MOECAP_LIBS := -lcjson -lcurl -lopenblas -lm -lpthread -ldl
 
 $(OBJ)/postproc/%.o: CFLAGS += -Ipostproc
 
-$(BIN)/moecap: $(MOECAP_OBJS)
+$(BIN)/moecap: $$(MOECAP_CMD_OBJS) $$(MC_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(MOECAP_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $(MOECAP_CMD_OBJS) $(MC_LINK) $(MOECAP_LIBS)
 
 ALL_TARGETS += $(BIN)/moecap

@@ -1,7 +1,7 @@
 # moe-ref, the reference MoE engine (docs/reference-engine.md).
 #   reference-engine/*.c        engine library (model loader, forward pass, tokenizer) + gen/run/main
 #   reference-engine/serve/*.c  `moe-ref serve` (links the same engine objects)
-#   reference-engine/cuda/      CUDA engine (added by its owner, guarded by HAVE_CUDA)
+#   reference-engine/cuda/      CUDA engine (its own fragment, reference-engine/cuda/module.mk)
 # The engine's computational code is also archived as $(LIB)/libmoeref.a for other users.
 MOEREF_MAIN_SRCS := reference-engine/main.c reference-engine/gen.c reference-engine/run.c
 MOEREF_LIB_SRCS  := $(filter-out $(MOEREF_MAIN_SRCS),$(wildcard reference-engine/*.c))

@@ -23,7 +23,7 @@
 #include "moecap/trace_facts.h"
 #include "render/render.h"
 #include "report/attrib.h"
-#include "report/hwprof.h"
+#include "hw/hw_profile.h"
 #include "report/model.h"
 #include "report/report_input.h"
 #include "report/report_sections.h"

@@ -11,7 +11,7 @@
 #include <cjson/cJSON.h>
 
 #include "report/attrib.h"
-#include "report/hwprof.h"
+#include "hw/hw_profile.h"
 #include "report/model.h"
 
 #define REPORT_NOTE_MAX 64

@@ -1,23 +1,19 @@
 # `moecap report` tests: unit tests of its pieces, CLI checks on synthetic traces, and the
 # end-to-end comparisons with moe-ref's ground truth and a python3-torch MoE script.
-REPORT_LIB_OBJS := $(patsubst %.c,$(OBJ)/%.o,$(wildcard postproc/report/attrib*.c)) $(OBJ)/postproc/report/devmem.o $(OBJ)/postproc/report/model.o \
-                   $(OBJ)/postproc/report/hwprof.o $(OBJ)/postproc/report/report_stats.o \
-                   $(OBJ)/postproc/trace/trace_reader.o $(OBJ)/postproc/trace/trace_synth.o
-
 $(OBJ)/tests/report/%.o: CFLAGS += -Ipostproc -Itests
 
-$(TBIN)/test_report_unit: $(OBJ)/tests/report/test_report_unit.o $(REPORT_LIB_OBJS)
+$(TBIN)/test_report_unit: $(OBJ)/tests/report/test_report_unit.o $$(MC_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ -lcjson -lm
+	$(CC) $(LDFLAGS) -o $@ $< $(MC_LINK) $(MOECAP_LIBS)
 
 TESTS += $(TBIN)/test_report_unit tests/report/test_report_cli.sh tests/report/test_report_engine.sh \
          tests/report/test_report_torch.sh
 TEST_DEPS += $(TBIN)/test_report_unit $(BIN)/moecap
 
 # GPU attribution on synthetic moe-ref-CUDA-shaped traces (device naming, bf16 element size, top-k taps)
-$(TBIN)/test_report_gpu: $(OBJ)/tests/report/test_report_gpu.o $(REPORT_LIB_OBJS)
+$(TBIN)/test_report_gpu: $(OBJ)/tests/report/test_report_gpu.o $$(MC_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ -lcjson -lm
+	$(CC) $(LDFLAGS) -o $@ $< $(MC_LINK) $(MOECAP_LIBS)
 TESTS += $(TBIN)/test_report_gpu
 TEST_DEPS += $(TBIN)/test_report_gpu
 # the real chain on the CPU emulation of CUDA (skips where tests/cuda/emu is not built)

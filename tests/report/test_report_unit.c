@@ -11,7 +11,7 @@
 
 #include "mc_test.h"
 #include "report/attrib.h"
-#include "report/hwprof.h"
+#include "hw/hw_profile.h"
 #include "report/model.h"
 #include "report/report_stats.h"
 #include "trace/trace_synth.h"

@@ -2,7 +2,7 @@
 # engine without a GPU"): libcudart.so.13, libcublas.so.13, libcupti.so.13 and libcuda.so.1
 # stand-ins (the last two: the CUPTI collector's real paths, found via LD_LIBRARY_PATH), and the CUDA engine's
 # own source compiled by g++ with simt_emu.h into libmoeref-cuda-emu.so (picked by moe-ref
-# through MOE_REF_CUDA_LIB). Included by its own line in the top-level Makefile (tests/*/module.mk does not reach it).
+# through MOE_REF_CUDA_LIB).
 ifeq ($(HAVE_CUDA),1)
 EMU_DIR := $(TBIN)/cuda/emu
 CXX ?= g++

@@ -1,7 +1,7 @@
 /* Hardware profile loading for `moecap report --hw NAME|FILE` (profiles: data/hardware/,
  * format: docs/hardware.md). */
-#ifndef MOECAP_REPORT_HWPROF_H
-#define MOECAP_REPORT_HWPROF_H
+#ifndef MOECAP_HW_PROFILE_H
+#define MOECAP_HW_PROFILE_H
 
 #include <cjson/cJSON.h>
 #include <stddef.h>

@@ -1,5 +1,5 @@
-/* Hardware profile lookup and parsing (see hwprof.h). */
-#include "report/hwprof.h"
+/* Hardware profile lookup and parsing (see hw_profile.h). */
+#include "hw/hw_profile.h"
 
 #include <dirent.h>
 #include <errno.h>
