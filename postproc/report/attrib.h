@@ -16,10 +16,25 @@ enum mc_role {
 };
 enum mc_proj { MC_PROJ_OTHER = 0, MC_PROJ_GATE, MC_PROJ_UP, MC_PROJ_DOWN, MC_PROJ_GATE_UP };
 
+/* What a reconstructed forward step did (docs/attribution.md §5). Not the trace's step
+ * marks (enum mc_step_mark_kind: begin/end of a step an adapter announced). */
+enum mc_step_kind {
+    MC_STEP_PREFILL = 0,   /* new sequences' prompts */
+    MC_STEP_DECODE = 1,    /* one token per running sequence */
+    MC_STEP_MIXED = 2,     /* continuous batching: running sequences decode, new ones prefill */
+    MC_STEP_KINDS
+};
+/* "prefill", "decode", "mixed" (report.json's spelling); "?" otherwise. */
+static inline const char *mc_step_kind_name(unsigned kind)
+{
+    static const char *const names[MC_STEP_KINDS] = {"prefill", "decode", "mixed"};
+    return kind < MC_STEP_KINDS ? names[kind] : "?";
+}
+
 struct mc_step {
     uint64_t index;              /* 0-based over the run */
     int32_t pid, tid;
-    const char *kind;            /* "prefill" | "decode" | "mixed" */
+    enum mc_step_kind kind;
     int64_t tokens, sequences;
     uint64_t t_begin_ns, t_end_ns;
     uint64_t gemm_calls, unattributed_calls;

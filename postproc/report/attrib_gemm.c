@@ -149,7 +149,7 @@ void mc_attrib_gemm(struct mc_attrib *a, int32_t pid, const struct mc_rec_gemm *
         s->elt = elt;
         a->st.weight_elt = !a->st.weight_elt || a->st.weight_elt == elt ? elt : -1;
     }
-    if (!elt) elt = m->elt ? m->elt : 4;
+    elt = mc_model_elt(m, elt);
     uint64_t wbytes = (uint64_t)w->out * (uint64_t)w->in * (uint64_t)elt;
     int first_use = w->stamp != s->stamp;
     w->stamp = s->stamp;

@@ -96,7 +96,7 @@ void attrib_apply_tap(const struct mc_model *m, const int64_t *tap, int64_t *cou
                       int64_t *n_touched, int64_t *activated, uint64_t *b_routed, uint64_t *f_routed,
                       uint64_t *f_gemm, int64_t base, int elt)
 {
-    if (!elt) elt = m->elt ? m->elt : 4;
+    elt = mc_model_elt(m, elt);
     uint64_t eb = (uint64_t)mc_model_expert_params(m) * (uint64_t)elt;
     for (int64_t e = 0; e < m->experts; e++) {
         int64_t c = tap[e];

@@ -50,10 +50,10 @@ void attrib_finish_step(struct mc_attrib *a, struct stream *s, int64_t sequences
     int64_t T = s->tokens_router ? s->tokens_router : s->tokens_first;
     if (T <= 0) T = sequences;
     int64_t B = sequences;
-    int elt = s->elt ? s->elt : m->elt ? m->elt : 4;
+    int elt = mc_model_elt(m, s->elt);
     struct mc_step st;
     memset(&st, 0, sizeof st);
-    const char *kind;
+    enum mc_step_kind kind;
     /* MoE layers whose experts ran in a fused kernel (router, no expert GEMM): the taps. A
      * kernel-parameter (top-k) tap holds the kernel's own choice and wins; a router-logit tap
      * of the same layer is compared with it. */
@@ -98,7 +98,7 @@ void attrib_finish_step(struct mc_attrib *a, struct stream *s, int64_t sequences
     }
     if (T == B) {
         /* every sequence brings one token: decode (also when new one-token sequences join) */
-        kind = "decode";
+        kind = MC_STEP_DECODE;
         if (s->nctx > B) {
             /* some sequences finished and we cannot tell which: assume the oldest (they
              * joined first; with equal generation budgets they finish first) */
@@ -114,7 +114,7 @@ void attrib_finish_step(struct mc_attrib *a, struct stream *s, int64_t sequences
         /* more sequences than running and more tokens than sequences: the running ones
          * decode one token each and the new ones (appended after them) share the rest —
          * continuous batching's mixed step. The split among the new ones is assumed even. */
-        kind = "mixed";
+        kind = MC_STEP_MIXED;
         int64_t old = s->nctx, nnew = B - old, rest = T - old;
         for (int64_t i = 0; i < old; i++) { s->ctx[i] += 1; att_ctx += (uint64_t)s->ctx[i]; }
         if (rest < nnew) { rest = nnew; s->ctx_exact = 0; }
@@ -130,7 +130,7 @@ void attrib_finish_step(struct mc_attrib *a, struct stream *s, int64_t sequences
         /* tokens > sequences: a prefill of new sequences, appended to the running ones (those
          * that finished leave at the next decode step). The split of T among them is not in
          * the trace: the most even one is assumed (exact for equal prompt lengths). */
-        kind = "prefill";
+        kind = MC_STEP_PREFILL;
         s->ctx_exact = (B > 0 && T % B == 0);
         if (B > 0 && T % B == 0) s->plen = T / B;
         first = s->nctx;

@@ -192,7 +192,7 @@ struct went *attrib_lookup_weight(struct mc_attrib *a, struct stream *s, uint64_
              * weight's bytes is an expert array, and the offset in it is the expert id
              * (moe-ref's [E, f, d] arrays, HF's 3-D expert parameters; GPU-NOTES) */
             int elt = mc_dtype_bytes(dt);
-            if (!elt) elt = a->m->elt ? a->m->elt : 4;
+            elt = mc_model_elt(a->m, elt);
             uint64_t per = (uint64_t)out * (uint64_t)in * (uint64_t)elt;
             const struct mc_devmem_range *r = per && a->m->experts > 0
                 ? mc_devmem_find(a->dm, s->pid, addr, t, per * (uint64_t)a->m->experts) : NULL;

@@ -70,6 +70,9 @@ void mc_model_free(struct mc_model *m);
 /* Parameter counts (elements). */
 int64_t mc_model_attn_params(const struct mc_model *m);      /* per layer, GEMM weights */
 int64_t mc_model_expert_params(const struct mc_model *m);    /* one routed expert */
+/* Bytes per weight element: `elt` (what the GEMMs read, 0 = unknown), else the model's
+ * (config/safetensors dtype), else 4 (f32, the reference engine's default). */
+static inline int mc_model_elt(const struct mc_model *m, int elt) { return elt ? elt : m->elt ? m->elt : 4; }
 int64_t mc_model_shared_params(const struct mc_model *m);    /* all shared experts, one layer */
 int64_t mc_model_norm_params(const struct mc_model *m);      /* per layer, non-GEMM vectors */
 int64_t mc_model_kv_elems_per_token(const struct mc_model *m); /* per layer */

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "report/report_json.h"
 #include "report/report_stats.h"
 
 
@@ -16,7 +17,7 @@ static void compat_step(const struct report_steps *r, const struct mc_step *s, d
                         double *bytes, double *flops)
 {
     const struct mc_model *m = r->m;
-    double L = (double)m->layers, elt = s->elt ? s->elt : m->elt ? m->elt : 4;
+    double L = (double)m->layers, elt = mc_model_elt(m, s->elt);
     double attn = (double)mc_model_attn_params(m), expert = (double)mc_model_expert_params(m);
     double shared = (double)mc_model_shared_params(m);
     double act = r->n_moe ? (double)s->activated / r->n_moe : 0;
@@ -47,89 +48,59 @@ static void compat_step(const struct report_steps *r, const struct mc_step *s, d
     *flops = fl * 2.0 * (double)s->tokens;
 }
 
-static void put_u64(FILE *o, const char *k, uint64_t v) { fprintf(o, "\"%s\": %" PRIu64, k, v); }
-static void put_dbl(FILE *o, const char *k, double v)
+int report_steps_init(struct report_steps *r, const struct mc_model *m, const struct mc_hw *hw, int devices)
 {
-    if (!isfinite(v)) fprintf(o, "\"%s\": null", k);
-    else fprintf(o, "\"%s\": %.9g", k, v);
+    memset(r, 0, sizeof *r);
+    r->m = m;
+    r->devices = devices;
+    r->bw = hw->bandwidth_Bps;
+    r->n_moe = (int)m->n_moe_layers;
+    size_t cells = (size_t)r->n_moe * (size_t)m->experts;
+    r->load_tokens = calloc(cells ? cells : 1, sizeof *r->load_tokens);
+    r->load_act = calloc(cells ? cells : 1, sizeof *r->load_act);
+    r->records = tmpfile();
+    return r->records && r->load_tokens && r->load_act ? 0 : -1;
+}
+
+void report_steps_free(struct report_steps *r)
+{
+    if (r->records) fclose(r->records);
+    free(r->rows); free(r->load_tokens); free(r->load_act);
+    memset(r, 0, sizeof *r);
 }
 
 void report_on_step(const struct mc_step *s, void *user)
 {
     struct report_steps *r = user;
-    const struct mc_model *m = r->m;
+    struct report_step_figures f;
     double t = (double)(s->t_end_ns - s->t_begin_ns) / 1e9;
-    uint64_t bytes = s->bytes_dense + s->bytes_routed + s->bytes_shared + s->kv_read + s->kv_written;
-    uint64_t flops = s->flops_gemm + s->flops_attention;
+    f.time_s = t;
+    f.bytes = s->bytes_dense + s->bytes_routed + s->bytes_shared + s->kv_read + s->kv_written;
+    f.flops = s->flops_gemm + s->flops_attention;
     double bwd = r->devices * r->bw, pkd = r->devices * r->peak;
-    double smbu = report_div0(report_div0((double)bytes, t), bwd);
-    double mbu = report_div0(report_div0((double)s->bytes_all_experts, t), bwd);
-    double smfu = report_div0(report_div0((double)flops, t), pkd), mfu = report_div0(report_div0((double)s->flops_all_experts, t), pkd);
+    f.s_mbu = report_div0(report_div0((double)f.bytes, t), bwd);
+    f.mbu = report_div0(report_div0((double)s->bytes_all_experts, t), bwd);
+    f.s_mfu = report_div0(report_div0((double)f.flops, t), pkd);
+    f.mfu = report_div0(report_div0((double)s->flops_all_experts, t), pkd);
     double ctx_sum = 0;
     for (int64_t i = 0; i < s->n_context; i++) ctx_sum += (double)s->context[i];
-    double cb, cf;
-    compat_step(r, s, ctx_sum, &cb, &cf);
-    double c_smbu = report_div0(report_div0(cb, t), bwd), c_smfu = report_div0(report_div0(cf, t), pkd);
-    int kind = !strcmp(s->kind, "prefill") ? 0 : !strcmp(s->kind, "decode") ? 1 : 2;
+    compat_step(r, s, ctx_sum, &f.compat_bytes, &f.compat_flops);
+    f.compat_s_mbu = report_div0(report_div0(f.compat_bytes, t), bwd);
+    f.compat_s_mfu = report_div0(report_div0(f.compat_flops, t), pkd);
+    f.with_mfu = r->peak > 0;
     if (!s->context_exact) r->ctx_inexact_steps++;
 
-    FILE *o = r->steps_out;
-    if (s->index) fputs(",\n", o);
-    fprintf(o, "{\"step\": %" PRIu64 ", \"kind\": \"%s\", \"pid\": %d, \"tid\": %d, ", s->index, s->kind, s->pid, s->tid);
-    fprintf(o, "\"tokens\": %" PRId64 ", \"sequences\": %" PRId64 ", \"context\": [", s->tokens, s->sequences);
-    for (int64_t i = 0; i < s->n_context; i++) fprintf(o, "%s%" PRId64, i ? ", " : "", s->context[i]);
-    fprintf(o, "], \"context_exact\": %s, ", s->context_exact ? "true" : "false");
-    put_u64(o, "t_begin_ns", s->t_begin_ns); fputs(", ", o);
-    put_u64(o, "t_end_ns", s->t_end_ns); fputs(", ", o);
-    put_u64(o, "wall_ns", s->t_end_ns - s->t_begin_ns); fputs(", ", o);
-    put_dbl(o, "time_s", t); fputs(", ", o);
-    put_u64(o, "gemm_calls", s->gemm_calls); fputs(", ", o);
-    put_u64(o, "unattributed_gemm_calls", s->unattributed_calls); fputs(", ", o);
-    fputs("\"layers\": [", o);
-    for (int64_t l = 0; l < m->layers; l++) {
-        int ord = -1;
-        for (int i = 0; i < s->n_moe; i++) if (s->moe_layers[i] == l) { ord = i; break; }
-        if (l) fputs(", ", o);
-        if (ord < 0) { fprintf(o, "{\"layer\": %" PRId64 ", \"dense\": true}", l); continue; }
-        const int64_t *c = s->counts + (int64_t)ord * s->n_experts;
-        fprintf(o, "{\"layer\": %" PRId64 ", \"experts\": [", l);
-        int first = 1;
-        for (int64_t e = 0; e < s->n_experts; e++)
-            if (c[e]) { fprintf(o, "%s%" PRId64, first ? "" : ", ", e); first = 0; }
-        fputs("], \"tokens_per_expert\": [", o);
-        first = 1;
-        for (int64_t e = 0; e < s->n_experts; e++)
-            if (c[e]) { fprintf(o, "%s%" PRId64, first ? "" : ", ", c[e]); first = 0; }
-        fputs("]}", o);
-        for (int64_t e = 0; e < s->n_experts && r->load_tokens; e++) {
-            r->load_tokens[(int64_t)ord * s->n_experts + e] += (uint64_t)c[e];
-            r->load_act[(int64_t)ord * s->n_experts + e] += c[e] > 0;
-        }
-    }
-    fputs("], ", o);
-    put_u64(o, "activated_experts", (uint64_t)s->activated); fputs(", \"bytes\": {", o);
-    put_u64(o, "dense_weights", s->bytes_dense); fputs(", ", o);
-    put_u64(o, "routed_expert_weights", s->bytes_routed); fputs(", ", o);
-    put_u64(o, "shared_expert_weights", s->bytes_shared); fputs(", ", o);
-    put_u64(o, "kv_read", s->kv_read); fputs(", ", o);
-    put_u64(o, "kv_written", s->kv_written); fputs(", ", o);
-    put_u64(o, "total", bytes); fputs(", ", o);
-    put_u64(o, "all_experts_total", s->bytes_all_experts); fputs("}, \"flops\": {", o);
-    put_u64(o, "gemm", s->flops_gemm); fputs(", ", o);
-    put_u64(o, "attention", s->flops_attention); fputs(", ", o);
-    put_u64(o, "total", flops); fputs(", ", o);
-    put_u64(o, "all_experts_total", s->flops_all_experts); fputs(", ", o);
-    put_u64(o, "unattributed_gemm", s->flops_unattributed); fputs("}, ", o);
-    put_dbl(o, "s_mbu", smbu); fputs(", ", o);
-    put_dbl(o, "mbu", mbu);
-    if (r->peak > 0) { fputs(", ", o); put_dbl(o, "s_mfu", smfu); fputs(", ", o); put_dbl(o, "mfu", mfu); }
-    fputs(", \"compat\": {", o);
-    put_dbl(o, "bytes", cb); fputs(", ", o); put_dbl(o, "flops", cf); fputs(", ", o);
-    put_dbl(o, "s_mbu", c_smbu);
-    if (r->peak > 0) { fputs(", ", o); put_dbl(o, "s_mfu", c_smfu); }
-    fputs("}}", o);
+    if (s->index) fputs(",\n", r->records);
+    report_json_step(r->records, s, r->m, &f);
 
-    struct totals *ts[2] = {&r->all, &r->by_kind[kind]};
+    for (int i = 0; i < s->n_moe && r->load_tokens; i++)
+        for (int64_t e = 0; e < s->n_experts; e++) {
+            int64_t c = s->counts[(int64_t)i * s->n_experts + e];
+            r->load_tokens[(int64_t)i * s->n_experts + e] += (uint64_t)c;
+            r->load_act[(int64_t)i * s->n_experts + e] += c > 0;
+        }
+
+    struct totals *ts[2] = {&r->all, &r->by_kind[s->kind < MC_STEP_KINDS ? s->kind : MC_STEP_MIXED]};
     for (int i = 0; i < 2; i++) {
         struct totals *x = ts[i];
         x->steps++; x->tokens += (uint64_t)s->tokens; x->seqs += (uint64_t)s->sequences; x->time_s += t;
@@ -147,9 +118,9 @@ void report_on_step(const struct mc_step *s, void *user)
         if (!p) { r->oom = 1; return; }
         r->rows = p; r->cap_rows = nc;
     }
-    r->rows[r->n_rows++] = (struct step_row){t, smbu, smfu, mbu, mfu, c_smbu, c_smfu, (double)bytes, (double)flops,
-                                             s->t_begin_ns, (int32_t)s->tokens, (int32_t)s->sequences,
-                                             (int32_t)s->activated, (uint8_t)kind};
+    r->rows[r->n_rows++] = (struct step_row){t, f.s_mbu, f.s_mfu, f.mbu, f.mfu, f.compat_s_mbu, f.compat_s_mfu,
+                                             (double)f.bytes, (double)f.flops, s->t_begin_ns, (int32_t)s->tokens,
+                                             (int32_t)s->sequences, (int32_t)s->activated, (uint8_t)s->kind};
 }
 
 /* ---------- aggregates ---------- */
@@ -224,12 +195,12 @@ cJSON *report_aggregate_json(const struct report_steps *r)
     const struct totals *x = &r->all;
     cJSON *a = cJSON_CreateObject();
     cJSON_AddNumberToObject(a, "steps", (double)x->steps);
-    cJSON_AddNumberToObject(a, "prefill_steps", (double)r->by_kind[0].steps);
-    cJSON_AddNumberToObject(a, "decode_steps", (double)r->by_kind[1].steps);
-    cJSON_AddNumberToObject(a, "mixed_steps", (double)r->by_kind[2].steps);
+    cJSON_AddNumberToObject(a, "prefill_steps", (double)r->by_kind[MC_STEP_PREFILL].steps);
+    cJSON_AddNumberToObject(a, "decode_steps", (double)r->by_kind[MC_STEP_DECODE].steps);
+    cJSON_AddNumberToObject(a, "mixed_steps", (double)r->by_kind[MC_STEP_MIXED].steps);
     cJSON_AddNumberToObject(a, "tokens", (double)x->tokens);
-    cJSON_AddNumberToObject(a, "prefill_tokens", (double)r->by_kind[0].tokens);
-    cJSON_AddNumberToObject(a, "decode_tokens", (double)r->by_kind[1].tokens);
+    cJSON_AddNumberToObject(a, "prefill_tokens", (double)r->by_kind[MC_STEP_PREFILL].tokens);
+    cJSON_AddNumberToObject(a, "decode_tokens", (double)r->by_kind[MC_STEP_DECODE].tokens);
     cJSON_AddNumberToObject(a, "output_tokens", (double)x->seqs);
     cJSON_AddNumberToObject(a, "time_s", x->time_s);
     cJSON_AddNumberToObject(a, "span_s", r->last_end > r->first_begin ? (double)(r->last_end - r->first_begin) / 1e9 : 0);
@@ -251,16 +222,16 @@ cJSON *report_aggregate_json(const struct report_steps *r)
     cJSON *tp = cJSON_AddObjectToObject(a, "tokens_per_s");
     cJSON_AddNumberToObject(tp, "total", report_div0((double)x->tokens, x->time_s));
     cJSON_AddNumberToObject(tp, "output", report_div0((double)x->seqs, x->time_s));
-    cJSON_AddNumberToObject(tp, "prefill", report_div0((double)r->by_kind[0].tokens, r->by_kind[0].time_s));
-    cJSON_AddNumberToObject(tp, "decode", report_div0((double)r->by_kind[1].tokens, r->by_kind[1].time_s));
+    const struct totals *pre = &r->by_kind[MC_STEP_PREFILL], *dec = &r->by_kind[MC_STEP_DECODE];
+    cJSON_AddNumberToObject(tp, "prefill", report_div0((double)pre->tokens, pre->time_s));
+    cJSON_AddNumberToObject(tp, "decode", report_div0((double)dec->tokens, dec->time_s));
     add_opt(a, "step_time_s", dist(r, offsetof(struct step_row, time_s), -1));
     add_opt(a, "s_mbu_dist", dist(r, offsetof(struct step_row, s_mbu), -1));
     if (r->peak > 0) add_opt(a, "s_mfu_dist", dist(r, offsetof(struct step_row, s_mfu), -1));
-    add_opt(a, "ttft_server_s", dist(r, offsetof(struct step_row, time_s), 0));
-    add_opt(a, "tpot_server_s", dist(r, offsetof(struct step_row, time_s), 1));
-    const char *kn[3] = {"prefill", "decode", "mixed"};
-    for (int k = 0; k < 3; k++)
-        if (r->by_kind[k].steps) cJSON_AddItemToObject(a, kn[k], totals_json(r, &r->by_kind[k]));
+    add_opt(a, "ttft_server_s", dist(r, offsetof(struct step_row, time_s), MC_STEP_PREFILL));
+    add_opt(a, "tpot_server_s", dist(r, offsetof(struct step_row, time_s), MC_STEP_DECODE));
+    for (int k = 0; k < MC_STEP_KINDS; k++)
+        if (r->by_kind[k].steps) cJSON_AddItemToObject(a, mc_step_kind_name(k), totals_json(r, &r->by_kind[k]));
     return a;
 }
 
@@ -271,11 +242,11 @@ cJSON *report_compat_json(const struct report_steps *r)
     cJSON_AddStringToObject(c, "method", "MoE-CAP reference formulas (arXiv 2412.07067, Auto-CAP/MoE-CAP): "
                             "L x (activated experts per layer x expert size + attention size) + KV cache, "
                             "per-step values averaged over steps");
-    const char *kn[2] = {"prefill", "decode"};
+    static const enum mc_step_kind phases[2] = {MC_STEP_PREFILL, MC_STEP_DECODE};
     cJSON *ours = cJSON_CreateObject();
-    for (int k = 0; k < 2; k++) {
-        add_opt(c, kn[k], means(r, k, 1));
-        add_opt(ours, kn[k], means(r, k, 0));
+    for (int i = 0; i < 2; i++) {
+        add_opt(c, mc_step_kind_name(phases[i]), means(r, phases[i], 1));
+        add_opt(ours, mc_step_kind_name(phases[i]), means(r, phases[i], 0));
     }
     cJSON_AddItemToObject(c, "ours", ours);
     cJSON *d = cJSON_AddArrayToObject(c, "differences");
@@ -298,4 +269,28 @@ cJSON *report_compat_json(const struct report_steps *r)
         "Attention FLOPs: MoE-CAP multiplies the step's context-length sum (2 x L x H x hd x ctx) by the "
         "tokens of the step; moecap counts 4 x H x hd x ctx(token) per token and layer (causal)"));
     return c;
+}
+
+cJSON *report_step_summaries_json(const struct report_steps *r)
+{
+    cJSON *steps = cJSON_CreateArray();
+    for (size_t i = 0; i < r->n_rows; i++) {
+        const struct step_row *x = &r->rows[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "step", (double)i);
+        cJSON_AddStringToObject(o, "kind", mc_step_kind_name(x->kind));
+        cJSON_AddNumberToObject(o, "tokens", x->tokens);
+        cJSON_AddNumberToObject(o, "sequences", x->sequences);
+        cJSON_AddNumberToObject(o, "t_begin_ns", (double)x->t_begin);
+        cJSON_AddNumberToObject(o, "time_s", x->time_s);
+        cJSON_AddNumberToObject(o, "activated_experts", x->activated);
+        cJSON *bo = cJSON_AddObjectToObject(o, "bytes"), *fo = cJSON_AddObjectToObject(o, "flops");
+        cJSON_AddNumberToObject(bo, "total", x->bytes);
+        cJSON_AddNumberToObject(fo, "total", x->flops);
+        cJSON_AddNumberToObject(o, "s_mbu", x->s_mbu);
+        cJSON_AddNumberToObject(o, "mbu", x->mbu);
+        if (r->peak > 0) { cJSON_AddNumberToObject(o, "s_mfu", x->s_mfu); cJSON_AddNumberToObject(o, "mfu", x->mfu); }
+        cJSON_AddItemToArray(steps, o);
+    }
+    return steps;
 }

@@ -1,7 +1,9 @@
-/* Per-step rows and run aggregates of `moecap report`: the attributor's step callback
- * streams each step's JSON object to a temporary file and keeps a few numbers per step (for
- * percentiles) plus totals per step kind; the aggregate and MoE-CAP compatibility sections
- * of report.json are built from those (docs/report-schema.md, docs/metrics.md). */
+/* The step table of `moecap report`: the attributor's step callback derives each step's
+ * figures (bytes, FLOPs, S-MBU/S-MFU, MoE-CAP's formulas: docs/metrics.md), appends the
+ * step's full report.json object to a spool file (report_json_step: steps are many and
+ * their per-layer lists large) and keeps one compact row per step (percentiles, renderers)
+ * plus totals per step kind and the expert-load matrix. The aggregate, MoE-CAP
+ * compatibility and step-summary sections of the document are built from those. */
 #ifndef MOECAP_REPORT_STEPS_H
 #define MOECAP_REPORT_STEPS_H
 
@@ -10,15 +12,15 @@
 
 #include <cjson/cJSON.h>
 
-#include "report/attrib.h"
 #include "hw/hw_profile.h"
+#include "report/attrib.h"
 #include "report/model.h"
 
 struct step_row {             /* what stays in memory per step */
     double time_s, s_mbu, s_mfu, mbu, mfu, c_smbu, c_smfu, bytes, flops;
     uint64_t t_begin;
     int32_t tokens, sequences, activated;
-    uint8_t kind;             /* 0 prefill, 1 decode, 2 mixed */
+    uint8_t kind;             /* enum mc_step_kind */
 };
 
 struct totals {
@@ -29,27 +31,32 @@ struct totals {
 
 struct report_steps {
     const struct mc_model *m;
-    struct mc_hw *hw;
     int devices;
     double bw, peak;           /* peak 0 = unknown */
     char compute_key[8];
-    FILE *steps_out;           /* temporary: per-step JSON objects */
+    FILE *records;             /* spool: each step's full object, ",\n"-separated */
     struct step_row *rows; size_t n_rows, cap_rows;
-    struct totals all, by_kind[3];
+    struct totals all, by_kind[MC_STEP_KINDS];
     uint64_t *load_tokens, *load_act;   /* n_moe x E */
     uint64_t first_begin, last_end;
     int ctx_inexact_steps;
     int n_moe;
-    const int *moe_layers;
     int oom;
 };
 
 static inline double report_div0(double a, double b) { return b > 0 ? a / b : 0; }
 
+/* An empty table for model m on devices x hw. -1 (errno) when the spool cannot be created
+ * or memory is short. */
+int report_steps_init(struct report_steps *r, const struct mc_model *m, const struct mc_hw *hw, int devices);
+void report_steps_free(struct report_steps *r);
 /* mc_step_cb: one finished step (user = struct report_steps *). */
 void report_on_step(const struct mc_step *s, void *user);
-/* report.json "aggregate" and "moecap_compat" sections. */
+/* Document sections: "aggregate", "moecap_compat", and the compact "steps" summaries the
+ * renderers read (step, kind, tokens, sequences, t_begin_ns, time_s, activated_experts,
+ * bytes.total, flops.total, s_mbu, mbu, s_mfu, mfu). */
 cJSON *report_aggregate_json(const struct report_steps *r);
 cJSON *report_compat_json(const struct report_steps *r);
+cJSON *report_step_summaries_json(const struct report_steps *r);
 
 #endif

@@ -13,6 +13,8 @@
 #include "report/attrib.h"
 #include "hw/hw_profile.h"
 #include "report/model.h"
+#include "report/report_doc.h"
+#include "report/report_json.h"
 #include "report/report_stats.h"
 #include "trace/trace_synth.h"
 
@@ -244,8 +246,8 @@ static void check_figures(const struct captured *c)
     MC_CHECK(c->n == 2, "steps %d", c->n);
     if (c->n < 2) return;
     const struct mc_step *a = &c->s[0], *b = &c->s[1];
-    MC_CHECK(!strcmp(a->kind, "prefill") && a->tokens == 6 && a->sequences == 2, "step0 %s %lld %lld", a->kind, (long long)a->tokens, (long long)a->sequences);
-    MC_CHECK(!strcmp(b->kind, "decode") && b->tokens == 2 && b->sequences == 2, "step1 %s", b->kind);
+    MC_CHECK(a->kind == MC_STEP_PREFILL && a->tokens == 6 && a->sequences == 2, "step0 %s %lld %lld", mc_step_kind_name(a->kind), (long long)a->tokens, (long long)a->sequences);
+    MC_CHECK(b->kind == MC_STEP_DECODE && b->tokens == 2 && b->sequences == 2, "step1 %s", mc_step_kind_name(b->kind));
     MC_CHECK(a->bytes_dense == 2656 && a->bytes_routed == 1536 && a->bytes_shared == 0, "step0 bytes %llu %llu",
              (unsigned long long)a->bytes_dense, (unsigned long long)a->bytes_routed);
     MC_CHECK(a->kv_read == 384 && a->kv_written == 384, "step0 kv %llu %llu", (unsigned long long)a->kv_read, (unsigned long long)a->kv_written);
@@ -603,7 +605,7 @@ static void ctx_capture(const struct mc_step *s, void *user)
 {
     struct ctx_cap *c = user;
     if (c->n >= 12) return;
-    snprintf(c->kind[c->n], sizeof c->kind[0], "%s", s->kind);
+    snprintf(c->kind[c->n], sizeof c->kind[0], "%s", mc_step_kind_name(s->kind));
     c->nctx[c->n] = s->n_context;
     for (int64_t i = 0; i < s->n_context && i < 8; i++) c->ctx[c->n][i] = s->context[i];
     c->kv[c->n] = s->kv_read;
@@ -688,6 +690,58 @@ static int write_trace(const char *dir)
     return 0;
 }
 
+/* ---------- report.json writer ---------- */
+
+/* report_json_write against two independent references: cJSON's own printer for the
+ * sections (the head must be cJSON_Print of the document without its last "\n}"), and
+ * cJSON's parser for the whole file (sections and spooled steps must read back intact). */
+static void test_json_writer(void)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddNumberToObject(root, "schema_version", 1);
+    cJSON *o = cJSON_AddObjectToObject(root, "run");
+    cJSON_AddStringToObject(o, "dir", "a \"quoted\"\tpath\n");
+    cJSON_AddObjectToObject(o, "empty");
+    cJSON *in = cJSON_AddObjectToObject(o, "nested");
+    cJSON_AddNumberToObject(in, "big", 12345678901234.0);
+    cJSON_AddNumberToObject(in, "frac", 0.1 + 0.2);
+    cJSON_AddItemToObject(in, "arr", cJSON_CreateIntArray((const int[]){1, 2, 3}, 3));
+    cJSON_AddArrayToObject(root, "notes");
+    cJSON_AddBoolToObject(root, "flag", 1);
+    char *want_head = cJSON_Print(root);
+    cJSON *summaries = cJSON_AddArrayToObject(root, "steps");   /* what the renderers read: not written */
+    cJSON_AddItemToArray(summaries, cJSON_CreateNumber(99));
+
+    struct report_steps steps;
+    memset(&steps, 0, sizeof steps);
+    steps.records = tmpfile();
+    MC_CHECK(steps.records != NULL, "tmpfile");
+    if (!steps.records || !want_head) return;
+    fputs("{\"step\": 0, \"kind\": \"prefill\"},\n{\"step\": 1, \"kind\": \"decode\"}", steps.records);
+    struct report_doc doc = {root, &steps};
+    FILE *out = tmpfile();
+    MC_CHECK(report_json_write(&doc, out) == 0, "write");
+    long n = ftell(out);
+    char *text = calloc(1, (size_t)n + 1);
+    rewind(out);
+    MC_CHECK(fread(text, 1, (size_t)n, out) == (size_t)n, "read back");
+    size_t hl = strlen(want_head) - 2;   /* without "\n}" */
+    MC_CHECK(!strncmp(text, want_head, hl) && !strncmp(text + hl, ",\n\t\"steps\": [\n", 13),
+             "head differs from cJSON_Print:\n%s\n---\n%s", text, want_head);
+    cJSON *back = cJSON_Parse(text);
+    MC_CHECK(back != NULL, "report.json does not parse:\n%s", text);
+    const cJSON *st = cJSON_GetObjectItem(back, "steps");
+    MC_CHECK(cJSON_GetArraySize(st) == 2 && !strcmp(cJSON_GetObjectItem(cJSON_GetArrayItem(st, 1), "kind")->valuestring, "decode"),
+             "steps not read back");
+    MC_CHECK(cJSON_Compare(cJSON_GetObjectItem(back, "run"), cJSON_GetObjectItem(root, "run"), 1), "run section differs");
+    cJSON_Delete(back);
+    free(text);
+    free(want_head);
+    fclose(out);
+    fclose(steps.records);
+    cJSON_Delete(root);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && !strcmp(argv[1], "--write-trace")) return write_trace(argv[2]);
@@ -706,5 +760,6 @@ int main(int argc, char **argv)
     MC_RUN(test_context_rules);
     MC_RUN(test_gpu_step_times);
     MC_RUN(test_hw);
+    MC_RUN(test_json_writer);
     return MC_TEST_EXIT();
 }
