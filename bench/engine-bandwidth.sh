@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# moe-ref decode bandwidth benchmark (issue 2): decode at batch 1 on a ~1.5 GB synthetic
+# moe-ref decode bandwidth benchmark: decode at batch 1 on a ~1.5 GB synthetic
 # Mixtral-style model that does not fit in any cache; reports tokens/s and achieved weight
 # bandwidth (weight bytes read per step from the ground truth / step wall time) against
 # this machine's STREAM-triad bandwidth measured by bench/engine-stream-triad.c.

@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "cuda/cuda_dispatch.h"   /* --device cuda: dlopen's the CUDA engine (issue 6) */
+#include "cuda/cuda_dispatch.h"   /* --device cuda: dlopen's the CUDA engine */
 
 struct prompts { int n; int32_t **ids; int *len; };
 

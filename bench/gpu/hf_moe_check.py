@@ -4,7 +4,7 @@
 Builds a tiny random-weight MoE model from a config (mixtral, qwen2_moe or olmoe), saves it
 (config.json + safetensors, so the shim sees the weight files), reloads it with the chosen
 experts implementation, and runs `generate` while forward hooks on the router modules
-(`*TopKRouter`, GPU-NOTES.md) record the experts each layer really chose: the ground truth,
+(transformers' `*TopKRouter` modules, `mlp.gate`; gpt_oss: `mlp.router`) record the experts each layer really chose: the ground truth,
 written as JSON lines in moe-ref's ground-truth layout (tokens, sequences, layers with
 experts and tokens_per_expert; docs/ground-truth.md).
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU validation of moecap's CUDA side (issue 6). Run on the GPU machine from the repo root,
+# GPU validation of moecap's CUDA side. Run on the GPU machine from the repo root,
 # with a build prepared by bench/gpu/pack.sh (device tool: carry ["build/bin", "build/lib",
 # "build/gpu-libs"]):
 #   bench/gpu/validate.sh [OUTDIR]        (default: $OUT when set, else bench/results/gpu-DATE)

@@ -190,7 +190,8 @@ struct went *attrib_lookup_weight(struct mc_attrib *a, struct stream *s, uint64_
         if (role == MC_ROLE_EXPERT) {
             /* no name: a device range (allocation or copy destination) of exactly E x this
              * weight's bytes is an expert array, and the offset in it is the expert id
-             * (moe-ref's [E, f, d] arrays, HF's 3-D expert parameters; GPU-NOTES) */
+             * (moe-ref's [E, f, d] arrays; transformers' 3-D expert parameters
+             * gate_up_proj [E, 2f, d] and down_proj [E, d, f]) */
             int elt = mc_dtype_bytes(dt);
             elt = mc_model_elt(a->m, elt);
             uint64_t per = (uint64_t)out * (uint64_t)in * (uint64_t)elt;

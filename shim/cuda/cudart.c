@@ -361,7 +361,8 @@ typedef cudaError_t (*launch_internal_fn)(cudaKernel_t, dim3, dim3, void **, siz
                            e_ == cudaSuccess ? mc_kernel_name_id(kernel, kernel_handle_name) : 0, e_); \
     return e_
 
-/* CUDA 13 compiles <<<>>> launches to this (GPU-NOTES: what torch imports). */
+/* CUDA 13 compiles <<<>>> launches to this: libtorch_cuda imports __cudaLaunchKernel,
+ * not cudaLaunchKernel (an interposed cudaLaunchKernel sees no torch launch at all). */
 cudaError_t __cudaLaunchKernel(cudaKernel_t kernel, dim3 gridDim, dim3 blockDim, void **args,
                                size_t sharedMem, cudaStream_t stream)
 {

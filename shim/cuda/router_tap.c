@@ -1,4 +1,4 @@
-/* Router-logit tap (GPU-NOTES.md, DESIGN.md "Attribution without code changes"): right
+/* Router-logit tap (docs/gpu.md "Router-logit tap", docs/attribution.md §4b): right
  * after a cuBLAS GEMM shaped like a MoE router (m = E experts, k = d hidden, from
  * MOECAP_ROUTER_TAP="E:d[,E:d...]" or MOECAP_MODEL=config.json), copy its output
  * (tokens x E logits) on the same stream into a pinned buffer, and let a host function
