@@ -263,6 +263,48 @@ static void test_fuzz(void)
     free(all);
 }
 
+/* The record table of docs/trace-format.md against MC_RECORD_LIST: every record type has
+ * its row "| number | NAME | `struct` ... | fixed size ..." with the size this reader
+ * knows (sizeof the struct), and the table has no row the list lacks. */
+static void test_doc_record_table(void)
+{
+    FILE *f = fopen("docs/trace-format.md", "r");
+    MC_CHECK(f != NULL, "docs/trace-format.md not found (run from the repository root)");
+    if (!f) return;
+    char line[512];
+    int rows = 0, listed = 0;
+#define COUNT_(NAME, num, tag, name, var) listed++;
+    MC_RECORD_LIST(COUNT_)
+#undef COUNT_
+    while (fgets(line, sizeof line, f)) {
+        unsigned num;
+        char name[32], tag[64];
+        if (sscanf(line, "| %u | %31[A-Z_] | `%63[a-z_]`", &num, name, tag) == 3) {
+            rows++;
+            const char *cells = strchr(strchr(strchr(line + 1, '|') + 1, '|') + 1, '|');   /* 4th cell */
+            unsigned size = 0;
+            int has_size = cells && sscanf(cells, "| %u", &size) == 1;
+            int found = 0;
+#define CHECK_(NAME, n, t, nm, var) \
+            if (num == (n)) { \
+                found = 1; \
+                MC_CHECK(!strcmp(name, #NAME), "record %u: doc says %s, list says %s", num, name, #NAME); \
+                MC_CHECK(!strcmp(tag, #t), "record %u: doc says struct %s, list says %s", num, tag, #t); \
+                MC_CHECK(!has_size || size == mc_rec_fixed_size(n), "record %u: doc size %u, sizeof %zu", \
+                         num, size, mc_rec_fixed_size(n)); \
+            }
+            MC_RECORD_LIST(CHECK_)
+#undef CHECK_
+            MC_CHECK(found, "docs/trace-format.md has record %u (%s), MC_RECORD_LIST does not", num, name);
+        } else if (sscanf(line, "| %u | %31[A-Z_] | header only", &num, name) == 2) {
+            rows++;   /* PAD: no struct of its own */
+            MC_CHECK(num == MC_REC_PAD && !strcmp(name, "PAD"), "record %u %s", num, name);
+        }
+    }
+    fclose(f);
+    MC_CHECK(rows == listed, "docs/trace-format.md lists %d record types, MC_RECORD_LIST %d", rows, listed);
+}
+
 int main(int argc, char **argv)
 {
     /* Helper mode for tests/trace/test_dump.sh: write the sample trace and exit. */
@@ -276,6 +318,7 @@ int main(int argc, char **argv)
     MC_RUN(test_truncation_every_byte);
     MC_RUN(test_bad_headers);
     MC_RUN(test_fuzz);
+    MC_RUN(test_doc_record_table);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) fprintf(stderr, "cleanup failed\n");
