@@ -49,6 +49,18 @@ $(OBJ)/%.o: %.c
 	$(CC) $(CFLAGS) -c $< -o $@
 
 
+# A post-processor area (postproc/AREA/, called from that folder's module.mk): every .c but
+# the subcommands is $(LIB)/libmcAREA.a, appended to MC_LIBS; the subcommands (cmd_*.c) go
+# into `moecap` through MOECAP_CMD_OBJS (postproc/module.mk, docs/build.md).
+define postproc_area
+MOECAP_CMD_OBJS += $$(patsubst %.c,$$(OBJ)/%.o,$$(wildcard postproc/$(1)/cmd_*.c))
+MC_LIBS += $$(LIB)/libmc$(1).a
+ALL_TARGETS += $$(LIB)/libmc$(1).a
+$$(LIB)/libmc$(1).a: $$(patsubst %.c,$$(OBJ)/%.o,$$(filter-out postproc/$(1)/cmd_%.c,$$(wildcard postproc/$(1)/*.c)))
+	@mkdir -p $$(dir $$@)
+	rm -f $$@ && $$(AR) rcs $$@ $$^
+endef
+
 # Every folder's own fragment, up to three levels deep (e.g. tests/cuda/emu/module.mk).
 include $(sort $(wildcard */module.mk */*/module.mk */*/*/module.mk))
 

@@ -6,7 +6,8 @@
 #   postproc/report/  libmcreport.a  model geometry, attribution, metrics, the report document + `moecap report`
 #   postproc/render/  libmcrender.a  report document -> Markdown / HTML / SVG
 #   postproc/bench/   libmcbench.a   load generator, datasets, scoring, client view + `moecap bench`
-# A fragment appends its library to MC_LIBS and its subcommand objects to MOECAP_CMD_OBJS.
+# An area's fragment calls postproc_area (top-level Makefile), which appends its library to
+# MC_LIBS and its subcommand objects to MOECAP_CMD_OBJS.
 # Links use MC_LINK (one archive group, so the libraries' order does not matter) and name
 # MC_LIBS in prerequisites as $$(MC_LIBS) (second expansion: fragments may be read in any order).
 MOECAP_CMD_OBJS += $(OBJ)/postproc/main.o
