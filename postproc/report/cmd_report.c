@@ -229,7 +229,8 @@ static int run_report(struct report_run *r, const struct report_opts *o)
     struct report_doc_input in = {
         .run_dir = o->run_dir, .trace_files = r->names, .n_trace_files = r->nn, .replay = &r->replay,
         .attrib = &ast, .model = &r->model, .hw = &r->hw, .devices = o->devices, .steps = &r->steps,
-        .lmeval_path = o->lmeval_path, .notes = r->notes};
+        .lmeval_path = o->lmeval_path, .notes = r->notes,
+        .step_summaries = strstr(o->formats, "md") || strstr(o->formats, "html")};
     int brc = report_doc_build(&r->doc, &in, err, sizeof err);
     r->notes = in.notes;   /* taken over by the document unless the build failed first */
     if (brc != 0) { fprintf(stderr, "moecap report: %s\n", err); return -1; }

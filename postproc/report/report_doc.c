@@ -122,7 +122,7 @@ int report_doc_build(struct report_doc *doc, struct report_doc_input *in, char *
     }
     cJSON_AddItemToObject(root, "notes", in->notes);
     in->notes = NULL;
-    cJSON_AddItemToObject(root, "steps", report_step_summaries_json(r));
+    if (in->step_summaries) cJSON_AddItemToObject(root, "steps", report_step_summaries_json(r));
     return 0;
 }
 

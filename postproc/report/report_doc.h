@@ -34,6 +34,8 @@ struct report_doc_input {
     const struct report_steps *steps;
     const char *lmeval_path;        /* NULL: no accuracy section */
     cJSON *notes;
+    int step_summaries;             /* build "steps" (0 when no renderer will read the document:
+                                       a few hundred bytes per step saved) */
 };
 
 /* 0, or -1 with a message in err (an unreadable --lm-eval file). */
