@@ -83,6 +83,11 @@ static void kv_num(FILE *o, const cJSON *r, const char *k, const char *path, enu
     else fputs("<td class=\"absent\">" MC_ABSENT "</td>", o);
     fputs("</tr>\n", o);
 }
+static void kv_row(FILE *o, const cJSON *r, const struct mc_kv_row *row)
+{
+    if (row->fmt == MC_F_TEXT) kv_str(o, row->label, mc_rj_str(r, row->path));
+    else kv_num(o, r, row->label, row->path, row->fmt);
+}
 
 static void peaks_badge(FILE *o, const cJSON *r)
 {
@@ -195,13 +200,7 @@ static void section_setup(FILE *o, const cJSON *r)
     fputs(" / ", o);
     if (cJSON_IsArray(dl)) fprintf(o, "%d", cJSON_GetArraySize(dl)); else fputs(MC_ABSENT, o);
     fputs("</td></tr>\n", o);
-    kv_num(o, r, "routed experts per MoE layer", "model.num_experts", MC_F_COUNT);
-    kv_num(o, r, "top-k", "model.top_k", MC_F_COUNT);
-    kv_num(o, r, "shared experts", "model.shared_experts", MC_F_COUNT);
-    kv_num(o, r, "hidden size", "model.hidden_size", MC_F_COUNT);
-    kv_num(o, r, "expert intermediate size", "model.moe_intermediate_size", MC_F_COUNT);
-    kv_str(o, "weight dtype", mc_rj_str(r, "model.weight_dtype"));
-    kv_num(o, r, "bytes per routed expert", "model.expert_bytes", MC_F_BYTES);
+    for (int i = 0; i < MC_MODEL_ROWS; i++) kv_row(o, r, &mc_model_rows[i]);
     kv_num(o, r, "parameters (total)", "model.params.total", MC_F_SI);
     kv_num(o, r, "parameters activated per token", "model.params.activated_per_token", MC_F_SI);
     fputs("</table>\n", o);

@@ -42,6 +42,11 @@ static void kv_num(FILE *o, const cJSON *r, const char *k, const char *path, enu
     cell(o, r, path, f);
     fputc('\n', o);
 }
+static void kv_row(FILE *o, const cJSON *r, const struct mc_kv_row *row)
+{
+    if (row->fmt == MC_F_TEXT) kv_str(o, row->label, mc_rj_str(r, row->path));
+    else kv_num(o, r, row->label, row->path, row->fmt);
+}
 
 static void expert_table(FILE *o, const cJSON *r)
 {
@@ -281,13 +286,7 @@ int mc_render_markdown(const cJSON *r, FILE *o)
     kv_str(o, "architecture", arch);
     kv_str(o, "model_type", mc_rj_str(r, "model.model_type"));
     kv_num(o, r, "layers", "model.num_layers", MC_F_COUNT);
-    kv_num(o, r, "routed experts per MoE layer", "model.num_experts", MC_F_COUNT);
-    kv_num(o, r, "top-k", "model.top_k", MC_F_COUNT);
-    kv_num(o, r, "shared experts", "model.shared_experts", MC_F_COUNT);
-    kv_num(o, r, "hidden size", "model.hidden_size", MC_F_COUNT);
-    kv_num(o, r, "expert intermediate size", "model.moe_intermediate_size", MC_F_COUNT);
-    kv_str(o, "weight dtype", mc_rj_str(r, "model.weight_dtype"));
-    kv_num(o, r, "bytes per routed expert", "model.expert_bytes", MC_F_BYTES);
+    for (int i = 0; i < MC_MODEL_ROWS; i++) kv_row(o, r, &mc_model_rows[i]);
 
     fputs("\n## Run\n\n| | |\n|---|---|\n", o);
     const cJSON *procs = mc_rj(r, "run.processes");

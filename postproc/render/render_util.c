@@ -199,6 +199,15 @@ void mc_step_series_free(struct mc_step_series *s)
     memset(s, 0, sizeof *s);
 }
 
+const struct mc_kv_row mc_model_rows[MC_MODEL_ROWS] = {
+    {"routed experts per MoE layer", "model.num_experts", MC_F_COUNT},
+    {"top-k", "model.top_k", MC_F_COUNT},
+    {"shared experts", "model.shared_experts", MC_F_COUNT},
+    {"hidden size", "model.hidden_size", MC_F_COUNT},
+    {"expert intermediate size", "model.moe_intermediate_size", MC_F_COUNT},
+    {"weight dtype", "model.weight_dtype", MC_F_TEXT},
+    {"bytes per routed expert", "model.expert_bytes", MC_F_BYTES},
+};
 const struct mc_kv_row mc_client_rows[MC_CLIENT_ROWS] = {
     {"requests sent", "requests", MC_F_COUNT},
     {"completed", "completed", MC_F_COUNT},

@@ -30,7 +30,8 @@ enum mc_fmt {
     MC_F_COUNT,    /* integer "1234" */
     MC_F_RATE,     /* "1234.5" (tokens/s) */
     MC_F_SI,       /* "900 k", "1.2 G" (parameter counts) */
-    MC_F_NUM       /* "%.4g" */
+    MC_F_NUM,      /* "%.4g" */
+    MC_F_TEXT      /* not a number: a table row of this kind shows the string at its path */
 };
 /* Formats v into buf (always NUL-terminated) and returns buf. */
 char *mc_fmt(char *buf, size_t len, enum mc_fmt kind, double v);
@@ -69,6 +70,9 @@ struct mc_kv_row { const char *label, *path; enum mc_fmt fmt; };
 #define MC_CLIENT_LATENCIES 4
 #define MC_DIST_COLS 7
 extern const struct mc_kv_row mc_client_rows[MC_CLIENT_ROWS];
+/* The model facts both renderers show in their model table (report.model), in order. */
+#define MC_MODEL_ROWS 7
+extern const struct mc_kv_row mc_model_rows[MC_MODEL_ROWS];
 extern const char *const mc_client_latency_labels[MC_CLIENT_LATENCIES]; /* TTFT, TPOT, ITL, E2EL */
 extern const char *const mc_dist_col_names[MC_DIST_COLS];              /* count, mean, ... max */
 extern const char *const mc_client_definitions; /* one sentence: the vLLM bench definitions */
