@@ -138,8 +138,8 @@ def health_rps(kind, tmp, conc, n=2000):
     s = start(kind, tmp, 1024)
     try:
         t0 = time.time()
-        subprocess.run(["curl", "-s", "--parallel", "--parallel-max", str(conc), "-o", "/dev/null",
-                        "http://127.0.0.1:%d/health?[1-%d]" % (s.port, n)], check=True)
+        subprocess.run(["curl", "-s", "--no-progress-meter", "--parallel", "--parallel-max", str(conc), "-o", "/dev/null",
+                        "http://127.0.0.1:%d/health?[1-%d]" % (s.port, n)], check=True, stderr=subprocess.DEVNULL)
         return n / (time.time() - t0)
     finally:
         s.stop()

@@ -7,7 +7,6 @@
 #   - completions: `moecap bench` with $N short requests (16 prompt bytes, 4 output tokens,
 #     streamed) -> request throughput, p50/p99 end-to-end latency
 #   - health: curl --parallel, $HEALTH_N GET /health at C in flight -> requests/s
-#   - idle: RSS of the server holding C idle connections (bytes per connection)
 # Appends a Markdown table to bench/results/serve-load.md (command, date, machine, load).
 set -u
 cd "$(dirname "$0")/.."
@@ -16,14 +15,13 @@ MOECAP=$BUILD/bin/moecap
 N=${N:-400}
 HEALTH_N=${HEALTH_N:-2000}
 CONCURRENCY=${CONCURRENCY:-"1 8 32 128"}
+ROUNDS=${ROUNDS:-2}            # binaries alternate, ROUNDS times per concurrency (a loaded machine is noisy)
 BINS=("$@"); [ ${#BINS[@]} -eq 0 ] && BINS=("$BUILD/bin/moe-ref")
 T=$(mktemp -d /tmp/mc-serve-load.XXXXXX)
 SRV=
 cleanup() { [ -n "$SRV" ] && kill "$SRV" 2>/dev/null; wait 2>/dev/null; rm -rf "$T"; }
 trap cleanup EXIT
 "${BINS[0]}" gen --arch qwen2_moe --out "$T/model" --seed 3 >/dev/null
-
-rss_kb() { awk '/^VmRSS/{print $2}' "/proc/$1/status"; }
 
 run_one() {   # binary conc -> one table row
   local bin=$1 c=$2
@@ -40,24 +38,12 @@ import json; s=json.load(open('$T/run/bench-summary.json'))
 print('%.1f %.2f %.2f %d' % (s['request_throughput'] or 0, s['e2el_ms']['p50'] or 0, s['e2el_ms']['p99'] or 0, s['failed']))")
   local t0 t1 hrps
   t0=$(date +%s%N)
-  curl -s --parallel --parallel-max "$c" -o /dev/null "http://127.0.0.1:$port/health?[1-$HEALTH_N]"
+  curl -s --no-progress-meter --parallel --parallel-max "$c" -o /dev/null "http://127.0.0.1:$port/health?[1-$HEALTH_N]" 2>/dev/null
   t1=$(date +%s%N)
   hrps=$(python3 -c "print('%.0f' % ($HEALTH_N / (($t1 - $t0) / 1e9)))")
-  local r0 r1 per
-  r0=$(rss_kb "$SRV")
-  python3 - "$port" "$c" <<'PY' &
-import socket, sys, time
-s = [socket.create_connection(("127.0.0.1", int(sys.argv[1]))) for _ in range(int(sys.argv[2]))]
-time.sleep(1.5)
-PY
-  local holder=$!
-  sleep 1
-  r1=$(rss_kb "$SRV")
-  wait $holder
-  per=$(( (r1 - r0) / c ))
   kill "$SRV"; wait "$SRV" 2>/dev/null; SRV=
   read -r rps p50 p99 failed <<<"$stats"
-  printf '| %s | %d | %s | %s | %s | %s | %s | %s |\n' "$bin" "$c" "$rps" "$p50" "$p99" "$failed" "$hrps" "$per"
+  printf '| %s | %d | %s | %s | %s | %s | %s |\n' "$bin" "$c" "$rps" "$p50" "$p99" "$failed" "$hrps"
 }
 
 out=bench/results/serve-load.md
@@ -67,10 +53,10 @@ out=bench/results/serve-load.md
   echo
   echo "Machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load average before: $(cut -d' ' -f1-3 /proc/loadavg). N=$N completions (16 B prompt, 4 tokens, streamed), $HEALTH_N GET /health."
   echo
-  echo "| binary | concurrency | completions req/s | e2el p50 ms | e2el p99 ms | failed | /health req/s | idle KiB/conn |"
-  echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+  echo "| binary | concurrency | completions req/s | e2el p50 ms | e2el p99 ms | failed | /health req/s |"
+  echo "| --- | --- | --- | --- | --- | --- | --- |"
   for c in $CONCURRENCY; do
-    for b in "${BINS[@]}"; do run_one "$b" "$c"; done
+    for r in $(seq "$ROUNDS"); do for b in "${BINS[@]}"; do run_one "$b" "$c"; done; done
   done
   echo
   echo "Load average after: $(cut -d' ' -f1-3 /proc/loadavg)."

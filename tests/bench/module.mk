@@ -1,4 +1,4 @@
-# Tests of `moecap bench` (postproc/bench/): unit tests and a misbehaving-server run.
+# Tests of `moecap bench` (postproc/bench/): unit tests, a misbehaving-server run, hostile servers and run directories.
 $(OBJ)/tests/bench/%.o: CFLAGS += -Ipostproc -Itests
 
 $(TBIN)/test_bench_unit: $(OBJ)/tests/bench/test_bench_unit.o $$(MC_LIBS)
