@@ -783,6 +783,13 @@ int mr_cmd_serve(int argc, char **argv)
         }
     }
     sv_budget_init(&S.budget, (size_t)S.max_request_mib << 20);
+    if (sv_request_cost(4096, S.cfg->max_position) > S.budget.limit) {
+        fprintf(stderr, "moe-ref serve: --max-request-memory %d MiB cannot hold one small request for a context "
+                "of %d tokens (%zu bytes); raise it\n", S.max_request_mib, S.cfg->max_position,
+                sv_request_cost(4096, S.cfg->max_position));
+        mr_engine_free(S.eng); mr_model_free(S.model);
+        return 2;
+    }
     signal(SIGPIPE, SIG_IGN);
     if (pipe(sig_pipe)) { perror("moe-ref serve: pipe"); return 1; }
     struct sigaction sa = {0};
