@@ -12,22 +12,12 @@
     victims are untouched, the outputs are regular files, no temporary file is left
   - vllm-bench.json: every field equals the bench-summary.json value it is named after
 """
-import json, os, shutil, subprocess, sys, tempfile, time
+import json, os, subprocess, sys, tempfile, time
 
-ROOT = os.environ.get("MOECAP_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
-BUILD = os.environ.get("BUILD", "build")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from tap import BUILD, ROOT, check, finish  # noqa: E402
+
 MOECAP = os.path.join(ROOT, BUILD, "bin", "moecap")
-FAILS = []
-
-
-def check(cond, name, detail=""):
-    print(("ok - " if cond else "not ok - ") + name)
-    if not cond:
-        if detail:
-            print("# " + str(detail)[:1500].replace("\n", "\n# "))
-        FAILS.append(name)
-    sys.stdout.flush()
-    return cond
 
 
 def bench(port, tmp, mode, out, *extra):
@@ -134,11 +124,8 @@ def main():
     finally:
         srv.kill()
         srv.wait()
-        if FAILS:
-            print("# files kept in " + tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return 1 if FAILS else 0
+        rc = finish(tmp)
+    return rc
 
 
 if __name__ == "__main__":

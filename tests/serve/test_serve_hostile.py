@@ -14,10 +14,12 @@
   - an unknown "model" -> 404 in vLLM's error shape; the served name or none -> 200
   - JSON nested deeper than 64 levels or with more values than the limit -> 400
 """
-import json, os, shutil, socket, subprocess, sys, tempfile, threading, time
+import json, os, socket, subprocess, sys, tempfile, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_serve import MOEREF, check, post, raw, stream_result, FAILS  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from tap import check, finish  # noqa: E402
+from test_serve import MOEREF, post, raw, stream_result  # noqa: E402
 
 KIB, MIB = 1024, 1 << 20
 CONN_BYTES = 96 * KIB          # documented per-connection cost (docs/serve.md)
@@ -209,11 +211,8 @@ def main():
         else:
             memory(model, tmp, cfg)
     finally:
-        if FAILS:
-            print("# files kept in " + tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return 1 if FAILS else 0
+        rc = finish(tmp)
+    return rc
 
 
 if __name__ == "__main__":
