@@ -5,9 +5,11 @@
  * (docs/bench.md). Closed loop (--concurrency C) or Poisson arrivals (--rate R). */
 #include "commands.h"
 #include "dataset.h"
+#include "outfile.h"
 #include "request_log.h"
 #include "score.h"
 #include "sse.h"
+#include "vllm_compat.h"
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <errno.h>
@@ -22,6 +24,13 @@
 #include <unistd.h>
 
 #define RAW_CAP (4u << 20)       /* non-streamed bodies / error bodies kept per request */
+/* What one request keeps however long its stream: answer text up to ANSWER_BYTES_PER_TOKEN
+ * bytes per requested token (at least ANSWER_MIN), gaps of at most ITL_PER_TOKEN per
+ * requested token + ITL_SLACK. Chunks beyond are counted, not kept. */
+#define ANSWER_BYTES_PER_TOKEN 64
+#define ANSWER_MIN (64u << 10)
+#define ITL_PER_TOKEN 2
+#define ITL_SLACK 16
 
 struct opts {
     const char *url, *dataset, *out, *model;
@@ -45,14 +54,17 @@ struct job {
     struct mc_sse sse;
     int chat, sse_mode;          /* sse_mode: -1 undecided, 0 plain JSON body, 1 event stream */
     double t_send, t_last;       /* monotonic ms */
-    char *text; size_t tlen, tcap;
+    double deadline;             /* t_send + --timeout */
+    int timed_out;               /* the write callback stopped the transfer at the deadline */
+    char *text; size_t tlen, tcap, text_max;
     char *raw; size_t rawlen, rawcap;
-    size_t itl_cap;
+    size_t itl_cap, itl_max;
     int done_seen, valid_chunks;
     long garbage;
     char *server_error;
     long usage_prompt, usage_completion;
     int have_usage;
+    char *warning;
 };
 
 static volatile sig_atomic_t interrupted;
@@ -113,6 +125,17 @@ static void append(char **b, size_t *len, size_t *cap, const char *s, size_t n, 
 
 static void set_str(char **dst, const char *s) { free(*dst); *dst = s ? strdup(s) : NULL; }
 
+/* A usage count as a server sends it: believed only when it is an integer in
+ * 0..MC_MAX_TOKEN_COUNT (a server's 9.9e18 or -5 is not a token count). */
+static int token_count(const cJSON *v, long *out)
+{
+    if (!cJSON_IsNumber(v)) return 0;
+    double x = v->valuedouble;
+    if (!(x >= 0 && x <= (double)MC_MAX_TOKEN_COUNT) || x != floor(x)) return 0;
+    *out = (long)x;
+    return 1;
+}
+
 /* Takes content, finish reason, usage or error from one parsed chunk or full response. */
 static void take_chunk(struct job *j, const cJSON *o, int streamed)
 {
@@ -130,10 +153,17 @@ static void take_chunk(struct job *j, const cJSON *o, int streamed)
     if (cJSON_IsObject(u)) {
         const cJSON *pt = cJSON_GetObjectItemCaseSensitive(u, "prompt_tokens");
         const cJSON *ct = cJSON_GetObjectItemCaseSensitive(u, "completion_tokens");
-        if (cJSON_IsNumber(pt) && cJSON_IsNumber(ct)) {
-            j->usage_prompt = (long)pt->valuedouble;
-            j->usage_completion = (long)ct->valuedouble;
+        long p, c;
+        if (token_count(pt, &p) && token_count(ct, &c)) {
+            j->usage_prompt = p;
+            j->usage_completion = c;
             j->have_usage = 1;
+        } else if (cJSON_IsNumber(pt) || cJSON_IsNumber(ct)) {
+            char w[200];
+            snprintf(w, sizeof w, "usage ignored: prompt_tokens %.6g, completion_tokens %.6g are not token counts in 0..%ld",
+                     cJSON_IsNumber(pt) ? pt->valuedouble : NAN, cJSON_IsNumber(ct) ? ct->valuedouble : NAN,
+                     MC_MAX_TOKEN_COUNT);
+            set_str(&j->warning, w);
         }
     }
     const cJSON *ch = cJSON_GetObjectItemCaseSensitive(o, "choices");
@@ -150,14 +180,15 @@ static void take_chunk(struct job *j, const cJSON *o, int streamed)
     if (cJSON_IsString(fr)) set_str(&j->rec.finish_reason, fr->valuestring);
     if (!cJSON_IsString(content) || !content->valuestring[0]) return;
     size_t n = strlen(content->valuestring);
-    append(&j->text, &j->tlen, &j->tcap, content->valuestring, n, RAW_CAP);
+    append(&j->text, &j->tlen, &j->tcap, content->valuestring, n, j->text_max);
     if (!streamed) return;
     double now = mono_ms();
     if (j->rec.chunks == 0) {
         j->rec.ttft_ms = now - j->t_send;
     } else {
-        if (j->rec.n_itl == j->itl_cap) {
+        if (j->rec.n_itl == j->itl_cap && j->itl_cap < j->itl_max) {
             size_t nc = j->itl_cap ? j->itl_cap * 2 : 64;
+            if (nc > j->itl_max) nc = j->itl_max;
             double *ni = realloc(j->rec.itl_ms, nc * sizeof *ni);
             if (ni) { j->rec.itl_ms = ni; j->itl_cap = nc; }
         }
@@ -181,6 +212,9 @@ static size_t on_write(char *p, size_t sz, size_t nm, void *ud)
 {
     struct job *j = ud;
     size_t n = sz * nm;
+    /* libcurl checks its own timeout between reads; a server that never pauses keeps it
+     * reading, so the deadline is also checked here */
+    if (mono_ms() > j->deadline) { j->timed_out = 1; return 0; }
     if (j->sse_mode < 0) {
         char *ct = NULL;
         curl_easy_getinfo(j->h, CURLINFO_CONTENT_TYPE, &ct);
@@ -214,7 +248,7 @@ static void finish_job(struct job *j, CURLcode cc, double t_end, double timeout_
         if (j->tlen) { r->ttft_ms = r->e2el_ms; r->chunks = 1; }
     }
     char msg[512];
-    if (cc == CURLE_OPERATION_TIMEDOUT) {
+    if (cc == CURLE_OPERATION_TIMEDOUT || (cc == CURLE_WRITE_ERROR && j->timed_out)) {
         snprintf(msg, sizeof msg, "timeout: no complete response within %.3g s (%ld chunks received)",
                  timeout_s, r->chunks);
         set_str(&r->error, msg);
@@ -238,6 +272,8 @@ static void finish_job(struct job *j, CURLcode cc, double t_end, double timeout_
         set_str(&r->error, "stream ended without [DONE] (connection closed early)");
     }
     r->ok = r->error == NULL;
+    r->warning = j->warning;
+    j->warning = NULL;
     r->prompt_tokens = j->have_usage ? j->usage_prompt : -1;
     r->prompt_tokens_from_usage = j->have_usage;
     r->output_tokens = j->have_usage ? j->usage_completion : r->chunks;
@@ -257,7 +293,7 @@ static void free_job(struct job *j)
 {
     if (j->h) curl_easy_cleanup(j->h);
     curl_slist_free_all(j->hdrs);
-    free(j->body); free(j->text); free(j->raw); free(j->server_error);
+    free(j->body); free(j->text); free(j->raw); free(j->server_error); free(j->warning);
     mc_sse_free(&j->sse);
     mc_req_record_free(&j->rec);
     free(j);
@@ -330,7 +366,10 @@ static struct job *start_job(CURLM *multi, const struct opts *o, const char *end
     j->rec.ttft_ms = NAN;
     j->rec.tpot_ms = NAN;
     j->rec.prompt_tokens = -1;
+    j->text_max = (size_t)mt * ANSWER_BYTES_PER_TOKEN < ANSWER_MIN ? ANSWER_MIN : (size_t)mt * ANSWER_BYTES_PER_TOKEN;
+    j->itl_max = (size_t)mt * ITL_PER_TOKEN + ITL_SLACK;
     j->t_send = mono_ms();
+    j->deadline = j->t_send + o->timeout_s * 1000;
     j->rec.start_ms = j->t_send - t0;
     j->rec.send_unix_ns = real_ns();
     if (curl_multi_add_handle(multi, j->h) != CURLM_OK) { free_job(j); return NULL; }
@@ -534,15 +573,15 @@ int mc_cmd_bench(int argc, char **argv)
         mc_dataset_free(&ds);
         return 2;
     }
-    char path[4200];
-    snprintf(path, sizeof path, "%s/requests.jsonl", o.out);
-    FILE *log = fopen(path, "w");
-    if (!log) {
-        fprintf(stderr, "moecap bench: cannot write %s: %s\n", path, strerror(errno));
+    /* written to a temporary file, renamed to requests.jsonl when the run ends */
+    struct mc_outfile logf;
+    if (mc_outfile_open(&logf, o.out, "requests.jsonl")) {
+        fprintf(stderr, "moecap bench: cannot write in %s: %s\n", o.out, strerror(errno));
         mc_dataset_free(&ds);
         return 2;
     }
-    if (curl_global_init(CURL_GLOBAL_DEFAULT)) { fprintf(stderr, "moecap bench: libcurl init failed\n"); fclose(log); mc_dataset_free(&ds); return 2; }
+    FILE *log = logf.f;
+    if (curl_global_init(CURL_GLOBAL_DEFAULT)) { fprintf(stderr, "moecap bench: libcurl init failed\n"); mc_outfile_commit(&logf); mc_dataset_free(&ds); return 2; }
     char endpoint[2200], models_url[2200];
     endpoints(o.url, o.chat, endpoint, sizeof endpoint, models_url, sizeof models_url);
     char *model = o.model ? strdup(o.model) : discover_model(models_url, o.timeout_s);
@@ -630,12 +669,17 @@ int mc_cmd_bench(int argc, char **argv)
     progress(&o, tty, done, failed, inflight, n, (t_end - t0) / 1e3, 1);
     curl_multi_cleanup(multi);
     free(live);
-    fclose(log);
+    int rc = 0;
+    if (mc_outfile_commit(&logf)) {
+        fprintf(stderr, "moecap bench: cannot write %s: %s\n", logf.path, strerror(errno));
+        rc = 1;
+    }
 
     /* summary: recomputed from the log just written, so it equals what a reader gets */
     struct mc_request_log rl;
-    int rc = 0;
-    if (mc_request_log_load(o.out, &rl, err, sizeof err)) {
+    if (rc) {
+        /* the log could not be written: no summary */
+    } else if (mc_request_log_load(o.out, &rl, err, sizeof err)) {
         fprintf(stderr, "moecap bench: re-reading the log failed: %s\n", err);
         rc = 1;
     } else {
@@ -667,12 +711,20 @@ int mc_cmd_bench(int argc, char **argv)
         cJSON_AddStringToObject(defs, "goodput", "successful requests meeting every given SLO, per second of duration (vLLM bench serve)");
         cJSON_AddStringToObject(defs, "accuracy", "correct / scored (successful requests with a reference answer); accuracy_failed_as_wrong counts failed ones as wrong");
         cJSON_AddStringToObject(defs, "percentiles", "linear interpolation between closest ranks (numpy default)");
-        snprintf(path, sizeof path, "%s/bench-summary.json", o.out);
         char *txt = cJSON_Print(s);
-        FILE *f = fopen(path, "w");
-        if (!f || fprintf(f, "%s\n", txt) < 0) { fprintf(stderr, "moecap bench: cannot write %s\n", path); rc = 1; }
-        if (f) fclose(f);
+        if (!txt || mc_outfile_write(o.out, "bench-summary.json", txt)) {
+            fprintf(stderr, "moecap bench: cannot write %s/bench-summary.json: %s\n", o.out, strerror(errno));
+            rc = 1;
+        }
         free(txt);
+        cJSON *v = mc_vllm_bench_json(s);
+        txt = v ? cJSON_Print(v) : NULL;
+        if (!txt || mc_outfile_write(o.out, "vllm-bench.json", txt)) {
+            fprintf(stderr, "moecap bench: cannot write %s/vllm-bench.json: %s\n", o.out, strerror(errno));
+            rc = 1;
+        }
+        free(txt);
+        cJSON_Delete(v);
         if (!o.quiet) print_summary(s);
         if (rl.n != (size_t)n) { fprintf(stderr, "moecap bench: log has %zu records, expected %ld\n", rl.n, n); rc = 1; }
         const cJSON *c = cJSON_GetObjectItemCaseSensitive(s, "completed");

@@ -2,8 +2,10 @@
  * goodput/accuracy summary (definitions follow vLLM `bench serve`; docs/bench.md). */
 #include "request_log.h"
 #include "dataset.h"
+#include "utf8.h"
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,10 +23,16 @@ static void add_num_or_null(cJSON *o, const char *k, double v)
     else cJSON_AddNumberToObject(o, k, v);
 }
 
+/* Strings come from servers and datasets: anything that is not UTF-8 is replaced, so every
+ * line stays readable to strict JSON readers. */
 static void add_str_or_null(cJSON *o, const char *k, const char *v)
 {
-    if (v) cJSON_AddStringToObject(o, k, v);
-    else cJSON_AddNullToObject(o, k);
+    if (!v) { cJSON_AddNullToObject(o, k); return; }
+    size_t n = strlen(v);
+    if (mc_utf8_valid(v, n)) { cJSON_AddStringToObject(o, k, v); return; }
+    char *fixed = mc_utf8_sanitize(v, n);
+    cJSON_AddStringToObject(o, k, fixed ? fixed : "");
+    free(fixed);
 }
 
 cJSON *mc_req_record_to_json(const struct mc_req_record *r)
@@ -55,6 +63,7 @@ cJSON *mc_req_record_to_json(const struct mc_req_record *r)
     if (r->score >= 0) cJSON_AddNumberToObject(o, "score", r->score);
     else cJSON_AddNullToObject(o, "score");
     add_str_or_null(o, "finish_reason", r->finish_reason);
+    add_str_or_null(o, "warning", r->warning);
     cJSON_AddNumberToObject(o, "max_tokens", r->requested_max_tokens);
     if (r->requested_input_len) cJSON_AddNumberToObject(o, "input_len", r->requested_input_len);
     return o;
@@ -64,6 +73,15 @@ static double num(const cJSON *o, const char *k, double dflt)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
     return cJSON_IsNumber(v) ? v->valuedouble : dflt;
+}
+
+/* An integer field within [lo, hi], else dflt: a log is input too, and converting a double
+ * outside the target type's range is undefined behaviour. */
+static long long num_int(const cJSON *o, const char *k, long long dflt, long long lo, long long hi)
+{
+    double v = num(o, k, NAN);
+    if (!(v >= (double)lo && v <= (double)hi)) return dflt;
+    return (long long)v;
 }
 
 static char *str(const cJSON *o, const char *k)
@@ -82,17 +100,17 @@ int mc_req_record_from_json(const cJSON *o, struct mc_req_record *r)
 {
     memset(r, 0, sizeof *r);
     if (!cJSON_IsObject(o) || !cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(o, "id"))) return -1;
-    r->id = (long)num(o, "id", -1);
+    r->id = (long)num_int(o, "id", -1, 0, LONG_MAX / 2);
     r->ok = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "ok"));
     r->error = str(o, "error");
-    r->http_status = (int)num(o, "http_status", 0);
-    r->prompt_tokens = (long)num(o, "prompt_tokens", -1);
+    r->http_status = (int)num_int(o, "http_status", 0, 0, 999);
+    r->prompt_tokens = (long)num_int(o, "prompt_tokens", -1, 0, MC_MAX_TOKEN_COUNT);
     r->prompt_tokens_from_usage = is_src(o, "prompt_tokens_source", "usage");
-    r->output_tokens = (long)num(o, "output_tokens", 0);
+    r->output_tokens = (long)num_int(o, "output_tokens", 0, 0, MC_MAX_TOKEN_COUNT);
     r->output_tokens_from_usage = is_src(o, "output_tokens_source", "usage");
-    r->chunks = (long)num(o, "chunks", 0);
+    r->chunks = (long)num_int(o, "chunks", 0, 0, LONG_MAX / 2);
     r->start_ms = num(o, "start_ms", 0);
-    r->send_unix_ns = (int64_t)num(o, "send_unix_ns", 0);
+    r->send_unix_ns = (int64_t)num_int(o, "send_unix_ns", 0, 0, INT64_MAX / 2);
     r->ttft_ms = num(o, "ttft_ms", NAN);
     r->tpot_ms = num(o, "tpot_ms", NAN);
     r->e2el_ms = num(o, "e2el_ms", NAN);
@@ -110,16 +128,17 @@ int mc_req_record_from_json(const cJSON *o, struct mc_req_record *r)
         if (!strcmp(k->valuestring, "gsm8k")) r->kind = MC_ITEM_GSM8K;
         else if (!strcmp(k->valuestring, "choice")) r->kind = MC_ITEM_CHOICE;
     }
-    r->score = (int)num(o, "score", -1);
+    r->score = (int)num_int(o, "score", -1, 0, 1);
     r->finish_reason = str(o, "finish_reason");
-    r->requested_max_tokens = (int)num(o, "max_tokens", 0);
-    r->requested_input_len = (int)num(o, "input_len", 0);
+    r->warning = str(o, "warning");
+    r->requested_max_tokens = (int)num_int(o, "max_tokens", 0, 0, INT_MAX);
+    r->requested_input_len = (int)num_int(o, "input_len", 0, 0, INT_MAX);
     return 0;
 }
 
 void mc_req_record_free(struct mc_req_record *r)
 {
-    free(r->error); free(r->itl_ms); free(r->answer); free(r->expected); free(r->finish_reason);
+    free(r->error); free(r->itl_ms); free(r->answer); free(r->expected); free(r->finish_reason); free(r->warning);
     memset(r, 0, sizeof *r);
 }
 

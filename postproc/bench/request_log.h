@@ -11,6 +11,10 @@
 #define MC_REQUEST_LOG_SCHEMA "moecap.requests/1"
 #define MC_BENCH_SUMMARY_SCHEMA "moecap.bench-summary/1"
 
+/* Largest token count believed from a server or a log (usage fields); beyond it the number
+ * is not a count but garbage, and is ignored. */
+#define MC_MAX_TOKEN_COUNT 2147483647L
+
 struct mc_req_record {
     long id;                  /* index in send order, 0-based */
     int ok;                   /* 1 = completed without error */
@@ -32,6 +36,7 @@ struct mc_req_record {
     int kind;                 /* enum mc_item_kind of the dataset item */
     int score;                /* 1 correct, 0 wrong, -1 not scored (no reference) */
     char *finish_reason;      /* as sent by the server, or NULL */
+    char *warning;            /* server numbers that were not believed (e.g. usage), or NULL */
     int requested_max_tokens;
     int requested_input_len;  /* synthetic datasets: the asked-for input length, else 0 */
 };

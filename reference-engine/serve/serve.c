@@ -1,14 +1,19 @@
 /* `moe-ref serve`: an OpenAI-compatible HTTP server (/v1/completions,
  * /v1/chat/completions with SSE streaming, /v1/models, /health) over the CPU engine with
  * continuous batching (sched.c). One detached thread per connection, bounded by
- * --max-connections; every socket read and write has a timeout; SIGTERM/SIGINT stop
- * accepting, let in-flight requests finish, then exit 0. See docs/serve.md. */
+ * --max-connections (more are answered 503 by the accept loop itself); every request
+ * reserves its worst-case memory from a budget before its body is read (budget.c); every
+ * socket read and write has a timeout; SIGTERM/SIGINT stop accepting, let in-flight
+ * requests finish, then exit 0. See docs/serve.md. */
+#include "budget.h"
 #include "engine.h"
 #include "http.h"
 #include "sched.h"
 #include <cjson/cJSON.h>
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -29,6 +34,8 @@ struct server {
     const char *model_dir, *host, *gt_path, *port_file;
     char model_name[256];
     int port, max_batch, threads, max_conn, read_timeout_s, write_timeout_s, drain_timeout_s, mixed, quiet;
+    int max_request_mib;
+    struct sv_budget budget;
     mr_model *model;
     mr_engine *eng;
     const struct mr_config *cfg;
@@ -61,7 +68,10 @@ static void serve_usage(FILE *f)
         "  --ground-truth FILE   write the engine's per-step ground truth (docs/ground-truth.md)\n"
         "  --threads N           engine threads (default 1)\n"
         "  --served-model-name S model id in the API (default: the model directory's name)\n"
-        "  --max-connections N   concurrent connections (default 256; more get 503)\n"
+        "  --max-connections N   concurrent connections, 1..10000 (default 256; more get 503)\n"
+        "  --max-request-memory M  MiB that requests being parsed and served may hold together\n"
+        "                        (default 64; a request reserves its worst case before its body\n"
+        "                        is read, others wait up to --read-timeout, then get 503)\n"
         "  --read-timeout S      seconds to receive a whole request (default 10)\n"
         "  --write-timeout S     seconds a blocked write may wait for the client (default 30)\n"
         "  --drain-timeout S     on SIGTERM, seconds to wait for in-flight requests (default 120)\n"
@@ -91,6 +101,7 @@ static int parse_args(int argc, char **argv, struct server *S)
     S->read_timeout_s = 10;
     S->write_timeout_s = 30;
     S->drain_timeout_s = 120;
+    S->max_request_mib = 64;
     const char *name = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -104,7 +115,8 @@ static int parse_args(int argc, char **argv, struct server *S)
         else if (!strcmp(a, "--port")) { if (parse_int(a, v, 0, 65535, &S->port)) return -1; }
         else if (!strcmp(a, "--max-batch")) { if (parse_int(a, v, 1, 4096, &S->max_batch)) return -1; }
         else if (!strcmp(a, "--threads")) { if (parse_int(a, v, 1, 1024, &S->threads)) return -1; }
-        else if (!strcmp(a, "--max-connections")) { if (parse_int(a, v, 1, 100000, &S->max_conn)) return -1; }
+        else if (!strcmp(a, "--max-connections")) { if (parse_int(a, v, 1, 10000, &S->max_conn)) return -1; }
+        else if (!strcmp(a, "--max-request-memory")) { if (parse_int(a, v, 4, 1 << 20, &S->max_request_mib)) return -1; }
         else if (!strcmp(a, "--read-timeout")) { if (parse_int(a, v, 1, 3600, &S->read_timeout_s)) return -1; }
         else if (!strcmp(a, "--write-timeout")) { if (parse_int(a, v, 1, 3600, &S->write_timeout_s)) return -1; }
         else if (!strcmp(a, "--drain-timeout")) { if (parse_int(a, v, 0, 86400, &S->drain_timeout_s)) return -1; }
@@ -132,6 +144,8 @@ static int parse_args(int argc, char **argv, struct server *S)
 /* ---------------- request handling ---------------- */
 
 struct conn { int fd; struct server *S; };
+/* A request read whole: its head and body. */
+struct request { struct http_head h; char *body; size_t body_len; };
 
 static void log_line(struct server *S, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void log_line(struct server *S, const char *fmt, ...)
@@ -187,7 +201,8 @@ static int cat(char **b, size_t *len, size_t *capb, const char *s, size_t cap)
 }
 
 /* Chat template (docs/serve.md): "<|ROLE|>\nCONTENT\n" per message, then "<|assistant|>\n". */
-static char *chat_prompt(const cJSON *msgs, char *err, size_t errsz)
+/* The prompt is at most `limit` bytes (one token per byte: the context length + 1). */
+static char *chat_prompt(const cJSON *msgs, size_t limit, char *err, size_t errsz)
 {
     if (!cJSON_IsArray(msgs) || cJSON_GetArraySize(msgs) == 0) {
         snprintf(err, errsz, "\"messages\" must be a non-empty array");
@@ -202,27 +217,27 @@ static char *chat_prompt(const cJSON *msgs, char *err, size_t errsz)
         if (!cJSON_IsString(role)) { snprintf(err, errsz, "each message needs a string \"role\""); free(b); return NULL; }
         char head[128];
         snprintf(head, sizeof head, "<|%.64s|>\n", role->valuestring);
-        if (cat(&b, &len, &cap, head, SRV_MAX_BODY * 2)) goto big;
+        if (cat(&b, &len, &cap, head, limit)) goto big;
         if (cJSON_IsString(content)) {
-            if (cat(&b, &len, &cap, content->valuestring, SRV_MAX_BODY * 2)) goto big;
+            if (cat(&b, &len, &cap, content->valuestring, limit)) goto big;
         } else if (cJSON_IsArray(content)) {          /* [{"type":"text","text":...}] */
             const cJSON *part;
             cJSON_ArrayForEach(part, content) {
                 const cJSON *t = cJSON_GetObjectItemCaseSensitive(part, "text");
                 if (!cJSON_IsString(t)) { snprintf(err, errsz, "only text content parts are supported"); free(b); return NULL; }
-                if (cat(&b, &len, &cap, t->valuestring, SRV_MAX_BODY * 2)) goto big;
+                if (cat(&b, &len, &cap, t->valuestring, limit)) goto big;
             }
         } else if (!cJSON_IsNull(content)) {
             snprintf(err, errsz, "message \"content\" must be a string or an array of text parts");
             free(b);
             return NULL;
         }
-        if (cat(&b, &len, &cap, "\n", SRV_MAX_BODY * 2)) goto big;
+        if (cat(&b, &len, &cap, "\n", limit)) goto big;
     }
-    if (cat(&b, &len, &cap, "<|assistant|>\n", SRV_MAX_BODY * 2)) goto big;
+    if (cat(&b, &len, &cap, "<|assistant|>\n", limit)) goto big;
     return b;
 big:
-    snprintf(err, errsz, "messages too long");
+    snprintf(err, errsz, "the chat prompt is longer than the model's context length (%zu tokens)", limit - 1);
     free(b);
     return NULL;
 }
@@ -295,30 +310,92 @@ static void add_usage(cJSON *o, int prompt, int completion)
     cJSON_AddNumberToObject(u, "total_tokens", prompt + completion);
 }
 
-static long long mono_ms(void)
+/* The client while its request is generated: a hang-up is checked every ~100 ms even while
+ * tokens flow (writes into a closed socket can succeed for a while). */
+struct client {
+    int fd;
+    int eof;              /* it shut down its sending side */
+    int head_sent;        /* non-streamed: the 200 head went out early (see client_gone) */
+    long long last_check;
+};
+
+/* Answer head sent early to a non-streamed client that shut down its sending side: the
+ * body then ends when the connection closes (no Content-Length). */
+static const char EARLY_HEAD[] = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n";
+
+/* 1 when the client is gone. An end of its input alone does not mean that: a client may
+ * half-close (shutdown(SHUT_WR)) after its request and still read the answer, and TCP
+ * shows a half-close and a full close alike until something is written. A stream writes
+ * anyway; a non-streamed request writes its answer's head at once, so a closed client's
+ * kernel answers with a reset, seen at the next check, while a half-closed one reads on. */
+static int client_gone(struct client *c, int streamed)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    long long now = http_now_ms();
+    if (now - c->last_check < 100) return 0;
+    c->last_check = now;
+    int st = http_peer_state(c->fd);
+    if (st == PEER_GONE) return 1;
+    if (st == PEER_EOF && !c->eof) {
+        c->eof = 1;
+        if (!streamed && !c->head_sent) {
+            if (http_write_all(c->fd, EARLY_HEAD, sizeof EARLY_HEAD - 1)) return 1;
+            c->head_sent = 1;
+        }
+    }
+    return 0;
 }
 
-static int peer_check_due(long long *last)
+/* A whole JSON answer, or only its body when the head already went out. */
+static int client_answer(struct client *c, int status, const char *json)
 {
-    long long now = mono_ms();
-    if (now - *last < 100) return 0;
-    *last = now;
-    return 1;
+    if (c->head_sent) return http_write_all(c->fd, json, strlen(json));
+    return http_respond(c->fd, status, "application/json", json, strlen(json));
 }
 
-static void handle_completion(struct server *S, int fd, struct http_req *rq, int chat)
+static int client_error(struct client *c, int status, const char *msg)
 {
-    char err[256] = "";
-    cJSON *b = cJSON_ParseWithLength(rq->body, rq->body_len);
-    char *text = NULL;
+    char *s = http_error_json(status, NULL, msg);
+    int rc = s ? client_answer(c, status, s) : -1;
+    free(s);
+    return rc;
+}
+
+static void handle_completion(struct server *S, int fd, struct request *rq, int chat)
+{
+    char err[320] = "";
+    cJSON *b = NULL;
+    char *text = NULL;                 /* chat prompt (allocated) */
+    const char *ptext = NULL;
     int32_t *ids = NULL;
     int plen = 0;
     struct sv_req *r = NULL;
+    int ctx = S->cfg->max_position, vocab = S->cfg->vocab;
+    /* the request's memory reservation assumed at most this many JSON values and this depth */
+    size_t nvalues;
+    int depth;
+    sv_json_shape(rq->body, rq->body_len, &nvalues, &depth);
+    if (depth > SV_MAX_JSON_DEPTH) {
+        snprintf(err, sizeof err, "request JSON is nested deeper than %d levels", SV_MAX_JSON_DEPTH);
+        http_respond_error(fd, 400, err);
+        goto out;
+    }
+    if (nvalues > sv_max_json_values(ctx)) {
+        snprintf(err, sizeof err, "request JSON has more than %zu values", sv_max_json_values(ctx));
+        http_respond_error(fd, 400, err);
+        goto out;
+    }
+    b = cJSON_ParseWithLength(rq->body, rq->body_len);
     if (!cJSON_IsObject(b)) { http_respond_error(fd, 400, "request body is not a JSON object"); goto out; }
+    /* as vLLM: a model other than the served one is 404; no model means the served one */
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(b, "model");
+    if (model && !cJSON_IsNull(model)) {
+        if (!cJSON_IsString(model)) { http_respond_error(fd, 400, "\"model\" must be a string"); goto out; }
+        if (strcmp(model->valuestring, S->model_name)) {
+            snprintf(err, sizeof err, "The model `%.200s` does not exist.", model->valuestring);
+            http_respond_error_typed(fd, 404, "NotFoundError", err);
+            goto out;
+        }
+    }
     int stream, include_usage = 0, ignore_eos;
     if (get_bool(b, "stream", 0, &stream, err, sizeof err) || get_bool(b, "ignore_eos", 0, &ignore_eos, err, sizeof err)) {
         http_respond_error(fd, 400, err);
@@ -336,18 +413,23 @@ static void handle_completion(struct server *S, int fd, struct http_req *rq, int
         http_respond_error(fd, 400, "only \"n\": 1 is supported");
         goto out;
     }
-    int vocab = S->cfg->vocab;
     if (chat) {
-        text = chat_prompt(cJSON_GetObjectItemCaseSensitive(b, "messages"), err, sizeof err);
+        text = chat_prompt(cJSON_GetObjectItemCaseSensitive(b, "messages"), (size_t)ctx + 1, err, sizeof err);
         if (!text) { http_respond_error(fd, 400, err); goto out; }
+        ptext = text;
     } else {
         const cJSON *p = cJSON_GetObjectItemCaseSensitive(b, "prompt");
         if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1 && cJSON_IsString(cJSON_GetArrayItem(p, 0)))
             p = cJSON_GetArrayItem(p, 0);
         if (cJSON_IsString(p)) {
-            text = strdup(p->valuestring);
+            ptext = p->valuestring;
         } else if (cJSON_IsArray(p) && cJSON_GetArraySize(p) > 0) {   /* token ids */
             int n = cJSON_GetArraySize(p);
+            if (n > ctx) {
+                snprintf(err, sizeof err, "prompt (%d tokens) exceeds the model's context length (%d)", n, ctx);
+                http_respond_error(fd, 400, err);
+                goto out;
+            }
             ids = malloc((size_t)n * sizeof *ids);
             const cJSON *t;
             cJSON_ArrayForEach(t, p) {
@@ -364,15 +446,19 @@ static void handle_completion(struct server *S, int fd, struct http_req *rq, int
             goto out;
         }
     }
-    if (text) {
-        size_t tl = strlen(text);
+    if (ptext) {
+        size_t tl = strlen(ptext);           /* one token per byte (docs/serve.md) */
+        if (tl > (size_t)ctx) {
+            snprintf(err, sizeof err, "prompt (%zu tokens) exceeds the model's context length (%d)", tl, ctx);
+            http_respond_error(fd, 400, err);
+            goto out;
+        }
         ids = malloc((tl + 1) * sizeof *ids);
         if (!ids) { http_respond_error(fd, 500, "out of memory"); goto out; }
-        plen = mr_tok_encode(text, tl, vocab, ids, (int)tl);
+        plen = mr_tok_encode(ptext, tl, vocab, ids, (int)tl);
         if (plen < 0) { http_respond_error(fd, 400, "prompt cannot be tokenized"); goto out; }
     }
     if (plen == 0) { http_respond_error(fd, 400, "the prompt is empty"); goto out; }
-    int ctx = S->cfg->max_position;
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(b, chat ? "max_completion_tokens" : "max_tokens");
     if (chat && (!mt || cJSON_IsNull(mt))) mt = cJSON_GetObjectItemCaseSensitive(b, "max_tokens");
     int max_tokens;
@@ -400,7 +486,7 @@ static void handle_completion(struct server *S, int fd, struct http_req *rq, int
     sv_submit(&S->sched, r);
 
     int alive = 1, have = 0, done = 0;
-    long long last_check = mono_ms();
+    struct client cl = {.fd = fd, .last_check = http_now_ms()};
     int32_t tok[256];
     char piece[257];
     if (stream) {
@@ -427,9 +513,7 @@ static void handle_completion(struct server *S, int fd, struct http_req *rq, int
                 }
                 have += k;
             }
-            /* a hang-up is checked every ~100 ms even while tokens flow (writes into a
-             * closed socket can succeed for a while) */
-            if (!done && alive && peer_check_due(&last_check) && http_peer_gone(fd)) alive = 0;
+            if (!done && alive && client_gone(&cl, 1)) alive = 0;
         }
         if (alive) {
             pthread_mutex_lock(&S->sched.mu);
@@ -473,7 +557,7 @@ static void handle_completion(struct server *S, int fd, struct http_req *rq, int
                 olen += (size_t)mr_tok_decode(tok, k, out + olen, (size_t)max_tokens + 1 - olen);
                 have += k;
             }
-            if (!done && peer_check_due(&last_check) && http_peer_gone(fd)) alive = 0;
+            if (!done && client_gone(&cl, 0)) alive = 0;
         }
         if (alive) {
             pthread_mutex_lock(&S->sched.mu);
@@ -482,8 +566,8 @@ static void handle_completion(struct server *S, int fd, struct http_req *rq, int
             char e2[160];
             snprintf(e2, sizeof e2, "%s", r->err);
             pthread_mutex_unlock(&S->sched.mu);
-            if (!out) http_respond_error(fd, 500, "out of memory");
-            else if (!strcmp(fr, "error")) http_respond_error(fd, 500, e2);
+            if (!out) client_error(&cl, 500, "out of memory");
+            else if (!strcmp(fr, "error")) client_error(&cl, 500, e2);
             else {
                 out[olen] = 0;
                 cJSON *c;
@@ -498,7 +582,9 @@ static void handle_completion(struct server *S, int fd, struct http_req *rq, int
                 }
                 cJSON_AddStringToObject(c, "finish_reason", fr);
                 add_usage(o, plen, nout);
-                if (send_json(fd, 200, o)) alive = 0;
+                char *js = cJSON_PrintUnformatted(o);
+                if (!js || client_answer(&cl, 200, js)) alive = 0;
+                free(js);
                 cJSON_Delete(o);
             }
         }
@@ -509,8 +595,8 @@ static void handle_completion(struct server *S, int fd, struct http_req *rq, int
     int nout = r->nout;
     const char *fr = r->finish_reason ? r->finish_reason : "cancelled";
     pthread_mutex_unlock(&S->sched.mu);
-    log_line(S, "%s %s prompt=%d completion=%d finish=%s%s", rq->path, id, plen, nout, fr,
-             alive ? "" : " (client gone)");
+    log_line(S, "%s %s prompt=%d completion=%d finish=%s%s%s", rq->h.path, id, plen, nout, fr,
+             alive ? "" : " (client gone)", cl.eof && alive ? " (client half-closed)" : "");
 out:
     if (r) sv_release(&S->sched, r);
     free(text);
@@ -518,10 +604,10 @@ out:
     cJSON_Delete(b);
 }
 
-static void route(struct server *S, int fd, struct http_req *rq)
+static void route(struct server *S, int fd, struct request *rq)
 {
-    const char *p = rq->path;
-    int get = !strcmp(rq->method, "GET"), post = !strcmp(rq->method, "POST");
+    const char *p = rq->h.path;
+    int get = !strcmp(rq->h.method, "GET"), post = !strcmp(rq->h.method, "POST");
     if (!strcmp(p, "/health")) {
         if (get) http_respond(fd, 200, "application/json", "{\"status\":\"ok\"}", 15);
         else http_respond_error(fd, 405, "use GET /health");
@@ -538,6 +624,45 @@ static void route(struct server *S, int fd, struct http_req *rq)
     }
 }
 
+/* Lingering close: at most this long, this many bytes, after the answer. */
+#define LINGER_MS 1000
+#define LINGER_BYTES ((size_t)SRV_MAX_BODY + SRV_MAX_HEADER)
+
+/* Reads one request (head, then the body once its memory is reserved), answers it, closes. */
+static void serve_connection(struct server *S, int fd, char *hbuf)
+{
+    long long deadline = http_now_ms() + (long long)S->read_timeout_s * 1000;
+    struct request rq = {0};
+    size_t got;
+    int st = http_read_head(fd, hbuf, &got, &rq.h, deadline);
+    char m[200];
+    if (st < 0) return;                                     /* gone, or silent until the deadline */
+    if (st > 0) {
+        snprintf(m, sizeof m, "%s (limits: headers %d bytes, body %d bytes, %d s to send a request)",
+                 http_reason(st), SRV_MAX_HEADER, SRV_MAX_BODY, S->read_timeout_s);
+        http_respond_error(fd, st, m);
+        return;
+    }
+    size_t want = rq.h.content_length > 0 ? (size_t)rq.h.content_length : 0;
+    size_t cost = sv_request_cost(want, S->cfg->max_position);
+    int br = sv_budget_reserve(&S->budget, cost, deadline);
+    if (br) {
+        snprintf(m, sizeof m, br == -2 ? "this request may need %zu bytes, more than --max-request-memory allows"
+                                       : "server busy: request memory in use (needed %zu bytes); retry later",
+                 cost);
+        http_respond_error(fd, br == -2 ? 413 : 503, m);
+        return;
+    }
+    rq.body = malloc(want + 1);
+    if (!rq.body) st = 500;
+    else st = http_read_body(fd, &rq.h, hbuf + rq.h.head_len, got - rq.h.head_len, rq.body, want, deadline);
+    rq.body_len = want;
+    if (st == 0) route(S, fd, &rq);
+    else if (st > 0) http_respond_error(fd, st, st == 408 ? "request body not received in time" : "out of memory");
+    free(rq.body);
+    sv_budget_release(&S->budget, cost);
+}
+
 static void *conn_main(void *arg)
 {
     struct conn *c = arg;
@@ -548,25 +673,65 @@ static void *conn_main(void *arg)
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    struct http_req *rq = malloc(sizeof *rq);
-    if (rq) {
-        int st = http_read_request(fd, rq, S->read_timeout_s * 1000);
-        if (st == 0) route(S, fd, rq);
-        else if (st > 0) {
-            char m[128];
-            snprintf(m, sizeof m, "%s (limits: headers %d bytes, body %d bytes, %d s to send a request)",
-                     http_reason(st), SRV_MAX_HEADER, SRV_MAX_BODY, S->read_timeout_s);
-            http_respond_error(fd, st, m);
-        }
-        http_req_free(rq);
-        free(rq);
-    }
-    shutdown(fd, SHUT_WR);
-    close(fd);
+    char *hbuf = malloc(SRV_MAX_HEADER);
+    if (hbuf) serve_connection(S, fd, hbuf);
+    else http_respond_error(fd, 503, "out of memory");
+    free(hbuf);
+    http_close_gracefully(fd, LINGER_MS, LINGER_BYTES);
     pthread_mutex_lock(&S->mu);
     if (--S->active == 0) pthread_cond_broadcast(&S->idle);
     pthread_mutex_unlock(&S->mu);
     return NULL;
+}
+
+/* Connections refused while --max-connections are open: answered 503 by the accept loop
+ * at once, then read and discarded until the client closes (a close with unread input
+ * would reset the connection and could destroy the answer). At most REJECT_MAX linger;
+ * beyond that the oldest is closed. */
+#define REJECT_MAX 1024
+struct rejected { int fd; long long until; size_t drained; };
+
+static void reject_close(struct rejected *r, int *n, int i)
+{
+    close(r[i].fd);
+    r[i] = r[--*n];
+}
+
+static void reject_new(struct rejected *r, int *n, int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0) fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    char *s = http_error_json(503, NULL, "too many connections; retry later");
+    char h[400];
+    int hl = snprintf(h, sizeof h, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                      "Content-Length: %zu\r\nConnection: close\r\nRetry-After: 1\r\n\r\n%s",
+                      s ? strlen(s) : 0, s ? s : "");
+    free(s);
+    /* a fresh socket's send buffer takes these few hundred bytes whole */
+    if (send(fd, h, (size_t)hl, MSG_NOSIGNAL | MSG_DONTWAIT) != hl) { close(fd); return; }
+    shutdown(fd, SHUT_WR);
+    if (*n == REJECT_MAX) {                      /* the oldest has lingered longest */
+        long long o = r[0].until;
+        int oi = 0;
+        for (int i = 1; i < *n; i++) if (r[i].until < o) { o = r[i].until; oi = i; }
+        reject_close(r, n, oi);
+    }
+    r[(*n)++] = (struct rejected){.fd = fd, .until = http_now_ms() + LINGER_MS};
+}
+
+static void reject_drain(struct rejected *r, int *n, const struct pollfd *p)
+{
+    long long now = http_now_ms();
+    char junk[16384];
+    for (int i = *n - 1; i >= 0; i--) {
+        int done = now >= r[i].until || (p[i].revents & (POLLERR | POLLHUP | POLLNVAL));
+        if (!done && (p[i].revents & POLLIN)) {
+            ssize_t k = recv(r[i].fd, junk, sizeof junk, MSG_DONTWAIT);
+            if (k == 0 || (k < 0 && errno != EAGAIN && errno != EINTR)) done = 1;
+            else if (k > 0 && (r[i].drained += (size_t)k) >= LINGER_BYTES) done = 1;
+        }
+        if (done) reject_close(r, n, i);
+    }
 }
 
 static int listen_on(struct server *S)
@@ -597,6 +762,12 @@ int mr_cmd_serve(int argc, char **argv)
     static struct server S;
     memset(&S, 0, sizeof S);
     if (parse_args(argc, argv, &S)) return 2;
+    /* Memory stays what the budget says: large blocks (bodies) are mmapped and unmapped on
+     * free at any size (a fixed threshold stops glibc from raising it after the first
+     * large free), and few arenas keep one thread's freed blocks usable by the others. */
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+    mallopt(M_TRIM_THRESHOLD, 1024 * 1024);
+    mallopt(M_ARENA_MAX, 2);
     char err[512];
     S.model = mr_model_load(S.model_dir, err, sizeof err);
     if (!S.model) { fprintf(stderr, "moe-ref serve: %s\n", err); return 1; }
@@ -610,6 +781,14 @@ int mr_cmd_serve(int argc, char **argv)
             mr_engine_free(S.eng); mr_model_free(S.model);
             return 1;
         }
+    }
+    sv_budget_init(&S.budget, (size_t)S.max_request_mib << 20);
+    if (sv_request_cost(4096, S.cfg->max_position) > S.budget.limit) {
+        fprintf(stderr, "moe-ref serve: --max-request-memory %d MiB cannot hold one small request for a context "
+                "of %d tokens (%zu bytes); raise it\n", S.max_request_mib, S.cfg->max_position,
+                sv_request_cost(4096, S.cfg->max_position));
+        mr_engine_free(S.eng); mr_model_free(S.model);
+        return 2;
     }
     signal(SIGPIPE, SIG_IGN);
     if (pipe(sig_pipe)) { perror("moe-ref serve: pipe"); return 1; }
@@ -638,13 +817,20 @@ int mr_cmd_serve(int argc, char **argv)
     pthread_attr_init(&at);
     pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&at, 256 * 1024);
+    static struct rejected rej[REJECT_MAX];
+    static struct pollfd pfd[REJECT_MAX + 2];
+    int nrej = 0;
     for (;;) {
-        struct pollfd p[2] = {{.fd = lfd, .events = POLLIN}, {.fd = sig_pipe[0], .events = POLLIN}};
-        int k = poll(p, 2, -1);
+        for (int i = 0; i < nrej; i++) pfd[i] = (struct pollfd){.fd = rej[i].fd, .events = POLLIN};
+        pfd[nrej] = (struct pollfd){.fd = lfd, .events = POLLIN};
+        pfd[nrej + 1] = (struct pollfd){.fd = sig_pipe[0], .events = POLLIN};
+        int k = poll(pfd, (nfds_t)nrej + 2, nrej ? 100 : -1);
         if (k < 0 && errno == EINTR) continue;
         if (k < 0) { perror("moe-ref serve: poll"); break; }
-        if (p[1].revents) break;
-        if (!(p[0].revents & POLLIN)) continue;
+        if (pfd[nrej + 1].revents) break;
+        int listen_ready = pfd[nrej].revents & POLLIN;
+        reject_drain(rej, &nrej, pfd);
+        if (!listen_ready) continue;
         int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE) usleep(10000);   /* out of descriptors: back off */
@@ -658,10 +844,7 @@ int mr_cmd_serve(int argc, char **argv)
         pthread_t th;
         if (c) { c->fd = fd; c->S = &S; }
         if (!c || pthread_create(&th, &at, conn_main, c)) {
-            struct timeval tv = {.tv_sec = 1};
-            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-            http_respond_error(fd, 503, "too many connections; retry later");
-            close(fd);
+            reject_new(rej, &nrej, fd);
             if (c) {
                 free(c);
                 pthread_mutex_lock(&S.mu);
@@ -672,6 +855,7 @@ int mr_cmd_serve(int argc, char **argv)
     }
     /* drain: no new connections; wait for the in-flight ones */
     close(lfd);
+    for (int i = 0; i < nrej; i++) close(rej[i].fd);
     atomic_store(&S.draining, 1);
     struct timespec dl;
     clock_gettime(CLOCK_REALTIME, &dl);
@@ -689,11 +873,13 @@ int mr_cmd_serve(int argc, char **argv)
     }
     sv_sched_stop(&S.sched);
     fprintf(stderr, "moe-ref serve: %llu requests, %llu steps (%llu prefill, %llu decode, %llu mixed), "
-            "%llu tokens generated, largest batch %llu\n",
+            "%llu tokens generated, largest batch %llu; request memory peak %zu of %zu bytes, "
+            "%llu requests waited for it, %llu refused\n",
             (unsigned long long)S.sched.requests, (unsigned long long)S.sched.steps,
             (unsigned long long)S.sched.prefill_steps, (unsigned long long)S.sched.decode_steps,
             (unsigned long long)S.sched.mixed_steps, (unsigned long long)S.sched.tokens_out,
-            (unsigned long long)S.sched.max_seen_batch);
+            (unsigned long long)S.sched.max_seen_batch, S.budget.peak, S.budget.limit,
+            (unsigned long long)S.budget.waited, (unsigned long long)S.budget.refused);
     if (S.gt && fclose(S.gt)) { fprintf(stderr, "moe-ref serve: writing the ground truth failed\n"); return 1; }
     mr_engine_free(S.eng);
     mr_model_free(S.model);

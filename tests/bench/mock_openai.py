@@ -17,6 +17,10 @@ first word after "MODE " in the prompt (or the last user message):
   error     a 200 stream carrying {"error": {...}}
   chunked   like good, but HTTP/1.1 chunked transfer encoding whose chunks cut the SSE
             text at odd places (mid-line, mid-"data:", between "\r" and "\n")
+  flood     an endless stream of content chunks as fast as the socket takes them (never
+            [DONE]; the client's --timeout must end it, with bounded memory and log)
+  hugeusage like good, but usage claims completion_tokens 9.9e18 and prompt_tokens -5
+  badutf8   like good, but the text carries bytes that are not UTF-8 (raw in the JSON)
 Listens on 127.0.0.1 only, on an ephemeral port written to the file named by argv[1];
 exits on its own after argv[2] seconds (default 120) so no test can leave it behind.
 """
@@ -162,6 +166,26 @@ class H(BaseHTTPRequestHandler):
             time.sleep(0.002)
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
+
+    def mode_flood(self, chat, plen):
+        self.start_stream()
+        block = ("data: " + json.dumps(self.chunk(chat, "flood ")) + "\n\n").encode() * 512
+        while True:
+            self.wfile.write(block)
+
+    def mode_hugeusage(self, chat, plen):
+        self.start_stream()
+        for w in WORDS:
+            self.ev(self.chunk(chat, w))
+        self.ev({"choices": [], "usage": {"prompt_tokens": -5, "completion_tokens": 9.9e18, "total_tokens": 9.9e18}})
+        self.ev("[DONE]")
+
+    def mode_badutf8(self, chat, plen):
+        self.start_stream()
+        key = b'"delta": {"content": ' if chat else b'"text": '
+        for piece in (b'"ok \xff\xfe end"', b'" half \xe2\x82"', b'" overlong \xc0\xaf"', b'" fine \xe2\x82\xac"'):
+            self.wfile.write(b'data: {"choices": [{"index": 0, ' + key + piece + (b"}" if chat else b"") + b"}]}\n\n")
+        self.ev("[DONE]")
 
     def mode_error(self, chat, plen):
         self.start_stream()

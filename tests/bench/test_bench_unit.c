@@ -1,7 +1,9 @@
 /* Unit tests of `moecap bench` building blocks against hand-made answers: answer
  * extraction/scoring (GSM8K numbers, multiple-choice letters), the SSE splitter fed in
  * awkward pieces, percentiles/goodput/accuracy of the summary (hand-computed values),
- * SLO parsing, dataset item shapes, lm-eval results reading, record JSON round trip. */
+ * SLO parsing, dataset item shapes, lm-eval results reading, record JSON round trip,
+ * hostile numbers in a log, UTF-8 repair (Unicode's maximal-subpart replacement), the
+ * vllm-bench.json field mapping. */
 #include "mc_test.h"
 #include "bench/client_view.h"
 #include "bench/dataset.h"
@@ -9,6 +11,8 @@
 #include "bench/request_log.h"
 #include "bench/score.h"
 #include "bench/sse.h"
+#include "bench/utf8.h"
+#include "bench/vllm_compat.h"
 #include <math.h>
 #include <stdlib.h>
 #include <fcntl.h>
@@ -405,8 +409,91 @@ static void test_record_roundtrip(void)
     free(txt);
 }
 
+/* A log line is input: numbers outside a field's range must not reach a conversion
+ * (undefined behaviour, which UBSan aborts on) and are read as unknown. */
+static void test_record_hostile_numbers(void)
+{
+    const char *line = "{\"id\":9.9e18,\"ok\":true,\"http_status\":1e300,\"prompt_tokens\":-5,"
+                       "\"output_tokens\":9.9e18,\"chunks\":-1e30,\"send_unix_ns\":1e40,\"score\":7,"
+                       "\"max_tokens\":1e12,\"input_len\":-3,\"e2el_ms\":5}";
+    cJSON *o = cJSON_Parse(line);
+    struct mc_req_record r;
+    int rc = mc_req_record_from_json(o, &r);
+    cJSON_Delete(o);
+    MC_CHECK(rc == 0, "a record with an id parses");
+    MC_CHECK(r.id == -1 && r.http_status == 0 && r.prompt_tokens == -1 && r.output_tokens == 0 && r.chunks == 0 &&
+             r.send_unix_ns == 0 && r.score == -1 && r.requested_max_tokens == 0 && r.requested_input_len == 0,
+             "out-of-range numbers read as unknown (output_tokens %ld)", r.output_tokens);
+    cJSON *s = mc_request_log_summary(&r, 1, NULL, 1.0);
+    MC_CHECK(cJSON_GetObjectItem(s, "total_output_tokens")->valuedouble == 0, "summary total 0, not INT64_MIN");
+    cJSON_Delete(s);
+    mc_req_record_free(&r);
+}
+
+static void test_utf8(void)
+{
+    const struct { const char *in; size_t n; const char *want; } c[] = {
+        {"plain \xe2\x82\xac ok", 12, "plain \xe2\x82\xac ok"},                 /* valid: unchanged */
+        {"a\xff\xfe" "b", 4, "a\xef\xbf\xbd\xef\xbf\xbd" "b"},                 /* two bad bytes: two U+FFFD */
+        {"x\xe2\x82", 3, "x\xef\xbf\xbd"},                                     /* truncated: one U+FFFD */
+        {"\xc0\xaf", 2, "\xef\xbf\xbd\xef\xbf\xbd"},                           /* overlong '/' */
+        {"\xed\xa0\x80", 3, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"},          /* a surrogate */
+        {"\xf4\x90\x80\x80", 4, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"}, /* above U+10FFFF */
+        {"\xf0\x9f\x98\x80", 4, "\xf0\x9f\x98\x80"},                           /* U+1F600 */
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+        char *o = mc_utf8_sanitize(c[i].in, c[i].n);
+        MC_CHECK(o && !strcmp(o, c[i].want), "case %zu", i);
+        MC_CHECK(mc_utf8_valid(o, strlen(o)), "case %zu output valid", i);
+        MC_CHECK(mc_utf8_valid(c[i].in, c[i].n) == !strcmp(c[i].in, c[i].want), "case %zu validity", i);
+        free(o);
+    }
+    /* a record with bad bytes in answer and error serializes to valid UTF-8 */
+    struct mc_req_record r = {.id = 1, .error = "bad \xff", .answer = "x\xc3", .ttft_ms = NAN, .tpot_ms = NAN,
+                              .e2el_ms = 1, .score = -1};
+    cJSON *j = mc_req_record_to_json(&r);
+    char *t = cJSON_PrintUnformatted(j);
+    MC_CHECK(t && mc_utf8_valid(t, strlen(t)) && strstr(t, "\"x\xef\xbf\xbd\""), "record text: %s", t);
+    free(t);
+    cJSON_Delete(j);
+}
+
+/* vllm-bench.json copies the summary's numbers under vLLM's names. */
+static void test_vllm_compat(void)
+{
+    double itl[] = {10, 20, 30};
+    struct mc_req_record r[2] = {
+        {.id = 0, .ok = 1, .prompt_tokens = 5, .output_tokens = 4, .start_ms = 0, .ttft_ms = 100, .e2el_ms = 400,
+         .tpot_ms = 100, .itl_ms = itl, .n_itl = 3, .score = -1},
+        {.id = 1, .ok = 0, .error = "x", .prompt_tokens = -1, .start_ms = 10, .e2el_ms = 50, .ttft_ms = NAN,
+         .tpot_ms = NAN, .score = -1}};
+    struct mc_slo slo = {.ttft_ms = 200};
+    cJSON *s = mc_request_log_summary(r, 2, &slo, 2.0);
+    cJSON *cfg = cJSON_AddObjectToObject(s, "config");
+    cJSON_AddNullToObject(cfg, "rate");
+    cJSON_AddNumberToObject(cfg, "max_concurrency", 4);
+    cJSON_AddNumberToObject(cfg, "num_requests", 2);
+    cJSON *v = mc_vllm_bench_json(s);
+#define NUM(k) cJSON_GetObjectItem(v, k)->valuedouble
+    MC_CHECK(NUM("completed") == 1 && NUM("failed") == 1 && NUM("duration") == 2.0 && NUM("total_output_tokens") == 4,
+             "counts");
+    MC_CHECK(NUM("request_throughput") == 0.5 && NUM("output_throughput") == 2.0 && NUM("request_goodput") == 0.5,
+             "throughputs");
+    MC_CHECK(NUM("mean_itl_ms") == 20 && NUM("median_itl_ms") == 20 && fabs(NUM("std_itl_ms") - sqrt(200.0 / 3)) < 1e-12 &&
+             fabs(NUM("p99_itl_ms") - 29.8) < 1e-12, "itl stats (hand-computed)");
+    MC_CHECK(NUM("mean_ttft_ms") == 100 && NUM("p99_e2el_ms") == 400 && NUM("max_concurrency") == 4, "ttft/e2el");
+    MC_CHECK(!strcmp(cJSON_GetObjectItem(v, "request_rate")->valuestring, "inf"), "closed loop: request_rate inf");
+    MC_CHECK(NUM("total_input_tokens") == 5 && NUM("total_token_throughput") == 4.5, "input tokens of completed requests");
+#undef NUM
+    cJSON_Delete(v);
+    cJSON_Delete(s);
+}
+
 int main(void)
 {
+    MC_RUN(test_record_hostile_numbers);
+    MC_RUN(test_utf8);
+    MC_RUN(test_vllm_compat);
     MC_RUN(test_gsm8k_extract);
     MC_RUN(test_gsm8k_score);
     MC_RUN(test_choice);
