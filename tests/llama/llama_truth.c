@@ -142,7 +142,7 @@ int main(int argc, char **argv)
     llama_log_set(quiet_log, NULL);
     /* the CPU backends are separate libraries next to libllama */
     Dl_info di;
-    if (dladdr((void *)&llama_decode, &di) && di.dli_fname) {
+    if (dladdr((void *)&llama_backend_init, &di) && di.dli_fname) {   /* (llama_decode may be a profiler's) */
         char *p = strdup(di.dli_fname);
         ggml_backend_load_all_from_path(dirname(p));
         free(p);
