@@ -4,7 +4,8 @@
  * products that use it (GGML_MATMUL, MUL_MAT_ID), then the call's LLAMA_BATCH record.
  *
  * Per step: bytes = every weight product's weight bytes, per graph compute (a step split in
- * ubatches streams its weights once per ubatch): MUL_MAT the weight's full size, MUL_MAT_ID
+ * ubatches streams its weights once per ubatch): MUL_MAT the weight's full size (none when it
+ * has no rows to multiply), MUL_MAT_ID
  * the distinct experts the ubatch's routing chose x bytes per expert (nb[2], quantized blocks
  * included); + the norm vectors once per graph compute; + the embedding rows of the step's
  * tokens; + KV (contexts from the batch positions, F16 cache). FLOPs = 2 x in x out x rows of
@@ -162,6 +163,7 @@ static void on_matmul(struct mc_ggml_attrib *a, int32_t pid, const struct mc_rec
         return;
     }
     uint64_t rows = (uint64_t)x->x_ne[1] * (uint64_t)x->x_ne[2] * (uint64_t)x->x_ne[3];
+    if (!rows) return;   /* e.g. the last layer's FFN in a ubatch without output rows: nothing read */
     s->f_gemm += 2ull * in * out * rows;
     uint64_t bytes = x->w_nb[3] * (uint64_t)x->w_ne[3];   /* the whole weight (contiguous: nb[3] x ne[3]) */
     if (strstr(name, "_shexp.weight") && !strstr(name, "gate_inp_shexp")) s->b_shared += bytes;

@@ -1,8 +1,9 @@
 /* The independent truth for llama.cpp runs: a small C program on the npm-prebuilt libllama
  * that registers its own scheduler eval callback (llama_context_params.cb_eval), asks for
  * each `ffn_moe_topk-<layer>` tensor, and writes the experts every computed token row chose,
- * per llama_decode call, per layer (rows of a ubatch appended in order):
- *   {"decode": N, "tokens": T, "sequences": B, "layers": [{"layer": L, "rows": R, "ids": [[k ids] x R]}]}
+ * one JSON line per computed routing tensor, then one per llama_decode call:
+ *   {"decode": N, "ubatch": U, "layer": L, "rows": R, "ids": [[k ids] x R]}
+ *   {"decode": N, "tokens": T, "sequences": B, "ubatches": n}
  * The tensor is a strided view of the argsort result (rows nb[1] apart), read row by row.
  *
  *   llama_truth MODEL.gguf --prompts FILE --gen N [--ubatch U] [--threads T]
@@ -23,59 +24,37 @@
 #include "llama.h"
 
 #define MAXSEQ 64
-#define MAXLAYER 256
 
 struct truth {
     FILE *out;
-    int k;
-    /* per layer: rows and ids gathered during the current llama_decode */
-    int rows[MAXLAYER];
-    int32_t *ids[MAXLAYER];
-    size_t cap[MAXLAYER];
-    int max_layer;
+    int decode, ubatch, last_layer;
 };
 
+/* One line per computed ffn_moe_topk tensor; a layer number not above the previous one
+ * starts the decode's next ubatch (graph compute). */
 static bool on_eval(struct ggml_tensor *t, bool ask, void *ud)
 {
     struct truth *tr = ud;
     if (strncmp(t->name, "ffn_moe_topk-", 13) != 0) return false;
     if (ask) return true;
     int layer = atoi(t->name + 13);
-    if (layer < 0 || layer >= MAXLAYER || t->type != GGML_TYPE_I32) return true;
+    if (t->type != GGML_TYPE_I32 || !tr->out) return true;
+    if (layer <= tr->last_layer) tr->ubatch++;
+    tr->last_layer = layer;
     int64_t k = t->ne[0], rows = t->ne[1];
-    tr->k = (int)k;
-    size_t need = (size_t)(tr->rows[layer] + rows) * (size_t)k;
-    if (need > tr->cap[layer]) {
-        size_t nc = need * 2;
-        int32_t *p = realloc(tr->ids[layer], nc * sizeof *p);
-        if (!p) { fprintf(stderr, "llama_truth: out of memory\n"); exit(1); }
-        tr->ids[layer] = p; tr->cap[layer] = nc;
+    fprintf(tr->out, "{\"decode\": %d, \"ubatch\": %d, \"layer\": %d, \"rows\": %lld, \"ids\": [",
+            tr->decode, tr->ubatch, layer, (long long)rows);
+    for (int64_t r = 0; r < rows; r++) {
+        int32_t ids[256];
+        if (k > 256) { fprintf(stderr, "llama_truth: k > 256\n"); exit(1); }
+        /* strided view: rows are nb[1] bytes apart */
+        ggml_backend_tensor_get(t, ids, (size_t)r * t->nb[1], (size_t)k * sizeof(int32_t));
+        fputs(r ? ", [" : "[", tr->out);
+        for (int64_t j = 0; j < k; j++) fprintf(tr->out, "%s%d", j ? ", " : "", ids[j]);
+        fputc(']', tr->out);
     }
-    for (int64_t r = 0; r < rows; r++)   /* strided view: rows are nb[1] bytes apart */
-        ggml_backend_tensor_get(t, tr->ids[layer] + (size_t)(tr->rows[layer] + r) * (size_t)k,
-                                (size_t)r * t->nb[1], (size_t)k * sizeof(int32_t));
-    tr->rows[layer] += (int)rows;
-    if (layer > tr->max_layer) tr->max_layer = layer;
+    fputs("]}\n", tr->out);
     return true;
-}
-
-static void flush_truth(struct truth *tr, int decode, int tokens, int seqs)
-{
-    if (tr->out) {
-        fprintf(tr->out, "{\"decode\": %d, \"tokens\": %d, \"sequences\": %d, \"layers\": [", decode, tokens, seqs);
-        for (int l = 0; l <= tr->max_layer; l++) {
-            fprintf(tr->out, "%s{\"layer\": %d, \"rows\": %d, \"ids\": [", l ? ", " : "", l, tr->rows[l]);
-            for (int r = 0; r < tr->rows[l]; r++) {
-                fputs(r ? ", [" : "[", tr->out);
-                for (int j = 0; j < tr->k; j++) fprintf(tr->out, "%s%d", j ? ", " : "", tr->ids[l][(size_t)r * (size_t)tr->k + (size_t)j]);
-                fputc(']', tr->out);
-            }
-            fputs("]}", tr->out);
-        }
-        fputs("]}\n", tr->out);
-    }
-    for (int l = 0; l < MAXLAYER; l++) tr->rows[l] = 0;
-    tr->max_layer = -1;
 }
 
 /* Reads lines of ids; returns the number of lines (at most MAXSEQ). */
@@ -154,7 +133,7 @@ int main(int argc, char **argv)
     if (!model) { fprintf(stderr, "llama_truth: cannot load %s\n", model_path); return 1; }
     int total = 0, maxp = 0;
     for (int s = 0; s < B; s++) { total += plen[s]; if (plen[s] > maxp) maxp = plen[s]; }
-    struct truth tr = { .max_layer = -1 };
+    struct truth tr = { .last_layer = -1 };
     if (truth_path && !(tr.out = fopen(truth_path, "w"))) { perror(truth_path); return 1; }
     struct llama_context_params cp = llama_context_default_params();
     cp.n_ctx = (uint32_t)((maxp + gen + 2) * B + 256);
@@ -195,8 +174,10 @@ int main(int argc, char **argv)
             seqs++;
         }
         if (!batch.n_tokens) break;
+        tr.decode = decode; tr.ubatch = 0; tr.last_layer = -1;
         if (llama_decode(ctx, batch) != 0) { fprintf(stderr, "llama_truth: llama_decode failed\n"); return 1; }
-        flush_truth(&tr, decode, batch.n_tokens, seqs);
+        if (tr.out) fprintf(tr.out, "{\"decode\": %d, \"tokens\": %d, \"sequences\": %d, \"ubatches\": %d}\n",
+                            decode, batch.n_tokens, seqs, tr.ubatch + 1);
         for (int s = 0; s < B; s++) {
             if (out_idx[s] < 0 || ngen[s] >= gen) continue;
             const float *lg = llama_get_logits_ith(ctx, out_idx[s]);
@@ -215,7 +196,6 @@ int main(int argc, char **argv)
     llama_batch_free(batch);
     llama_free(ctx);
     llama_model_free(model);
-    for (int l = 0; l < MAXLAYER; l++) free(tr.ids[l]);
     for (int s = 0; s < B; s++) { free(pids[s]); if (follow) free(fids[s]); }
     free(out);
     return 0;
