@@ -306,6 +306,61 @@ def unknown_version(tmp, gguf):
     ok("llama_batch" not in recs and "ggml_" not in recs, "unknown ggml version: no adapter records", recs)
 
 
+def bench_driver(tmp, gguf, k):
+    """node-llama-cpp (libllama loaded RTLD_LOCAL, decodes on libuv worker threads) behind
+    engines/llama/serve.mjs, driven by `moecap bench`, profiled and reported."""
+    import signal
+    import socket
+    import time
+    import urllib.request
+    node = subprocess.run(["sh", "-c", "command -v node"], capture_output=True, text=True).stdout.strip()
+    if not node:
+        print("skip - bench against the node driver (node not found)")
+        return
+    d = os.path.join(tmp, "bench")
+    os.makedirs(d)
+    with socket.socket() as so:
+        so.bind(("127.0.0.1", 0))
+        port = so.getsockname()[1]
+    env = preload_env(SHIM)
+    env["MOECAP_OUT"] = d
+    log = open(os.path.join(tmp, "serve.log"), "w")
+    srv = subprocess.Popen([node, "engines/llama/serve.mjs", "--model", gguf, "--port", str(port), "--sequences", "2"],
+                           env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        b = run([MOECAP, "bench", "--url", f"http://127.0.0.1:{port}", "--dataset", "synthetic:in=8,out=6,unit=bytes",
+                 "-n", "4", "--concurrency", "2", "--out", d, "--quiet"], check=False)
+    finally:
+        srv.send_signal(signal.SIGTERM)
+        srv.wait(timeout=30)
+        log.close()
+    ok(b.returncode == 0, "bench: moecap bench against the node-llama-cpp driver", b.stderr + open(os.path.join(tmp, "serve.log")).read())
+    reqs = [json.loads(x) for x in open(os.path.join(d, "requests.jsonl"))]
+    rep = run([MOECAP, "report", d, "--model", gguf, "--hw", HW, "--out", os.path.join(d, "rep"), "--format", "json", "--quiet"], check=False)
+    ok(rep.returncode == 0, "bench: moecap report of the node run", rep.stderr)
+    if rep.returncode:
+        return
+    r = json.load(open(os.path.join(d, "rep", "report.json")))
+    steps = r["steps"]
+    # every prompt token and every generated token but each request's last is evaluated once
+    want = sum(q["prompt_tokens"] + q["output_tokens"] - 1 for q in reqs)
+    got = sum(s["tokens"] for s in steps)
+    ok(len(reqs) == 4 and got == want, "bench: tokens over the report's steps = prompt + fed-back tokens of the requests",
+       f"steps {got}, requests {want}: {reqs}")
+    bad = [i for i, s in enumerate(steps) if sum(s["layers"][0]["tokens_per_expert"]) != s["tokens"] * k]
+    ok(not bad, "bench: layer 0 routes every token of every step (k slots each)", bad)
+    ok(isinstance(r.get("client"), dict) and r["client"].get("summary", {}).get("completed") == 4,
+       "bench: the client's request log is joined in the report", json.dumps(r.get("client"))[:500])
+    tids = {s["tid"] for s in steps}
+    print(f"# bench: {len(steps)} steps on {len(tids)} thread(s), kinds {sorted({s['kind'] for s in steps})}")
+
+
 def main():
     for f in (MOEREF, MOECAP, SHIM):
         if not os.path.exists(f):
@@ -337,6 +392,7 @@ def main():
     agreement(tmp, "agree-mixtral", *models["mixtral", "f32"], P3, 8)
     agreement(tmp, "agree-qwen2moe", *models["qwen2_moe", "f32"], P3, 8)
     unknown_version(tmp, models["mixtral", "f32"][1])
+    bench_driver(tmp, models["qwen2_moe", "f32"][1], 2)
     if not failures:
         subprocess.run(["rm", "-rf", tmp])
     else:
