@@ -21,7 +21,8 @@
  * adapter checks the library versions it was written for (ggml_version(), llama_version())
  * and the layout (ggml_get_name(t) must be t's name field) and otherwise switches itself off
  * with one stderr line: the interposed functions then only forward. MOECAP_GGML_ACCEPT
- * (comma-separated ggml versions) replaces the built-in list, for tests. */
+ * (comma-separated ggml versions) replaces the built-in list, for tests; MOECAP_GGML_ROUTING=0
+ * records steps and products but asks for no routing tensor (to measure what the asks cost). */
 #include "shim_core.h"
 
 #include <pthread.h>
@@ -81,6 +82,7 @@ static _Atomic uint64_t next_step;
 static __thread uint64_t cur_step;        /* the llama_decode running on this thread */
 static __thread int want_ours, want_prog; /* answers to the last ask on this thread */
 static __thread int layout_checked;
+static int routing_off;                   /* MOECAP_GGML_ROUTING=0: no asks (overhead measurements) */
 
 /* One entry per scheduler the program installed a callback on (its own callback, if any). */
 #define MAX_SCHED 64
@@ -132,6 +134,8 @@ static void check(void)
         say(line);
         return;
     }
+    const char *ro = getenv("MOECAP_GGML_ROUTING");
+    routing_off = ro && !strcmp(ro, "0");
     mc_log_debug("llama.cpp adapter on (ggml %s, llama.cpp %s)", g, l);
     atomic_store(&adapter_on, 1);
 }
@@ -267,7 +271,7 @@ static bool eval_cb(struct gg_tensor *t, bool ask, void *ud)
                 layout_checked = 1;
             }
             if (t->op == GG_OP_MUL_MAT || t->op == GG_OP_MUL_MAT_ID) record_matmul(t);
-            else if (is_topk(t)) want_ours = 1;
+            else if (!routing_off && is_topk(t)) want_ours = 1;
         }
         return want_prog || want_ours;
     }

@@ -7,18 +7,21 @@
  * The tensor is a strided view of the argsort result (rows nb[1] apart), read row by row.
  *
  *   llama_truth MODEL.gguf --prompts FILE --gen N [--ubatch U] [--threads T]
- *               [--follow FILE] [--truth OUT.jsonl] [--mixed]
+ *               [--follow FILE] [--truth OUT.jsonl] [--mixed] [--no-callback] [--time]
  * --prompts: one prompt per line, token ids separated by spaces (one sequence each).
  * Decode 0 prefills every sequence; each later decode gives each sequence one token: its greedy
  * choice (ties to the lower id), or with --follow the ids of that file (one line per sequence,
  * as `moe-ref run` prints them), so two engines are fed identical tokens. --mixed: sequence i
  * joins at decode i (its prefill shares the decode with the others' tokens).
+ * --no-callback: no eval callback at all (a plain llama.cpp program, for overhead measurements);
+ * --time: decode throughput (llama_decode wall time of every decode after the first) on stderr.
  * stdout: one line per sequence with its generated ids. Exit 0 ok, 2 usage, 1 llama.cpp error. */
 #include <dlfcn.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ggml-backend.h"
 #include "llama.h"
@@ -93,7 +96,7 @@ static void quiet_log(enum ggml_log_level level, const char *text, void *ud)
 int main(int argc, char **argv)
 {
     const char *model_path = NULL, *prompts = NULL, *follow = NULL, *truth_path = NULL;
-    int gen = 0, ubatch = 512, threads = 1, mixed = 0;
+    int gen = 0, ubatch = 512, threads = 1, mixed = 0, no_callback = 0, timing = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--prompts") && i + 1 < argc) prompts = argv[++i];
         else if (!strcmp(argv[i], "--follow") && i + 1 < argc) follow = argv[++i];
@@ -102,6 +105,8 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--ubatch") && i + 1 < argc) ubatch = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--mixed")) mixed = 1;
+        else if (!strcmp(argv[i], "--no-callback")) no_callback = 1;
+        else if (!strcmp(argv[i], "--time")) timing = 1;
         else if (argv[i][0] != '-' && !model_path) model_path = argv[i];
         else { fprintf(stderr, "llama_truth: bad argument '%s'\n", argv[i]); return 2; }
     }
@@ -141,8 +146,7 @@ int main(int argc, char **argv)
     cp.n_ubatch = (uint32_t)ubatch;
     cp.n_seq_max = (uint32_t)B;
     cp.n_threads = cp.n_threads_batch = threads;
-    cp.cb_eval = on_eval;
-    cp.cb_eval_user_data = &tr;
+    if (!no_callback) { cp.cb_eval = on_eval; cp.cb_eval_user_data = &tr; }
     cp.no_perf = true;
     struct llama_context *ctx = llama_init_from_model(model, cp);
     if (!ctx) { fprintf(stderr, "llama_truth: cannot create a context\n"); return 1; }
@@ -152,6 +156,8 @@ int main(int argc, char **argv)
     int32_t *out = calloc((size_t)B * (size_t)(gen + 1), sizeof *out);
     int pos[MAXSEQ] = {0}, ngen[MAXSEQ] = {0}, joined[MAXSEQ] = {0}, out_idx[MAXSEQ];
     int32_t next[MAXSEQ];
+    double decode_s = 0;
+    long decode_tokens = 0;
     for (int decode = 0;; decode++) {
         batch.n_tokens = 0;
         int seqs = 0;
@@ -175,7 +181,11 @@ int main(int argc, char **argv)
         }
         if (!batch.n_tokens) break;
         tr.decode = decode; tr.ubatch = 0; tr.last_layer = -1;
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         if (llama_decode(ctx, batch) != 0) { fprintf(stderr, "llama_truth: llama_decode failed\n"); return 1; }
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        if (decode > 0) { decode_s += (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec); decode_tokens += batch.n_tokens; }
         if (tr.out) fprintf(tr.out, "{\"decode\": %d, \"tokens\": %d, \"sequences\": %d, \"ubatches\": %d}\n",
                             decode, batch.n_tokens, seqs, tr.ubatch + 1);
         for (int s = 0; s < B; s++) {
@@ -192,6 +202,8 @@ int main(int argc, char **argv)
         for (int j = 0; j < ngen[s]; j++) printf("%s%d", j ? " " : "", out[(size_t)s * (size_t)(gen + 1) + (size_t)j]);
         putchar('\n');
     }
+    if (timing) fprintf(stderr, "decode: %ld tokens in %.6f s = %.3f tokens/s\n", decode_tokens, decode_s,
+                        decode_s > 0 ? (double)decode_tokens / decode_s : 0.0);
     if (tr.out) fclose(tr.out);
     llama_batch_free(batch);
     llama_free(ctx);
