@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """llama.cpp (npm-prebuilt libllama, unmodified) profiled by libmoecap.so, against truths
 that do not come from the shim or the report:
 
@@ -91,14 +91,62 @@ def gguf_tensors(path):
         (nd,) = struct.unpack_from("<I", b, o)
         ne = list(struct.unpack_from("<" + "Q" * nd, b, o + 4))
         o += 4 + 8 * nd
-        typ, _off = struct.unpack_from("<IQ", b, o)
+        typ, off = struct.unpack_from("<IQ", b, o)
         o += 12
         bs, el = BLOCK[typ]
         rows = 1
         for x in ne[1:]:
             rows *= x
-        out[name] = {"ne": ne, "type": typ, "bytes": ne[0] // el * bs * rows}
+        out[name] = {"ne": ne, "type": typ, "bytes": ne[0] // el * bs * rows, "offset": off}
+    data = (o + 31) // 32 * 32
+    for t in out.values():
+        t["data"] = b[data + t["offset"]:data + t["offset"] + t["bytes"]]
     return out
+
+
+def dequantize(t):
+    """Floats of a GGUF tensor from the block formats (F32, F16, Q8_0, Q4_0), and the
+    largest rounding error per element (half a quantization step; Q4_0 one step at its clipped
+    end; f16 rounding for F16)."""
+    import numpy as np
+    raw, typ = t["data"], t["type"]
+    if typ == 0:
+        v = np.frombuffer(raw, "<f4").astype(np.float64)
+        return v, np.zeros_like(v)
+    if typ == 1:
+        v = np.frombuffer(raw, "<f2").astype(np.float64)
+        return v, np.abs(v) * 2.0 ** -11
+    blk = 34 if typ == 8 else 18
+    a = np.frombuffer(raw, np.uint8).reshape(-1, blk)
+    d = a[:, :2].copy().view("<f2").astype(np.float64)     # (blocks, 1)
+    if typ == 8:
+        q = a[:, 2:].view(np.int8).astype(np.float64)
+    else:
+        lo, hi = (a[:, 2:] & 15).astype(np.float64), (a[:, 2:] >> 4).astype(np.float64)
+        q = np.concatenate([lo, hi], axis=1) - 8
+    v = (d * q).reshape(-1)
+    # Q4_0 spans [-8, 7] steps: values near +8 steps clip to 7, up to one whole step away
+    return v, np.repeat(np.abs(d) * (0.5 if typ == 8 else 1.0), 32, axis=1).reshape(-1)
+
+
+def check_quantized(models):
+    """The writer's F16/Q8_0/Q4_0 blocks decode (format spec, numpy here) to the F32 weights
+    within half a quantization step (plus the scale's own f16 rounding)."""
+    import numpy as np
+    sys.path.insert(0, os.path.join(HERE, "..", "engine"))
+    from oracle import load_safetensors
+    md = models["mixtral", "f32"][0]
+    w = load_safetensors(os.path.join(md, "model.safetensors"))
+    ref = np.concatenate([w[f"model.layers.0.block_sparse_moe.experts.{e}.w3.weight"].reshape(-1) for e in range(8)])
+    for ty in ("f16", "q8_0", "q4_0"):
+        t = gguf_tensors(models["mixtral", ty][1])["blk.0.ffn_up_exps.weight"]
+        v, step = dequantize(t)
+        err = np.abs(v - ref)
+        bound = step * 1.002 + np.abs(ref) * 2.0 ** -10 + 1e-12
+        worst = float(np.max(err - bound))
+        ok(v.shape == ref.shape and worst <= 0 and (ty == "f16" or float(np.max(err)) > 0),
+           f"{ty}: blk.0.ffn_up_exps decodes to the F32 experts within the format's rounding",
+           f"shape {v.shape} vs {ref.shape}, worst excess {worst}")
 
 
 # ---------- runs ----------
@@ -375,10 +423,11 @@ def main():
     for arch in ("mixtral", "qwen2_moe"):
         md = os.path.join(tmp, arch)
         run([MOEREF, "gen", "--arch", arch, "--out", md, "--layers", "3", "--seed", "7"])
-        for ty in ("f32", "f16", "q8_0"):
+        for ty in ("f32", "f16", "q8_0", "q4_0"):
             g = os.path.join(tmp, f"{arch}-{ty}.gguf")
             run([MOEREF, "gguf", "--model", md, "--out", g, "--type", ty])
             models[arch, ty] = (md, g)
+    check_quantized(models)
     P1 = [[1, 5, 9, 33, 7, 200, 17]]
     P3 = [[1, 5, 9, 33, 7], [4, 4, 100, 2], [250, 3, 8, 8, 8, 60, 61]]
     case(tmp, "mixtral-f32-b1", *models["mixtral", "f32"], P1, 5)
@@ -389,8 +438,9 @@ def main():
     case(tmp, "qwen2moe-f16-b1", *models["qwen2_moe", "f16"], P1, 3)
     case(tmp, "mixtral-q8_0-b3-mixed", *models["mixtral", "q8_0"], P3, 3, mixed=True)
     case(tmp, "qwen2moe-q8_0-b3-ubatch4", *models["qwen2_moe", "q8_0"], P3, 3, ubatch=4)
-    agreement(tmp, "agree-mixtral", *models["mixtral", "f32"], P3, 8)
-    agreement(tmp, "agree-qwen2moe", *models["qwen2_moe", "f32"], P3, 8)
+    case(tmp, "mixtral-q4_0-b3", *models["mixtral", "q4_0"], P3, 3)
+    agreement(tmp, "agree-mixtral", *models["mixtral", "f32"], P3, 24)
+    agreement(tmp, "agree-qwen2moe", *models["qwen2_moe", "f32"], P3, 24)
     unknown_version(tmp, models["mixtral", "f32"][1])
     bench_driver(tmp, models["qwen2_moe", "f32"][1], 2)
     if not failures:
