@@ -21,7 +21,7 @@ struct gstep {
     uint64_t id;
     uint64_t t_begin, t_end;
     int64_t tokens, sequences;
-    const char *kind;
+    enum mc_step_kind kind;
     int64_t *counts;            /* layers x E, summed over ubatches */
     int64_t *cur;               /* layers x E, the current ubatch's routing per layer */
     uint8_t *have_cur;
@@ -209,7 +209,7 @@ static void on_batch(struct mc_ggml_attrib *a, int32_t pid, const struct mc_rec_
         s->ctx[i] = *c;
         if (nt == 1 && first > 0) decode = 1; else prefill = 1;
     }
-    s->kind = prefill && decode ? "mixed" : prefill ? "prefill" : "decode";
+    s->kind = prefill && decode ? MC_STEP_MIXED : prefill ? MC_STEP_PREFILL : MC_STEP_DECODE;
     s->done = 1;
 }
 

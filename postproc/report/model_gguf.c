@@ -10,20 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "moecap/trace_format.h"
+#include "moecap/trace_facts.h"
 
 enum { KV_U8, KV_I8, KV_U16, KV_I16, KV_U32, KV_I32, KV_F32, KV_BOOL, KV_STRING, KV_ARRAY, KV_U64, KV_I64, KV_F64 };
-
-int mc_ggml_type_block(int type, uint32_t *type_size, uint32_t *blck)
-{
-    static const struct { int type; uint32_t size, blck; } t[] = {
-        {0, 4, 1}, {1, 2, 1}, {2, 18, 32}, {3, 20, 32}, {6, 22, 32}, {7, 24, 32}, {8, 34, 32},
-        {9, 36, 32}, {10, 84, 256}, {11, 110, 256}, {12, 144, 256}, {13, 176, 256}, {14, 210, 256},
-        {15, 292, 256}, {24, 1, 1}, {25, 2, 1}, {26, 4, 1}, {27, 8, 1}, {28, 8, 1}, {30, 2, 1}};
-    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
-        if (t[i].type == type) { *type_size = t[i].size; *blck = t[i].blck; return 0; }
-    return -1;
-}
 
 struct rd { FILE *f; int err; };
 
@@ -143,8 +132,8 @@ int mc_model_load_gguf(const char *path, struct mc_model *m, char *err, size_t e
         for (uint32_t d = 0; d < nd; d++) ne[d] = (int64_t)u64(&r);
         types[i] = u32(&r);
         uint64_t off = u64(&r);
-        uint32_t ts, bs;
-        if (mc_ggml_type_block((int)types[i], &ts, &bs) != 0 || ne[0] % bs) {
+        unsigned bs, ts;
+        if (mc_ggml_block(types[i], &bs, &ts) != 0 || ne[0] % bs) {
             seterr(err, errlen, "%s: tensor %s has ggml type %u, which this reader does not know", path, name, types[i]);
             for (uint64_t j = 0; j < i; j++) free(m->tensors[j].name);
             free(m->tensors); m->tensors = NULL; free(types); fclose(r.f);
@@ -154,7 +143,7 @@ int mc_model_load_gguf(const char *path, struct mc_model *m, char *err, size_t e
         t->path = strdup(path);
         t->ndim = (int)nd;
         for (uint32_t d = 0; d < nd; d++) t->shape[d] = ne[nd - 1 - d];   /* outermost first */
-        t->dtype = types[i] == 0 ? MC_DT_F32 : types[i] == 1 ? MC_DT_F16 : types[i] == 30 ? MC_DT_BF16 : MC_DT_UNKNOWN;
+        t->dtype = mc_dtype_from_ggml(types[i]);   /* MC_DT_UNKNOWN for block-quantized types */
         t->file_begin = off;   /* relative to the data section until it is known */
         t->file_end = off + (uint64_t)(ne[0] / bs) * ts * (uint64_t)ne[1] * (uint64_t)ne[2] * (uint64_t)ne[3];
         m->n_tensors++;
@@ -205,7 +194,8 @@ int mc_model_load_gguf(const char *path, struct mc_model *m, char *err, size_t e
     m->weight_dtype = MC_DT_UNKNOWN;
     for (size_t i = 0; i < m->n_tensors; i++)
         if (!strcmp(m->tensors[i].name, "blk.0.ffn_up_exps.weight")) {
-            m->weight_dtype = types[i] == 0 ? MC_DT_F32 : types[i] == 1 ? MC_DT_F16 : types[i] == 30 ? MC_DT_BF16 : MC_DT_I8;
+            m->weight_dtype = mc_dtype_from_ggml(types[i]);
+            if (m->weight_dtype == MC_DT_UNKNOWN) m->weight_dtype = MC_DT_I8;   /* block-quantized: int8 dot products */
             break;
         }
     m->elt = mc_dtype_bytes(m->weight_dtype);

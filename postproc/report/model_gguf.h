@@ -8,7 +8,5 @@
 /* Fills m from the GGUF file's metadata and tensor table (tensors: absolute file offsets,
  * exact byte spans; dtype MC_DT_UNKNOWN for block-quantized types). 0, or -1 with err. */
 int mc_model_load_gguf(const char *path, struct mc_model *m, char *err, size_t errlen);
-/* Bytes per block and elements per block of ggml type `type`; -1 when unknown. */
-int mc_ggml_type_block(int type, uint32_t *type_size, uint32_t *blck);
 
 #endif

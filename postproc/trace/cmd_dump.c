@@ -217,24 +217,7 @@ static void dump_router_tap(FILE *o, struct mc_trace *t, const struct mc_trace_r
     U64("payload_bytes", r->var_len);
 }
 
-static void dump_topk_tap(FILE *o, struct mc_trace *t, const struct mc_trace_rec *r)
-{
-    /* counts[e] = (token, slot) pairs the tapped top-k kernel routed to local expert e */
-    const struct mc_rec_topk_tap *x = &r->u.topk_tap;
-    U64("t_ns", x->t_ns); U64("correlation_id", x->correlation_id); I64("rows", x->rows); I64("k", x->k);
-    I64("experts", x->experts); I64("invalid", x->invalid); I64("device", x->device);
-    put_str_field(o, t, "kernel_str", x->kernel_str); put_str_field(o, t, "tap_str", x->tap_str);
-    fputs(",\"counts\":[", o);
-    size_t n = r->var_len / 4;
-    for (size_t i = 0; i < n; i++) {
-        uint32_t c;
-        memcpy(&c, (const char *)r->var + 4 * i, 4);
-        fprintf(o, "%s%u", i ? "," : "", c);
-    }
-    fputc(']', o);
-}
-
-/* llama.cpp adapter records (docs/llama.md) */
+/* A record's variable part as a JSON array of u32 (counts per expert). */
 static void dump_u32_array(FILE *o, const char *key, const struct mc_trace_rec *r)
 {
     fprintf(o, ",\"%s\":[", key);
@@ -246,6 +229,17 @@ static void dump_u32_array(FILE *o, const char *key, const struct mc_trace_rec *
     fputc(']', o);
 }
 
+static void dump_topk_tap(FILE *o, struct mc_trace *t, const struct mc_trace_rec *r)
+{
+    /* counts[e] = (token, slot) pairs the tapped top-k kernel routed to local expert e */
+    const struct mc_rec_topk_tap *x = &r->u.topk_tap;
+    U64("t_ns", x->t_ns); U64("correlation_id", x->correlation_id); I64("rows", x->rows); I64("k", x->k);
+    I64("experts", x->experts); I64("invalid", x->invalid); I64("device", x->device);
+    put_str_field(o, t, "kernel_str", x->kernel_str); put_str_field(o, t, "tap_str", x->tap_str);
+    dump_u32_array(o, "counts", r);
+}
+
+/* llama.cpp adapter records (docs/llama.md) */
 static void dump_llama_batch(FILE *o, struct mc_trace *t, const struct mc_trace_rec *r)
 {
     (void)t;
