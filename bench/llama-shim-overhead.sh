@@ -9,7 +9,9 @@
 #   shim      LD_PRELOAD=libmoecap.so, adapter on (steps, weight products, routing asks)
 #   no-ask    adapter on, MOECAP_GGML_ROUTING=0 (no routing asks: no forced splits)
 #   off       MOECAP_GGML_ACCEPT=none (adapter off: the shim's other interposers only)
-# Figures: decode tokens/s per run; per round the ratio to `plain` of the same round; medians.
+# Figures: decode tokens per second of wall time and per second of process CPU time (steadier
+# on a shared machine: another process's time slices do not count); per round the ratio to
+# `plain` of the same round; medians.
 # usage: bench/llama-shim-overhead.sh [ROUNDS (7)]   env: GEN (128), PROMPT (16), THREADS (1),
 #        DIMS (moe-ref gen options), BUILD (build)
 set -euo pipefail
@@ -40,7 +42,7 @@ one() {   # mode -> tokens/s
   esac
   rm -rf "$tmp/out-$1"
   env "${env[@]}" "$TRUTH" "$tmp/m.gguf" --prompts "$tmp/p.txt" --gen "$GEN" --threads "$THREADS" \
-      --no-callback --time 2>&1 >/dev/null | sed -n 's/.*= \([0-9.]*\) tokens\/s/\1/p'
+      --no-callback --time 2>&1 >/dev/null | sed -n 's/.*= \([0-9.]*\) tokens\/s, \([0-9.]*\) tokens per CPU s/\1 \2/p'
 }
 
 echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'), host: $(hostname), $(nproc) CPUs, load before: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -48,27 +50,33 @@ echo "model: mixtral-style F32 GGUF ($DIMS), $(du -m "$tmp/m.gguf" | cut -f1) MB
 echo
 one plain >/dev/null   # warm-up: page cache, CPU frequency
 modes=(plain shim no-ask off)
-declare -A all
+declare -A all cpu
 for r in $(seq 1 "$ROUNDS"); do
   line=""
   for i in 0 1 2 3; do
     m=${modes[$(( (i + r) % 4 ))]}
-    v=$(one "$m")
-    all[$m]+="$v "
-    line+="$m=$v "
+    read -r w c <<<"$(one "$m")"
+    all[$m]+="$w "
+    cpu[$m]+="$c "
+    line+="$m=$w/$c "
   done
   echo "round $r: $line" >&2
 done
-/usr/bin/python3 - "${all[plain]}" "${all[shim]}" "${all[no-ask]}" "${all[off]}" <<'EOF'
+/usr/bin/python3 - "${all[plain]}" "${all[shim]}" "${all[no-ask]}" "${all[off]}" \
+    "${cpu[plain]}" "${cpu[shim]}" "${cpu[no-ask]}" "${cpu[off]}" <<'EOF'
 import statistics, sys
-plain, shim, noask, off = ([float(x) for x in a.split()] for a in sys.argv[1:5])
-print("| run | decode tokens/s (median) | ratio to plain, same round (median) | min..max ratio |")
-print("| --- | --- | --- | --- |")
-for name, v in (("plain", plain), ("shim (adapter on)", shim), ("shim, MOECAP_GGML_ROUTING=0", noask), ("shim, adapter off", off)):
-    r = [a / b for a, b in zip(v, plain)]
-    print(f"| {name} | {statistics.median(v):.1f} | {statistics.median(r):.4f} | {min(r):.4f}..{max(r):.4f} |")
-ask = [a / b for a, b in zip(shim, noask)]
-print(f"\nrouting asks alone (shim / no-ask, same round): median {statistics.median(ask):.4f}")
+v = [[float(x) for x in a.split()] for a in sys.argv[1:9]]
+names = ("plain", "shim (adapter on)", "shim, MOECAP_GGML_ROUTING=0", "shim, adapter off")
+for title, base in (("wall time", 0), ("process CPU time", 4)):
+    print(f"\n{title}:\n")
+    print("| run | decode tokens/s (median) | ratio to plain, same round (median) | min..max ratio |")
+    print("| --- | --- | --- | --- |")
+    plain = v[base]
+    for i, name in enumerate(names):
+        r = [a / b for a, b in zip(v[base + i], plain)]
+        print(f"| {name} | {statistics.median(v[base + i]):.1f} | {statistics.median(r):.4f} | {min(r):.4f}..{max(r):.4f} |")
+    ask = [a / b for a, b in zip(v[base + 1], v[base + 2])]
+    print(f"\nrouting asks alone (adapter on / no asks, same round): median {statistics.median(ask):.4f}")
 EOF
 echo
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
