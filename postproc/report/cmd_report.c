@@ -25,7 +25,6 @@
 #include "report/report_json.h"
 #include "report/report_replay.h"
 #include "report/report_sections.h"
-#include "report/report_ggml.h"
 #include "report/report_steps.h"
 #include "trace/trace_reader.h"
 
@@ -242,7 +241,6 @@ static int run_report(struct report_run *r, const struct report_opts *o)
     int brc = report_doc_build(&r->doc, &in, err, sizeof err);
     r->notes = in.notes;   /* taken over by the document unless the build failed first */
     if (brc != 0) { fprintf(stderr, "moecap report: %s\n", err); return -1; }
-    if (r->ga) report_ggml_json(cJSON_GetObjectItem(r->doc.root, "run"), cJSON_GetObjectItem(r->doc.root, "notes"), r->ga);
     return write_outputs(r, o);
 }
 

@@ -256,7 +256,11 @@ def case(tmp, name, model_dir, gguf, prompts, gen, ubatch=512, mixed=False):
     report = json.load(open(os.path.join(d, "rep", "report.json")))
     truth = truth_steps(os.path.join(d, "t1.jsonl"))
     steps = report["steps"]
-    ok(len(steps) == len(truth), f"{name}: one report step per llama_decode ({len(truth)})", f"report {len(steps)}")
+    lc = report["run"].get("llama_cpp", {})
+    ok(len(steps) == len(truth) and lc.get("decode_calls") == len(truth)
+       and lc.get("graph_computes") == sum(len(t["ubatches"]) for t in truth),
+       f"{name}: one report step per llama_decode ({len(truth)}), graph computes = the truth's ubatches",
+       f"report {len(steps)} steps, run.llama_cpp {lc}")
     bad = []
     for i, (s, t) in enumerate(zip(steps, truth)):
         if (s["tokens"], s["sequences"]) != (t["tokens"], t["sequences"]):
