@@ -84,11 +84,11 @@ static __thread int want_ours, want_prog; /* answers to the last ask on this thr
 static __thread int layout_checked;
 static int routing_off;                   /* MOECAP_GGML_ROUTING=0: no asks (overhead measurements) */
 
-/* One entry per scheduler the program installed a callback on (its own callback, if any). */
+/* One entry per scheduler the program installed a callback on (its own callback, if any).
+ * Slots are claimed with a compare-and-swap (no lock: nothing to hold across fork). */
 #define MAX_SCHED 64
 struct sched_ent { _Atomic(void *) sched; gg_eval_cb prog_cb; void *prog_ud; };
 static struct sched_ent scheds[MAX_SCHED];
-static pthread_mutex_t sched_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static void say(const char *line)
 {
@@ -288,13 +288,14 @@ void ggml_backend_sched_set_eval_callback(void *sched, gg_eval_cb cb, void *ud)
     }
     if (!on()) { real_set_cb(sched, cb, ud); return; }
     struct sched_ent *e = NULL;
-    pthread_mutex_lock(&sched_mu);
     for (int i = 0; i < MAX_SCHED && !e; i++)
         if (atomic_load(&scheds[i].sched) == sched) e = &scheds[i];
-    for (int i = 0; i < MAX_SCHED && !e; i++)
-        if (!atomic_load(&scheds[i].sched)) { e = &scheds[i]; atomic_store(&e->sched, sched); }
-    if (e) { e->prog_cb = cb; e->prog_ud = ud; }
-    pthread_mutex_unlock(&sched_mu);
+    for (int i = 0; i < MAX_SCHED && !e; i++) {
+        void *empty = NULL;
+        if (atomic_compare_exchange_strong(&scheds[i].sched, &empty, sched)) e = &scheds[i];
+    }
     if (!e) { real_set_cb(sched, cb, ud); return; }   /* table full: that scheduler is not observed */
+    /* a scheduler is set up and computed by one thread at a time: no other reader meanwhile */
+    e->prog_cb = cb; e->prog_ud = ud;
     real_set_cb(sched, eval_cb, e);
 }
