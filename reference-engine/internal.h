@@ -82,6 +82,7 @@ void mr_route_token(const struct mr_config *c, const float *logit, int *sel, flo
 int mr_cmd_gen(int argc, char **argv);
 int mr_cmd_run(int argc, char **argv);
 int mr_cmd_serve(int argc, char **argv);   /* reference-engine/serve/ */
+int mr_cmd_gguf(int argc, char **argv);    /* GGUF export for llama.cpp */
 
 /* Parses a non-negative int option value; returns -1 (and prints) when malformed. */
 int mr_parse_int(const char *opt, const char *s, long min, long max, long *out);

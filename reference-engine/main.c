@@ -1,4 +1,4 @@
-/* moe-ref: the reference MoE engine's command dispatch (gen, run, serve). */
+/* moe-ref: the reference MoE engine's command dispatch (gen, run, serve, gguf). */
 #include "internal.h"
 
 #include <stdio.h>
@@ -10,6 +10,7 @@ static void usage(FILE *f)
                "  gen    write a synthetic HF-style MoE model (config.json + model.safetensors)\n"
                "  run    batched prefill + greedy decode, optional exact ground truth\n"
                "  serve  OpenAI-compatible server with continuous batching\n"
+               "  gguf   write a model as one GGUF file for llama.cpp (f32, f16, q8_0, q4_0)\n"
                "`moe-ref <command> --help` lists a command's options; see docs/reference-engine.md\n");
 }
 
@@ -19,6 +20,7 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (!strcmp(cmd, "gen")) return mr_cmd_gen(argc - 1, argv + 1);
     if (!strcmp(cmd, "run")) return mr_cmd_run(argc - 1, argv + 1);
+    if (!strcmp(cmd, "gguf")) return mr_cmd_gguf(argc - 1, argv + 1);
     if (!strcmp(cmd, "serve")) return mr_cmd_serve(argc - 1, argv + 1);
     if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) { usage(stdout); return 0; }
     fprintf(stderr, "moe-ref: unknown command \"%s\"\n", cmd);

@@ -3,7 +3,7 @@
 #   reference-engine/serve/*.c  `moe-ref serve` (links the same engine objects)
 #   reference-engine/cuda/      CUDA engine (its own fragment, reference-engine/cuda/module.mk)
 # The engine's computational code is also archived as $(LIB)/libmoeref.a for other users.
-MOEREF_MAIN_SRCS := reference-engine/main.c reference-engine/gen.c reference-engine/run.c
+MOEREF_MAIN_SRCS := reference-engine/main.c reference-engine/gen.c reference-engine/run.c reference-engine/gguf.c
 MOEREF_LIB_SRCS  := $(filter-out $(MOEREF_MAIN_SRCS),$(wildcard reference-engine/*.c))
 MOEREF_SERVE_SRCS := $(wildcard reference-engine/serve/*.c)
 MOEREF_LIB_OBJS  := $(MOEREF_LIB_SRCS:%.c=$(OBJ)/%.o)

@@ -115,20 +115,14 @@ static int skip_value(struct rd *r, uint32_t t, uint64_t *num, int depth)
     return -1;
 }
 
-/* Bytes of `n` elements of ggml type t (0 = unknown type), and the mc_dtype. Plain element
- * types come from MC_DTYPE_LIST (its GGML column); block-quantised ones (no mc_dtype: blocks
- * of `block` elements in `bytes` bytes) from the table here. */
+/* Bytes of `n` elements of ggml type t (0 = unknown type), and the mc_dtype (MC_DT_UNKNOWN
+ * for block-quantised types: blocks of `block` elements in `bytes` bytes, mc_ggml_block). */
 static uint64_t ggml_bytes(uint32_t t, uint64_t n, int *dtype)
 {
-    static const struct { uint32_t t; uint32_t block, bytes; } quant[] = {
-        {2, 32, 18}, {3, 32, 20}, {6, 32, 22}, {7, 32, 24}, {8, 32, 34}, {9, 32, 36}, {10, 256, 84},
-        {11, 256, 110}, {12, 256, 144}, {13, 256, 176}, {14, 256, 210}, {15, 256, 292},
-    };
+    unsigned block, bytes;
     *dtype = mc_dtype_from_ggml(t);
-    if (*dtype != MC_DT_UNKNOWN) return n * (uint64_t)mc_dtype_bytes((unsigned)*dtype);
-    for (size_t i = 0; i < sizeof quant / sizeof quant[0]; i++)
-        if (quant[i].t == t) return n / quant[i].block * quant[i].bytes;
-    return 0;
+    if (mc_ggml_block(t, &block, &bytes) != 0) return 0;
+    return n / block * bytes;
 }
 
 struct info { struct mc_st_tensor t; uint32_t type; uint64_t rel, nelem; };

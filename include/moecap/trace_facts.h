@@ -45,6 +45,22 @@ static inline int mc_dtype_from_ggml(long ggml_type)
     return MC_DT_UNKNOWN;
 }
 
+/* A GGML type's storage: `block` elements in `bytes` bytes (1 element per block for plain
+ * types, from MC_DTYPE_LIST; the block-quantised Q4_0..Q8_K from the table here). Returns 0,
+ * or -1 for an unknown type. */
+static inline int mc_ggml_block(long ggml_type, unsigned *block, unsigned *bytes)
+{
+    static const struct { long t; unsigned block, bytes; } quant[] = {
+        {2, 32, 18}, {3, 32, 20}, {6, 32, 22}, {7, 32, 24}, {8, 32, 34}, {9, 32, 36}, {10, 256, 84},
+        {11, 256, 110}, {12, 256, 144}, {13, 256, 176}, {14, 256, 210}, {15, 256, 292},
+    };
+    int dt = mc_dtype_from_ggml(ggml_type);
+    if (dt != MC_DT_UNKNOWN) { *block = 1; *bytes = (unsigned)mc_dtype_bytes((unsigned)dt); return 0; }
+    for (size_t i = 0; i < sizeof quant / sizeof quant[0]; i++)
+        if (quant[i].t == ggml_type) { *block = quant[i].block; *bytes = quant[i].bytes; return 0; }
+    return -1;
+}
+
 /* Key of the hardware profiles' peak-FLOPS table for an element type ("f32", "bf16",
  * "fp8", "int8", ...); NULL when the profiles have none for it. */
 static inline const char *mc_dtype_peak_key(unsigned dtype)

@@ -86,7 +86,13 @@ struct mc_rec_header {
     /* compact CPU BLAS GEMM/GEMV; the reader library returns it as a MC_REC_GEMM */ \
     X(GEMM_CPU,   18, mc_rec_gemm_cpu,   gemm_cpu,   MC_VAR_NONE) \
     /* mc_rec_topk_tap + counts (kernel-parameter taps, cupti/) */ \
-    X(TOPK_TAP,   40, mc_rec_topk_tap,   topk_tap,   MC_VAR_PART)
+    X(TOPK_TAP,   40, mc_rec_topk_tap,   topk_tap,   MC_VAR_PART) \
+    /* mc_rec_llama_batch + mc_llama_seq[]: one llama_decode call (llama.cpp adapter) */ \
+    X(LLAMA_BATCH, 41, mc_rec_llama_batch, llama_batch, MC_VAR_PART) \
+    /* mc_rec_ggml_route + counts: one MoE layer's routing in a computed ggml graph */ \
+    X(GGML_ROUTE, 42, mc_rec_ggml_route, ggml_route, MC_VAR_PART) \
+    /* one weight matrix product (MUL_MAT / MUL_MAT_ID) of a computed ggml graph */ \
+    X(GGML_MATMUL, 43, mc_rec_ggml_matmul, ggml_matmul, MC_VAR_NONE)
 
 enum mc_rec_type {
 #define MC_REC_ENUM_(NAME, num, tag, name, var) MC_REC_##NAME = num,
@@ -417,6 +423,55 @@ struct mc_rec_topk_tap {
     int32_t device;
     uint32_t pad;
     /* uint32_t counts[experts], then padding to 8 */
+};
+
+/* ggml / llama.cpp adapter (shim/interpose_ggml.c). Records of one llama_decode call share its
+ * step_id (ids count from 1 per process; 0 = a graph computed outside llama_decode). */
+struct mc_rec_llama_batch {
+    struct mc_rec_header h;
+    uint64_t t_begin_ns, t_end_ns;  /* around the llama_decode call */
+    uint64_t step_id;
+    int64_t tokens;
+    int32_t tid;
+    int32_t result;                 /* llama_decode's return value (0 = ok) */
+    uint32_t n_seq;                 /* mc_llama_seq entries that follow */
+    uint32_t outputs;               /* tokens whose logits were requested */
+};
+struct mc_llama_seq {
+    int32_t seq_id, tokens;         /* tokens of this sequence in the batch */
+    int32_t pos_first, pos_last;    /* their positions; -1 = left to llama.cpp (no pos array) */
+};
+
+/* The experts one MoE layer chose in one computed graph (a ubatch): rows tokens x k slots;
+ * counts[e] = (row, slot) pairs that chose expert e; ids outside [0, experts) are `invalid`. */
+struct mc_rec_ggml_route {
+    struct mc_rec_header h;
+    uint64_t t_ns;                  /* after the ids were computed */
+    uint64_t step_id;
+    int32_t layer, tid;
+    int32_t rows, k;
+    int32_t experts, invalid;
+    /* uint32_t counts[experts], then padding to 8 */
+};
+
+/* One MUL_MAT / MUL_MAT_ID node whose first operand is a model weight, as the graph ran it.
+ * w_*: the weight (ggml ne[] innermost first, nb[] byte strides; MUL_MAT_ID: ne[2] experts);
+ * x_ne: the activations; ids_rows: MUL_MAT_ID's routed rows (its ids tensor's ne[1]). */
+enum mc_ggml_op { MC_GGML_MUL_MAT = 1, MC_GGML_MUL_MAT_ID = 2 };
+struct mc_rec_ggml_matmul {
+    struct mc_rec_header h;
+    uint64_t t_ns;
+    uint64_t step_id;
+    int64_t w_ne[4];
+    uint64_t w_nb[4];
+    int64_t x_ne[4];
+    int64_t ids_k, ids_rows;        /* MUL_MAT_ID: experts per row and rows; 0 for MUL_MAT */
+    uint64_t w_addr;
+    int32_t tid;
+    uint16_t op;                    /* enum mc_ggml_op */
+    uint16_t w_type;                /* ggml type number of the weight */
+    uint32_t w_type_size, w_blck_size; /* bytes per block, elements per block of that type */
+    char w_name[64];                /* the weight's tensor name (GGUF name), NUL-terminated */
 };
 
 #define MC_REC_ALIGN 8u

@@ -18,6 +18,7 @@
 #include "hw/hw_profile.h"
 #include "render/render.h"
 #include "report/attrib.h"
+#include "report/attrib_ggml.h"
 #include "report/model.h"
 #include "report/report_doc.h"
 #include "report/report_input.h"
@@ -41,7 +42,8 @@ static void usage(FILE *o)
         "holds a `moecap bench` request log (requests.jsonl), its client-side latency and\n"
         "accuracy are joined in as the \"client\" section.\n"
         "\n"
-        "  --model PATH     model directory (config.json [+ *.safetensors]) or a config.json\n"
+        "  --model PATH     model directory (config.json [+ *.safetensors]), a config.json, or\n"
+        "                   the GGUF file a llama.cpp run loaded (docs/llama.md)\n"
         "  --hw NAME|FILE   hardware profile: data/hardware/NAME.json or a file\n"
         "  --out DIR        output directory (default: RUN_DIR)\n"
         "  --format LIST    any of json,md,html (default: all); json is always written\n"
@@ -96,6 +98,7 @@ struct report_run {
     size_t nn;
     struct report_cursor *cur;  /* one per file */
     struct mc_attrib *at;
+    struct mc_ggml_attrib *ga;  /* llama.cpp runs: a GGUF --model */
     struct report_steps steps;
     struct report_replay replay;
     cJSON *notes;
@@ -108,6 +111,7 @@ static void run_free(struct report_run *r)
     cJSON_Delete(r->notes);
     report_replay_free(&r->replay);
     mc_attrib_free(r->at);
+    mc_ggml_attrib_free(r->ga);
     report_steps_free(&r->steps);
     for (size_t i = 0; i < r->nn; i++) { if (r->cur && r->cur[i].t) mc_trace_close(r->cur[i].t); free(r->names[i]); }
     free(r->cur); free(r->names);
@@ -160,7 +164,7 @@ static int load_inputs(struct report_run *r, const struct report_opts *o)
 /* Does the trace fit the model? 0, or -1 after saying why not. */
 static int check_fit(const struct report_run *r, const struct report_opts *o, const struct mc_attrib_stats *ast)
 {
-    if (!r->replay.gemm_records) {
+    if (!r->replay.gemm_records && !(r->ga && r->steps.n_rows)) {
         fprintf(stderr, "moecap report: the traces in %s hold no GEMM records (%" PRIu64 " records): "
                 "was the program's BLAS intercepted by libmoecap.so?\n", o->run_dir, r->replay.records);
         return -1;
@@ -215,10 +219,14 @@ static int run_report(struct report_run *r, const struct report_opts *o)
     }
     r->at = mc_attrib_new(&r->model, report_on_step, &r->steps);
     if (!r->at) { fprintf(stderr, "moecap report: out of memory\n"); return -1; }
+    if (r->model.from_gguf && !(r->ga = mc_ggml_attrib_new(&r->model, report_on_step, &r->steps))) {
+        fprintf(stderr, "moecap report: out of memory\n");
+        return -1;
+    }
     report_collect_names(r->at, o->run_dir, r->names, r->nn, o->no_names);
 
     r->notes = cJSON_CreateArray();
-    r->replay = (struct report_replay){.at = r->at, .model = &r->model, .hw = &r->hw, .steps = &r->steps,
+    r->replay = (struct report_replay){.at = r->at, .ga = r->ga, .model = &r->model, .hw = &r->hw, .steps = &r->steps,
                                        .notes = r->notes, .quiet = o->quiet};
     report_replay_run(&r->replay, r->cur, r->nn);
     struct mc_attrib_stats ast;

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "moecap/trace_facts.h"
+#include "report/model_gguf.h"
 
 static void seterr(char *err, size_t n, const char *fmt, ...)
 {
@@ -269,6 +270,8 @@ int mc_model_load(const char *path, struct mc_model *m, char *err, size_t errlen
 {
     struct stat st;
     char cfg[1024], dir[1024];
+    size_t pl = strlen(path);
+    if (pl > 5 && !strcmp(path + pl - 5, ".gguf")) return mc_model_load_gguf(path, m, err, errlen);
     if (stat(path, &st) != 0) {
         memset(m, 0, sizeof *m);
         seterr(err, errlen, "--model %s: %s", path, strerror(errno));

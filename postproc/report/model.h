@@ -53,7 +53,8 @@ struct mc_model {
     int64_t n_moe_layers;
     int weight_dtype;       /* enum mc_dtype from torch_dtype/dtype (config) */
     int elt;                /* bytes per element of weight_dtype */
-    /* safetensors headers found next to config.json */
+    int from_gguf;          /* described by a GGUF file (model_gguf.c) */
+    /* safetensors headers found next to config.json (or a GGUF file's tensor table) */
     struct mc_st_tensor *tensors;
     size_t n_tensors;
 };

@@ -7,6 +7,7 @@
 
 #include "bench/client_view.h"
 #include "bench/lmeval.h"
+#include "report/report_ggml.h"
 #include "report/report_sections.h"
 
 static void add_definitions(cJSON *root)
@@ -41,6 +42,7 @@ static void add_run(cJSON *root, struct report_doc_input *in)
     rp->truncated_files = NULL;
     cJSON_AddNumberToObject(run, "span_s", r->last_end > r->first_begin ? (double)(r->last_end - r->first_begin) / 1e9 : 0);
     report_attribution_json(run, in->attrib);
+    if (rp->ga) report_ggml_json(run, in->notes, rp->ga);   /* llama.cpp runs */
 }
 
 static void add_gpu_kernels(cJSON *agg, const struct report_kernels *k, const struct report_steps *r)

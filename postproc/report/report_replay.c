@@ -107,6 +107,9 @@ static void on_record(struct report_replay *rp, struct report_cursor *c, const s
     case MC_REC_API: on_api(rp, c->pid, &rec->u.api); break;
     case MC_REC_MEMCPY: on_memcpy(rp, c->pid, &rec->u.memcpy); break;
     case MC_REC_KERNEL: on_kernel(&rp->kernels, &rec->u.kernel); break;
+    case MC_REC_LLAMA_BATCH: case MC_REC_GGML_ROUTE: case MC_REC_GGML_MATMUL:
+        if (rp->ga) mc_ggml_attrib_record(rp->ga, c->pid, rec);
+        break;
     case MC_REC_DROPPED: rp->dropped += rec->u.dropped.count; break;
     case MC_REC_STEP_MARK: rp->step_marks++; break;
     case MC_REC_NOTE: {
@@ -137,6 +140,14 @@ void report_replay_run(struct report_replay *rp, struct report_cursor *cur, size
     }
     if (!rp->quiet && tty && rp->records >= 1000000) fputc('\n', stderr);
     mc_attrib_finish(rp->at);
+    if (rp->ga) {   /* llama.cpp steps; no GEMM picked the peak: the routed experts' type does */
+        mc_ggml_attrib_finish(rp->ga);
+        const char *k = mc_dtype_peak_key(rp->model->weight_dtype);
+        if (!rp->gemm_records && k) {
+            snprintf(rp->steps->compute_key, sizeof rp->steps->compute_key, "%s", k);
+            rp->steps->peak = mc_hw_peak_flops(rp->hw, k);
+        }
+    }
     for (size_t i = 0; i < n; i++) {
         if (cur[i].status == MC_TRACE_END) continue;
         char msg[1024];

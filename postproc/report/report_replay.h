@@ -12,6 +12,7 @@
 
 #include "hw/hw_profile.h"
 #include "report/attrib.h"
+#include "report/attrib_ggml.h"
 #include "report/model.h"
 #include "report/report_input.h"
 #include "report/report_steps.h"
@@ -27,6 +28,7 @@ struct report_kernels {
 struct report_replay {
     /* inputs */
     struct mc_attrib *at;
+    struct mc_ggml_attrib *ga;      /* llama.cpp adapter records (GGUF model), NULL otherwise */
     struct mc_model *model;         /* its element size is taken from the first GEMM when unknown */
     const struct mc_hw *hw;
     struct report_steps *steps;     /* gets the compute dtype's peak from the first GEMM */

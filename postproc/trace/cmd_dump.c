@@ -217,6 +217,18 @@ static void dump_router_tap(FILE *o, struct mc_trace *t, const struct mc_trace_r
     U64("payload_bytes", r->var_len);
 }
 
+/* A record's variable part as a JSON array of u32 (counts per expert). */
+static void dump_u32_array(FILE *o, const char *key, const struct mc_trace_rec *r)
+{
+    fprintf(o, ",\"%s\":[", key);
+    for (size_t i = 0; i < r->var_len / 4; i++) {
+        uint32_t c;
+        memcpy(&c, (const char *)r->var + 4 * i, 4);
+        fprintf(o, "%s%u", i ? "," : "", c);
+    }
+    fputc(']', o);
+}
+
 static void dump_topk_tap(FILE *o, struct mc_trace *t, const struct mc_trace_rec *r)
 {
     /* counts[e] = (token, slot) pairs the tapped top-k kernel routed to local expert e */
@@ -224,14 +236,47 @@ static void dump_topk_tap(FILE *o, struct mc_trace *t, const struct mc_trace_rec
     U64("t_ns", x->t_ns); U64("correlation_id", x->correlation_id); I64("rows", x->rows); I64("k", x->k);
     I64("experts", x->experts); I64("invalid", x->invalid); I64("device", x->device);
     put_str_field(o, t, "kernel_str", x->kernel_str); put_str_field(o, t, "tap_str", x->tap_str);
-    fputs(",\"counts\":[", o);
-    size_t n = r->var_len / 4;
-    for (size_t i = 0; i < n; i++) {
-        uint32_t c;
-        memcpy(&c, (const char *)r->var + 4 * i, 4);
-        fprintf(o, "%s%u", i ? "," : "", c);
+    dump_u32_array(o, "counts", r);
+}
+
+/* llama.cpp adapter records (docs/llama.md) */
+static void dump_llama_batch(FILE *o, struct mc_trace *t, const struct mc_trace_rec *r)
+{
+    (void)t;
+    const struct mc_rec_llama_batch *x = &r->u.llama_batch;
+    U64("t_begin_ns", x->t_begin_ns); U64("t_end_ns", x->t_end_ns); U64("step_id", x->step_id);
+    I64("tokens", x->tokens); I64("tid", x->tid); I64("result", x->result); U64("outputs", x->outputs);
+    fputs(",\"seqs\":[", o);
+    for (size_t i = 0; i < r->var_len / sizeof(struct mc_llama_seq); i++) {
+        struct mc_llama_seq q;
+        memcpy(&q, (const char *)r->var + i * sizeof q, sizeof q);
+        fprintf(o, "%s{\"seq_id\":%d,\"tokens\":%d,\"pos_first\":%d,\"pos_last\":%d}", i ? "," : "",
+                q.seq_id, q.tokens, q.pos_first, q.pos_last);
     }
     fputc(']', o);
+}
+
+static void dump_ggml_route(FILE *o, struct mc_trace *t, const struct mc_trace_rec *r)
+{
+    (void)t;
+    const struct mc_rec_ggml_route *x = &r->u.ggml_route;
+    U64("t_ns", x->t_ns); U64("step_id", x->step_id); I64("layer", x->layer); I64("tid", x->tid);
+    I64("rows", x->rows); I64("k", x->k); I64("experts", x->experts); I64("invalid", x->invalid);
+    dump_u32_array(o, "counts", r);
+}
+
+static void dump_ggml_matmul(FILE *o, struct mc_trace *t, const struct mc_trace_rec *r)
+{
+    (void)t;
+    const struct mc_rec_ggml_matmul *x = &r->u.ggml_matmul;
+    U64("t_ns", x->t_ns); U64("step_id", x->step_id); I64("tid", x->tid);
+    fprintf(o, ",\"op\":\"%s\",\"w_name\":\"%.*s\"", x->op == MC_GGML_MUL_MAT_ID ? "mul_mat_id" : "mul_mat",
+            (int)strnlen(x->w_name, sizeof x->w_name), x->w_name);
+    U64("w_type", x->w_type); U64("w_type_size", x->w_type_size); U64("w_blck_size", x->w_blck_size);
+    fprintf(o, ",\"w_ne\":[%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 "]", x->w_ne[0], x->w_ne[1], x->w_ne[2], x->w_ne[3]);
+    fprintf(o, ",\"w_nb\":[%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 "]", x->w_nb[0], x->w_nb[1], x->w_nb[2], x->w_nb[3]);
+    fprintf(o, ",\"x_ne\":[%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 "]", x->x_ne[0], x->x_ne[1], x->x_ne[2], x->x_ne[3]);
+    I64("ids_k", x->ids_k); I64("ids_rows", x->ids_rows); HEX("w_addr", x->w_addr);
 }
 
 static void dump_note(FILE *o, struct mc_trace *t, const struct mc_trace_rec *r)

@@ -271,6 +271,10 @@ int mc_trace_next(struct mc_trace *t, struct mc_trace_rec *rec)
             else if (type == MC_REC_TOPK_TAP && rec->u.topk_tap.experts >= 0 &&
                      (uint64_t)rec->u.topk_tap.experts < (1ull << 40))
                 decl = (size_t)rec->u.topk_tap.experts * 4;
+            else if (type == MC_REC_LLAMA_BATCH)
+                decl = (size_t)rec->u.llama_batch.n_seq * sizeof(struct mc_llama_seq);
+            else if (type == MC_REC_GGML_ROUTE && rec->u.ggml_route.experts >= 0)
+                decl = (size_t)rec->u.ggml_route.experts * 4;
             if (decl < rec->var_len) rec->var_len = decl;
         }
         return MC_TRACE_RECORD;
