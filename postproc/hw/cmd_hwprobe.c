@@ -2,6 +2,7 @@
  * and writes a hardware profile (docs/hardware.md) with "measured": true. */
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,13 +15,20 @@ static void usage(FILE *o)
 {
     fprintf(o,
         "usage: moecap hwprobe [--out FILE] [--seconds S] [--threads T] [--sgemm-n N] [--name NAME]\n"
+        "                      [--price-usd P] [--tdp-w W] [--idle-w W] [--cloud-usd-per-hour C]\n"
         "  Measures streaming memory bandwidth (triad, arrays >> last-level cache, T threads,\n"
         "  best of several runs) and SGEMM FLOPS (cblas_sgemm N x N x N) and writes a hardware\n"
         "  profile with \"measured\": true to FILE (default: stdout).\n"
         "  --seconds S   time budget for each of the two measurements (default 2)\n"
         "  --threads T   threads for both (default: online CPUs)\n"
         "  --sgemm-n N   matrix size (default 2048)\n"
-        "  --name NAME   profile name (default: the stem of FILE, else \"measured\")\n");
+        "  --name NAME   profile name (default: the stem of FILE, else \"measured\")\n"
+        "  Cost-model fields cannot be measured (docs/cost.md): give them here, or they are written\n"
+        "  as null (price, TDP, cloud price) or as stated defaults (lifetime 5 years, utilisation 0.5,\n"
+        "  no host share; idle = 30 %% of TDP when --idle-w is not given), each with its source:\n"
+        "  --price-usd P           what the machine (the measured CPUs) cost, USD\n"
+        "  --tdp-w W               its TDP, W          --idle-w W   its idle draw, W\n"
+        "  --cloud-usd-per-hour C  its rental price per hour, USD\n");
 }
 
 static int parse_pos(const char *s, double *v)
@@ -31,6 +39,12 @@ static int parse_pos(const char *s, double *v)
     if (errno || end == s || *end || !(d > 0)) return -1;
     *v = d;
     return 0;
+}
+
+static void add_given(cJSON *p, const char *key, double v)
+{
+    if (isnan(v)) cJSON_AddNullToObject(p, key);
+    else cJSON_AddNumberToObject(p, key, v);
 }
 
 static void stem_of(const char *path, char *buf, size_t len)
@@ -46,6 +60,8 @@ int mc_cmd_hwprobe(int argc, char **argv)
 {
     const char *out_path = NULL, *name = NULL;
     double seconds = 2.0, threads_d = 0, n_d = 2048;
+    /* cost fields: NaN = not given */
+    double price = NAN, tdp = NAN, idle = NAN, cloud = NAN;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
@@ -68,11 +84,23 @@ int mc_cmd_hwprobe(int argc, char **argv)
                 fprintf(stderr, "moecap hwprobe: --sgemm-n wants an integer 64..32768, got '%s'\n", v);
                 return 2;
             }
+        } else if (!strcmp(a, "--price-usd") || !strcmp(a, "--tdp-w") || !strcmp(a, "--idle-w") ||
+                   !strcmp(a, "--cloud-usd-per-hour")) {
+            double x;
+            if (parse_pos(v, &x) || x > 1e9) {
+                fprintf(stderr, "moecap hwprobe: %s wants a positive number, got '%s'\n", a, v);
+                return 2;
+            }
+            *(a[2] == 'p' ? &price : a[2] == 't' ? &tdp : a[2] == 'i' ? &idle : &cloud) = x;
         } else {
             fprintf(stderr, "moecap hwprobe: unknown option '%s'\n", a);
             usage(stderr);
             return 2;
         }
+    }
+    if (!isnan(idle) && !isnan(tdp) && idle > tdp) {
+        fprintf(stderr, "moecap hwprobe: --idle-w %g exceeds --tdp-w %g\n", idle, tdp);
+        return 2;
     }
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = threads_d > 0 ? (int)threads_d : (ncpu > 0 ? (int)ncpu : 1);
@@ -133,8 +161,12 @@ int mc_cmd_hwprobe(int argc, char **argv)
     else cJSON_AddNullToObject(p, "memory_bytes");
     cJSON *pf = cJSON_AddObjectToObject(p, "peak_flops");
     cJSON_AddNumberToObject(pf, "f32", sr.best_flops);
-    cJSON_AddNullToObject(p, "tdp_w");
-    cJSON_AddNullToObject(p, "price_usd");
+    add_given(p, "tdp_w", tdp);
+    add_given(p, "price_usd", price);
+    if (!isnan(idle)) cJSON_AddNumberToObject(p, "idle_w", idle);
+    cJSON_AddNumberToObject(p, "lifetime_years", 5);
+    cJSON_AddNumberToObject(p, "expected_utilisation", 0.5);
+    if (!isnan(cloud)) cJSON_AddNumberToObject(p, "cloud_usd_per_hour", cloud);
     cJSON_AddNumberToObject(p, "threads", threads);
     cJSON *src = cJSON_AddObjectToObject(p, "source");
     char s[512];
@@ -146,8 +178,16 @@ int mc_cmd_hwprobe(int argc, char **argv)
     snprintf(s, sizeof s, "measured by moecap hwprobe on %s (host %s): cblas_sgemm (OpenBLAS) %dx%dx%d, %d threads, best of %d, 2n^3 FLOPs",
              date, host, sr.n, sr.n, sr.n, sr.threads, sr.reps);
     cJSON_AddStringToObject(src, "peak_flops", s);
-    cJSON_AddStringToObject(src, "tdp_w", "not measurable by hwprobe: fill in from the datasheet for the cost model");
-    cJSON_AddStringToObject(src, "price_usd", "not measurable by hwprobe: fill in what the machine cost");
+    cJSON_AddStringToObject(src, "tdp_w", isnan(tdp) ? "not measurable by hwprobe: fill in from the datasheet for the cost model (or --tdp-w)"
+                                                     : "given on the command line (--tdp-w)");
+    cJSON_AddStringToObject(src, "price_usd", isnan(price) ? "not measurable by hwprobe: fill in what the machine cost (or --price-usd)"
+                                                           : "given on the command line (--price-usd)");
+    cJSON_AddStringToObject(src, "idle_w", isnan(idle) ? "not given: the cost model assumes 30 % of tdp_w (or --idle-w)"
+                                                       : "given on the command line (--idle-w)");
+    cJSON_AddStringToObject(src, "lifetime_years", "default written by hwprobe (assumption: 5-year depreciation); edit for your machine");
+    cJSON_AddStringToObject(src, "expected_utilisation", "default written by hwprobe (assumption: busy half of its life); edit for your machine");
+    cJSON_AddStringToObject(src, "host_share", "not given: a CPU machine's DRAM price and power are not counted; add host_share to count them");
+    if (!isnan(cloud)) cJSON_AddStringToObject(src, "cloud_usd_per_hour", "given on the command line (--cloud-usd-per-hour)");
     cJSON_AddStringToObject(src, "model", "/proc/cpuinfo");
     cJSON_AddBoolToObject(p, "measured", 1);
     cJSON *md = cJSON_AddObjectToObject(p, "measured_details");

@@ -1,6 +1,8 @@
 /* Hardware profile lookup and parsing (see hw_profile.h). */
 #include "hw/hw_profile.h"
 
+#include "cost/cost_params.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
@@ -117,7 +119,25 @@ int mc_hw_load(const char *spec, struct mc_hw *hw, char *err, size_t errlen)
         mc_hw_free(hw);
         return -1;
     }
+    if (mc_hw_cost_fields_check(hw->json, err, errlen) != 0) {
+        mc_hw_free(hw);
+        return -1;
+    }
     return 0;
+}
+
+int mc_hw_profile_dir(char *out, size_t len)
+{
+    char dirs[5][PATH_MAX];
+    int nd = n_dirs(dirs);
+    for (int i = 0; i < nd; i++) {
+        DIR *d = opendir(dirs[i]);
+        if (!d) continue;
+        closedir(d);
+        snprintf(out, len, "%s", dirs[i]);
+        return 0;
+    }
+    return -1;
 }
 
 void mc_hw_free(struct mc_hw *hw)

@@ -20,6 +20,9 @@ struct mc_hw {
  * available profiles when the name is unknown). */
 int mc_hw_load(const char *spec, struct mc_hw *hw, char *err, size_t errlen);
 void mc_hw_free(struct mc_hw *hw);
+/* The first directory of the search list above that exists (for listing every profile).
+ * 0, or -1 when none exists. */
+int mc_hw_profile_dir(char *out, size_t len);
 /* Dense peak FLOPS for a dtype key ("f32", "bf16", ...); 0 when the profile has none. */
 double mc_hw_peak_flops(const struct mc_hw *hw, const char *dtype_key);
 

@@ -15,6 +15,7 @@
 #include <cjson/cJSON.h>
 
 #include "commands.h"
+#include "cost/cost_report.h"
 #include "hw/hw_profile.h"
 #include "render/render.h"
 #include "report/attrib.h"
@@ -50,7 +51,9 @@ static void usage(FILE *o)
         "  --devices N      devices in the utilisation denominators (default 1)\n"
         "  --lm-eval FILE   add accuracy from an lm-evaluation-harness results JSON\n"
         "  --quiet          no progress on stderr\n"
-        "  --no-names       ignore tensor names (attribute by shape and position only; a check)\n"
+        "  --no-names       ignore tensor names (attribute by shape and position only; a check)\n");
+    mc_cost_report_usage(o);
+    fprintf(o,
         "\n"
         "Exit status: 0 ok, 2 bad input (unknown model/hardware, no or unreadable traces,\n"
         "a trace that does not match the model).\n");
@@ -59,6 +62,7 @@ static void usage(FILE *o)
 struct report_opts {
     const char *run_dir, *model_path, *hw_spec, *out_dir, *formats, *lmeval_path;
     int devices, quiet, no_names;
+    struct mc_cost_opts cost;       /* --cost, --whatif-hw */
 };
 
 /* Returns -1 to go on, else the exit status (0 for --help, 2 for a usage error). */
@@ -67,6 +71,9 @@ static int parse_args(int argc, char **argv, struct report_opts *o)
     *o = (struct report_opts){.formats = "json,md,html", .devices = 1};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        int cost_opt = mc_cost_report_option(&o->cost, argc, argv, &i);
+        if (cost_opt < 0) return 2;
+        if (cost_opt) continue;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
         else if (!strcmp(a, "--quiet")) o->quiet = 1;
         else if (!strcmp(a, "--no-names")) o->no_names = 1;
@@ -103,11 +110,13 @@ struct report_run {
     struct report_replay replay;
     cJSON *notes;
     struct report_doc doc;
+    struct mc_cost_report *cost;
 };
 
 static void run_free(struct report_run *r)
 {
     report_doc_free(&r->doc);
+    mc_cost_report_free(r->cost);
     cJSON_Delete(r->notes);
     report_replay_free(&r->replay);
     mc_attrib_free(r->at);
@@ -132,7 +141,8 @@ static int load_inputs(struct report_run *r, const struct report_opts *o)
         mc_model_free(&r->model);   /* drops the safetensors tables only */
         r->model.weight_dtype = dt; r->model.elt = elt;
     }
-    if (mc_hw_load(o->hw_spec, &r->hw, err, sizeof err) != 0) {
+    if (mc_hw_load(o->hw_spec, &r->hw, err, sizeof err) != 0 ||
+        !(r->cost = mc_cost_report_new(&o->cost, &r->hw, o->devices, err, sizeof err))) {
         fprintf(stderr, "moecap report: %s\n", err);
         return -1;
     }
@@ -227,7 +237,7 @@ static int run_report(struct report_run *r, const struct report_opts *o)
 
     r->notes = cJSON_CreateArray();
     r->replay = (struct report_replay){.at = r->at, .ga = r->ga, .model = &r->model, .hw = &r->hw, .steps = &r->steps,
-                                       .notes = r->notes, .quiet = o->quiet};
+                                       .notes = r->notes, .quiet = o->quiet, .cost = r->cost};
     report_replay_run(&r->replay, r->cur, r->nn);
     struct mc_attrib_stats ast;
     mc_attrib_stats(r->at, &ast);
@@ -238,7 +248,7 @@ static int run_report(struct report_run *r, const struct report_opts *o)
         .run_dir = o->run_dir, .trace_files = r->names, .n_trace_files = r->nn, .replay = &r->replay,
         .attrib = &ast, .model = &r->model, .hw = &r->hw, .devices = o->devices, .steps = &r->steps,
         .lmeval_path = o->lmeval_path, .notes = r->notes,
-        .step_summaries = strstr(o->formats, "md") || strstr(o->formats, "html")};
+        .step_summaries = strstr(o->formats, "md") || strstr(o->formats, "html"), .cost = r->cost};
     int brc = report_doc_build(&r->doc, &in, err, sizeof err);
     r->notes = in.notes;   /* taken over by the document unless the build failed first */
     if (brc != 0) { fprintf(stderr, "moecap report: %s\n", err); return -1; }

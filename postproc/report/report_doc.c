@@ -122,6 +122,7 @@ int report_doc_build(struct report_doc *doc, struct report_doc_input *in, char *
         }
         cJSON_AddItemToObject(root, "lm_eval", acc);
     }
+    if (in->cost) mc_cost_report_sections(in->cost, root, r, in->notes);
     cJSON_AddItemToObject(root, "notes", in->notes);
     in->notes = NULL;
     if (in->step_summaries) cJSON_AddItemToObject(root, "steps", report_step_summaries_json(r));

@@ -9,6 +9,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "cost/cost_report.h"
 #include "hw/hw_profile.h"
 #include "report/attrib.h"
 #include "report/model.h"
@@ -36,6 +37,7 @@ struct report_doc_input {
     cJSON *notes;
     int step_summaries;             /* build "steps" (0 when no renderer will read the document:
                                        a few hundred bytes per step saved) */
+    struct mc_cost_report *cost;    /* adds memory, energy, cost, whatif (may be NULL) */
 };
 
 /* 0, or -1 with a message in err (an unreadable --lm-eval file). */

@@ -38,6 +38,7 @@ static void on_process(struct report_replay *rp, struct report_cursor *c, const 
     if (s) cJSON_AddStringToObject(o, "exe", s);
     s = mc_trace_str(c->t, p->host_str);
     if (s) cJSON_AddStringToObject(o, "host", s);
+    if (rp->cost) mc_cost_report_host(rp->cost, p->pid, s);
     cJSON *av = cJSON_AddArrayToObject(o, "argv");
     const char *v = rec->var;
     size_t left = rec->var_len < p->argv_bytes ? rec->var_len : p->argv_bytes;
@@ -110,6 +111,13 @@ static void on_record(struct report_replay *rp, struct report_cursor *c, const s
     case MC_REC_LLAMA_BATCH: case MC_REC_GGML_ROUTE: case MC_REC_GGML_MATMUL:
         if (rp->ga) mc_ggml_attrib_record(rp->ga, c->pid, rec);
         break;
+    case MC_REC_COUNTER: {
+        const struct mc_rec_counter *x = &rec->u.counter;
+        if (rp->cost)
+            mc_cost_report_counter(rp->cost, c->pid, mc_trace_str(c->t, x->name_str), mc_trace_str(c->t, x->unit_str),
+                                   x->device, x->cumulative, x->t_ns, x->value);
+        break;
+    }
     case MC_REC_DROPPED: rp->dropped += rec->u.dropped.count; break;
     case MC_REC_STEP_MARK: rp->step_marks++; break;
     case MC_REC_NOTE: {

@@ -10,6 +10,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "cost/cost_report.h"
 #include "hw/hw_profile.h"
 #include "report/attrib.h"
 #include "report/attrib_ggml.h"
@@ -34,6 +35,7 @@ struct report_replay {
     struct report_steps *steps;     /* gets the compute dtype's peak from the first GEMM */
     cJSON *notes;                   /* document notes: the traces' own and the truncation warnings */
     int quiet;
+    struct mc_cost_report *cost;    /* gets the energy counters and the processes' hosts (may be NULL) */
     /* results */
     uint64_t records, gemm_records, dropped, step_marks;
     struct report_kernels kernels;
