@@ -6,4 +6,5 @@ int mc_cmd_dump(int argc, char **argv);
 int mc_cmd_report(int argc, char **argv);
 int mc_cmd_hwprobe(int argc, char **argv);
 int mc_cmd_bench(int argc, char **argv);
+int mc_cmd_compare(int argc, char **argv);
 #endif

@@ -9,6 +9,7 @@ static const struct mc_command commands[] = {
     {"report",  mc_cmd_report,  "CAP metrics and reports (JSON, Markdown, HTML) from a run"},
     {"hwprobe", mc_cmd_hwprobe, "measure this machine's bandwidth and GEMM FLOPS into a profile"},
     {"bench",   mc_cmd_bench,   "drive an OpenAI-compatible server with a dataset and log latency/accuracy"},
+    {"compare", mc_cmd_compare, "headline figures of several runs side by side, classes, CAP radar"},
 };
 
 static void usage(FILE *out)

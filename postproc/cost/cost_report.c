@@ -212,8 +212,22 @@ static void whatif(struct mc_cost_report *c, cJSON *root, const struct report_st
     cJSON_AddItemToObject(root, "whatif", mc_whatif_json(w));
 }
 
+static void memory(struct mc_cost_report *c, cJSON *root)
+{
+    double rss, dev;
+    mc_energy_memory(c->energy, &rss, &dev);
+    if (isnan(rss) && isnan(dev)) return;
+    cJSON *m = cJSON_AddObjectToObject(root, "memory");
+    if (!isnan(rss)) cJSON_AddNumberToObject(m, "peak_rss_bytes", rss);
+    if (!isnan(dev)) cJSON_AddNumberToObject(m, "peak_device_bytes", dev);
+    cJSON_AddStringToObject(m, "how", "largest sampled proc.rss per process, summed over processes; largest sampled "
+                                      "nvml.mem_used per GPU, summed over GPUs (samples every MOECAP_SAMPLE_MS / "
+                                      "MOECAP_NVML_INTERVAL_MS: shorter peaks can be missed)");
+}
+
 void mc_cost_report_sections(struct mc_cost_report *c, cJSON *root, const struct report_steps *r, cJSON *notes)
 {
+    memory(c, root);
     energy_and_cost(c, root, r, notes);
     whatif(c, root, r);
 }

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum series_kind { S_RAPL_PACKAGE, S_RAPL_DRAM, S_RAPL_PSYS, S_GPU_ENERGY, S_GPU_POWER, S_CPU_TIME };
+enum series_kind { S_RAPL_PACKAGE, S_RAPL_DRAM, S_RAPL_PSYS, S_GPU_ENERGY, S_GPU_POWER, S_CPU_TIME, S_RSS, S_GPU_MEM };
 
 struct series {
     int kind;
@@ -79,6 +79,8 @@ static int classify(const char *name, const char *unit, int cumulative, double *
         *scale = 1;
         return S_CPU_TIME;
     }
+    if (!strcmp(name, "proc.rss") && !cumulative && unit && !strcmp(unit, "bytes")) { *scale = 1; return S_RSS; }
+    if (!strcmp(name, "nvml.mem_used") && !cumulative && unit && !strcmp(unit, "bytes")) { *scale = 1; return S_GPU_MEM; }
     return -1;
 }
 
@@ -202,6 +204,7 @@ void mc_energy_measure(const struct mc_energy *e, uint64_t t0, uint64_t t1, stru
     int have_psys = 0;
     for (size_t i = 0; i < e->n; i++) {
         struct series *s = &e->s[i];
+        if (s->kind == S_RSS || s->kind == S_GPU_MEM) continue;
         if (s->kind == S_GPU_POWER && has_gpu_energy(e, s)) continue;
         if (s->kind != S_CPU_TIME && !is_best_on_host(e, i)) continue;
         if (s->kind == S_GPU_POWER) {
@@ -240,6 +243,20 @@ void mc_energy_measure(const struct mc_energy *e, uint64_t t0, uint64_t t1, stru
         if (!dup) seen[m->hosts++] = e->hosts[i].host;
     }
     if (!m->hosts && e->n) m->hosts = 1;
+}
+
+void mc_energy_memory(const struct mc_energy *e, double *peak_rss, double *peak_device)
+{
+    *peak_rss = *peak_device = NAN;
+    for (size_t i = 0; e && i < e->n; i++) {
+        const struct series *s = &e->s[i];
+        if ((s->kind != S_RSS && s->kind != S_GPU_MEM) || !s->n) continue;
+        if (s->kind == S_GPU_MEM && !is_best_on_host(e, i)) continue;
+        double mx = s->v[0];
+        for (size_t k = 1; k < s->n; k++) mx = s->v[k] > mx ? s->v[k] : mx;
+        double *dst = s->kind == S_RSS ? peak_rss : peak_device;
+        *dst = (isnan(*dst) ? 0 : *dst) + mx;
+    }
 }
 
 static void estimate_part(struct mc_energy_part *part, double watts, double seconds, const char *what)

@@ -47,6 +47,10 @@ struct mc_energy_measured {
 };
 void mc_energy_measure(const struct mc_energy *e, uint64_t t0, uint64_t t1, struct mc_energy_measured *m);
 
+/* Peak resident memory summed over processes (proc.rss) and peak device memory used summed
+ * over GPUs (nvml.mem_used); NaN when not recorded. Sampled, so short peaks can be missed. */
+void mc_energy_memory(const struct mc_energy *e, double *peak_rss, double *peak_device);
+
 /* Inputs of the decision between measured and estimated energy. */
 struct mc_energy_inputs {
     int gpu;                     /* the devices are GPUs (else CPU sockets) */
