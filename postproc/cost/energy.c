@@ -309,6 +309,9 @@ void mc_energy_decide(const struct mc_energy_measured *m, const struct mc_energy
     if (have_host) {
         r->host.joules = host_meas;
         snprintf(r->host.method, sizeof r->host.method, "measured: RAPL %s", in->gpu ? "package + DRAM zones" : "DRAM zone");
+    } else if (p->v[MC_CP_HOST_POWER_W] == 0) {
+        r->host.joules = 0;
+        snprintf(r->host.method, sizeof r->host.method, "not counted: no RAPL counter and host_power_w = 0 (no host share)");
     } else if (isfinite(p->v[MC_CP_HOST_POWER_W])) {
         char what[200];
         snprintf(what, sizeof what, "%g device(s) x host_power_w %g x %.4g s", n, p->v[MC_CP_HOST_POWER_W], in->window_s);
@@ -325,7 +328,8 @@ static void part_json(cJSON *o, const char *key, const struct mc_energy_part *p)
     cJSON *x = cJSON_AddObjectToObject(o, key);
     if (isfinite(p->joules)) cJSON_AddNumberToObject(x, "joules", p->joules);
     else cJSON_AddNullToObject(x, "joules");
-    cJSON_AddStringToObject(x, "method", p->estimated ? "estimated" : isfinite(p->joules) ? "measured" : "unknown");
+    cJSON_AddStringToObject(x, "method", p->estimated ? "estimated" : !isfinite(p->joules) ? "unknown"
+                                         : !strncmp(p->method, "measured", 8) ? "measured" : "not counted");
     cJSON_AddStringToObject(x, "how", p->method);
 }
 

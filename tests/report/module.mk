@@ -18,3 +18,10 @@ TESTS += $(TBIN)/test_report_gpu
 TEST_DEPS += $(TBIN)/test_report_gpu
 # the real chain on the CPU emulation of CUDA (skips where tests/cuda/emu is not built)
 TESTS += tests/report/test_report_gpu_chain.sh
+
+# cost, energy and what-if arithmetic (postproc/cost/) against hand-computed figures
+$(TBIN)/test_cost_unit: $(OBJ)/tests/report/test_cost_unit.o $$(MC_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $< $(MC_LINK) $(MOECAP_LIBS)
+TESTS += $(TBIN)/test_cost_unit
+TEST_DEPS += $(TBIN)/test_cost_unit
