@@ -337,8 +337,10 @@ cJSON *mc_energy_json(const struct mc_energy_result *r, const struct mc_energy_m
 {
     cJSON *o = cJSON_CreateObject();
     int measured = isfinite(r->total_J) && !r->estimated;
+    /* "partly estimated" only when one part was measured and the other estimated */
+    int some_measured = !strncmp(r->device.method, "measured", 8) || !strncmp(r->host.method, "measured", 8);
     cJSON_AddStringToObject(o, "method", !isfinite(r->total_J) ? "unknown" : measured ? "measured"
-                                         : (!r->device.estimated || !r->host.estimated) ? "partly estimated" : "estimated");
+                                         : some_measured ? "partly estimated" : "estimated");
     cJSON_AddBoolToObject(o, "estimated", r->estimated);
     if (isfinite(r->total_J)) {
         cJSON_AddNumberToObject(o, "joules", r->total_J);

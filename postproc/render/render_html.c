@@ -2,6 +2,7 @@
  * no script, no external resource). Every string from the report goes through
  * mc_html_esc; every absent figure prints as an em dash, never as 0. */
 #include "render/render.h"
+#include "render/render_cost.h"
 #include "render/render_svg.h"
 #include "render/render_util.h"
 #include <math.h>
@@ -387,11 +388,12 @@ int mc_render_html(const cJSON *r, FILE *o)
     if (mc_rj_num(r, "schema_version", &sv)) fprintf(o, " &middot; report schema v%.0f", sv);
     fputs("</p>\n<p class=\"cap\"><a href=\"#summary\">summary</a> &middot; <a href=\"#setup\">hardware, model, run</a> &middot; "
           "<a href=\"#experts\">expert load</a> &middot; <a href=\"#timeline\">per-step utilisation</a> &middot; "
-          "<a href=\"#steptime\">step times</a> &middot; <a href=\"#compat\">MoE-CAP compatibility</a> &middot; <a href=\"#notes\">notes</a></p>\n", o);
+          "<a href=\"#steptime\">step times</a> &middot; <a href=\"#energy\">energy</a> &middot; <a href=\"#cost\">cost</a> &middot; <a href=\"#whatif\">what-if</a> &middot; <a href=\"#compat\">MoE-CAP compatibility</a> &middot; <a href=\"#notes\">notes</a></p>\n", o);
     section_summary(o, r);
     section_client(o, r);
     section_heatmap(o, r);
     section_steps(o, r);
+    mc_render_cost_html(r, o);
     section_compat(o, r);
     section_notes(o, r);
     section_setup(o, r);

@@ -2,6 +2,7 @@
  * page, as tables (GitHub-flavoured). Strings are escaped for table cells; absent figures
  * print as an em dash. */
 #include "render/render.h"
+#include "render/render_cost.h"
 #include "render/render_util.h"
 #include <math.h>
 #include <stdlib.h>
@@ -239,6 +240,8 @@ int mc_render_markdown(const cJSON *r, FILE *o)
     expert_table(o, r);
     histogram_table(o, r);
     steps_table(o, r);
+
+    mc_render_cost_md(r, o);
 
     fputs("\n## MoE-CAP compatibility\n\n", o);
     const cJSON *c = mc_rj(r, "moecap_compat"), *it;
