@@ -36,12 +36,13 @@ TBIN := $(BUILD)/tests
 ALL_TARGETS :=
 TESTS       :=
 TEST_DEPS   :=
+CHECK_PKGS  :=
 
 # A fragment names another fragment's list in a prerequisite as $$(VAR): expanded again when
 # make builds, after every fragment was read, so the fragments' include order does not matter.
 .SECONDEXPANSION:
 
-.PHONY: all deps demo check check-san clean
+.PHONY: all deps demo check check-deps check-san clean
 all: deps-quiet build-all
 
 $(OBJ)/%.o: %.c
@@ -74,7 +75,12 @@ deps-quiet:
 demo: all
 	scripts/demo.sh
 
-check: deps-quiet build-all $(TEST_DEPS)
+# Packages only some tests need (CHECK_PKGS, from the module.mk fragments, e.g. chromium for
+# HTML screenshots): a failed install does not stop `make check`; those tests then skip.
+check-deps:
+	@scripts/install-deps.sh $(CHECK_PKGS) || echo "install-deps: could not install $(CHECK_PKGS): the tests needing them will skip" >&2
+
+check: deps-quiet check-deps build-all $(TEST_DEPS)
 	@BUILD=$(BUILD) SAN=$(SAN) HAVE_CUDA=$(HAVE_CUDA) tests/run-tests.sh $(TESTS)
 
 check-san:

@@ -34,7 +34,7 @@ void mc_radar_normalise(struct mc_radar *g)
 }
 
 /* Layout: radar on the left, legend on the right, the normalisation under both. */
-enum { W = 1000, H = 640, CX = 390, CY = 330, R = 210 };
+enum { W = 1040, H = 640, CX = 420, CY = 330, R = 210 };
 
 static void axis_end(int a, int n, double r, double *x, double *y)
 {
@@ -80,11 +80,11 @@ int mc_radar_svg(FILE *o, const struct mc_radar *g, const char *title)
         mc_html_esc(o, g->axis[a].name);
         fprintf(o, "</text>\n<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"%s\" font-size=\"12\" fill=\"#444\">", lx, y0 + 15, anchor);
         mc_html_esc(o, g->axis[a].unit);
-        fprintf(o, ", %s</text>\n", g->axis[a].lower_is_better ? "lower is better" : "higher is better");
         char b[48];
         if (isfinite(g->best[a])) mc_fmt(b, sizeof b, (enum mc_fmt)g->axis[a].fmt, g->best[a]);
-        fprintf(o, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"%s\" font-size=\"12\" fill=\"#444\">best: %s</text>\n", lx,
-                y0 + 29, anchor, isfinite(g->best[a]) ? b : "not measured");
+        fprintf(o, "</text>\n<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"%s\" font-size=\"12\" fill=\"#444\">%s%s; %s</text>\n",
+                lx, y0 + 29, anchor, isfinite(g->best[a]) ? "best " : "", isfinite(g->best[a]) ? b : "not measured",
+                g->axis[a].lower_is_better ? "lower is better" : "higher is better");
     }
     /* one polygon per run, through the axes it has */
     for (int i = 0; i < g->n_runs; i++) {
@@ -112,7 +112,7 @@ int mc_radar_svg(FILE *o, const struct mc_radar *g, const char *title)
         fprintf(o, "</g>\n");
     }
     /* legend: colour, label, and the axes a run lacks */
-    int lx = 760, ly = 70;
+    int lx = 800, ly = 70;
     fprintf(o, "<text x=\"%d\" y=\"%d\" font-size=\"14\" font-weight=\"bold\">systems</text>\n", lx, ly - 14);
     for (int i = 0; i < g->n_runs; i++) {
         int y = ly + i * 40;
