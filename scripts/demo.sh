@@ -5,7 +5,10 @@
 #   3. generate a tiny Qwen2-MoE model (moe-ref gen),
 #   4. run the reference engine under LD_PRELOAD=libmoecap.so with its exact ground truth,
 #   5. moecap report: JSON, Markdown and HTML (S-MBU, S-MFU, expert load, ...),
-#   6. show the report's figures next to the engine's ground truth.
+#   6. show the report's figures next to the engine's ground truth,
+#   7. compare: the engine in three configurations (1 thread, 2 threads, 2 threads with mixed
+#      batching) serving the same load (moecap bench, multiple-choice set, so accuracy is
+#      scored), one report each, `moecap compare` with the CAP radar.
 # Output in $DEMO_OUT (default build/demo). Environment: BUILD, DEMO_OUT, DEMO_ARCH.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +23,13 @@ make -s -j"$(nproc)" all
 
 rm -rf "$out"; mkdir -p "$out"
 step "measure this machine (moecap hwprobe, ~4 s)"
-"$BUILD/bin/moecap" hwprobe --seconds 1 --name this-machine --out "$out/this-machine.json"
+# Price and power cannot be measured; the demo assumes this machine's CPUs are its share of an
+# AMD EPYC 7763 server part ($7,890 list, 280 W TDP, ~85 W idle for 64 cores): scaled by the
+# online CPUs. Pass your own figures with hwprobe --price-usd/--tdp-w/--idle-w or report --cost.
+ncpu=$(nproc)
+share() { awk -v x="$1" -v n="$ncpu" 'BEGIN{printf "%.4g", x * n / 64}'; }
+"$BUILD/bin/moecap" hwprobe --seconds 1 --name this-machine --out "$out/this-machine.json" \
+    --price-usd "$(share 7890)" --tdp-w "$(share 280)" --idle-w "$(share 85)"
 /usr/bin/python3 -c "import json,sys; p=json.load(open(sys.argv[1])); print(f\"{p['model']}: {p['memory_bandwidth_Bps']/1e9:.1f} GB/s streaming, {p['peak_flops']['f32']/1e9:.0f} GFLOP/s sgemm (measured)\")" "$out/this-machine.json"
 
 step "generate a tiny $arch model (moe-ref gen)"
@@ -66,4 +75,41 @@ print("experts, bytes and FLOPs equal the ground truth in every step" if same an
       else "MISMATCH between report and ground truth (see above)")
 sys.exit(0 if same and len(steps) == len(gt) else 1)
 PY
-step "done: open $out/report/report.html (also report.md, report.json)"
+step "compare: the engine in three configurations on the same load (serve + moecap bench, then moecap compare)"
+# One load for every configuration: the 20 multiple-choice questions, 4 in flight, 4 tokens each.
+serve_config() {   # name, serve args...
+  local name=$1; shift
+  local run="$out/cmp-$name" port_file="$out/cmp-$name.port"
+  rm -rf "$run" "$port_file"
+  LD_PRELOAD="$PWD/$BUILD/lib/libmoecap.so" MOECAP_OUT="$run" \
+      "$BUILD/bin/moe-ref" serve --model "$model" --port 0 --port-file "$port_file" --quiet "$@" &
+  local pid=$!
+  for _ in $(seq 100); do [ -s "$port_file" ] && break; sleep 0.1; done
+  [ -s "$port_file" ] || { echo "demo: server for $name did not start" >&2; kill "$pid" 2>/dev/null; return 1; }
+  "$BUILD/bin/moecap" bench --url "http://127.0.0.1:$(cat "$port_file")/v1" --dataset mc -n 20 --concurrency 4 \
+      --max-tokens 4 --out "$run" --quiet
+  kill -TERM "$pid"; wait "$pid" || true
+  "$BUILD/bin/moecap" report "$run" --model "$model" --hw "$out/this-machine.json" --out "$run/report" \
+      --format json,html --whatif-hw none --quiet
+  /usr/bin/python3 -c "import json,sys; r=json.load(open(sys.argv[1])); c=r['client']['summary']; a=r['aggregate']; \
+print(f\"  {sys.argv[2]:<24} accuracy {c['accuracy']['accuracy']*100:5.1f} %  output {c['output_throughput']:7.1f} tok/s (client)  \" \
+      f\"TPOT {a['tpot_server_s']['mean']*1e3:6.2f} ms  USD/1M tokens {r['cost']['owned']['per_1m_tokens_usd']:.3g} ({r['energy']['method']} energy)\")" \
+      "$run/report/report.json" "$name"
+}
+serve_config 1-thread --threads 1
+serve_config 2-threads --threads 2
+serve_config 2-threads-mixed --threads 2 --mixed
+"$BUILD/bin/moecap" compare "$out/cmp-1-thread" "$out/cmp-2-threads" "$out/cmp-2-threads-mixed" \
+    --labels "1 thread,2 threads,2 threads + mixed batching" --title "moe-ref on $(hostname): CAP radar" \
+    --out "$out/compare" > "$out/compare.txt"
+sed -n '1,/^Not measured/p' "$out/compare.txt"
+chrome=$(command -v chromium || command -v chromium-browser || true)
+if [ -n "$chrome" ]; then
+  prof=$(mktemp -d)
+  timeout 90 "$chrome" --headless --no-sandbox --disable-gpu --no-first-run --user-data-dir="$prof" \
+      --screenshot="$out/compare/compare.png" --window-size=1100,1400 "file://$(realpath "$out/compare/compare.html")" >/dev/null 2>&1 || true
+  rm -rf "$prof"
+  [ -s "$out/compare/compare.png" ] && echo "screenshot: $out/compare/compare.png"
+fi
+
+step "done: open $out/report/report.html and $out/compare/compare.html (also .md, .json)"

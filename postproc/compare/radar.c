@@ -28,7 +28,7 @@ void mc_radar_normalise(struct mc_radar *g)
             double v = g->value[i][a];
             if (!usable(v, low) || isnan(best)) g->r[i][a] = NAN;
             else if (low) g->r[i][a] = best / v;
-            else g->r[i][a] = best > 0 ? v / best : 1;   /* every run at 0: all equal, all best */
+            else g->r[i][a] = best > 0 ? v / best : 0;   /* every run at 0 (e.g. no answer right): the centre */
         }
     }
 }

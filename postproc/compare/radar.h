@@ -2,6 +2,7 @@
  * S-MFU), one polygon per run, every axis scaled so that outward is better:
  *     higher-is-better axis: r = value / best value among the runs shown
  *     lower-is-better axis (cost): r = best (lowest) value / value
+ *     (a higher-is-better axis on which every run is 0 puts them all at the centre)
  * so the best run on an axis sits on the outer ring and 0 at the centre. The SVG states this
  * in the figure, labels each axis with its unit and best value, and carries the geometry as
  * data attributes (data-cx, data-cy, data-radius on the <svg>; data-run, data-axis, data-r on
