@@ -6,6 +6,8 @@
 #   postproc/report/  libmcreport.a  model geometry, attribution, metrics, the report document + `moecap report`
 #   postproc/render/  libmcrender.a  report document -> Markdown / HTML / SVG
 #   postproc/bench/   libmcbench.a   load generator, datasets, scoring, client view + `moecap bench`
+#   postproc/cost/    libmccost.a    cost-model parameters, energy, cost per token, hardware what-if, report hooks
+#   postproc/compare/ libmccompare.a reports side by side, classes, CAP radar + `moecap compare`
 # An area's fragment calls postproc_area (top-level Makefile), which appends its library to
 # MC_LIBS and its subcommand objects to MOECAP_CMD_OBJS.
 # Links use MC_LINK (one archive group, so the libraries' order does not matter) and name

@@ -11,7 +11,10 @@ DTYPES = {"f32", "tf32", "bf16", "f16", "fp8", "int8"}
 REQUIRED = {"name": str, "kind": str, "vendor": str, "model": str,
             "memory_bandwidth_Bps": (int, float), "memory_bytes": (int, float),
             "peak_flops": dict, "tdp_w": (int, float), "price_usd": (int, float),
-            "source": dict, "measured": bool}
+            "source": dict, "measured": bool,
+            "idle_w": (int, float), "lifetime_years": (int, float), "expected_utilisation": (int, float),
+            "host_share": dict}
+HOST_SHARE = ("cpu_price_usd", "dram_price_usd", "power_w")
 failures = 0
 
 def case(name, problems):
@@ -75,7 +78,26 @@ def check_profile(path):
             probs.append("sparse/dense for %s is %.3f, expected 2 (2:4 sparsity)" % (k, v / pf[k]))
     if p["kind"] == "gpu" and "bf16" in pf and "bf16" not in sp:
         probs.append("GPU profile should carry the datasheet sparse bf16 figure to prove dense was used")
-    for k in ("memory_bandwidth_Bps", "memory_bytes", "peak_flops", "tdp_w", "price_usd"):
+    # cost model inputs (docs/cost.md)
+    if not 0 < p["idle_w"] < p["tdp_w"]:
+        probs.append("idle_w %g not in (0, tdp_w %g)" % (p["idle_w"], p["tdp_w"]))
+    if not 1 <= p["lifetime_years"] <= 15:
+        probs.append("lifetime_years %g outside 1..15" % p["lifetime_years"])
+    if not 0 < p["expected_utilisation"] <= 1:
+        probs.append("expected_utilisation %g outside (0, 1]" % p["expected_utilisation"])
+    hs = p["host_share"]
+    for k in HOST_SHARE:
+        v = hs.get(k)
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v <= 100000:
+            probs.append("host_share.%s = %r: want a number 0..100000" % (k, v))
+    if p["kind"] == "cpu" and hs.get("cpu_price_usd") != 0:
+        probs.append("a CPU profile's host_share.cpu_price_usd must be 0 (the CPU is the device)")
+    if "cloud_usd_per_hour" in p:
+        v = p["cloud_usd_per_hour"]
+        if not isinstance(v, (int, float)) or not 0.01 <= v <= 100:
+            probs.append("cloud_usd_per_hour %r outside 0.01..100" % v)
+    costed = ["idle_w", "lifetime_years", "expected_utilisation", "host_share"] + (["cloud_usd_per_hour"] if "cloud_usd_per_hour" in p else [])
+    for k in ["memory_bandwidth_Bps", "memory_bytes", "peak_flops", "tdp_w", "price_usd"] + costed:
         s = p["source"].get(k)
         if not isinstance(s, str) or len(s) < 10:
             probs.append("source.%s missing or too short" % k)

@@ -39,6 +39,15 @@ for k in ("memory_bandwidth_Bps", "peak_flops"):
         probs.append("source.%s does not say measured today: %r" % (k, p.get("source", {}).get(k)))
 case("schema", probs)
 
+# cost fields: not measurable, so null (price, TDP) or stated defaults, each with its source
+probs = []
+if p.get("price_usd") is not None or p.get("tdp_w") is not None: probs.append("price/TDP should be null without options")
+if (p.get("lifetime_years"), p.get("expected_utilisation")) != (5, 0.5): probs.append("defaults %r %r" % (p.get("lifetime_years"), p.get("expected_utilisation")))
+for k in ("price_usd", "tdp_w", "idle_w", "lifetime_years", "expected_utilisation", "host_share"):
+    s = p.get("source", {}).get(k, "")
+    if not any(w in s for w in ("not measurable", "not given", "default")): probs.append("source.%s = %r" % (k, s))
+case("cost fields without options: null or defaults, sources say so", probs)
+
 # /proc read independently of the C parser.
 model = None; memtotal = None
 for line in open("/proc/cpuinfo"):
@@ -106,6 +115,20 @@ try:
 except (KeyError, TypeError, ZeroDivisionError) as e:
     probs.append("measured_details incomplete: %r" % e)
 case("figures follow from sizes and times", probs)
+
+out2 = os.path.join(tempfile.mkdtemp(prefix="mc-hwprobe-"), "priced.json")
+r = subprocess.run([moecap, "hwprobe", "--seconds", "0.2", "--threads", "1", "--price-usd", "1234", "--tdp-w", "65",
+                    "--idle-w", "12.5", "--cloud-usd-per-hour", "0.4", "--out", out2], capture_output=True, text=True)
+probs = [] if r.returncode == 0 else ["rc %d %s" % (r.returncode, r.stderr)]
+if not probs:
+    q = json.load(open(out2))
+    got = (q.get("price_usd"), q.get("tdp_w"), q.get("idle_w"), q.get("cloud_usd_per_hour"))
+    if got != (1234, 65, 12.5, 0.4): probs.append("fields %r" % (got,))
+    for k in ("price_usd", "tdp_w", "idle_w", "cloud_usd_per_hour"):
+        if "command line" not in q["source"].get(k, ""): probs.append("source.%s %r" % (k, q["source"].get(k)))
+r = subprocess.run([moecap, "hwprobe", "--seconds", "0.2", "--tdp-w", "50", "--idle-w", "60"], capture_output=True, text=True)
+if r.returncode != 2 or "exceeds" not in r.stderr: probs.append("idle > tdp: rc %d %r" % (r.returncode, r.stderr))
+case("--price-usd/--tdp-w/--idle-w/--cloud-usd-per-hour written with their source; idle > TDP exits 2", probs)
 
 r = subprocess.run([moecap, "hwprobe", "--seconds", "-1"], capture_output=True, text=True)
 case("bad argument exits 2 with a message",
