@@ -252,46 +252,49 @@ void mc_cmp_run_free(struct mc_cmp_run *r)
     r->doc = NULL;
 }
 
-/* Expert bytes brought into device memory during decode steps, as the report states it. */
-static double offload_decode_bytes(const cJSON *d)
+/* Expert bytes loaded into memory after the first step (offloading: experts moved while
+ * decoding), from the report's offload section; NaN when the report has none. */
+static double offload_after_first(const cJSON *d, double *total)
 {
-    static const char *const paths[] = {"aggregate.decode.offload_bytes", "aggregate.offload.decode_bytes",
-                                        "aggregate.offload.bytes_loaded", "aggregate.bytes.expert_loaded"};
-    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
-        double v = num(d, paths[i]);
-        if (!isnan(v)) return v;
-    }
-    return NAN;
+    *total = num(d, "offload.loaded_bytes");
+    double steps_after = num(d, "offload.steps_loading_after_first");
+    if (isnan(*total)) return NAN;
+    return steps_after > 0 ? *total : 0;
 }
 
 void mc_cmp_classify(const cJSON *d, char cls[8], char *reason, size_t len, int *from_report)
 {
     *from_report = 0;
-    const cJSON *c = mc_rj(d, "system_class");
-    if (!c) c = mc_rj(d, "class");
-    const char *stated = cJSON_IsString(c) ? c->valuestring : mc_rj_str(c, "class");
-    if (stated && (!strcmp(stated, "PA") || !strcmp(stated, "PC") || !strcmp(stated, "CA"))) {
-        const char *why = mc_rj_str(c, "reason");
-        if (!why) why = mc_rj_str(c, "evidence");
-        snprintf(cls, 8, "%s", stated);
-        snprintf(reason, len, "stated by the report: %s", why ? why : "(no reason given)");
-        *from_report = 1;
-        return;
+    /* The report's own decision (system_class: classes + evidence per class), when it made one */
+    const cJSON *sc = mc_rj(d, "system_class.classes"), *it;
+    if (cJSON_IsArray(sc) && cJSON_GetArraySize(sc) > 0) {
+        size_t cl = 0, rl = 0;
+        cls[0] = 0;
+        rl = (size_t)snprintf(reason, len, "stated by the report:");
+        cJSON_ArrayForEach(it, sc) {
+            if (!cJSON_IsString(it) || strlen(it->valuestring) != 2 || cl + 3 >= 8) continue;
+            cl += (size_t)snprintf(cls + cl, 8 - cl, "%s%s", cl ? "+" : "", it->valuestring);
+            const cJSON *ev = cJSON_GetObjectItemCaseSensitive(mc_rj(d, "system_class.evidence"), it->valuestring);
+            if (rl < len)
+                rl += (size_t)snprintf(reason + rl, len - rl, " %s: %s;", it->valuestring,
+                                       cJSON_IsString(ev) ? ev->valuestring : "(no evidence given)");
+        }
+        if (cl) { *from_report = 1; return; }
     }
     double elt = num(d, "run.attribution.gemm_weight_bytes_per_element");
     if (isnan(elt)) elt = num(d, "model.bytes_per_element");
-    double moved = offload_decode_bytes(d), dev = num(d, "hardware.devices");
+    double loaded, moved = offload_after_first(d, &loaded), dev = num(d, "hardware.devices");
     if (isnan(dev)) dev = 1;
-    char e[48] = "unknown", m[64] = "not measured";
+    char e[48] = "unknown", m[64] = "no offload traffic in the report";
     if (!isnan(elt)) snprintf(e, sizeof e, "%g B/weight", elt);
     if (!isnan(moved)) mc_fmt(m, sizeof m, MC_F_BYTES, moved);
     int quant = !isnan(elt) && elt < 2, offload = moved > 0;
     snprintf(cls, 8, "%s", offload ? "CA" : quant ? "PC" : "PA");
-    snprintf(reason, len, "%s: weights read at %s%s; expert bytes moved during decode: %s%s; %g device(s)",
-             offload ? "expert weights moved into device memory during decode (offloading)"
+    snprintf(reason, len, "%s: weights read at %s%s; expert bytes loaded after the first step: %s; %g device(s)",
+             offload ? "expert weights moved into memory while decoding (offloading)"
              : quant ? "quantized weights (fewer than 2 bytes each)"
                      : "full-precision weights, every expert resident",
-             e, quant ? " (quantized)" : "", m, offload ? "" : isnan(moved) ? " (taken as none)" : "", dev);
+             e, quant ? " (quantized)" : "", m, dev);
 }
 
 static const char *const same_fields[] = {"model.architecture", "model.num_layers", "model.hidden_size",

@@ -40,10 +40,11 @@ char *mc_cmp_strip_steps(const char *text, size_t len);
 int mc_cmp_run_load(const char *spec, struct mc_cmp_run *r, char *err, size_t errlen);
 void mc_cmp_run_free(struct mc_cmp_run *r);
 
-/* The MoE-CAP class from what was measured (or what the report states), with the reason:
- * PC when weights are read at fewer than 2 bytes each (quantized), CA when expert weights
- * are moved into device memory during decode (offloading), PA otherwise (every expert
- * resident at full precision, on as many devices as that takes). */
+/* The MoE-CAP class with the reason: the report's own (system_class.classes with
+ * system_class.evidence, joined "PC+CA" when several), else from what was measured: CA when
+ * expert weights were loaded after the first step (offload.loaded_bytes with
+ * offload.steps_loading_after_first > 0), PC when weights are read at fewer than 2 bytes each
+ * (quantized), PA otherwise (every expert resident at full precision). */
 void mc_cmp_classify(const cJSON *report, char cls[8], char *reason, size_t len, int *from_report);
 
 /* Checks that the runs measured one model (architecture and geometry equal). 0, or -1

@@ -77,7 +77,7 @@ A = report("sysA", {"client.summary.accuracy.accuracy": 0.8})
 Bq = report("sysB", {"run.attribution.gemm_weight_bytes_per_element": 1, "aggregate.tokens_per_s.output": 250.0,
                      "cost.owned.per_1m_tokens_usd": 0.5, "aggregate.s_mbu": 0.5, "aggregate.s_mfu": 0.02,
                      "client.summary.accuracy.accuracy": 0.6, "energy.estimated": True}, steps_first=True)
-C = report("sysC", {"aggregate.offload.decode_bytes": 3e9, "aggregate.tokens_per_s.output": 20.0,
+C = report("sysC", {"offload.loaded_bytes": 3e9, "offload.steps_loading_after_first": 7, "aggregate.tokens_per_s.output": 20.0,
                     "cost.owned.per_1m_tokens_usd": 1.0, "aggregate.s_mbu": 0.1, "aggregate.s_mfu": None,
                     "client.summary.accuracy.accuracy": 0.8, "hardware.devices": 2})
 out = os.path.join(tmp, "out")
@@ -138,9 +138,11 @@ if os.path.exists(os.path.join(out, "compare.json")):
     cls = {x["label"]: (x["class"], x["class_reason"]) for x in json.load(open(os.path.join(out, "compare.json")))["runs"]}
     for lab, want, fact in (("sysA", "PA", "2 B/weight"), ("sysB", "PC", "1 B/weight (quantized)"), ("sysC", "CA", "3 GB")):
         if cls[lab][0] != want or fact not in cls[lab][1]: probs.append("%s: %r, want %s with %r" % (lab, cls[lab], want, fact))
-D = report("sysD", {"system_class": {"class": "CA", "reason": "engine offloads 6 of 8 experts"}})
-r = compare([A, D])
-if r.returncode != 0 or "CA — stated by the report: engine offloads 6 of 8 experts" not in r.stdout:
+D = report("sysD", {"system_class": {"classes": ["PC", "CA"], "evidence": {"PC": "int4 weights", "CA": "engine offloads 6 of 8 experts"}}})
+E = report("sysE", {"offload.loaded_bytes": 1e9, "offload.steps_loading_after_first": 0})   # loaded once, up front
+r = compare([A, D, E])
+if r.returncode != 0 or "PC+CA — stated by the report: PC: int4 weights; CA: engine offloads 6 of 8 experts;" not in r.stdout \
+        or "**sysE**: PA" not in r.stdout:
     probs.append("stated class not used: %r" % r.stdout[-400:])
 case("classes PA / PC / CA from the measured facts, with the reason; a stated class is used", probs)
 
