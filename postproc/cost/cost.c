@@ -45,19 +45,13 @@ void mc_cost_compute(const struct mc_cost_params *p, const struct mc_cost_work *
     r->moecap_total_usd = r->moecap_capital_usd + r->moecap_energy_usd;
 }
 
-static void add_num(cJSON *o, const char *k, double v)
-{
-    if (isfinite(v)) cJSON_AddNumberToObject(o, k, v);
-    else cJSON_AddNullToObject(o, k);
-}
-
 static cJSON *split_json(const struct mc_cost_split *s)
 {
     cJSON *o = cJSON_CreateObject();
-    add_num(o, "run_usd", s->run_usd);
-    add_num(o, "per_1m_input_tokens_usd", s->per_1m_input_usd);
-    add_num(o, "per_1m_output_tokens_usd", s->per_1m_output_usd);
-    add_num(o, "per_1m_tokens_usd", s->per_1m_tokens_usd);
+    mc_json_add_num_or_null(o, "run_usd", s->run_usd);
+    mc_json_add_num_or_null(o, "per_1m_input_tokens_usd", s->per_1m_input_usd);
+    mc_json_add_num_or_null(o, "per_1m_output_tokens_usd", s->per_1m_output_usd);
+    mc_json_add_num_or_null(o, "per_1m_tokens_usd", s->per_1m_tokens_usd);
     return o;
 }
 
@@ -82,9 +76,9 @@ cJSON *mc_cost_json(const struct mc_cost_params *p, const struct mc_cost_work *w
     cJSON_AddStringToObject(f, "per_1m_tokens_usd", "run_usd / (input_tokens + output_tokens) x 1e6");
     cJSON_AddStringToObject(f, "cloud", "run_usd = cloud_usd_per_hour x devices x run_s / 3600, split the same way");
     cJSON *own = split_json(&r->owned);
-    add_num(own, "energy_usd", r->energy_usd);
-    add_num(own, "capital_usd", r->capital_usd);
-    add_num(own, "amortised_usd", r->amortised_usd);
+    mc_json_add_num_or_null(own, "energy_usd", r->energy_usd);
+    mc_json_add_num_or_null(own, "capital_usd", r->capital_usd);
+    mc_json_add_num_or_null(own, "amortised_usd", r->amortised_usd);
     cJSON_AddBoolToObject(own, "energy_estimated", energy_estimated);
     cJSON_AddStringToObject(own, "label", energy_estimated ? "estimated energy" : "measured energy");
     cJSON_AddItemToObject(o, "owned", own);
@@ -92,8 +86,8 @@ cJSON *mc_cost_json(const struct mc_cost_params *p, const struct mc_cost_work *w
     cJSON *mc = cJSON_AddObjectToObject(o, "moecap_compat_cost");
     cJSON_AddStringToObject(mc, "formula", "1.25 x (price_usd x devices + $7214 CPU) + 1.2 x (tdp_w x devices + 350 W) x run hours x $0.15/kWh "
                                            "(MoE-CAP's cost: the whole purchase plus the run's energy at TDP; not amortised, not per token)");
-    add_num(mc, "capital_usd", r->moecap_capital_usd);
-    add_num(mc, "energy_usd", r->moecap_energy_usd);
-    add_num(mc, "total_usd", r->moecap_total_usd);
+    mc_json_add_num_or_null(mc, "capital_usd", r->moecap_capital_usd);
+    mc_json_add_num_or_null(mc, "energy_usd", r->moecap_energy_usd);
+    mc_json_add_num_or_null(mc, "total_usd", r->moecap_total_usd);
     return o;
 }

@@ -126,13 +126,15 @@ int mc_cost_params_check(const struct mc_cost_params *p, char *err, size_t errle
     return 0;
 }
 
+cJSON *mc_json_num_or_null(double v) { return isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull(); }
+void mc_json_add_num_or_null(cJSON *o, const char *key, double v) { cJSON_AddItemToObject(o, key, mc_json_num_or_null(v)); }
+
 cJSON *mc_cost_params_json(const struct mc_cost_params *p)
 {
     cJSON *o = cJSON_CreateObject();
     for (int i = 0; i < MC_CP_COUNT; i++) {
         cJSON *e = cJSON_AddObjectToObject(o, defs[i].name);
-        if (isnan(p->v[i])) cJSON_AddNullToObject(e, "value");
-        else cJSON_AddNumberToObject(e, "value", p->v[i]);
+        mc_json_add_num_or_null(e, "value", p->v[i]);
         cJSON_AddStringToObject(e, "source", p->source[i][0] ? p->source[i] : "unknown");
         cJSON_AddStringToObject(e, "meaning", defs[i].help);
     }

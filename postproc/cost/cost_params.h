@@ -51,6 +51,11 @@ int mc_cost_params_check(const struct mc_cost_params *p, char *err, size_t errle
 /* {"NAME": {"value": x|null, "source": "...", "meaning": "..."}, ...} */
 cJSON *mc_cost_params_json(const struct mc_cost_params *p);
 
+/* A finite number as a JSON number, anything else (NaN: unknown) as null; the _add form
+ * adds it to an object under key. */
+cJSON *mc_json_num_or_null(double v);
+void mc_json_add_num_or_null(cJSON *o, const char *key, double v);
+
 /* Validates the cost fields of a hardware profile object (types and ranges; all optional
  * except that a present field must be valid). 0, or -1 with a message. */
 int mc_hw_cost_fields_check(const cJSON *profile, char *err, size_t errlen);

@@ -326,8 +326,7 @@ void mc_energy_decide(const struct mc_energy_measured *m, const struct mc_energy
 static void part_json(cJSON *o, const char *key, const struct mc_energy_part *p)
 {
     cJSON *x = cJSON_AddObjectToObject(o, key);
-    if (isfinite(p->joules)) cJSON_AddNumberToObject(x, "joules", p->joules);
-    else cJSON_AddNullToObject(x, "joules");
+    mc_json_add_num_or_null(x, "joules", p->joules);
     cJSON_AddStringToObject(x, "method", p->estimated ? "estimated" : !isfinite(p->joules) ? "unknown"
                                          : !strncmp(p->method, "measured", 8) ? "measured" : "not counted");
     cJSON_AddStringToObject(x, "how", p->method);
@@ -342,12 +341,8 @@ cJSON *mc_energy_json(const struct mc_energy_result *r, const struct mc_energy_m
     cJSON_AddStringToObject(o, "method", !isfinite(r->total_J) ? "unknown" : measured ? "measured"
                                          : some_measured ? "partly estimated" : "estimated");
     cJSON_AddBoolToObject(o, "estimated", r->estimated);
-    if (isfinite(r->total_J)) {
-        cJSON_AddNumberToObject(o, "joules", r->total_J);
-        if (window_s > 0) cJSON_AddNumberToObject(o, "mean_power_w", r->total_J / window_s);
-    } else {
-        cJSON_AddNullToObject(o, "joules");
-    }
+    mc_json_add_num_or_null(o, "joules", r->total_J);
+    if (isfinite(r->total_J) && window_s > 0) cJSON_AddNumberToObject(o, "mean_power_w", r->total_J / window_s);
     cJSON_AddNumberToObject(o, "window_s", window_s);
     part_json(o, "devices", &r->device);
     part_json(o, "host", &r->host);

@@ -113,25 +113,19 @@ int mc_whatif_predict(const struct mc_whatif *w, int i, int at_full_roofline, st
     return 0;
 }
 
-static void add_num(cJSON *o, const char *k, double v)
-{
-    if (isfinite(v)) cJSON_AddNumberToObject(o, k, v);
-    else cJSON_AddNullToObject(o, k);
-}
-
 static cJSON *pred_json(const struct mc_whatif *w, const struct mc_whatif_pred *p)
 {
     cJSON *o = cJSON_CreateObject();
     for (int k = 0; k < 3; k++)
-        if (w->steps[k] > 0) add_num(o, k == 0 ? "prefill_s" : k == 1 ? "decode_s" : "mixed_s", p->time_s[k]);
-    add_num(o, "busy_s", p->busy_s);
-    add_num(o, "tpot_s", p->tpot_s);
-    add_num(o, "output_tokens_per_s", p->output_tokens_per_s);
-    add_num(o, "energy_J", p->energy_J);
-    add_num(o, "run_usd", p->run_usd);
-    add_num(o, "per_1m_tokens_usd", p->per_1m_tokens_usd);
-    add_num(o, "per_1m_input_tokens_usd", p->per_1m_input_usd);
-    add_num(o, "per_1m_output_tokens_usd", p->per_1m_output_usd);
+        if (w->steps[k] > 0) mc_json_add_num_or_null(o, k == 0 ? "prefill_s" : k == 1 ? "decode_s" : "mixed_s", p->time_s[k]);
+    mc_json_add_num_or_null(o, "busy_s", p->busy_s);
+    mc_json_add_num_or_null(o, "tpot_s", p->tpot_s);
+    mc_json_add_num_or_null(o, "output_tokens_per_s", p->output_tokens_per_s);
+    mc_json_add_num_or_null(o, "energy_J", p->energy_J);
+    mc_json_add_num_or_null(o, "run_usd", p->run_usd);
+    mc_json_add_num_or_null(o, "per_1m_tokens_usd", p->per_1m_tokens_usd);
+    mc_json_add_num_or_null(o, "per_1m_input_tokens_usd", p->per_1m_input_usd);
+    mc_json_add_num_or_null(o, "per_1m_output_tokens_usd", p->per_1m_output_usd);
     return o;
 }
 
@@ -160,7 +154,7 @@ cJSON *mc_whatif_json(const struct mc_whatif *w)
         cJSON_AddStringToObject(o, "note", "the run's hardware has no peak FLOPS for its compute dtype: bytes-only roofline");
     cJSON *eff = cJSON_AddObjectToObject(o, "achieved_efficiency");
     for (int k = 0; k < 3; k++)
-        if (w->steps[k] > 0) add_num(eff, phase_name[k], mc_whatif_efficiency(w, k));
+        if (w->steps[k] > 0) mc_json_add_num_or_null(eff, phase_name[k], mc_whatif_efficiency(w, k));
     cJSON *arr = cJSON_AddArrayToObject(o, "targets");
     struct mc_whatif_pred *preds = calloc(w->n ? (size_t)w->n : 1, sizeof *preds);
     int *idx = malloc((w->n ? (size_t)w->n : 1) * sizeof *idx);
