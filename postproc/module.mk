@@ -2,11 +2,11 @@
 # Each area folder has its own fragment and is a static library of everything but its
 # cmd_*.c files, which tests and benchmarks link as well:
 #   postproc/trace/   libmctrace.a   trace reader, symboliser, synthetic writer (tests/benches) + `moecap dump`
-#   postproc/hw/      libmchw.a      hardware profiles, bandwidth/FLOPS probes + `moecap hwprobe`
+#   postproc/hw/      libmchw.a      hardware profiles and their cost parameters, bandwidth/FLOPS probes + `moecap hwprobe`
 #   postproc/report/  libmcreport.a  model geometry, attribution, metrics, the report document + `moecap report`
 #   postproc/render/  libmcrender.a  report document -> Markdown / HTML / SVG
 #   postproc/bench/   libmcbench.a   load generator, datasets, scoring, client view + `moecap bench`
-#   postproc/cost/    libmccost.a    cost-model parameters, energy, cost per token, hardware what-if, report hooks
+#   postproc/cost/    libmccost.a    energy, cost per token, hardware what-if (report/report_cost.c adds them)
 #   postproc/compare/ libmccompare.a reports side by side, classes, CAP radar + `moecap compare`
 # An area's fragment calls postproc_area (top-level Makefile), which appends its library to
 # MC_LIBS and its subcommand objects to MOECAP_CMD_OBJS.

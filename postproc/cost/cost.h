@@ -12,7 +12,7 @@
 #define MOECAP_COST_COST_H
 
 #include <cjson/cJSON.h>
-#include "cost/cost_params.h"
+#include "hw/hw_cost.h"
 
 #define MC_SECONDS_PER_YEAR (365.25 * 86400.0)
 /* MoE-CAP's fixed figures: host CPU price, host power, electricity, and its multipliers. */

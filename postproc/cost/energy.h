@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include <cjson/cJSON.h>
 
-#include "cost/cost_params.h"
+#include "hw/hw_cost.h"
 
 struct mc_energy;
 

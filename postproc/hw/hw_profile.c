@@ -1,7 +1,7 @@
 /* Hardware profile lookup and parsing (see hw_profile.h). */
 #include "hw/hw_profile.h"
 
-#include "cost/cost_params.h"
+#include "hw/hw_cost.h"
 
 #include <dirent.h>
 #include <errno.h>

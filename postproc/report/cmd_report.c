@@ -15,7 +15,7 @@
 #include <cjson/cJSON.h>
 
 #include "commands.h"
-#include "cost/cost_report.h"
+#include "report/report_cost.h"
 #include "hw/hw_profile.h"
 #include "render/render.h"
 #include "report/attrib.h"

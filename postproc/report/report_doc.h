@@ -9,7 +9,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "cost/cost_report.h"
+#include "report/report_cost.h"
 #include "hw/hw_profile.h"
 #include "report/attrib.h"
 #include "report/model.h"

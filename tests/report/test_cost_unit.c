@@ -8,7 +8,7 @@
 
 #include "mc_test.h"
 #include "cost/cost.h"
-#include "cost/cost_params.h"
+#include "hw/hw_cost.h"
 #include "cost/energy.h"
 #include "cost/whatif.h"
 

@@ -1,5 +1,5 @@
-/* `moecap report` hooks for energy, cost and the hardware what-if (see cost_report.h). */
-#include "cost/cost_report.h"
+/* `moecap report` hooks for energy, cost and the hardware what-if (see report_cost.h). */
+#include "report/report_cost.h"
 
 #include <dirent.h>
 #include <math.h>

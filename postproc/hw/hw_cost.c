@@ -1,5 +1,6 @@
-/* Cost-model parameters: profile values, stated defaults, --cost overrides (see cost_params.h). */
-#include "cost/cost_params.h"
+/* Cost-model parameters: profile values, stated defaults, --cost overrides, and the
+ * validation of a profile's cost fields (see hw_cost.h). */
+#include "hw/hw_cost.h"
 
 #include <errno.h>
 #include <math.h>

@@ -2,8 +2,8 @@
  * collects while merging the traces, and the "energy", "cost" and "whatif" sections it adds
  * to report.json (docs/cost.md, docs/report-schema.md). The command calls these few hooks
  * and nothing else of the cost code. */
-#ifndef MOECAP_COST_REPORT_H
-#define MOECAP_COST_REPORT_H
+#ifndef MOECAP_REPORT_COST_H
+#define MOECAP_REPORT_COST_H
 
 #include <stdint.h>
 #include <stdio.h>

@@ -1,10 +1,11 @@
 /* Cost-model parameters (docs/cost.md): one table of named numbers — price, power, lifetime,
- * utilisation, host share, electricity and cloud prices — taken from a hardware profile
- * (docs/hardware.md), else from a stated default, and overridable by `--cost NAME=VALUE`.
+ * utilisation, host share, electricity and cloud prices — taken from a hardware profile's cost
+ * fields (docs/hardware.md, validated here), else from a stated default, and overridable by
+ * `moecap report --cost NAME=VALUE`.
  * Every parameter remembers where its value came from, so the report can print each one
  * next to the results it fed. */
-#ifndef MOECAP_COST_PARAMS_H
-#define MOECAP_COST_PARAMS_H
+#ifndef MOECAP_HW_COST_H
+#define MOECAP_HW_COST_H
 
 #include <stddef.h>
 #include <cjson/cJSON.h>
