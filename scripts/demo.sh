@@ -7,7 +7,8 @@
 #   5. moecap report: JSON, Markdown and HTML (S-MBU, S-MFU, expert load, ...),
 #   6. show the report's figures next to the engine's ground truth,
 #   7. compare: the engine in three configurations (1 thread, 2 threads, 2 threads with mixed
-#      batching) serving the same load (moecap bench, multiple-choice set, so accuracy is
+#      batching) and, when it can be installed, llama.cpp on the same model as GGUF (f32 and
+#      q8_0), each serving the same load (moecap bench, multiple-choice set, so accuracy is
 #      scored), one report each, `moecap compare` with the CAP radar.
 # Output in $DEMO_OUT (default build/demo). Environment: BUILD, DEMO_OUT, DEMO_ARCH.
 set -euo pipefail
@@ -75,33 +76,46 @@ print("experts, bytes and FLOPs equal the ground truth in every step" if same an
       else "MISMATCH between report and ground truth (see above)")
 sys.exit(0 if same and len(steps) == len(gt) else 1)
 PY
-step "compare: the engine in three configurations on the same load (serve + moecap bench, then moecap compare)"
-# One load for every configuration: the 20 multiple-choice questions, 4 in flight, 4 tokens each.
-serve_config() {   # name, serve args...
-  local name=$1; shift
-  local run="$out/cmp-$name" port_file="$out/cmp-$name.port"
-  rm -rf "$run" "$port_file"
-  LD_PRELOAD="$PWD/$BUILD/lib/libmoecap.so" MOECAP_OUT="$run" \
-      "$BUILD/bin/moe-ref" serve --model "$model" --port 0 --port-file "$port_file" --quiet "$@" &
+step "compare: one load, several systems (serve + moecap bench under the shim, a report each, moecap compare)"
+# One load for every system: the 20 multiple-choice questions, 4 in flight, 4 tokens each.
+# measure NAME MODEL_FOR_REPORT -- SERVER COMMAND (with PORT where the port goes)
+measure() {
+  local name=$1 report_model=$2; shift 3
+  local run="$out/cmp-$name" port
+  port=$(/usr/bin/python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+  rm -rf "$run"
+  LD_PRELOAD="$PWD/$BUILD/lib/libmoecap.so" MOECAP_OUT="$run" "${@//PORT/$port}" 2>"$out/cmp-$name.log" &
   local pid=$!
-  for _ in $(seq 100); do [ -s "$port_file" ] && break; sleep 0.1; done
-  [ -s "$port_file" ] || { echo "demo: server for $name did not start" >&2; kill "$pid" 2>/dev/null; return 1; }
-  "$BUILD/bin/moecap" bench --url "http://127.0.0.1:$(cat "$port_file")/v1" --dataset mc -n 20 --concurrency 4 \
-      --max-tokens 4 --out "$run" --quiet
+  for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/v1/models" >/dev/null && break; sleep 0.1; done
+  "$BUILD/bin/moecap" bench --url "http://127.0.0.1:$port/v1" --dataset mc -n 20 --concurrency 4 \
+      --max-tokens 4 --out "$run" --quiet || { echo "demo: $name: bench failed (server log $out/cmp-$name.log)" >&2; }
   kill -TERM "$pid"; wait "$pid" || true
-  "$BUILD/bin/moecap" report "$run" --model "$model" --hw "$out/this-machine.json" --out "$run/report" \
+  "$BUILD/bin/moecap" report "$run" --model "$report_model" --hw "$out/this-machine.json" --out "$run/report" \
       --format json,html --whatif-hw none --quiet
+  systems+=("$run"); labels+=("$name")
   /usr/bin/python3 -c "import json,sys; r=json.load(open(sys.argv[1])); c=r['client']['summary']; a=r['aggregate']; \
-print(f\"  {sys.argv[2]:<24} accuracy {c['accuracy']['accuracy']*100:5.1f} %  output {c['output_throughput']:7.1f} tok/s (client)  \" \
+print(f\"  {sys.argv[2]:<28} accuracy {c['accuracy']['accuracy']*100:5.1f} %  output {c['output_throughput']:7.1f} tok/s (client)  \" \
       f\"TPOT {a['tpot_server_s']['mean']*1e3:6.2f} ms  USD/1M tokens {r['cost']['owned']['per_1m_tokens_usd']:.3g} ({r['energy']['method']} energy)\")" \
       "$run/report/report.json" "$name"
 }
-serve_config 1-thread --threads 1
-serve_config 2-threads --threads 2
-serve_config 2-threads-mixed --threads 2 --mixed
-"$BUILD/bin/moecap" compare "$out/cmp-1-thread" "$out/cmp-2-threads" "$out/cmp-2-threads-mixed" \
-    --labels "1 thread,2 threads,2 threads + mixed batching" --title "moe-ref on $(hostname): CAP radar" \
-    --out "$out/compare" > "$out/compare.txt"
+systems=(); labels=()
+ref=("$BUILD/bin/moe-ref" serve --model "$model" --port PORT --quiet)
+measure "moe-ref 1 thread" "$model" -- "${ref[@]}" --threads 1
+measure "moe-ref 2 threads" "$model" -- "${ref[@]}" --threads 2
+measure "moe-ref 2 threads mixed" "$model" -- "${ref[@]}" --threads 2 --mixed
+# llama.cpp (unmodified, through node-llama-cpp) on the same model exported as GGUF, f32 and
+# 8-bit quantized (a PC system), when it can be installed (npm registry reachable)
+if scripts/install-llama.sh >"$out/install-llama.log" 2>&1; then
+  for ty in f32 q8_0; do
+    "$BUILD/bin/moe-ref" gguf --model "$model" --out "$out/tiny-$ty.gguf" --type $ty >/dev/null
+    measure "llama.cpp $ty" "$out/tiny-$ty.gguf" -- node engines/llama/serve.mjs --model "$out/tiny-$ty.gguf" \
+        --port PORT --sequences 4
+  done
+else
+  echo "  llama.cpp left out: scripts/install-llama.sh failed ($(tail -1 "$out/install-llama.log"))"
+fi
+( IFS=,; "$BUILD/bin/moecap" compare "${systems[@]}" --labels "${labels[*]}" --title "one load, $(nproc) CPUs: CAP radar" \
+    --out "$out/compare" > "$out/compare.txt" )
 sed -n '1,/^Not measured/p' "$out/compare.txt"
 chrome=$(command -v chromium || command -v chromium-browser || true)
 if [ -n "$chrome" ]; then
