@@ -89,8 +89,9 @@ static void energy(const cJSON *r, FILE *o, int html)
         const char *m = mc_rj_str(p, "method");
         if (mc_rj_num(p, "joules", &v)) snprintf(j, sizeof j, "%.4g J (%s)", v, m ? m : "?");
         snprintf(lab, sizeof lab, "%s", i ? mc_rj_str(p, "how") ? mc_rj_str(p, "how") : "" : "");
-        if (!i && mc_rj_num(e, "mean_power_w", &v)) snprintf(lab, sizeof lab, "mean power %.4g W over %.4g s", v,
-                                                             mc_rj_num(e, "window_s", &v) ? v : NAN);
+        double win;
+        if (!i && mc_rj_num(e, "mean_power_w", &v) && mc_rj_num(e, "window_s", &win))
+            snprintf(lab, sizeof lab, "mean power %.4g W over the step span, %.4g s", v, win);
         const char *cells[3] = {parts[i], j[0] ? j : NULL, lab};
         row(&t, cells);
     }

@@ -175,6 +175,8 @@ else:
         sec = text.split(mark, 1)[-1][:3000] if mark in text else ""
         if "J (estimated)" not in sec: probs.append("%s: energy section missing or not labelled estimated" % name)
         if "usd_per_kwh" not in sec or "--cost" not in sec: probs.append("%s: parameters not printed with their source" % name)
+        want_p = "mean power %.4g W over the step span, %.4g s" % (e["joules"] / e["window_s"], e["window_s"])
+        if want_p not in sec: probs.append("%s: %r not shown" % (name, want_p))
 case("estimated energy labelled, cost from the printed parameters, --cost overrides", probs)
 
 probs = []
