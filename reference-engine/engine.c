@@ -8,6 +8,7 @@
  * gather, norms and attention loops), from what was actually executed.
  * Attention (scores, softmax, weighted values) is plain C so it never appears as a GEMM. */
 #include "internal.h"
+#include "offload.h"
 
 #include <cblas.h>
 #include <dlfcn.h>
@@ -51,6 +52,7 @@ struct mr_engine {
     float *xl, *logits;
     int *layer_cnt;          /* [layers][experts] tokens per expert in the last step */
     struct mr_acct a;
+    struct mr_offload *off;  /* expert offloading (NULL: every expert used in place) */
     struct mr_step_info last;
     int last_nseq;
 };
@@ -95,7 +97,19 @@ void mr_engine_free(mr_engine *e)
     if (!e) return;
     free_scratch(e);
     free(e->layer_cnt);
+    mr_offload_free(e->off);
     free(e);
+}
+
+int mr_engine_set_offload(mr_engine *e, enum mr_offload_policy policy, uint64_t budget_bytes,
+                          char *err, size_t errlen)
+{
+    mr_offload_free(e->off);
+    e->off = NULL;
+    if (policy == MR_OFFLOAD_NONE) return 0;
+    int usage = 0;
+    e->off = mr_offload_new(e->m, policy, budget_bytes, err, errlen, &usage);
+    return e->off ? 0 : usage ? -2 : -1;
 }
 
 const char *mr_engine_error(const mr_engine *e) { return e->err; }
@@ -298,13 +312,14 @@ static void ffn_dense(mr_engine *e, const struct mr_layer_w *w, int T)
     mr_gemm(e, e->g, T, w->down, d, f, e->moe, W_DENSE);
 }
 
-static void ffn_moe(mr_engine *e, const struct mr_layer_w *w, int layer, int T)
+static int ffn_moe(mr_engine *e, const struct mr_layer_w *w, int layer, int T)
 {
     const struct mr_config *c = &e->m->cfg;
     int d = c->hidden, f = c->moe_inter, E = c->experts, K = c->top_k;
     mr_gemm(e, e->xn, T, w->router, E, d, e->rl, W_DENSE);
     for (int t = 0; t < T; t++)
         mr_route_token(c, e->rl + (size_t)t * E, e->sel + (size_t)t * K, e->selw + (size_t)t * K);
+    if (e->off) mr_offload_route(e->off, layer, e->rl, T, e->sel, e->selw);
     /* bucket (token, weight) pairs by expert, tokens ascending within an expert */
     memset(e->cnt, 0, (size_t)E * sizeof *e->cnt);
     for (int i = 0; i < T * K; i++) e->cnt[e->sel[i]]++;
@@ -327,10 +342,12 @@ static void ffn_moe(mr_engine *e, const struct mr_layer_w *w, int layer, int T)
         const float *wk = e->ew + e->eoff[x];
         for (int r = 0; r < mx; r++)
             memcpy(e->xe + (size_t)r * d, e->xn + (size_t)tk[r] * d, (size_t)d * sizeof(float));
-        mr_gemm(e, e->xe, mx, w->eg[x], f, d, e->g, W_ROUTED);
-        mr_gemm(e, e->xe, mx, w->eu[x], f, d, e->u, W_ROUTED);
+        const float *wg = w->eg[x], *wu = w->eu[x], *wd = w->ed[x];
+        if (e->off && mr_offload_expert(e->off, layer, x, &wg, &wu, &wd, e->err, sizeof e->err)) return -1;
+        mr_gemm(e, e->xe, mx, wg, f, d, e->g, W_ROUTED);
+        mr_gemm(e, e->xe, mx, wu, f, d, e->u, W_ROUTED);
         for (size_t i = 0; i < (size_t)mx * f; i++) e->g[i] = silu(e->g[i]) * e->u[i];
-        mr_gemm(e, e->g, mx, w->ed[x], d, f, e->dn, W_ROUTED);
+        mr_gemm(e, e->g, mx, wd, d, f, e->dn, W_ROUTED);
         for (int r = 0; r < mx; r++) {
             float *o = e->moe + (size_t)tk[r] * d;
             const float *s = e->dn + (size_t)r * d;
@@ -351,6 +368,7 @@ static void ffn_moe(mr_engine *e, const struct mr_layer_w *w, int layer, int T)
             for (int i = 0; i < d; i++) o[i] += gt * s[i];
         }
     }
+    return 0;
 }
 
 static void write_ground_truth(mr_engine *e, FILE *gt, mr_seq *const seqs[],
@@ -380,6 +398,12 @@ static void write_ground_truth(mr_engine *e, FILE *gt, mr_seq *const seqs[],
         first = 1;
         for (int x = 0; x < c->experts; x++)
             if (cnt[x]) { fprintf(gt, "%s%d", first ? "" : ", ", cnt[x]); first = 0; }
+        if (e->off) {   /* experts read into slots for this layer since the previous step ended */
+            fprintf(gt, "], \"loaded\": [");
+            first = 1;
+            for (int x = 0; x < c->experts; x++)
+                if (mr_offload_loaded(e->off, l, x)) { fprintf(gt, "%s%d", first ? "" : ", ", x); first = 0; }
+        }
         fprintf(gt, "]}");
     }
     const struct mr_acct *a = &e->a;
@@ -395,7 +419,21 @@ static void write_ground_truth(mr_engine *e, FILE *gt, mr_seq *const seqs[],
             (unsigned long long)a->flops_gemm, (unsigned long long)a->flops_att,
             (unsigned long long)(a->flops_gemm + a->flops_att), (unsigned long long)a->calls);
     for (int i = 0; i < nseq; i++) fprintf(gt, "%s%d", i ? ", " : "", (int)out_next[i]);
-    fprintf(gt, "]}\n");
+    fprintf(gt, "]");
+    if (e->off) {
+        const struct mr_offload_step *o = mr_offload_stats(e->off);
+        fprintf(gt, ", \"offload\": {\"policy\": \"%s\", \"budget_bytes\": %llu, \"slot_bytes\": %llu, "
+                "\"slots\": %d, \"hits\": %llu, \"misses\": %llu, \"loaded_experts\": %llu, "
+                "\"loaded_bytes\": %llu, \"loaded_from\": \"file\", \"resident_experts\": %llu, "
+                "\"resident_bytes\": %llu, \"rerouted_pairs\": %llu, \"rerouted_tokens\": %llu}",
+                mr_offload_policy_name(e->off), (unsigned long long)mr_offload_budget(e->off),
+                (unsigned long long)mr_offload_slot_bytes(e->off), mr_offload_slots(e->off),
+                (unsigned long long)o->hits, (unsigned long long)o->misses,
+                (unsigned long long)o->loaded_experts, (unsigned long long)o->loaded_bytes,
+                (unsigned long long)o->resident_experts, (unsigned long long)o->resident_bytes,
+                (unsigned long long)o->rerouted_pairs, (unsigned long long)o->rerouted_tokens);
+    }
+    fprintf(gt, "}\n");
     fflush(gt);
 }
 
@@ -449,6 +487,7 @@ int mr_step(mr_engine *e, mr_seq *const seqs[], const int32_t *const new_tokens[
         return -1;
     }
     const char *kind = step_kind(seqs, counts, nseq);
+    if (e->off && mr_offload_step_begin(e->off, e->err, sizeof e->err)) return -1;
     memset(&e->a, 0, sizeof e->a);
     uint64_t t0 = mr_now_ns();
 
@@ -500,7 +539,7 @@ int mr_step(mr_engine *e, mr_seq *const seqs[], const int32_t *const new_tokens[
         for (size_t i = 0; i < (size_t)T * d; i++) e->x[i] += e->tmp[i];
         rmsnorm(e, e->xn, e->x, NULL, T, w->ffn_norm);
         if (w->dense) ffn_dense(e, w, T);
-        else ffn_moe(e, w, l, T);
+        else if (ffn_moe(e, w, l, T)) return -1;   /* an expert could not be read */
         for (size_t i = 0; i < (size_t)T * d; i++) e->x[i] += e->moe[i];
     }
     /* final norm and lm_head on the last token of each sequence only */
@@ -530,6 +569,8 @@ int mr_step(mr_engine *e, mr_seq *const seqs[], const int32_t *const new_tokens[
     e->last.flops_total = (double)(e->a.flops_gemm + e->a.flops_att);
     e->last.gemm_calls = e->a.calls;
     e->last_nseq = nseq;
+    if (e->off) mr_offload_step_end(e->off);
     if (ground_truth) write_ground_truth(e, ground_truth, seqs, counts, nseq, out_next);
+    if (e->off) mr_offload_swap_start(e->off);
     return 0;
 }

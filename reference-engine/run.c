@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "offload.h"
 #include "cuda/cuda_dispatch.h"   /* --device cuda: dlopen's the CUDA engine */
 
 struct prompts { int n; int32_t **ids; int *len; };
@@ -104,13 +105,19 @@ static void run_usage(FILE *f)
         "  --gemv                single-row products (m = 1) call cblas_sgemv, not sgemm\n"
         "  --device cpu|cuda     cuda: the CUDA engine (libmoeref-cuda.so, built where nvcc exists)\n"
         "  --moe loop|fused      cuda: one cuBLAS GEMM per expert, or top-k + grouped kernels\n"
-        "  --dtype f32|bf16      cuda: weight/KV precision (default f32)\n");
+        "  --dtype f32|bf16      cuda: weight/KV precision (default f32)\n"
+        "  --expert-budget B     keep routed experts in slots of at most B bytes (or P%% of all\n"
+        "                        routed expert bytes), read from the weights file on demand\n"
+        "  --offload ondemand|swapmoe   with --expert-budget: load a missing expert before use\n"
+        "                        (LRU; default, results unchanged), or route to resident\n"
+        "                        experts only and swap them between steps (results change)\n");
 }
 
 int mr_cmd_run(int argc, char **argv)
 {
     const char *model_dir = NULL, *prompts_path = NULL, *gt_path = NULL, *logits_path = NULL;
     const char *device = "cpu", *moe = "loop", *dtype = "f32";
+    const char *budget_arg = NULL, *offload = NULL;
     int text = 0, print_text = 0, gemv = 0;
     long batch = 0, plen = 0, gen = -1, threads = 1, stagger = 0;
     unsigned long long seed = 1;
@@ -120,7 +127,8 @@ int mr_cmd_run(int argc, char **argv)
         {"threads", 1, 0, 't'}, {"ground-truth", 1, 0, 'g'}, {"dump-logits", 1, 0, 'L'},
         {"seed", 1, 0, 'S'}, {"device", 1, 0, 'D'}, {"stagger", 1, 0, 's'},
         {"print-text", 0, 0, 'T'}, {"gemv", 0, 0, 'V'}, {"help", 0, 0, 'h'},
-        {"moe", 1, 0, 'M'}, {"dtype", 1, 0, 'F'}, {0, 0, 0, 0}};
+        {"moe", 1, 0, 'M'}, {"dtype", 1, 0, 'F'}, {"expert-budget", 1, 0, 'B'},
+        {"offload", 1, 0, 'O'}, {0, 0, 0, 0}};
     int ch;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -140,6 +148,8 @@ int mr_cmd_run(int argc, char **argv)
         case 'V': gemv = 1; break;
         case 'M': moe = optarg; break;
         case 'F': dtype = optarg; break;
+        case 'B': budget_arg = optarg; break;
+        case 'O': offload = optarg; break;
         case 'S': {
             char *end;
             errno = 0;
@@ -169,6 +179,12 @@ int mr_cmd_run(int argc, char **argv)
         run_usage(stderr);
         return 2;
     }
+    enum mr_offload_policy policy = MR_OFFLOAD_NONE;
+    if (mr_parse_offload("moe-ref run", budget_arg, offload, &policy)) return 2;
+    if (policy != MR_OFFLOAD_NONE && strcmp(device, "cpu") != 0) {
+        fprintf(stderr, "moe-ref run: --offload is implemented for --device cpu only\n");
+        return 2;
+    }
     char err[1024];
     mr_model *m = mr_model_load(model_dir, err, sizeof err);
     if (!m) {
@@ -196,6 +212,18 @@ int mr_cmd_run(int argc, char **argv)
             if (push_prompt(&P, ids, (int)plen)) { free(ids); goto oom; }
         }
     }
+    if (policy != MR_OFFLOAD_NONE) {   /* checked before any output file or step */
+        uint64_t budget;
+        if (mr_budget_bytes("moe-ref run", m, budget_arg, &budget)) { rc = 2; goto out; }
+        e = mr_engine_create(m, (int)threads, err, sizeof err);
+        if (!e) { fprintf(stderr, "moe-ref run: %s\n", err); goto out; }
+        int orc = mr_engine_set_offload(e, policy, budget, err, sizeof err);
+        if (orc) {
+            fprintf(stderr, "moe-ref run: %s\n", err);
+            rc = orc == -2 ? 2 : 1;
+            goto out;
+        }
+    }
     if (gt_path && !(gt = fopen(gt_path, "w"))) {
         fprintf(stderr, "moe-ref run: %s: cannot write ground truth: %s\n", gt_path, strerror(errno));
         rc = 2;
@@ -210,7 +238,7 @@ int mr_cmd_run(int argc, char **argv)
         rc = mr_cuda_dispatch(m, P.n, P.ids, P.len, (int)gen, stagger, moe, dtype, gt, lf, print_text);
         goto out;
     }
-    e = mr_engine_create(m, (int)threads, err, sizeof err);
+    if (!e) e = mr_engine_create(m, (int)threads, err, sizeof err);
     if (!e) { fprintf(stderr, "moe-ref run: %s\n", err); goto out; }
     mr_engine_set_gemv(e, gemv);
     int n = P.n;
