@@ -76,12 +76,22 @@ void mc_attrib_file_map(struct mc_attrib *a, int32_t pid, const char *path, uint
  * end names (address reuse) and name experts by offset when no tensor name exists. */
 void mc_attrib_file_map_t(struct mc_attrib *a, int32_t pid, const char *path, uint64_t addr,
                           uint64_t file_offset, uint64_t length, int32_t device, uint64_t t);
+/* A read/pread of weight-file bytes into host memory (FILE_MAP how 1, 2) at time t: its
+ * names hold from t until a later read into overlapping memory brings other bytes. */
+void mc_attrib_file_read_t(struct mc_attrib *a, int32_t pid, const char *path, uint64_t addr,
+                           uint64_t file_offset, uint64_t length, uint64_t t);
 void mc_attrib_alloc(struct mc_attrib *a, int32_t pid, int32_t device, uint64_t ptr, uint64_t bytes,
                      int is_free, uint64_t t);
 void mc_attrib_h2d(struct mc_attrib *a, int32_t pid, int32_t device, uint64_t src, uint64_t dst,
                    uint64_t bytes, uint64_t t);
 /* Ends the first pass: joins copies with host file maps, computes when device names end. */
 void mc_attrib_names_done(struct mc_attrib *a);
+
+/* Routed-expert tensors read into host memory (offloading engines), one per tensor per
+ * read, valid in [t_from, t_until); after mc_attrib_names_done. Returns a malloc'ed array
+ * sorted by (pid, t_from) and its length in *n (NULL, 0 when none). */
+struct mc_expert_load { int32_t pid; int layer, expert, proj; uint64_t t_from, t_until, bytes; };
+struct mc_expert_load *mc_attrib_expert_loads(const struct mc_attrib *a, size_t *n);
 
 /* Kernel-parameter taps (MC_REC_TOPK_TAP, docs/attribution.md §4c). First pass: every tap's
  * (pid, correlation id); mc_attrib_topk_expected() says whether a scan for their launches is

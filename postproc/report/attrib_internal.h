@@ -13,8 +13,10 @@
 
 struct tensor_ent { char *base, *name; uint64_t fb, fe; int64_t shape0; int ndim; };
 /* rule: how the address range got its file bytes (stats, docs §3b): host map, device file
- * map written by the shim (how = 3), or a host->device copy joined with a host map here */
-enum { RULE_HOST = 0, RULE_DEVICE_MAP = 1, RULE_DEVICE_COPY = 2 };
+ * map written by the shim (how = 3), a host->device copy joined with a host map here, or a
+ * read/pread into host memory (valid from the read until a later read overwrites it:
+ * expert slots of an offloading engine are refilled with other experts) */
+enum { RULE_HOST = 0, RULE_DEVICE_MAP = 1, RULE_DEVICE_COPY = 2, RULE_HOST_READ = 3 };
 struct fmap_ent { char *base; int32_t pid, device; uint64_t addr, off, len, t_from, t_until, t_rec; int rule; };
 struct interval { int32_t pid; int rule; uint64_t b, e, t_from, t_until; const struct tensor_ent *t; };
 struct h2d_ent { int32_t pid, device; uint64_t src, dst, bytes, t; };

@@ -49,7 +49,9 @@ void report_collect_names(struct mc_attrib *at, const char *run_dir, char **name
                                  x->file_begin, x->file_end, x->shape, (int)(x->ndim > 8 ? 8 : x->ndim), x->dtype);
             } else if (rec.type == MC_REC_FILE_MAP) {
                 const struct mc_rec_file_map *f = &rec.u.file_map;
-                mc_attrib_file_map_t(at, pid, mc_trace_str(t, f->path_str), f->addr, f->file_offset, f->length,
+                if (f->device < 0 && (f->how == 1 || f->how == 2))   /* read buffers can be refilled */
+                    mc_attrib_file_read_t(at, pid, mc_trace_str(t, f->path_str), f->addr, f->file_offset, f->length, f->t_ns);
+                else mc_attrib_file_map_t(at, pid, mc_trace_str(t, f->path_str), f->addr, f->file_offset, f->length,
                                      f->device, f->t_ns);
             } else if (rec.type == MC_REC_ALLOC) {
                 const struct mc_rec_alloc *x = &rec.u.alloc;

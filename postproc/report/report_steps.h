@@ -15,6 +15,7 @@
 #include "hw/hw_profile.h"
 #include "report/attrib.h"
 #include "report/model.h"
+#include "report/offload_traffic.h"
 
 struct step_row {             /* what stays in memory per step */
     double time_s, s_mbu, s_mfu, mbu, mfu, c_smbu, c_smfu, bytes, flops;
@@ -42,6 +43,7 @@ struct report_steps {
     int ctx_inexact_steps;
     int n_moe;
     int oom;
+    struct mc_offload_view *offload;   /* offload traffic per step (NULL: none) */
 };
 
 static inline double report_div0(double a, double b) { return b > 0 ? a / b : 0; }
