@@ -88,6 +88,14 @@ enum mr_offload_policy { MR_OFFLOAD_NONE = 0, MR_OFFLOAD_ONDEMAND = 1, MR_OFFLOA
 int mr_engine_set_offload(mr_engine *e, enum mr_offload_policy policy, uint64_t budget_bytes,
                           char *err, size_t errlen);
 
+/* Expert parallelism (docs/reference-engine.md, "Expert parallelism"): forks n worker
+ * processes that compute the routed experts x with x % n == rank, exchanging activation
+ * rows through shared memory per MoE layer; results equal the single-process engine bit
+ * for bit. Steps may then hold at most cap_tokens tokens. Call after mr_engine_set_gemv,
+ * before the first step, and not together with offloading. 0, or -1 with a message. The
+ * ground truth then carries an "expert_parallel" object per step. */
+int mr_engine_set_expert_parallel(mr_engine *e, int n, int cap_tokens, char *err, size_t errlen);
+
 /* A sequence with its own KV cache for up to max_len tokens (prompt + generated);
  * max_len <= 0 means the model's max_position. NULL on allocation failure. */
 mr_seq *mr_seq_create(mr_engine *e, int max_len);

@@ -108,6 +108,8 @@ static void run_usage(FILE *f)
         "  --dtype f32|bf16      cuda: weight/KV precision (default f32)\n"
         "  --expert-budget B     keep routed experts in slots of at most B bytes (or P%% of all\n"
         "                        routed expert bytes), read from the weights file on demand\n"
+        "  --expert-parallel N   N worker processes compute the routed experts (expert x in\n"
+        "                        worker x %% N), activations exchanged through shared memory\n"
         "  --offload ondemand|swapmoe   with --expert-budget: load a missing expert before use\n"
         "                        (LRU; default, results unchanged), or route to resident\n"
         "                        experts only and swap them between steps (results change)\n");
@@ -119,7 +121,7 @@ int mr_cmd_run(int argc, char **argv)
     const char *device = "cpu", *moe = "loop", *dtype = "f32";
     const char *budget_arg = NULL, *offload = NULL;
     int text = 0, print_text = 0, gemv = 0;
-    long batch = 0, plen = 0, gen = -1, threads = 1, stagger = 0;
+    long batch = 0, plen = 0, gen = -1, threads = 1, stagger = 0, eprocs = 0;
     unsigned long long seed = 1;
     static const struct option lo[] = {
         {"model", 1, 0, 'm'}, {"prompts", 1, 0, 'p'}, {"text-prompts", 1, 0, 'x'},
@@ -128,7 +130,7 @@ int mr_cmd_run(int argc, char **argv)
         {"seed", 1, 0, 'S'}, {"device", 1, 0, 'D'}, {"stagger", 1, 0, 's'},
         {"print-text", 0, 0, 'T'}, {"gemv", 0, 0, 'V'}, {"help", 0, 0, 'h'},
         {"moe", 1, 0, 'M'}, {"dtype", 1, 0, 'F'}, {"expert-budget", 1, 0, 'B'},
-        {"offload", 1, 0, 'O'}, {0, 0, 0, 0}};
+        {"offload", 1, 0, 'O'}, {"expert-parallel", 1, 0, 'P'}, {0, 0, 0, 0}};
     int ch;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -150,6 +152,7 @@ int mr_cmd_run(int argc, char **argv)
         case 'F': dtype = optarg; break;
         case 'B': budget_arg = optarg; break;
         case 'O': offload = optarg; break;
+        case 'P': if (mr_parse_int("--expert-parallel", optarg, 1, 64, &eprocs)) return 2; break;
         case 'S': {
             char *end;
             errno = 0;
@@ -181,8 +184,12 @@ int mr_cmd_run(int argc, char **argv)
     }
     enum mr_offload_policy policy = MR_OFFLOAD_NONE;
     if (mr_parse_offload("moe-ref run", budget_arg, offload, &policy)) return 2;
-    if (policy != MR_OFFLOAD_NONE && strcmp(device, "cpu") != 0) {
-        fprintf(stderr, "moe-ref run: --offload is implemented for --device cpu only\n");
+    if ((policy != MR_OFFLOAD_NONE || eprocs) && strcmp(device, "cpu") != 0) {
+        fprintf(stderr, "moe-ref run: --offload and --expert-parallel are implemented for --device cpu only\n");
+        return 2;
+    }
+    if (policy != MR_OFFLOAD_NONE && eprocs) {
+        fprintf(stderr, "moe-ref run: --expert-budget and --expert-parallel cannot be combined\n");
         return 2;
     }
     char err[1024];
@@ -241,6 +248,14 @@ int mr_cmd_run(int argc, char **argv)
     if (!e) e = mr_engine_create(m, (int)threads, err, sizeof err);
     if (!e) { fprintf(stderr, "moe-ref run: %s\n", err); goto out; }
     mr_engine_set_gemv(e, gemv);
+    if (eprocs) {   /* a step holds at most every prompt at once, or one token per sequence */
+        long cap = P.n;
+        for (int i = 0; i < P.n; i++) cap += P.len[i];
+        if (mr_engine_set_expert_parallel(e, (int)eprocs, (int)cap, err, sizeof err)) {
+            fprintf(stderr, "moe-ref run: %s\n", err);
+            goto out;
+        }
+    }
     int n = P.n;
     seqs = calloc((size_t)n, sizeof *seqs);
     aseqs = calloc((size_t)n, sizeof *aseqs);
