@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -49,8 +50,11 @@ static void worker_gemm(int gemv, const float *X, int m, const float *W, int out
 
 static inline float silu(float x) { return x / (1.0f + expf(-x)); }
 
-static void worker_main(struct mr_ep *p, int rank)
+static void worker_main(struct mr_ep *p, int rank, pid_t parent)
 {
+    /* a coordinator that dies without telling us (crash, kill -9) takes the workers along */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(1);
     const struct mr_config *c = &p->m->cfg;
     int d = c->hidden, f = c->moe_inter, E = c->experts;
     /* one BLAS thread per worker: the same arithmetic as the engine's single-threaded calls */
@@ -105,9 +109,10 @@ struct mr_ep *mr_ep_new(mr_model *m, int n, int cap_tokens, int gemv, char *err,
     sem_init(&p->sh->done, 1, 0);
     for (int r = 0; r < n; r++) sem_init(&p->sh->go[r], 1, 0);
     fflush(NULL);   /* nothing buffered is written twice */
+    pid_t self = getpid();
     for (int r = 0; r < n; r++) {
         pid_t pid = fork();
-        if (pid == 0) worker_main(p, r);
+        if (pid == 0) worker_main(p, r, self);
         if (pid < 0) {
             mr_set_err(err, errlen, "fork of expert worker %d failed: %s", r, strerror(errno));
             mr_ep_free(p);

@@ -30,6 +30,9 @@ static inline const char *mc_step_kind_name(unsigned kind)
     static const char *const names[MC_STEP_KINDS] = {"prefill", "decode", "mixed"};
     return kind < MC_STEP_KINDS ? names[kind] : "?";
 }
+/* One process's share of a step's routed experts (expert parallelism: docs/attribution.md §9). */
+#define MC_STEP_MAX_PROCS 64
+struct mc_step_proc { int32_t pid; uint64_t experts, bytes, flops, calls; };
 
 struct mc_step {
     uint64_t index;              /* 0-based over the run */
@@ -54,6 +57,12 @@ struct mc_step {
     int context_exact;           /* 0: split of a prefill among sequences was assumed */
     int layers_seen;             /* MoE layers whose router was seen */
     int elt;                     /* bytes per weight element of this step's GEMMs (norms, embedding, KV) */
+    /* processes whose GEMMs computed this step's routed experts (the step's own first when
+     * it computed any); remote_procs > 0 when worker processes took part */
+    int n_procs, remote_procs;
+    struct mc_step_proc procs[MC_STEP_MAX_PROCS];
+    uint64_t comm_bytes;         /* activation rows to and from remote experts: 2 x pairs x d x elt */
+    const int32_t *cell_pid;     /* like counts: the process that computed each expert (NULL: the step's) */
 };
 
 struct mc_attrib;
@@ -102,6 +111,10 @@ uint64_t mc_attrib_topk_expected(const struct mc_attrib *a);
 void mc_attrib_launch(struct mc_attrib *a, int32_t pid, uint64_t correlation, int32_t tid, uint64_t t);
 void mc_attrib_topk_tap(struct mc_attrib *a, int32_t pid, uint64_t correlation, uint64_t t_ns, int64_t rows,
                         int64_t k, int64_t invalid, const uint32_t *counts, int64_t n_counts);
+
+/* A process record (first pass): expert GEMMs of a fork child that runs no steps of its
+ * own are merged into its parent's open step (expert parallelism, docs/attribution.md §9). */
+void mc_attrib_process(struct mc_attrib *a, int32_t pid, int32_t ppid);
 
 /* One GEMM/GEMV record of process `pid`. */
 void mc_attrib_gemm(struct mc_attrib *a, int32_t pid, const struct mc_rec_gemm *g);

@@ -100,6 +100,10 @@ struct stream {
     int64_t *ctx;           /* per sequence context after the last step */
     int64_t nctx, ctx_cap;
     int64_t plen;            /* last per-sequence prompt length seen (0 = none) */
+    int n_procs, remote_procs;   /* processes that computed this step's routed experts */
+    struct mc_step_proc procs[MC_STEP_MAX_PROCS];
+    uint64_t comm_bytes;
+    int32_t *cell_pid;      /* n_moe x E: process that computed the expert (valid where counts > 0) */
     int ctx_exact;
     struct stream *next;
 };
@@ -129,6 +133,7 @@ struct mc_attrib {
     struct topk_wait *tw; size_t n_tw;
     uint64_t topk_any;                       /* the trace holds top-k taps: fused layers wait for them */
     int32_t er_pid; int er_pid_valid, er_known;   /* expert_ranges_known cache (last pid asked) */
+    struct { int32_t pid, ppid; } *procs; size_t n_procs;   /* process tree (first pass) */
 };
 
 /* hash of (address or correlation id, pid): weight cache and launch table */

@@ -228,6 +228,7 @@ static int run_report(struct report_run *r, const struct report_opts *o)
         size_t n_loads = 0;
         struct mc_expert_load *loads = mc_attrib_expert_loads(r->at, &n_loads);
         r->steps.offload = mc_offload_view_new(&r->model, loads, n_loads, r->steps.devices * r->steps.bw);
+        r->steps.ep = mc_ep_view_new(&r->model);
     }
 
     r->notes = cJSON_CreateArray();

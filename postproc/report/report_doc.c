@@ -114,6 +114,8 @@ int report_doc_build(struct report_doc *doc, struct report_doc_input *in, char *
     report_expert_load_json(root, in->model, r->load_tokens, r->load_act, in->attrib->expert_ids_exact);
     cJSON *offl = mc_offload_json(r->offload);
     if (offl) cJSON_AddItemToObject(root, "offload", offl);
+    cJSON *epj = mc_ep_view_json(r->ep);
+    if (epj) cJSON_AddItemToObject(root, "expert_parallel", epj);
     cJSON_AddItemToObject(root, "system_class",
                           mc_system_class_json(r->offload, in->attrib, in->model, in->replay->n_gemm_pids,
                                                mc_offload_step_processes(r->offload),
