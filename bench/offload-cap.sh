@@ -95,6 +95,7 @@ mkdir -p "$(dirname "$out")"
   echo "- model: \`moe-ref gen ${gen_args[*]}\` (192 MiB routed experts, F32), decode at batch 1, --gemv, $gen tokens after a 16-token prompt"
   echo "- S-MBU: bytes the step's compute read / step time / measured triad bandwidth ($bw GB/s, \`moecap hwprobe --threads 1\`);"
   echo "  moved BW: bytes read from the weights file into expert slots per decode second / the same bandwidth (the cost S-MBU does not show)"
+  echo "- timings are taken under the load average above (a 2-core machine shared with other jobs): compare rows only for effects far larger than run-to-run noise (tens of per cent here); the counts (bytes moved, hit rate, agreement, reroutes) are exact and load-independent"
   echo "- agreement: generated ids equal to full residency's, position by position; accuracy: \`moecap bench --dataset mc -n $nreq --max-tokens 8\` through \`moe-ref serve\` with the same policy (a random-weight model: chance-level by construction, the change is what matters)"
   echo
   echo "| config | decode tok/s | decode S-MBU | moved BW util | MiB moved / decode step | hit rate | agreement | first differing id | rerouted (token,slot) pairs | mc accuracy |"
