@@ -464,13 +464,9 @@ static void write_ground_truth(mr_engine *e, FILE *gt, mr_seq *const seqs[],
         first = 1;
         for (int x = 0; x < c->experts; x++)
             if (cnt[x]) { fprintf(gt, "%s%d", first ? "" : ", ", cnt[x]); first = 0; }
-        if (e->off) {   /* experts read into slots for this layer since the previous step ended */
-            fprintf(gt, "], \"loaded\": [");
-            first = 1;
-            for (int x = 0; x < c->experts; x++)
-                if (mr_offload_loaded(e->off, l, x)) { fprintf(gt, "%s%d", first ? "" : ", ", x); first = 0; }
-        }
-        fprintf(gt, "]}");
+        fputc(']', gt);
+        if (e->off) mr_offload_gt_layer(e->off, gt, l);   /* experts loaded since the previous step */
+        fputc('}', gt);
     }
     const struct mr_acct *a = &e->a;
     uint64_t btot = a->bytes[W_DENSE] + a->bytes[W_ROUTED] + a->bytes[W_SHARED] +
@@ -486,19 +482,7 @@ static void write_ground_truth(mr_engine *e, FILE *gt, mr_seq *const seqs[],
             (unsigned long long)(a->flops_gemm + a->flops_att), (unsigned long long)a->calls);
     for (int i = 0; i < nseq; i++) fprintf(gt, "%s%d", i ? ", " : "", (int)out_next[i]);
     fprintf(gt, "]");
-    if (e->off) {
-        const struct mr_offload_step *o = mr_offload_stats(e->off);
-        fprintf(gt, ", \"offload\": {\"policy\": \"%s\", \"budget_bytes\": %llu, \"slot_bytes\": %llu, "
-                "\"slots\": %d, \"hits\": %llu, \"misses\": %llu, \"loaded_experts\": %llu, "
-                "\"loaded_bytes\": %llu, \"loaded_from\": \"file\", \"resident_experts\": %llu, "
-                "\"resident_bytes\": %llu, \"rerouted_pairs\": %llu, \"rerouted_tokens\": %llu}",
-                mr_offload_policy_name(e->off), (unsigned long long)mr_offload_budget(e->off),
-                (unsigned long long)mr_offload_slot_bytes(e->off), mr_offload_slots(e->off),
-                (unsigned long long)o->hits, (unsigned long long)o->misses,
-                (unsigned long long)o->loaded_experts, (unsigned long long)o->loaded_bytes,
-                (unsigned long long)o->resident_experts, (unsigned long long)o->resident_bytes,
-                (unsigned long long)o->rerouted_pairs, (unsigned long long)o->rerouted_tokens);
-    }
+    if (e->off) mr_offload_gt_step(e->off, gt);
     if (e->ep) {
         int n = mr_ep_procs(e->ep);
         fprintf(gt, ", \"expert_parallel\": {\"processes\": %d, \"comm_bytes\": %llu, \"per_process\": [", n,

@@ -184,8 +184,8 @@ int mr_cmd_run(int argc, char **argv)
     }
     enum mr_offload_policy policy = MR_OFFLOAD_NONE;
     if (mr_parse_offload("moe-ref run", budget_arg, offload, &policy)) return 2;
-    if ((policy != MR_OFFLOAD_NONE || eprocs) && strcmp(device, "cpu") != 0) {
-        fprintf(stderr, "moe-ref run: --offload and --expert-parallel are implemented for --device cpu only\n");
+    if (eprocs && strcmp(device, "cpu") != 0) {
+        fprintf(stderr, "moe-ref run: --expert-parallel is implemented for --device cpu only\n");
         return 2;
     }
     if (policy != MR_OFFLOAD_NONE && eprocs) {
@@ -219,9 +219,9 @@ int mr_cmd_run(int argc, char **argv)
             if (push_prompt(&P, ids, (int)plen)) { free(ids); goto oom; }
         }
     }
-    if (policy != MR_OFFLOAD_NONE) {   /* checked before any output file or step */
+    if (policy != MR_OFFLOAD_NONE && !strcmp(device, "cpu")) {   /* checked before any output file or step */
         uint64_t budget;
-        if (mr_budget_bytes("moe-ref run", m, budget_arg, &budget)) { rc = 2; goto out; }
+        if (mr_budget_bytes("moe-ref run", m, budget_arg, 4, &budget)) { rc = 2; goto out; }
         e = mr_engine_create(m, (int)threads, err, sizeof err);
         if (!e) { fprintf(stderr, "moe-ref run: %s\n", err); goto out; }
         int orc = mr_engine_set_offload(e, policy, budget, err, sizeof err);
@@ -242,7 +242,7 @@ int mr_cmd_run(int argc, char **argv)
         goto out;
     }
     if (!strcmp(device, "cuda")) {
-        rc = mr_cuda_dispatch(m, P.n, P.ids, P.len, (int)gen, stagger, moe, dtype, gt, lf, print_text);
+        rc = mr_cuda_dispatch(m, P.n, P.ids, P.len, (int)gen, stagger, moe, dtype, gt, lf, print_text, policy, budget_arg);
         goto out;
     }
     if (!e) e = mr_engine_create(m, (int)threads, err, sizeof err);

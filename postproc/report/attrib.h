@@ -96,10 +96,11 @@ void mc_attrib_h2d(struct mc_attrib *a, int32_t pid, int32_t device, uint64_t sr
 /* Ends the first pass: joins copies with host file maps, computes when device names end. */
 void mc_attrib_names_done(struct mc_attrib *a);
 
-/* Routed-expert tensors read into host memory (offloading engines), one per tensor per
- * read, valid in [t_from, t_until); after mc_attrib_names_done. Returns a malloc'ed array
- * sorted by (pid, t_from) and its length in *n (NULL, 0 when none). */
-struct mc_expert_load { int32_t pid; int layer, expert, proj; uint64_t t_from, t_until, bytes; };
+/* Routed-expert tensors brought into memory (offloading engines): read into host memory
+ * (device -1) or copied to a device from weight-file bytes (device >= 0), one per tensor
+ * per read or copy, valid in [t_from, t_until); after mc_attrib_names_done. Returns a
+ * malloc'ed array sorted by (pid, t_from) and its length in *n (NULL, 0 when none). */
+struct mc_expert_load { int32_t pid, device; int layer, expert, proj; uint64_t t_from, t_until, bytes; };
 struct mc_expert_load *mc_attrib_expert_loads(const struct mc_attrib *a, size_t *n);
 
 /* Kernel-parameter taps (MC_REC_TOPK_TAP, docs/attribution.md §4c). First pass: every tap's

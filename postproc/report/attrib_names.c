@@ -352,7 +352,7 @@ struct mc_expert_load *mc_attrib_expert_loads(const struct mc_attrib *a, size_t 
     size_t n = 0, cap = 0;
     for (size_t i = 0; i < a->n_maps; i++) {
         const struct fmap_ent *f = &a->maps[i];
-        if (f->rule != RULE_HOST_READ || f->t_until <= f->t_from) continue;
+        if (f->rule == RULE_HOST || f->t_until <= f->t_from) continue;   /* mappings are not loads */
         for (size_t j = 0; j < a->n_tens; j++) {
             const struct tensor_ent *t = &a->tens[j];
             if (t->fb < f->off || t->fe > f->off + f->len || strcmp(t->base, f->base)) continue;
@@ -365,7 +365,8 @@ struct mc_expert_load *mc_attrib_expert_loads(const struct mc_attrib *a, size_t 
                 if (!p) { free(v); *n_out = 0; return NULL; }
                 v = p;
             }
-            v[n++] = (struct mc_expert_load){f->pid, layer, expert, (int)proj, f->t_from, f->t_until, t->fe - t->fb};
+            v[n++] = (struct mc_expert_load){f->pid, f->device, layer, expert, (int)proj, f->t_from, f->t_until,
+                                             t->fe - t->fb};
         }
     }
     if (n) qsort(v, n, sizeof *v, load_cmp);

@@ -27,7 +27,23 @@ struct mc_offload_view *mc_offload_view_new(const struct mc_model *m, struct mc_
     size_t cells = (size_t)(m->layers > 0 ? m->layers : 1) * (size_t)(m->experts > 0 ? m->experts : 1);
     if (v) v->flag = calloc(cells, 1);
     if (!v || !v->flag) { free(loads); if (v) free(v->flag); free(v); return NULL; }
-    v->m = m; v->ld = loads; v->n = n; v->bw = bw;
+    /* a process that copies experts to a device offloads into device memory: its host reads
+     * (the pinned staging copy) are the tier behind, not what compute reads */
+    int32_t dev_pids[64];
+    int nd = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (loads[i].device < 0) continue;
+        int k = 0;
+        while (k < nd && dev_pids[k] != loads[i].pid) k++;
+        if (k == nd && nd < 64) dev_pids[nd++] = loads[i].pid;
+    }
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        int on_dev_pid = 0;
+        for (int k = 0; k < nd; k++) on_dev_pid |= dev_pids[k] == loads[i].pid;
+        if (!on_dev_pid || loads[i].device >= 0) loads[kept++] = loads[i];
+    }
+    v->m = m; v->ld = loads; v->n = kept; v->bw = bw;
     return v;
 }
 
@@ -139,7 +155,10 @@ cJSON *mc_offload_json(const struct mc_offload_view *v)
 {
     if (!v || !v->n || !v->steps) return NULL;
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "source", "reads of routed-expert tensors into host memory (shim FILE_MAP read/pread)");
+    int dev = 0;
+    for (size_t i = 0; i < v->n; i++) dev |= v->ld[i].device >= 0;
+    cJSON_AddStringToObject(o, "source", dev ? "host-to-device copies of routed-expert weight-file bytes (device file maps)"
+                                             : "reads of routed-expert tensors into host memory (shim FILE_MAP read/pread)");
     cJSON_AddNumberToObject(o, "steps", (double)v->steps);
     cJSON_AddNumberToObject(o, "steps_loading_after_first", (double)v->steps_loading);
     cJSON_AddNumberToObject(o, "loaded_experts", (double)v->loaded_experts);

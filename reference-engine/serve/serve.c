@@ -785,7 +785,7 @@ int mr_cmd_serve(int argc, char **argv)
     if (!S.eng) { fprintf(stderr, "moe-ref serve: %s\n", err); mr_model_free(S.model); return 1; }
     if (policy != MR_OFFLOAD_NONE) {
         uint64_t budget = 0;
-        int parsed = mr_budget_bytes("moe-ref serve", S.model, S.budget_arg, &budget) == 0;   /* else printed */
+        int parsed = mr_budget_bytes("moe-ref serve", S.model, S.budget_arg, 4, &budget) == 0;   /* else printed */
         int orc = parsed ? mr_engine_set_offload(S.eng, policy, budget, err, sizeof err) : -2;
         if (orc) {
             if (parsed) fprintf(stderr, "moe-ref serve: %s\n", err);

@@ -11,13 +11,16 @@
   top-k distinct experts per token (Σ tokens_per_expert = K·T), reroutes happen at 25 %
   and none at 100 %, and at 100 % the outputs equal full residency;
 - bad arguments exit 2 with a message: --offload without a budget, an unknown policy, a
-  malformed budget, --device cuda with offloading, a budget below top-k experts.
+  malformed budget, offloading with --expert-parallel, a budget below top-k experts.
 Prints ok / not ok lines (tests/run-tests.sh protocol)."""
 import json
 import os
 import subprocess
 import sys
 import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from offload_sim import lru_loads  # noqa: E402
 
 ROOT = os.environ.get("MOECAP_ROOT", os.path.abspath(os.path.join(os.path.dirname(__file__), "../..")))
 BUILD = os.environ.get("BUILD", "build")
@@ -38,24 +41,6 @@ def report(name, ok, detail=""):
 
 def run(*args):
     return subprocess.run([MOEREF, *map(str, args)], capture_output=True, text=True, timeout=300)
-
-
-def lru_loads(gt, nslots):
-    """Independent LRU over (layer, expert): returns per step {layer: [experts read]}."""
-    slots, tick, out = {}, 0, []
-    for g in gt:
-        step = {}
-        for lay in g["layers"]:
-            for x in lay.get("experts", []):
-                key = (lay["layer"], x)
-                tick += 1
-                if key not in slots:
-                    if len(slots) >= nslots:
-                        del slots[min(slots, key=slots.get)]
-                    step.setdefault(lay["layer"], []).append(x)
-                slots[key] = tick
-        out.append(step)
-    return out
 
 
 def main():
@@ -122,7 +107,7 @@ def main():
                 report(f"{name}: output equals full residency", p.stdout == full.stdout)
         # bad arguments
         cases = [(["--offload", "ondemand"], "needs --expert-budget"), (["--expert-budget", "1%", "--offload", "lru"], "expected ondemand or swapmoe"),
-                 (["--expert-budget", "12abc"], "expected a number of bytes"), (["--expert-budget", "50%", "--device", "cuda"], "cpu only"),
+                 (["--expert-budget", "12abc"], "expected a number of bytes"), (["--expert-budget", "50%", "--expert-parallel", 2], "cannot be combined"),
                  (["--expert-budget", K * SLOT - 1], "must be resident together"),
                  (["--expert-budget", K * SLOT * moe_layers - 1, "--offload", "swapmoe"], "in each of the")]
         for extra, msg in cases:

@@ -8,7 +8,8 @@
 #     (compare_gt.py), and the offload facts exact (compare_offload.py: experts read per
 #     layer, bytes loaded, hits/misses, resident bytes; class CA when later steps load).
 # The report learns the loads from the shim's FILE_MAP records of pread into the engine's
-# expert slots, which are refilled with other experts (docs/attribution.md §6).
+# expert slots, which are refilled with other experts (docs/attribution.md §7); the CUDA
+# engine's loads (emulated CUDA, when built) from its host->device copies into device slots.
 set -u
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}
@@ -58,4 +59,28 @@ for arch in mixtral qwen2_moe deepseek_v2; do
   if [ $rc = 2 ] && echo "$out" | grep -q "top-k = 2 experts must be resident" && [ ! -e "$tmp/none.jsonl" ]; then
     echo "ok - $arch: budget below one layer's top-k experts: exit 2, nothing run ($out)"
   else echo "# rc=$rc $out"; echo "not ok - $arch: budget below top-k"; fi
+done
+
+# The CUDA engine's offloading on the CPU emulation of CUDA (docs/gpu.md): experts pread into
+# pinned host memory, device slots filled with cudaMemcpyAsync; the report learns the loads
+# from the device file maps of those copies (the shim's, or host->device copies joined with
+# the pinned buffer's read). Skipped where the emulation is not built.
+EMU="$BUILD/tests/cuda/emu/libmoeref-cuda-emu.so"
+if [ ! -e "$EMU" ]; then echo "skip - CUDA offloading under the emulation (make emu)"; exit 0; fi
+for arch in mixtral qwen2_moe deepseek_v2; do
+  m="$tmp/model-$arch"
+  for pol in "ondemand 25%" "swapmoe 50%"; do
+    set -- $pol; name="$arch-cuda-$1-${2%\%}" d="$tmp/$arch-cuda-$1"
+    mkdir -p "$d"
+    if ! MOE_REF_CUDA_LIB="$EMU" MOECAP_NVML=0 LD_PRELOAD="$PRE" MOECAP_OUT="$d/run" "$BUILD/bin/moe-ref" run \
+         --model "$m" --device cuda --moe loop --batch 3 --prompt-len 8 --gen 5 --expert-budget "$2" --offload "$1" \
+         --ground-truth "$d/gt.jsonl" >"$d/out.txt" 2>"$d/err.txt"; then
+      echo "# $(tail -3 "$d/err.txt")"; echo "not ok - $name: moe-ref run failed"; continue
+    fi
+    if ! "$BUILD/bin/moecap" report "$d/run" --model "$m" --hw $hw --format json --quiet 2>"$d/rep.err"; then
+      echo "# $(tail -5 "$d/rep.err")"; echo "not ok - $name: moecap report failed"; continue
+    fi
+    $PY tests/report/compare_gt.py "$d/gt.jsonl" "$d/run/report.json" "$name" --no-time
+    $PY tests/report/compare_offload.py "$d/gt.jsonl" "$d/run/report.json" "$name"
+  done
 done
