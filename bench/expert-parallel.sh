@@ -19,16 +19,9 @@ while [ $# -gt 0 ]; do
     *) echo "usage: $0 [--gen N] [--out FILE]" >&2; exit 2 ;;
   esac
 done
-make -s "$BUILD/bin/moe-ref" "$BUILD/bin/moecap" "$BUILD/lib/libmoecap.so"
 work=$(mktemp -d /tmp/moecap-ep.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-model="$work/model"
-gen_args=(--arch mixtral --layers 4 --hidden 512 --heads 8 --kv-heads 4 --experts 8 --top-k 2
-          --moe-intermediate 1024 --vocab 4096 --seed 7)
-"$BUILD/bin/moe-ref" gen "${gen_args[@]}" --out "$model" >/dev/null
-"$BUILD/bin/moecap" hwprobe --out "$work/hw.json" --seconds 1 --threads 1 --name this-machine >/dev/null
-load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-PRE="$(realpath "$BUILD")/lib/libmoecap.so"
+source bench/cap-model.sh
 rows=()
 for batch in 1 8; do
   for n in 0 1 2; do

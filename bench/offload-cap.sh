@@ -22,18 +22,10 @@ while [ $# -gt 0 ]; do
     *) echo "usage: $0 [--gen N] [--requests N] [--out FILE]" >&2; exit 2 ;;
   esac
 done
-make -s "$BUILD/bin/moe-ref" "$BUILD/bin/moecap" "$BUILD/lib/libmoecap.so"
 work=$(mktemp -d /tmp/moecap-offload-cap.XXXXXX)
 srv=
 trap '[ -n "$srv" ] && kill "$srv" 2>/dev/null; rm -rf "$work"' EXIT
-model="$work/model"
-# 4 MoE layers x 8 experts of 3 x 512 x 1024 F32 (6 MiB each): 192 MiB of routed experts
-gen_args=(--arch mixtral --layers 4 --hidden 512 --heads 8 --kv-heads 4 --experts 8 --top-k 2
-          --moe-intermediate 1024 --vocab 4096 --seed 7)
-"$BUILD/bin/moe-ref" gen "${gen_args[@]}" --out "$model" >/dev/null
-"$BUILD/bin/moecap" hwprobe --out "$work/hw.json" --seconds 1 --threads 1 --name this-machine >/dev/null
-load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-PRE="$(realpath "$BUILD")/lib/libmoecap.so"
+source bench/cap-model.sh
 runargs=(--batch 1 --prompt-len 16 --gen "$gen" --gemv)
 
 configs=("full|" "ondemand 100%|--expert-budget 100% --offload ondemand"

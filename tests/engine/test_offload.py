@@ -20,7 +20,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from offload_sim import lru_loads  # noqa: E402
+from offload_sim import budget_bytes, ondemand_case  # noqa: E402
 
 ROOT = os.environ.get("MOECAP_ROOT", os.path.abspath(os.path.join(os.path.dirname(__file__), "../..")))
 BUILD = os.environ.get("BUILD", "build")
@@ -58,32 +58,8 @@ def main():
         full_logits = open(os.path.join(tmp, "full.logits")).read()
         all_bytes = moe_layers * E * SLOT
         for budget in ("100%", "50%", "25%", str(K * SLOT)):
-            name = f"{arch} ondemand {budget}"
-            gtp, lgp = os.path.join(tmp, "gt.jsonl"), os.path.join(tmp, "od.logits")
-            p = run("run", "--model", m, *base, "--expert-budget", budget, "--ground-truth", gtp, "--dump-logits", lgp)
-            if p.returncode:
-                report(name, False, p.stderr)
-                continue
-            report(f"{name}: logits of every step bit-identical to full residency",
-                   p.stdout == full.stdout and open(lgp).read() == full_logits)
-            gt = [json.loads(x) for x in open(gtp)]
-            b = int(all_bytes * float(budget[:-1]) / 100) if budget.endswith("%") else int(budget)
-            nslots = min(b // SLOT, all_bytes // SLOT)
-            sim = lru_loads(gt, nslots)
-            got = [{lay["layer"]: lay["loaded"] for lay in g["layers"] if lay.get("loaded")} for g in gt]
-            report(f"{name}: experts read per step and layer equal an independent LRU simulation ({nslots} slots)",
-                   got == sim, f"engine {got[:3]}\nsim {sim[:3]}")
-            bad = []
-            for g in gt:
-                o = g["offload"]
-                computed = sum(len(lay.get("experts", [])) for lay in g["layers"])
-                if o["hits"] + o["misses"] != computed: bad.append(f"step {g['step']}: hits+misses != {computed}")
-                if o["misses"] != o["loaded_experts"]: bad.append(f"step {g['step']}: misses != loaded")
-                if o["loaded_bytes"] != o["loaded_experts"] * SLOT: bad.append(f"step {g['step']}: loaded bytes")
-                if o["resident_bytes"] > b or o["resident_bytes"] != o["resident_experts"] * SLOT:
-                    bad.append(f"step {g['step']}: resident {o['resident_bytes']} budget {b}")
-                if o["slot_bytes"] != SLOT or o["budget_bytes"] != b: bad.append("slot/budget bytes")
-            report(f"{name}: hits+misses = computed, bytes = experts x 3·d·f·4, resident <= budget", not bad, "\n".join(bad))
+            ondemand_case(report, run, tmp, f"{arch} ondemand {budget}", ("run", "--model", m, *base), full,
+                          full_logits, SLOT, all_bytes, budget, "file")
         for budget, expect_reroute in (("100%", False), ("25%", True)):
             name = f"{arch} swapmoe {budget}"
             gtp = os.path.join(tmp, "sw.jsonl")
@@ -92,7 +68,7 @@ def main():
                 report(name, False, p.stderr)
                 continue
             gt = [json.loads(x) for x in open(gtp)]
-            b = int(all_bytes * float(budget[:-1]) / 100)
+            b = budget_bytes(budget, all_bytes)
             per_layer = min(b // SLOT, all_bytes // SLOT) // moe_layers
             bad = []
             for g in gt:

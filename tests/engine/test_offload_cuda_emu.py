@@ -19,7 +19,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from offload_sim import lru_loads  # noqa: E402
+from offload_sim import budget_bytes, ondemand_case  # noqa: E402
 
 ROOT = os.environ.get("MOECAP_ROOT", os.path.abspath(os.path.join(os.path.dirname(__file__), "../..")))
 BUILD = os.path.join(ROOT, os.environ.get("BUILD", "build"))
@@ -67,30 +67,9 @@ def main():
             all_bytes = moe_layers * E * slot
             budgets = ("50%", "25%", str(K * slot)) if dtype == "f32" else ("25%",)
             for budget in budgets:
-                name = f"{arch} cuda {dtype} ondemand {budget}"
-                gtp, lgp = os.path.join(tmp, "gt.jsonl"), os.path.join(tmp, "od.logits")
-                p = moeref("run", "--model", m, *base, "--dtype", dtype, "--expert-budget", budget,
-                           "--ground-truth", gtp, "--dump-logits", lgp)
-                if p.returncode:
-                    report(name, False, p.stderr)
-                    continue
-                report(f"{name}: ids and every step's logits equal full device residency",
-                       p.stdout == full.stdout and open(lgp).read() == full_logits)
-                gt = [json.loads(x) for x in open(gtp)]
-                b = int(all_bytes * float(budget[:-1]) / 100) if budget.endswith("%") else int(budget)
-                nslots = min(b // slot, all_bytes // slot)
-                sim = lru_loads(gt, nslots)
-                got = [{lay["layer"]: lay["loaded"] for lay in g["layers"] if lay.get("loaded")} for g in gt]
-                report(f"{name}: experts loaded per step and layer equal an independent LRU simulation ({nslots} slots)",
-                       got == sim, f"engine {got[:2]}\nsim {sim[:2]}")
-                bad = []
-                for g in gt:
-                    o = g["offload"]
-                    computed = sum(len(lay.get("experts", [])) for lay in g["layers"])
-                    if o["hits"] + o["misses"] != computed: bad.append(f"step {g['step']}: hits+misses")
-                    if o["slot_bytes"] != slot or o["loaded_bytes"] != o["loaded_experts"] * slot: bad.append("bytes")
-                    if o["loaded_from"] != "pinned_host" or o["resident_bytes"] > b: bad.append(f"step {g['step']}: {o}")
-                report(f"{name}: slot bytes 3·d·f·{elt}, hits + misses = computed, resident <= budget", not bad, "\n".join(bad))
+                ondemand_case(report, moeref, tmp, f"{arch} cuda {dtype} ondemand {budget}",
+                              ("run", "--model", m, *base, "--dtype", dtype), full, full_logits, slot, all_bytes,
+                              budget, "pinned_host")
             for budget, expect in (("100%", False), ("25%", True)):
                 name = f"{arch} cuda {dtype} swapmoe {budget}"
                 gtp = os.path.join(tmp, "sw.jsonl")
@@ -100,7 +79,7 @@ def main():
                     report(name, False, p.stderr)
                     continue
                 gt = [json.loads(x) for x in open(gtp)]
-                per_layer = min(int(all_bytes * float(budget[:-1]) / 100) // slot, all_bytes // slot) // moe_layers
+                per_layer = min(budget_bytes(budget, all_bytes) // slot, all_bytes // slot) // moe_layers
                 rer = sum(g["offload"]["rerouted_pairs"] for g in gt)
                 worst = max(len(lay["experts"]) for g in gt for lay in g["layers"] if not lay.get("dense"))
                 report(f"{name}: reroutes {rer} ({'some' if expect else 'none'} expected), <= {per_layer} experts per layer",

@@ -7,17 +7,15 @@ Exact per step, per worker process (matched by pid): activated experts, routed e
 weight bytes, FLOPs, GEMM calls; activation bytes exchanged; over the run the per-process
 heatmap equals the tokens per expert of the experts that process owns (expert % N == rank);
 the run's class includes PA. Prints one ok / not ok line."""
-import json, sys
+import os, sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gt_report import load, verdict  # noqa: E402
 
 
 def main():
     gt_path, rep_path, name = sys.argv[1:4]
-    gt = [json.loads(l) for l in open(gt_path) if l.strip()]
-    rep = json.load(open(rep_path))
-    steps = rep['steps']
-    bad = []
-    if len(gt) != len(steps):
-        bad.append('step count: gt %d report %d' % (len(gt), len(steps)))
+    gt, rep, steps, bad = load(gt_path, rep_path)
     n = gt[0]['expert_parallel']['processes'] if gt else 0
     pids = {}
     heat = {}
@@ -53,10 +51,8 @@ def main():
                     bad.append('heatmap rank %d layer %d expert %d: gt %d report %d' % (r, moe_layers[li], x, want, t))
     if 'PA' not in rep.get('system_class', {}).get('classes', []):
         bad.append('class: %r' % rep.get('system_class'))
-    for b in bad[:30]:
-        print('# ' + b)
-    print('%s - %s: per-process experts, bytes, FLOPs, calls, bytes exchanged, heatmaps exact; class PA (%d steps, %d workers)'
-          % ('not ok' if bad else 'ok', name, len(gt), n))
+    verdict(bad, '%s: per-process experts, bytes, FLOPs, calls, bytes exchanged, heatmaps exact; class PA (%d steps, %d workers)'
+            % (name, len(gt), n))
 
 
 main()

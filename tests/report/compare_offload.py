@@ -6,17 +6,15 @@ usage: compare_offload.py GT.jsonl REPORT.json NAME
 Exact per step: the experts read per layer ("loaded"), experts and bytes loaded, hits,
 misses, resident experts and bytes at the step's end; the run's class is CA when any
 step after the first loaded experts. Prints one ok / not ok line."""
-import json, sys
+import os, sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gt_report import load, verdict  # noqa: E402
 
 
 def main():
     gt_path, rep_path, name = sys.argv[1:4]
-    gt = [json.loads(l) for l in open(gt_path) if l.strip()]
-    rep = json.load(open(rep_path))
-    steps = rep['steps']
-    bad = []
-    if len(gt) != len(steps):
-        bad.append('step count: gt %d report %d' % (len(gt), len(steps)))
+    gt, rep, steps, bad = load(gt_path, rep_path)
     for g, s in zip(gt, steps):
         i = g['step']
         go, so = g['offload'], s.get('offload')
@@ -41,10 +39,8 @@ def main():
     peak = max(g['offload']['resident_bytes'] for g in gt)
     if agg.get('resident_bytes_peak') != peak:
         bad.append('aggregate resident peak: gt %r report %r' % (peak, agg.get('resident_bytes_peak')))
-    for b in bad[:30]:
-        print('# ' + b)
-    print('%s - %s: offload per step (loaded experts per layer, bytes, hits/misses, resident) exact, class %s (%d steps)'
-          % ('not ok' if bad else 'ok', name, cls, len(gt)))
+    verdict(bad, '%s: offload per step (loaded experts per layer, bytes, hits/misses, resident) exact, class %s (%d steps)'
+            % (name, cls, len(gt)))
 
 
 main()

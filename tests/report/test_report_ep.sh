@@ -9,19 +9,7 @@
 #     activation bytes exchanged, and the per-process expert-load heatmap exact
 #     (compare_ep.py); class PA.
 set -u
-cd "$(dirname "$0")/../.."
-BUILD=${BUILD:-build}
-PY=/usr/bin/python3
-for f in "$BUILD/bin/moe-ref" "$BUILD/bin/moecap" "$BUILD/lib/libmoecap.so"; do
-  [ -e "$f" ] || { echo "skip - expert-parallel report vs ground truth ($f not built)"; exit 0; }
-done
-PRE="$(realpath "$BUILD")/lib/libmoecap.so"
-if [ "${SAN:-0}" = 1 ]; then
-  PRE="$(cc -print-file-name=libasan.so) $PRE"; export ASAN_OPTIONS="detect_leaks=0:${ASAN_OPTIONS:-}"
-fi
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-hw=tests/report/hw-test.json
-dims="--hidden 128 --moe-intermediate 64 --intermediate 256 --heads 4 --kv-heads 2 --vocab 300 --layers 3 --experts 8 --top-k 2"
+source "$(dirname "$0")/engine_run_env.sh" "expert-parallel report vs ground truth"
 run="--batch 3 --prompt-len 8 --gen 5 --stagger 1"
 for arch in mixtral qwen2_moe deepseek_v2; do
   m="$tmp/model-$arch"
@@ -30,21 +18,13 @@ for arch in mixtral qwen2_moe deepseek_v2; do
     { echo "not ok - $arch: single-process run failed"; continue; }
   for n in 2 4; do
     name="$arch-ep$n" d="$tmp/$arch-ep$n"
-    mkdir -p "$d"
-    if ! LD_PRELOAD="$PRE" MOECAP_OUT="$d/run" "$BUILD/bin/moe-ref" run --model "$m" $run --expert-parallel $n \
-         --ground-truth "$d/gt.jsonl" --dump-logits "$d/logits" >"$d/out.txt" 2>"$d/err.txt"; then
-      echo "# $(tail -3 "$d/err.txt")"; echo "not ok - $name: moe-ref run failed"; continue
-    fi
+    profile "$name" "$d" run --model "$m" $run --expert-parallel $n --dump-logits "$d/logits" || continue
     if cmp -s "$tmp/$arch-full.txt" "$d/out.txt" && cmp -s "$tmp/$arch-full.logits" "$d/logits"; then
       echo "ok - $name: output ids and every step's logits equal the single-process engine's"
     else echo "not ok - $name: output differs from the single-process engine"; fi
     files=$(ls "$d/run"/*.mct | wc -l)
     [ "$files" = $((n + 1)) ] && echo "ok - $name: $files trace files (coordinator + $n workers)" ||
       echo "not ok - $name: $files trace files, expected $((n + 1))"
-    if ! "$BUILD/bin/moecap" report "$d/run" --model "$m" --hw $hw --format json --quiet 2>"$d/rep.err"; then
-      echo "# $(tail -5 "$d/rep.err")"; echo "not ok - $name: moecap report failed"; continue
-    fi
-    $PY tests/report/compare_gt.py "$d/gt.jsonl" "$d/run/report.json" "$name" --no-time
-    $PY tests/report/compare_ep.py "$d/gt.jsonl" "$d/run/report.json" "$name"
+    report_vs_gt "$name" "$d" "$m" compare_ep.py
   done
 done

@@ -11,37 +11,17 @@
 # expert slots, which are refilled with other experts (docs/attribution.md §7); the CUDA
 # engine's loads (emulated CUDA, when built) from its host->device copies into device slots.
 set -u
-cd "$(dirname "$0")/../.."
-BUILD=${BUILD:-build}
-PY=/usr/bin/python3
-for f in "$BUILD/bin/moe-ref" "$BUILD/bin/moecap" "$BUILD/lib/libmoecap.so"; do
-  [ -e "$f" ] || { echo "skip - offload report vs ground truth ($f not built)"; exit 0; }
-done
-PRE="$(realpath "$BUILD")/lib/libmoecap.so"
-if [ "${SAN:-0}" = 1 ]; then
-  PRE="$(cc -print-file-name=libasan.so) $PRE"; export ASAN_OPTIONS="detect_leaks=0:${ASAN_OPTIONS:-}"
-fi
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-hw=tests/report/hw-test.json
-dims="--hidden 128 --moe-intermediate 64 --intermediate 256 --heads 4 --kv-heads 2 --vocab 300 --layers 3 --experts 8 --top-k 2"
+source "$(dirname "$0")/engine_run_env.sh" "offload report vs ground truth"
 run="--batch 3 --prompt-len 8 --gen 6 --stagger 1"
 
 case_one() {   # name model budget policy full-output
   local name=$1 model=$2 budget=$3 policy=$4 full=$5 d="$tmp/$1"
-  mkdir -p "$d"
-  if ! LD_PRELOAD="$PRE" MOECAP_OUT="$d/run" "$BUILD/bin/moe-ref" run --model "$model" $run \
-       --expert-budget "$budget" --offload "$policy" --ground-truth "$d/gt.jsonl" >"$d/out.txt" 2>"$d/err.txt"; then
-    echo "# $(tail -3 "$d/err.txt")"; echo "not ok - $name: moe-ref run failed"; return
-  fi
+  profile "$name" "$d" run --model "$model" $run --expert-budget "$budget" --offload "$policy" || return
   if [ "$policy" = ondemand ]; then
     if cmp -s "$full" "$d/out.txt"; then echo "ok - $name: output equals full residency token for token"
     else echo "not ok - $name: output differs from full residency"; fi
   fi
-  if ! "$BUILD/bin/moecap" report "$d/run" --model "$model" --hw $hw --format json --quiet 2>"$d/rep.err"; then
-    echo "# $(tail -5 "$d/rep.err")"; echo "not ok - $name: moecap report failed"; return
-  fi
-  $PY tests/report/compare_gt.py "$d/gt.jsonl" "$d/run/report.json" "$name" --no-time
-  $PY tests/report/compare_offload.py "$d/gt.jsonl" "$d/run/report.json" "$name"
+  report_vs_gt "$name" "$d" "$model" compare_offload.py
 }
 
 for arch in mixtral qwen2_moe deepseek_v2; do
@@ -71,16 +51,8 @@ for arch in mixtral qwen2_moe deepseek_v2; do
   m="$tmp/model-$arch"
   for pol in "ondemand 25%" "swapmoe 50%"; do
     set -- $pol; name="$arch-cuda-$1-${2%\%}" d="$tmp/$arch-cuda-$1"
-    mkdir -p "$d"
-    if ! MOE_REF_CUDA_LIB="$EMU" MOECAP_NVML=0 LD_PRELOAD="$PRE" MOECAP_OUT="$d/run" "$BUILD/bin/moe-ref" run \
-         --model "$m" --device cuda --moe loop --batch 3 --prompt-len 8 --gen 5 --expert-budget "$2" --offload "$1" \
-         --ground-truth "$d/gt.jsonl" >"$d/out.txt" 2>"$d/err.txt"; then
-      echo "# $(tail -3 "$d/err.txt")"; echo "not ok - $name: moe-ref run failed"; continue
-    fi
-    if ! "$BUILD/bin/moecap" report "$d/run" --model "$m" --hw $hw --format json --quiet 2>"$d/rep.err"; then
-      echo "# $(tail -5 "$d/rep.err")"; echo "not ok - $name: moecap report failed"; continue
-    fi
-    $PY tests/report/compare_gt.py "$d/gt.jsonl" "$d/run/report.json" "$name" --no-time
-    $PY tests/report/compare_offload.py "$d/gt.jsonl" "$d/run/report.json" "$name"
+    MOE_REF_CUDA_LIB="$EMU" MOECAP_NVML=0 profile "$name" "$d" run --model "$m" --device cuda --moe loop \
+      --batch 3 --prompt-len 8 --gen 5 --expert-budget "$2" --offload "$1" || continue
+    report_vs_gt "$name" "$d" "$m" compare_offload.py
   done
 done
