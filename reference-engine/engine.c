@@ -8,6 +8,8 @@
  * gather, norms and attention loops), from what was actually executed.
  * Attention (scores, softmax, weighted values) is plain C so it never appears as a GEMM. */
 #include "internal.h"
+#include "offload.h"
+#include "expert_parallel.h"
 
 #include <cblas.h>
 #include <dlfcn.h>
@@ -51,6 +53,10 @@ struct mr_engine {
     float *xl, *logits;
     int *layer_cnt;          /* [layers][experts] tokens per expert in the last step */
     struct mr_acct a;
+    struct mr_offload *off;  /* expert offloading (NULL: every expert used in place) */
+    struct mr_ep *ep;        /* expert-parallel workers (NULL: experts computed here) */
+    struct ep_acct { uint64_t experts, bytes, flops, calls; } *ep_acct;   /* per worker, this step */
+    uint64_t ep_comm;        /* activation bytes exchanged with the workers this step */
     struct mr_step_info last;
     int last_nseq;
 };
@@ -95,7 +101,31 @@ void mr_engine_free(mr_engine *e)
     if (!e) return;
     free_scratch(e);
     free(e->layer_cnt);
+    mr_offload_free(e->off);
+    mr_ep_free(e->ep);
+    free(e->ep_acct);
     free(e);
+}
+
+int mr_engine_set_offload(mr_engine *e, enum mr_offload_policy policy, uint64_t budget_bytes,
+                          char *err, size_t errlen)
+{
+    mr_offload_free(e->off);
+    e->off = NULL;
+    if (policy == MR_OFFLOAD_NONE) return 0;
+    if (e->ep) { mr_set_err(err, errlen, "offloading together with expert parallelism is not supported"); return -2; }
+    int usage = 0;
+    e->off = mr_offload_new(e->m, policy, budget_bytes, err, errlen, &usage);
+    return e->off ? 0 : usage ? -2 : -1;
+}
+
+int mr_engine_set_expert_parallel(mr_engine *e, int n, int cap_tokens, char *err, size_t errlen)
+{
+    if (e->ep || e->off) { mr_set_err(err, errlen, "expert parallelism: already set, or offloading is on"); return -1; }
+    e->ep_acct = calloc((size_t)(n > 0 ? n : 1), sizeof *e->ep_acct);
+    if (!e->ep_acct) { mr_set_err(err, errlen, "out of memory"); return -1; }
+    e->ep = mr_ep_new(e->m, n, cap_tokens, e->gemv_single_row, err, errlen);
+    return e->ep ? 0 : -1;
 }
 
 const char *mr_engine_error(const mr_engine *e) { return e->err; }
@@ -194,6 +224,14 @@ static int ensure_scratch(mr_engine *e, int T, int B, int ctx)
 
 /* ---------- kernels ---------- */
 
+/* One weight product of m rows: its call, FLOPs and weight bytes in the step's account. */
+static void count_gemm(mr_engine *e, int m, int out, int in, enum mr_wclass cls)
+{
+    e->a.calls++;
+    e->a.flops_gemm += 2ull * (uint64_t)m * (uint64_t)out * (uint64_t)in;
+    e->a.bytes[cls] += (uint64_t)out * (uint64_t)in * sizeof(float);
+}
+
 /* Y[m x out] = X[m x in] . W^T, W = the [out, in] weight as stored in the file: the one
  * BLAS call per weight product, and the place where GEMM FLOPs and weight bytes are counted. */
 static void mr_gemm(mr_engine *e, const float *X, int m, const float *W, int out, int in,
@@ -204,9 +242,7 @@ static void mr_gemm(mr_engine *e, const float *X, int m, const float *W, int out
     else
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, out, in, 1.0f, X, in, W, in,
                     0.0f, Y, out);
-    e->a.calls++;
-    e->a.flops_gemm += 2ull * (uint64_t)m * (uint64_t)out * (uint64_t)in;
-    e->a.bytes[cls] += (uint64_t)out * (uint64_t)in * sizeof(float);
+    count_gemm(e, m, out, in, cls);
 }
 
 /* RMSNorm of n rows (rows given by index list, or 0..n-1 when idx is NULL). */
@@ -298,13 +334,49 @@ static void ffn_dense(mr_engine *e, const struct mr_layer_w *w, int T)
     mr_gemm(e, e->g, T, w->down, d, f, e->moe, W_DENSE);
 }
 
-static void ffn_moe(mr_engine *e, const struct mr_layer_w *w, int layer, int T)
+static void shared_experts(mr_engine *e, const struct mr_layer_w *w, int T);
+
+/* The routed experts of one MoE layer in the worker processes (expert_parallel.c): the
+ * same GEMMs, counted here per worker; the weighted sum in ascending expert order as below. */
+static int ffn_moe_parallel(mr_engine *e, int layer, int T)
+{
+    const struct mr_config *c = &e->m->cfg;
+    int d = c->hidden, f = c->moe_inter, E = c->experts, n = mr_ep_procs(e->ep);
+    const float *yo = mr_ep_layer(e->ep, layer, e->xn, e->cnt, e->eoff, e->etok, T, e->err, sizeof e->err);
+    if (!yo) return -1;
+    for (int x = 0; x < E; x++) {
+        int mx = e->cnt[x];
+        if (!mx) continue;
+        struct ep_acct *pa = &e->ep_acct[mr_ep_owner(n, x)];
+        uint64_t calls = e->a.calls, flops = e->a.flops_gemm, bytes = e->a.bytes[W_ROUTED];
+        count_gemm(e, mx, f, d, W_ROUTED);
+        count_gemm(e, mx, f, d, W_ROUTED);
+        count_gemm(e, mx, d, f, W_ROUTED);
+        pa->experts++;
+        pa->calls += e->a.calls - calls;
+        pa->flops += e->a.flops_gemm - flops;
+        pa->bytes += e->a.bytes[W_ROUTED] - bytes;
+        e->ep_comm += 2ull * (uint64_t)mx * (uint64_t)d * sizeof(float);   /* rows out and back */
+        const int *tk = e->etok + e->eoff[x];
+        const float *wk = e->ew + e->eoff[x];
+        for (int r = 0; r < mx; r++) {
+            float *o = e->moe + (size_t)tk[r] * d;
+            const float *s = yo + (size_t)(e->eoff[x] + r) * d;
+            for (int i = 0; i < d; i++) o[i] += wk[r] * s[i];
+        }
+    }
+    shared_experts(e, &e->m->lw[layer], T);
+    return 0;
+}
+
+static int ffn_moe(mr_engine *e, const struct mr_layer_w *w, int layer, int T)
 {
     const struct mr_config *c = &e->m->cfg;
     int d = c->hidden, f = c->moe_inter, E = c->experts, K = c->top_k;
     mr_gemm(e, e->xn, T, w->router, E, d, e->rl, W_DENSE);
     for (int t = 0; t < T; t++)
         mr_route_token(c, e->rl + (size_t)t * E, e->sel + (size_t)t * K, e->selw + (size_t)t * K);
+    if (e->off) mr_offload_route(e->off, layer, e->rl, T, e->sel, e->selw);
     /* bucket (token, weight) pairs by expert, tokens ascending within an expert */
     memset(e->cnt, 0, (size_t)E * sizeof *e->cnt);
     for (int i = 0; i < T * K; i++) e->cnt[e->sel[i]]++;
@@ -320,6 +392,7 @@ static void ffn_moe(mr_engine *e, const struct mr_layer_w *w, int layer, int T)
             e->ew[at] = e->selw[(size_t)t * K + r];
         }
     memset(e->moe, 0, (size_t)T * d * sizeof(float));
+    if (e->ep) return ffn_moe_parallel(e, layer, T);
     for (int x = 0; x < E; x++) {
         int mx = e->cnt[x];
         if (!mx) continue;
@@ -327,16 +400,27 @@ static void ffn_moe(mr_engine *e, const struct mr_layer_w *w, int layer, int T)
         const float *wk = e->ew + e->eoff[x];
         for (int r = 0; r < mx; r++)
             memcpy(e->xe + (size_t)r * d, e->xn + (size_t)tk[r] * d, (size_t)d * sizeof(float));
-        mr_gemm(e, e->xe, mx, w->eg[x], f, d, e->g, W_ROUTED);
-        mr_gemm(e, e->xe, mx, w->eu[x], f, d, e->u, W_ROUTED);
+        const float *wg = w->eg[x], *wu = w->eu[x], *wd = w->ed[x];
+        if (e->off && mr_offload_expert(e->off, layer, x, &wg, &wu, &wd, e->err, sizeof e->err)) return -1;
+        mr_gemm(e, e->xe, mx, wg, f, d, e->g, W_ROUTED);
+        mr_gemm(e, e->xe, mx, wu, f, d, e->u, W_ROUTED);
         for (size_t i = 0; i < (size_t)mx * f; i++) e->g[i] = silu(e->g[i]) * e->u[i];
-        mr_gemm(e, e->g, mx, w->ed[x], d, f, e->dn, W_ROUTED);
+        mr_gemm(e, e->g, mx, wd, d, f, e->dn, W_ROUTED);
         for (int r = 0; r < mx; r++) {
             float *o = e->moe + (size_t)tk[r] * d;
             const float *s = e->dn + (size_t)r * d;
             for (int i = 0; i < d; i++) o[i] += wk[r] * s[i];
         }
     }
+    shared_experts(e, w, T);
+    return 0;
+}
+
+/* Shared expert(s) of a MoE layer over all T tokens, added to e->moe (qwen2_moe: gated). */
+static void shared_experts(mr_engine *e, const struct mr_layer_w *w, int T)
+{
+    const struct mr_config *c = &e->m->cfg;
+    int d = c->hidden;
     if (c->shared_inter > 0) {
         int fs = c->shared_inter;
         mr_gemm(e, e->xn, T, w->sg, fs, d, e->g, W_SHARED);
@@ -380,7 +464,9 @@ static void write_ground_truth(mr_engine *e, FILE *gt, mr_seq *const seqs[],
         first = 1;
         for (int x = 0; x < c->experts; x++)
             if (cnt[x]) { fprintf(gt, "%s%d", first ? "" : ", ", cnt[x]); first = 0; }
-        fprintf(gt, "]}");
+        fputc(']', gt);
+        if (e->off) mr_offload_gt_layer(e->off, gt, l);   /* experts loaded since the previous step */
+        fputc('}', gt);
     }
     const struct mr_acct *a = &e->a;
     uint64_t btot = a->bytes[W_DENSE] + a->bytes[W_ROUTED] + a->bytes[W_SHARED] +
@@ -395,7 +481,20 @@ static void write_ground_truth(mr_engine *e, FILE *gt, mr_seq *const seqs[],
             (unsigned long long)a->flops_gemm, (unsigned long long)a->flops_att,
             (unsigned long long)(a->flops_gemm + a->flops_att), (unsigned long long)a->calls);
     for (int i = 0; i < nseq; i++) fprintf(gt, "%s%d", i ? ", " : "", (int)out_next[i]);
-    fprintf(gt, "]}\n");
+    fprintf(gt, "]");
+    if (e->off) mr_offload_gt_step(e->off, gt);
+    if (e->ep) {
+        int n = mr_ep_procs(e->ep);
+        fprintf(gt, ", \"expert_parallel\": {\"processes\": %d, \"comm_bytes\": %llu, \"per_process\": [", n,
+                (unsigned long long)e->ep_comm);
+        for (int r = 0; r < n; r++)
+            fprintf(gt, "%s{\"rank\": %d, \"pid\": %d, \"activated_experts\": %llu, \"routed_expert_weights\": %llu, "
+                    "\"flops\": %llu, \"gemm_calls\": %llu}", r ? ", " : "", r, (int)mr_ep_pid(e->ep, r),
+                    (unsigned long long)e->ep_acct[r].experts, (unsigned long long)e->ep_acct[r].bytes,
+                    (unsigned long long)e->ep_acct[r].flops, (unsigned long long)e->ep_acct[r].calls);
+        fprintf(gt, "]}");
+    }
+    fprintf(gt, "}\n");
     fflush(gt);
 }
 
@@ -449,7 +548,9 @@ int mr_step(mr_engine *e, mr_seq *const seqs[], const int32_t *const new_tokens[
         return -1;
     }
     const char *kind = step_kind(seqs, counts, nseq);
+    if (e->off && mr_offload_step_begin(e->off, e->err, sizeof e->err)) return -1;
     memset(&e->a, 0, sizeof e->a);
+    if (e->ep) { memset(e->ep_acct, 0, (size_t)mr_ep_procs(e->ep) * sizeof *e->ep_acct); e->ep_comm = 0; }
     uint64_t t0 = mr_now_ns();
 
     int d = c->hidden, hd = c->head_dim, qd = c->heads * hd, kvd = c->kv_heads * hd;
@@ -500,7 +601,7 @@ int mr_step(mr_engine *e, mr_seq *const seqs[], const int32_t *const new_tokens[
         for (size_t i = 0; i < (size_t)T * d; i++) e->x[i] += e->tmp[i];
         rmsnorm(e, e->xn, e->x, NULL, T, w->ffn_norm);
         if (w->dense) ffn_dense(e, w, T);
-        else ffn_moe(e, w, l, T);
+        else if (ffn_moe(e, w, l, T)) return -1;   /* an expert could not be read */
         for (size_t i = 0; i < (size_t)T * d; i++) e->x[i] += e->moe[i];
     }
     /* final norm and lm_head on the last token of each sequence only */
@@ -530,6 +631,8 @@ int mr_step(mr_engine *e, mr_seq *const seqs[], const int32_t *const new_tokens[
     e->last.flops_total = (double)(e->a.flops_gemm + e->a.flops_att);
     e->last.gemm_calls = e->a.calls;
     e->last_nseq = nseq;
+    if (e->off) mr_offload_step_end(e->off);
     if (ground_truth) write_ground_truth(e, ground_truth, seqs, counts, nseq, out_next);
+    if (e->off) mr_offload_swap_start(e->off);
     return 0;
 }

@@ -76,6 +76,26 @@ void mr_engine_free(mr_engine *e);
  * with one row is compute-bound. Ground truth is the same in both forms. */
 void mr_engine_set_gemv(mr_engine *e, int on);
 
+/* Expert offloading (docs/reference-engine.md, "Expert offloading"): routed experts live in
+ * slots under a byte budget, read from the weights file with pread; MR_OFFLOAD_ONDEMAND
+ * loads a missing expert before use (LRU eviction; results equal full residency),
+ * MR_OFFLOAD_SWAPMOE restricts routing to per-layer resident sets that a background thread
+ * swaps between steps by importance (results change). Call before the first step. Returns
+ * 0; -2 when the budget cannot hold one MoE layer's top-k experts (swapmoe: in every MoE
+ * layer) or the model has no experts (a usage error); -1 on I/O or memory failure. The
+ * message is in err. The ground truth then carries per-step "offload" facts. */
+enum mr_offload_policy { MR_OFFLOAD_NONE = 0, MR_OFFLOAD_ONDEMAND = 1, MR_OFFLOAD_SWAPMOE = 2 };
+int mr_engine_set_offload(mr_engine *e, enum mr_offload_policy policy, uint64_t budget_bytes,
+                          char *err, size_t errlen);
+
+/* Expert parallelism (docs/reference-engine.md, "Expert parallelism"): forks n worker
+ * processes that compute the routed experts x with x % n == rank, exchanging activation
+ * rows through shared memory per MoE layer; results equal the single-process engine bit
+ * for bit. Steps may then hold at most cap_tokens tokens. Call after mr_engine_set_gemv,
+ * before the first step, and not together with offloading. 0, or -1 with a message. The
+ * ground truth then carries an "expert_parallel" object per step. */
+int mr_engine_set_expert_parallel(mr_engine *e, int n, int cap_tokens, char *err, size_t errlen);
+
 /* A sequence with its own KV cache for up to max_len tokens (prompt + generated);
  * max_len <= 0 means the model's max_position. NULL on allocation failure. */
 mr_seq *mr_seq_create(mr_engine *e, int max_len);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "offload.h"
 #include "cuda/cuda_dispatch.h"   /* --device cuda: dlopen's the CUDA engine */
 
 struct prompts { int n; int32_t **ids; int *len; };
@@ -104,15 +105,23 @@ static void run_usage(FILE *f)
         "  --gemv                single-row products (m = 1) call cblas_sgemv, not sgemm\n"
         "  --device cpu|cuda     cuda: the CUDA engine (libmoeref-cuda.so, built where nvcc exists)\n"
         "  --moe loop|fused      cuda: one cuBLAS GEMM per expert, or top-k + grouped kernels\n"
-        "  --dtype f32|bf16      cuda: weight/KV precision (default f32)\n");
+        "  --dtype f32|bf16      cuda: weight/KV precision (default f32)\n"
+        "  --expert-budget B     keep routed experts in slots of at most B bytes (or P%% of all\n"
+        "                        routed expert bytes), read from the weights file on demand\n"
+        "  --expert-parallel N   N worker processes compute the routed experts (expert x in\n"
+        "                        worker x %% N), activations exchanged through shared memory\n"
+        "  --offload ondemand|swapmoe   with --expert-budget: load a missing expert before use\n"
+        "                        (LRU; default, results unchanged), or route to resident\n"
+        "                        experts only and swap them between steps (results change)\n");
 }
 
 int mr_cmd_run(int argc, char **argv)
 {
     const char *model_dir = NULL, *prompts_path = NULL, *gt_path = NULL, *logits_path = NULL;
     const char *device = "cpu", *moe = "loop", *dtype = "f32";
+    const char *budget_arg = NULL, *offload = NULL;
     int text = 0, print_text = 0, gemv = 0;
-    long batch = 0, plen = 0, gen = -1, threads = 1, stagger = 0;
+    long batch = 0, plen = 0, gen = -1, threads = 1, stagger = 0, eprocs = 0;
     unsigned long long seed = 1;
     static const struct option lo[] = {
         {"model", 1, 0, 'm'}, {"prompts", 1, 0, 'p'}, {"text-prompts", 1, 0, 'x'},
@@ -120,7 +129,8 @@ int mr_cmd_run(int argc, char **argv)
         {"threads", 1, 0, 't'}, {"ground-truth", 1, 0, 'g'}, {"dump-logits", 1, 0, 'L'},
         {"seed", 1, 0, 'S'}, {"device", 1, 0, 'D'}, {"stagger", 1, 0, 's'},
         {"print-text", 0, 0, 'T'}, {"gemv", 0, 0, 'V'}, {"help", 0, 0, 'h'},
-        {"moe", 1, 0, 'M'}, {"dtype", 1, 0, 'F'}, {0, 0, 0, 0}};
+        {"moe", 1, 0, 'M'}, {"dtype", 1, 0, 'F'}, {"expert-budget", 1, 0, 'B'},
+        {"offload", 1, 0, 'O'}, {"expert-parallel", 1, 0, 'P'}, {0, 0, 0, 0}};
     int ch;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -140,6 +150,9 @@ int mr_cmd_run(int argc, char **argv)
         case 'V': gemv = 1; break;
         case 'M': moe = optarg; break;
         case 'F': dtype = optarg; break;
+        case 'B': budget_arg = optarg; break;
+        case 'O': offload = optarg; break;
+        case 'P': if (mr_parse_int("--expert-parallel", optarg, 1, 64, &eprocs)) return 2; break;
         case 'S': {
             char *end;
             errno = 0;
@@ -169,6 +182,16 @@ int mr_cmd_run(int argc, char **argv)
         run_usage(stderr);
         return 2;
     }
+    enum mr_offload_policy policy = MR_OFFLOAD_NONE;
+    if (mr_parse_offload("moe-ref run", budget_arg, offload, &policy)) return 2;
+    if (eprocs && strcmp(device, "cpu") != 0) {
+        fprintf(stderr, "moe-ref run: --expert-parallel is implemented for --device cpu only\n");
+        return 2;
+    }
+    if (policy != MR_OFFLOAD_NONE && eprocs) {
+        fprintf(stderr, "moe-ref run: --expert-budget and --expert-parallel cannot be combined\n");
+        return 2;
+    }
     char err[1024];
     mr_model *m = mr_model_load(model_dir, err, sizeof err);
     if (!m) {
@@ -196,6 +219,18 @@ int mr_cmd_run(int argc, char **argv)
             if (push_prompt(&P, ids, (int)plen)) { free(ids); goto oom; }
         }
     }
+    if (policy != MR_OFFLOAD_NONE && !strcmp(device, "cpu")) {   /* checked before any output file or step */
+        uint64_t budget;
+        if (mr_budget_bytes("moe-ref run", m, budget_arg, 4, &budget)) { rc = 2; goto out; }
+        e = mr_engine_create(m, (int)threads, err, sizeof err);
+        if (!e) { fprintf(stderr, "moe-ref run: %s\n", err); goto out; }
+        int orc = mr_engine_set_offload(e, policy, budget, err, sizeof err);
+        if (orc) {
+            fprintf(stderr, "moe-ref run: %s\n", err);
+            rc = orc == -2 ? 2 : 1;
+            goto out;
+        }
+    }
     if (gt_path && !(gt = fopen(gt_path, "w"))) {
         fprintf(stderr, "moe-ref run: %s: cannot write ground truth: %s\n", gt_path, strerror(errno));
         rc = 2;
@@ -207,12 +242,20 @@ int mr_cmd_run(int argc, char **argv)
         goto out;
     }
     if (!strcmp(device, "cuda")) {
-        rc = mr_cuda_dispatch(m, P.n, P.ids, P.len, (int)gen, stagger, moe, dtype, gt, lf, print_text);
+        rc = mr_cuda_dispatch(m, P.n, P.ids, P.len, (int)gen, stagger, moe, dtype, gt, lf, print_text, policy, budget_arg);
         goto out;
     }
-    e = mr_engine_create(m, (int)threads, err, sizeof err);
+    if (!e) e = mr_engine_create(m, (int)threads, err, sizeof err);
     if (!e) { fprintf(stderr, "moe-ref run: %s\n", err); goto out; }
     mr_engine_set_gemv(e, gemv);
+    if (eprocs) {   /* a step holds at most every prompt at once, or one token per sequence */
+        long cap = P.n;
+        for (int i = 0; i < P.n; i++) cap += P.len[i];
+        if (mr_engine_set_expert_parallel(e, (int)eprocs, (int)cap, err, sizeof err)) {
+            fprintf(stderr, "moe-ref run: %s\n", err);
+            goto out;
+        }
+    }
     int n = P.n;
     seqs = calloc((size_t)n, sizeof *seqs);
     aseqs = calloc((size_t)n, sizeof *aseqs);

@@ -50,7 +50,7 @@ void mc_attrib_free(struct mc_attrib *a)
     if (!a) return;
     for (size_t i = 0; i < a->n_tens; i++) { free(a->tens[i].base); free(a->tens[i].name); }
     for (size_t i = 0; i < a->n_maps; i++) free(a->maps[i].base);
-    free(a->tens); free(a->maps); free(a->iv); free(a->tab); free(a->ctx_scratch);
+    free(a->tens); free(a->maps); free(a->iv); free(a->tab); free(a->ctx_scratch); free(a->procs);
     for (struct stream *s = a->streams, *n; s; s = n) {
         n = s->next;
         attrib_stream_free(s);

@@ -30,6 +30,9 @@ static inline const char *mc_step_kind_name(unsigned kind)
     static const char *const names[MC_STEP_KINDS] = {"prefill", "decode", "mixed"};
     return kind < MC_STEP_KINDS ? names[kind] : "?";
 }
+/* One process's share of a step's routed experts (expert parallelism: docs/attribution.md §9). */
+#define MC_STEP_MAX_PROCS 64
+struct mc_step_proc { int32_t pid; uint64_t experts, bytes, flops, calls; };
 
 struct mc_step {
     uint64_t index;              /* 0-based over the run */
@@ -54,6 +57,12 @@ struct mc_step {
     int context_exact;           /* 0: split of a prefill among sequences was assumed */
     int layers_seen;             /* MoE layers whose router was seen */
     int elt;                     /* bytes per weight element of this step's GEMMs (norms, embedding, KV) */
+    /* processes whose GEMMs computed this step's routed experts (the step's own first when
+     * it computed any); remote_procs > 0 when worker processes took part */
+    int n_procs, remote_procs;
+    struct mc_step_proc procs[MC_STEP_MAX_PROCS];
+    uint64_t comm_bytes;         /* activation rows to and from remote experts: 2 x pairs x d x elt */
+    const int32_t *cell_pid;     /* like counts: the process that computed each expert (NULL: the step's) */
 };
 
 struct mc_attrib;
@@ -76,12 +85,23 @@ void mc_attrib_file_map(struct mc_attrib *a, int32_t pid, const char *path, uint
  * end names (address reuse) and name experts by offset when no tensor name exists. */
 void mc_attrib_file_map_t(struct mc_attrib *a, int32_t pid, const char *path, uint64_t addr,
                           uint64_t file_offset, uint64_t length, int32_t device, uint64_t t);
+/* A read/pread of weight-file bytes into host memory (FILE_MAP how 1, 2) at time t: its
+ * names hold from t until a later read into overlapping memory brings other bytes. */
+void mc_attrib_file_read_t(struct mc_attrib *a, int32_t pid, const char *path, uint64_t addr,
+                           uint64_t file_offset, uint64_t length, uint64_t t);
 void mc_attrib_alloc(struct mc_attrib *a, int32_t pid, int32_t device, uint64_t ptr, uint64_t bytes,
                      int is_free, uint64_t t);
 void mc_attrib_h2d(struct mc_attrib *a, int32_t pid, int32_t device, uint64_t src, uint64_t dst,
                    uint64_t bytes, uint64_t t);
 /* Ends the first pass: joins copies with host file maps, computes when device names end. */
 void mc_attrib_names_done(struct mc_attrib *a);
+
+/* Routed-expert tensors brought into memory (offloading engines): read into host memory
+ * (device -1) or copied to a device from weight-file bytes (device >= 0), one per tensor
+ * per read or copy, valid in [t_from, t_until); after mc_attrib_names_done. Returns a
+ * malloc'ed array sorted by (pid, t_from) and its length in *n (NULL, 0 when none). */
+struct mc_expert_load { int32_t pid, device; int layer, expert, proj; uint64_t t_from, t_until, bytes; };
+struct mc_expert_load *mc_attrib_expert_loads(const struct mc_attrib *a, size_t *n);
 
 /* Kernel-parameter taps (MC_REC_TOPK_TAP, docs/attribution.md §4c). First pass: every tap's
  * (pid, correlation id); mc_attrib_topk_expected() says whether a scan for their launches is
@@ -92,6 +112,10 @@ uint64_t mc_attrib_topk_expected(const struct mc_attrib *a);
 void mc_attrib_launch(struct mc_attrib *a, int32_t pid, uint64_t correlation, int32_t tid, uint64_t t);
 void mc_attrib_topk_tap(struct mc_attrib *a, int32_t pid, uint64_t correlation, uint64_t t_ns, int64_t rows,
                         int64_t k, int64_t invalid, const uint32_t *counts, int64_t n_counts);
+
+/* A process record (first pass): expert GEMMs of a fork child that runs no steps of its
+ * own are merged into its parent's open step (expert parallelism, docs/attribution.md §9). */
+void mc_attrib_process(struct mc_attrib *a, int32_t pid, int32_t ppid);
 
 /* One GEMM/GEMV record of process `pid`. */
 void mc_attrib_gemm(struct mc_attrib *a, int32_t pid, const struct mc_rec_gemm *g);

@@ -16,7 +16,7 @@ void attrib_stream_free(struct stream *s)
 {
     free(s->counts); free(s->touched); free(s->order_next); free(s->ctx);
     free(s->router_t); free(s->expert_calls); free(s->have_tap); free(s->tap_counts);
-    free(s->have_topk); free(s->topk_counts); free(s);
+    free(s->have_topk); free(s->topk_counts); free(s->cell_pid); free(s);
 }
 
 static struct stream *get_stream(struct mc_attrib *a, int32_t pid, int32_t tid)
@@ -37,10 +37,11 @@ static struct stream *get_stream(struct mc_attrib *a, int32_t pid, int32_t tid)
     s->tap_counts = calloc(n, sizeof *s->tap_counts);
     s->have_topk = calloc(nm, sizeof *s->have_topk);
     s->topk_counts = calloc(n, sizeof *s->topk_counts);
+    s->cell_pid = calloc(n, sizeof *s->cell_pid);
     s->cur_moe = -1;
     s->ctx_exact = 1;
     if (!s->counts || !s->touched || !s->order_next || !s->router_t || !s->expert_calls || !s->have_tap || !s->tap_counts ||
-        !s->have_topk || !s->topk_counts) {
+        !s->have_topk || !s->topk_counts || !s->cell_pid) {
         attrib_stream_free(s);
         return NULL;
     }
@@ -65,6 +66,42 @@ void attrib_reset_step(struct stream *s)
     s->phase = PH_ATTN;
     s->in_moe = 0;
     s->n_attn = 0;
+    s->n_procs = s->remote_procs = 0;
+    s->comm_bytes = 0;
+}
+
+void mc_attrib_process(struct mc_attrib *a, int32_t pid, int32_t ppid)
+{
+    void *p = realloc(a->procs, (a->n_procs + 1) * sizeof *a->procs);
+    if (!p) return;
+    a->procs = p;
+    a->procs[a->n_procs].pid = pid;
+    a->procs[a->n_procs++].ppid = ppid;
+}
+
+/* Expert parallelism: a process that only computes routed experts (no step of its own on
+ * this thread) and whose parent has a step open hands its expert GEMMs to that step. */
+static struct stream *expert_owner_step(struct mc_attrib *a, struct stream *s)
+{
+    if (s->open) return NULL;
+    int32_t ppid = -1;
+    for (size_t i = 0; i < a->n_procs; i++) if (a->procs[i].pid == s->pid) ppid = a->procs[i].ppid;
+    if (ppid < 0) return NULL;
+    for (struct stream *x = a->streams; x; x = x->next)
+        if (x->pid == ppid && x->open && x->routers > 0) return x;
+    return NULL;
+}
+
+/* A step's per-process account of routed experts (the step's own process first). */
+static struct mc_step_proc *step_proc(struct stream *s, int32_t pid)
+{
+    for (int i = 0; i < s->n_procs; i++) if (s->procs[i].pid == pid) return &s->procs[i];
+    if (s->n_procs == MC_STEP_MAX_PROCS) return NULL;
+    struct mc_step_proc *p = &s->procs[s->n_procs++];
+    memset(p, 0, sizeof *p);
+    p->pid = pid;
+    if (pid != s->pid) s->remote_procs++;
+    return p;
 }
 
 static void note_unknown(struct mc_attrib *a, int64_t out, int64_t in)
@@ -120,8 +157,14 @@ void mc_attrib_gemm(struct mc_attrib *a, int32_t pid, const struct mc_rec_gemm *
         w = attrib_lookup_weight(a, s, w1, out1, in1, dt1, g->t_begin_ns, g->device >= 0); tokens = tok1; wdt = dt1;
         if (!w) { w = attrib_lookup_weight(a, s, w2, out2, in2, dt2, g->t_begin_ns, g->device >= 0); tokens = tok2; wdt = dt2; }
     }
+    int32_t gemm_pid = pid;
+    if (w && w->role == MC_ROLE_EXPERT && !s->open) {
+        struct stream *owner = expert_owner_step(a, s);
+        if (owner) s = owner;   /* accounted in the coordinator's step from here on */
+    }
+    int remote = s->pid != gemm_pid;
     s->gpu = g->device >= 0;
-    attrib_close_open_end(a, pid, g->tid);
+    if (!remote) attrib_close_open_end(a, pid, g->tid);
     s->last_t = g->t_begin_ns;
     if (a->n_tw) attrib_retry_topk(a, pid, 0);
     if (!s->open) {
@@ -133,7 +176,7 @@ void mc_attrib_gemm(struct mc_attrib *a, int32_t pid, const struct mc_rec_gemm *
         if (s->gpu && s->pre_begin && s->pre_begin < s->t_begin) s->t_begin = s->pre_begin;
         s->pre_begin = 0;
     }
-    s->t_end = g->t_end_ns;
+    if (!remote) s->t_end = g->t_end_ns;
     s->calls++;
     if (!w || w->role == MC_ROLE_UNKNOWN) {
         a->st.unattributed++;
@@ -184,12 +227,21 @@ void mc_attrib_gemm(struct mc_attrib *a, int32_t pid, const struct mc_rec_gemm *
     case MC_ROLE_EXPERT: {
         if (first_use) s->b_routed += wbytes;
         s->f_routed += flops;
+        struct mc_step_proc *pp = step_proc(s, gemm_pid);
+        if (pp) {
+            pp->calls++;
+            pp->flops += flops;
+            if (first_use) pp->bytes += wbytes;
+            if (w->proj == MC_PROJ_DOWN) pp->experts++;   /* one down projection per expert */
+        }
+        if (remote && w->proj == MC_PROJ_DOWN) s->comm_bytes += 2ull * (uint64_t)tokens * (uint64_t)m->d * (uint64_t)elt;
         int ord = w->layer >= 0 && w->layer < m->layers ? a->moe_ord[w->layer] : s->cur_moe;
         if (ord >= 0 && ord < a->n_moe) s->expert_calls[ord]++;
         if (ord >= 0 && ord < a->n_moe && w->expert >= 0 && w->expert < m->experts) {
             int64_t idx = (int64_t)ord * m->experts + w->expert;
             if (tokens > 0 && !s->counts[idx]) s->touched[s->n_touched++] = (int32_t)idx;
             if (tokens > s->counts[idx]) s->counts[idx] = tokens;
+            s->cell_pid[idx] = gemm_pid;
         }
         break;
     }

@@ -13,8 +13,10 @@
 
 struct tensor_ent { char *base, *name; uint64_t fb, fe; int64_t shape0; int ndim; };
 /* rule: how the address range got its file bytes (stats, docs §3b): host map, device file
- * map written by the shim (how = 3), or a host->device copy joined with a host map here */
-enum { RULE_HOST = 0, RULE_DEVICE_MAP = 1, RULE_DEVICE_COPY = 2 };
+ * map written by the shim (how = 3), a host->device copy joined with a host map here, or a
+ * read/pread into host memory (valid from the read until a later read overwrites it:
+ * expert slots of an offloading engine are refilled with other experts) */
+enum { RULE_HOST = 0, RULE_DEVICE_MAP = 1, RULE_DEVICE_COPY = 2, RULE_HOST_READ = 3 };
 struct fmap_ent { char *base; int32_t pid, device; uint64_t addr, off, len, t_from, t_until, t_rec; int rule; };
 struct interval { int32_t pid; int rule; uint64_t b, e, t_from, t_until; const struct tensor_ent *t; };
 struct h2d_ent { int32_t pid, device; uint64_t src, dst, bytes, t; };
@@ -98,6 +100,10 @@ struct stream {
     int64_t *ctx;           /* per sequence context after the last step */
     int64_t nctx, ctx_cap;
     int64_t plen;            /* last per-sequence prompt length seen (0 = none) */
+    int n_procs, remote_procs;   /* processes that computed this step's routed experts */
+    struct mc_step_proc procs[MC_STEP_MAX_PROCS];
+    uint64_t comm_bytes;
+    int32_t *cell_pid;      /* n_moe x E: process that computed the expert (valid where counts > 0) */
     int ctx_exact;
     struct stream *next;
 };
@@ -127,6 +133,7 @@ struct mc_attrib {
     struct topk_wait *tw; size_t n_tw;
     uint64_t topk_any;                       /* the trace holds top-k taps: fused layers wait for them */
     int32_t er_pid; int er_pid_valid, er_known;   /* expert_ranges_known cache (last pid asked) */
+    struct { int32_t pid, ppid; } *procs; size_t n_procs;   /* process tree (first pass) */
 };
 
 /* hash of (address or correlation id, pid): weight cache and launch table */

@@ -109,7 +109,7 @@ static struct fmap_ent *add_map(struct mc_attrib *a, int32_t pid, const char *ba
     f->device = device; f->rule = rule;
     /* host memory keeps its names for the whole run (as before); device names hold from the
      * copy on, until mc_attrib_names_done finds the memory freed or overwritten */
-    f->t_from = device >= 0 ? t : 0;
+    f->t_from = device >= 0 || rule == RULE_HOST_READ ? t : 0;
     f->t_until = UINT64_MAX;
     f->t_rec = t;
     a->iv_dirty = 1;
@@ -121,6 +121,13 @@ void mc_attrib_file_map_t(struct mc_attrib *a, int32_t pid, const char *path, ui
 {
     if (!path || !len) return;
     add_map(a, pid, base_name(path), addr, off, len, device, t, device >= 0 ? RULE_DEVICE_MAP : RULE_HOST);
+}
+
+void mc_attrib_file_read_t(struct mc_attrib *a, int32_t pid, const char *path, uint64_t addr,
+                           uint64_t off, uint64_t len, uint64_t t)
+{
+    if (!path || !len) return;
+    add_map(a, pid, base_name(path), addr, off, len, -1, t, RULE_HOST_READ);
 }
 
 void mc_attrib_alloc(struct mc_attrib *a, int32_t pid, int32_t device, uint64_t ptr, uint64_t bytes,
@@ -153,6 +160,51 @@ static uint64_t bytes_tag(const char *base, uint64_t off)
 }
 
 static const struct fmap_ent *g_sort_maps;   /* qsort has no context argument in C11 */
+static int readmap_cmp(const void *x, const void *y)
+{
+    const struct fmap_ent *p = &g_sort_maps[*(const size_t *)x], *q = &g_sort_maps[*(const size_t *)y];
+    if (p->pid != q->pid) return p->pid < q->pid ? -1 : 1;
+    if (p->addr != q->addr) return p->addr < q->addr ? -1 : 1;
+    return p->t_rec < q->t_rec ? -1 : p->t_rec > q->t_rec;
+}
+
+/* Read buffers are reused (an offloading engine's expert slots): a read's names end at the
+ * first later read into overlapping memory of the same process that brings other bytes.
+ * Reads sorted by (pid, address, time); the overlapping ones of a read are its neighbours
+ * within the longest read's length. */
+static void end_read_maps(struct mc_attrib *a)
+{
+    size_t n = 0, *ix = malloc((a->n_maps ? a->n_maps : 1) * sizeof *ix);
+    if (!ix) return;
+    uint64_t maxlen = 0;
+    for (size_t j = 0; j < a->n_maps; j++)
+        if (a->maps[j].rule == RULE_HOST_READ) {
+            ix[n++] = j;
+            if (a->maps[j].len > maxlen) maxlen = a->maps[j].len;
+        }
+    g_sort_maps = a->maps;
+    qsort(ix, n, sizeof *ix, readmap_cmp);
+    for (size_t i = 0; i < n; i++) {
+        struct fmap_ent *f = &a->maps[ix[i]];
+        uint64_t end = UINT64_MAX;
+        for (size_t j = i + 1; j < n; j++) {   /* reads starting inside f */
+            const struct fmap_ent *g = &a->maps[ix[j]];
+            if (g->pid != f->pid || g->addr >= f->addr + f->len) break;
+            if (g->t_rec > f->t_rec && g->t_rec < end &&
+                !(g->addr == f->addr && g->off == f->off && !strcmp(g->base, f->base)))
+                end = g->t_rec;
+        }
+        for (size_t j = i; j-- > 0;) {          /* reads starting before f that reach into it */
+            const struct fmap_ent *g = &a->maps[ix[j]];
+            if (g->pid != f->pid || g->addr + maxlen <= f->addr) break;
+            if (g->addr + g->len > f->addr && g->t_rec > f->t_rec && g->t_rec < end &&
+                !(g->addr == f->addr && g->off == f->off && !strcmp(g->base, f->base)))
+                end = g->t_rec;
+        }
+        f->t_until = end;
+    }
+    free(ix);
+}
 static int devmap_cmp(const void *x, const void *y)
 {
     const struct fmap_ent *p = &g_sort_maps[*(const size_t *)x], *q = &g_sort_maps[*(const size_t *)y];
@@ -211,6 +263,7 @@ void mc_attrib_names_done(struct mc_attrib *a)
     free(dev);
     free(a->h2d); a->h2d = NULL; a->n_h2d = a->cap_h2d = 0;
     mc_devmem_finish(a->dm);
+    end_read_maps(a);
     for (size_t j = 0; j < a->n_maps; j++) {
         struct fmap_ent *f = &a->maps[j];
         if (f->device >= 0)
@@ -223,7 +276,8 @@ static int iv_cmp(const void *x, const void *y)
 {
     const struct interval *a = x, *b = y;
     if (a->pid != b->pid) return a->pid < b->pid ? -1 : 1;
-    return a->b < b->b ? -1 : a->b > b->b;
+    if (a->b != b->b) return a->b < b->b ? -1 : 1;
+    return a->t_from < b->t_from ? -1 : a->t_from > b->t_from;
 }
 
 static void rebuild_intervals(struct mc_attrib *a)
@@ -250,7 +304,10 @@ static void rebuild_intervals(struct mc_attrib *a)
     qsort(a->iv, a->n_iv, sizeof *a->iv, iv_cmp);
 }
 
-/* The tensor at addr of process pid at time t (device names hold only while their memory does). */
+/* The tensor at addr of process pid at time t (device names hold only while their memory
+ * does; read buffers until they are read into again). Intervals are sorted by (pid, start,
+ * valid-from): a reused buffer (an expert slot filled thousands of times) is one group of
+ * equal starts, searched by time. */
 const struct interval *attrib_find_interval(struct mc_attrib *a, int32_t pid, uint64_t addr, uint64_t t)
 {
     if (a->iv_dirty) rebuild_intervals(a);
@@ -259,11 +316,60 @@ const struct interval *attrib_find_interval(struct mc_attrib *a, int32_t pid, ui
         size_t mid = (lo + hi) / 2;
         if (a->iv[mid].pid < pid || (a->iv[mid].pid == pid && a->iv[mid].b <= addr)) lo = mid + 1; else hi = mid;
     }
-    /* the last interval starting at or before addr (mappings of the same file may repeat) */
-    for (size_t i = lo; i-- > 0;) {
-        if (a->iv[i].pid != pid) break;
-        if (addr < a->iv[i].e && a->iv[i].t_from <= t && t < a->iv[i].t_until) return &a->iv[i];
-        if (lo - i > 64) break;
+    /* the groups of equal starts at or before addr, nearest first (mappings of the same file
+     * may repeat); in each, the latest interval valid from t or before */
+    for (int groups = 0; lo > 0 && groups < 64; groups++) {
+        const struct interval *last = &a->iv[lo - 1];
+        if (last->pid != pid) break;
+        size_t gs = 0, ge = lo;
+        hi = lo;
+        while (gs < hi) {   /* first interval of the group (same pid and start) */
+            size_t mid = (gs + hi) / 2;
+            if (a->iv[mid].pid < pid || (a->iv[mid].pid == pid && a->iv[mid].b < last->b)) gs = mid + 1; else hi = mid;
+        }
+        size_t l2 = gs, h2 = ge;
+        while (l2 < h2) {   /* first interval of the group valid from after t */
+            size_t mid = (l2 + h2) / 2;
+            if (a->iv[mid].t_from <= t) l2 = mid + 1; else h2 = mid;
+        }
+        for (size_t i = l2, seen = 0; i-- > gs && seen < 64; seen++)
+            if (addr < a->iv[i].e && t < a->iv[i].t_until) return &a->iv[i];
+        lo = gs;
     }
     return NULL;
+}
+
+static int load_cmp(const void *x, const void *y)
+{
+    const struct mc_expert_load *p = x, *q = y;
+    if (p->pid != q->pid) return p->pid < q->pid ? -1 : 1;
+    return p->t_from < q->t_from ? -1 : p->t_from > q->t_from;
+}
+
+struct mc_expert_load *mc_attrib_expert_loads(const struct mc_attrib *a, size_t *n_out)
+{
+    struct mc_expert_load *v = NULL;
+    size_t n = 0, cap = 0;
+    for (size_t i = 0; i < a->n_maps; i++) {
+        const struct fmap_ent *f = &a->maps[i];
+        if (f->rule == RULE_HOST || f->t_until <= f->t_from) continue;   /* mappings are not loads */
+        for (size_t j = 0; j < a->n_tens; j++) {
+            const struct tensor_ent *t = &a->tens[j];
+            if (t->fb < f->off || t->fe > f->off + f->len || strcmp(t->base, f->base)) continue;
+            int layer, expert;
+            enum mc_proj proj;
+            if (mc_role_from_name(t->name, &layer, &expert, &proj) != MC_ROLE_EXPERT || layer < 0 || expert < 0) continue;
+            if (n == cap) {
+                cap = cap ? cap * 2 : 256;
+                void *p = realloc(v, cap * sizeof *v);
+                if (!p) { free(v); *n_out = 0; return NULL; }
+                v = p;
+            }
+            v[n++] = (struct mc_expert_load){f->pid, f->device, layer, expert, (int)proj, f->t_from, f->t_until,
+                                             t->fe - t->fb};
+        }
+    }
+    if (n) qsort(v, n, sizeof *v, load_cmp);
+    *n_out = n;
+    return v;
 }

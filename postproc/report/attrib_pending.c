@@ -39,6 +39,7 @@ void attrib_flush_pending(struct mc_attrib *a, int force)
                 attrib_pend_apply(a, p, i, p->rtap + (size_t)i * (size_t)a->m->experts, 1);
         if (p->n_need) a->st.tap_missing_layers += (uint64_t)p->n_need;
         p->st.counts = p->counts;
+        p->st.cell_pid = NULL;   /* the stream has moved on: its per-expert processes are gone */
         p->st.context = p->ctx;
         if (a->cb) a->cb(&p->st, a->user);
         attrib_pend_free(p);

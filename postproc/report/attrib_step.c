@@ -184,6 +184,9 @@ void attrib_finish_step(struct mc_attrib *a, struct stream *s, int64_t sequences
     st.context_exact = s->ctx_exact;
     st.layers_seen = s->routers;
     st.elt = elt;
+    st.cell_pid = s->cell_pid;
+    st.n_procs = s->n_procs; st.remote_procs = s->remote_procs; st.comm_bytes = s->comm_bytes;
+    memcpy(st.procs, s->procs, (size_t)s->n_procs * sizeof *s->procs);
     if (a->n_moe && s->routers != a->n_moe) a->st.router_mismatch_steps++;
     if ((m->fs > 0 && !s->shared_calls) || (a->n_moe < m->layers && !s->dense_ffn_calls))
         a->st.structure_mismatch_steps++;

@@ -234,6 +234,12 @@ static int run_report(struct report_run *r, const struct report_opts *o)
         return -1;
     }
     report_collect_names(r->at, o->run_dir, r->names, r->nn, o->no_names);
+    {   /* offload traffic: routed experts read into memory (docs/attribution.md §7) */
+        size_t n_loads = 0;
+        struct mc_expert_load *loads = mc_attrib_expert_loads(r->at, &n_loads);
+        r->steps.offload = mc_offload_view_new(&r->model, loads, n_loads, r->steps.devices * r->steps.bw);
+        r->steps.ep = mc_ep_view_new(&r->model);
+    }
 
     r->notes = cJSON_CreateArray();
     r->replay = (struct report_replay){.at = r->at, .ga = r->ga, .model = &r->model, .hw = &r->hw, .steps = &r->steps,

@@ -1,5 +1,6 @@
 /* The report document (see report_doc.h): sections in schema order. */
 #include "report/report_doc.h"
+#include "report/system_class.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -111,6 +112,14 @@ int report_doc_build(struct report_doc *doc, struct report_doc_input *in, char *
     add_gpu_kernels(agg, &in->replay->kernels, r);
     cJSON_AddItemToObject(root, "aggregate", agg);
     report_expert_load_json(root, in->model, r->load_tokens, r->load_act, in->attrib->expert_ids_exact);
+    cJSON *offl = mc_offload_json(r->offload);
+    if (offl) cJSON_AddItemToObject(root, "offload", offl);
+    cJSON *epj = mc_ep_view_json(r->ep);
+    if (epj) cJSON_AddItemToObject(root, "expert_parallel", epj);
+    cJSON_AddItemToObject(root, "system_class",
+                          mc_system_class_json(r->offload, in->attrib, in->model, in->replay->n_gemm_pids,
+                                               mc_offload_step_processes(r->offload),
+                                               __builtin_popcountll(in->replay->gemm_devices)));
     cJSON_AddItemToObject(root, "moecap_compat", report_compat_json(r));
     add_client(root, in);
     if (in->lmeval_path) {

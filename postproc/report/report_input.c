@@ -42,14 +42,18 @@ void report_collect_names(struct mc_attrib *at, const char *run_dir, char **name
         struct mc_trace_rec rec;
         int32_t pid = (int32_t)i;   /* as the main pass: until the process record says */
         while (mc_trace_next(t, &rec) == MC_TRACE_RECORD) {
-            if (rec.type == MC_REC_PROCESS) pid = rec.u.process.pid;
-            else if (rec.type == MC_REC_TENSOR && !no_names) {
+            if (rec.type == MC_REC_PROCESS) {
+                pid = rec.u.process.pid;
+                mc_attrib_process(at, pid, rec.u.process.ppid);
+            } else if (rec.type == MC_REC_TENSOR && !no_names) {
                 const struct mc_rec_tensor *x = &rec.u.tensor;
                 mc_attrib_tensor(at, mc_trace_str(t, x->path_str), mc_trace_str(t, x->name_str),
                                  x->file_begin, x->file_end, x->shape, (int)(x->ndim > 8 ? 8 : x->ndim), x->dtype);
             } else if (rec.type == MC_REC_FILE_MAP) {
                 const struct mc_rec_file_map *f = &rec.u.file_map;
-                mc_attrib_file_map_t(at, pid, mc_trace_str(t, f->path_str), f->addr, f->file_offset, f->length,
+                if (f->device < 0 && (f->how == 1 || f->how == 2))   /* read buffers can be refilled */
+                    mc_attrib_file_read_t(at, pid, mc_trace_str(t, f->path_str), f->addr, f->file_offset, f->length, f->t_ns);
+                else mc_attrib_file_map_t(at, pid, mc_trace_str(t, f->path_str), f->addr, f->file_offset, f->length,
                                      f->device, f->t_ns);
             } else if (rec.type == MC_REC_ALLOC) {
                 const struct mc_rec_alloc *x = &rec.u.alloc;

@@ -72,7 +72,7 @@ void report_json_step(FILE *o, const struct mc_step *s, const struct mc_model *m
     put_dbl(o, "bytes", f->compat_bytes); fputs(", ", o); put_dbl(o, "flops", f->compat_flops); fputs(", ", o);
     put_dbl(o, "s_mbu", f->compat_s_mbu);
     if (f->with_mfu) { fputs(", ", o); put_dbl(o, "s_mfu", f->compat_s_mfu); }
-    fputs("}}", o);
+    fputs("}", o);   /* the step object stays open: the caller adds its own members and closes it */
 }
 
 /* One section (a member of the document's top-level object) at depth 1: cJSON's printer

@@ -23,7 +23,8 @@ struct report_step_figures {
     int with_mfu;                             /* 0: no peak FLOPS for the compute dtype */
 };
 
-/* One step's object on one line (no separator). */
+/* One step's object on one line (no separator), left open: the caller may add members
+ * (offload traffic, expert-parallel processes) and writes the closing brace. */
 void report_json_step(FILE *o, const struct mc_step *s, const struct mc_model *m, const struct report_step_figures *f);
 /* The whole document. 0, or -1 on a write error. */
 int report_json_write(const struct report_doc *doc, FILE *o);

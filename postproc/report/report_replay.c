@@ -85,12 +85,21 @@ static void on_kernel(struct report_kernels *kt, const struct mc_rec_kernel *k)
     if (k->end_ns > kt->last_ns) kt->last_ns = k->end_ns;
 }
 
+/* Which processes and GPU devices issued GEMMs (the run's class, system_class.c). */
+static void note_gemm_process(struct report_replay *rp, int32_t pid, int32_t device)
+{
+    if (device >= 0 && device < 64) rp->gemm_devices |= 1ull << device;
+    for (int k = 0; k < rp->n_gemm_pids; k++) if (rp->gemm_pids[k] == pid) return;
+    if (rp->n_gemm_pids < 64) rp->gemm_pids[rp->n_gemm_pids++] = pid;
+}
+
 static void on_record(struct report_replay *rp, struct report_cursor *c, const struct mc_trace_rec *rec)
 {
     switch (rec->type) {
     case MC_REC_GEMM:
         if (!rp->gemm_records++) first_gemm(rp, &rec->u.gemm);
         mc_attrib_gemm(rp->at, c->pid, &rec->u.gemm);
+        note_gemm_process(rp, c->pid, rec->u.gemm.device);
         break;
     case MC_REC_PROCESS: on_process(rp, c, rec); break;
     case MC_REC_TOPK_TAP: {

@@ -38,6 +38,8 @@ struct report_replay {
     struct mc_cost_report *cost;    /* gets the energy counters and the processes' hosts (may be NULL) */
     /* results */
     uint64_t records, gemm_records, dropped, step_marks;
+    int32_t gemm_pids[64]; int n_gemm_pids;   /* processes that issued GEMMs (class evidence) */
+    uint64_t gemm_devices;                    /* bit per GPU device of the GEMMs */
     struct report_kernels kernels;
     cJSON *processes;               /* run.processes (owned until given to the document) */
     cJSON *truncated_files;         /* run.truncated_files (likewise) */

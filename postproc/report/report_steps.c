@@ -66,6 +66,8 @@ void report_steps_free(struct report_steps *r)
 {
     if (r->records) fclose(r->records);
     free(r->rows); free(r->load_tokens); free(r->load_act);
+    mc_offload_view_free(r->offload);
+    mc_ep_view_free(r->ep);
     memset(r, 0, sizeof *r);
 }
 
@@ -92,6 +94,9 @@ void report_on_step(const struct mc_step *s, void *user)
 
     if (s->index) fputs(",\n", r->records);
     report_json_step(r->records, s, r->m, &f);
+    mc_offload_step(r->offload, s, r->records);
+    mc_ep_view_step(r->ep, s, r->records);
+    fputc('}', r->records);
 
     for (int i = 0; i < s->n_moe && r->load_tokens; i++)
         for (int64_t e = 0; e < s->n_experts; e++) {

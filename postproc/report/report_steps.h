@@ -15,6 +15,8 @@
 #include "hw/hw_profile.h"
 #include "report/attrib.h"
 #include "report/model.h"
+#include "report/offload_traffic.h"
+#include "report/expert_parallel_view.h"
 
 struct step_row {             /* what stays in memory per step */
     double time_s, s_mbu, s_mfu, mbu, mfu, c_smbu, c_smfu, bytes, flops;
@@ -42,6 +44,8 @@ struct report_steps {
     int ctx_inexact_steps;
     int n_moe;
     int oom;
+    struct mc_offload_view *offload;   /* offload traffic per step (NULL: none) */
+    struct mc_ep_view *ep;             /* expert-parallel processes per step (NULL: none) */
 };
 
 static inline double report_div0(double a, double b) { return b > 0 ? a / b : 0; }

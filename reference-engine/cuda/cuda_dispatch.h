@@ -13,13 +13,14 @@
 #include <string.h>
 #include <unistd.h>
 #include "engine.h"
+#include "offload.h"
 #include "cuda/cuda_engine.h"
 
 static inline int mr_cuda_dispatch(mr_model *m, int n, int32_t *const *prompts, const int *plen, int gen,
                                    long stagger, const char *moe, const char *dtype, FILE *gt, FILE *lf,
-                                   int print_text)
+                                   int print_text, enum mr_offload_policy offload, const char *budget_arg)
 {
-    struct mr_cuda_opts o = { 0, 0 };
+    struct mr_cuda_opts o = { 0, 0, 0, 0 };
     if (!strcmp(moe, "fused")) o.fused = 1;
     else if (strcmp(moe, "loop") != 0) {
         fprintf(stderr, "moe-ref run: --moe must be loop or fused, not \"%s\"\n", moe);
@@ -33,6 +34,24 @@ static inline int mr_cuda_dispatch(mr_model *m, int n, int32_t *const *prompts, 
     if (stagger) {
         fprintf(stderr, "moe-ref run: --stagger is not supported with --device cuda\n");
         return 2;
+    }
+    if (offload != MR_OFFLOAD_NONE) {   /* the budget is checked here, before any device work */
+        const struct mr_config *c = mr_model_config(m);
+        int elt = o.bf16 ? 2 : 4, nslots;
+        uint64_t budget;
+        char perr[512];
+        if (o.fused) {
+            fprintf(stderr, "moe-ref run: --offload with --device cuda needs --moe loop\n");
+            return 2;
+        }
+        if (mr_budget_bytes("moe-ref run", m, budget_arg, elt, &budget)) return 2;
+        if (mr_offload_plan(m, offload, budget, 3ull * (uint64_t)c->hidden * (uint64_t)c->moe_inter * (uint64_t)elt,
+                            &nslots, perr, sizeof perr)) {
+            fprintf(stderr, "moe-ref run: %s\n", perr);
+            return 2;
+        }
+        o.offload = (int)offload;
+        o.expert_budget = budget;
     }
     char path[PATH_MAX];
     const char *env = getenv("MOE_REF_CUDA_LIB");

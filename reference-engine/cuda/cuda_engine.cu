@@ -20,6 +20,7 @@
 
 extern "C" {
 #include "internal.h"
+#include "offload.h"
 }
 #include "cuda_engine.h"
 
@@ -319,12 +320,52 @@ struct dev_layer {
     W *sg = nullptr, *su = nullptr, *sd = nullptr, *sgate = nullptr;
 };
 
+/* Expert offloading's loader (offload.h): every routed expert in pinned host memory, laid
+ * out [layer][expert][gate, up, down], and a budget of device slots of the same layout;
+ * a load is one asynchronous host->device copy on the default stream, which orders it
+ * before the GEMMs that read the slot and after those that read its previous expert. */
+template <typename W>
+struct pinned_experts {
+    W *host = nullptr;       /* cudaHostAlloc'ed, layers x E x per */
+    W *slots = nullptr;      /* device, nslots x per (freed with the engine's allocations) */
+    size_t per = 0;          /* 3 x f x d elements */
+    int E = 0;
+};
+
+template <typename W>
+int pinned_load(void *ctx, int slot, int layer, int x, char *err, size_t errlen)
+{
+    auto *p = static_cast<pinned_experts<W> *>(ctx);
+    size_t key = (size_t)layer * p->E + x;
+    cudaError_t e = cudaMemcpyAsync(p->slots + (size_t)slot * p->per, p->host + key * p->per, p->per * sizeof(W),
+                                    cudaMemcpyHostToDevice, 0);
+    if (e != cudaSuccess) { snprintf(err, errlen, "loading expert %d of layer %d: %s", x, layer, cudaGetErrorString(e)); return -1; }
+    return 0;
+}
+
+int pinned_sync(void *, char *err, size_t errlen)
+{
+    cudaError_t e = cudaStreamSynchronize(0);
+    if (e != cudaSuccess) { snprintf(err, errlen, "expert loads: %s", cudaGetErrorString(e)); return -1; }
+    return 0;
+}
+
+template <typename W>
+void pinned_release(void *ctx)
+{
+    auto *p = static_cast<pinned_experts<W> *>(ctx);
+    if (p->host) cudaFreeHost(p->host);
+    delete p;
+}
+
 template <typename W>
 class engine {
 public:
-    engine(mr_model *m, const mr_cuda_opts *o) : m_(m), c_(m->cfg), fused_(o->fused) {}
+    engine(mr_model *m, const mr_cuda_opts *o)
+        : m_(m), c_(m->cfg), fused_(o->fused), policy_((mr_offload_policy)o->offload), budget_(o->expert_budget) {}
     ~engine()
     {
+        mr_offload_free(off_);   /* joins the swap thread before the memory goes */
         for (void *p : allocs_) cudaFree(p);
         if (blas_) cublasDestroy(blas_);
     }
@@ -335,6 +376,11 @@ private:
     mr_model *m_;
     mr_config c_;
     int fused_;
+    mr_offload_policy policy_;
+    uint64_t budget_;
+    mr_offload *off_ = nullptr;
+    W *slots_ = nullptr;          /* offload: the device expert slots */
+    char oerr_[512] = "";
     cublasHandle_t blas_ = nullptr;
     std::vector<void *> allocs_;
     W *embed_ = nullptr, *final_norm_ = nullptr, *lm_head_ = nullptr;
@@ -406,9 +452,11 @@ private:
                 continue;
             }
             D.router = upload(w.router, E * d);
-            D.eg = upload_experts(w.eg, (int)E, f * d);
-            D.eu = upload_experts(w.eu, (int)E, f * d);
-            D.ed = upload_experts(w.ed, (int)E, d * f);
+            if (policy_ == MR_OFFLOAD_NONE) {   /* else experts come through the slots (setup_offload) */
+                D.eg = upload_experts(w.eg, (int)E, f * d);
+                D.eu = upload_experts(w.eu, (int)E, f * d);
+                D.ed = upload_experts(w.ed, (int)E, d * f);
+            }
             if (fs > 0) {
                 D.sg = upload(w.sg, fs * d);
                 D.su = upload(w.su, fs * d);
@@ -416,6 +464,46 @@ private:
                 D.sgate = upload(w.sgate, d);
             }
         }
+    }
+
+    /* Offloading: every routed expert read from the weights file into pinned host memory
+     * (f32: pread straight into it, so a profiler names the bytes; bf16: converted), device
+     * slots under the budget, and the policy core (offload.c) over them. */
+    void setup_offload()
+    {
+        size_t d = c_.hidden, f = c_.moe_inter, per = 3 * f * d;
+        int nslots;
+        if (mr_offload_plan(m_, policy_, budget_, per * sizeof(W), &nslots, oerr_, sizeof oerr_))
+            throw cuda_failure(oerr_);
+        auto *p = new pinned_experts<W>();
+        p->per = per;
+        p->E = c_.experts;
+        size_t n = (size_t)c_.layers * c_.experts * per;
+        if (cudaHostAlloc((void **)&p->host, n * sizeof(W), cudaHostAllocDefault) != cudaSuccess) {
+            delete p;
+            throw cuda_failure("cudaHostAlloc of the experts' pinned memory failed");
+        }
+        int *fds = mr_offload_open_files(m_, oerr_, sizeof oerr_);
+        std::vector<float> tmp(sizeof(W) == sizeof(float) ? 0 : per);
+        int bad = !fds;
+        for (int l = 0; l < c_.layers && !bad; l++) {
+            if (m_->lw[l].dense) continue;
+            for (int x = 0; x < c_.experts && !bad; x++) {
+                W *dst = p->host + ((size_t)l * c_.experts + x) * per;
+                float *into = sizeof(W) == sizeof(float) ? (float *)(void *)dst : tmp.data();
+                bad = mr_offload_read_expert(m_, fds, l, x, into, oerr_, sizeof oerr_) != 0;
+                if (!bad && sizeof(W) != sizeof(float))
+                    for (size_t i = 0; i < per; i++) dst[i] = (W)__float2bfloat16(tmp[i]);
+            }
+        }
+        mr_offload_close_files(m_, fds);
+        if (bad) { pinned_release<W>(p); throw cuda_failure(oerr_); }
+        slots_ = dalloc<W>((size_t)nslots * per);
+        p->slots = slots_;
+        mr_offload_loader ld = {p, pinned_load<W>, pinned_sync, pinned_release<W>, "pinned_host"};
+        int usage = 0;
+        off_ = mr_offload_new_with(m_, policy_, budget_, per * sizeof(W), &ld, oerr_, sizeof oerr_, &usage);
+        if (!off_) throw cuda_failure(oerr_);
     }
 
     void alloc_scratch(int Tmax, int nseq)
@@ -506,6 +594,7 @@ private:
             std::vector<int> sel((size_t)T * K), eoff(E + 1), etok((size_t)T * K), fill(E, 0);
             ck(cudaMemcpy(lg.data(), rl_, lg.size() * sizeof(float), cudaMemcpyDeviceToHost), "copy router logits");
             for (int t = 0; t < T; t++) mr_route_token(&c_, &lg[(size_t)t * E], &sel[(size_t)t * K], &selw[(size_t)t * K]);
+            if (off_) mr_offload_route(off_, l, lg.data(), T, sel.data(), selw.data());
             std::fill(cnt, cnt + E, 0);
             for (int i = 0; i < T * K; i++) cnt[sel[i]]++;
             eoff[0] = 0;
@@ -522,11 +611,19 @@ private:
             for (int x = 0; x < E; x++) {
                 int mx = cnt[x];
                 if (!mx) continue;
+                const W *eg = w.eg + (size_t)x * f * d, *eu = w.eu + (size_t)x * f * d, *ed = w.ed + (size_t)x * d * f;
+                if (off_) {   /* the expert's slot: gate, up, down back to back */
+                    int s = mr_offload_slot(off_, l, x, oerr_, sizeof oerr_);
+                    if (s < 0) throw cuda_failure(oerr_);
+                    eg = slots_ + (size_t)s * 3 * f * d;
+                    eu = eg + (size_t)f * d;
+                    ed = eu + (size_t)f * d;
+                }
                 MR_LAUNCH(k_gather_rows, mx, 256)(xe_, xn_, etok_ + eoff[x], mx, d);
-                gemm(xe_, mx, w.eg + (size_t)x * f * d, f, d, g_, W_ROUTED);
-                gemm(xe_, mx, w.eu + (size_t)x * f * d, f, d, u_, W_ROUTED);
+                gemm(xe_, mx, eg, f, d, g_, W_ROUTED);
+                gemm(xe_, mx, eu, f, d, u_, W_ROUTED);
                 MR_LAUNCH(k_silu_mul, blocks((size_t)mx * f, 256), 256)(g_, u_, (size_t)mx * f);
-                gemm(g_, mx, w.ed + (size_t)x * d * f, d, f, dn_, W_ROUTED);
+                gemm(g_, mx, ed, d, f, dn_, W_ROUTED);
                 MR_LAUNCH(k_scatter_add, mx, 256)(moe_, dn_, etok_ + eoff[x], ew_ + eoff[x], mx, d);
             }
         }
@@ -558,8 +655,10 @@ void engine<W>::run(int nseq, int32_t *const *prompts, const int *plen, int gen,
         throw cuda_failure("--moe fused supports at most 65535 (token, expert) pairs per step; "
                            "use fewer or shorter prompts");
     ckb(cublasCreate(&blas_), "cublasCreate");
+    if (policy_ != MR_OFFLOAD_NONE && fused_) throw cuda_failure("expert offloading needs --moe loop");
     load_weights();
     alloc_scratch(Tmax, nseq);
+    if (policy_ != MR_OFFLOAD_NONE) setup_offload();
     const int d = c_.hidden, hd = c_.head_dim, H = c_.heads, HK = c_.kv_heads, qd = H * hd, kvd = HK * hd;
     const int L = c_.layers, E = std::max(c_.experts, 1), V = c_.vocab;
     std::vector<int> len(nseq, 0), last(nseq, 0), layer_cnt((size_t)L * E, 0);
@@ -581,6 +680,7 @@ void engine<W>::run(int nseq, int32_t *const *prompts, const int *plen, int gen,
             if (counts[i] > 1) { any_multi = 1; all_one = 0; }
         }
         const char *kind = all_empty && any_multi ? "prefill" : all_one ? "decode" : "mixed";
+        if (off_ && mr_offload_step_begin(off_, oerr_, sizeof oerr_)) throw cuda_failure(oerr_);
         a_ = acct{};
         ck(cudaDeviceSynchronize(), "sync");
         uint64_t t0 = mr_now_ns();
@@ -629,6 +729,7 @@ void engine<W>::run(int nseq, int32_t *const *prompts, const int *plen, int gen,
             out_ids[i][step] = best;
         }
         uint64_t t1 = mr_now_ns();
+        if (off_) mr_offload_step_end(off_);
         if (gt) {
             fprintf(gt, "{\"step\": %d, \"kind\": \"%s\", \"sequences\": %d, \"tokens\": %d, \"seq_tokens\": [",
                     step, kind, nseq, T);
@@ -646,7 +747,9 @@ void engine<W>::run(int nseq, int32_t *const *prompts, const int *plen, int gen,
                 fprintf(gt, "], \"tokens_per_expert\": [");
                 first = 1;
                 for (int x = 0; x < E; x++) if (cnt[x]) { fprintf(gt, "%s%d", first ? "" : ", ", cnt[x]); first = 0; }
-                fprintf(gt, "]}");
+                fputc(']', gt);
+                if (off_) mr_offload_gt_layer(off_, gt, l);
+                fputc('}', gt);
             }
             uint64_t btot = a_.bytes[0] + a_.bytes[1] + a_.bytes[2] + a_.kv_read + a_.kv_written;
             fprintf(gt, "], \"bytes\": {\"dense_weights\": %llu, \"routed_expert_weights\": %llu, "
@@ -659,9 +762,12 @@ void engine<W>::run(int nseq, int32_t *const *prompts, const int *plen, int gen,
                     (unsigned long long)(a_.flops_gemm + a_.flops_att), (unsigned long long)a_.calls,
                     fused_ ? "fused" : "loop", sizeof(W) == 4 ? "f32" : "bf16");
             for (int i = 0; i < nseq; i++) fprintf(gt, "%s%d", i ? ", " : "", next[i]);
-            fprintf(gt, "]}\n");
+            fputc(']', gt);
+            if (off_) mr_offload_gt_step(off_, gt);
+            fprintf(gt, "}\n");
             fflush(gt);
         }
+        if (off_) mr_offload_swap_start(off_);   /* swapmoe: the next step's set, in the background */
         if (lf) {
             fprintf(lf, "{\"step\": %d, \"seqs\": [", step);
             for (int i = 0; i < nseq; i++) fprintf(lf, "%s%d", i ? ", " : "", i);

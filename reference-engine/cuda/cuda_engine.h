@@ -8,7 +8,10 @@
  *           interposition, visible to the kernel-parameter tap in data/taps/moe-ref.json.
  * Weights are uploaded with cudaMemcpy straight from the mmap'ed safetensors (f32) or
  * converted to bf16 first (--dtype bf16: weights and KV cache bf16, activations f32,
- * cublasGemmEx bf16 x bf16 -> f32 with f32 accumulation). */
+ * cublasGemmEx bf16 x bf16 -> f32 with f32 accumulation). With offload (loop style only),
+ * the routed experts stay in pinned host memory (read there with pread from the weights
+ * file) and only a budget of device slots holds experts, filled with cudaMemcpyAsync
+ * (reference-engine/offload.h: ondemand LRU or swapmoe). */
 #ifndef MOE_REF_CUDA_ENGINE_H
 #define MOE_REF_CUDA_ENGINE_H
 
@@ -24,6 +27,8 @@ struct mr_model;
 struct mr_cuda_opts {
     int fused;      /* 0 = loop, 1 = fused */
     int bf16;       /* 0 = f32, 1 = bf16 */
+    int offload;    /* enum mr_offload_policy: 0 = every expert on the device (loop only otherwise) */
+    unsigned long long expert_budget;   /* device bytes of expert slots with offload */
 };
 
 /* Prefill all nseq prompts in one step, then `gen - 1` greedy decode steps (batch of all

@@ -7,6 +7,7 @@
  * requests finish, then exit 0. See docs/serve.md. */
 #include "budget.h"
 #include "engine.h"
+#include "offload.h"
 #include "http.h"
 #include "sched.h"
 #include <cjson/cJSON.h>
@@ -32,6 +33,7 @@ int mr_cmd_serve(int argc, char **argv);
 
 struct server {
     const char *model_dir, *host, *gt_path, *port_file;
+    const char *budget_arg, *offload_arg;   /* --expert-budget, --offload (offload.h) */
     char model_name[256];
     int port, max_batch, threads, max_conn, read_timeout_s, write_timeout_s, drain_timeout_s, mixed, quiet;
     int max_request_mib;
@@ -76,7 +78,10 @@ static void serve_usage(FILE *f)
         "  --write-timeout S     seconds a blocked write may wait for the client (default 30)\n"
         "  --drain-timeout S     on SIGTERM, seconds to wait for in-flight requests (default 120)\n"
         "  --port-file FILE      write the listening port there once ready\n"
-        "  --quiet               no per-request log lines on stderr\n");
+        "  --quiet               no per-request log lines on stderr\n"
+        "  --expert-budget B     routed experts in slots of at most B bytes (or P%% of all), read\n"
+        "                        from the weights file (docs/reference-engine.md)\n"
+        "  --offload ondemand|swapmoe   offloading policy with --expert-budget (default ondemand)\n");
 }
 
 static int parse_int(const char *opt, const char *v, int lo, int hi, int *out)
@@ -111,6 +116,8 @@ static int parse_args(int argc, char **argv, struct server *S)
         else if (!strcmp(a, "--host")) S->host = v;
         else if (!strcmp(a, "--ground-truth")) S->gt_path = v;
         else if (!strcmp(a, "--port-file")) S->port_file = v;
+        else if (!strcmp(a, "--expert-budget")) S->budget_arg = v;
+        else if (!strcmp(a, "--offload")) S->offload_arg = v;
         else if (!strcmp(a, "--served-model-name")) name = v;
         else if (!strcmp(a, "--port")) { if (parse_int(a, v, 0, 65535, &S->port)) return -1; }
         else if (!strcmp(a, "--max-batch")) { if (parse_int(a, v, 1, 4096, &S->max_batch)) return -1; }
@@ -768,12 +775,24 @@ int mr_cmd_serve(int argc, char **argv)
     mallopt(M_MMAP_THRESHOLD, 128 * 1024);
     mallopt(M_TRIM_THRESHOLD, 1024 * 1024);
     mallopt(M_ARENA_MAX, 2);
+    enum mr_offload_policy policy;
+    if (mr_parse_offload("moe-ref serve", S.budget_arg, S.offload_arg, &policy)) return 2;
     char err[512];
     S.model = mr_model_load(S.model_dir, err, sizeof err);
     if (!S.model) { fprintf(stderr, "moe-ref serve: %s\n", err); return 1; }
     S.cfg = mr_model_config(S.model);
     S.eng = mr_engine_create(S.model, S.threads, err, sizeof err);
     if (!S.eng) { fprintf(stderr, "moe-ref serve: %s\n", err); mr_model_free(S.model); return 1; }
+    if (policy != MR_OFFLOAD_NONE) {
+        uint64_t budget = 0;
+        int parsed = mr_budget_bytes("moe-ref serve", S.model, S.budget_arg, 4, &budget) == 0;   /* else printed */
+        int orc = parsed ? mr_engine_set_offload(S.eng, policy, budget, err, sizeof err) : -2;
+        if (orc) {
+            if (parsed) fprintf(stderr, "moe-ref serve: %s\n", err);
+            mr_engine_free(S.eng); mr_model_free(S.model);
+            return orc == -2 ? 2 : 1;
+        }
+    }
     if (S.gt_path) {
         S.gt = fopen(S.gt_path, "w");
         if (!S.gt) {

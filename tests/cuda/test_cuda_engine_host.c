@@ -76,7 +76,7 @@ static void test_no_device(void)
     struct mr_model *m = (struct mr_model *)1;   /* never dereferenced before the device check */
     int32_t p0[2] = { 1, 2 }, *prompts[1] = { p0 }, o0[1], *out[1] = { o0 };
     int plen[1] = { 2 };
-    struct mr_cuda_opts o = { 0, 0 };
+    struct mr_cuda_opts o = { 0, 0, 0, 0 };   /* loop, f32, no offloading */
     char err[256] = "";
     int rc = mr_cuda_run(m, 1, prompts, plen, 1, &o, NULL, NULL, out, err, sizeof err);
     if (rc == 0) { printf("skip - test_no_device (a CUDA device is present)\n"); return; }

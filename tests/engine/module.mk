@@ -6,5 +6,5 @@ $(TBIN)/test_engine_api: $(OBJ)/tests/engine/test_engine_api.o $(LIB)/libmoeref.
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(MOEREF_LIBS)
 
-TESTS     += tests/engine/test_engine.py $(TBIN)/test_engine_api
+TESTS     += tests/engine/test_engine.py $(TBIN)/test_engine_api tests/engine/test_offload.py tests/engine/test_offload_cuda_emu.py
 TEST_DEPS += $(BIN)/moe-ref $(TBIN)/test_engine_api

@@ -22,14 +22,16 @@ $(EMU_DIR)/libcublas.so.13: tests/cuda/emu/emu_cublas.c tests/cuda/emu/simt_emu_
 # The engine's kernels and host code, unchanged, as host C++.
 $(OBJ)/tests/cuda/emu/cuda_engine_emu.o: reference-engine/cuda/cuda_engine.cu tests/cuda/emu/simt_emu.h \
         tests/cuda/emu/simt_emu_api.h reference-engine/cuda/cuda_engine.h reference-engine/internal.h \
-        reference-engine/engine.h
+        reference-engine/engine.h reference-engine/offload.h
 	@mkdir -p $(dir $@)
 	$(CXX) $(EMU_CXXFLAGS) -x c++ -include tests/cuda/emu/simt_emu.h -c $< -o $@
 
 $(EMU_DIR)/libmoeref-cuda-emu.so: $(OBJ)/tests/cuda/emu/cuda_engine_emu.o $(OBJ)/reference-engine/routing.o \
+        $(OBJ)/reference-engine/offload.o \
         $(EMU_DIR)/libcudart.so.13 $(EMU_DIR)/libcublas.so.13
 	@mkdir -p $(dir $@)
-	$(CXX) -shared -o $@ $(OBJ)/tests/cuda/emu/cuda_engine_emu.o $(OBJ)/reference-engine/routing.o $(LDFLAGS) \
+	$(CXX) -shared -o $@ $(OBJ)/tests/cuda/emu/cuda_engine_emu.o $(OBJ)/reference-engine/routing.o \
+	    $(OBJ)/reference-engine/offload.o $(LDFLAGS) \
 	    -L$(EMU_DIR) -l:libcublas.so.13 -l:libcudart.so.13 -Wl,-rpath,'$$ORIGIN' -lm
 
 TESTS += tests/cuda/emu/test_cuda_emu_engine.py tests/cuda/emu/test_cuda_emu_chain.py tests/cuda/emu/test_validate_emu.sh \
