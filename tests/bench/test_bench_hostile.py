@@ -15,7 +15,7 @@
 import json, os, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from tap import BUILD, ROOT, check, finish  # noqa: E402
+from tap import BUILD, ROOT, check, finish, wait_port  # noqa: E402
 
 MOECAP = os.path.join(ROOT, BUILD, "bin", "moecap")
 
@@ -45,11 +45,7 @@ def main():
     portf = os.path.join(tmp, "port")
     srv = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "bench", "mock_openai.py"), portf, "120"])
     try:
-        for _ in range(100):
-            if os.path.exists(portf):
-                break
-            time.sleep(0.05)
-        port = int(open(portf).read())
+        port = wait_port(portf, srv)
 
         rc, dt, idle_peak, err = bench(port, tmp, "good", os.path.join(tmp, "good"), "-n", "2", "--timeout", "10")
         check(rc == 0, "a well-behaved run works (reference peak RSS %.1f MiB)" % (idle_peak / 2**20), err)
