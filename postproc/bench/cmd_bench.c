@@ -1,8 +1,9 @@
 /* `moecap bench`: drives an OpenAI-compatible server (/v1/completions or
  * /v1/chat/completions, streamed) with a dataset through libcurl's multi interface,
  * records one JSON line per request (RUN_DIR/requests.jsonl) and writes the client-side
- * summary (RUN_DIR/bench-summary.json, and vllm-bench.json with vLLM's field names). Definitions follow vLLM `bench serve`
- * (docs/bench.md). Closed loop (--concurrency C) or Poisson arrivals (--rate R). */
+ * summary (RUN_DIR/bench-summary.json, and vllm-bench.json with vLLM's field names).
+ * Definitions follow vLLM `bench serve` (docs/bench.md). Closed loop (--concurrency C) or
+ * Poisson arrivals (--rate R). */
 #include "commands.h"
 #include "dataset.h"
 #include "outfile.h"
