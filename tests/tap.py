@@ -1,9 +1,10 @@
 """Shared helpers of the Python tests: the case lines tests/run-tests.sh counts, the build
-paths, and keeping a failed test's temporary directory. Tests import it after
+paths, waiting for a server's port file, keeping a failed test's temporary directory. Tests import it after
 `sys.path.insert(0, <tests folder>)`."""
 import os
 import shutil
 import sys
+import time
 
 ROOT = os.environ.get("MOECAP_ROOT", os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 BUILD = os.environ.get("BUILD", "build")
@@ -30,3 +31,14 @@ def finish(*tmpdirs):
         else:
             shutil.rmtree(d, ignore_errors=True)
     return 1 if FAILS else 0
+
+
+def wait_port(portf, proc, seconds=10.0):
+    """The port a server wrote to portf (it writes the file whole, by rename), or None when
+    proc exited or nothing came within `seconds`."""
+    end = time.time() + seconds
+    while time.time() < end and proc.poll() is None:
+        if os.path.exists(portf):
+            return int(open(portf).read())
+        time.sleep(0.05)
+    return int(open(portf).read()) if os.path.exists(portf) else None

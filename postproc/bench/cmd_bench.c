@@ -1,8 +1,9 @@
 /* `moecap bench`: drives an OpenAI-compatible server (/v1/completions or
  * /v1/chat/completions, streamed) with a dataset through libcurl's multi interface,
  * records one JSON line per request (RUN_DIR/requests.jsonl) and writes the client-side
- * summary (RUN_DIR/bench-summary.json). Definitions follow vLLM `bench serve`
- * (docs/bench.md). Closed loop (--concurrency C) or Poisson arrivals (--rate R). */
+ * summary (RUN_DIR/bench-summary.json, and vllm-bench.json with vLLM's field names).
+ * Definitions follow vLLM `bench serve` (docs/bench.md). Closed loop (--concurrency C) or
+ * Poisson arrivals (--rate R). */
 #include "commands.h"
 #include "dataset.h"
 #include "outfile.h"
@@ -100,7 +101,8 @@ static void usage(FILE *f)
         "  --seed X             seed for synthetic prompts and Poisson arrivals (default 0)\n"
         "  --goodput SLOS       ttft:MS,tpot:MS,e2el:MS (any subset): requests meeting all per second\n"
         "  --quiet              no progress output\n"
-        "  --out RUN_DIR        writes RUN_DIR/requests.jsonl and RUN_DIR/bench-summary.json\n"
+        "  --out RUN_DIR        writes RUN_DIR/requests.jsonl, RUN_DIR/bench-summary.json and\n"
+        "                       RUN_DIR/vllm-bench.json (the summary under `vllm bench serve` field names)\n"
         "Environment: OPENAI_API_KEY (sent as a bearer token when set).\n");
 }
 

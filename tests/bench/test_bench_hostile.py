@@ -15,7 +15,7 @@
 import json, os, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from tap import BUILD, ROOT, check, finish  # noqa: E402
+from tap import BUILD, ROOT, check, finish, wait_port  # noqa: E402
 
 MOECAP = os.path.join(ROOT, BUILD, "bin", "moecap")
 
@@ -25,9 +25,15 @@ def bench(port, tmp, mode, out, *extra):
     ds = os.path.join(tmp, mode + ".jsonl")
     with open(ds, "w") as f:
         f.write(json.dumps({"prompt": "MODE %s go" % mode, "expected": "42", "type": "gsm8k"}) + "\n")
+    # under ASan a freed block waits in a 256 MiB quarantine before reuse, which would look
+    # like growth; a small quarantine keeps the RSS check meaningful there
+    env = dict(os.environ)
+    if os.environ.get("SAN") == "1":
+        env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=4"
     t0 = time.time()
     p = subprocess.Popen([MOECAP, "bench", "--url", "http://127.0.0.1:%d/v1" % port, "--dataset", ds, "--model", "m",
-                          "--quiet", "--out", out] + list(extra), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                          "--quiet", "--out", out] + list(extra), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         env=env)
     _, status, ru = os.wait4(p.pid, 0)
     p.returncode = os.waitstatus_to_exitcode(status)
     return p.returncode, time.time() - t0, ru.ru_maxrss * 1024, p.stderr.read().decode(errors="replace")
@@ -45,21 +51,22 @@ def main():
     portf = os.path.join(tmp, "port")
     srv = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "bench", "mock_openai.py"), portf, "120"])
     try:
-        for _ in range(100):
-            if os.path.exists(portf):
-                break
-            time.sleep(0.05)
-        port = int(open(portf).read())
+        port = wait_port(portf, srv)
 
-        rc, dt, idle_peak, err = bench(port, tmp, "good", os.path.join(tmp, "good"), "-n", "2", "--timeout", "10")
-        check(rc == 0, "a well-behaved run works (reference peak RSS %.1f MiB)" % (idle_peak / 2**20), err)
+        rc, dt_good, idle_peak, err = bench(port, tmp, "good", os.path.join(tmp, "good"), "-n", "2", "--timeout", "10")
+        check(rc == 0, "a well-behaved run works (%.2f s, reference peak RSS %.1f MiB)" % (dt_good, idle_peak / 2**20), err)
 
         out = os.path.join(tmp, "flood")
         rc, dt, peak, err = bench(port, tmp, "flood", out, "-n", "2", "--concurrency", "2", "--timeout", "3")
         size = os.path.getsize(os.path.join(out, "requests.jsonl"))
         recs = records(out)
+        dur = json.load(open(os.path.join(out, "bench-summary.json")))["duration_s"]
         print("# flood: %.2f s, peak RSS %.1f MiB, log %d bytes, chunks %s" % (dt, peak / 2**20, size, [r["chunks"] for r in recs]))
-        check(dt < 5.0, "endless stream with --timeout 3: bench ends in %.2f s" % dt)
+        # the requests end at the timeout, and what follows them (log, summary) is quick: the
+        # whole run takes at most the reference run's time (process start and exit, a 0.7 s
+        # stream) + 3.5 s (before: 19.8 s with --timeout 5)
+        check(dur < 3.5 and dt < dt_good + 3.5, "endless stream with --timeout 3: requests end after %.2f s, "
+              "bench after %.2f s (reference run %.2f s)" % (dur, dt, dt_good))
         check(len(recs) == 2 and all(not r["ok"] and r["error"].startswith("timeout") and r["chunks"] > 1000 for r in recs),
               "both requests recorded as timeouts after many chunks", [(r["error"], r["chunks"]) for r in recs])
         check(peak < idle_peak + 16 * 2**20, "peak RSS %.1f MiB < reference %.1f MiB + 16 MiB" % (peak / 2**20, idle_peak / 2**20))

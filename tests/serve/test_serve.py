@@ -17,7 +17,7 @@ Checks, each against an independent expectation:
 import json, os, signal, socket, subprocess, sys, tempfile, threading, time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from tap import BUILD, FAILS, ROOT, check, finish  # noqa: E402
+from tap import BUILD, FAILS, ROOT, check, finish, wait_port  # noqa: E402
 
 MOEREF = os.path.join(ROOT, BUILD, "bin", "moe-ref")
 TMPDIRS = []
@@ -111,14 +111,10 @@ def main():
                             "--max-batch", str(MAXB), "--max-connections", str(MAXC), "--read-timeout", "2",
                             "--ground-truth", gt], stderr=open(log, "w"))
     try:
-        for _ in range(100):
-            if os.path.exists(portf) or srv.poll() is not None:
-                break
-            time.sleep(0.05)
-        if not check(os.path.exists(portf), "server starts"):
+        port = wait_port(portf, srv)
+        if not check(port is not None, "server starts"):
             print("# " + open(log).read())
             return 1
-        port = int(open(portf).read())
         run_checks(port, model, tmp, gt, log, srv, MAXB, MAXC)
     finally:
         if srv.poll() is None:
@@ -134,11 +130,7 @@ def mixed_mode(model, tmp):
     srv = subprocess.Popen([MOEREF, "serve", "--model", model, "--port", "0", "--port-file", portf, "--mixed",
                             "--max-batch", "8", "--ground-truth", gt, "--quiet"], stderr=open(log, "w"))
     try:
-        for _ in range(100):
-            if os.path.exists(portf):
-                break
-            time.sleep(0.05)
-        port = int(open(portf).read())
+        port = wait_port(portf, srv)
         res = []
 
         def client(k):

@@ -18,7 +18,7 @@ import json, os, socket, subprocess, sys, tempfile, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from tap import check, finish  # noqa: E402
+from tap import check, finish, wait_port  # noqa: E402
 from test_serve import MOEREF, post, raw, stream_result  # noqa: E402
 
 KIB, MIB = 1024, 1 << 20
@@ -37,11 +37,7 @@ def start(model, tmp, name, *extra):
     log = open(os.path.join(tmp, name + ".log"), "w")
     srv = subprocess.Popen([MOEREF, "serve", "--model", model, "--port", "0", "--port-file", portf, "--quiet"]
                            + list(extra), stderr=log)
-    for _ in range(200):
-        if os.path.exists(portf) or srv.poll() is not None:
-            break
-        time.sleep(0.05)
-    return srv, int(open(portf).read())
+    return srv, wait_port(portf, srv)
 
 
 def burst(port, body, n):
