@@ -413,6 +413,31 @@ def bench_driver(tmp, gguf, k):
     print(f"# bench: {len(steps)} steps on {len(tids)} thread(s), kinds {sorted({s['kind'] for s in steps})}")
 
 
+def bad_inputs(tmp, models):
+    """moe-ref gguf and moecap report --model X.gguf refuse what they cannot represent."""
+    md = os.path.join(tmp, "ds")
+    run([MOEREF, "gen", "--arch", "deepseek_v2", "--out", md])
+    p = run([MOEREF, "gguf", "--model", md, "--out", os.path.join(tmp, "ds.gguf")], check=False)
+    ok(p.returncode == 2 and "mixtral and qwen2_moe" in p.stderr, "moe-ref gguf: deepseek_v2 refused (exit 2)", p.stderr)
+    odd = os.path.join(tmp, "odd")
+    run([MOEREF, "gen", "--arch", "mixtral", "--out", odd, "--hidden", "48", "--heads", "4", "--kv-heads", "2"])
+    p = run([MOEREF, "gguf", "--model", odd, "--out", os.path.join(tmp, "odd.gguf"), "--type", "q8_0"], check=False)
+    ok(p.returncode == 2 and "multiple of 32" in p.stderr, "moe-ref gguf: q8_0 rows of 48 refused (exit 2)", p.stderr)
+    p = run([MOEREF, "gguf", "--model", odd, "--out", os.path.join(tmp, "odd.gguf"), "--type", "q5_k"], check=False)
+    ok(p.returncode == 2 and "unknown --type" in p.stderr, "moe-ref gguf: unknown --type (exit 2)", p.stderr)
+    # moecap report: a truncated GGUF and an architecture it does not know
+    run_dir = os.path.join(tmp, "mixtral-f32-b1", "run")
+    blob = open(models["mixtral", "f32"][1], "rb").read()
+    cut = os.path.join(tmp, "cut.gguf")
+    open(cut, "wb").write(blob[:2000])
+    p = run([MOECAP, "report", run_dir, "--model", cut, "--hw", HW, "--out", os.path.join(tmp, "r-cut")], check=False)
+    ok(p.returncode == 2 and "truncated or malformed" in p.stderr, "report: truncated GGUF --model (exit 2)", p.stderr)
+    arch = os.path.join(tmp, "arch.gguf")
+    open(arch, "wb").write(blob.replace(b"\x05\x00\x00\x00\x00\x00\x00\x00llama", b"\x05\x00\x00\x00\x00\x00\x00\x00llamb", 1))
+    p = run([MOECAP, "report", run_dir, "--model", arch, "--hw", HW, "--out", os.path.join(tmp, "r-arch")], check=False)
+    ok(p.returncode == 2 and "not supported" in p.stderr, "report: GGUF of an unsupported architecture (exit 2)", p.stderr)
+
+
 def main():
     for f in (MOEREF, MOECAP, SHIM):
         if not os.path.exists(f):
@@ -446,6 +471,7 @@ def main():
     agreement(tmp, "agree-mixtral", *models["mixtral", "f32"], P3, 24)
     agreement(tmp, "agree-qwen2moe", *models["qwen2_moe", "f32"], P3, 24)
     unknown_version(tmp, models["mixtral", "f32"][1])
+    bad_inputs(tmp, models)
     bench_driver(tmp, models["qwen2_moe", "f32"][1], 2)
     if not failures:
         subprocess.run(["rm", "-rf", tmp])
