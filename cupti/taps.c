@@ -12,7 +12,12 @@
 
 /* ---- expressions: recursive descent over the text ---- */
 
-struct ev { const char *p; const struct mc_tap_launch *l; int err; };
+/* Descriptions are data files: every operation is checked (overflow, division of INT64_MIN by
+ * -1, nesting deeper than EV_MAX_DEPTH, parameter numbers beyond what a launch can have) and
+ * sets err instead of misbehaving. */
+#define EV_MAX_DEPTH 64
+#define EV_MAX_PARAM 4096
+struct ev { const char *p; const struct mc_tap_launch *l; int err; int depth; };
 
 static void skip_ws(struct ev *e) { while (isspace((unsigned char)*e->p)) e->p++; }
 static int64_t ev_sum(struct ev *e);
@@ -20,7 +25,8 @@ static int64_t ev_sum(struct ev *e);
 static int64_t read_param(struct ev *e, int idx, int width, int is_signed)
 {
     if (!e->l) return 1;   /* syntax check only */
-    if (idx < 0 || (e->l->nparams >= 0 && idx >= e->l->nparams) || !e->l->params || !e->l->params[idx]) {
+    if (idx < 0 || idx >= EV_MAX_PARAM || (e->l->nparams >= 0 && idx >= e->l->nparams) || !e->l->params ||
+        !e->l->params[idx]) {
         e->err = 1;
         return 0;
     }
@@ -32,7 +38,17 @@ static int64_t read_param(struct ev *e, int idx, int width, int is_signed)
     }
 }
 
+static int64_t ev_atom_inner(struct ev *e);
+
 static int64_t ev_atom(struct ev *e)
+{
+    if (e->err || ++e->depth > EV_MAX_DEPTH) { e->err = 1; return 0; }
+    int64_t v = ev_atom_inner(e);
+    e->depth--;
+    return v;
+}
+
+static int64_t ev_atom_inner(struct ev *e)
 {
     skip_ws(e);
     if (*e->p == '(') {
@@ -43,7 +59,12 @@ static int64_t ev_atom(struct ev *e)
         e->p++;
         return v;
     }
-    if (*e->p == '-') { e->p++; return -ev_atom(e); }
+    if (*e->p == '-') {
+        e->p++;
+        int64_t v = ev_atom(e), r;
+        if (__builtin_sub_overflow((int64_t)0, v, &r)) { e->err = 1; return 0; }
+        return r;
+    }
     if (isdigit((unsigned char)*e->p)) {
         char *end;
         long long v = strtoll(e->p, &end, 10);
@@ -54,6 +75,7 @@ static int64_t ev_atom(struct ev *e)
         char *end;
         long idx = strtol(e->p + 1, &end, 10);
         e->p = end;
+        if (idx >= EV_MAX_PARAM) { e->err = 1; return 0; }
         int width = 4, sgn = 1;
         if (*e->p == ':') {
             if (!strncmp(e->p, ":i64", 4)) { width = 8; e->p += 4; }
@@ -85,8 +107,8 @@ static int64_t ev_prod(struct ev *e)
         if (op != '*' && op != '/') return v;
         e->p++;
         int64_t r = ev_atom(e);
-        if (op == '*') v *= r;
-        else if (r == 0) { e->err = 1; return 0; }
+        if (op == '*') { if (__builtin_mul_overflow(v, r, &v)) { e->err = 1; return 0; } }
+        else if (r == 0 || (r == -1 && v == INT64_MIN)) { e->err = 1; return 0; }
         else v /= r;
     }
 }
@@ -100,14 +122,14 @@ static int64_t ev_sum(struct ev *e)
         if (op != '+' && op != '-') return v;
         e->p++;
         int64_t r = ev_prod(e);
-        v = op == '+' ? v + r : v - r;
+        if (op == '+' ? __builtin_add_overflow(v, r, &v) : __builtin_sub_overflow(v, r, &v)) { e->err = 1; return 0; }
     }
 }
 
 int mc_tap_eval(const char *expr, const struct mc_tap_launch *launch, int64_t *value)
 {
     if (!expr || !*expr) return -1;
-    struct ev e = { expr, launch, 0 };
+    struct ev e = { expr, launch, 0, 0 };
     int64_t v = ev_sum(&e);
     skip_ws(&e);
     if (e.err || *e.p) return -1;

@@ -188,6 +188,8 @@ int mc_gguf_parse(int fd, mc_pread_fn pread_fn, uint64_t file_size, mc_st_cb cb,
         uint64_t next = i + 1 < nt ? data0 + order[i + 1]->rel : file_size;
         x->t.begin = data0 + x->rel;
         x->t.end = bytes ? x->t.begin + bytes : (next > x->t.begin ? next : x->t.begin);
+        /* a tensor outside the file (truncated download, corrupt offset): the table is not this file's */
+        if (x->rel > file_size || x->t.begin > file_size || x->t.end > file_size || x->t.end < x->t.begin) goto out;
     }
     for (uint64_t i = 0; i < nt; i++)
         if (cb) cb(arg, &inf[i].t);

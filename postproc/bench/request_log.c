@@ -2,7 +2,7 @@
  * goodput/accuracy summary (definitions follow vLLM `bench serve`; docs/bench.md). */
 #include "request_log.h"
 #include "dataset.h"
-#include "utf8.h"
+#include "trace/utf8.h"
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>

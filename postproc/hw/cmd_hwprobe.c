@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include "commands.h"
 #include "hw/hwprobe.h"
+#include "trace/safe_file.h"
 
 static void usage(FILE *o)
 {
@@ -205,14 +206,15 @@ int mc_cmd_hwprobe(int argc, char **argv)
     char *text = cJSON_Print(p);
     cJSON_Delete(p);
     if (!text) { fprintf(stderr, "moecap hwprobe: out of memory\n"); return 1; }
-    FILE *o = out_path ? fopen(out_path, "w") : stdout;
-    if (!o) {
+    struct mc_out out;   /* a planted symlink at --out is replaced, not followed */
+    if (out_path && mc_out_open(&out, out_path) != 0) {
         fprintf(stderr, "moecap hwprobe: cannot write %s: %s\n", out_path, strerror(errno));
         free(text);
         return 2;
     }
+    FILE *o = out_path ? out.f : stdout;
     int bad = fprintf(o, "%s\n", text) < 0;
-    if (out_path) bad |= fclose(o) != 0;
+    if (out_path) bad |= mc_out_close(&out, !bad) != 0;
     else bad |= fflush(o) != 0;
     free(text);
     if (bad) { fprintf(stderr, "moecap hwprobe: write failed\n"); return 1; }

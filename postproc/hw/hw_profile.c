@@ -1,5 +1,6 @@
 /* Hardware profile lookup and parsing (see hw_profile.h). */
 #include "hw/hw_profile.h"
+#include "trace/safe_file.h"
 
 #include "hw/hw_cost.h"
 
@@ -10,29 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = NULL;
-    size_t len = 0, cap = 0, n;
-    char tmp[4096];
-    while ((n = fread(tmp, 1, sizeof tmp, f)) > 0) {
-        if (len + n + 1 > cap) {
-            cap = (len + n + 1) * 2;
-            if (cap > (16u << 20)) { free(buf); fclose(f); return NULL; }
-            char *p = realloc(buf, cap);
-            if (!p) { free(buf); fclose(f); return NULL; }
-            buf = p;
-        }
-        memcpy(buf + len, tmp, n);
-        len += n;
-    }
-    fclose(f);
-    if (buf) buf[len] = 0;
-    return buf;
-}
 
 static int n_dirs(char dirs[][PATH_MAX])
 {
@@ -92,9 +70,10 @@ int mc_hw_load(const char *spec, struct mc_hw *hw, char *err, size_t errlen)
             return -1;
         }
     }
-    char *text = slurp(hw->path);
+    char *text = mc_read_file(hw->path, 16u << 20, NULL);
     if (!text) {
-        snprintf(err, errlen, "cannot read hardware profile %s: %s", hw->path, strerror(errno ? errno : EINVAL));
+        snprintf(err, errlen, "cannot read hardware profile %s: %s", hw->path,
+                 errno == EINVAL ? "not a regular file" : strerror(errno));
         return -1;
     }
     hw->json = cJSON_Parse(text);

@@ -140,6 +140,13 @@ int mc_route_counts(const struct mc_model *m, int64_t tokens, int64_t experts, i
 /* Ends the run: steps still open (no lm_head yet) are dropped and counted. */
 void mc_attrib_finish(struct mc_attrib *a);
 
+/* Traces are untrusted: sizes beyond these are corrupt, not work to do. BLAS and cuBLAS take
+ * m, n, k and batch as 32-bit ints; the per-sequence contexts of a step are kept for at most
+ * MC_ATTRIB_MAX_SEQUENCES sequences (the same bound as the running state), so one record can
+ * neither overflow a size computation nor make the report allocate or loop beyond this. */
+#define MC_ATTRIB_MAX_DIM INT32_MAX
+#define MC_ATTRIB_MAX_SEQUENCES (1 << 16)
+
 struct mc_attrib_stats {
     uint64_t gemms, unattributed, steps, open_steps_dropped;
     uint64_t named_weights, shape_weights;   /* weights classified by tensor name / shape */
@@ -154,6 +161,9 @@ struct mc_attrib_stats {
     uint64_t topk_taps, topk_by_launch, topk_by_time, topk_unplaced, topk_used;
     uint64_t topk_router_agree, topk_router_disagree, topk_gemm_agree, topk_gemm_disagree;
     uint64_t topk_invalid_ids, topk_ids_beyond_model;
+    uint64_t placements_dropped;             /* file maps not (wholly) placed: tensor placement bound reached */
+    uint64_t implausible;                    /* GEMMs and steps skipped for sizes no real run has
+                                                (see MC_ATTRIB_MAX_DIM, MC_ATTRIB_MAX_SEQUENCES) */
     int weight_elt;                          /* bytes per weight element of the GEMMs (0 unknown, -1 mixed) */
     char mismatch_example[200];
     int64_t unknown_shape_out[8], unknown_shape_in[8];

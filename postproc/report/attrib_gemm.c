@@ -125,8 +125,10 @@ void mc_attrib_gemm(struct mc_attrib *a, int32_t pid, const struct mc_rec_gemm *
     a->st.gemms++;
     struct stream *s = get_stream(a, pid, g->tid);
     if (!s) return;
-    if (g->m < 0 || g->n < 0 || g->k < 0 || g->batch < 0) {   /* corrupt record: count, skip */
-        a->st.unattributed++;
+    if (g->m < 0 || g->n < 0 || g->k < 0 || g->batch < 0 || g->m > MC_ATTRIB_MAX_DIM ||
+        g->n > MC_ATTRIB_MAX_DIM || g->k > MC_ATTRIB_MAX_DIM || g->batch > MC_ATTRIB_MAX_DIM) {
+        a->st.unattributed++;   /* corrupt record: count, skip */
+        a->st.implausible++;
         return;
     }
     int64_t batch = g->batch > 1 ? g->batch : 1;

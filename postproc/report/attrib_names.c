@@ -222,7 +222,7 @@ void mc_attrib_names_done(struct mc_attrib *a)
     /* the shim's own device maps, sorted by (pid, address), to skip copies it described */
     size_t *dev = malloc((n_host ? n_host : 1) * sizeof *dev), n_dev = 0;
     for (size_t j = 0; dev && j < n_host; j++) if (a->maps[j].device >= 0) dev[n_dev++] = j;
-    if (dev) { g_sort_maps = a->maps; qsort(dev, n_dev, sizeof *dev, devmap_cmp); }
+    if (dev && n_dev) { g_sort_maps = a->maps; qsort(dev, n_dev, sizeof *dev, devmap_cmp); }
     for (size_t i = 0; i < a->n_h2d; i++) {
         const struct h2d_ent *c = &a->h2d[i];
         /* the host map holding the copied bytes: of several (a read buffer filled again), the
@@ -280,28 +280,74 @@ static int iv_cmp(const void *x, const void *y)
     return a->t_from < b->t_from ? -1 : a->t_from > b->t_from;
 }
 
+/* tensors ordered by (file, first byte, table order), for the placement search below */
+static const struct tensor_ent *g_sort_tens;   /* qsort has no context argument in C11 */
+static int tens_cmp(const void *x, const void *y)
+{
+    const struct tensor_ent *p = &g_sort_tens[*(const size_t *)x], *q = &g_sort_tens[*(const size_t *)y];
+    int c = strcmp(p->base, q->base);
+    if (c) return c;
+    if (p->fb != q->fb) return p->fb < q->fb ? -1 : 1;
+    return *(const size_t *)x < *(const size_t *)y ? -1 : *(const size_t *)x > *(const size_t *)y;
+}
+
+static int size_cmp(const void *x, const void *y)
+{
+    size_t p = *(const size_t *)x, q = *(const size_t *)y;
+    return p < q ? -1 : p > q;
+}
+
+/* Placements of tensors in mapped memory: every tensor wholly inside every map of its file.
+ * Maps x tensors can be large for a hostile trace (n maps of an n-tensor file: n^2), so the
+ * search is by binary search over the tensors sorted by offset, and the table holds at most
+ * max(2^20, 16 x (tensors + maps)) placements (56 bytes each); the maps past that bound are
+ * not placed (counted). */
 static void rebuild_intervals(struct mc_attrib *a)
 {
     a->iv_dirty = 0;
     free(a->iv); a->iv = NULL; a->n_iv = 0;
-    size_t cap = 0;
+    size_t cap = 0, limit = 16 * (a->n_tens + a->n_maps);
+    if (limit < ((size_t)1 << 20)) limit = (size_t)1 << 20;
+    size_t *ord = malloc((a->n_tens ? a->n_tens : 1) * sizeof *ord), *hit = malloc((a->n_tens ? a->n_tens : 1) * sizeof *hit);
+    if (!ord || !hit) { free(ord); free(hit); return; }
+    for (size_t j = 0; j < a->n_tens; j++) ord[j] = j;
+    g_sort_tens = a->tens;
+    if (a->n_tens) qsort(ord, a->n_tens, sizeof *ord, tens_cmp);
+    uint64_t dropped = 0;
     for (size_t i = 0; i < a->n_maps; i++) {
         const struct fmap_ent *f = &a->maps[i];
-        for (size_t j = 0; j < a->n_tens; j++) {
-            const struct tensor_ent *t = &a->tens[j];
-            if (t->fb < f->off || t->fe > f->off + f->len || strcmp(t->base, f->base)) continue;
+        if (a->n_iv >= limit) { dropped += a->n_maps - i; break; }
+        if (f->t_until <= f->t_from) continue;   /* overwritten before it could be used */
+        size_t lo = 0, hi = a->n_tens;
+        while (lo < hi) {   /* first tensor of f's file at or after f->off */
+            size_t mid = (lo + hi) / 2;
+            const struct tensor_ent *t = &a->tens[ord[mid]];
+            int c = strcmp(t->base, f->base);
+            if (c < 0 || (c == 0 && t->fb < f->off)) lo = mid + 1; else hi = mid;
+        }
+        size_t nh = 0;
+        for (size_t k = lo; k < a->n_tens; k++) {
+            const struct tensor_ent *t = &a->tens[ord[k]];
+            if (t->fb - f->off >= f->len || strcmp(t->base, f->base)) break;
+            if (t->fe >= t->fb && t->fe - f->off <= f->len) hit[nh++] = ord[k];
+        }
+        if (nh > 1) qsort(hit, nh, sizeof *hit, size_cmp);   /* table order, as placements always came */
+        for (size_t k = 0; k < nh; k++) {
+            const struct tensor_ent *t = &a->tens[hit[k]];
+            if (a->n_iv >= limit) { dropped++; break; }
             if (a->n_iv == cap) {
                 cap = cap ? cap * 2 : 256;
                 void *p = realloc(a->iv, cap * sizeof *a->iv);
-                if (!p) return;
+                if (!p) { free(ord); free(hit); return; }
                 a->iv = p;
             }
-            if (f->t_until <= f->t_from) continue;   /* overwritten before it could be used */
             a->iv[a->n_iv++] = (struct interval){f->pid, f->rule, f->addr + (t->fb - f->off), f->addr + (t->fe - f->off),
                                                  f->t_from, f->t_until, t};
         }
     }
-    qsort(a->iv, a->n_iv, sizeof *a->iv, iv_cmp);
+    free(ord); free(hit);
+    a->st.placements_dropped = dropped;
+    if (a->n_iv) qsort(a->iv, a->n_iv, sizeof *a->iv, iv_cmp);   /* qsort(NULL, 0) is undefined */
 }
 
 /* The tensor at addr of process pid at time t (device names hold only while their memory

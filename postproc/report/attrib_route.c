@@ -48,8 +48,10 @@ int mc_route_counts(const struct mc_model *m, int64_t tokens, int64_t experts, i
                     const void *data, size_t len, int64_t *cnt)
 {
     int esz = dtype == MC_DT_F32 ? 4 : dtype == MC_DT_F64 ? 8 : (dtype == MC_DT_BF16 || dtype == MC_DT_F16) ? 2 : 0;
+    /* tokens x experts x esz must fit in the payload: divided, not multiplied (a hostile
+     * tokens count would wrap the product) */
     if (!esz || experts != m->experts || tokens <= 0 || experts <= 0 || experts > 4096 ||
-        (uint64_t)tokens * (uint64_t)experts * (uint64_t)esz > len)
+        (uint64_t)tokens > len / ((size_t)experts * (size_t)esz))
         return -1;
     float lg[4096];
     unsigned char allowed[4096], taken[4096];

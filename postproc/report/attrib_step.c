@@ -33,9 +33,12 @@ static int64_t running_in_step(const struct stream *s, int64_t T, int64_t B)
     return r < B && r <= s->nctx ? r : -1;
 }
 
+/* Room for n per-sequence contexts; n <= 2 * MC_ATTRIB_MAX_SEQUENCES (callers bound it), so
+ * the size computation cannot overflow. */
 static int ctx_reserve(struct stream *s, int64_t n)
 {
     if (n <= s->ctx_cap) return 0;
+    if (n < 0 || n > 2 * (int64_t)MC_ATTRIB_MAX_SEQUENCES) return -1;
     int64_t nc = n < 16 ? 16 : n * 2;
     void *p = realloc(s->ctx, (size_t)nc * sizeof *s->ctx);
     if (!p) return -1;
@@ -43,9 +46,22 @@ static int ctx_reserve(struct stream *s, int64_t n)
     return 0;
 }
 
+/* Causal attention context of a sequence's n new tokens: 1 + 2 + ... + n (n <= 2^31: GEMM
+ * dimensions are bounded, so the product fits). */
+static uint64_t triangle(int64_t n)
+{
+    uint64_t u = n > 0 ? (uint64_t)n : 0;
+    return u % 2 ? u * ((u + 1) / 2) : (u / 2) * (u + 1);
+}
+
 /* Close the step at lm_head: kinds, contexts, KV bytes, attention FLOPs, callback. */
 void attrib_finish_step(struct mc_attrib *a, struct stream *s, int64_t sequences)
 {
+    if (sequences > MC_ATTRIB_MAX_SEQUENCES) {   /* no real batch: a corrupt record, not a step */
+        a->st.implausible++;
+        attrib_reset_step(s);
+        return;
+    }
     const struct mc_model *m = a->m;
     int64_t T = s->tokens_router ? s->tokens_router : s->tokens_first;
     if (T <= 0) T = sequences;
@@ -122,7 +138,7 @@ void attrib_finish_step(struct mc_attrib *a, struct stream *s, int64_t sequences
         for (int64_t i = 0; i < nnew; i++) {
             int64_t n = rest / nnew + (i < rest % nnew);
             s->ctx[old + i] = n;
-            att_ctx += (uint64_t)(n * (n + 1) / 2);
+            att_ctx += triangle(n);
         }
         if (rest % nnew == 0) s->plen = rest / nnew;
         s->nctx = B;
@@ -137,7 +153,7 @@ void attrib_finish_step(struct mc_attrib *a, struct stream *s, int64_t sequences
         for (int64_t i = 0; i < B; i++) {
             int64_t n = T / B + (i < T % B);
             s->ctx[first + i] = n;
-            att_ctx += (uint64_t)(n * (n + 1) / 2);
+            att_ctx += triangle(n);
         }
         s->nctx = first + B;
     }

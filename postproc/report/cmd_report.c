@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <cjson/cJSON.h>
@@ -27,6 +28,7 @@
 #include "report/report_replay.h"
 #include "report/report_sections.h"
 #include "report/report_steps.h"
+#include "trace/safe_file.h"
 #include "trace/trace_reader.h"
 
 static void usage(FILE *o)
@@ -156,19 +158,37 @@ static int load_inputs(struct report_run *r, const struct report_opts *o)
         return -1;
     }
     r->cur = calloc(r->nn, sizeof *r->cur);
-    for (size_t i = 0; r->cur && i < r->nn; i++) {
+    if (!r->cur) { fprintf(stderr, "moecap report: out of memory\n"); return -1; }
+    struct rlimit rl;   /* every trace stays open during the merge: as many descriptors as allowed */
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    size_t n_open = 0;
+    for (size_t i = 0; i < r->nn; i++) {
         char p[4096];
         snprintf(p, sizeof p, "%s/%s", o->run_dir, r->names[i]);
         snprintf(r->cur[i].name, sizeof r->cur[i].name, "%s", r->names[i]);
+        r->cur[i].pid = (int32_t)i;   /* until the process record says */
         r->cur[i].t = mc_trace_open(p, err, sizeof err);
         if (!r->cur[i].t) {
-            fprintf(stderr, "moecap report: %s\n", err);
-            return -1;
+            /* one bad file (empty: the disk was full when the shim created it; not a regular
+             * file; not a trace) must not cost the run's other traces */
+            r->cur[i].status = MC_TRACE_IO_ERROR;
+            fprintf(stderr, "moecap report: warning: skipped %s\n", err);
+            char msg[1200];
+            snprintf(msg, sizeof msg, "skipped %s", err);
+            report_add_note(r->notes, "warning", msg);
+            continue;
         }
-        r->cur[i].pid = (int32_t)i;   /* until the process record says */
+        n_open++;
         report_cursor_advance(&r->cur[i]);
     }
-    return r->cur ? 0 : -1;
+    if (!n_open) {
+        fprintf(stderr, "moecap report: none of the %zu trace file(s) in %s could be read\n", r->nn, o->run_dir);
+        return -1;
+    }
+    return 0;
 }
 
 /* Does the trace fit the model? 0, or -1 after saying why not. */
@@ -187,42 +207,43 @@ static int check_fit(const struct report_run *r, const struct report_opts *o, co
     return 0;
 }
 
-static int write_text(const char *dir, const char *name, int (*fn)(const cJSON *, FILE *),
-                      const cJSON *doc)
+/* OUT_DIR/name written by fn through a new file renamed over it (safe_file.h): a symlink
+ * planted there is replaced, never followed; a failed write leaves the previous file. */
+static int write_output(const char *dir, const char *name, int (*fn)(const void *, FILE *), const void *what)
 {
     char p[4096];
     snprintf(p, sizeof p, "%s/%s", dir, name);
-    FILE *f = fopen(p, "w");
-    if (!f) { fprintf(stderr, "moecap report: cannot write %s: %s\n", p, strerror(errno)); return -1; }
-    int rc = fn(doc, f);
-    if (fclose(f) != 0) rc = -1;
-    if (rc) fprintf(stderr, "moecap report: writing %s failed\n", p);
+    struct mc_out out;
+    if (mc_out_open(&out, p) != 0) {
+        fprintf(stderr, "moecap report: cannot write %s: %s\n", p, strerror(errno));
+        return -1;
+    }
+    int rc = fn(what, out.f);
+    if (mc_out_close(&out, rc == 0) != 0) rc = -1;
+    if (rc) fprintf(stderr, "moecap report: writing %s failed%s%s\n", p, errno ? ": " : "", errno ? strerror(errno) : "");
     return rc;
 }
 
-/* report.json (through a temporary file, renamed when complete), then the renderings. */
+static int write_json(const void *doc, FILE *f) { return report_json_write(doc, f); }
+static int write_md(const void *root, FILE *f) { return mc_render_markdown(root, f); }
+static int write_html(const void *root, FILE *f) { return mc_render_html(root, f); }
+
+/* report.json, then the renderings. */
 static int write_outputs(const struct report_run *r, const struct report_opts *o)
 {
     mkdir(o->out_dir, 0755);
-    char p[4096], tmp[4200];
-    snprintf(p, sizeof p, "%s/report.json", o->out_dir);
-    snprintf(tmp, sizeof tmp, "%s.tmp", p);
-    FILE *f = fopen(tmp, "w");
-    if (!f) { fprintf(stderr, "moecap report: cannot write %s: %s\n", tmp, strerror(errno)); return -1; }
-    int wrc = report_json_write(&r->doc, f);
-    if (fclose(f) != 0 || wrc != 0 || rename(tmp, p) != 0) {
-        fprintf(stderr, "moecap report: writing %s failed: %s\n", p, strerror(errno));
-        return -1;
-    }
-    if (!o->quiet) fprintf(stderr, "moecap report: %zu steps from %" PRIu64 " records -> %s\n", r->steps.n_rows, r->replay.records, p);
-    if (strstr(o->formats, "md") && write_text(o->out_dir, "report.md", mc_render_markdown, r->doc.root) != 0) return -1;
-    if (strstr(o->formats, "html") && write_text(o->out_dir, "report.html", mc_render_html, r->doc.root) != 0) return -1;
+    if (write_output(o->out_dir, "report.json", write_json, &r->doc) != 0) return -1;
+    if (!o->quiet) fprintf(stderr, "moecap report: %zu steps from %" PRIu64 " records -> %s/report.json\n",
+                           r->steps.n_rows, r->replay.records, o->out_dir);
+    if (strstr(o->formats, "md") && write_output(o->out_dir, "report.md", write_md, r->doc.root) != 0) return -1;
+    if (strstr(o->formats, "html") && write_output(o->out_dir, "report.html", write_html, r->doc.root) != 0) return -1;
     return 0;
 }
 
 static int run_report(struct report_run *r, const struct report_opts *o)
 {
-    if (load_inputs(r, o) != 0) return -1;
+    r->notes = cJSON_CreateArray();
+    if (!r->notes || load_inputs(r, o) != 0) return -1;
     if (report_steps_init(&r->steps, &r->model, &r->hw, o->devices) != 0) {
         fprintf(stderr, "moecap report: cannot create a temporary file: %s\n", strerror(errno));
         return -1;
@@ -241,7 +262,6 @@ static int run_report(struct report_run *r, const struct report_opts *o)
         r->steps.ep = mc_ep_view_new(&r->model);
     }
 
-    r->notes = cJSON_CreateArray();
     r->replay = (struct report_replay){.at = r->at, .ga = r->ga, .model = &r->model, .hw = &r->hw, .steps = &r->steps,
                                        .notes = r->notes, .quiet = o->quiet, .cost = r->cost};
     report_replay_run(&r->replay, r->cur, r->nn);
@@ -258,6 +278,7 @@ static int run_report(struct report_run *r, const struct report_opts *o)
     int brc = report_doc_build(&r->doc, &in, err, sizeof err);
     r->notes = in.notes;   /* taken over by the document unless the build failed first */
     if (brc != 0) { fprintf(stderr, "moecap report: %s\n", err); return -1; }
+    report_json_repair(r->doc.root);   /* text from traces and file names: valid UTF-8 */
     return write_outputs(r, o);
 }
 

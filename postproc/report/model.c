@@ -12,8 +12,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <unistd.h>
 #include "moecap/trace_facts.h"
 #include "report/model_gguf.h"
+#include "trace/safe_file.h"
 
 static void seterr(char *err, size_t n, const char *fmt, ...)
 {
@@ -36,13 +38,24 @@ static int dtype_from_torch(const char *s)
     return MC_DT_UNKNOWN;
 }
 
-/* Integer field: returns 1 and sets *v when present as a number, 0 when absent/null. */
-static int get_int(const cJSON *o, const char *name, int64_t *v)
+/* A JSON number as an integer in [lo, hi]: 1 and *v set, 0 when it is not a number or out of
+ * range (a double outside int64 must not reach a cast: that is undefined behaviour). */
+static int json_int_in(const cJSON *x, double lo, double hi, int64_t *v)
 {
-    const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, name);
-    if (!cJSON_IsNumber(x)) return 0;
+    if (!cJSON_IsNumber(x) || !(x->valuedouble >= lo && x->valuedouble <= hi)) return 0;
     *v = (int64_t)x->valuedouble;
     return 1;
+}
+
+/* Model dimensions above this are refused as absurd: it keeps every product of two of them
+ * (d x f, d x vocab, layers x heads x head_dim ...) far inside int64. */
+#define MODEL_MAX_DIM (double)(1 << 24)
+
+/* Integer field: returns 1 and sets *v when present as a number within +-MODEL_MAX_DIM, 0 when
+ * absent, null or out of range. */
+static int get_int(const cJSON *o, const char *name, int64_t *v)
+{
+    return json_int_in(cJSON_GetObjectItemCaseSensitive(o, name), -MODEL_MAX_DIM, MODEL_MAX_DIM, v);
 }
 
 struct missing { char names[512]; int n; };
@@ -144,7 +157,7 @@ int mc_model_parse_config(const char *text, struct mc_model *m, char *err, size_
         break;
     }
     if (ms.n) {
-        seterr(err, errlen, "config.json (model_type %s) lacks required field%s: %s",
+        seterr(err, errlen, "config.json (model_type %s) lacks required field%s: %s (positive integers up to 2^24)",
                m->model_type, ms.n > 1 ? "s" : "", ms.names);
         cJSON_Delete(c);
         return -1;
@@ -153,6 +166,11 @@ int mc_model_parse_config(const char *text, struct mc_model *m, char *err, size_
     if (m->layers > MC_MODEL_MAX_LAYERS) {
         seterr(err, errlen, "num_hidden_layers = %lld exceeds the supported %d",
                (long long)m->layers, MC_MODEL_MAX_LAYERS);
+        cJSON_Delete(c);
+        return -1;
+    }
+    if (m->experts > MC_MODEL_MAX_EXPERTS) {   /* per-thread state is layers x experts */
+        seterr(err, errlen, "%lld routed experts exceed the supported %d", (long long)m->experts, MC_MODEL_MAX_EXPERTS);
         cJSON_Delete(c);
         return -1;
     }
@@ -201,26 +219,16 @@ int mc_model_parse_config(const char *text, struct mc_model *m, char *err, size_
     return 0;
 }
 
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    if (fseek(f, 0, SEEK_END) != 0) { fclose(f); return NULL; }
-    long n = ftell(f);
-    if (n < 0 || n > (64L << 20)) { fclose(f); return NULL; }
-    rewind(f);
-    char *buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) { free(buf); buf = NULL; }
-    fclose(f);
-    if (buf) { buf[n] = 0; if (len) *len = (size_t)n; }
-    return buf;
-}
-
 /* Reads one safetensors header; appends its tensors. Returns 0, -1 on a bad header. */
 static int load_safetensors(struct mc_model *m, const char *path, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) { seterr(err, errlen, "%s: %s", path, strerror(errno)); return -1; }
+    int fd = mc_open_regular(path);
+    FILE *f = fd >= 0 ? fdopen(fd, "rb") : NULL;
+    if (!f) {
+        seterr(err, errlen, "%s: %s", path, errno == EINVAL ? "not a regular file" : strerror(errno));
+        if (fd >= 0) close(fd);
+        return -1;
+    }
     unsigned char lenb[8];
     uint64_t hlen = 0;
     struct stat st;
@@ -256,11 +264,18 @@ static int load_safetensors(struct mc_model *m, const char *path, char *err, siz
         memset(t, 0, sizeof *t);
         t->name = strdup(it->string);
         t->path = strdup(path);
-        t->file_begin = 8 + hlen + (uint64_t)cJSON_GetArrayItem(offs, 0)->valuedouble;
-        t->file_end = 8 + hlen + (uint64_t)cJSON_GetArrayItem(offs, 1)->valuedouble;
+        int64_t b = 0, e = 0;
+        json_int_in(cJSON_GetArrayItem(offs, 0), 0, (double)st.st_size, &b);
+        json_int_in(cJSON_GetArrayItem(offs, 1), 0, (double)st.st_size, &e);
+        t->file_begin = 8 + hlen + (uint64_t)b;
+        t->file_end = 8 + hlen + (uint64_t)e;
         t->dtype = cJSON_IsString(dt) ? mc_dtype_from_safetensors(dt->valuestring) : 0;
         const cJSON *s;
-        cJSON_ArrayForEach(s, shape) if (t->ndim < 8) t->shape[t->ndim++] = (int64_t)s->valuedouble;
+        cJSON_ArrayForEach(s, shape) {
+            int64_t v = 0;
+            json_int_in(s, 0, 9e18, &v);
+            if (t->ndim < 8) t->shape[t->ndim++] = v;
+        }
     }
     cJSON_Delete(j);
     return 0;
@@ -286,10 +301,10 @@ int mc_model_load(const char *path, struct mc_model *m, char *err, size_t errlen
         char *slash = strrchr(dir, '/');
         if (slash) *slash = 0; else snprintf(dir, sizeof dir, ".");
     }
-    char *text = slurp(cfg, NULL);
+    char *text = mc_read_file(cfg, 64u << 20, NULL);
     if (!text) {
         memset(m, 0, sizeof *m);
-        seterr(err, errlen, "cannot read %s: %s", cfg, errno ? strerror(errno) : "too large");
+        seterr(err, errlen, "cannot read %s: %s", cfg, errno == EINVAL ? "not a regular file" : strerror(errno));
         return -1;
     }
     int rc = mc_model_parse_config(text, m, err, errlen);

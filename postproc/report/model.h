@@ -16,6 +16,7 @@ enum mc_arch {
 };
 
 #define MC_MODEL_MAX_LAYERS 1024
+#define MC_MODEL_MAX_EXPERTS 4096   /* routed experts per layer (router-logit taps decode at most this) */
 
 /* One tensor of a safetensors file: data at [file_begin, file_end) of `path`. */
 struct mc_st_tensor {

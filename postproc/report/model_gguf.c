@@ -10,7 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <unistd.h>
+
 #include "moecap/trace_facts.h"
+#include "trace/safe_file.h"
 
 enum { KV_U8, KV_I8, KV_U16, KV_I16, KV_U32, KV_I32, KV_F32, KV_BOOL, KV_STRING, KV_ARRAY, KV_U64, KV_I64, KV_F64 };
 
@@ -81,8 +84,13 @@ static void seterr(char *err, size_t n, const char *fmt, ...)
 int mc_model_load_gguf(const char *path, struct mc_model *m, char *err, size_t errlen)
 {
     memset(m, 0, sizeof *m);
-    struct rd r = { .f = fopen(path, "rb") };
-    if (!r.f) { seterr(err, errlen, "--model %s: %s", path, strerror(errno)); return -1; }
+    int fd = mc_open_regular(path);   /* a FIFO named *.gguf must not hang the report */
+    struct rd r = { .f = fd >= 0 ? fdopen(fd, "rb") : NULL };
+    if (!r.f) {
+        seterr(err, errlen, "--model %s: %s", path, errno == EINVAL ? "not a regular file" : strerror(errno));
+        if (fd >= 0) close(fd);
+        return -1;
+    }
     char magic[4];
     take(&r, magic, 4);
     uint32_t ver = u32(&r);

@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "bench/client_view.h"
 #include "bench/lmeval.h"
@@ -85,7 +86,18 @@ static void add_report_notes(struct report_doc_input *in)
 static void add_client(cJSON *root, struct report_doc_input *in)
 {
     char cerr[512] = "", msg[512];
-    cJSON *client = mc_bench_client_view(in->run_dir, 1, cerr, sizeof cerr);
+    cJSON *client = NULL;
+    /* the run directory is not ours: a FIFO (or device) named like the request log must not
+     * block the report */
+    static const char *const logs[] = {"requests.jsonl", "bench-summary.json"};
+    for (size_t i = 0; i < 2 && !cerr[0]; i++) {
+        char lp[4200];
+        struct stat st;
+        snprintf(lp, sizeof lp, "%s/%s", in->run_dir, logs[i]);
+        if (stat(lp, &st) == 0 && !S_ISREG(st.st_mode))
+            snprintf(cerr, sizeof cerr, "%.400s is not a regular file", lp);
+    }
+    if (!cerr[0]) client = mc_bench_client_view(in->run_dir, 1, cerr, sizeof cerr);
     if (client) cJSON_AddItemToObject(root, "client", client);
     else if (cerr[0]) {
         snprintf(msg, sizeof msg, "request log not joined: %s", cerr);

@@ -9,6 +9,7 @@
 #include <cjson/cJSON.h>
 
 #include "report/report_doc.h"
+#include "trace/utf8.h"
 
 static void put_u64(FILE *o, const char *k, uint64_t v) { fprintf(o, "\"%s\": %" PRIu64, k, v); }
 static void put_dbl(FILE *o, const char *k, double v)
@@ -106,4 +107,23 @@ int report_json_write(const struct report_doc *doc, FILE *o)
     while ((n = fread(buf, 1, sizeof buf, sp)) > 0) fwrite(buf, 1, n, o);
     fputs("\n\t]\n}\n", o);
     return ferror(sp) || ferror(o) ? -1 : 0;
+}
+
+static void repair_string(char **s)
+{
+    if (!*s || mc_utf8_valid(*s, strlen(*s))) return;
+    char *r = mc_utf8_sanitize(*s, strlen(*s));
+    if (!r) { (*s)[0] = 0; return; }   /* out of memory: empty beats invalid */
+    /* cJSON frees with its own hooks: memory from the same allocator (the default hooks) */
+    cJSON_free(*s);
+    *s = r;
+}
+
+void report_json_repair(cJSON *item)
+{
+    for (; item; item = item->next) {
+        if (item->string && !(item->type & cJSON_StringIsConst)) repair_string(&item->string);
+        if (cJSON_IsString(item) && !(item->type & cJSON_IsReference)) repair_string(&item->valuestring);
+        if (item->child) report_json_repair(item->child);
+    }
 }

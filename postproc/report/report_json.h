@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <cjson/cJSON.h>
+
 #include "report/attrib.h"
 #include "report/model.h"
 
@@ -26,6 +28,9 @@ struct report_step_figures {
 /* One step's object on one line (no separator), left open: the caller may add members
  * (offload traffic, expert-parallel processes) and writes the closing brace. */
 void report_json_step(FILE *o, const struct mc_step *s, const struct mc_model *m, const struct report_step_figures *f);
+/* Replaces invalid UTF-8 in every string value and key of the tree by U+FFFD (text from the
+ * traces, file names): JSON readers refuse invalid UTF-8. */
+void report_json_repair(cJSON *item);
 /* The whole document. 0, or -1 on a write error. */
 int report_json_write(const struct report_doc *doc, FILE *o);
 

@@ -166,7 +166,7 @@ void report_replay_run(struct report_replay *rp, struct report_cursor *cur, size
         }
     }
     for (size_t i = 0; i < n; i++) {
-        if (cur[i].status == MC_TRACE_END) continue;
+        if (cur[i].status == MC_TRACE_END || !cur[i].t) continue;   /* unopened files: noted when skipped */
         char msg[1024];
         snprintf(msg, sizeof msg, "%s: %s; records up to there were used", cur[i].name, mc_trace_error(cur[i].t));
         if (cur[i].status == MC_TRACE_TRUNCATED) cJSON_AddItemToArray(rp->truncated_files, cJSON_CreateString(cur[i].name));

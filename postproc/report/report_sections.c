@@ -34,6 +34,8 @@ void report_explain_mismatch(FILE *o, const struct mc_model *m, const struct mc_
         fprintf(o, "%" PRIu64 " steps do not have one router GEMM (out = %lld experts x in = %lld) per MoE layer (%lld)",
                 ast->router_mismatch_steps, (long long)m->experts, (long long)m->d, (long long)m->n_moe_layers);
     if (truncated && !steps) fprintf(o, "; the trace is truncated before the first complete step");
+    if (ast->implausible)
+        fprintf(o, "; %" PRIu64 " GEMM record(s) or step(s) with impossible sizes were skipped as corrupt", ast->implausible);
     fprintf(o, ")\n  most frequent unattributed GEMM shapes (out x in: calls):");
     for (int i = 0; i < ast->n_unknown_shapes; i++)
         fprintf(o, " %lldx%lld: %" PRIu64 ";", (long long)ast->unknown_shape_out[i],
@@ -48,6 +50,18 @@ void report_attrib_notes(cJSON *notes, const struct mc_attrib_stats *ast, const 
         snprintf(msg, sizeof msg, "%" PRIu64 " of %" PRIu64 " GEMM calls matched no weight of the model "
                  "(counted in flops.unattributed_gemm, not in S-MFU)", ast->unattributed, ast->gemms);
         report_add_note(notes, "info", msg);
+    }
+    if (ast->implausible) {
+        snprintf(msg, sizeof msg, "%" PRIu64 " GEMM record(s) or step(s) with impossible sizes (a dimension "
+                 "above 2^31-1, or more than %d sequences) were skipped as corrupt", ast->implausible,
+                 MC_ATTRIB_MAX_SEQUENCES);
+        report_add_note(notes, "warning", msg);
+    }
+    if (ast->placements_dropped) {
+        snprintf(msg, sizeof msg, "placements of tensors in mapped memory exceed the bound of max(2^20, 16 x "
+                 "(tensors + file maps)): %" PRIu64 " file map(s) not placed, weights there are classified by shape",
+                 ast->placements_dropped);
+        report_add_note(notes, "warning", msg);
     }
     if (ast->tap_missing_layers) {
         snprintf(msg, sizeof msg, "%" PRIu64 " MoE layer(s) ran their experts without GEMMs (fused kernel) and no "
@@ -100,6 +114,7 @@ void report_attribution_json(cJSON *run, const struct mc_attrib_stats *ast)
     cJSON_AddNumberToObject(attr, "named_weights", (double)ast->named_weights);
     cJSON_AddNumberToObject(attr, "shape_weights", (double)ast->shape_weights);
     cJSON_AddNumberToObject(attr, "router_taps", (double)ast->taps);
+    cJSON_AddNumberToObject(attr, "implausible_records", (double)ast->implausible);
     {   /* how GPU weight addresses were named (docs/attribution.md §3b) and the top-k taps (§4c) */
         cJSON *nb = cJSON_AddObjectToObject(attr, "named_by");
         cJSON_AddNumberToObject(nb, "host_file_map", (double)ast->named_host);

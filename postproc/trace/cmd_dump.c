@@ -9,27 +9,15 @@
 #include "commands.h"
 #include "trace/trace_reader.h"
 #include "trace/trace_symbols.h"
+#include "trace/utf8.h"
 
-static void put_json_str(FILE *o, const char *s, size_t maxlen)
-{
-    fputc('"', o);
-    for (size_t i = 0; s && i < maxlen && s[i]; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') fprintf(o, "\\%c", c);
-        else if (c == '\n') fputs("\\n", o);
-        else if (c == '\t') fputs("\\t", o);
-        else if (c < 0x20 || c == 0x7f) fprintf(o, "\\u%04x", c);
-        else fputc(c, o);
-    }
-    fputc('"', o);
-}
-
-/* "key":"text" for a string id (null when unresolved; the id is printed too). */
+/* "key":"text" for a string id (null when unresolved; the id is printed too). Text from a
+ * trace is untrusted: escaped, invalid UTF-8 replaced (utf8.h). */
 static void put_str_field(FILE *o, struct mc_trace *t, const char *key, uint32_t id)
 {
     fprintf(o, ",\"%s\":%u,\"%s_text\":", key, id, key);
     const char *s = mc_trace_str(t, id);
-    if (s) put_json_str(o, s, (size_t)-1);
+    if (s) mc_utf8_put_json(o, s, (size_t)-1);
     else fputs("null", o);
 }
 
@@ -58,7 +46,7 @@ static void dump_process(FILE *o, struct mc_trace *t, const struct mc_trace_rec 
     for (uint32_t i = 0; a && a < end && i < p->argc; i++) {
         size_t n = strnlen(a, (size_t)(end - a));
         if (i) fputc(',', o);
-        put_json_str(o, a, n);
+        mc_utf8_put_json(o, a, n);
         a += n + 1;
     }
     fputc(']', o);
@@ -69,7 +57,7 @@ static void dump_string(FILE *o, struct mc_trace *t, const struct mc_trace_rec *
     (void)t;
     U64("id", r->u.string.id);
     fputs(",\"text\":", o);
-    put_json_str(o, r->var ? r->var : "", r->var_len);
+    mc_utf8_put_json(o, r->var ? r->var : "", r->var_len);
 }
 
 static void dump_thread(FILE *o, struct mc_trace *t, const struct mc_trace_rec *r)
@@ -186,7 +174,7 @@ static void dump_callsite(FILE *o, struct mc_trace *t, const struct mc_trace_rec
             memcpy(&pc, (const char *)r->var + 8 * i, 8);
             mc_symtab_lookup(g_syms, pc, sym, sizeof sym);
             if (i) fputc(',', o);
-            put_json_str(o, sym, sizeof sym);
+            mc_utf8_put_json(o, sym, sizeof sym);
         }
         fputc(']', o);
     }
@@ -362,7 +350,7 @@ int mc_cmd_dump(int argc, char **argv)
     }
     if (summary) {
         printf("{\"file\":");
-        put_json_str(stdout, path, (size_t)-1);
+        mc_utf8_put_json(stdout, path, (size_t)-1);
         printf(",\"version\":\"%u.%u\",\"records\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"types\":{",
                mc_trace_version_major(t), mc_trace_version_minor(t), mc_trace_records(t), mc_trace_offset(t));
         int first = 1;

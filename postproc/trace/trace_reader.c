@@ -3,19 +3,25 @@
 #include "trace_reader.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "trace/utf8.h"
 
 /* Records larger than this are treated as corrupt (the biggest legitimate ones are router
- * taps: tokens x experts x 4 bytes, far below this). */
+ * taps: tokens x experts x 4 bytes, far below this). A record is also never larger than
+ * what is left of the file: no allocation is sized by a header the file cannot back. */
 #define MC_TRACE_MAX_RECORD (256u << 20)
-/* String ids are dense small integers; larger ones are corrupt. */
-#define MC_TRACE_MAX_STR_ID (1u << 26)
 
 struct mc_trace {
     FILE *f;
+    int fd;                  /* -1 for a trace in memory */
+    uint64_t size;           /* file size at open (refreshed when a record reaches past it) */
     char *path;
     unsigned opts;
     unsigned vmaj, vmin;
@@ -25,8 +31,10 @@ struct mc_trace {
     char err[320];
     unsigned char *buf;      /* current record */
     size_t bufcap;
-    char **strs;             /* id -> text */
-    uint32_t nstrs;          /* capacity of strs */
+    /* string table: open addressing on id (the ids are the writer's; a hostile file may use
+     * any 32-bit value, so the table grows with the number of strings, never with an id) */
+    struct str_ent { uint32_t id; char *text; } *strs;
+    uint32_t nstrs, capstrs;
     uint64_t scanned_to;     /* strings of [0, scanned_to) are all in the table */
 };
 
@@ -68,14 +76,10 @@ struct mc_trace *mc_trace_open(const char *path, char *err, size_t errlen)
     return mc_trace_open2(path, 0, err, errlen);
 }
 
-struct mc_trace *mc_trace_open2(const char *path, unsigned opts, char *err, size_t errlen)
+/* Validates the file header and makes the reader; takes f (closes it on failure). */
+static struct mc_trace *open_stream(FILE *f, int fd, uint64_t size, const char *path, unsigned opts,
+                                    char *err, size_t errlen)
 {
-    if (errlen) err[0] = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        if (errlen) snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
     struct mc_file_header fh;
     memset(&fh, 0, sizeof fh);
     size_t got = fread(&fh, 1, sizeof fh, f);
@@ -85,6 +89,7 @@ struct mc_trace *mc_trace_open2(const char *path, unsigned opts, char *err, size
     else if (fh.version_major != MC_TRACE_VERSION_MAJOR) why = "unsupported trace major version";
     else if (fh.header_size < 16 || fh.header_size % 8 || fh.header_size > 4096)
         why = "corrupt file header (header_size)";
+    else if (fh.header_size > size) why = "truncated file header";
     if (why) {
         if (errlen) {
             if (got >= 16 && fh.version_major != MC_TRACE_VERSION_MAJOR && !memcmp(fh.magic, MC_TRACE_MAGIC, 8))
@@ -96,7 +101,7 @@ struct mc_trace *mc_trace_open2(const char *path, unsigned opts, char *err, size
         fclose(f);
         return NULL;
     }
-    if (fseek(f, (long)fh.header_size, SEEK_SET) != 0) {
+    if (fseeko(f, (off_t)fh.header_size, SEEK_SET) != 0) {
         if (errlen) snprintf(err, errlen, "%s: truncated file header", path);
         fclose(f);
         return NULL;
@@ -109,6 +114,8 @@ struct mc_trace *mc_trace_open2(const char *path, unsigned opts, char *err, size
         return NULL;
     }
     t->f = f;
+    t->fd = fd;
+    t->size = size;
     t->opts = opts;
     t->vmaj = fh.version_major;
     t->vmin = fh.version_minor;
@@ -118,42 +125,99 @@ struct mc_trace *mc_trace_open2(const char *path, unsigned opts, char *err, size
     return t;
 }
 
+struct mc_trace *mc_trace_open2(const char *path, unsigned opts, char *err, size_t errlen)
+{
+    if (errlen) err[0] = 0;
+    /* Only regular files: O_NONBLOCK so that a FIFO (or device) named *.mct cannot block the
+     * open, then fstat decides before anything is read. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        if (errlen) snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        if (errlen) snprintf(err, errlen, "%s: not a regular file", path);
+        close(fd);
+        return NULL;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        if (errlen) snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        close(fd);
+        return NULL;
+    }
+    return open_stream(f, fd, (uint64_t)st.st_size, path, opts, err, errlen);
+}
+
+struct mc_trace *mc_trace_open_mem(const void *data, size_t size, const char *name, unsigned opts,
+                                   char *err, size_t errlen)
+{
+    if (errlen) err[0] = 0;
+    static const char empty[1];
+    /* fmemopen refuses a zero-sized buffer: an empty trace reads as a 1-byte one, which the
+     * header check rejects as too short just the same */
+    FILE *f = fmemopen((void *)(size ? data : empty), size ? size : 1, "rb");
+    if (!f) {
+        if (errlen) snprintf(err, errlen, "%s: cannot open: %s", name, strerror(errno));
+        return NULL;
+    }
+    return open_stream(f, -1, size, name, opts, err, errlen);
+}
+
 void mc_trace_close(struct mc_trace *t)
 {
     if (!t) return;
     if (t->f) fclose(t->f);
-    for (uint32_t i = 0; i < t->nstrs; i++) free(t->strs[i]);
+    for (uint32_t i = 0; i < t->capstrs; i++) free(t->strs[i].text);
     free(t->strs);
     free(t->buf);
     free(t->path);
     free(t);
 }
 
-/* Enters a STRING record (whole, `size` bytes at rec) into the table. Bad ones are ignored:
- * a lookup of their id then fails, which callers already handle. */
+static uint32_t str_slot(uint32_t id, uint32_t cap)
+{
+    return (uint32_t)((id * 0x9e3779b9u) & (cap - 1));
+}
+
+/* Slot of id: its entry, or the empty slot where it would go. cap is a power of two. */
+static struct str_ent *str_find(struct str_ent *tab, uint32_t cap, uint32_t id)
+{
+    for (uint32_t i = str_slot(id, cap);; i = (i + 1) & (cap - 1))
+        if (tab[i].id == id || tab[i].id == 0) return &tab[i];
+}
+
+/* Enters a STRING record (whole, `size` bytes at rec) into the table, as valid UTF-8 (see
+ * utf8.h). Bad ones are ignored: a lookup of their id then fails, which callers already handle.
+ * Memory: one entry and one copy per STRING record, so at most about 4x the file's size. */
 static void add_string(struct mc_trace *t, const unsigned char *rec, uint32_t size)
 {
     struct mc_rec_string s;
     if (size < sizeof s) return;
     memcpy(&s, rec, sizeof s);
-    if (s.id == 0 || s.id >= MC_TRACE_MAX_STR_ID) return;
+    if (s.id == 0) return;
     if ((uint64_t)s.len + 1 > size - sizeof s) return;
     const char *text = (const char *)rec + sizeof s;
-    if (s.id >= t->nstrs) {
-        uint32_t n = t->nstrs ? t->nstrs : 256;
-        while (n <= s.id) n *= 2;
-        char **ns = realloc(t->strs, n * sizeof *ns);
-        if (!ns) return;
-        memset(ns + t->nstrs, 0, (n - t->nstrs) * sizeof *ns);
-        t->strs = ns;
-        t->nstrs = n;
+    if ((t->nstrs + 1) * 2 > t->capstrs) {   /* keep the load at most 1/2 */
+        uint32_t cap = t->capstrs ? t->capstrs * 2 : 256;
+        struct str_ent *nt = calloc(cap, sizeof *nt);
+        if (!nt) return;
+        for (uint32_t i = 0; i < t->capstrs; i++)
+            if (t->strs[i].id) *str_find(nt, cap, t->strs[i].id) = t->strs[i];
+        free(t->strs);
+        t->strs = nt;
+        t->capstrs = cap;
     }
-    if (t->strs[s.id]) return; /* first definition wins */
-    char *c = malloc((size_t)s.len + 1);
+    struct str_ent *e = str_find(t->strs, t->capstrs, s.id);
+    if (e->id) return; /* first definition wins */
+    char *c = mc_utf8_sanitize(text, s.len);
     if (!c) return;
-    memcpy(c, text, s.len);
-    c[s.len] = 0;
-    t->strs[s.id] = c;
+    e->id = s.id;
+    e->text = c;
+    t->nstrs++;
 }
 
 static int ensure_buf(struct mc_trace *t, size_t n)
@@ -187,6 +251,15 @@ static int read_one(struct mc_trace *t, FILE *f, uint64_t off, uint32_t *size, c
         snprintf(why, whylen, "corrupt record at offset %llu: size %u (type %u) is impossible",
                  (unsigned long long)off, h.size, h.type);
         return MC_TRACE_CORRUPT;
+    }
+    if (h.size > t->size - off && t->fd >= 0) {   /* the file may have grown since it was opened */
+        struct stat st;
+        if (fstat(t->fd, &st) == 0 && (uint64_t)st.st_size > t->size) t->size = (uint64_t)st.st_size;
+    }
+    if (off > t->size || h.size > t->size - off) {
+        snprintf(why, whylen, "truncated: last record (type %u, %u bytes) at offset %llu has only %llu bytes",
+                 h.type, h.size, (unsigned long long)off, (unsigned long long)(off < t->size ? t->size - off : 0));
+        return MC_TRACE_TRUNCATED;
     }
     if (ensure_buf(t, h.size) < 0) {
         snprintf(why, whylen, "out of memory for a %u-byte record at offset %llu", h.size, (unsigned long long)off);
@@ -281,11 +354,10 @@ int mc_trace_next(struct mc_trace *t, struct mc_trace_rec *rec)
     }
 }
 
-/* Looks ahead from scanned_to to the end of the file for STRING records (once). */
+/* Looks ahead from scanned_to to the end of the file for STRING records (once), then puts
+ * the stream back where iteration left it. */
 static void scan_strings(struct mc_trace *t)
 {
-    FILE *f = fopen(t->path, "rb");
-    if (!f) return;
     uint64_t off = t->scanned_to;
     /* The main buffer holds the current record, which callers may still be reading:
      * scan with a private one. */
@@ -293,31 +365,41 @@ static void scan_strings(struct mc_trace *t)
     size_t keepcap = t->bufcap;
     t->buf = NULL;
     t->bufcap = 0;
-    if (fseek(f, (long)off, SEEK_SET) == 0) {
+    if (t->status > 0 && fseeko(t->f, (off_t)off, SEEK_SET) == 0) {
         for (;;) {
             uint32_t size;
             char why[200];
-            if (read_one(t, f, off, &size, why, sizeof why) != MC_TRACE_RECORD) break;
+            if (read_one(t, t->f, off, &size, why, sizeof why) != MC_TRACE_RECORD) break;
             if (((struct mc_rec_header *)t->buf)->type == MC_REC_STRING) add_string(t, t->buf, size);
             off += size;
         }
+        clearerr(t->f);
+        if (fseeko(t->f, (off_t)t->off, SEEK_SET) != 0)
+            set_err(t, MC_TRACE_IO_ERROR, "cannot seek back to offset %llu after the string look-ahead",
+                    (unsigned long long)t->off);
     }
     free(t->buf);
     t->buf = keep;
     t->bufcap = keepcap;
     t->scanned_to = UINT64_MAX; /* whole file scanned: never again */
-    fclose(f);
+}
+
+static const char *str_get(struct mc_trace *t, uint32_t id)
+{
+    if (!t->capstrs) return NULL;
+    struct str_ent *e = str_find(t->strs, t->capstrs, id);
+    return e->id ? e->text : NULL;
 }
 
 const char *mc_trace_str(struct mc_trace *t, uint32_t id)
 {
     if (id == 0) return NULL;
-    if (id < t->nstrs && t->strs[id]) return t->strs[id];
-    if (t->scanned_to != UINT64_MAX) {
+    const char *s = str_get(t, id);
+    if (!s && t->scanned_to != UINT64_MAX) {
         scan_strings(t);
-        if (id < t->nstrs && t->strs[id]) return t->strs[id];
+        s = str_get(t, id);
     }
-    return NULL;
+    return s;
 }
 
 unsigned mc_trace_version_major(const struct mc_trace *t) { return t->vmaj; }

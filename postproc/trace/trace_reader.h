@@ -75,9 +75,17 @@ enum {
     MC_TRACE_OPT_PAD = 2,     /* also return MC_REC_PAD records */
 };
 
-/* Open and validate the file header. NULL on error with a message in err. */
+/* Open and validate the file header. NULL on error with a message in err. Only regular
+ * files are opened (a FIFO or device named *.mct is refused without blocking). Traces are
+ * untrusted: no size, count or id read from the file makes the reader allocate more than the
+ * file's own size (record buffer <= largest record; string table ~ the STRING records), and
+ * strings come back as valid UTF-8 (invalid bytes replaced by U+FFFD). */
 struct mc_trace *mc_trace_open(const char *path, char *err, size_t errlen);
 struct mc_trace *mc_trace_open2(const char *path, unsigned opts, char *err, size_t errlen);
+/* The same on a trace held in memory (data must stay valid until close); name is used in
+ * messages. For fuzzing and tests. */
+struct mc_trace *mc_trace_open_mem(const void *data, size_t size, const char *name, unsigned opts,
+                                   char *err, size_t errlen);
 void mc_trace_close(struct mc_trace *t);
 
 /* Next record; see enum mc_trace_status. After a negative result, mc_trace_error() says

@@ -91,10 +91,11 @@ static int cmp_sym(const void *a, const void *b)
 static void load_file(struct file *f)
 {
     f->loaded = 1;
-    int fd = open(f->path, O_RDONLY | O_CLOEXEC);
+    /* the path comes from the trace: never block on a FIFO, map only regular files */
+    int fd = open(f->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return;
     struct stat st;
-    if (fstat(fd, &st) < 0 || st.st_size < (off_t)sizeof(Elf64_Ehdr)) { close(fd); return; }
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size < (off_t)sizeof(Elf64_Ehdr)) { close(fd); return; }
     size_t size = (size_t)st.st_size;
     unsigned char *m = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);

@@ -11,7 +11,7 @@
 #include "bench/request_log.h"
 #include "bench/score.h"
 #include "bench/sse.h"
-#include "bench/utf8.h"
+#include "trace/utf8.h"
 #include "bench/vllm_compat.h"
 #include <math.h>
 #include <stdlib.h>

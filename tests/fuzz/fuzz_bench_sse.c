@@ -5,7 +5,7 @@
  * the same data payloads in the same order and the same line counts (a stream's meaning
  * must not depend on how TCP cut it); every payload, once repaired, is valid UTF-8. */
 #include "bench/sse.h"
-#include "bench/utf8.h"
+#include "trace/utf8.h"
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
