@@ -72,3 +72,4 @@ void *mc_resolve_next(const char *symbol)
     if (found) mc_log_debug("resolved %s in a locally loaded library", symbol);
     return found;
 }
+

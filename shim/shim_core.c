@@ -20,6 +20,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +49,7 @@ static struct mc_tbuf *_Atomic g_bufs;
 _Atomic int mc_enabled_flag;       /* capture on (read inline by ring.h) */
 #define g_enabled mc_enabled_flag
 static _Atomic int g_up;           /* constructor finished */
+static _Atomic int g_started;      /* a thread of this process has recorded (mc_trace_started) */
 static _Atomic int g_disable_said;
 static _Atomic uint64_t g_drops;   /* events lost (buffer full, record too large, ...) */
 static uint64_t g_drops_written;
@@ -90,10 +92,11 @@ struct mc_strent { uint64_t hash; uint32_t id; char *text; };
 static struct mc_strent *g_strs;
 static uint32_t g_strs_cap, g_strs_n, g_next_str_id = 1;
 
-/* ---------------------------------------------------------------- modules */
+/* ---------------------------------------------------------------- families */
 
-static const struct mc_module *g_modules[16];
-static _Atomic int g_nmodules;
+#define MAX_FAMILIES 16
+static const struct mc_family *g_families[MAX_FAMILIES];
+static _Atomic int g_nfamilies;
 
 /* ---------------------------------------------------------------- small helpers */
 
@@ -109,6 +112,8 @@ int32_t mc_tid(void)
     if (!tls.tid) tls.tid = (int32_t)syscall(SYS_gettid);
     return tls.tid;
 }
+
+int mc_trace_started(void) { return atomic_load_explicit(&g_started, memory_order_relaxed); }
 
 int mc_capture_enabled(void) { return atomic_load_explicit(&g_enabled, memory_order_relaxed); }
 
@@ -148,7 +153,7 @@ void mc_disable(const char *why)
     say(line);
 }
 
-static void modules_flush(void);
+static void families_flush(void);
 
 static int write_all(int fd, const void *p, size_t n)
 {
@@ -190,7 +195,7 @@ static int def_append_locked(const void *rec, uint32_t size)
     if (padded > DEF_CHUNK || padded < sizeof(struct mc_rec_header)) return -1;
     struct mc_defchunk *c = g_def_last;
     if (!c || atomic_load_explicit(&c->used, memory_order_relaxed) + padded > DEF_CHUNK) {
-        struct mc_defchunk *n = mmap(NULL, sizeof *n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        struct mc_defchunk *n = mc_sys_mmap(sizeof *n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (n == MAP_FAILED) return -1;
         if (c) atomic_store_explicit(&c->next, n, memory_order_release);
         else g_def_first = n;
@@ -572,7 +577,7 @@ static void flush_all(void)
 void mc_core_flush_before_exec(void)
 {
     if (!atomic_load(&g_up) || getpid() != g_owner_pid) return;
-    if (mc_capture_enabled()) modules_flush();
+    if (mc_capture_enabled()) families_flush();
     flush_all();
 }
 
@@ -598,7 +603,7 @@ static struct mc_tbuf *new_buf(void)
     }
     size_t bytes = sizeof(struct mc_tbuf) + mc_cfg.buf_bytes;
     /* Populated now: first-touch page faults would otherwise land on the program's calls. */
-    struct mc_tbuf *b = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    struct mc_tbuf *b = mc_sys_mmap(bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
     if (b == MAP_FAILED) return NULL;
     b->size = mc_cfg.buf_bytes;
     b->data = (unsigned char *)(b + 1);
@@ -616,6 +621,7 @@ static struct mc_tbuf *attach_thread(void)
     if (tls.dead || !atomic_load(&g_up)) return NULL;
     struct mc_tbuf *b = new_buf();
     if (!b) return NULL;
+    atomic_store(&g_started, 1);
     tls.buf = b;
     pthread_setspecific(g_tkey, b); /* run the exit hook for this thread */
     char name[17] = {0};
@@ -724,22 +730,37 @@ void mc_rec_cancel(void *rec)
     b->reserved = 0;
 }
 
-/* ---------------------------------------------------------------- modules */
+/* ---------------------------------------------------------------- families */
 
-void mc_register_module(const struct mc_module *m)
+void mc_family_register(const struct mc_family *f)
 {
-    int i = atomic_fetch_add(&g_nmodules, 1);
-    if (i >= 16) { atomic_fetch_sub(&g_nmodules, 1); mc_note(MC_NOTE_ERROR, "too many shim modules, %s ignored", m->name); return; }
-    g_modules[i] = m;
-    if (atomic_load(&g_up) && mc_capture_enabled() && m->start) m->start();
+    int i = atomic_fetch_add(&g_nfamilies, 1);
+    if (i >= MAX_FAMILIES) {
+        atomic_fetch_sub(&g_nfamilies, 1);
+        mc_note(MC_NOTE_ERROR, "more than %d interposer families, %s ignored", MAX_FAMILIES, f->name);
+        return;
+    }
+    g_families[i] = f;
+    if (atomic_load(&g_up) && mc_capture_enabled() && f->init) f->init();
 }
 
-static void modules_flush(void)
+/* Runs one hook (offsetof(struct mc_family, hook)) of every family that has it, in
+ * registration order or reversed. */
+static void family_hooks(size_t hook, int reversed)
 {
-    int n = atomic_load(&g_nmodules);
-    for (int i = 0; i < n && i < 16; i++)
-        if (g_modules[i] && g_modules[i]->flush) g_modules[i]->flush();
+    int n = atomic_load(&g_nfamilies);
+    if (n > MAX_FAMILIES) n = MAX_FAMILIES;
+    for (int k = 0; k < n; k++) {
+        const struct mc_family *f = g_families[reversed ? n - 1 - k : k];
+        if (!f) continue;
+        void (*fn)(void);
+        memcpy(&fn, (const char *)f + hook, sizeof fn);
+        if (fn) fn();
+    }
 }
+#define FAMILY_HOOKS(hook, reversed) family_hooks(offsetof(struct mc_family, hook), reversed)
+
+static void families_flush(void) { FAMILY_HOOKS(flush, 0); }
 
 /* ---------------------------------------------------------------- writer thread */
 
@@ -802,7 +823,8 @@ static void finish(void)
 {
     if (!atomic_load(&g_up) || atomic_exchange(&g_finished, 1)) return;
     if (mc_capture_enabled()) {
-        modules_flush();
+        families_flush();
+        FAMILY_HOOKS(exit, 1);
         mc_maps_refresh(0);
     }
     flush_all();
@@ -812,28 +834,27 @@ static void finish(void)
 
 static int g_fork_locked;
 
+/* Lock order (shim_core.h): call-site unwinders -> maps -> signal table -> families ->
+ * definitions -> trace file. */
 static void at_fork_prepare(void)
 {
     if (!atomic_load(&g_up)) return;
-    if (mc_capture_enabled()) modules_flush();
-    /* Lock order everywhere: call sites, maps -> definitions -> file. */
+    if (mc_capture_enabled()) families_flush();
     mc_callsite_fork_lock();
     mc_maps_fork_lock();
     mc_signals_fork_lock();
-    mc_files_fork_lock();
+    FAMILY_HOOKS(fork_prepare, 0);
     pthread_mutex_lock(&g_def_mutex);
     g_fork_locked = file_lock(0) == 0;
     if (g_fork_locked) flush_all_locked();
-    mc_filemap_fork_lock();   /* innermost: taken by mmap/munmap, even under the others */
 }
 
 static void at_fork_parent(void)
 {
     if (!atomic_load(&g_up)) return;
-    mc_filemap_fork_unlock();
     if (g_fork_locked) file_unlock();
     pthread_mutex_unlock(&g_def_mutex);
-    mc_files_fork_unlock();
+    FAMILY_HOOKS(fork_parent, 1);
     mc_signals_fork_unlock();
     mc_maps_fork_unlock();
     mc_callsite_fork_unlock();
@@ -859,23 +880,23 @@ static void at_fork_child(void)
     g_drops_written = 0;
     atomic_store(&g_finished, 0);
     atomic_store(&g_file_lock, 0);
-    mc_filemap_fork_unlock();
     pthread_mutex_unlock(&g_def_mutex);
-    mc_files_fork_unlock();
+    /* Families release their locks only after the core's own state is the child's: their
+     * fork_child hooks may record. */
     mc_signals_fork_unlock();
     mc_maps_after_fork();
     mc_callsite_after_fork();
+    /* The child has recorded nothing yet: its thread attaches again (THREAD record) with
+     * its first record, and a child that records nothing (fork + exec of a helper) leaves
+     * no file. */
     if (tls.buf) {
-        struct mc_rec_thread *t = reserve_in(tls.buf, MC_REC_THREAD, sizeof *t);
-        if (t) {
-            t->tid = mc_tid();
-            t->start_ns = mc_now_ns();
-            mc_rec_commit(t);
-        }
+        tls.buf->reserved = 0;
+        atomic_store(&tls.buf->in_use, 0);
+        tls.buf = NULL;
+        pthread_setspecific(g_tkey, NULL);
     }
-    int n = atomic_load(&g_nmodules);
-    for (int i = 0; i < n && i < 16; i++)
-        if (g_modules[i] && g_modules[i]->after_fork_child) g_modules[i]->after_fork_child();
+    atomic_store(&g_started, 0);
+    FAMILY_HOOKS(fork_child, 1);
     if (mc_capture_enabled()) start_writer();
 }
 
@@ -972,9 +993,7 @@ __attribute__((constructor(101))) static void mc_core_init(void)
     atexit(finish);
     mc_signals_install();
     atomic_store(&g_up, 1);
-    int nm = atomic_load(&g_nmodules);
-    for (int i = 0; i < nm && i < 16; i++)
-        if (g_modules[i] && g_modules[i]->start) g_modules[i]->start();
+    FAMILY_HOOKS(init, 0);
     start_writer();
     if (!atomic_load(&g_writer_running)) mc_callsite_warm_up(); /* no writer thread to do it */
     mc_log_info("capture on: MOECAP_OUT=%s stack=%d buffer=%u KiB flush=%u ms", mc_cfg.out_dir,

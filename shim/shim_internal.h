@@ -60,13 +60,21 @@ void mc_maps_after_fork(void) MC_HIDDEN;   /* child: releases the fork lock */
 void mc_maps_fork_lock(void) MC_HIDDEN;
 void mc_maps_fork_unlock(void) MC_HIDDEN;
 
-/* Leaf locks held across fork (prepare: lock; parent and child: unlock). */
+/* The signal table's lock, held across fork (prepare: lock; parent and child: unlock). */
 void mc_signals_fork_lock(void) MC_HIDDEN;
 void mc_signals_fork_unlock(void) MC_HIDDEN;
-void mc_files_fork_lock(void) MC_HIDDEN;
-void mc_files_fork_unlock(void) MC_HIDDEN;
-/* filemap.h: weight-file host ranges; mc_filemap_fork_lock/unlock, taken last. */
+/* filemap.h: weight-file host ranges (the file family's leaf lock). */
 #include "filemap.h"
+
+/* mmap/munmap for the core's own memory: raw system calls, so the core never enters the
+ * file family's mmap interposer (and its lock) while it holds a lock of its own. */
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+static inline void *mc_sys_mmap(size_t len, int prot, int flags, int fd, off_t off)
+{
+    return (void *)syscall(SYS_mmap, NULL, len, prot, flags, fd, off);
+}
 
 /* callsite.c */
 void mc_callsite_after_fork(void) MC_HIDDEN; /* child: releases the fork lock */

@@ -61,7 +61,9 @@ def run(args, env_extra, outdir):
     env = dict(os.environ)
     for k in list(env):
         if k.startswith("MOECAP_") and k != "MOECAP_ROOT": del env[k]
-    env.update({"LD_PRELOAD": preload, "MOECAP_OUT": outdir})
+    # busy makes one BLAS call (cpuprof samples processes that record): no OpenBLAS pool
+    # threads, so the thread count stays the program's own.
+    env.update({"LD_PRELOAD": preload, "MOECAP_OUT": outdir, "OPENBLAS_NUM_THREADS": "1"})
     if os.environ.get("SAN") == "1":
         env["ASAN_OPTIONS"] = "detect_leaks=0:" + env.get("ASAN_OPTIONS", "")
     env.update(env_extra)

@@ -13,4 +13,5 @@ int fake_count(uint16_t type);          /* records of a type so far */
 void *fake_find(uint16_t type, int nth); /* nth record of a type, NULL if none */
 const char *fake_string(uint32_t id);   /* interned text, NULL if unknown */
 void fake_reset(void);
+void fake_flush_families(void);        /* each registered family's flush hook (once each) */
 #endif
