@@ -1,6 +1,6 @@
 /* mc_real: the one way an interposer finds the real definition of the function it
- * wraps (shim_core.h). Only needs mc_resolve_next, so unit tests link it with a stand-in
- * core. */
+ * wraps (shim_core.h). Only needs mc_resolve_next_except, so unit tests link it with a
+ * stand-in core. */
 #include "shim_core.h"
 
 #include <stdio.h>
@@ -14,7 +14,7 @@ void *mc_real_find(struct mc_real *r)
     if (p) return p;
     /* The first call searches; after a miss only every 1024th call does. */
     if (atomic_fetch_add_explicit(&r->misses, 1, memory_order_relaxed) & 1023u) return NULL;
-    p = mc_resolve_next(r->name);
+    p = mc_resolve_next_except(r->name, r);
     if (!p) return NULL;
     atomic_store_explicit(&r->fn, p, memory_order_release);
     return p;

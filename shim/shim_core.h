@@ -62,6 +62,9 @@ uint32_t mc_callsite_capture_at(const void *ret_addr, const void *frame);
 /* The next definition of `symbol` after libmoecap.so, also when the defining library was
  * dlopen'ed later with RTLD_LOCAL. NULL when none is loaded yet. */
 void *mc_resolve_next(const char *symbol);
+/* The same, also skipping the object that holds `caller` (an interposer family built as
+ * a library of its own defines the symbol as well). */
+void *mc_resolve_next_except(const char *symbol, const void *caller);
 
 /* Turn capture off for the whole process, printing `why` once on stderr. */
 void mc_disable(const char *why);
@@ -123,7 +126,7 @@ int mc_trace_started(void);
  * on each call: one atomic load once resolved. Resolution is mc_resolve_next (also finds
  * definitions in libraries dlopen'ed with RTLD_LOCAL); while a symbol is not found, only
  * every 1024th call searches again (a function absent from this process costs nothing
- * per call). NULL when not found: the interposer then fails the call the way the
+ * per call); the object holding `r` is skipped. NULL when not found: the interposer then fails the call the way the
  * function documents (errno = ENOSYS, an error code) or, when it cannot, calls
  * mc_real_missing(). */
 struct mc_real {

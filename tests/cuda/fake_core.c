@@ -65,8 +65,9 @@ int32_t mc_tid(void) { return (int32_t)syscall(SYS_gettid); }
 int fake_resolve_calls;
 char fake_last_resolved[64];
 
-void *mc_resolve_next(const char *symbol)
+void *mc_resolve_next_except(const char *symbol, const void *caller)
 {
+    (void)caller;
     fake_resolve_calls++;
     snprintf(fake_last_resolved, sizeof fake_last_resolved, "%s", symbol);
     return dlsym(RTLD_NEXT, symbol);

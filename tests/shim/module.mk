@@ -31,3 +31,5 @@ TESTS += $(TBIN)/test_shim_filemap
 TEST_DEPS += $(TBIN)/test_shim_filemap
 # CPU BLAS records written without zeroing (shim/ring.h): every field on every call, across ring wraps.
 TESTS += tests/shim/test_ring_reuse.py
+# The null interposer family template (shim/interpose_null.c), built by the test itself.
+TESTS += tests/shim/test_null_family.py
