@@ -35,9 +35,15 @@ def read_trace(path):
     data = open(path, "rb").read()
     assert data[:8] == b"MOECAPT\0", "bad magic"
     hsize = struct.unpack_from("<I", data, 12)[0]
+    hflags = struct.unpack_from("<Q", data, 16)[0]
+    # segmented (the shim's files): a size-0 header is unwritten space up to the next segment boundary
+    seg = 1 << ((hflags >> 8) & 0xff) if hflags & 1 else 0
     off, strings, notes, counters = hsize, {}, [], []
     while off + 8 <= len(data):
         typ, _fl, size = struct.unpack_from("<HHI", data, off)
+        if size == 0 and seg:
+            off = (off // seg + 1) * seg
+            continue
         if size < 8 or off + size > len(data): break
         body = off + 8
         if typ == REC_STRING:
