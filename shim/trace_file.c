@@ -219,6 +219,8 @@ unsigned char *mc_tf_region(uint32_t bytes, int *used_spare)
             if (len < bytes) len = bytes;
             uint64_t off = g_file_bytes;
             unsigned char *p = map_region(off, len, 0);
+            /* Short of space for a whole extent: the last segments still fit one by one. */
+            if (!p && len > bytes && (errno == ENOSPC || errno == EFBIG || errno == EDQUOT)) p = map_region(off, len = bytes, 0);
             if (!p) { say_disable("cannot extend trace file"); return NULL; }
             g_file_bytes = off + len;
             remember_map(p, len);
@@ -244,7 +246,16 @@ void mc_tf_prepare_spare(void)
     g_file_bytes += len;   /* claimed: nobody else maps it */
     int fd = g_fd;
     mc_tf_unlock();
-    if (reserve_disk(fd, off, len) < 0) { say_disable("cannot extend trace file"); return; }
+    if (reserve_disk(fd, off, len) < 0) {
+        /* No room for a whole extent (disk or quota nearly full): give the claim back if
+         * nothing came after it; the program's threads then grow the file segment by
+         * segment themselves until it is really full. */
+        if (mc_tf_lock(0) == 0) {
+            if (g_file_bytes == off + len) g_file_bytes = off;
+            mc_tf_unlock();
+        }
+        return;
+    }
     unsigned char *p = mc_sys_mmap(len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)off);
     if (p == MAP_FAILED) return;
     syscall(SYS_madvise, p, len, MADV_POPULATE_WRITE);
