@@ -98,6 +98,9 @@ static int tsc_usable(void)
 {
     const char *e = getenv("MOECAP_TSC");
     if (e && !strcmp(e, "0")) return 0;
+    /* 1: use it anyway (tests of the tick conversion on a machine whose kernel keeps time
+     * with another clocksource; only right where the TSC is invariant: constant_tsc). */
+    if (e && !strcmp(e, "1")) return 1;
     /* Only where the kernel trusts the TSC as its clock source (then it is invariant and
      * synchronised across CPUs). */
     int fd = open("/sys/devices/system/clocksource/clocksource0/current_clocksource", O_RDONLY | O_CLOEXEC);

@@ -218,6 +218,44 @@ def case_records_nothing(tmp):
          [] if p.returncode == 0 and not left else ["rc %d files %r" % (p.returncode, left)])
 
 
+def case_tsc_times(tmp):
+    """CPU GEMM times stamped in TSC ticks (MOECAP_TSC=1 forces the TSC) come out of the
+    reader as CLOCK_MONOTONIC ns: inside the window the test saw the process live in, for a
+    clean exit and for a SIGKILL (converted with the clock pair the file holds then)."""
+    if "constant_tsc" not in open("/proc/cpuinfo").read():
+        print("skip - TSC tick conversion (no invariant TSC on this machine)")
+        return
+    for how in ("exit", "kill"):
+        out = os.path.join(tmp, "tsc-" + how)
+        side = os.path.join(tmp, "counts-tsc-" + how)
+        t0 = time.monotonic_ns()
+        if how == "exit":
+            subprocess.run([PROG, side, str(THREADS), "2000"], env=env_for(out, MOECAP_TSC=1),
+                           capture_output=True, timeout=120)
+        else:
+            p = subprocess.Popen([PROG, side, str(THREADS)], env=env_for(out, MOECAP_TSC=1),
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(0.4)
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+        t1 = time.monotonic_ns()
+        probs = []
+        files = glob.glob(os.path.join(out, "*.mct"))
+        if len(files) != 1:
+            probs.append("%d traces" % len(files))
+        else:
+            d = subprocess.run([MOECAP, "dump", files[0]], capture_output=True, text=True)
+            recs = [json.loads(line) for line in d.stdout.splitlines()]
+            clock = [r for r in recs if r["type"] == "clock"]
+            gemms = [r for r in recs if r["type"] == "gemm"]
+            if not clock or not clock[0]["tsc0"] or clock[0]["tsc1"] <= clock[0]["tsc0"]:
+                probs.append("no usable clock record: %r" % clock)
+            bad = [g for g in gemms if not t0 <= g["t_begin_ns"] <= g["t_end_ns"] <= t1]
+            if not gemms or bad:
+                probs.append("%d of %d GEMMs outside [%d, %d]: %r" % (len(bad), len(gemms), t0, t1, bad[:1]))
+        case("TSC-stamped GEMM times convert into the process's lifetime (%s)" % how, probs)
+
+
 def main():
     if not os.path.exists(SHIM) or not os.path.exists(PROG):
         print("skip - capture faults (build first)")
@@ -226,6 +264,7 @@ def main():
     case_sigkill(tmp, int(os.environ.get("KILLS", "60")))
     case_flush0_kill(tmp)
     case_full_disk(tmp)
+    case_tsc_times(tmp)
     case_relative_out(tmp)
     case_records_nothing(tmp)
     subprocess.run(["rm", "-rf", tmp])
