@@ -51,6 +51,11 @@ static uint64_t g_ext_off;             /* file offset of g_ext_pos */
 static struct { void *addr; size_t len; } g_maps[MAX_MAPS];
 static int g_nmaps;
 
+/* An extent a program thread mapped itself (no spare was ready): the writer thread faults
+ * its pages in ahead of the thread's writes. */
+static unsigned char *g_unpopulated;
+static size_t g_unpopulated_len;
+
 /* The extent the writer thread prepared ahead (mapped, pages populated). */
 static unsigned char *g_spare;
 static size_t g_spare_len;
@@ -203,7 +208,8 @@ static size_t extent_bytes(void)
 
 /* A region of `bytes` (a multiple of the segment size) for one writer. Caller holds the
  * file lock; the file is open. *used_spare = 1 when the prepared extent was taken (the
- * caller wakes the writer thread to prepare the next). NULL: the disk is full or the file
+ * caller wakes the writer thread to prepare the next; also when this call mapped an
+ * extent itself, for the writer to fault its pages in). NULL: the disk is full or the file
  * cannot grow; capture is then off. */
 unsigned char *mc_tf_region(uint32_t bytes, int *used_spare)
 {
@@ -230,6 +236,9 @@ unsigned char *mc_tf_region(uint32_t bytes, int *used_spare)
             g_ext_pos = p;
             g_ext_end = p + len;
             g_ext_off = off;
+            g_unpopulated = p;
+            g_unpopulated_len = len;
+            *used_spare = 1;   /* the writer: populate it, prepare the next */
         }
     }
     unsigned char *r = g_ext_pos;
@@ -242,6 +251,16 @@ unsigned char *mc_tf_region(uint32_t bytes, int *used_spare)
  * releases the file lock itself (the slow part runs without it). */
 void mc_tf_prepare_spare(void)
 {
+    if (mc_tf_lock(0) < 0) return;
+    /* First the extent a thread is writing now, if it mapped it itself: faulting its pages
+     * in here takes most of the cost of a fresh page off that thread (concurrent writes to
+     * those pages are unaffected: a populate only maps pages). Only mappings that live
+     * until exit (every extent does) are touched outside the lock. */
+    unsigned char *pop = g_unpopulated;
+    size_t pop_len = g_unpopulated_len;
+    g_unpopulated = NULL;
+    mc_tf_unlock();
+    if (pop) syscall(SYS_madvise, pop, pop_len, MADV_POPULATE_WRITE);
     if (mc_tf_lock(0) < 0) return;
     if (g_fd < 0 || g_spare || fd_check() < 0) { mc_tf_unlock(); return; }
     size_t len = extent_bytes();
@@ -384,6 +403,7 @@ void mc_tf_forget_after_fork(void)
     for (int i = 0; i < g_nmaps; i++) syscall(SYS_munmap, g_maps[i].addr, g_maps[i].len);
     if (g_spare) syscall(SYS_munmap, g_spare, g_spare_len);
     g_nmaps = 0;
+    g_unpopulated = NULL;
     g_spare = NULL;
     g_spare_len = 0;
     g_ext_pos = g_ext_end = NULL;
