@@ -254,6 +254,10 @@ static void cpuprof_exit(void)
         if (pthread_timedjoin_np(g_thread, NULL, &dl) == 0) g_thread_running = 0;
     }
     pthread_mutex_lock(&g_lock);
+    /* A sampler that never got its first period (a short process, or a busy machine where
+     * a nice-19 thread waits) still leaves its note and one sample of a process that
+     * recorded something. */
+    if (!g_inited && !g_exited && mc_trace_started()) init_sources_locked();
     if (g_inited && !g_exited) sample_locked();
     g_exited = 1;
     pthread_mutex_unlock(&g_lock);
