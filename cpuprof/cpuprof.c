@@ -243,6 +243,7 @@ static void start_sampler(void)
  * take the last sample. */
 static void cpuprof_exit(void)
 {
+    if (!g_sample_ms) return; /* MOECAP_SAMPLE_MS=0: the module is off */
     pthread_mutex_lock(&g_lock);
     g_stop = 1;
     pthread_cond_broadcast(&g_cond);
