@@ -18,11 +18,13 @@ change), its default configuration runs in the same rounds: a paired before/afte
 Prints Markdown table rows."""
 import json
 import os
-import random
 import statistics
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchstats import median_ci  # noqa: E402
 
 mr, shim, model, label, rounds, tmp = sys.argv[1:7]
 rounds = int(rounds)
@@ -56,13 +58,6 @@ def one(extra):
     subprocess.run(["rm", "-rf", env["MOECAP_OUT"]])
     return (sum(s["wall_ns"] for s in dec), wall, ru.ru_utime + ru.ru_stime, dec[0]["gemm_calls"],
             statistics.median(s["wall_ns"] for s in dec))
-
-
-def median_ci(v, n=2000):
-    """95 % bootstrap interval of the median (fixed seed: the same data give the same text)."""
-    rnd = random.Random(1)
-    meds = sorted(statistics.median(rnd.choices(v, k=len(v))) for _ in range(n))
-    return meds[int(0.025 * n)], meds[int(0.975 * n) - 1]
 
 
 res = {c: [] for c, _ in configs}

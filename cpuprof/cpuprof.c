@@ -21,8 +21,9 @@
  * never load it. Afterwards the sampler thread only creates, reads and releases event sets
  * of new and exited threads (perf_event_open, ioctl, read; no loading, no PAPI state set-up).
  * Everything that records (string interning, the note, RAPL, /proc) still waits for the
- * sampler's first period: short-lived helper processes that inherit LD_PRELOAD (shells,
- * `ls`) then leave no cpuprof records, hence no trace. */
+ * sampler's first period, and samples are taken only once the process has recorded an
+ * event (mc_trace_started): helper processes that inherit LD_PRELOAD (shells, `ls`) and
+ * record nothing leave no trace file, however long they live. */
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
@@ -108,6 +109,11 @@ static void papi_threads(void)
 
 static void sample_locked(void)
 {
+    /* Samples describe a process's work: one that has recorded no event yet (a shell or
+     * tool that inherited LD_PRELOAD, or a program before its first call) is not sampled,
+     * so it leaves no trace file. Counters are totals since process start, so the first
+     * sample still accounts for everything before it. */
+    if (!mc_trace_started()) return;
     uint64_t t = mc_now_ns();
     if (g_proc_ok) {
         struct mc_proc_stat st;
@@ -233,10 +239,11 @@ static void start_sampler(void)
     if (!g_thread_running) mc_log_info("cpuprof: cannot start the sampler thread; CPU counters off");
 }
 
-/* atexit (registered after the core's, so it runs before the core's final flush): stop the
- * sampler, take the last sample. */
+/* Process exit (the family's exit hook, before the core's last write): stop the sampler,
+ * take the last sample. */
 static void cpuprof_exit(void)
 {
+    if (!g_sample_ms) return; /* MOECAP_SAMPLE_MS=0: the module is off */
     pthread_mutex_lock(&g_lock);
     g_stop = 1;
     pthread_cond_broadcast(&g_cond);
@@ -248,6 +255,10 @@ static void cpuprof_exit(void)
         if (pthread_timedjoin_np(g_thread, NULL, &dl) == 0) g_thread_running = 0;
     }
     pthread_mutex_lock(&g_lock);
+    /* A sampler that never got its first period (a short process, or a busy machine where
+     * a nice-19 thread waits) still leaves its note and one sample of a process that
+     * recorded something. */
+    if (!g_inited && !g_exited && mc_trace_started()) init_sources_locked();
     if (g_inited && !g_exited) sample_locked();
     g_exited = 1;
     pthread_mutex_unlock(&g_lock);
@@ -272,7 +283,6 @@ static void cpuprof_start(void)
     if (!ev) ev = DEFAULT_EVENTS;
     if (!*ev || !strcmp(ev, "none")) snprintf(g_papi_why, sizeof g_papi_why, "off (MOECAP_PAPI_EVENTS=%s)", ev);
     else g_papi_n = mc_papi_init(ev, (int32_t)getpid(), g_papi_why, sizeof g_papi_why);
-    atexit(cpuprof_exit);
     start_sampler();
 }
 
@@ -297,14 +307,15 @@ static void cpuprof_after_fork_child(void)
     start_sampler();
 }
 
-static const struct mc_module cpuprof_module = {
+static const struct mc_family cpuprof_family = {
     .name = "cpuprof",
-    .start = cpuprof_start,
+    .init = cpuprof_start,
     .flush = cpuprof_flush,
-    .after_fork_child = cpuprof_after_fork_child,
+    .fork_child = cpuprof_after_fork_child,
+    .exit = cpuprof_exit,
 };
 
 __attribute__((constructor(200))) static void cpuprof_register(void)
 {
-    mc_register_module(&cpuprof_module);
+    mc_family_register(&cpuprof_family);
 }

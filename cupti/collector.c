@@ -15,7 +15,9 @@
  * one stderr line + MC_REC_NOTE, and the rest keeps working.
  * The shim core API is reached through dlsym so this library also works when it is
  * injected without libmoecap.so preloaded (it then loads libmoecap.so from its own
- * directory). */
+ * directory). The collector joins the core as an interposer family (flush and fork hooks);
+ * what the CUDA side of the shim offers it (launch count, NVML start) comes as the
+ * argument of mc_cupti_start, the one name the shim looks up here. */
 #include <cuda.h>
 #include <cupti.h>
 #include <dlfcn.h>
@@ -41,8 +43,9 @@ static struct {
     void (*commit)(void *);
     uint32_t (*intern)(const char *);
     void (*note)(int, const char *, ...);
-    void (*register_module)(const struct mc_module *);
+    void (*family_register)(const struct mc_family *);
 } core;
+static void *core_handle;   /* where the core API was found */
 
 static int find_core(void)
 {
@@ -68,7 +71,8 @@ static int find_core(void)
     *(void **)&core.commit = dlsym(h, "mc_rec_commit");
     *(void **)&core.intern = dlsym(h, "mc_intern");
     *(void **)&core.note = dlsym(h, "mc_note");
-    *(void **)&core.register_module = dlsym(h, "mc_register_module");
+    *(void **)&core.family_register = dlsym(h, "mc_family_register");
+    core_handle = h;
     return core.reserve && core.commit && core.intern && core.now && core.note ? 0 : -1;
 }
 
@@ -607,13 +611,14 @@ static void load_taps(void)
 static int state;   /* 0 = not started, 1 = running, -1 = failed/disabled */
 static CUpti_SubscriberHandle subscriber;
 
+static struct mc_cuda_host host;   /* the shim's CUDA side; zeros when absent */
+
 static uint64_t shim_launches(void)
 {
-    uint64_t (*f)(void) = (uint64_t (*)(void))dlsym(RTLD_DEFAULT, "mc_cuda_launch_count");
-    return f ? f() : 0;
+    return host.launch_count ? host.launch_count() : 0;
 }
 
-void mc_cupti_flush(void)
+static void cupti_flush(void)
 {
     if (__atomic_load_n(&state, __ATOMIC_ACQUIRE) != 1) return;
     cuptiActivityFlushAll(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
@@ -629,18 +634,17 @@ void mc_cupti_flush(void)
                   (unsigned long long)tap_dropped);
 }
 
-void mc_cupti_after_fork_child(void)
+static void cupti_fork_child(void)
 {
     /* CUDA and CUPTI are unusable in a forked child: stop touching them. */
     __atomic_store_n(&state, -1, __ATOMIC_RELEASE);
 }
 
-static const struct mc_module cupti_module = {
-    .name = "cupti", .start = NULL, .flush = mc_cupti_flush,
-    .after_fork_child = mc_cupti_after_fork_child,
+static const struct mc_family cupti_family = {
+    .name = "cupti", .flush = cupti_flush, .fork_child = cupti_fork_child,
 };
 
-int mc_cupti_start(void)
+int mc_cupti_start(const struct mc_cuda_host *shim_cuda)
 {
     int expect = 0;
     if (!__atomic_compare_exchange_n(&state, &expect, 2, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
@@ -649,6 +653,7 @@ int mc_cupti_start(void)
         __atomic_store_n(&state, -1, __ATOMIC_RELEASE);
         return -1;
     }
+    if (shim_cuda) host = *shim_cuda;
     calibrate();
     int unusable = 0;   /* CUPTI answers nothing (no GPU or driver): no taps either */
     CUptiResult r = cuptiActivityRegisterCallbacks(buffer_requested, buffer_completed);
@@ -714,12 +719,11 @@ int mc_cupti_start(void)
             cuptiEnableCallback(1, subscriber, CUPTI_CB_DOMAIN_DRIVER_API, CUPTI_DRIVER_TRACE_CBID_cuLaunchKernelEx_ptsz);
         }
     }
-    if (core.register_module) core.register_module(&cupti_module);
+    if (core.family_register) core.family_register(&cupti_family);
     /* Injected without the shim's interposers seeing CUDA use: start NVML from here too
      * (idempotent when the shim already did). */
     const char *nv = getenv("MOECAP_NVML");
-    void (*nvml_start)(void) = (void (*)(void))dlsym(RTLD_DEFAULT, "mc_nvml_start");
-    if (nvml_start && !(nv && !strcmp(nv, "0"))) nvml_start();
+    if (host.nvml_start && !(nv && !strcmp(nv, "0"))) host.nvml_start();
     if (kernels_enabled || taps_on)
         core.note(MC_NOTE_INFO, "CUPTI collector active (kernel records %s, %d kernel-parameter taps)",
                   kernels_enabled ? "on" : "off", taps_on ? ntaps : 0);
@@ -731,5 +735,9 @@ int mc_cupti_start(void)
 int InitializeInjection(void);
 int InitializeInjection(void)
 {
-    return mc_cupti_start() == 0 ? 1 : 0;
+    /* Loaded by CUDA, not by the shim: take the shim's CUDA side from the core library
+     * (absent in a build without it: launch counts and NVML are then not used). */
+    const struct mc_cuda_host *h = NULL;
+    if (find_core() == 0) h = (const struct mc_cuda_host *)dlsym(core_handle, "mc_cuda_host");
+    return mc_cupti_start(h) == 0 ? 1 : 0;
 }

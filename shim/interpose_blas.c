@@ -6,8 +6,8 @@
  * Fortran callers pass hidden character-length arguments after the declared ones; the
  * wrappers declare and forward them (reading them when a C caller did not pass them only
  * reads the caller's stack slots, harmless, and BLAS implementations ignore them).
- * The real function is found once (mc_resolve_next, which also finds a BLAS loaded with
- * dlopen(RTLD_LOCAL)) and cached in an atomic pointer. */
+ * The real function is found once (mc_real, which also finds a BLAS loaded with
+ * dlopen(RTLD_LOCAL)). */
 #include "shim_internal.h"
 #include "ring.h"
 
@@ -25,30 +25,21 @@ typedef uint16_t mc_bf16;
 /* CBLAS enums by value (no cblas.h: its prototypes would clash with ours). */
 enum { CB_ROW = 101, CB_COL = 102, CB_N = 111, CB_T = 112, CB_C = 113, CB_CNR = 114 };
 
-/* First call (or a BLAS not loaded at start-up): find the real function. */
-__attribute__((noinline, cold)) static void *resolve_or_die(_Atomic(void *) *slot, const char *name)
+/* First call of a function whose BLAS was not in the global scope at start-up: find it
+ * (also in a library dlopen'ed with RTLD_LOCAL) and record the new library's mappings.
+ * Nothing to forward to means the program called a BLAS that does not exist: abort. */
+__attribute__((noinline, cold)) static void *blas_resolve(struct mc_real *r)
 {
-    void *p = mc_resolve_next(name);
-    if (!p) {
-        /* Nothing to forward to: the caller bound to us, so a definition must exist
-         * somewhere; if not, continuing would crash anyway. */
-        char line[256];
-        snprintf(line, sizeof line, "moecap: cannot find the real %s in any loaded library; aborting "
-                 "(run without LD_PRELOAD=libmoecap.so, and please report this)\n", name);
-        ssize_t w = write(2, line, strlen(line));
-        (void)w;
-        abort();
-    }
-    atomic_store_explicit(slot, p, memory_order_release);
-    mc_maps_refresh(0); /* a library may have come in since start-up */
+    void *p = mc_real_find(r);
+    if (!p) mc_real_missing(r->name);
+    mc_maps_refresh(0);
     return p;
 }
 
-static inline void *real_or_die(_Atomic(void *) *slot, const char *name)
+static inline __attribute__((always_inline)) void *blas_real(struct mc_real *r)
 {
-    void *p = atomic_load_explicit(slot, memory_order_acquire);
-    if (__builtin_expect(p != NULL, 1)) return p;
-    return resolve_or_die(slot, name);
+    void *p = atomic_load_explicit(&r->fn, memory_order_acquire);
+    return __builtin_expect(p != NULL, 1) ? p : blas_resolve(r);
 }
 
 static uint8_t f77_trans(const char *t)
@@ -108,13 +99,13 @@ static inline __attribute__((always_inline)) struct mc_rec_gemm_cpu *begin(uint1
                               const blasint *, const TS *, const T *, const blasint *,       \
                               const T *, const blasint *, const TS *, TS *, const blasint *, \
                               size_t, size_t);                                              \
-    static _Atomic(void *) real_##NAME;                                                     \
+    static struct mc_real real_##NAME = MC_REAL_INIT(#NAME);                                                     \
     void NAME(const char *ta, const char *tb, const blasint *m, const blasint *n,           \
               const blasint *k, const TS *alpha, const T *a, const blasint *lda,            \
               const T *b, const blasint *ldb, const TS *beta, TS *c, const blasint *ldc,    \
               size_t lta, size_t ltb)                                                       \
     {                                                                                       \
-        NAME##_fn real = (NAME##_fn)real_or_die(&real_##NAME, #NAME);                       \
+        NAME##_fn real = (NAME##_fn)blas_real(&real_##NAME);                       \
         struct mc_rec_gemm_cpu *g = begin(API, DTAB, DTC);                                  \
         if (!g) { real(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, lta, ltb); return; } \
         g->layout = MC_LAYOUT_COL_MAJOR;                                                    \
@@ -138,12 +129,12 @@ F77_GEMM(sbgemm_, mc_bf16, float, MC_API_SBGEMM_F77, MC_DT_BF16, MC_DT_F32)
     typedef void (*NAME##_fn)(const char *, const blasint *, const blasint *, const T *,    \
                               const T *, const blasint *, const T *, const blasint *,        \
                               const T *, T *, const blasint *, size_t);                     \
-    static _Atomic(void *) real_##NAME;                                                     \
+    static struct mc_real real_##NAME = MC_REAL_INIT(#NAME);                                                     \
     void NAME(const char *tr, const blasint *m, const blasint *n, const T *alpha,           \
               const T *a, const blasint *lda, const T *x, const blasint *incx,              \
               const T *beta, T *y, const blasint *incy, size_t ltr)                         \
     {                                                                                       \
-        NAME##_fn real = (NAME##_fn)real_or_die(&real_##NAME, #NAME);                       \
+        NAME##_fn real = (NAME##_fn)blas_real(&real_##NAME);                       \
         struct mc_rec_gemm_cpu *g = begin(API, DT, DT);                                         \
         if (!g) { real(tr, m, n, alpha, a, lda, x, incx, beta, y, incy, ltr); return; }     \
         g->layout = MC_LAYOUT_COL_MAJOR;                                                    \
@@ -163,11 +154,11 @@ F77_GEMV(dgemv_, double, MC_API_DGEMV_F77, MC_DT_F64)
 #define CB_GEMM(NAME, T, TS, API, DTAB, DTC)                                               \
     typedef void (*NAME##_fn)(int, int, int, blasint, blasint, blasint, TS, const T *,     \
                               blasint, const T *, blasint, TS, TS *, blasint);             \
-    static _Atomic(void *) real_##NAME;                                                     \
+    static struct mc_real real_##NAME = MC_REAL_INIT(#NAME);                                                     \
     void NAME(int order, int ta, int tb, blasint m, blasint n, blasint k, TS alpha,         \
               const T *a, blasint lda, const T *b, blasint ldb, TS beta, TS *c, blasint ldc) \
     {                                                                                       \
-        NAME##_fn real = (NAME##_fn)real_or_die(&real_##NAME, #NAME);                       \
+        NAME##_fn real = (NAME##_fn)blas_real(&real_##NAME);                       \
         struct mc_rec_gemm_cpu *g = begin(API, DTAB, DTC);                                      \
         if (!g) { real(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc); return; } \
         g->layout = order == CB_ROW ? MC_LAYOUT_ROW_MAJOR : MC_LAYOUT_COL_MAJOR;            \
@@ -189,11 +180,11 @@ CB_GEMM(cblas_sbgemm, mc_bf16, float, MC_API_CBLAS_SBGEMM, MC_DT_BF16, MC_DT_F32
 #define CB_GEMV(NAME, T, API, DT)                                                           \
     typedef void (*NAME##_fn)(int, int, blasint, blasint, T, const T *, blasint,            \
                               const T *, blasint, T, T *, blasint);                         \
-    static _Atomic(void *) real_##NAME;                                                     \
+    static struct mc_real real_##NAME = MC_REAL_INIT(#NAME);                                                     \
     void NAME(int order, int tr, blasint m, blasint n, T alpha, const T *a, blasint lda,    \
               const T *x, blasint incx, T beta, T *y, blasint incy)                         \
     {                                                                                       \
-        NAME##_fn real = (NAME##_fn)real_or_die(&real_##NAME, #NAME);                       \
+        NAME##_fn real = (NAME##_fn)blas_real(&real_##NAME);                       \
         struct mc_rec_gemm_cpu *g = begin(API, DT, DT);                                         \
         if (!g) { real(order, tr, m, n, alpha, a, lda, x, incx, beta, y, incy); return; }   \
         g->layout = order == CB_ROW ? MC_LAYOUT_ROW_MAJOR : MC_LAYOUT_COL_MAJOR;            \
@@ -212,18 +203,15 @@ CB_GEMV(cblas_dgemv, double, MC_API_CBLAS_DGEMV, MC_DT_F64)
  * defines (the usual case: the program links libblas/libopenblas). Otherwise the program's
  * first BLAS call pays for the search and the maps refresh inside its own timing (0.4-1.8
  * ms measured on moe-ref's first step). Only the cheap RTLD_NEXT lookup here: a BLAS that
- * arrives later with dlopen(RTLD_LOCAL) is still found lazily by real_or_die. */
+ * arrives later with dlopen(RTLD_LOCAL) is still found lazily by blas_resolve. */
 __attribute__((constructor(103))) static void blas_resolve_early(void)
 {
-    static const struct { _Atomic(void *) *slot; const char *name; } table[] = {
-        {&real_sgemm_, "sgemm_"}, {&real_dgemm_, "dgemm_"}, {&real_sbgemm_, "sbgemm_"},
-        {&real_sgemv_, "sgemv_"}, {&real_dgemv_, "dgemv_"},
-        {&real_cblas_sgemm, "cblas_sgemm"}, {&real_cblas_dgemm, "cblas_dgemm"},
-        {&real_cblas_sbgemm, "cblas_sbgemm"}, {&real_cblas_sgemv, "cblas_sgemv"},
-        {&real_cblas_dgemv, "cblas_dgemv"},
+    struct mc_real *const table[] = {
+        &real_sgemm_, &real_dgemm_, &real_sbgemm_, &real_sgemv_, &real_dgemv_,
+        &real_cblas_sgemm, &real_cblas_dgemm, &real_cblas_sbgemm, &real_cblas_sgemv, &real_cblas_dgemv,
     };
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
-        void *p = dlsym(RTLD_NEXT, table[i].name);
-        if (p && !mc_addr_is_ours(p)) atomic_store_explicit(table[i].slot, p, memory_order_release);
+        void *p = dlsym(RTLD_NEXT, table[i]->name);
+        if (p && !mc_addr_is_ours(p)) atomic_store_explicit(&table[i]->fn, p, memory_order_release);
     }
 }

@@ -20,21 +20,13 @@ static void syscall_exit_group(int status) { syscall(SYS_exit_group, status); }
 typedef int (*execve_fn)(const char *, char *const[], char *const[]);
 typedef int (*execvpe_fn)(const char *, char *const[], char *const[]);
 typedef int (*fexecve_fn)(int, char *const[], char *const[]);
-static _Atomic(void *) r_execve, r_execvpe, r_fexecve;
-
-static void *real(_Atomic(void *) *slot, const char *name)
-{
-    void *p = atomic_load_explicit(slot, memory_order_acquire);
-    if (!p) {
-        p = dlsym(RTLD_NEXT, name);
-        if (p) atomic_store_explicit(slot, p, memory_order_release);
-    }
-    return p;
-}
+static struct mc_real r_execve = MC_REAL_INIT("execve"),
+    r_execvpe = MC_REAL_INIT("execvpe"),
+    r_fexecve = MC_REAL_INIT("fexecve");
 
 int execve(const char *path, char *const argv[], char *const envp[])
 {
-    execve_fn f = (execve_fn)real(&r_execve, "execve");
+    execve_fn f = (execve_fn)mc_real(&r_execve);
     if (!f) { errno = ENOSYS; return -1; }
     mc_core_flush_before_exec();
     return f(path, argv, envp);
@@ -42,7 +34,7 @@ int execve(const char *path, char *const argv[], char *const envp[])
 
 int execvpe(const char *file, char *const argv[], char *const envp[])
 {
-    execvpe_fn f = (execvpe_fn)real(&r_execvpe, "execvpe");
+    execvpe_fn f = (execvpe_fn)mc_real(&r_execvpe);
     if (!f) { errno = ENOSYS; return -1; }
     mc_core_flush_before_exec();
     return f(file, argv, envp);
@@ -50,7 +42,7 @@ int execvpe(const char *file, char *const argv[], char *const envp[])
 
 int fexecve(int fd, char *const argv[], char *const envp[])
 {
-    fexecve_fn f = (fexecve_fn)real(&r_fexecve, "fexecve");
+    fexecve_fn f = (fexecve_fn)mc_real(&r_fexecve);
     if (!f) { errno = ENOSYS; return -1; }
     mc_core_flush_before_exec();
     return f(fd, argv, envp);
@@ -105,11 +97,12 @@ int execle(const char *path, const char *arg, ...)
 /* _exit/_Exit may be called from signal handlers: the signal-safe flush (it gives up
  * rather than wait on a lock held by the interrupted code). */
 typedef void (*exit_fn)(int);
-static _Atomic(void *) r__exit, r__Exit;
+static struct mc_real r__exit = MC_REAL_INIT("_exit"),
+    r__Exit = MC_REAL_INIT("_Exit");
 
 void _exit(int status)
 {
-    exit_fn f = (exit_fn)real(&r__exit, "_exit");
+    exit_fn f = (exit_fn)mc_real(&r__exit);
     mc_core_flush_from_signal();
     if (f) f(status);
     for (;;) syscall_exit_group(status);
@@ -117,7 +110,7 @@ void _exit(int status)
 
 void _Exit(int status)
 {
-    exit_fn f = (exit_fn)real(&r__Exit, "_Exit");
+    exit_fn f = (exit_fn)mc_real(&r__Exit);
     mc_core_flush_from_signal();
     if (f) f(status);
     for (;;) syscall_exit_group(status);

@@ -41,17 +41,22 @@
 #define MC_MAX_FD 65536
 static _Atomic uint32_t g_fd_path[MC_MAX_FD]; /* fd -> path string id, 0 = not tracked */
 
-static void *real(_Atomic(void *) *slot, const char *name)
-{
-    void *p = atomic_load_explicit(slot, memory_order_acquire);
-    if (__builtin_expect(p != NULL, 1)) return p;
-    p = dlsym(RTLD_NEXT, name);
-    if (p) atomic_store_explicit(slot, p, memory_order_release);
-    return p;
-}
-
-static _Atomic(void *) r_open, r_open64, r_openat, r_openat64, r_open_2, r_open64_2, r_mmap, r_mmap64,
-    r_read, r_pread, r_pread64, r_close, r_fopen, r_fopen64, r_munmap, r_mremap;
+static struct mc_real r_open = MC_REAL_INIT("open"),
+    r_open64 = MC_REAL_INIT("open64"),
+    r_openat = MC_REAL_INIT("openat"),
+    r_openat64 = MC_REAL_INIT("openat64"),
+    r_open_2 = MC_REAL_INIT("__open_2"),
+    r_open64_2 = MC_REAL_INIT("__open64_2"),
+    r_mmap = MC_REAL_INIT("mmap"),
+    r_mmap64 = MC_REAL_INIT("mmap64"),
+    r_read = MC_REAL_INIT("read"),
+    r_pread = MC_REAL_INIT("pread"),
+    r_pread64 = MC_REAL_INIT("pread64"),
+    r_close = MC_REAL_INIT("close"),
+    r_fopen = MC_REAL_INIT("fopen"),
+    r_fopen64 = MC_REAL_INIT("fopen64"),
+    r_munmap = MC_REAL_INIT("munmap"),
+    r_mremap = MC_REAL_INIT("mremap");
 
 typedef int (*open_fn)(const char *, int, ...);
 typedef int (*openat_fn)(int, const char *, int, ...);
@@ -82,7 +87,7 @@ static int weight_kind(const char *path)
 
 static ssize_t raw_pread(int fd, void *buf, size_t n, off_t off)
 {
-    pread_fn f = (pread_fn)real(&r_pread, "pread");
+    pread_fn f = (pread_fn)mc_real(&r_pread);
     return f ? f(fd, buf, n, off) : syscall(SYS_pread64, fd, buf, n, off);
 }
 
@@ -261,10 +266,10 @@ static int mode_arg(int flags, va_list ap)
  * mmap/mmap64 further down) differs only in the real symbol it forwards to (on LP64 the
  * 64 variants take the same arguments): one static inline body per pair, inlined into
  * both, as pread/pread64 share pread_common. */
-static inline int open_common(_Atomic(void *) *slot, const char *name, const char *path, int flags,
+static inline int open_common(struct mc_real *rf, const char *path, int flags,
                               int mode)
 {
-    open_fn f = (open_fn)real(slot, name);
+    open_fn f = (open_fn)mc_real(rf);
     int fd = f ? f(path, flags, mode) : (int)syscall(SYS_openat, AT_FDCWD, path, flags, mode);
     after_open(fd, path);
     return fd;
@@ -276,7 +281,7 @@ int open(const char *path, int flags, ...)
     va_start(ap, flags);
     int mode = mode_arg(flags, ap);
     va_end(ap);
-    return open_common(&r_open, "open", path, flags, mode);
+    return open_common(&r_open, path, flags, mode);
 }
 
 int open64(const char *path, int flags, ...)
@@ -285,13 +290,13 @@ int open64(const char *path, int flags, ...)
     va_start(ap, flags);
     int mode = mode_arg(flags, ap);
     va_end(ap);
-    return open_common(&r_open64, "open64", path, flags, mode);
+    return open_common(&r_open64, path, flags, mode);
 }
 
-static inline int openat_common(_Atomic(void *) *slot, const char *name, int dirfd, const char *path,
+static inline int openat_common(struct mc_real *rf, int dirfd, const char *path,
                                 int flags, int mode)
 {
-    openat_fn f = (openat_fn)real(slot, name);
+    openat_fn f = (openat_fn)mc_real(rf);
     int fd = f ? f(dirfd, path, flags, mode) : (int)syscall(SYS_openat, dirfd, path, flags, mode);
     /* Relative to another directory: the recorded path is resolved from the cwd by
      * realpath, which is right only for AT_FDCWD; good enough to name weights. */
@@ -305,7 +310,7 @@ int openat(int dirfd, const char *path, int flags, ...)
     va_start(ap, flags);
     int mode = mode_arg(flags, ap);
     va_end(ap);
-    return openat_common(&r_openat, "openat", dirfd, path, flags, mode);
+    return openat_common(&r_openat, dirfd, path, flags, mode);
 }
 
 int openat64(int dirfd, const char *path, int flags, ...)
@@ -314,25 +319,25 @@ int openat64(int dirfd, const char *path, int flags, ...)
     va_start(ap, flags);
     int mode = mode_arg(flags, ap);
     va_end(ap);
-    return openat_common(&r_openat64, "openat64", dirfd, path, flags, mode);
+    return openat_common(&r_openat64, dirfd, path, flags, mode);
 }
 
 /* _FORTIFY_SOURCE variants */
-static inline int open2_common(_Atomic(void *) *slot, const char *name, const char *path, int flags)
+static inline int open2_common(struct mc_real *rf, const char *path, int flags)
 {
-    open2_fn f = (open2_fn)real(slot, name);
+    open2_fn f = (open2_fn)mc_real(rf);
     int fd = f ? f(path, flags) : (int)syscall(SYS_openat, AT_FDCWD, path, flags, 0);
     after_open(fd, path);
     return fd;
 }
 
-int __open_2(const char *path, int flags) { return open2_common(&r_open_2, "__open_2", path, flags); }
-int __open64_2(const char *path, int flags) { return open2_common(&r_open64_2, "__open64_2", path, flags); }
+int __open_2(const char *path, int flags) { return open2_common(&r_open_2, path, flags); }
+int __open64_2(const char *path, int flags) { return open2_common(&r_open64_2, path, flags); }
 
-static inline FILE *fopen_common(_Atomic(void *) *slot, const char *name, const char *path,
+static inline FILE *fopen_common(struct mc_real *rf, const char *path,
                                  const char *mode)
 {
-    fopen_fn f = (fopen_fn)real(slot, name);
+    fopen_fn f = (fopen_fn)mc_real(rf);
     if (!f) { errno = ENOSYS; return NULL; }
     FILE *r = f(path, mode);
     int kind = r ? weight_kind(path) : 0;
@@ -340,15 +345,15 @@ static inline FILE *fopen_common(_Atomic(void *) *slot, const char *name, const 
     return r;
 }
 
-FILE *fopen(const char *path, const char *mode) { return fopen_common(&r_fopen, "fopen", path, mode); }
-FILE *fopen64(const char *path, const char *mode) { return fopen_common(&r_fopen64, "fopen64", path, mode); }
+FILE *fopen(const char *path, const char *mode) { return fopen_common(&r_fopen, path, mode); }
+FILE *fopen64(const char *path, const char *mode) { return fopen_common(&r_fopen64, path, mode); }
 
 /* ---------------------------------------------------------------- mmap / read / close */
 
-static inline void *mmap_common(_Atomic(void *) *slot, const char *name, void *addr, size_t len,
+static inline void *mmap_common(struct mc_real *rf, void *addr, size_t len,
                                 int prot, int flags, int fd, off_t off)
 {
-    mmap_fn f = (mmap_fn)real(slot, name);
+    mmap_fn f = (mmap_fn)mc_real(rf);
     void *r = f ? f(addr, len, prot, flags, fd, off) : (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, off);
     if (r == MAP_FAILED) return r;
     uint32_t id = tracked(fd);
@@ -363,17 +368,17 @@ static inline void *mmap_common(_Atomic(void *) *slot, const char *name, void *a
 
 void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
-    return mmap_common(&r_mmap, "mmap", addr, len, prot, flags, fd, off);
+    return mmap_common(&r_mmap, addr, len, prot, flags, fd, off);
 }
 
 void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
-    return mmap_common(&r_mmap64, "mmap64", addr, len, prot, flags, fd, off);
+    return mmap_common(&r_mmap64, addr, len, prot, flags, fd, off);
 }
 
 int munmap(void *addr, size_t len)
 {
-    munmap_fn f = (munmap_fn)real(&r_munmap, "munmap");
+    munmap_fn f = (munmap_fn)mc_real(&r_munmap);
     int rc = f ? f(addr, len) : (int)syscall(SYS_munmap, addr, len);
     if (rc == 0) {
         int saved = errno;
@@ -393,7 +398,7 @@ void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
         want = va_arg(ap, void *);
         va_end(ap);
     }
-    mremap_fn f = (mremap_fn)real(&r_mremap, "mremap");
+    mremap_fn f = (mremap_fn)mc_real(&r_mremap);
     void *r = f ? f(old, old_len, new_len, flags, want)
                 : (void *)syscall(SYS_mremap, old, old_len, new_len, flags, want);
     if (r != MAP_FAILED) {
@@ -407,7 +412,7 @@ void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
 
 ssize_t read(int fd, void *buf, size_t n)
 {
-    read_fn f = (read_fn)real(&r_read, "read");
+    read_fn f = (read_fn)mc_real(&r_read);
     uint32_t id = tracked(fd);
     if (__builtin_expect(!id, 1)) return f ? f(fd, buf, n) : syscall(SYS_read, fd, buf, n);
     int saved = errno;
@@ -422,9 +427,9 @@ ssize_t read(int fd, void *buf, size_t n)
     return r;
 }
 
-static ssize_t pread_common(_Atomic(void *) *slot, const char *name, int fd, void *buf, size_t n, off_t off)
+static ssize_t pread_common(struct mc_real *rf, int fd, void *buf, size_t n, off_t off)
 {
-    pread_fn f = (pread_fn)real(slot, name);
+    pread_fn f = (pread_fn)mc_real(rf);
     ssize_t r = f ? f(fd, buf, n, off) : syscall(SYS_pread64, fd, buf, n, off);
     uint32_t id;
     if (r > 0 && (id = tracked(fd)) != 0) {
@@ -435,8 +440,8 @@ static ssize_t pread_common(_Atomic(void *) *slot, const char *name, int fd, voi
     return r;
 }
 
-ssize_t pread(int fd, void *buf, size_t n, off_t off) { return pread_common(&r_pread, "pread", fd, buf, n, off); }
-ssize_t pread64(int fd, void *buf, size_t n, off_t off) { return pread_common(&r_pread64, "pread64", fd, buf, n, off); }
+ssize_t pread(int fd, void *buf, size_t n, off_t off) { return pread_common(&r_pread, fd, buf, n, off); }
+ssize_t pread64(int fd, void *buf, size_t n, off_t off) { return pread_common(&r_pread64, fd, buf, n, off); }
 
 int close(int fd)
 {
@@ -445,7 +450,7 @@ int close(int fd)
     if (fd >= 0 && fd == mc_core_trace_fd()) return 0;
     if ((unsigned)fd < MC_MAX_FD && atomic_load_explicit(&g_fd_path[fd], memory_order_relaxed))
         atomic_store_explicit(&g_fd_path[fd], 0, memory_order_relaxed);
-    close_fn f = (close_fn)real(&r_close, "close");
+    close_fn f = (close_fn)mc_real(&r_close);
     return f ? f(fd) : (int)syscall(SYS_close, fd);
 }
 
@@ -453,11 +458,12 @@ int close(int fd)
  * close the trace descriptor behind our back: split the range around it. */
 typedef int (*close_range_fn)(unsigned, unsigned, int);
 typedef void (*closefrom_fn)(int);
-static _Atomic(void *) r_close_range, r_closefrom;
+static struct mc_real r_close_range = MC_REAL_INIT("close_range"),
+    r_closefrom = MC_REAL_INIT("closefrom");
 
 int close_range(unsigned lo, unsigned hi, int flags)
 {
-    close_range_fn f = (close_range_fn)real(&r_close_range, "close_range");
+    close_range_fn f = (close_range_fn)mc_real(&r_close_range);
     int ours = mc_core_trace_fd();
     if (!f) { errno = ENOSYS; return -1; }
     if (ours < 0 || (unsigned)ours < lo || (unsigned)ours > hi || (flags & CLOSE_RANGE_CLOEXEC))
@@ -476,21 +482,38 @@ void closefrom(int lo)
         close_range((unsigned)ours + 1, ~0u, 0);
         return;
     }
-    closefrom_fn f = (closefrom_fn)real(&r_closefrom, "closefrom");
+    closefrom_fn f = (closefrom_fn)mc_real(&r_closefrom);
     if (f) f(lo);
     else close_range((unsigned)(lo < 0 ? 0 : lo), ~0u, 0);
 }
 
-/* Held across fork so a child never inherits it locked by another thread. */
-void mc_files_fork_lock(void) { pthread_mutex_lock(&g_parsed_mutex); }
-void mc_files_fork_unlock(void) { pthread_mutex_unlock(&g_parsed_mutex); }
+/* Both locks are held across fork so a child never inherits one locked by another thread;
+ * the weight-file range table's is a leaf (every mmap takes it), so it is taken last. */
+static void files_fork_prepare(void)
+{
+    pthread_mutex_lock(&g_parsed_mutex);
+    mc_filemap_fork_lock();
+}
+static void files_fork_release(void)
+{
+    mc_filemap_fork_unlock();
+    pthread_mutex_unlock(&g_parsed_mutex);
+}
+
+static const struct mc_family files_family = {
+    .name = "files",
+    .fork_prepare = files_fork_prepare,
+    .fork_parent = files_fork_release,
+    .fork_child = files_fork_release,
+};
 
 /* Resolve the real functions early, while the process is still single-threaded. */
 __attribute__((constructor(102))) static void files_init(void)
 {
-    real(&r_open, "open"); real(&r_open64, "open64"); real(&r_openat, "openat");
-    real(&r_openat64, "openat64"); real(&r_mmap, "mmap"); real(&r_mmap64, "mmap64");
-    real(&r_read, "read"); real(&r_pread, "pread"); real(&r_pread64, "pread64");
-    real(&r_close, "close"); real(&r_fopen, "fopen"); real(&r_fopen64, "fopen64");
-    real(&r_munmap, "munmap"); real(&r_mremap, "mremap");
+    mc_family_register(&files_family);
+    mc_real(&r_open); mc_real(&r_open64); mc_real(&r_openat);
+    mc_real(&r_openat64); mc_real(&r_mmap); mc_real(&r_mmap64);
+    mc_real(&r_read); mc_real(&r_pread); mc_real(&r_pread64);
+    mc_real(&r_close); mc_real(&r_fopen); mc_real(&r_fopen64);
+    mc_real(&r_munmap); mc_real(&r_mremap);
 }

@@ -3,7 +3,8 @@
 # Other folders' fragments put their capture modules into the library by appending to
 # SHIM_EXTRA_OBJS / SHIM_EXTRA_LIBS (shim/cuda/, cpuprof/); the link rule reads those lists
 # by second expansion, so fragment order does not matter.
-SHIM_SRCS := $(wildcard shim/*.c)
+# interpose_null.c is the template of an interposer family, built by its test only.
+SHIM_SRCS := $(filter-out shim/interpose_null.c,$(wildcard shim/*.c))
 SHIM_OBJS := $(SHIM_SRCS:%.c=$(OBJ)/%.o)
 
 $(OBJ)/shim/%.o: CFLAGS += -Ishim -fvisibility=default

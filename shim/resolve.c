@@ -26,7 +26,7 @@ int mc_addr_is_ours(const void *p)
     return (uintptr_t)di.dli_fbase == our_base;
 }
 
-struct names { char **v; int n, cap; };
+struct names { char **v; int n, cap; uintptr_t skip_base; };
 
 static int collect(struct dl_phdr_info *info, size_t size, void *arg)
 {
@@ -35,6 +35,7 @@ static int collect(struct dl_phdr_info *info, size_t size, void *arg)
     const char *name = info->dlpi_name;
     if (!name || !*name || strstr(name, "linux-vdso")) return 0;
     if (our_base && info->dlpi_addr == our_base) return 0;
+    if (ns->skip_base && info->dlpi_addr == ns->skip_base) return 0;
     if (ns->n == ns->cap) {
         int cap = ns->cap ? ns->cap * 2 : 64;
         char **v = realloc(ns->v, (size_t)cap * sizeof *v);
@@ -47,12 +48,24 @@ static int collect(struct dl_phdr_info *info, size_t size, void *arg)
     return 0;
 }
 
-void *mc_resolve_next(const char *symbol)
+/* Load base of the object holding `p` (0 = none or unknown). */
+static uintptr_t object_base(const void *p)
+{
+    Dl_info di;
+    return p && dladdr(p, &di) && di.dli_fbase ? (uintptr_t)di.dli_fbase : 0;
+}
+
+void *mc_resolve_next_except(const char *symbol, const void *caller)
 {
     mc_addr_is_ours(NULL); /* sets our_base */
+    /* An interposer outside libmoecap.so (a family built as its own library) defines the
+     * symbol too: never resolve to it. */
+    uintptr_t skip = object_base(caller);
+    if (skip == our_base) skip = 0;
     void *p = dlsym(RTLD_NEXT, symbol);
-    if (p && !mc_addr_is_ours(p)) return p;
+    if (p && !mc_addr_is_ours(p) && (!skip || object_base(p) != skip)) return p;
     struct names ns = {0};
+    ns.skip_base = skip;
     dl_iterate_phdr(collect, &ns);
     void *found = NULL;
     /* Prefer objects that look like a BLAS, then everything else. */
@@ -63,7 +76,7 @@ void *mc_resolve_next(const char *symbol)
             void *h = dlopen(ns.v[i], RTLD_NOLOAD | RTLD_LAZY);
             if (!h) continue;
             void *q = dlsym(h, symbol);
-            if (q && !mc_addr_is_ours(q)) found = q;
+            if (q && !mc_addr_is_ours(q) && (!skip || object_base(q) != skip)) found = q;
             dlclose(h);
         }
     }
@@ -72,3 +85,5 @@ void *mc_resolve_next(const char *symbol)
     if (found) mc_log_debug("resolved %s in a locally loaded library", symbol);
     return found;
 }
+
+void *mc_resolve_next(const char *symbol) { return mc_resolve_next_except(symbol, NULL); }

@@ -1,9 +1,14 @@
-/* Per-thread record rings of libmoecap.so's core (shim_core.c), exposed inside the library
- * so that the hottest interposer (CPU BLAS: millions of calls per second in small models)
- * can reserve and commit its fixed-size record inline: no call, no memset, no size
- * arithmetic. Everything unusual (first record of a thread, ring wrap, ring half full,
- * re-entry, capture off) goes to the core's general mc_rec_reserve. Not for modules:
- * they use shim_core.h. */
+/* Per-thread record buffers of libmoecap.so's core (shim_core.c), exposed inside the
+ * library so that the hottest interposer (CPU BLAS: millions of calls per second in small
+ * models) can reserve and commit its fixed-size record inline: no call, no memset, no size
+ * arithmetic. Everything unusual (first record of a thread, segment full, re-entry,
+ * capture off) goes to the core's general mc_rec_reserve. Not for modules: they use
+ * shim_core.h.
+ *
+ * A thread's buffer is a segment of the trace file itself, mapped shared (trace_file.c):
+ * a record is written in place and committed by storing its size last, so it is in the
+ * file the moment it is committed, and a process killed before the commit leaves a
+ * header of size 0 there, which readers skip. */
 #ifndef MOECAP_SHIM_RING_H
 #define MOECAP_SHIM_RING_H
 
@@ -14,13 +19,11 @@
 struct mc_tbuf {
     struct mc_tbuf *next;          /* lock-free push-only list */
     _Atomic int in_use;            /* owned by a live thread */
-    _Atomic int flushing;          /* consumer lock (try-lock) */
-    _Atomic uint64_t head;         /* bytes committed (monotonic) */
-    _Atomic uint64_t tail;         /* bytes written to the file */
-    uint64_t res_end;              /* producer: head after the reserved record */
     int reserved;                  /* producer: a record is reserved (re-entrancy guard) */
-    uint32_t size;                 /* ring bytes, power of two */
-    unsigned char *data;
+    unsigned char *pos;            /* producer: next free byte of the current segment */
+    unsigned char *end;            /* producer: end of the current segment (NULL: none) */
+    unsigned char *res;            /* producer: the reserved record */
+    uint32_t res_size;
 };
 
 struct mc_tls {
@@ -34,28 +37,25 @@ extern __thread struct mc_tls mc_tls_cur __attribute__((tls_model("initial-exec"
 extern _Atomic int mc_enabled_flag MC_HIDDEN;
 
 /* Reserves `size` bytes (a multiple of 8, a compile-time constant in practice) in this
- * thread's ring with header type and size set and flags 0; the rest is NOT zeroed: the
- * caller writes every byte of the record. NULL = do not record (see mc_rec_reserve). */
+ * thread's segment with header type set and flags 0; the rest is NOT zeroed: the caller
+ * writes every byte of the record except h.size. NULL = do not record (see
+ * mc_rec_reserve). */
 static inline __attribute__((always_inline)) void *mc_ring_reserve_fixed(uint16_t type, uint32_t size)
 {
     struct mc_tbuf *b = mc_tls_cur.buf;
     if (__builtin_expect(b != NULL && !b->reserved &&
                          atomic_load_explicit(&mc_enabled_flag, memory_order_relaxed), 1)) {
-        /* Claimed before head is read (a signal handler recording in between finds the
-         * ring reserved instead of taking the same bytes). */
+        /* Claimed before pos is read (a signal handler recording in between finds the
+         * buffer reserved instead of taking the same bytes). */
         b->reserved = 1;
         atomic_signal_fence(memory_order_seq_cst);
-        uint64_t head = atomic_load_explicit(&b->head, memory_order_relaxed);
-        uint64_t tail = atomic_load_explicit(&b->tail, memory_order_acquire);
-        uint32_t pos = (uint32_t)head & (b->size - 1);
-        /* Fits before the ring's end and leaves the ring below half full: nothing to pad,
-         * nobody to wake. */
-        if (__builtin_expect(pos + size <= b->size && head + size - tail < b->size / 2, 1)) {
-            struct mc_rec_header *h = (struct mc_rec_header *)(b->data + pos);
+        unsigned char *p = b->pos;
+        if (__builtin_expect((size_t)(b->end - p) >= size, 1)) {
+            struct mc_rec_header *h = (struct mc_rec_header *)p;
             h->type = type;
             h->flags = 0;
-            h->size = size;
-            b->res_end = head + size;
+            b->res = p;
+            b->res_size = size;
             return h;
         }
         atomic_signal_fence(memory_order_seq_cst);
@@ -64,13 +64,16 @@ static inline __attribute__((always_inline)) void *mc_ring_reserve_fixed(uint16_
     return mc_rec_reserve_h(type, size);
 }
 
-/* Commits this thread's reserved record (mc_rec_commit is this, for a non-NULL record). */
+/* Commits this thread's reserved record (mc_rec_commit is this, for a non-NULL record):
+ * its size, stored after every other byte of it, makes it a record of the file. */
 static inline __attribute__((always_inline)) void mc_ring_commit(void)
 {
     struct mc_tbuf *b = mc_tls_cur.buf;
     if (!b || !b->reserved) return;
-    atomic_store_explicit(&b->head, b->res_end, memory_order_release);
-    atomic_signal_fence(memory_order_seq_cst); /* published before the ring is free again */
+    struct mc_rec_header *h = (struct mc_rec_header *)b->res;
+    atomic_store_explicit((_Atomic uint32_t *)&h->size, b->res_size, memory_order_release);
+    b->pos = b->res + b->res_size;
+    atomic_signal_fence(memory_order_seq_cst); /* published before the buffer is free again */
     b->reserved = 0;
 }
 

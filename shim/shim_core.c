@@ -1,17 +1,17 @@
 /* libmoecap.so core: configuration, per-thread record buffers, definitions (strings and
- * other facts later records refer to), the trace writer, and the process life cycle
- * (constructor, exit, fork, thread exit, periodic flushing).
+ * other facts later records refer to), and the process life cycle (constructor, exit,
+ * fork, thread exit, the writer thread). The trace file itself: trace_file.c.
  *
- * Buffers: each thread owns a single-producer ring (mmap'ed, never freed, reused after the
- * thread exits). Reserve/commit touch only the thread's own ring: no lock, no allocation.
- * A record never wraps: when it does not fit before the ring's end, a MC_REC_PAD fills the
- * rest. Whoever flushes (writer thread, a thread whose ring is full, exit, fork, a signal)
- * takes the file lock and writes whole committed records only, so a killed process leaves
- * a file that reads up to its last whole record.
+ * Buffers: each thread owns a segment of the trace file, mapped shared, and writes its
+ * records there in place (ring.h): reserve/commit touch only the thread's own segment (no
+ * lock, no allocation); a full segment is closed with a MC_REC_PAD and the thread takes a
+ * new one under the file lock. A committed record is in the file at once, so a process
+ * killed at any instant keeps every record it committed.
  *
  * Definitions (strings, tensors, mappings, call sites) live in an append-only chunk list
- * that is written to the file before any ring data committed after them, and replayed at
- * the top of a fork child's file so ids stay valid there. */
+ * in memory and are also written to the file (a segment stream of their own); the list is
+ * written again at the top of a fork child's file so ids stay valid there. The file is
+ * created with the process's first record: a process that records nothing leaves none. */
 #include "shim_internal.h"
 #include "ring.h"
 
@@ -20,6 +20,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,12 +35,10 @@
 #include <unistd.h>
 
 struct mc_config mc_cfg;
-int mc_tsc_ok;
-static uint64_t g_tsc0, g_ns0;  /* calibration anchor taken at start-up */
 
 /* ---------------------------------------------------------------- thread buffers */
 
-/* struct mc_tbuf (a thread's ring) and struct mc_tls: ring.h, shared with the inline
+/* struct mc_tbuf (a thread's buffer) and struct mc_tls: ring.h, shared with the inline
  * fast path of the CPU BLAS interposer. */
 __thread struct mc_tls mc_tls_cur __attribute__((tls_model("initial-exec")));
 #define tls mc_tls_cur
@@ -48,25 +47,17 @@ static struct mc_tbuf *_Atomic g_bufs;
 _Atomic int mc_enabled_flag;       /* capture on (read inline by ring.h) */
 #define g_enabled mc_enabled_flag
 static _Atomic int g_up;           /* constructor finished */
+static _Atomic int g_started;      /* a thread of this process has recorded (mc_trace_started) */
 static _Atomic int g_disable_said;
 static _Atomic uint64_t g_drops;   /* events lost (buffer full, record too large, ...) */
 static uint64_t g_drops_written;
 static pthread_key_t g_tkey;
 
-/* ---------------------------------------------------------------- trace file state */
+/* ---------------------------------------------------------------- process facts */
 
-static _Atomic int32_t g_file_lock;   /* tid of the holder, 0 = free */
-static _Atomic int g_fd = -1;
-static pid_t g_fd_pid;                 /* the process g_fd belongs to */
 static pid_t g_owner_pid;              /* the process this state belongs to (set at start-up
                                           and in the fork child handler): a vfork child, or
                                           a raw clone, shares or copies it without owning it */
-static char g_path[4600];              /* the trace file */
-static dev_t g_fd_dev;                 /* identity of the trace file, to notice a program */
-static ino_t g_fd_ino;                 /* that closed our descriptor and reused the number */
-
-int mc_core_trace_fd(void) { return atomic_load_explicit(&g_fd, memory_order_relaxed); }
-static int g_file_failed;
 static char g_host[256];
 static uint32_t g_host_str, g_exe_str, g_drop_reason;
 static char *g_argv_blob;              /* NUL-separated argv */
@@ -81,19 +72,20 @@ struct mc_defchunk {
     unsigned char data[DEF_CHUNK];
 };
 static struct mc_defchunk *g_def_first, *g_def_last;
-static struct mc_defchunk *g_def_wchunk;   /* write position (under file lock) */
-static uint32_t g_def_woff;
 static pthread_mutex_t g_def_mutex = PTHREAD_MUTEX_INITIALIZER;
+/* The definitions' segment in the file (under g_def_mutex and the file lock). */
+static unsigned char *g_def_pos, *g_def_end;
 
 /* string table: open addressing, under g_def_mutex */
 struct mc_strent { uint64_t hash; uint32_t id; char *text; };
 static struct mc_strent *g_strs;
 static uint32_t g_strs_cap, g_strs_n, g_next_str_id = 1;
 
-/* ---------------------------------------------------------------- modules */
+/* ---------------------------------------------------------------- families */
 
-static const struct mc_module *g_modules[16];
-static _Atomic int g_nmodules;
+#define MAX_FAMILIES 16
+static const struct mc_family *g_families[MAX_FAMILIES];
+static _Atomic int g_nfamilies;
 
 /* ---------------------------------------------------------------- small helpers */
 
@@ -109,6 +101,8 @@ int32_t mc_tid(void)
     if (!tls.tid) tls.tid = (int32_t)syscall(SYS_gettid);
     return tls.tid;
 }
+
+int mc_trace_started(void) { return atomic_load_explicit(&g_started, memory_order_relaxed); }
 
 int mc_capture_enabled(void) { return atomic_load_explicit(&g_enabled, memory_order_relaxed); }
 
@@ -148,38 +142,43 @@ void mc_disable(const char *why)
     say(line);
 }
 
-static void modules_flush(void);
+static void families_flush(void);
 
-static int write_all(int fd, const void *p, size_t n)
+static void wake_writer(void);
+
+/* A region of at least `size` bytes for a writer whose current segment is [*pos, *end):
+ * the rest of that segment becomes a MC_REC_PAD, the new region is whole segments.
+ * Caller holds the file lock; the file is open. -1: the file cannot grow (capture off). */
+static int next_segment(unsigned char **pos, unsigned char **end, uint32_t size)
 {
-    const char *c = p;
-    while (n) {
-        ssize_t w = write(fd, c, n);
-        if (w < 0) { if (errno == EINTR) continue; return -1; }
-        if (w == 0) { errno = ENOSPC; return -1; }
-        c += w;
-        n -= (size_t)w;
+    if (*pos && *end - *pos >= (ptrdiff_t)sizeof(struct mc_rec_header)) {
+        struct mc_rec_header *pad = (struct mc_rec_header *)*pos;
+        pad->type = MC_REC_PAD;
+        pad->flags = 0;
+        atomic_store_explicit((_Atomic uint32_t *)&pad->size, (uint32_t)(*end - *pos), memory_order_release);
     }
+    uint32_t seg = mc_tf_segment_bytes();
+    uint32_t bytes = (size + seg - 1) / seg * seg;
+    int used_spare;
+    unsigned char *r = mc_tf_region(bytes, &used_spare);
+    if (!r) { *pos = *end = NULL; return -1; }
+    if (used_spare) wake_writer();
+    *pos = r;
+    *end = r + bytes;
     return 0;
 }
 
-/* ---------------------------------------------------------------- file lock */
-
-/* Normal context: wait. Signal context: give up after ~0.2 s, or at once when this
- * thread already holds it (the signal interrupted our own flush). */
-static int file_lock(int from_signal)
+/* Appends a whole record (size set, padded) to the definitions' stream in the file.
+ * Caller holds g_def_mutex; takes the file lock. */
+static void def_to_file(const void *rec, uint32_t size)
 {
-    int32_t me = mc_tid(), exp = 0;
-    if (atomic_load(&g_file_lock) == me) return -1;
-    for (long spins = 0;; spins++) {
-        exp = 0;
-        if (atomic_compare_exchange_weak(&g_file_lock, &exp, me)) return 0;
-        if (from_signal && spins > 2000) return -1;
-        struct timespec ts = {0, 100000};
-        nanosleep(&ts, NULL);
+    if (!mc_tf_is_open() || mc_tf_lock(0) < 0) return;
+    if (mc_tf_is_open() && ((size_t)(g_def_end - g_def_pos) >= size || next_segment(&g_def_pos, &g_def_end, size) == 0)) {
+        mc_tf_put(g_def_pos, rec, size);
+        g_def_pos += size;
     }
+    mc_tf_unlock();
 }
-static void file_unlock(void) { atomic_store(&g_file_lock, 0); }
 
 /* ---------------------------------------------------------------- definitions */
 
@@ -190,7 +189,7 @@ static int def_append_locked(const void *rec, uint32_t size)
     if (padded > DEF_CHUNK || padded < sizeof(struct mc_rec_header)) return -1;
     struct mc_defchunk *c = g_def_last;
     if (!c || atomic_load_explicit(&c->used, memory_order_relaxed) + padded > DEF_CHUNK) {
-        struct mc_defchunk *n = mmap(NULL, sizeof *n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        struct mc_defchunk *n = mc_sys_mmap(sizeof *n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (n == MAP_FAILED) return -1;
         if (c) atomic_store_explicit(&c->next, n, memory_order_release);
         else g_def_first = n;
@@ -202,6 +201,7 @@ static int def_append_locked(const void *rec, uint32_t size)
     memset(dst + size, 0, padded - size);
     ((struct mc_rec_header *)dst)->size = padded;
     atomic_store_explicit(&c->used, used + padded, memory_order_release);
+    def_to_file(dst, padded);
     return 0;
 }
 
@@ -212,32 +212,6 @@ int mc_def_record(const void *rec, uint32_t size)
     int r = def_append_locked(rec, size);
     pthread_mutex_unlock(&g_def_mutex);
     return r;
-}
-
-/* Writes definitions appended since the last call. Caller holds the file lock. */
-static int defs_write_pending(void)
-{
-    if (!g_def_wchunk) {
-        if (!g_def_first) return 0;
-        g_def_wchunk = g_def_first;
-        g_def_woff = 0;
-    }
-    for (;;) {
-        struct mc_defchunk *c = g_def_wchunk;
-        uint32_t used = atomic_load_explicit(&c->used, memory_order_acquire);
-        if (used > g_def_woff) {
-            if (write_all(g_fd, c->data + g_def_woff, used - g_def_woff) < 0) return -1;
-            g_def_woff = used;
-        }
-        struct mc_defchunk *n = atomic_load_explicit(&c->next, memory_order_acquire);
-        /* Move on only once this chunk is final (a successor exists): then `used` of c
-         * cannot grow any more, but re-read it to pick up a last append. */
-        if (!n) return 0;
-        used = atomic_load_explicit(&c->used, memory_order_acquire);
-        if (used > g_def_woff) continue;
-        g_def_wchunk = n;
-        g_def_woff = 0;
-    }
 }
 
 static uint64_t str_hash(const char *s)
@@ -344,177 +318,72 @@ static void read_cmdline(void)
     for (size_t i = 0; i < len; i++) if (!b[i]) g_argc++;
 }
 
-/* Creates <out>/<host>-<pid>.mct (or .1.mct, ... when that name exists: an exec'd image
- * reusing the pid of a forked child), writes the header, the process record and every
- * definition so far. Caller holds the file lock. Async-signal-safe. */
-static int open_trace_file(void)
+/* Replays every definition so far into the (new) file's definitions stream. Caller
+ * holds g_def_mutex and the file lock. */
+static void defs_replay_locked(void)
 {
-    char path[4600];
-    pid_t pid = getpid();
-    int fd = -1;
-    for (int n = 0; n < 100 && fd < 0; n++) {
-        if (n == 0) snprintf(path, sizeof path, "%s/%s-%d.mct", mc_cfg.out_dir, g_host, (int)pid);
-        else snprintf(path, sizeof path, "%s/%s-%d.%d.mct", mc_cfg.out_dir, g_host, (int)pid, n);
-        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_APPEND, 0644);
-        if (fd < 0 && errno != EEXIST) break;
-    }
-    if (fd < 0) {
-        char why[4800];
-        snprintf(why, sizeof why, "cannot create trace file %s: %s (set MOECAP_OUT to a writable directory)",
-                 path, strerror(errno));
-        g_file_failed = 1;
-        mc_disable(why);
-        return -1;
-    }
-    struct mc_file_header fh;
-    memset(&fh, 0, sizeof fh);
-    memcpy(fh.magic, MC_TRACE_MAGIC, 8);
-    fh.version_major = MC_TRACE_VERSION_MAJOR;
-    fh.version_minor = MC_TRACE_VERSION_MINOR;
-    fh.header_size = sizeof fh;
-    struct mc_rec_process p;
-    memset(&p, 0, sizeof p);
-    p.h.type = MC_REC_PROCESS;
-    p.h.size = mc_rec_padded((uint32_t)sizeof p + g_argv_bytes);
-    p.pid = (int32_t)pid;
-    p.ppid = (int32_t)getppid();
-    struct timespec a, b;
-    clock_gettime(CLOCK_MONOTONIC, &a);
-    clock_gettime(CLOCK_REALTIME, &b);
-    p.monotonic_ns = (uint64_t)a.tv_sec * 1000000000ull + (uint64_t)a.tv_nsec;
-    p.realtime_ns = (uint64_t)b.tv_sec * 1000000000ull + (uint64_t)b.tv_nsec;
-    p.host_str = g_host_str;
-    p.exe_str = g_exe_str;
-    p.argc = g_argc;
-    p.argv_bytes = g_argv_bytes;
-    static const unsigned char zeros[8];
-    if (write_all(fd, &fh, sizeof fh) < 0 || write_all(fd, &p, sizeof p) < 0 ||
-        (g_argv_bytes && write_all(fd, g_argv_blob, g_argv_bytes) < 0) ||
-        write_all(fd, zeros, p.h.size - sizeof p - g_argv_bytes) < 0) {
-        char why[4800];
-        snprintf(why, sizeof why, "cannot write trace file %s: %s", path, strerror(errno));
-        close(fd);
-        g_file_failed = 1;
-        mc_disable(why);
-        return -1;
-    }
-    /* Keep the descriptor out of the low numbers programs close or dup2 over, but inside
-     * the initial descriptor table (64 entries): growing the table in a threaded process
-     * waits for an RCU grace period, ~15 ms here. */
-    int hi = fcntl(fd, F_DUPFD_CLOEXEC, 40);
-    if (hi >= 0) { close(fd); fd = hi; }
-    struct stat st;
-    if (fstat(fd, &st) == 0) { g_fd_dev = st.st_dev; g_fd_ino = st.st_ino; }
-    memcpy(g_path, path, sizeof g_path);
-    g_fd = fd;
-    g_fd_pid = pid;
-    g_def_wchunk = NULL; /* replay every definition into this file */
-    g_def_woff = 0;
-    if (mc_cfg.log_level >= 1) {
-        char line[4700];
-        snprintf(line, sizeof line, "moecap[%d]: tracing to %s\n", (int)pid, path);
-        say(line);
-    }
-    return 0;
-}
-
-static void write_failed(void)
-{
-    char why[256];
-    snprintf(why, sizeof why, "cannot write the trace (%s)", strerror(errno));
-    g_file_failed = 1;
-    mc_disable(why);
-}
-
-#if defined(__x86_64__)
-/* TSC and CLOCK_MONOTONIC read back to back (the pair whose read took least). */
-static void tsc_pair(uint64_t *tsc, uint64_t *ns)
-{
-    uint64_t best = UINT64_MAX;
-    for (int i = 0; i < 3; i++) {
-        uint64_t a = __rdtsc(), n = mc_now_ns(), b = __rdtsc();
-        if (b - a < best) { best = b - a; *tsc = a + (b - a) / 2; *ns = n; }
-    }
-}
-
-/* Converts tick-stamped records of [p, p+n) (whole records) to ns in place. Linear
- * interpolation between the start-up anchor and a pair taken now: exact at both ends
- * (within the ~20 ns a pair takes) for an invariant TSC. */
-static void convert_ticks(unsigned char *p, size_t n)
-{
-    uint64_t tsc1 = 0, ns1 = 0;
-    int have = 0;
-    double slope = 0;
-    for (size_t off = 0; off + sizeof(struct mc_rec_header) <= n;) {
-        struct mc_rec_header *h = (struct mc_rec_header *)(p + off);
-        if (h->size < sizeof *h || off + h->size > n) break;
-        if ((h->flags & MC_RECF_TICKS) && h->type == MC_REC_GEMM_CPU && h->size >= sizeof(struct mc_rec_gemm_cpu)) {
-            if (!have) {
-                tsc_pair(&tsc1, &ns1);
-                slope = tsc1 > g_tsc0 ? (double)(ns1 - g_ns0) / (double)(tsc1 - g_tsc0) : 0;
-                have = 1;
-            }
-            struct mc_rec_gemm_cpu *g = (struct mc_rec_gemm_cpu *)h;
-            g->t_begin_ns = g_ns0 + (uint64_t)((double)(g->t_begin_ns - g_tsc0) * slope);
-            g->t_end_ns = g_ns0 + (uint64_t)((double)(g->t_end_ns - g_tsc0) * slope);
+    for (struct mc_defchunk *c = g_def_first; c; c = atomic_load_explicit(&c->next, memory_order_acquire)) {
+        uint32_t used = atomic_load_explicit(&c->used, memory_order_acquire);
+        for (uint32_t off = 0; off < used;) {
+            const struct mc_rec_header *h = (const struct mc_rec_header *)(c->data + off);
+            if ((size_t)(g_def_end - g_def_pos) < h->size && next_segment(&g_def_pos, &g_def_end, h->size) < 0) return;
+            mc_tf_put(g_def_pos, h, h->size);
+            g_def_pos += h->size;
+            off += h->size;
         }
-        h->flags &= (uint16_t)~MC_RECF_TICKS;
-        off += h->size;
     }
 }
 
-static int tsc_usable(void)
+/* Creates the trace file with the process's first record: header, process record, clock,
+ * every definition so far. Takes g_def_mutex and the file lock (in that order). */
+static int ensure_file(void)
 {
-    const char *e = getenv("MOECAP_TSC");
-    if (e && !strcmp(e, "0")) return 0;
-    /* Only where the kernel trusts the TSC as its clock source (then it is invariant and
-     * synchronised across CPUs). */
-    int fd = open("/sys/devices/system/clocksource/clocksource0/current_clocksource", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return 0;
-    char buf[32] = {0};
-    ssize_t r = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    return r >= 3 && !strncmp(buf, "tsc", 3) && (buf[3] == '\n' || buf[3] == 0);
-}
-#else
-static void convert_ticks(unsigned char *p, size_t n) { (void)p; (void)n; }
-static int tsc_usable(void) { return 0; }
-#endif
-
-/* Writes one ring's committed records. Caller holds the file lock; the file is open. */
-static void flush_buf_locked(struct mc_tbuf *b)
-{
-    int exp = 0;
-    if (!atomic_compare_exchange_strong(&b->flushing, &exp, 1)) return;
-    uint64_t head = atomic_load_explicit(&b->head, memory_order_acquire);
-    uint64_t tail = atomic_load_explicit(&b->tail, memory_order_relaxed);
-    /* Definitions the committed records may refer to were appended before their commit,
-     * so reading the definitions after `head` includes them. */
-    if (head != tail && defs_write_pending() < 0) { write_failed(); goto out; }
-    while (tail < head) {
-        uint32_t pos = (uint32_t)(tail & (b->size - 1));
-        uint64_t n = head - tail;
-        if (n > b->size - pos) n = b->size - pos;
-        if (mc_tsc_ok) convert_ticks(b->data + pos, (size_t)n);
-        if (write_all(g_fd, b->data + pos, (size_t)n) < 0) { write_failed(); break; }
-        tail += n;
-        atomic_store_explicit(&b->tail, tail, memory_order_release);
+    if (mc_tf_is_open()) return 0;
+    if (getpid() != g_owner_pid) return -1; /* vfork child or raw clone: not ours to create */
+    pthread_mutex_lock(&g_def_mutex);
+    if (mc_tf_lock(0) < 0) { pthread_mutex_unlock(&g_def_mutex); return -1; }
+    int rc = 0;
+    if (!mc_tf_is_open() && mc_capture_enabled()) {
+        struct mc_rec_process p;
+        uint32_t total = mc_rec_padded((uint32_t)sizeof p + g_argv_bytes);
+        unsigned char *rec = malloc(total);
+        if (!rec) rc = -1;
+        else {
+            memset(rec, 0, total);
+            memset(&p, 0, sizeof p);
+            p.h.type = MC_REC_PROCESS;
+            p.h.size = total;
+            p.pid = (int32_t)getpid();
+            p.ppid = (int32_t)getppid();
+            struct timespec a, b;
+            clock_gettime(CLOCK_MONOTONIC, &a);
+            clock_gettime(CLOCK_REALTIME, &b);
+            p.monotonic_ns = (uint64_t)a.tv_sec * 1000000000ull + (uint64_t)a.tv_nsec;
+            p.realtime_ns = (uint64_t)b.tv_sec * 1000000000ull + (uint64_t)b.tv_nsec;
+            p.host_str = g_host_str;
+            p.exe_str = g_exe_str;
+            p.argc = g_argc;
+            p.argv_bytes = g_argv_bytes;
+            memcpy(rec, &p, sizeof p);
+            if (g_argv_bytes) memcpy(rec + sizeof p, g_argv_blob, g_argv_bytes);
+            rc = mc_tf_create(mc_cfg.out_dir, g_host, rec, total, &g_def_pos, &g_def_end);
+            free(rec);
+            if (rc == 0) defs_replay_locked();
+        }
+    } else if (!mc_tf_is_open()) {
+        rc = -1;
     }
-out:
-    atomic_store(&b->flushing, 0);
+    mc_tf_unlock();
+    pthread_mutex_unlock(&g_def_mutex);
+    return rc;
 }
 
-static int any_pending(void)
-{
-    for (struct mc_tbuf *b = atomic_load(&g_bufs); b; b = b->next)
-        if (atomic_load(&b->head) != atomic_load(&b->tail)) return 1;
-    return 0;
-}
-
+/* Events lost since the last call, as a MC_REC_DROPPED in the definitions' stream (not
+ * kept for a fork child). Caller holds g_def_mutex. */
 static void write_dropped_locked(void)
 {
     uint64_t d = atomic_load(&g_drops);
-    if (d == g_drops_written || g_fd < 0) return;
+    if (d == g_drops_written || !mc_tf_is_open()) return;
     struct mc_rec_dropped r;
     memset(&r, 0, sizeof r);
     r.h.type = MC_REC_DROPPED;
@@ -522,67 +391,39 @@ static void write_dropped_locked(void)
     r.t_ns = mc_now_ns();
     r.count = d - g_drops_written;
     r.reason_str = g_drop_reason;
-    if (write_all(g_fd, &r, sizeof r) == 0) g_drops_written = d;
+    def_to_file(&r, sizeof r);
+    g_drops_written = d;
 }
 
-/* Flush everything. Opens the file on first need (lazily, so processes that never record
- * anything, e.g. shell utilities that inherit LD_PRELOAD, leave no file). */
-static void flush_all_locked(void)
+/* A flush point (writer thread period, exit, fork, exec): the records are in the file
+ * already; what remains is the drop count and a fresh clock pair. */
+static void checkpoint(void)
 {
-    if (g_file_failed) return;
-    /* Not the owner (vfork child before exec, clone without fork handlers): writing would
-     * put the parent's events in the wrong file or change the parent's state. */
-    if (getpid() != g_owner_pid) return;
-    if (g_fd >= 0) {
-        struct stat st;
-        if (fstat(g_fd, &st) < 0 || st.st_dev != g_fd_dev || st.st_ino != g_fd_ino) {
-            /* The program closed our descriptor (close_range syscall, ...), perhaps reusing
-             * the number: leave that one alone and reopen our own file. */
-            int fd = open(g_path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
-            int hi = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 40) : -1;
-            if (hi >= 0) { close(fd); fd = hi; }
-            if (fd < 0 || fstat(fd, &st) < 0 || st.st_dev != g_fd_dev || st.st_ino != g_fd_ino) {
-                if (fd >= 0) close(fd);
-                g_fd = -1;
-                g_file_failed = 1;
-                mc_disable("the program closed the trace file's descriptor and the file cannot be reopened");
-                return;
-            }
-            g_fd = fd;
-        }
-    }
-    if (g_fd < 0) {
-        if (!any_pending() && atomic_load(&g_drops) == 0) return;
-        if (open_trace_file() < 0) return;
-    }
-    for (struct mc_tbuf *b = atomic_load(&g_bufs); b; b = b->next)
-        if (atomic_load(&b->head) != atomic_load(&b->tail)) flush_buf_locked(b);
-    if (!g_file_failed && defs_write_pending() < 0) write_failed();
+    if (!mc_tf_is_open() || getpid() != g_owner_pid) return;
+    pthread_mutex_lock(&g_def_mutex);
     write_dropped_locked();
-}
-
-static void flush_all(void)
-{
-    if (file_lock(0) < 0) return;
-    flush_all_locked();
-    file_unlock();
+    pthread_mutex_unlock(&g_def_mutex);
+    if (mc_tf_lock(0) == 0) {
+        mc_tf_clock_update();
+        mc_tf_unlock();
+    }
 }
 
 /* Before execve replaces the image (no exit handlers run then). */
 void mc_core_flush_before_exec(void)
 {
     if (!atomic_load(&g_up) || getpid() != g_owner_pid) return;
-    if (mc_capture_enabled()) modules_flush();
-    flush_all();
+    if (mc_capture_enabled()) families_flush();
+    checkpoint();
 }
 
+/* From a signal handler (async-signal-safe: no mutex): a fresh clock pair. */
 void mc_core_flush_from_signal(void)
 {
     int saved = errno;
-    if (!atomic_load(&g_up) || getpid() != g_owner_pid) { errno = saved; return; } /* vfork child */
-    if (file_lock(1) == 0) {
-        flush_all_locked();
-        file_unlock();
+    if (atomic_load(&g_up) && getpid() == g_owner_pid && mc_tf_lock(1) == 0) {
+        mc_tf_clock_update();
+        mc_tf_unlock();
     }
     errno = saved;
 }
@@ -591,17 +432,13 @@ void mc_core_flush_from_signal(void)
 
 static struct mc_tbuf *new_buf(void)
 {
-    /* Reuse the ring of a thread that has exited. */
+    /* Reuse the buffer (and the rest of its segment) of a thread that has exited. */
     for (struct mc_tbuf *b = atomic_load(&g_bufs); b; b = b->next) {
         int exp = 0;
         if (atomic_compare_exchange_strong(&b->in_use, &exp, 1)) return b;
     }
-    size_t bytes = sizeof(struct mc_tbuf) + mc_cfg.buf_bytes;
-    /* Populated now: first-touch page faults would otherwise land on the program's calls. */
-    struct mc_tbuf *b = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    struct mc_tbuf *b = mc_sys_mmap(sizeof *b, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (b == MAP_FAILED) return NULL;
-    b->size = mc_cfg.buf_bytes;
-    b->data = (unsigned char *)(b + 1);
     atomic_store(&b->in_use, 1);
     struct mc_tbuf *old = atomic_load(&g_bufs);
     do b->next = old; while (!atomic_compare_exchange_weak(&g_bufs, &old, b));
@@ -610,12 +447,13 @@ static struct mc_tbuf *new_buf(void)
 
 static void *reserve_in(struct mc_tbuf *b, uint16_t type, uint32_t size);
 
-/* First record of a thread: get a ring, announce the thread. */
+/* First record of a thread: get a buffer, announce the thread. */
 static struct mc_tbuf *attach_thread(void)
 {
     if (tls.dead || !atomic_load(&g_up)) return NULL;
     struct mc_tbuf *b = new_buf();
     if (!b) return NULL;
+    atomic_store(&g_started, 1);
     tls.buf = b;
     pthread_setspecific(g_tkey, b); /* run the exit hook for this thread */
     char name[17] = {0};
@@ -631,63 +469,49 @@ static struct mc_tbuf *attach_thread(void)
     return b;
 }
 
-
 static void drop(void) { atomic_fetch_add_explicit(&g_drops, 1, memory_order_relaxed); }
 
-/* The writer thread sleeps on this word; a producer whose ring crosses half full bumps it
- * and wakes the writer, so the cost of write() lands on the writer thread rather than on
- * the program's thread (which flushes itself only when its ring is completely full). */
+/* The writer thread sleeps on this word; a thread that took the extent the writer had
+ * prepared bumps it, so the next one is mapped (and its pages faulted in) off the
+ * program's threads. */
 static _Atomic uint32_t g_wake_seq;
 static _Atomic int g_writer_running;
 
 static void wake_writer(void)
 {
+    if (!atomic_load_explicit(&g_writer_running, memory_order_relaxed)) return;
     atomic_fetch_add_explicit(&g_wake_seq, 1, memory_order_release);
     syscall(SYS_futex, &g_wake_seq, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
+/* Records larger than this are dropped (a segment is 64 KiB by default; a larger record
+ * gets whole segments of its own). */
+#define MAX_RECORD (16u << 20)
+
 static void *reserve_in(struct mc_tbuf *b, uint16_t type, uint32_t size)
 {
     if (b->reserved) return NULL; /* re-entry (BLAS calling BLAS, a signal handler) */
-    /* Claimed before head is read: a signal handler that records between here and the
-     * return finds the ring reserved (and records nothing) rather than taking the same
+    /* Claimed before pos is read: a signal handler that records between here and the
+     * return finds the buffer reserved (and records nothing) rather than taking the same
      * bytes. */
     b->reserved = 1;
     atomic_signal_fence(memory_order_seq_cst);
     size = mc_rec_padded(size);
-    if (size > b->size / 4 || size < sizeof(struct mc_rec_header)) goto fail;
-    uint64_t head = atomic_load_explicit(&b->head, memory_order_relaxed);
-    for (int attempt = 0;; attempt++) {
-        uint32_t pos = (uint32_t)(head & (b->size - 1));
-        uint32_t pad = pos + size > b->size ? b->size - pos : 0;
-        uint64_t tail = atomic_load_explicit(&b->tail, memory_order_acquire);
-        uint64_t used_after = head + pad + size - tail;
-        if (used_after <= b->size) {
-            if (used_after >= b->size / 2 && head - tail < b->size / 2 &&
-                atomic_load_explicit(&g_writer_running, memory_order_relaxed))
-                wake_writer();
-            if (pad) {
-                struct mc_rec_header *p = (struct mc_rec_header *)(b->data + pos);
-                p->type = MC_REC_PAD;
-                p->flags = 0;
-                p->size = pad;
-                head += pad;
-                pos = 0;
-            }
-            struct mc_rec_header *h = (struct mc_rec_header *)(b->data + pos);
-            memset(h, 0, size);
-            h->type = type;
-            h->size = size;
-            b->res_end = head + size;
-            if (pad) atomic_store_explicit(&b->head, head, memory_order_release);
-            return h;
-        }
-        if (attempt == 1) goto fail;
-        /* Ring full: flush it ourselves (rare; amortised over the whole ring). Still
-         * reserved: no nested records while we are in the writer. */
-        flush_all();
-        if (!mc_capture_enabled()) { b->reserved = 0; return NULL; }
+    if (size > MAX_RECORD || size < sizeof(struct mc_rec_header)) goto fail;
+    if ((size_t)(b->end - b->pos) < size) {
+        /* The thread's segment is full (or it has none): a new one, under the file lock.
+         * Still reserved: no nested records meanwhile. */
+        if (ensure_file() < 0 || mc_tf_lock(0) < 0) goto fail;
+        int rc = mc_tf_is_open() ? next_segment(&b->pos, &b->end, size) : -1;
+        mc_tf_unlock();
+        if (rc < 0) goto fail;
     }
+    struct mc_rec_header *h = (struct mc_rec_header *)b->pos;
+    memset(h, 0, size);
+    h->type = type;
+    b->res = b->pos;
+    b->res_size = size;
+    return h;
 fail:
     drop();
     atomic_signal_fence(memory_order_seq_cst);
@@ -720,26 +544,43 @@ extern __typeof(mc_tid) mc_tid_h __attribute__((alias("mc_tid"), visibility("hid
 void mc_rec_cancel(void *rec)
 {
     struct mc_tbuf *b = tls.buf;
-    if (!b || !rec) return;
+    if (!b || !rec || !b->reserved) return;
+    memset(b->res, 0, b->res_size); /* the next record's header must read as uncommitted */
+    atomic_signal_fence(memory_order_seq_cst);
     b->reserved = 0;
 }
 
-/* ---------------------------------------------------------------- modules */
+/* ---------------------------------------------------------------- families */
 
-void mc_register_module(const struct mc_module *m)
+void mc_family_register(const struct mc_family *f)
 {
-    int i = atomic_fetch_add(&g_nmodules, 1);
-    if (i >= 16) { atomic_fetch_sub(&g_nmodules, 1); mc_note(MC_NOTE_ERROR, "too many shim modules, %s ignored", m->name); return; }
-    g_modules[i] = m;
-    if (atomic_load(&g_up) && mc_capture_enabled() && m->start) m->start();
+    int i = atomic_fetch_add(&g_nfamilies, 1);
+    if (i >= MAX_FAMILIES) {
+        atomic_fetch_sub(&g_nfamilies, 1);
+        mc_note(MC_NOTE_ERROR, "more than %d interposer families, %s ignored", MAX_FAMILIES, f->name);
+        return;
+    }
+    g_families[i] = f;
+    if (atomic_load(&g_up) && mc_capture_enabled() && f->init) f->init();
 }
 
-static void modules_flush(void)
+/* Runs one hook (offsetof(struct mc_family, hook)) of every family that has it, in
+ * registration order or reversed. */
+static void family_hooks(size_t hook, int reversed)
 {
-    int n = atomic_load(&g_nmodules);
-    for (int i = 0; i < n && i < 16; i++)
-        if (g_modules[i] && g_modules[i]->flush) g_modules[i]->flush();
+    int n = atomic_load(&g_nfamilies);
+    if (n > MAX_FAMILIES) n = MAX_FAMILIES;
+    for (int k = 0; k < n; k++) {
+        const struct mc_family *f = g_families[reversed ? n - 1 - k : k];
+        if (!f) continue;
+        void (*fn)(void);
+        memcpy(&fn, (const char *)f + hook, sizeof fn);
+        if (fn) fn();
+    }
 }
+#define FAMILY_HOOKS(hook, reversed) family_hooks(offsetof(struct mc_family, hook), reversed)
+
+static void families_flush(void) { FAMILY_HOOKS(flush, 0); }
 
 /* ---------------------------------------------------------------- writer thread */
 
@@ -749,24 +590,22 @@ static void *writer_main(void *arg)
 {
     (void)arg;
     prctl(PR_SET_NAME, "moecap-writer", 0, 0, 0);
-    /* Background priority. At nice 0, woken by a producer whose ring crossed half full,
-     * this thread preempted that producer on its own core and wrote there (+240-280 us in
-     * the moe-ref decode step that crossed it, measured with the other core idle); at
-     * nice 19 it does not preempt the program's threads and runs on a free core. The
-     * price, on a machine whose every core is busy: it gets a small share, so a program
-     * thread that needs the file lock while it writes (its own ring full, exit, fork)
-     * may wait longer. */
+    /* Background priority: at nice 0, woken by a thread that took the prepared extent, it
+     * would preempt that thread on its own core; at nice 19 it runs on a free core. The
+     * price, on a machine whose every core is busy: a thread may find no extent prepared
+     * and map one itself. */
     setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19);
     tls.dead = 1; /* this thread never records */
     mc_callsite_warm_up(); /* here, not in the constructor: the program's start is not delayed */
     while (atomic_load(&g_writer_running)) {
         struct timespec ts = {(time_t)(mc_cfg.flush_ms / 1000), (long)(mc_cfg.flush_ms % 1000) * 1000000L};
         uint32_t seen = atomic_load_explicit(&g_wake_seq, memory_order_acquire);
-        /* Sleep until the period ends or a ring crosses half full. */
+        /* Sleep until the period ends or the prepared extent was taken. */
         syscall(SYS_futex, &g_wake_seq, FUTEX_WAIT_PRIVATE, seen, &ts, NULL, 0);
         if (!mc_capture_enabled()) continue;
+        mc_tf_prepare_spare();
         mc_maps_refresh(0);
-        flush_all();
+        checkpoint();
     }
     return NULL;
 }
@@ -790,7 +629,6 @@ static void thread_exit(void *arg)
     struct mc_tbuf *b = arg;
     tls.dead = 1;
     if (!b) return;
-    if (mc_capture_enabled()) flush_all();
     tls.buf = NULL;
     mc_callsite_thread_exit();
     atomic_store(&b->in_use, 0);
@@ -802,38 +640,43 @@ static void finish(void)
 {
     if (!atomic_load(&g_up) || atomic_exchange(&g_finished, 1)) return;
     if (mc_capture_enabled()) {
-        modules_flush();
+        families_flush();
+        FAMILY_HOOKS(exit, 1);
         mc_maps_refresh(0);
     }
-    flush_all();
-    /* Keep recording: later destructors may still call BLAS; a later finish is a no-op,
-     * so those records are flushed only by the writer thread if it is still running. */
+    checkpoint();
+    if (getpid() == g_owner_pid && mc_tf_lock(0) == 0) {
+        mc_tf_trim();
+        mc_tf_unlock();
+    }
+    /* Keep recording: later destructors may still call BLAS (their records go to the file
+     * like any other). */
 }
 
 static int g_fork_locked;
 
+/* Lock order (shim_core.h): call-site unwinders -> maps -> signal table -> families ->
+ * definitions -> trace file. */
 static void at_fork_prepare(void)
 {
     if (!atomic_load(&g_up)) return;
-    if (mc_capture_enabled()) modules_flush();
-    /* Lock order everywhere: call sites, maps -> definitions -> file. */
+    if (mc_capture_enabled()) families_flush();
     mc_callsite_fork_lock();
     mc_maps_fork_lock();
     mc_signals_fork_lock();
-    mc_files_fork_lock();
+    FAMILY_HOOKS(fork_prepare, 0);
     pthread_mutex_lock(&g_def_mutex);
-    g_fork_locked = file_lock(0) == 0;
-    if (g_fork_locked) flush_all_locked();
-    mc_filemap_fork_lock();   /* innermost: taken by mmap/munmap, even under the others */
+    write_dropped_locked();
+    g_fork_locked = mc_tf_lock(0) == 0;
+    if (g_fork_locked) mc_tf_clock_update();
 }
 
 static void at_fork_parent(void)
 {
     if (!atomic_load(&g_up)) return;
-    mc_filemap_fork_unlock();
-    if (g_fork_locked) file_unlock();
+    if (g_fork_locked) mc_tf_unlock();
     pthread_mutex_unlock(&g_def_mutex);
-    mc_files_fork_unlock();
+    FAMILY_HOOKS(fork_parent, 1);
     mc_signals_fork_unlock();
     mc_maps_fork_unlock();
     mc_callsite_fork_unlock();
@@ -844,38 +687,35 @@ static void at_fork_child(void)
     if (!atomic_load(&g_up)) return;
     g_owner_pid = getpid();
     tls.tid = 0;
-    /* The parent's buffered events belong to the parent's file: drop them here. Rings of
-     * threads that do not exist in the child become free for reuse. */
+    /* The parent's segments are the parent's file: the child forgets them (they are
+     * unmapped), and every buffer starts without a segment. Buffers of threads that do
+     * not exist in the child become free for reuse. */
     for (struct mc_tbuf *b = atomic_load(&g_bufs); b; b = b->next) {
-        atomic_store(&b->tail, atomic_load(&b->head));
-        atomic_store(&b->flushing, 0);
+        b->pos = b->end = b->res = NULL;
         if (b != tls.buf) { b->reserved = 0; atomic_store(&b->in_use, 0); }
     }
-    int inherited = g_fd;
-    g_fd = -1; /* first: close() of the trace descriptor is ignored while it is ours */
-    if (inherited >= 0) close(inherited);
-    g_file_failed = 0;
+    mc_tf_forget_after_fork();
+    g_def_pos = g_def_end = NULL;
     atomic_store(&g_drops, 0);
     g_drops_written = 0;
     atomic_store(&g_finished, 0);
-    atomic_store(&g_file_lock, 0);
-    mc_filemap_fork_unlock();
     pthread_mutex_unlock(&g_def_mutex);
-    mc_files_fork_unlock();
+    /* Families release their locks only after the core's own state is the child's: their
+     * fork_child hooks may record. */
     mc_signals_fork_unlock();
     mc_maps_after_fork();
     mc_callsite_after_fork();
+    /* The child has recorded nothing yet: its thread attaches again (THREAD record) with
+     * its first record, and a child that records nothing (fork + exec of a helper) leaves
+     * no file. */
     if (tls.buf) {
-        struct mc_rec_thread *t = reserve_in(tls.buf, MC_REC_THREAD, sizeof *t);
-        if (t) {
-            t->tid = mc_tid();
-            t->start_ns = mc_now_ns();
-            mc_rec_commit(t);
-        }
+        tls.buf->reserved = 0;
+        atomic_store(&tls.buf->in_use, 0);
+        tls.buf = NULL;
+        pthread_setspecific(g_tkey, NULL);
     }
-    int n = atomic_load(&g_nmodules);
-    for (int i = 0; i < n && i < 16; i++)
-        if (g_modules[i] && g_modules[i]->after_fork_child) g_modules[i]->after_fork_child();
+    atomic_store(&g_started, 0);
+    FAMILY_HOOKS(fork_child, 1);
     if (mc_capture_enabled()) start_writer();
 }
 
@@ -927,9 +767,10 @@ static void read_config(void)
         say("moecap: MOECAP_LOG must be quiet, info or debug; using quiet\n");
     mc_cfg.stack_depth = (int)env_ulong("MOECAP_STACK", 8, 64);
     mc_cfg.stack_exact = (int)env_ulong("MOECAP_STACK_EXACT", 0, 1);
-    unsigned long kb = env_ulong("MOECAP_BUF_KB", 1024, 1u << 20);
+    /* A thread's segment of the trace file: a power of two, 64 KiB .. 4 MiB. */
+    unsigned long kb = env_ulong("MOECAP_BUF_KB", 64, 1u << 20);
     uint32_t bytes = 64 * 1024;
-    while (bytes < kb * 1024 && bytes < (1u << 30)) bytes <<= 1;
+    while (bytes < kb * 1024 && bytes < (4u << 20)) bytes <<= 1;
     mc_cfg.buf_bytes = bytes;
     mc_cfg.flush_ms = (unsigned)env_ulong("MOECAP_FLUSH_MS", 500, 3600000);
     const char *o = getenv("MOECAP_OUT");
@@ -947,9 +788,15 @@ __attribute__((constructor(101))) static void mc_core_init(void)
         mc_disable(why);
         return;
     }
-    /* Make the directory absolute: the program may chdir before the file is created. */
+    /* Make the directory absolute, once: the program may chdir before the file is
+     * created, and children it starts elsewhere (with this environment) must write to the
+     * same run directory, so the absolute path is exported too. */
     char *abs = realpath(mc_cfg.out_dir, NULL);
-    if (abs) { snprintf(mc_cfg.out_dir, sizeof mc_cfg.out_dir, "%s", abs); free(abs); }
+    if (abs) {
+        snprintf(mc_cfg.out_dir, sizeof mc_cfg.out_dir, "%s", abs);
+        free(abs);
+        setenv("MOECAP_OUT", mc_cfg.out_dir, 1);
+    }
     if (gethostname(g_host, sizeof g_host - 1) < 0 || !g_host[0]) strcpy(g_host, "host");
     for (char *c = g_host; *c; c++) if (*c == '/') *c = '_';
     pthread_key_create(&g_tkey, thread_exit);
@@ -960,21 +807,17 @@ __attribute__((constructor(101))) static void mc_core_init(void)
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     exe[n > 0 ? n : 0] = 0;
     g_exe_str = mc_intern(exe);
-    g_drop_reason = mc_intern("thread ring full while the trace could not be written fast enough, or record too large");
-#if defined(__x86_64__)
-    if (tsc_usable()) { tsc_pair(&g_tsc0, &g_ns0); mc_tsc_ok = 1; }
-#else
-    (void)tsc_usable;
-#endif
+    g_drop_reason = mc_intern("record too large, trace file could not grow (disk full), or a record made "
+                              "while the thread's buffer was in use (signal handler)");
+    mc_tf_set_segment_bytes(mc_cfg.buf_bytes);
+    mc_tf_clock_init();
     atomic_store(&g_enabled, 1);
     mc_maps_refresh(1);
     pthread_atfork(at_fork_prepare, at_fork_parent, at_fork_child);
     atexit(finish);
     mc_signals_install();
     atomic_store(&g_up, 1);
-    int nm = atomic_load(&g_nmodules);
-    for (int i = 0; i < nm && i < 16; i++)
-        if (g_modules[i] && g_modules[i]->start) g_modules[i]->start();
+    FAMILY_HOOKS(init, 0);
     start_writer();
     if (!atomic_load(&g_writer_running)) mc_callsite_warm_up(); /* no writer thread to do it */
     mc_log_info("capture on: MOECAP_OUT=%s stack=%d buffer=%u KiB flush=%u ms", mc_cfg.out_dir,

@@ -23,9 +23,8 @@ extern struct mc_config mc_cfg MC_HIDDEN;
 
 /* Fast timestamps for the CPU hot path: raw TSC where the kernel itself keeps time with
  * an invariant TSC, else CLOCK_MONOTONIC ns. Records stamped with ticks carry
- * MC_RECF_TICKS in h.flags (never in a file): the writer converts their times to
- * CLOCK_MONOTONIC ns just before writing (only MC_REC_GEMM_CPU uses this). */
-#define MC_RECF_TICKS 0x8000u
+ * MC_RECF_TICKS in h.flags: the reader converts their times with the file's MC_REC_CLOCK
+ * (only MC_REC_GEMM_CPU uses this). */
 extern int mc_tsc_ok MC_HIDDEN;
 #if defined(__x86_64__)
 #include <x86intrin.h>
@@ -46,8 +45,23 @@ void mc_core_flush_from_signal(void) MC_HIDDEN;
 /* Flush before exec (a no-op in a vfork child, which shares the parent's memory). */
 void mc_core_flush_before_exec(void) MC_HIDDEN;
 
-/* The open trace file's descriptor (-1 = none): close() of it is ignored. */
-int mc_core_trace_fd(void) MC_HIDDEN;
+/* trace_file.c: the trace file, written in place through shared mappings. */
+int mc_core_trace_fd(void) MC_HIDDEN;   /* its descriptor (-1 = none): close() of it is ignored */
+int mc_tf_is_open(void) MC_HIDDEN;
+int mc_tf_lock(int from_signal) MC_HIDDEN;   /* 0 = held; -1 = this thread holds it / gave up */
+void mc_tf_unlock(void) MC_HIDDEN;
+void mc_tf_set_segment_bytes(uint32_t bytes) MC_HIDDEN;
+uint32_t mc_tf_segment_bytes(void) MC_HIDDEN;
+void mc_tf_clock_init(void) MC_HIDDEN;   /* start-up: TSC usable? anchor pair */
+/* The rest: caller holds the file lock (mc_tf_prepare_spare takes it itself). */
+int mc_tf_create(const char *out_dir, const char *host, const void *process, uint32_t process_bytes,
+                 unsigned char **rest, unsigned char **rest_end) MC_HIDDEN;
+unsigned char *mc_tf_region(uint32_t bytes, int *used_spare) MC_HIDDEN;
+void mc_tf_put(void *dst, const void *rec, uint32_t size) MC_HIDDEN;
+void mc_tf_clock_update(void) MC_HIDDEN;
+void mc_tf_prepare_spare(void) MC_HIDDEN;
+void mc_tf_trim(void) MC_HIDDEN;
+void mc_tf_forget_after_fork(void) MC_HIDDEN;
 
 /* signals.c */
 void mc_signals_install(void) MC_HIDDEN;
@@ -60,13 +74,21 @@ void mc_maps_after_fork(void) MC_HIDDEN;   /* child: releases the fork lock */
 void mc_maps_fork_lock(void) MC_HIDDEN;
 void mc_maps_fork_unlock(void) MC_HIDDEN;
 
-/* Leaf locks held across fork (prepare: lock; parent and child: unlock). */
+/* The signal table's lock, held across fork (prepare: lock; parent and child: unlock). */
 void mc_signals_fork_lock(void) MC_HIDDEN;
 void mc_signals_fork_unlock(void) MC_HIDDEN;
-void mc_files_fork_lock(void) MC_HIDDEN;
-void mc_files_fork_unlock(void) MC_HIDDEN;
-/* filemap.h: weight-file host ranges; mc_filemap_fork_lock/unlock, taken last. */
+/* filemap.h: weight-file host ranges (the file family's leaf lock). */
 #include "filemap.h"
+
+/* mmap/munmap for the core's own memory: raw system calls, so the core never enters the
+ * file family's mmap interposer (and its lock) while it holds a lock of its own. */
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+static inline void *mc_sys_mmap(size_t len, int prot, int flags, int fd, off_t off)
+{
+    return (void *)syscall(SYS_mmap, NULL, len, prot, flags, fd, off);
+}
 
 /* callsite.c */
 void mc_callsite_after_fork(void) MC_HIDDEN; /* child: releases the fork lock */

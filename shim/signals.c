@@ -18,16 +18,12 @@
 #include <unistd.h>
 
 typedef int (*sigaction_fn)(int, const struct sigaction *, struct sigaction *);
-static _Atomic(sigaction_fn) real_sigaction_p;
+static struct mc_real real_sigaction = MC_REAL_INIT("sigaction");
 
 int mc_real_sigaction(int sig, const struct sigaction *act, struct sigaction *old)
 {
-    sigaction_fn f = atomic_load_explicit(&real_sigaction_p, memory_order_acquire);
-    if (!f) {
-        f = (sigaction_fn)dlsym(RTLD_NEXT, "sigaction");
-        if (!f) { errno = ENOSYS; return -1; }
-        atomic_store_explicit(&real_sigaction_p, f, memory_order_release);
-    }
+    sigaction_fn f = (sigaction_fn)mc_real(&real_sigaction);
+    if (!f) { errno = ENOSYS; return -1; }
     return f(sig, act, old);
 }
 

@@ -16,9 +16,14 @@ def records(path):
     if data[:7] != b'MOECAPT':
         return
     hsize = struct.unpack_from('<I', data, 12)[0]
+    hflags = struct.unpack_from('<Q', data, 16)[0]
+    seg = 1 << ((hflags >> 8) & 0xff) if hflags & 1 else 0  # segmented (the shim's): a size-0 header is unwritten space up to the next segment boundary
     off = hsize
     while off + 8 <= len(data):
         typ, _flags, size = struct.unpack_from('<HHI', data, off)
+        if size == 0 and seg:
+            off = (off // seg + 1) * seg
+            continue
         if size < 8 or off + size > len(data):
             break
         yield typ, data[off + 8:off + size]

@@ -1,7 +1,13 @@
 /* moecap trace format (.mct): the on-disk contract between the shim (writer) and the
  * post-processor / `moecap dump` (readers). Documented in docs/trace-format.md.
  *
- * File  = mc_file_header, then records back to back until end of file.
+ * File  = mc_file_header, then records back to back until end of file. A file whose header
+ *         has MC_FILE_SEGMENTED (every file the shim writes since 1.1) is written in place
+ *         through a shared mapping, in segments of mc_file_segment_bytes() bytes that one
+ *         writer (a thread, or the definitions) fills: a record header whose size is 0 is
+ *         space not (yet) written, and the reader goes on at the next segment boundary.
+ *         A record's size is stored last, after its payload, so a process killed at any
+ *         instant leaves every record it committed whole and nothing half-written.
  * Record = mc_rec_header (type, size) + payload; `size` counts header + payload and is a
  *          multiple of 8, so a reader can skip record types it does not know and stop
  *          cleanly at a truncated last record (process killed mid-write).
@@ -23,15 +29,27 @@
 
 #define MC_TRACE_MAGIC "MOECAPT\0" /* 8 bytes incl. the trailing NUL */
 #define MC_TRACE_VERSION_MAJOR 1
-#define MC_TRACE_VERSION_MINOR 0
+#define MC_TRACE_VERSION_MINOR 1
 
 struct mc_file_header {
     char magic[8];          /* MC_TRACE_MAGIC */
     uint16_t version_major;
     uint16_t version_minor;
     uint32_t header_size;   /* sizeof(struct mc_file_header) as written */
-    uint64_t flags;         /* reserved, 0 */
+    uint64_t flags;         /* MC_FILE_SEGMENTED | segment size as log2 << 8; 0 = plain */
 };
+
+#define MC_FILE_SEGMENTED 1u
+/* Segment size of a segmented file (0 for a plain one). */
+static inline uint64_t mc_file_segment_bytes(uint64_t flags)
+{
+    unsigned shift = (unsigned)(flags >> 8) & 0xffu;
+    return (flags & MC_FILE_SEGMENTED) && shift >= 12 && shift <= 30 ? (uint64_t)1 << shift : 0;
+}
+
+/* mc_rec_header.flags bit: the record's times are TSC ticks, converted by the reader with
+ * the file's MC_REC_CLOCK (only MC_REC_GEMM_CPU uses it). */
+#define MC_RECF_TICKS 0x8000u
 
 struct mc_rec_header {
     uint16_t type;          /* enum mc_rec_type */
@@ -85,6 +103,8 @@ struct mc_rec_header {
     X(NOTE,       17, mc_rec_note,       note,       MC_VAR_NONE) \
     /* compact CPU BLAS GEMM/GEMV; the reader library returns it as a MC_REC_GEMM */ \
     X(GEMM_CPU,   18, mc_rec_gemm_cpu,   gemm_cpu,   MC_VAR_NONE) \
+    /* TSC calibration of MC_RECF_TICKS records (after PROCESS, updated in place) */ \
+    X(CLOCK,      19, mc_rec_clock,      clock,      MC_VAR_NONE) \
     /* mc_rec_topk_tap + counts (kernel-parameter taps, cupti/) */ \
     X(TOPK_TAP,   40, mc_rec_topk_tap,   topk_tap,   MC_VAR_PART) \
     /* mc_rec_llama_batch + mc_llama_seq[]: one llama_decode call (llama.cpp adapter) */ \
@@ -472,6 +492,17 @@ struct mc_rec_ggml_matmul {
     uint16_t w_type;                /* ggml type number of the weight */
     uint32_t w_type_size, w_blck_size; /* bytes per block, elements per block of that type */
     char w_name[64];                /* the weight's tensor name (GGUF name), NUL-terminated */
+};
+
+/* TSC calibration: ticks t convert to ns0 + (t - tsc0) * (ns1 - ns0) / (tsc1 - tsc0), with
+ * (tsc1, ns1) = pair[latest & 1]. The writer updates the other slot, then `latest`, so a
+ * reader of a killed process's file sees a whole pair. */
+struct mc_rec_clock {
+    struct mc_rec_header h;
+    uint64_t tsc0, ns0;             /* anchor, taken at start-up */
+    struct { uint64_t tsc, ns; } pair[2];
+    uint32_t latest;
+    uint32_t pad;
 };
 
 #define MC_REC_ALIGN 8u

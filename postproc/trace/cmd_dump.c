@@ -273,6 +273,14 @@ static void dump_note(FILE *o, struct mc_trace *t, const struct mc_trace_rec *r)
     fprintf(o, ",\"level\":\"%s\"", r->u.note.level == MC_NOTE_ERROR ? "error" : r->u.note.level == MC_NOTE_WARNING ? "warning" : "info");
 }
 
+static void dump_clock(FILE *o, struct mc_trace *t, const struct mc_trace_rec *r)
+{
+    (void)t;
+    const struct mc_rec_clock *c = &r->u.clock;
+    unsigned i = c->latest & 1;
+    U64("tsc0", c->tsc0); U64("ns0", c->ns0); U64("tsc1", c->pair[i].tsc); U64("ns1", c->pair[i].ns);
+}
+
 /* Records the reader never hands out: PAD (not asked for) and the compact CPU GEMM (always
  * expanded to gemm). The dispatch below has a function for every record type of the list. */
 static void dump_pad(FILE *o, struct mc_trace *t, const struct mc_trace_rec *r) { (void)o; (void)t; (void)r; }

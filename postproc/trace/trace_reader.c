@@ -36,6 +36,9 @@ struct mc_trace {
     struct str_ent { uint32_t id; char *text; } *strs;
     uint32_t nstrs, capstrs;
     uint64_t scanned_to;     /* strings of [0, scanned_to) are all in the table */
+    uint64_t seg;            /* segment bytes of a segmented file, 0 = plain */
+    int have_clock;          /* MC_REC_CLOCK seen: tick-stamped records convertible */
+    uint64_t tsc0, ns0, tsc1, ns1;
 };
 
 static void set_err(struct mc_trace *t, int status, const char *fmt, ...)
@@ -121,6 +124,7 @@ static struct mc_trace *open_stream(FILE *f, int fd, uint64_t size, const char *
     t->vmin = fh.version_minor;
     t->off = fh.header_size;
     t->scanned_to = fh.header_size;
+    t->seg = mc_file_segment_bytes(fh.flags);
     t->status = 1;
     return t;
 }
@@ -232,12 +236,32 @@ static int ensure_buf(struct mc_trace *t, size_t n)
     return 0;
 }
 
-/* Reads one record at the current FILE position into t->buf. Returns status; on
- * MC_TRACE_RECORD *size is set. Does not touch t->status. */
-static int read_one(struct mc_trace *t, FILE *f, uint64_t off, uint32_t *size, char *why, size_t whylen)
+/* Recovery of files left by killed processes. In a segmented file each segment has one
+ * writer, and a record's size is stored after the rest of it: a header of size 0 is space
+ * its writer had not filled when the process ended (the rest of its segment, or a record
+ * reserved and never committed), so reading goes on at the next segment boundary. Every
+ * record before it in the segment is whole. Moves *off and f there; 0, or -1 at the end
+ * of the file. */
+static int skip_unwritten(const struct mc_trace *t, FILE *f, uint64_t *off)
+{
+    uint64_t next = (*off / t->seg + 1) * t->seg;
+    if (fseeko(f, (off_t)next, SEEK_SET) != 0) return -1;
+    *off = next;
+    return 0;
+}
+
+/* Reads one record at the current FILE position (*off) into t->buf, skipping unwritten
+ * space of a segmented file (*off then moves past it). Returns status; on MC_TRACE_RECORD
+ * *size is set. Does not touch t->status. */
+static int read_one(struct mc_trace *t, FILE *f, uint64_t *offp, uint32_t *size, char *why, size_t whylen)
 {
     struct mc_rec_header h;
     size_t got = fread(&h, 1, sizeof h, f);
+    while (got == sizeof h && h.size == 0 && t->seg) {
+        if (skip_unwritten(t, f, offp) < 0) return MC_TRACE_END;
+        got = fread(&h, 1, sizeof h, f);
+    }
+    uint64_t off = *offp;
     if (got == 0) {
         if (ferror(f)) { snprintf(why, whylen, "read error at offset %llu: %s", (unsigned long long)off, strerror(errno)); return MC_TRACE_IO_ERROR; }
         return MC_TRACE_END;
@@ -278,25 +302,48 @@ static int read_one(struct mc_trace *t, FILE *f, uint64_t off, uint32_t *size, c
     return MC_TRACE_RECORD;
 }
 
+/* The file's TSC calibration (the pair its writer published last). */
+static void take_clock(struct mc_trace *t, const unsigned char *rec, uint32_t size)
+{
+    struct mc_rec_clock c;
+    if (size < sizeof c) return;
+    memcpy(&c, rec, sizeof c);
+    unsigned i = c.latest & 1;
+    if (c.pair[i].tsc <= c.tsc0 || c.pair[i].ns < c.ns0) return; /* no second point yet */
+    t->tsc0 = c.tsc0; t->ns0 = c.ns0;
+    t->tsc1 = c.pair[i].tsc; t->ns1 = c.pair[i].ns;
+    t->have_clock = 1;
+}
+
+/* TSC ticks -> CLOCK_MONOTONIC ns: the line through the file's two calibration points
+ * (exact at both within the ~20 ns a pair takes, for an invariant TSC). */
+static uint64_t ticks_to_ns(const struct mc_trace *t, uint64_t ticks)
+{
+    double slope = (double)(t->ns1 - t->ns0) / (double)(t->tsc1 - t->tsc0);
+    double ns = (double)t->ns0 + ((double)ticks - (double)t->tsc0) * slope;
+    return ns <= 0 ? 0 : ns >= 1.8e19 ? UINT64_MAX : (uint64_t)ns;
+}
+
 int mc_trace_next(struct mc_trace *t, struct mc_trace_rec *rec)
 {
     for (;;) {
         if (t->status <= 0) return t->status;
         uint32_t size = 0;
         char why[200];
-        int st = read_one(t, t->f, t->off, &size, why, sizeof why);
+        uint64_t off = t->off;
+        int st = read_one(t, t->f, &off, &size, why, sizeof why);
         if (st != MC_TRACE_RECORD) {
             if (st == MC_TRACE_END) t->status = MC_TRACE_END;
             else set_err(t, st, "%s (%llu whole records before it)", why, (unsigned long long)t->nrec);
             return t->status;
         }
-        uint64_t off = t->off;
-        t->off += size;
+        t->off = off + size;
         t->nrec++;
         if (t->off > t->scanned_to) t->scanned_to = t->off;
         const struct mc_rec_header *h = (const struct mc_rec_header *)t->buf;
         unsigned type = h->type;
         if (type == MC_REC_STRING) add_string(t, t->buf, size);
+        if (type == MC_REC_CLOCK) take_clock(t, t->buf, size);
         size_t fixed = mc_rec_fixed_size(type);
         if (type == MC_REC_PAD && !(t->opts & MC_TRACE_OPT_PAD)) continue;
         if (fixed == 0 && type != MC_REC_PAD) {
@@ -317,6 +364,11 @@ int mc_trace_next(struct mc_trace *t, struct mc_trace_rec *rec)
             memcpy(&c, &rec->u, sizeof c);
             struct mc_rec_gemm *g = &rec->u.gemm;
             memset(g, 0, sizeof *g);
+            if ((c.h.flags & MC_RECF_TICKS) && t->have_clock) {
+                c.t_begin_ns = ticks_to_ns(t, c.t_begin_ns);
+                c.t_end_ns = ticks_to_ns(t, c.t_end_ns);
+                c.h.flags &= (uint16_t)~MC_RECF_TICKS;
+            }
             g->h = c.h;
             g->h.type = MC_REC_GEMM;
             g->t_begin_ns = c.t_begin_ns; g->t_end_ns = c.t_end_ns;
@@ -369,7 +421,7 @@ static void scan_strings(struct mc_trace *t)
         for (;;) {
             uint32_t size;
             char why[200];
-            if (read_one(t, t->f, off, &size, why, sizeof why) != MC_TRACE_RECORD) break;
+            if (read_one(t, t->f, &off, &size, why, sizeof why) != MC_TRACE_RECORD) break;
             if (((struct mc_rec_header *)t->buf)->type == MC_REC_STRING) add_string(t, t->buf, size);
             off += size;
         }

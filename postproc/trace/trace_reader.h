@@ -5,8 +5,12 @@
  * constant apart from the string table and the largest record. Each record is also copied
  * into a zero-padded union, so a record written by an older (shorter) writer reads with
  * its missing trailing fields as 0, and a newer (longer) one reads with the extra bytes
- * ignored. Unknown record types are skipped and counted. A truncated last record (process
- * killed mid-write) ends iteration with MC_TRACE_TRUNCATED; nothing crashes on bad input.
+ * ignored. Unknown record types are skipped and counted. A truncated last record (a plain
+ * file whose writer was killed mid-write) ends iteration with MC_TRACE_TRUNCATED; in a
+ * segmented file (the shim's) space its writer had not filled is skipped to the next
+ * segment boundary, so a killed process's file reads to its last committed record.
+ * CPU GEMM times stamped in TSC ticks are converted with the file's MC_REC_CLOCK. Nothing
+ * crashes on bad input.
  *
  * Usage:
  *     char err[256];

@@ -32,7 +32,7 @@ static void fill_common(struct mc_rec_gemm *r, uint16_t api, uint64_t t0, uint64
     r->t_begin_ns = t0;
     r->t_end_ns = t1;
     r->api = api;
-    r->tid = mc_cuda_tid();
+    r->tid = mc_tid();
     r->device = mc_cuda_current_device();
     r->callsite = mc_callsite_capture();
     r->layout = MC_LAYOUT_COL_MAJOR;
@@ -286,7 +286,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t lightHandle, cublasLtMatmulDesc_t
     r->t_begin_ns = t0;
     r->t_end_ns = t1;
     r->api = MC_API_CUBLASLT_MATMUL;
-    r->tid = mc_cuda_tid();
+    r->tid = mc_tid();
     r->device = mc_cuda_current_device();
     r->callsite = mc_callsite_capture();
     r->stream = (uint64_t)(uintptr_t)stream;

@@ -82,17 +82,6 @@ double mc_read_host_scalar(const void *p, int d)
     }
 }
 
-void *mc_cuda_resolve(void **slot, unsigned *misses, const char *sym)
-{
-    void *p = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
-    if (p) return p;
-    unsigned m = __atomic_fetch_add(misses, 1, __ATOMIC_RELAXED);
-    if (m & 1023u) return NULL;
-    p = mc_resolve_next(sym);
-    if (p) __atomic_store_n(slot, p, __ATOMIC_RELEASE);
-    return p;
-}
-
 static __thread int tls_depth;
 
 int mc_cuda_enter(void) { return tls_depth++; }

@@ -1,4 +1,4 @@
-/* Registers the CUDA side of libmoecap.so with the shim core and loads the CUPTI collector
+/* Registers the CUDA side of libmoecap.so with the shim core (family "cuda") and loads the CUPTI collector
  * (libmoecap-cupti.so, next to libmoecap.so, or MOECAP_CUPTI_LIB) with dlopen when the
  * process first uses CUDA, or at start with MOECAP_CUPTI=1. libmoecap.so itself never
  * links libcupti, so it loads in programs without CUDA. */
@@ -12,8 +12,10 @@
 
 void mc_nvml_after_fork_child(void);
 
-static void (*cupti_flush)(void);
-static void (*cupti_after_fork)(void);
+const struct mc_cuda_host mc_cuda_host = {
+    .launch_count = mc_cuda_launch_count,
+    .nvml_start = mc_nvml_start,
+};
 
 void mc_cupti_load(void)
 {
@@ -37,14 +39,12 @@ void mc_cupti_load(void)
                 "API interposition only", dlerror());
         return;
     }
-    int (*start)(void) = (int (*)(void))dlsym(h, "mc_cupti_start");
-    cupti_flush = (void (*)(void))dlsym(h, "mc_cupti_flush");
-    cupti_after_fork = (void (*)(void))dlsym(h, "mc_cupti_after_fork_child");
+    int (*start)(const struct mc_cuda_host *) = (int (*)(const struct mc_cuda_host *))dlsym(h, "mc_cupti_start");
     if (!start) {
         mc_note(MC_NOTE_WARNING, "CUPTI collector %s has no mc_cupti_start: not used", path);
         return;
     }
-    start();
+    start(&mc_cuda_host);   /* the collector registers its own flush and fork hooks */
 }
 
 static void cuda_module_start(void)
@@ -58,7 +58,6 @@ static void cuda_module_start(void)
 static void cuda_module_flush(void)
 {
     static uint64_t reported;
-    if (cupti_flush) cupti_flush();
     mc_nvml_sample();
     uint64_t d = mc_router_tap_dropped();
     if (d != reported) {
@@ -68,20 +67,14 @@ static void cuda_module_flush(void)
     }
 }
 
-static void cuda_module_after_fork_child(void)
-{
-    if (cupti_after_fork) cupti_after_fork();
-    mc_nvml_after_fork_child();
-}
-
-static const struct mc_module cuda_module = {
+static const struct mc_family cuda_family = {
     .name = "cuda",
-    .start = cuda_module_start,
+    .init = cuda_module_start,
     .flush = cuda_module_flush,
-    .after_fork_child = cuda_module_after_fork_child,
+    .fork_child = mc_nvml_after_fork_child,
 };
 
 __attribute__((constructor(200))) static void cuda_module_register(void)
 {
-    mc_register_module(&cuda_module);
+    mc_family_register(&cuda_family);
 }

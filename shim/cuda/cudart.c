@@ -13,18 +13,6 @@
 
 /* ---- small shared helpers ---- */
 
-static int tid_gen;
-static __thread int tls_tid, tls_tid_gen;
-static void tid_after_fork(void) { __atomic_add_fetch(&tid_gen, 1, __ATOMIC_RELAXED); }
-__attribute__((constructor)) static void tid_init(void) { pthread_atfork(NULL, NULL, tid_after_fork); }
-
-int mc_cuda_tid(void)
-{
-    int g = __atomic_load_n(&tid_gen, __ATOMIC_RELAXED);
-    if (!tls_tid || tls_tid_gen != g) { tls_tid = (int)syscall(SYS_gettid); tls_tid_gen = g; }
-    return tls_tid;
-}
-
 typedef cudaError_t (*get_device_fn)(int *);
 
 typedef int (*ctx_get_device_fn)(int *);
@@ -89,7 +77,7 @@ void mc_cuda_record_api(uint16_t api, uint64_t t0, uint64_t t1, uint64_t arg0, u
     r->t_end_ns = t1;
     r->arg0 = arg0;
     r->arg1 = arg1;
-    r->tid = mc_cuda_tid();
+    r->tid = mc_tid();
     r->device = mc_cuda_current_device();
     r->name_str = name;
     r->api = api;
@@ -99,8 +87,6 @@ void mc_cuda_record_api(uint16_t api, uint64_t t0, uint64_t t1, uint64_t arg0, u
 
 #define U64(p) ((uint64_t)(uintptr_t)(p))
 
-/* Enter/leave around a real call; `d_` is the depth before (record only at 0). */
-#define CALL(real, args) MC_CUDA_TIMED_CALL(cudaError_t, real, args)
 
 /* ---- allocations ---- */
 
@@ -111,20 +97,22 @@ cudaError_t cudaMalloc(void **devPtr, size_t size)
 {
     MC_REAL(malloc_fn, real, "cudaMalloc");
     if (!real) return cudaErrorInitializationError;
-    CALL(real, (devPtr, size));
-    if (d_ == 0 && e_ == cudaSuccess && devPtr)
+    struct mc_cuda_call call;
+    cudaError_t rc = (cudaError_t)MC_CUDA_TIMED_CALL(call, real(devPtr, size));
+    if (call.depth == 0 && rc == cudaSuccess && devPtr)
         mc_cuda_record_alloc(U64(*devPtr), size, mc_cuda_current_device(), 0, MC_ALLOC_CUDA_MALLOC);
-    return e_;
+    return rc;
 }
 
 cudaError_t cudaFree(void *devPtr)
 {
     MC_REAL(free_fn, real, "cudaFree");
     if (!real) return cudaErrorInitializationError;
-    CALL(real, (devPtr));
-    if (d_ == 0 && e_ == cudaSuccess && devPtr)
+    struct mc_cuda_call call;
+    cudaError_t rc = (cudaError_t)MC_CUDA_TIMED_CALL(call, real(devPtr));
+    if (call.depth == 0 && rc == cudaSuccess && devPtr)
         mc_cuda_record_alloc(U64(devPtr), 0, mc_cuda_current_device(), 1, MC_ALLOC_CUDA_MALLOC);
-    return e_;
+    return rc;
 }
 
 typedef cudaError_t (*malloc_async_fn)(void **, size_t, cudaStream_t);
@@ -134,30 +122,33 @@ cudaError_t cudaMallocAsync(void **devPtr, size_t size, cudaStream_t stream)
 {
     MC_REAL(malloc_async_fn, real, "cudaMallocAsync");
     if (!real) return cudaErrorInitializationError;
-    CALL(real, (devPtr, size, stream));
-    if (d_ == 0 && e_ == cudaSuccess && devPtr)
+    struct mc_cuda_call call;
+    cudaError_t rc = (cudaError_t)MC_CUDA_TIMED_CALL(call, real(devPtr, size, stream));
+    if (call.depth == 0 && rc == cudaSuccess && devPtr)
         mc_cuda_record_alloc(U64(*devPtr), size, mc_cuda_current_device(), 0, MC_ALLOC_CUDA_MALLOC_ASYNC);
-    return e_;
+    return rc;
 }
 
 cudaError_t cudaFreeAsync(void *devPtr, cudaStream_t stream)
 {
     MC_REAL(free_async_fn, real, "cudaFreeAsync");
     if (!real) return cudaErrorInitializationError;
-    CALL(real, (devPtr, stream));
-    if (d_ == 0 && e_ == cudaSuccess && devPtr)
+    struct mc_cuda_call call;
+    cudaError_t rc = (cudaError_t)MC_CUDA_TIMED_CALL(call, real(devPtr, stream));
+    if (call.depth == 0 && rc == cudaSuccess && devPtr)
         mc_cuda_record_alloc(U64(devPtr), 0, mc_cuda_current_device(), 1, MC_ALLOC_CUDA_MALLOC_ASYNC);
-    return e_;
+    return rc;
 }
 
 cudaError_t cudaMallocHost(void **ptr, size_t size)
 {
     MC_REAL(malloc_fn, real, "cudaMallocHost");
     if (!real) return cudaErrorInitializationError;
-    CALL(real, (ptr, size));
-    if (d_ == 0 && e_ == cudaSuccess && ptr)
+    struct mc_cuda_call call;
+    cudaError_t rc = (cudaError_t)MC_CUDA_TIMED_CALL(call, real(ptr, size));
+    if (call.depth == 0 && rc == cudaSuccess && ptr)
         mc_cuda_record_alloc(U64(*ptr), size, -1, 0, MC_ALLOC_CUDA_MALLOC_HOST);
-    return e_;
+    return rc;
 }
 
 typedef cudaError_t (*host_alloc_fn)(void **, size_t, unsigned int);
@@ -166,30 +157,33 @@ cudaError_t cudaHostAlloc(void **pHost, size_t size, unsigned int flags)
 {
     MC_REAL(host_alloc_fn, real, "cudaHostAlloc");
     if (!real) return cudaErrorInitializationError;
-    CALL(real, (pHost, size, flags));
-    if (d_ == 0 && e_ == cudaSuccess && pHost)
+    struct mc_cuda_call call;
+    cudaError_t rc = (cudaError_t)MC_CUDA_TIMED_CALL(call, real(pHost, size, flags));
+    if (call.depth == 0 && rc == cudaSuccess && pHost)
         mc_cuda_record_alloc(U64(*pHost), size, -1, 0, MC_ALLOC_CUDA_HOST_ALLOC);
-    return e_;
+    return rc;
 }
 
 cudaError_t cudaFreeHost(void *ptr)
 {
     MC_REAL(free_fn, real, "cudaFreeHost");
     if (!real) return cudaErrorInitializationError;
-    CALL(real, (ptr));
-    if (d_ == 0 && e_ == cudaSuccess && ptr)
+    struct mc_cuda_call call;
+    cudaError_t rc = (cudaError_t)MC_CUDA_TIMED_CALL(call, real(ptr));
+    if (call.depth == 0 && rc == cudaSuccess && ptr)
         mc_cuda_record_alloc(U64(ptr), 0, -1, 1, MC_ALLOC_CUDA_MALLOC_HOST);
-    return e_;
+    return rc;
 }
 
 cudaError_t cudaMallocManaged(void **devPtr, size_t size, unsigned int flags)
 {
     MC_REAL(host_alloc_fn, real, "cudaMallocManaged");
     if (!real) return cudaErrorInitializationError;
-    CALL(real, (devPtr, size, flags));
-    if (d_ == 0 && e_ == cudaSuccess && devPtr)
+    struct mc_cuda_call call;
+    cudaError_t rc = (cudaError_t)MC_CUDA_TIMED_CALL(call, real(devPtr, size, flags));
+    if (call.depth == 0 && rc == cudaSuccess && devPtr)
         mc_cuda_record_alloc(U64(*devPtr), size, mc_cuda_current_device(), 0, MC_ALLOC_CUDA_MALLOC_MANAGED);
-    return e_;
+    return rc;
 }
 
 /* ---- copies ---- */
@@ -227,22 +221,24 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t count, enum cudaMemcpy
 {
     MC_REAL(memcpy_fn, real, "cudaMemcpy");
     if (!real) return cudaErrorInitializationError;
-    CALL(real, (dst, src, count, kind));
-    if (d_ == 0 && e_ == cudaSuccess)
-        mc_cuda_record_copy(t0_, t1_, mc_cuda_copy_kind(kind, dst, src), count, U64(src), U64(dst),
+    struct mc_cuda_call call;
+    cudaError_t rc = (cudaError_t)MC_CUDA_TIMED_CALL(call, real(dst, src, count, kind));
+    if (call.depth == 0 && rc == cudaSuccess)
+        mc_cuda_record_copy(call.t0, call.t1, mc_cuda_copy_kind(kind, dst, src), count, U64(src), U64(dst),
                             0, 0, mc_cuda_current_device());
-    return e_;
+    return rc;
 }
 
 static cudaError_t memcpy_async_impl(memcpy_async_fn real, void *dst, const void *src, size_t count,
                                      enum cudaMemcpyKind kind, cudaStream_t stream)
 {
     if (!real) return cudaErrorInitializationError;
-    CALL(real, (dst, src, count, kind, stream));
-    if (d_ == 0 && e_ == cudaSuccess)
-        mc_cuda_record_copy(t0_, t1_, mc_cuda_copy_kind(kind, dst, src), count, U64(src), U64(dst),
+    struct mc_cuda_call call;
+    cudaError_t rc = (cudaError_t)MC_CUDA_TIMED_CALL(call, real(dst, src, count, kind, stream));
+    if (call.depth == 0 && rc == cudaSuccess)
+        mc_cuda_record_copy(call.t0, call.t1, mc_cuda_copy_kind(kind, dst, src), count, U64(src), U64(dst),
                             U64(stream), 1, mc_cuda_current_device());
-    return e_;
+    return rc;
 }
 
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t count, enum cudaMemcpyKind kind,
@@ -269,21 +265,23 @@ cudaError_t cudaMemset(void *devPtr, int value, size_t count)
 {
     MC_REAL(memset_fn, real, "cudaMemset");
     if (!real) return cudaErrorInitializationError;
-    CALL(real, (devPtr, value, count));
-    if (d_ == 0 && e_ == cudaSuccess)
-        mc_cuda_record_copy(t0_, t1_, MC_MEMSET, count, 0, U64(devPtr), 0, 0, mc_cuda_current_device());
-    return e_;
+    struct mc_cuda_call call;
+    cudaError_t rc = (cudaError_t)MC_CUDA_TIMED_CALL(call, real(devPtr, value, count));
+    if (call.depth == 0 && rc == cudaSuccess)
+        mc_cuda_record_copy(call.t0, call.t1, MC_MEMSET, count, 0, U64(devPtr), 0, 0, mc_cuda_current_device());
+    return rc;
 }
 
 static cudaError_t memset_async_impl(memset_async_fn real, void *devPtr, int value, size_t count,
                                      cudaStream_t stream)
 {
     if (!real) return cudaErrorInitializationError;
-    CALL(real, (devPtr, value, count, stream));
-    if (d_ == 0 && e_ == cudaSuccess)
-        mc_cuda_record_copy(t0_, t1_, MC_MEMSET, count, 0, U64(devPtr), U64(stream), 1,
+    struct mc_cuda_call call;
+    cudaError_t rc = (cudaError_t)MC_CUDA_TIMED_CALL(call, real(devPtr, value, count, stream));
+    if (call.depth == 0 && rc == cudaSuccess)
+        mc_cuda_record_copy(call.t0, call.t1, MC_MEMSET, count, 0, U64(devPtr), U64(stream), 1,
                             mc_cuda_current_device());
-    return e_;
+    return rc;
 }
 
 cudaError_t cudaMemsetAsync(void *devPtr, int value, size_t count, cudaStream_t stream)
@@ -325,11 +323,12 @@ static cudaError_t launch_impl(launch_fn real, const void *func, dim3 gridDim, d
                                void **args, size_t sharedMem, cudaStream_t stream)
 {
     if (!real) return cudaErrorInitializationError;
-    CALL(real, (func, gridDim, blockDim, args, sharedMem, stream));
-    if (d_ == 0)
-        mc_cuda_record_api(MC_API_CUDA_LAUNCH_KERNEL, t0_, t1_, U64(func), U64(stream),
-                           e_ == cudaSuccess ? mc_kernel_name_id(func, runtime_func_name) : 0, e_);
-    return e_;
+    struct mc_cuda_call call;
+    cudaError_t rc = (cudaError_t)MC_CUDA_TIMED_CALL(call, real(func, gridDim, blockDim, args, sharedMem, stream));
+    if (call.depth == 0)
+        mc_cuda_record_api(MC_API_CUDA_LAUNCH_KERNEL, call.t0, call.t1, U64(func), U64(stream),
+                           rc == cudaSuccess ? mc_kernel_name_id(func, runtime_func_name) : 0, rc);
+    return rc;
 }
 
 cudaError_t cudaLaunchKernel(const void *func, dim3 gridDim, dim3 blockDim, void **args,
@@ -355,11 +354,12 @@ typedef cudaError_t (*launch_internal_fn)(cudaKernel_t, dim3, dim3, void **, siz
 #define LAUNCH_INTERNAL_BODY(sym) \
     MC_REAL(launch_internal_fn, real, sym); \
     if (!real) return cudaErrorInitializationError; \
-    CALL(real, (kernel, gridDim, blockDim, args, sharedMem, stream)); \
-    if (d_ == 0) \
-        mc_cuda_record_api(MC_API_CUDA_LAUNCH_KERNEL_INTERNAL, t0_, t1_, U64(kernel), U64(stream), \
-                           e_ == cudaSuccess ? mc_kernel_name_id(kernel, kernel_handle_name) : 0, e_); \
-    return e_
+    struct mc_cuda_call call; \
+    cudaError_t rc = (cudaError_t)MC_CUDA_TIMED_CALL(call, real(kernel, gridDim, blockDim, args, sharedMem, stream)); \
+    if (call.depth == 0) \
+        mc_cuda_record_api(MC_API_CUDA_LAUNCH_KERNEL_INTERNAL, call.t0, call.t1, U64(kernel), U64(stream), \
+                           rc == cudaSuccess ? mc_kernel_name_id(kernel, kernel_handle_name) : 0, rc); \
+    return rc
 
 /* CUDA 13 compiles <<<>>> launches to this: libtorch_cuda imports __cudaLaunchKernel,
  * not cudaLaunchKernel (an interposed cudaLaunchKernel sees no torch launch at all). */
@@ -381,12 +381,13 @@ static cudaError_t launch_exc_impl(launch_exc_fn real, const cudaLaunchConfig_t 
                                    const void *func, void **args)
 {
     if (!real) return cudaErrorInitializationError;
-    CALL(real, (config, func, args));
-    if (d_ == 0)
-        mc_cuda_record_api(MC_API_CUDA_LAUNCH_KERNEL_EXC, t0_, t1_, U64(func),
+    struct mc_cuda_call call;
+    cudaError_t rc = (cudaError_t)MC_CUDA_TIMED_CALL(call, real(config, func, args));
+    if (call.depth == 0)
+        mc_cuda_record_api(MC_API_CUDA_LAUNCH_KERNEL_EXC, call.t0, call.t1, U64(func),
                            config ? U64(config->stream) : 0,
-                           e_ == cudaSuccess ? mc_kernel_name_id(func, runtime_func_name) : 0, e_);
-    return e_;
+                           rc == cudaSuccess ? mc_kernel_name_id(func, runtime_func_name) : 0, rc);
+    return rc;
 }
 
 cudaError_t cudaLaunchKernelExC(const cudaLaunchConfig_t *config, const void *func, void **args)
@@ -407,10 +408,11 @@ typedef cudaError_t (*graph_launch_fn)(cudaGraphExec_t, cudaStream_t);
 static cudaError_t graph_launch_impl(graph_launch_fn real, cudaGraphExec_t graphExec, cudaStream_t stream)
 {
     if (!real) return cudaErrorInitializationError;
-    CALL(real, (graphExec, stream));
-    if (d_ == 0)
-        mc_cuda_record_api(MC_API_CUDA_GRAPH_LAUNCH, t0_, t1_, U64(graphExec), U64(stream), 0, e_);
-    return e_;
+    struct mc_cuda_call call;
+    cudaError_t rc = (cudaError_t)MC_CUDA_TIMED_CALL(call, real(graphExec, stream));
+    if (call.depth == 0)
+        mc_cuda_record_api(MC_API_CUDA_GRAPH_LAUNCH, call.t0, call.t1, U64(graphExec), U64(stream), 0, rc);
+    return rc;
 }
 
 cudaError_t cudaGraphLaunch(cudaGraphExec_t graphExec, cudaStream_t stream)
@@ -435,9 +437,10 @@ typedef cudaError_t (*device_sync_fn)(void);
 static cudaError_t stream_sync_impl(stream_sync_fn real, cudaStream_t stream)
 {
     if (!real) return cudaErrorInitializationError;
-    CALL(real, (stream));
-    if (d_ == 0) mc_cuda_record_api(MC_API_CUDA_STREAM_SYNC, t0_, t1_, U64(stream), 0, 0, e_);
-    return e_;
+    struct mc_cuda_call call;
+    cudaError_t rc = (cudaError_t)MC_CUDA_TIMED_CALL(call, real(stream));
+    if (call.depth == 0) mc_cuda_record_api(MC_API_CUDA_STREAM_SYNC, call.t0, call.t1, U64(stream), 0, 0, rc);
+    return rc;
 }
 
 cudaError_t cudaStreamSynchronize(cudaStream_t stream)
@@ -457,18 +460,20 @@ cudaError_t cudaEventSynchronize(cudaEvent_t event)
 {
     MC_REAL(event_sync_fn, real, "cudaEventSynchronize");
     if (!real) return cudaErrorInitializationError;
-    CALL(real, (event));
-    if (d_ == 0) mc_cuda_record_api(MC_API_CUDA_EVENT_SYNC, t0_, t1_, U64(event), 0, 0, e_);
-    return e_;
+    struct mc_cuda_call call;
+    cudaError_t rc = (cudaError_t)MC_CUDA_TIMED_CALL(call, real(event));
+    if (call.depth == 0) mc_cuda_record_api(MC_API_CUDA_EVENT_SYNC, call.t0, call.t1, U64(event), 0, 0, rc);
+    return rc;
 }
 
 cudaError_t cudaDeviceSynchronize(void)
 {
     MC_REAL(device_sync_fn, real, "cudaDeviceSynchronize");
     if (!real) return cudaErrorInitializationError;
-    CALL(real, ());
-    if (d_ == 0) mc_cuda_record_api(MC_API_CUDA_DEVICE_SYNC, t0_, t1_, 0, 0, 0, e_);
-    return e_;
+    struct mc_cuda_call call;
+    cudaError_t rc = (cudaError_t)MC_CUDA_TIMED_CALL(call, real());
+    if (call.depth == 0) mc_cuda_record_api(MC_API_CUDA_DEVICE_SYNC, call.t0, call.t1, 0, 0, 0, rc);
+    return rc;
 }
 
 /* ---- first-use triggers and driver entry points ---- */

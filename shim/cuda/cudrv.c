@@ -40,7 +40,6 @@
         return name##_impl(real, MC_UNPAREN args); \
     }
 
-#define CALL(real, args) MC_CUDA_TIMED_CALL(CUresult, real, args)
 
 /* ---- init ---- */
 
@@ -57,20 +56,22 @@ DRV_WRAP(cuInit, "cuInit", (unsigned int flags), (flags))
 typedef CUresult (*cuMemAlloc_v2_fn)(CUdeviceptr *, size_t);
 static CUresult cuMemAlloc_v2_impl(cuMemAlloc_v2_fn real, CUdeviceptr *dptr, size_t bytesize)
 {
-    CALL(real, (dptr, bytesize));
-    if (d_ == 0 && e_ == CUDA_SUCCESS && dptr)
+    struct mc_cuda_call call;
+    CUresult rc = (CUresult)MC_CUDA_TIMED_CALL(call, real(dptr, bytesize));
+    if (call.depth == 0 && rc == CUDA_SUCCESS && dptr)
         mc_cuda_record_alloc(*dptr, bytesize, mc_cuda_current_device(), 0, MC_ALLOC_CU_MEM_ALLOC);
-    return e_;
+    return rc;
 }
 DRV_WRAP(cuMemAlloc_v2, "cuMemAlloc_v2", (CUdeviceptr *dptr, size_t bytesize), (dptr, bytesize))
 
 typedef CUresult (*cuMemFree_v2_fn)(CUdeviceptr);
 static CUresult cuMemFree_v2_impl(cuMemFree_v2_fn real, CUdeviceptr dptr)
 {
-    CALL(real, (dptr));
-    if (d_ == 0 && e_ == CUDA_SUCCESS && dptr)
+    struct mc_cuda_call call;
+    CUresult rc = (CUresult)MC_CUDA_TIMED_CALL(call, real(dptr));
+    if (call.depth == 0 && rc == CUDA_SUCCESS && dptr)
         mc_cuda_record_alloc(dptr, 0, mc_cuda_current_device(), 1, MC_ALLOC_CU_MEM_ALLOC);
-    return e_;
+    return rc;
 }
 DRV_WRAP(cuMemFree_v2, "cuMemFree_v2", (CUdeviceptr dptr), (dptr))
 
@@ -78,10 +79,11 @@ typedef CUresult (*cuMemAllocAsync_fn)(CUdeviceptr *, size_t, CUstream);
 static CUresult cuMemAllocAsync_impl(cuMemAllocAsync_fn real, CUdeviceptr *dptr, size_t bytesize,
                                      CUstream hStream)
 {
-    CALL(real, (dptr, bytesize, hStream));
-    if (d_ == 0 && e_ == CUDA_SUCCESS && dptr)
+    struct mc_cuda_call call;
+    CUresult rc = (CUresult)MC_CUDA_TIMED_CALL(call, real(dptr, bytesize, hStream));
+    if (call.depth == 0 && rc == CUDA_SUCCESS && dptr)
         mc_cuda_record_alloc(*dptr, bytesize, mc_cuda_current_device(), 0, MC_ALLOC_CU_MEM_ALLOC_ASYNC);
-    return e_;
+    return rc;
 }
 DRV_WRAP(cuMemAllocAsync, "cuMemAllocAsync", (CUdeviceptr *dptr, size_t bytesize, CUstream hStream),
          (dptr, bytesize, hStream))
@@ -89,10 +91,11 @@ DRV_WRAP(cuMemAllocAsync, "cuMemAllocAsync", (CUdeviceptr *dptr, size_t bytesize
 typedef CUresult (*cuMemFreeAsync_fn)(CUdeviceptr, CUstream);
 static CUresult cuMemFreeAsync_impl(cuMemFreeAsync_fn real, CUdeviceptr dptr, CUstream hStream)
 {
-    CALL(real, (dptr, hStream));
-    if (d_ == 0 && e_ == CUDA_SUCCESS && dptr)
+    struct mc_cuda_call call;
+    CUresult rc = (CUresult)MC_CUDA_TIMED_CALL(call, real(dptr, hStream));
+    if (call.depth == 0 && rc == CUDA_SUCCESS && dptr)
         mc_cuda_record_alloc(dptr, 0, mc_cuda_current_device(), 1, MC_ALLOC_CU_MEM_ALLOC_ASYNC);
-    return e_;
+    return rc;
 }
 DRV_WRAP(cuMemFreeAsync, "cuMemFreeAsync", (CUdeviceptr dptr, CUstream hStream), (dptr, hStream))
 
@@ -102,10 +105,11 @@ typedef CUresult (*cuMemcpyHtoD_v2_fn)(CUdeviceptr, const void *, size_t);
 static CUresult cuMemcpyHtoD_v2_impl(cuMemcpyHtoD_v2_fn real, CUdeviceptr dst, const void *src,
                                      size_t n)
 {
-    CALL(real, (dst, src, n));
-    if (d_ == 0 && e_ == CUDA_SUCCESS)
-        mc_cuda_record_copy(t0_, t1_, MC_COPY_H2D, n, U64(src), dst, 0, 0, mc_cuda_current_device());
-    return e_;
+    struct mc_cuda_call call;
+    CUresult rc = (CUresult)MC_CUDA_TIMED_CALL(call, real(dst, src, n));
+    if (call.depth == 0 && rc == CUDA_SUCCESS)
+        mc_cuda_record_copy(call.t0, call.t1, MC_COPY_H2D, n, U64(src), dst, 0, 0, mc_cuda_current_device());
+    return rc;
 }
 DRV_WRAP(cuMemcpyHtoD_v2, "cuMemcpyHtoD_v2", (CUdeviceptr dst, const void *src, size_t n),
          (dst, src, n))
@@ -113,10 +117,11 @@ DRV_WRAP(cuMemcpyHtoD_v2, "cuMemcpyHtoD_v2", (CUdeviceptr dst, const void *src, 
 typedef CUresult (*cuMemcpyDtoH_v2_fn)(void *, CUdeviceptr, size_t);
 static CUresult cuMemcpyDtoH_v2_impl(cuMemcpyDtoH_v2_fn real, void *dst, CUdeviceptr src, size_t n)
 {
-    CALL(real, (dst, src, n));
-    if (d_ == 0 && e_ == CUDA_SUCCESS)
-        mc_cuda_record_copy(t0_, t1_, MC_COPY_D2H, n, src, U64(dst), 0, 0, mc_cuda_current_device());
-    return e_;
+    struct mc_cuda_call call;
+    CUresult rc = (CUresult)MC_CUDA_TIMED_CALL(call, real(dst, src, n));
+    if (call.depth == 0 && rc == CUDA_SUCCESS)
+        mc_cuda_record_copy(call.t0, call.t1, MC_COPY_D2H, n, src, U64(dst), 0, 0, mc_cuda_current_device());
+    return rc;
 }
 DRV_WRAP(cuMemcpyDtoH_v2, "cuMemcpyDtoH_v2", (void *dst, CUdeviceptr src, size_t n), (dst, src, n))
 
@@ -124,10 +129,11 @@ typedef CUresult (*cuMemcpyDtoD_v2_fn)(CUdeviceptr, CUdeviceptr, size_t);
 static CUresult cuMemcpyDtoD_v2_impl(cuMemcpyDtoD_v2_fn real, CUdeviceptr dst, CUdeviceptr src,
                                      size_t n)
 {
-    CALL(real, (dst, src, n));
-    if (d_ == 0 && e_ == CUDA_SUCCESS)
-        mc_cuda_record_copy(t0_, t1_, MC_COPY_D2D, n, src, dst, 0, 0, mc_cuda_current_device());
-    return e_;
+    struct mc_cuda_call call;
+    CUresult rc = (CUresult)MC_CUDA_TIMED_CALL(call, real(dst, src, n));
+    if (call.depth == 0 && rc == CUDA_SUCCESS)
+        mc_cuda_record_copy(call.t0, call.t1, MC_COPY_D2D, n, src, dst, 0, 0, mc_cuda_current_device());
+    return rc;
 }
 DRV_WRAP(cuMemcpyDtoD_v2, "cuMemcpyDtoD_v2", (CUdeviceptr dst, CUdeviceptr src, size_t n),
          (dst, src, n))
@@ -136,10 +142,11 @@ typedef CUresult (*cuMemcpyHtoDAsync_v2_fn)(CUdeviceptr, const void *, size_t, C
 static CUresult cuMemcpyHtoDAsync_v2_impl(cuMemcpyHtoDAsync_v2_fn real, CUdeviceptr dst,
                                           const void *src, size_t n, CUstream s)
 {
-    CALL(real, (dst, src, n, s));
-    if (d_ == 0 && e_ == CUDA_SUCCESS)
-        mc_cuda_record_copy(t0_, t1_, MC_COPY_H2D, n, U64(src), dst, U64(s), 1, mc_cuda_current_device());
-    return e_;
+    struct mc_cuda_call call;
+    CUresult rc = (CUresult)MC_CUDA_TIMED_CALL(call, real(dst, src, n, s));
+    if (call.depth == 0 && rc == CUDA_SUCCESS)
+        mc_cuda_record_copy(call.t0, call.t1, MC_COPY_H2D, n, U64(src), dst, U64(s), 1, mc_cuda_current_device());
+    return rc;
 }
 DRV_WRAP(cuMemcpyHtoDAsync_v2, "cuMemcpyHtoDAsync_v2",
          (CUdeviceptr dst, const void *src, size_t n, CUstream s), (dst, src, n, s))
@@ -148,10 +155,11 @@ typedef CUresult (*cuMemcpyDtoHAsync_v2_fn)(void *, CUdeviceptr, size_t, CUstrea
 static CUresult cuMemcpyDtoHAsync_v2_impl(cuMemcpyDtoHAsync_v2_fn real, void *dst, CUdeviceptr src,
                                           size_t n, CUstream s)
 {
-    CALL(real, (dst, src, n, s));
-    if (d_ == 0 && e_ == CUDA_SUCCESS)
-        mc_cuda_record_copy(t0_, t1_, MC_COPY_D2H, n, src, U64(dst), U64(s), 1, mc_cuda_current_device());
-    return e_;
+    struct mc_cuda_call call;
+    CUresult rc = (CUresult)MC_CUDA_TIMED_CALL(call, real(dst, src, n, s));
+    if (call.depth == 0 && rc == CUDA_SUCCESS)
+        mc_cuda_record_copy(call.t0, call.t1, MC_COPY_D2H, n, src, U64(dst), U64(s), 1, mc_cuda_current_device());
+    return rc;
 }
 DRV_WRAP(cuMemcpyDtoHAsync_v2, "cuMemcpyDtoHAsync_v2",
          (void *dst, CUdeviceptr src, size_t n, CUstream s), (dst, src, n, s))
@@ -160,10 +168,11 @@ typedef CUresult (*cuMemcpyDtoDAsync_v2_fn)(CUdeviceptr, CUdeviceptr, size_t, CU
 static CUresult cuMemcpyDtoDAsync_v2_impl(cuMemcpyDtoDAsync_v2_fn real, CUdeviceptr dst,
                                           CUdeviceptr src, size_t n, CUstream s)
 {
-    CALL(real, (dst, src, n, s));
-    if (d_ == 0 && e_ == CUDA_SUCCESS)
-        mc_cuda_record_copy(t0_, t1_, MC_COPY_D2D, n, src, dst, U64(s), 1, mc_cuda_current_device());
-    return e_;
+    struct mc_cuda_call call;
+    CUresult rc = (CUresult)MC_CUDA_TIMED_CALL(call, real(dst, src, n, s));
+    if (call.depth == 0 && rc == CUDA_SUCCESS)
+        mc_cuda_record_copy(call.t0, call.t1, MC_COPY_D2D, n, src, dst, U64(s), 1, mc_cuda_current_device());
+    return rc;
 }
 DRV_WRAP(cuMemcpyDtoDAsync_v2, "cuMemcpyDtoDAsync_v2",
          (CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s), (dst, src, n, s))
@@ -172,10 +181,11 @@ DRV_WRAP(cuMemcpyDtoDAsync_v2, "cuMemcpyDtoDAsync_v2",
 typedef CUresult (*cuMemcpy_fn)(CUdeviceptr, CUdeviceptr, size_t);
 static CUresult cuMemcpy_impl(cuMemcpy_fn real, CUdeviceptr dst, CUdeviceptr src, size_t n)
 {
-    CALL(real, (dst, src, n));
-    if (d_ == 0 && e_ == CUDA_SUCCESS)
-        mc_cuda_record_copy(t0_, t1_, MC_COPY_UNKNOWN, n, src, dst, 0, 0, mc_cuda_current_device());
-    return e_;
+    struct mc_cuda_call call;
+    CUresult rc = (CUresult)MC_CUDA_TIMED_CALL(call, real(dst, src, n));
+    if (call.depth == 0 && rc == CUDA_SUCCESS)
+        mc_cuda_record_copy(call.t0, call.t1, MC_COPY_UNKNOWN, n, src, dst, 0, 0, mc_cuda_current_device());
+    return rc;
 }
 DRV_WRAP(cuMemcpy, "cuMemcpy", (CUdeviceptr dst, CUdeviceptr src, size_t n), (dst, src, n))
 
@@ -183,10 +193,11 @@ typedef CUresult (*cuMemcpyAsync_fn)(CUdeviceptr, CUdeviceptr, size_t, CUstream)
 static CUresult cuMemcpyAsync_impl(cuMemcpyAsync_fn real, CUdeviceptr dst, CUdeviceptr src,
                                    size_t n, CUstream s)
 {
-    CALL(real, (dst, src, n, s));
-    if (d_ == 0 && e_ == CUDA_SUCCESS)
-        mc_cuda_record_copy(t0_, t1_, MC_COPY_UNKNOWN, n, src, dst, U64(s), 1, mc_cuda_current_device());
-    return e_;
+    struct mc_cuda_call call;
+    CUresult rc = (CUresult)MC_CUDA_TIMED_CALL(call, real(dst, src, n, s));
+    if (call.depth == 0 && rc == CUDA_SUCCESS)
+        mc_cuda_record_copy(call.t0, call.t1, MC_COPY_UNKNOWN, n, src, dst, U64(s), 1, mc_cuda_current_device());
+    return rc;
 }
 DRV_WRAP(cuMemcpyAsync, "cuMemcpyAsync", (CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s),
          (dst, src, n, s))
@@ -194,20 +205,22 @@ DRV_WRAP(cuMemcpyAsync, "cuMemcpyAsync", (CUdeviceptr dst, CUdeviceptr src, size
 typedef CUresult (*cuMemsetD8_v2_fn)(CUdeviceptr, unsigned char, size_t);
 static CUresult cuMemsetD8_v2_impl(cuMemsetD8_v2_fn real, CUdeviceptr dst, unsigned char v, size_t n)
 {
-    CALL(real, (dst, v, n));
-    if (d_ == 0 && e_ == CUDA_SUCCESS)
-        mc_cuda_record_copy(t0_, t1_, MC_MEMSET, n, 0, dst, 0, 0, mc_cuda_current_device());
-    return e_;
+    struct mc_cuda_call call;
+    CUresult rc = (CUresult)MC_CUDA_TIMED_CALL(call, real(dst, v, n));
+    if (call.depth == 0 && rc == CUDA_SUCCESS)
+        mc_cuda_record_copy(call.t0, call.t1, MC_MEMSET, n, 0, dst, 0, 0, mc_cuda_current_device());
+    return rc;
 }
 DRV_WRAP(cuMemsetD8_v2, "cuMemsetD8_v2", (CUdeviceptr dst, unsigned char v, size_t n), (dst, v, n))
 
 typedef CUresult (*cuMemsetD32_v2_fn)(CUdeviceptr, unsigned int, size_t);
 static CUresult cuMemsetD32_v2_impl(cuMemsetD32_v2_fn real, CUdeviceptr dst, unsigned int v, size_t n)
 {
-    CALL(real, (dst, v, n));
-    if (d_ == 0 && e_ == CUDA_SUCCESS)
-        mc_cuda_record_copy(t0_, t1_, MC_MEMSET, 4 * (uint64_t)n, 0, dst, 0, 0, mc_cuda_current_device());
-    return e_;
+    struct mc_cuda_call call;
+    CUresult rc = (CUresult)MC_CUDA_TIMED_CALL(call, real(dst, v, n));
+    if (call.depth == 0 && rc == CUDA_SUCCESS)
+        mc_cuda_record_copy(call.t0, call.t1, MC_MEMSET, 4 * (uint64_t)n, 0, dst, 0, 0, mc_cuda_current_device());
+    return rc;
 }
 DRV_WRAP(cuMemsetD32_v2, "cuMemsetD32_v2", (CUdeviceptr dst, unsigned int v, size_t n), (dst, v, n))
 
@@ -215,10 +228,11 @@ typedef CUresult (*cuMemsetD8Async_fn)(CUdeviceptr, unsigned char, size_t, CUstr
 static CUresult cuMemsetD8Async_impl(cuMemsetD8Async_fn real, CUdeviceptr dst, unsigned char v,
                                      size_t n, CUstream s)
 {
-    CALL(real, (dst, v, n, s));
-    if (d_ == 0 && e_ == CUDA_SUCCESS)
-        mc_cuda_record_copy(t0_, t1_, MC_MEMSET, n, 0, dst, U64(s), 1, mc_cuda_current_device());
-    return e_;
+    struct mc_cuda_call call;
+    CUresult rc = (CUresult)MC_CUDA_TIMED_CALL(call, real(dst, v, n, s));
+    if (call.depth == 0 && rc == CUDA_SUCCESS)
+        mc_cuda_record_copy(call.t0, call.t1, MC_MEMSET, n, 0, dst, U64(s), 1, mc_cuda_current_device());
+    return rc;
 }
 DRV_WRAP(cuMemsetD8Async, "cuMemsetD8Async",
          (CUdeviceptr dst, unsigned char v, size_t n, CUstream s), (dst, v, n, s))
@@ -227,11 +241,12 @@ typedef CUresult (*cuMemsetD32Async_fn)(CUdeviceptr, unsigned int, size_t, CUstr
 static CUresult cuMemsetD32Async_impl(cuMemsetD32Async_fn real, CUdeviceptr dst, unsigned int v,
                                       size_t n, CUstream s)
 {
-    CALL(real, (dst, v, n, s));
-    if (d_ == 0 && e_ == CUDA_SUCCESS)
-        mc_cuda_record_copy(t0_, t1_, MC_MEMSET, 4 * (uint64_t)n, 0, dst, U64(s), 1,
+    struct mc_cuda_call call;
+    CUresult rc = (CUresult)MC_CUDA_TIMED_CALL(call, real(dst, v, n, s));
+    if (call.depth == 0 && rc == CUDA_SUCCESS)
+        mc_cuda_record_copy(call.t0, call.t1, MC_MEMSET, 4 * (uint64_t)n, 0, dst, U64(s), 1,
                             mc_cuda_current_device());
-    return e_;
+    return rc;
 }
 DRV_WRAP(cuMemsetD32Async, "cuMemsetD32Async",
          (CUdeviceptr dst, unsigned int v, size_t n, CUstream s), (dst, v, n, s))
@@ -253,11 +268,12 @@ static CUresult cuLaunchKernel_impl(cuLaunchKernel_fn real, CUfunction f, unsign
     unsigned int gy, unsigned int gz, unsigned int bx, unsigned int by, unsigned int bz,
     unsigned int shmem, CUstream s, void **params, void **extra)
 {
-    CALL(real, (f, gx, gy, gz, bx, by, bz, shmem, s, params, extra));
-    if (d_ == 0)
-        mc_cuda_record_api(MC_API_CU_LAUNCH_KERNEL, t0_, t1_, U64(f), U64(s),
-                           e_ == CUDA_SUCCESS ? mc_kernel_name_id(f, driver_func_name) : 0, e_);
-    return e_;
+    struct mc_cuda_call call;
+    CUresult rc = (CUresult)MC_CUDA_TIMED_CALL(call, real(f, gx, gy, gz, bx, by, bz, shmem, s, params, extra));
+    if (call.depth == 0)
+        mc_cuda_record_api(MC_API_CU_LAUNCH_KERNEL, call.t0, call.t1, U64(f), U64(s),
+                           rc == CUDA_SUCCESS ? mc_kernel_name_id(f, driver_func_name) : 0, rc);
+    return rc;
 }
 DRV_WRAP(cuLaunchKernel, "cuLaunchKernel",
          (CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx,
@@ -269,12 +285,13 @@ typedef CUresult (*cuLaunchKernelEx_fn)(const CUlaunchConfig *, CUfunction, void
 static CUresult cuLaunchKernelEx_impl(cuLaunchKernelEx_fn real, const CUlaunchConfig *config,
                                       CUfunction f, void **params, void **extra)
 {
-    CALL(real, (config, f, params, extra));
-    if (d_ == 0)
-        mc_cuda_record_api(MC_API_CU_LAUNCH_KERNEL_EX, t0_, t1_, U64(f),
+    struct mc_cuda_call call;
+    CUresult rc = (CUresult)MC_CUDA_TIMED_CALL(call, real(config, f, params, extra));
+    if (call.depth == 0)
+        mc_cuda_record_api(MC_API_CU_LAUNCH_KERNEL_EX, call.t0, call.t1, U64(f),
                            config ? U64(config->hStream) : 0,
-                           e_ == CUDA_SUCCESS ? mc_kernel_name_id(f, driver_func_name) : 0, e_);
-    return e_;
+                           rc == CUDA_SUCCESS ? mc_kernel_name_id(f, driver_func_name) : 0, rc);
+    return rc;
 }
 DRV_WRAP(cuLaunchKernelEx, "cuLaunchKernelEx",
          (const CUlaunchConfig *config, CUfunction f, void **params, void **extra),
@@ -283,9 +300,10 @@ DRV_WRAP(cuLaunchKernelEx, "cuLaunchKernelEx",
 typedef CUresult (*cuGraphLaunch_fn)(CUgraphExec, CUstream);
 static CUresult cuGraphLaunch_impl(cuGraphLaunch_fn real, CUgraphExec g, CUstream s)
 {
-    CALL(real, (g, s));
-    if (d_ == 0) mc_cuda_record_api(MC_API_CU_GRAPH_LAUNCH, t0_, t1_, U64(g), U64(s), 0, e_);
-    return e_;
+    struct mc_cuda_call call;
+    CUresult rc = (CUresult)MC_CUDA_TIMED_CALL(call, real(g, s));
+    if (call.depth == 0) mc_cuda_record_api(MC_API_CU_GRAPH_LAUNCH, call.t0, call.t1, U64(g), U64(s), 0, rc);
+    return rc;
 }
 DRV_WRAP(cuGraphLaunch, "cuGraphLaunch", (CUgraphExec g, CUstream s), (g, s))
 
@@ -294,18 +312,20 @@ DRV_WRAP(cuGraphLaunch, "cuGraphLaunch", (CUgraphExec g, CUstream s), (g, s))
 typedef CUresult (*cuStreamSynchronize_fn)(CUstream);
 static CUresult cuStreamSynchronize_impl(cuStreamSynchronize_fn real, CUstream s)
 {
-    CALL(real, (s));
-    if (d_ == 0) mc_cuda_record_api(MC_API_CU_STREAM_SYNC, t0_, t1_, U64(s), 0, 0, e_);
-    return e_;
+    struct mc_cuda_call call;
+    CUresult rc = (CUresult)MC_CUDA_TIMED_CALL(call, real(s));
+    if (call.depth == 0) mc_cuda_record_api(MC_API_CU_STREAM_SYNC, call.t0, call.t1, U64(s), 0, 0, rc);
+    return rc;
 }
 DRV_WRAP(cuStreamSynchronize, "cuStreamSynchronize", (CUstream s), (s))
 
 typedef CUresult (*cuEventSynchronize_fn)(CUevent);
 static CUresult cuEventSynchronize_impl(cuEventSynchronize_fn real, CUevent ev)
 {
-    CALL(real, (ev));
-    if (d_ == 0) mc_cuda_record_api(MC_API_CU_EVENT_SYNC, t0_, t1_, U64(ev), 0, 0, e_);
-    return e_;
+    struct mc_cuda_call call;
+    CUresult rc = (CUresult)MC_CUDA_TIMED_CALL(call, real(ev));
+    if (call.depth == 0) mc_cuda_record_api(MC_API_CU_EVENT_SYNC, call.t0, call.t1, U64(ev), 0, 0, rc);
+    return rc;
 }
 DRV_WRAP(cuEventSynchronize, "cuEventSynchronize", (CUevent ev), (ev))
 
@@ -313,9 +333,10 @@ typedef CUresult (*cuCtxSynchronize_fn)(void);
 static CUresult cuCtxSynchronize_impl(cuCtxSynchronize_fn real, int unused)
 {
     (void)unused;
-    CALL(real, ());
-    if (d_ == 0) mc_cuda_record_api(MC_API_CU_CTX_SYNC, t0_, t1_, 0, 0, 0, e_);
-    return e_;
+    struct mc_cuda_call call;
+    CUresult rc = (CUresult)MC_CUDA_TIMED_CALL(call, real());
+    if (call.depth == 0) mc_cuda_record_api(MC_API_CU_CTX_SYNC, call.t0, call.t1, 0, 0, 0, rc);
+    return rc;
 }
 CUresult cuCtxSynchronize(void)
 {

@@ -10,6 +10,7 @@
 
 #include <stdint.h>
 #include "moecap/trace_facts.h"
+#include "shim_core.h"
 
 /* CUDA API ids (MC_API_CUDA_*, MC_API_CU_*, MC_API_CUPTI_*) live in trace_format.h. */
 
@@ -39,19 +40,40 @@ void mc_cuda_leave(void);
 /* Called by every runtime/driver wrapper: on the first call per process, starts the
  * CUPTI collector (unless MOECAP_CUPTI=0) and NVML sampling (unless MOECAP_NVML=0). */
 void mc_cuda_first_use(void);
-/* The body every runtime/driver wrapper puts around its real call: first-use hook, enter
- * and leave the nesting depth, timestamps. Declares, in the wrapper's scope, d_ (the depth
- * before: record only at 0), t0_/t1_ and e_ (the call's result, of type err_t). */
-#define MC_CUDA_TIMED_CALL(err_t, real, args) \
-    mc_cuda_first_use(); \
-    int d_ = mc_cuda_enter(); \
-    uint64_t t0_ = mc_now_ns(); \
-    err_t e_ = real args; \
-    uint64_t t1_ = mc_now_ns(); \
-    mc_cuda_leave(); \
-    (void)t0_; (void)t1_
+/* A real runtime/driver call made by a wrapper: the nesting depth before it (the wrapper
+ * records only at depth 0) and its start and end times. */
+struct mc_cuda_call {
+    int depth;
+    uint64_t t0, t1;
+};
+static inline void mc_cuda_call_begin(struct mc_cuda_call *c)
+{
+    mc_cuda_first_use();
+    c->depth = mc_cuda_enter();
+    c->t0 = mc_now_ns();
+}
+static inline int mc_cuda_call_end(struct mc_cuda_call *c, int result)
+{
+    c->t1 = mc_now_ns();
+    mc_cuda_leave();
+    return result;
+}
+/* Evaluates `real_call` (the real function applied to its arguments) between the two,
+ * filling `c`; the value is the call's result as int. */
+#define MC_CUDA_TIMED_CALL(c, real_call) (mc_cuda_call_begin(&(c)), mc_cuda_call_end(&(c), (int)(real_call)))
 /* Start hooks of the CUDA side, run once (also from MOECAP_CUPTI=1 at shim start). */
 void mc_cupti_load(void);
+/* What the CUDA side of the shim offers the CUPTI collector (libmoecap-cupti.so): handed
+ * to its one entry point, so the collector never looks the shim up by name. The collector
+ * joins the core as a family of its own (flush, fork). mc_cuda_host is exported for a
+ * collector that CUDA loaded itself (CUDA_INJECTION64_PATH). */
+struct mc_cuda_host {
+    uint64_t (*launch_count)(void);   /* kernel and graph launches seen by the interposers */
+    void (*nvml_start)(void);
+};
+extern const struct mc_cuda_host mc_cuda_host;
+/* The collector's entry point (0 = running). */
+int mc_cupti_start(const struct mc_cuda_host *shim_cuda);
 void mc_nvml_start(void);
 void mc_nvml_sample(void);   /* one sample of every device (flush points) */
 void mc_nvml_stop(void);
@@ -76,7 +98,6 @@ uint32_t mc_kernel_name_id(const void *handle, mc_name_lookup_fn lookup);
 void mc_cuda_note_h2d(uint64_t host_src, uint64_t dev_dst, uint64_t bytes, int device);
 
 /* Record helpers shared by cudart.c and cudrv.c (cudart.c). */
-int mc_cuda_tid(void);
 void mc_cuda_record_alloc(uint64_t ptr, uint64_t bytes, int device, int is_free, int api);
 void mc_cuda_record_copy(uint64_t t0, uint64_t t1, int kind, uint64_t bytes, uint64_t src,
                          uint64_t dst, uint64_t stream, int async, int device);
@@ -102,15 +123,10 @@ uint64_t mc_router_tap_dropped(void);
 int mc_router_tap_parse_spec(const char *spec, int64_t *e, int64_t *d, int max);
 int mc_router_tap_parse_config(const char *text, int64_t *experts, int64_t *hidden);
 
-/* Resolve `sym` once found; while not found, retry only every 1024th call, so a function
- * that does not exist in this process (e.g. cudaGetDevice in a driver-only program) does
- * not cost a library scan per call. */
-void *mc_cuda_resolve(void **slot, unsigned *misses, const char *sym);
-
-/* Shortcut: `type var` = the next definition of `sym`, cached per call site. */
+/* Shortcut: `type var` = the real `sym` (mc_real, shim_core.h), one resolution state per
+ * call site. */
 #define MC_REAL(type, var, sym) \
-    static void *var##_slot_; \
-    static unsigned var##_miss_; \
-    type var = (type)mc_cuda_resolve(&var##_slot_, &var##_miss_, sym)
+    static struct mc_real var##_real_ = MC_REAL_INIT(sym); \
+    type var = (type)mc_real(&var##_real_)
 
 #endif

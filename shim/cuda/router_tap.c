@@ -213,7 +213,7 @@ void mc_router_tap_after_gemm(int64_t m, int64_t n, int64_t k, int64_t ldc, cons
     s->t_ns = t_begin_ns;
     s->tokens = n;
     s->experts = m;
-    s->tid = mc_cuda_tid();
+    s->tid = mc_tid();
     s->dtype = (uint16_t)dtype_c;
     MC_REAL(memcpy_async_fn, copy, "cudaMemcpyAsync");
     MC_REAL(host_func_fn, host_func, "cudaLaunchHostFunc");

@@ -1,5 +1,6 @@
-/* Test program for the cpuprof tests: touches 64 MiB, spins the CPU for ~0.4 s and prints
- * a deterministic checksum. Options: "fork" = also run a child that spins 0.3 s;
+/* Test program for the cpuprof tests: makes one BLAS call (cpuprof samples only processes
+ * that record an event), touches 64 MiB, spins the CPU for ~0.4 s and prints a
+ * deterministic checksum. Options: "fork" = also run a child that spins 0.3 s;
  * "wrap FILE VALUE" = halfway through, write VALUE into FILE (a fake RAPL energy_uj). */
 #include <stdint.h>
 #include <stdio.h>
@@ -8,6 +9,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <cblas.h>
 
 static double now(void)
 {
@@ -25,8 +27,17 @@ static uint64_t spin(double seconds)
     return n ? x & 1 : 0;
 }
 
+/* One recorded event: a 2x2 GEMM through the interposed CBLAS. */
+static void one_gemm(void)
+{
+    double a[4] = {1, 2, 3, 4}, b[4] = {1, 0, 0, 1}, c[4] = {0};
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 2, 2, 2, 1.0, a, 2, b, 2, 0.0, c, 2);
+    if (c[3] != 4) abort();
+}
+
 int main(int argc, char **argv)
 {
+    one_gemm();
     size_t bytes = 64u << 20;
     unsigned char *m = malloc(bytes);
     if (!m) return 1;
@@ -37,7 +48,7 @@ int main(int argc, char **argv)
     if (argc > 1 && !strcmp(argv[1], "fork")) {
         fflush(stdout);
         child = fork();
-        if (child == 0) { spin(0.3); exit(0); } /* exit, not _exit: the shim flushes at exit */
+        if (child == 0) { one_gemm(); spin(0.3); exit(0); } /* exit, not _exit: the shim flushes at exit */
     }
     spin(0.2);
     if (argc > 3 && !strcmp(argv[1], "wrap")) {

@@ -7,7 +7,7 @@ $(TBIN)/test_cpuprof_unit: $(OBJ)/tests/cpuprof/test_cpuprof_unit.o $(OBJ)/cpupr
 
 $(TBIN)/cpuprof_busy: $(OBJ)/tests/cpuprof/busy.o
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^
+	$(CC) $(LDFLAGS) -o $@ $^ -lopenblas
 
 TEST_DEPS += $(TBIN)/test_cpuprof_unit $(TBIN)/cpuprof_busy
 TESTS += $(TBIN)/test_cpuprof_unit

@@ -35,9 +35,15 @@ def read_trace(path):
     data = open(path, "rb").read()
     assert data[:8] == b"MOECAPT\0", "bad magic"
     hsize = struct.unpack_from("<I", data, 12)[0]
+    hflags = struct.unpack_from("<Q", data, 16)[0]
+    # segmented (the shim's files): a size-0 header is unwritten space up to the next segment boundary
+    seg = 1 << ((hflags >> 8) & 0xff) if hflags & 1 else 0
     off, strings, notes, counters = hsize, {}, [], []
     while off + 8 <= len(data):
         typ, _fl, size = struct.unpack_from("<HHI", data, off)
+        if size == 0 and seg:
+            off = (off // seg + 1) * seg
+            continue
         if size < 8 or off + size > len(data): break
         body = off + 8
         if typ == REC_STRING:
@@ -61,7 +67,9 @@ def run(args, env_extra, outdir):
     env = dict(os.environ)
     for k in list(env):
         if k.startswith("MOECAP_") and k != "MOECAP_ROOT": del env[k]
-    env.update({"LD_PRELOAD": preload, "MOECAP_OUT": outdir})
+    # busy makes one BLAS call (cpuprof samples processes that record): no OpenBLAS pool
+    # threads, so the thread count stays the program's own.
+    env.update({"LD_PRELOAD": preload, "MOECAP_OUT": outdir, "OPENBLAS_NUM_THREADS": "1"})
     if os.environ.get("SAN") == "1":
         env["ASAN_OPTIONS"] = "detect_leaks=0:" + env.get("ASAN_OPTIONS", "")
     env.update(env_extra)

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+#include <sys/syscall.h>
 #include "shim_core.h"
 #include "fake_core.h"
 
@@ -16,8 +18,8 @@ char fake_strings[FAKE_MAX_STRINGS][128];
 int fake_nstrings;
 char fake_notes[FAKE_MAX_NOTES][256];
 int fake_nnotes;
-const struct mc_module *fake_modules[8];
-int fake_nmodules;
+const struct mc_family *fake_families[8];
+int fake_nfamilies;
 
 int mc_capture_enabled(void) { return 1; }
 
@@ -58,11 +60,14 @@ const char *fake_string(uint32_t id)
 
 uint32_t mc_callsite_capture(void) { return 0; }
 
+int32_t mc_tid(void) { return (int32_t)syscall(SYS_gettid); }
+
 int fake_resolve_calls;
 char fake_last_resolved[64];
 
-void *mc_resolve_next(const char *symbol)
+void *mc_resolve_next_except(const char *symbol, const void *caller)
 {
+    (void)caller;
     fake_resolve_calls++;
     snprintf(fake_last_resolved, sizeof fake_last_resolved, "%s", symbol);
     return dlsym(RTLD_NEXT, symbol);
@@ -83,9 +88,16 @@ void mc_note(int level, const char *fmt, ...)
     va_end(ap);
 }
 
-void mc_register_module(const struct mc_module *m)
+void mc_family_register(const struct mc_family *f)
 {
-    if (fake_nmodules < 8) fake_modules[fake_nmodules++] = m;
+    for (int i = 0; i < fake_nfamilies; i++) if (fake_families[i] == f) return;
+    if (fake_nfamilies < 8) fake_families[fake_nfamilies++] = f;
+}
+
+void fake_flush_families(void)
+{
+    for (int i = 0; i < fake_nfamilies; i++)
+        if (fake_families[i]->flush) fake_families[i]->flush();
 }
 
 int fake_count(uint16_t type)

@@ -12,11 +12,11 @@ $(TBIN)/cuda/libfakenvml.so: tests/cuda/fake_nvml.c
 
 # The interposers are linked into the test executable (exported with -rdynamic) in front
 # of libfakecuda.so, exactly as libmoecap.so sits in front of the real libraries.
-$(TBIN)/cuda/test_cuda_interpose: tests/cuda/test_cuda_interpose.c tests/cuda/fake_core.c \
+$(TBIN)/cuda/test_cuda_interpose: tests/cuda/test_cuda_interpose.c tests/cuda/fake_core.c shim/real.c \
         $$(SHIM_CUDA_OBJS) $(TBIN)/cuda/libfakecuda.so \
         $(TBIN)/cuda/libfakenvml.so
 	@mkdir -p $(dir $@)
-	$(CC) $(CUDA_TEST_CFLAGS) -rdynamic -o $@ tests/cuda/test_cuda_interpose.c tests/cuda/fake_core.c \
+	$(CC) $(CUDA_TEST_CFLAGS) -rdynamic -o $@ tests/cuda/test_cuda_interpose.c tests/cuda/fake_core.c shim/real.c \
 	    $(SHIM_CUDA_OBJS) \
 	    -L$(TBIN)/cuda -Wl,--no-as-needed -lfakecuda -Wl,-rpath,'$$ORIGIN' -ldl -lpthread
 

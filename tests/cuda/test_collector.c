@@ -18,8 +18,6 @@
 #include "mc_cuda.h"
 #include "topk_tap.h"
 
-int mc_cupti_start(void);
-void mc_cupti_flush(void);
 
 static uint64_t mono(void)
 {
@@ -64,16 +62,16 @@ static int conflict_child(void)
 {
     setenv("FAKE_CUPTI_SUBSCRIBE", "conflict", 1);
     fake_reset();
-    mc_cupti_start();
+    mc_cupti_start(NULL);
     return has_note("another CUPTI subscriber") ? 0 : 1;
 }
 
 static int silent_child(void)
 {
     fake_reset();
-    mc_cupti_start();
+    mc_cupti_start(NULL);
     add_api(CUPTI_ACTIVITY_KIND_RUNTIME, CUPTI_RUNTIME_TRACE_CBID_cudaLaunchKernel_v7000, 5);
-    mc_cupti_flush();
+    fake_flush_families();
     return has_note("1 kernel launches seen but 0 kernel activity records") ? 0 : 1;
 }
 
@@ -82,7 +80,7 @@ static int no_api_child(void)
 {
     setenv("MOECAP_CUPTI_API", "0", 1);
     fake_reset();
-    mc_cupti_start();
+    mc_cupti_start(NULL);
     return fake_cupti_enabled[CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL] && fake_cupti_enabled[CUPTI_ACTIVITY_KIND_MEMCPY] &&
            !fake_cupti_enabled[CUPTI_ACTIVITY_KIND_RUNTIME] && !fake_cupti_enabled[CUPTI_ACTIVITY_KIND_DRIVER] ? 0 : 1;
 }
@@ -95,7 +93,7 @@ static void test_silent_activity(void) { MC_CHECK(in_child(silent_child), "launc
 static void test_activity_records(void)
 {
     fake_reset();
-    MC_CHECK(mc_cupti_start() == 0, "collector starts");
+    MC_CHECK(mc_cupti_start(NULL) == 0, "collector starts");
     uint64_t s = mono() - FAKE_CUPTI_BEHIND_NS;   /* "now" on CUPTI's clock */
     CUpti_ActivityKernel10 k;
     memset(&k, 0, sizeof k);
@@ -129,7 +127,7 @@ static void test_activity_records(void)
     g.graphId = 9; g.start = s; g.end = s + 9000; g.streamId = 7;
     fake_cupti_add(&g, sizeof g);
     fake_cupti_dropped = 3;
-    mc_cupti_flush();
+    fake_flush_families();
 
     MC_CHECK(fake_count(MC_REC_KERNEL) == 2, "2 kernels, got %d", fake_count(MC_REC_KERNEL));
     struct mc_rec_kernel *k0 = fake_find(MC_REC_KERNEL, 0), *k1 = fake_find(MC_REC_KERNEL, 1);

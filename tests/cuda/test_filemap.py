@@ -35,7 +35,7 @@ PROG = os.path.join(BUILD, "tests", "cuda", "filemap_prog")
 SAN = os.environ.get("SAN", "0") == "1"
 FAKE_DEVICE = 3           # tests/cuda/fake_cuda.h
 PAGE = os.sysconf("SC_PAGE_SIZE")
-DEF_TYPES = {"string", "callsite", "mapping", "tensor", "note"}
+DEF_TYPES = {"string", "callsite", "mapping", "tensor", "note", "clock"}
 failures = 0
 
 

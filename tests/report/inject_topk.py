@@ -25,10 +25,15 @@ def main():
     with_api = '--no-api' not in sys.argv
     data = open(path, 'rb').read()
     magic, _, _, hsize = struct.unpack_from('<8sHHI', data, 0)
+    hflags = struct.unpack_from('<Q', data, 16)[0]
+    seg = 1 << ((hflags >> 8) & 0xff) if hflags & 1 else 0  # segmented (the shim's): a size-0 header is unwritten space up to the next segment boundary
     assert magic == b'MOECAPT\0', 'not a moecap trace'
     strings, launches, off = {}, [], hsize
     while off + 8 <= len(data):
         rtype, _, size = struct.unpack_from('<HHI', data, off)
+        if size == 0 and seg:
+            off = (off // seg + 1) * seg
+            continue
         assert size >= 8 and off + size <= len(data), 'bad record at %d' % off
         if rtype == STRING:
             sid, ln = struct.unpack_from('<II', data, off + 8)

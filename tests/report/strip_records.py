@@ -16,10 +16,15 @@ def main():
     assert what in ('device-maps', 'router-taps'), 'unknown selection ' + what
     data = open(path, 'rb').read()
     magic, vmaj, vmin, hsize = struct.unpack_from('<8sHHI', data, 0)
+    hflags = struct.unpack_from('<Q', data, 16)[0]
+    seg = 1 << ((hflags >> 8) & 0xff) if hflags & 1 else 0  # segmented (the shim's): a size-0 header is unwritten space up to the next segment boundary
     assert magic == b'MOECAPT\0', 'not a moecap trace'
     keep, removed, off = [], 0, hsize
     while off + 8 <= len(data):
         rtype, flags, size = struct.unpack_from('<HHI', data, off)
+        if size == 0 and seg:
+            off = (off // seg + 1) * seg
+            continue
         assert size >= 8 and size % 8 == 0 and off + size <= len(data), 'bad record at %d' % off
         rec = data[off:off + size]
         # mc_rec_file_map: header(8) t_ns addr file_offset length (4 x u64) path_str(u32) device(i32)

@@ -31,3 +31,11 @@ TESTS += $(TBIN)/test_shim_filemap
 TEST_DEPS += $(TBIN)/test_shim_filemap
 # CPU BLAS records written without zeroing (shim/ring.h): every field on every call, across ring wraps.
 TESTS += tests/shim/test_ring_reuse.py
+# The null interposer family template (shim/interpose_null.c), built by the test itself.
+TESTS += tests/shim/test_null_family.py
+# SIGKILL, full disk, run-directory and file-permission faults of the capture.
+$(TBIN)/shim_kill_prog: $(OBJ)/tests/shim/kill_prog.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -lopenblas -lpthread
+TESTS += tests/shim/test_capture_faults.py
+TEST_DEPS += $(TBIN)/shim_kill_prog

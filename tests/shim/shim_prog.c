@@ -23,6 +23,7 @@
  */
 #include <cblas.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,16 +70,36 @@ static void *thread_main(void *arg)
 static volatile int g_stop;
 static long g_worker_calls[8];
 
-/* forkstress worker: m = 50 + index, until told to stop; counts its own calls */
+/* forkstress worker: m = 50 + index, until told to stop; counts its own calls. OpenBLAS is
+ * not fork-safe (a child inherits its allocator lock held by a thread that is gone and
+ * hangs in its first call: seen without the shim too), so each call holds the worker's
+ * mutex and the program's fork handler takes all three: the workers are never inside
+ * OpenBLAS at a fork, but run right up to it (their records wait in the shim's buffers). */
+static pthread_mutex_t g_worker_mx[3] = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER,
+                                         PTHREAD_MUTEX_INITIALIZER};
+static volatile int g_forking;
 static void *worker_main(void *arg)
 {
     long t = (long)arg;
     float c[8 * 64];
     while (!g_stop) {
+        pthread_mutex_lock(&g_worker_mx[t]);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 50 + (int)t, 8, 16, 1.0f, A, 16, B, 8, 0.0f, c, 8);
+        pthread_mutex_unlock(&g_worker_mx[t]);
         g_worker_calls[t]++;
+        while (g_forking) sched_yield();
     }
     return NULL;
+}
+static void workers_pause(void)
+{
+    g_forking = 1;
+    for (int t = 0; t < 3; t++) pthread_mutex_lock(&g_worker_mx[t]);
+}
+static void workers_resume(void)
+{
+    for (int t = 0; t < 3; t++) pthread_mutex_unlock(&g_worker_mx[t]);
+    g_forking = 0;
 }
 
 static const char *g_marker;
@@ -143,6 +164,7 @@ int main(int argc, char **argv)
         /* 3 threads call BLAS without pause while the main thread forks 10 children; each
          * child makes 5 calls (m = 100 + child index) and leaves with _exit(0). */
         pthread_t th[3];
+        pthread_atfork(workers_pause, workers_resume, workers_resume);
         for (long t = 0; t < 3; t++) pthread_create(&th[t], NULL, worker_main, (void *)t);
         for (int k = 0; k < 10; k++) {
             pid_t p = fork();
