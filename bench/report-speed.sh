@@ -6,12 +6,7 @@
 #   bench/report-speed.sh [RECORDS]    (default 10000000)
 set -eu
 cd "$(dirname "$0")/.."
-N=${1:-10000000}
-BUILD=${BUILD:-build}
-make -s "$BUILD/bin/moecap" "$BUILD/lib/libmctrace.a" >/dev/null
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-cc -std=c11 -O2 -Iinclude -Ipostproc -o "$tmp/report-gen" bench/report-gen.c "$BUILD/lib/libmctrace.a"
-"$tmp/report-gen" "$tmp/d" "$N"
+. bench/synthetic-trace.sh "$@"
 ls -l "$tmp/d/run"
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for fmt in json json,md,html; do

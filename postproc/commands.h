@@ -7,4 +7,5 @@ int mc_cmd_report(int argc, char **argv);
 int mc_cmd_hwprobe(int argc, char **argv);
 int mc_cmd_bench(int argc, char **argv);
 int mc_cmd_compare(int argc, char **argv);
+int mc_cmd_record(int argc, char **argv);
 #endif

@@ -5,8 +5,9 @@
 #include "commands.h"
 
 static const struct mc_command commands[] = {
+    {"record",  mc_cmd_record,  "run a command under the capture shim into a fresh run directory"},
     {"dump",    mc_cmd_dump,    "print a trace (.mct) as JSON lines, or --summary"},
-    {"report",  mc_cmd_report,  "CAP metrics and reports (JSON, Markdown, HTML) from a run"},
+    {"report",  mc_cmd_report,  "CAP metrics from a run: JSON/Markdown/HTML, MoE-CAP cap_metrics, Perfetto timeline"},
     {"hwprobe", mc_cmd_hwprobe, "measure this machine's bandwidth and GEMM FLOPS into a profile"},
     {"bench",   mc_cmd_bench,   "drive an OpenAI-compatible server with a dataset and log latency/accuracy"},
     {"compare", mc_cmd_compare, "headline figures of several runs side by side, classes, CAP radar"},

@@ -5,6 +5,8 @@
 #   postproc/hw/      libmchw.a      hardware profiles and their cost parameters, bandwidth/FLOPS probes + `moecap hwprobe`
 #   postproc/report/  libmcreport.a  model geometry, attribution, metrics, the report document + `moecap report`
 #   postproc/render/  libmcrender.a  report document -> Markdown / HTML / SVG
+#   postproc/export/  libmcexport.a  report document -> Perfetto timeline, MoE-CAP cap_metrics
+#   postproc/record/  libmcrecord.a  run directory + `moecap record` (a command under the shim)
 #   postproc/bench/   libmcbench.a   load generator, datasets, scoring, client view + `moecap bench`
 #   postproc/cost/    libmccost.a    energy, cost per token, hardware what-if (report/report_cost.c adds them)
 #   postproc/compare/ libmccompare.a reports side by side, classes, CAP radar + `moecap compare`

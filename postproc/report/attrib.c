@@ -45,6 +45,12 @@ struct mc_attrib *mc_attrib_new(const struct mc_model *m, mc_step_cb cb, void *u
     return a;
 }
 
+void mc_attrib_observe_gemms(struct mc_attrib *a, mc_gemm_observer fn, void *user)
+{
+    a->obs = fn;
+    a->obs_user = user;
+}
+
 void mc_attrib_free(struct mc_attrib *a)
 {
     if (!a) return;

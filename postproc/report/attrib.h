@@ -119,6 +119,12 @@ void mc_attrib_process(struct mc_attrib *a, int32_t pid, int32_t ppid);
 
 /* One GEMM/GEMV record of process `pid`. */
 void mc_attrib_gemm(struct mc_attrib *a, int32_t pid, const struct mc_rec_gemm *g);
+/* Optional observer of every GEMM as classified (a timeline export draws layers from it):
+ * its role (MC_ROLE_UNKNOWN when it matched no weight), model layer and expert (-1 when
+ * unknown). Called from mc_attrib_gemm before the GEMM can close its step. */
+typedef void (*mc_gemm_observer)(void *user, int32_t pid, const struct mc_rec_gemm *g, enum mc_role role,
+                                 int layer, int expert);
+void mc_attrib_observe_gemms(struct mc_attrib *a, mc_gemm_observer fn, void *user);
 
 /* A router-logit tap (MC_REC_ROUTER_TAP): the logits of the router GEMM that thread `tid`
  * of process `pid` began at t_ns. The model's top-k rule gives the layer's experts and

@@ -180,6 +180,8 @@ void mc_attrib_gemm(struct mc_attrib *a, int32_t pid, const struct mc_rec_gemm *
     }
     if (!remote) s->t_end = g->t_end_ns;
     s->calls++;
+    if (a->obs)
+        a->obs(a->obs_user, pid, g, w ? (enum mc_role)w->role : MC_ROLE_UNKNOWN, w ? w->layer : -1, w ? w->expert : -1);
     if (!w || w->role == MC_ROLE_UNKNOWN) {
         a->st.unattributed++;
         s->unattr++;

@@ -112,6 +112,8 @@ struct mc_attrib {
     const struct mc_model *m;
     mc_step_cb cb;
     void *user;
+    mc_gemm_observer obs;               /* optional, mc_attrib_observe_gemms */
+    void *obs_user;
     int moe_ord[MC_MODEL_MAX_LAYERS];   /* model layer -> moe ordinal, -1 dense */
     int moe_layers[MC_MODEL_MAX_LAYERS];
     int n_moe;

@@ -1,10 +1,11 @@
-/* `moecap report RUN_DIR --model M --hw H [--out DIR] [--format json,md,html]`: the
+/* `moecap report RUN_DIR --model M --hw H [--out DIR] [--format json,md,html,perfetto]`: the
  * driver. It parses the options, loads the model and hardware profile, opens the run's
  * traces (report_input.h), runs the naming pass and the main pass (report_replay.h) that
  * feeds the attributor and the step table (report_steps.h), checks that the trace fits the
  * model, builds the report document once (report_doc.h) and writes it: report.json by the
  * one JSON writer (report_json.h), report.md / report.html by the renderers from the same
- * document (render/render.h). */
+ * document (render/render.h), cap_metrics.json and the Perfetto timeline by its views
+ * (export/; the timeline also watches the main pass). */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -17,6 +18,8 @@
 
 #include "commands.h"
 #include "report/report_cost.h"
+#include "export/moecap_compat.h"
+#include "export/perfetto.h"
 #include "hw/hw_profile.h"
 #include "render/render.h"
 #include "report/attrib.h"
@@ -35,7 +38,8 @@ static void usage(FILE *o)
 {
     fprintf(o,
         "usage: moecap report RUN_DIR --model MODEL_DIR|config.json --hw NAME|FILE\n"
-        "                     [--out DIR] [--format json,md,html] [--devices N] [--quiet]\n"
+        "                     [--out DIR] [--format LIST] [--perfetto-max N] [--devices N]\n"
+        "                     [--lm-eval FILE] [--no-names] [--quiet]\n"
         "\n"
         "Reconstructs forward steps, layers and activated experts from the run's traces\n"
         "(RUN_DIR/*.mct, merged by timestamp) and the model's config.json (+ safetensors\n"
@@ -43,13 +47,18 @@ static void usage(FILE *o)
         "report.md and report.html with S-MBU, S-MFU, dense MBU/MFU, bytes and FLOPs per\n"
         "step, server-side TTFT/TPOT, throughput, and the expert-load matrix. When RUN_DIR\n"
         "holds a `moecap bench` request log (requests.jsonl), its client-side latency and\n"
-        "accuracy are joined in as the \"client\" section.\n"
+        "accuracy are joined in as the \"client\" section. Options of every command:\n"
+        "docs/cli.md.\n"
         "\n"
         "  --model PATH     model directory (config.json [+ *.safetensors]), a config.json, or\n"
         "                   the GGUF file a llama.cpp run loaded (docs/llama.md)\n"
         "  --hw NAME|FILE   hardware profile: data/hardware/NAME.json or a file\n"
         "  --out DIR        output directory (default: RUN_DIR)\n"
-        "  --format LIST    any of json,md,html (default: all); json is always written\n"
+        "  --format LIST    any of json,md,html,perfetto (default: json,md,html); json is\n"
+        "                   always written, and cap_metrics.json (MoE-CAP's result shape);\n"
+        "                   perfetto: report.perfetto.json, a timeline for ui.perfetto.dev\n"
+        "  --perfetto-max N events per kind (GEMMs, layers, kernels, counters) drawn one by\n"
+        "                   one in the timeline before aggregating (default 200000)\n"
         "  --devices N      devices in the utilisation denominators (default 1)\n"
         "  --lm-eval FILE   add accuracy from an lm-evaluation-harness results JSON\n"
         "  --quiet          no progress on stderr\n"
@@ -65,12 +74,13 @@ struct report_opts {
     const char *run_dir, *model_path, *hw_spec, *out_dir, *formats, *lmeval_path;
     int devices, quiet, no_names;
     struct mc_cost_opts cost;       /* --cost, --whatif-hw */
+    long long perfetto_max;
 };
 
 /* Returns -1 to go on, else the exit status (0 for --help, 2 for a usage error). */
 static int parse_args(int argc, char **argv, struct report_opts *o)
 {
-    *o = (struct report_opts){.formats = "json,md,html", .devices = 1};
+    *o = (struct report_opts){.formats = "json,md,html", .devices = 1, .perfetto_max = MC_PERFETTO_DEFAULT_MAX_EVENTS};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int cost_opt = mc_cost_report_option(&o->cost, argc, argv, &i);
@@ -85,6 +95,7 @@ static int parse_args(int argc, char **argv, struct report_opts *o)
         else if (i + 1 < argc && !strcmp(a, "--format")) o->formats = argv[++i];
         else if (i + 1 < argc && !strcmp(a, "--devices")) o->devices = atoi(argv[++i]);
         else if (i + 1 < argc && !strcmp(a, "--lm-eval")) o->lmeval_path = argv[++i];
+        else if (i + 1 < argc && !strcmp(a, "--perfetto-max")) o->perfetto_max = atoll(argv[++i]);
         else if (a[0] == '-') { fprintf(stderr, "moecap report: unknown or incomplete option '%s'\n", a); usage(stderr); return 2; }
         else if (!o->run_dir) o->run_dir = a;
         else { fprintf(stderr, "moecap report: unexpected argument '%s'\n", a); usage(stderr); return 2; }
@@ -95,6 +106,7 @@ static int parse_args(int argc, char **argv, struct report_opts *o)
         return 2;
     }
     if (o->devices < 1) { fprintf(stderr, "moecap report: --devices must be >= 1\n"); return 2; }
+    if (o->perfetto_max < 1) { fprintf(stderr, "moecap report: --perfetto-max must be >= 1\n"); return 2; }
     if (!o->out_dir) o->out_dir = o->run_dir;
     return -1;
 }
@@ -113,10 +125,12 @@ struct report_run {
     cJSON *notes;
     struct report_doc doc;
     struct mc_cost_report *cost;
+    struct mc_perfetto *timeline;   /* --format perfetto */
 };
 
 static void run_free(struct report_run *r)
 {
+    mc_perfetto_abort(r->timeline);
     report_doc_free(&r->doc);
     mc_cost_report_free(r->cost);
     cJSON_Delete(r->notes);
@@ -228,13 +242,17 @@ static int write_json(const void *doc, FILE *f) { return report_json_write(doc, 
 static int write_md(const void *root, FILE *f) { return mc_render_markdown(root, f); }
 static int write_html(const void *root, FILE *f) { return mc_render_html(root, f); }
 
-/* report.json, then the renderings. */
-static int write_outputs(const struct report_run *r, const struct report_opts *o)
+/* report.json, the views of the same document (MoE-CAP's cap_metrics, the timeline), then the renderings. */
+static int write_outputs(struct report_run *r, const struct report_opts *o)
 {
     mkdir(o->out_dir, 0755);
     if (write_output(o->out_dir, "report.json", write_json, &r->doc) != 0) return -1;
     if (!o->quiet) fprintf(stderr, "moecap report: %zu steps from %" PRIu64 " records -> %s/report.json\n",
                            r->steps.n_rows, r->replay.records, o->out_dir);
+    char err[1024];
+    int vrc = moecap_cap_metrics_write(&r->doc, o->out_dir, err, sizeof err);
+    if (!vrc && r->timeline) { vrc = mc_perfetto_finish(r->timeline, &r->doc, err, sizeof err); r->timeline = NULL; }
+    if (vrc) { fprintf(stderr, "moecap report: %s\n", err); return -1; }
     if (strstr(o->formats, "md") && write_output(o->out_dir, "report.md", write_md, r->doc.root) != 0) return -1;
     if (strstr(o->formats, "html") && write_output(o->out_dir, "report.html", write_html, r->doc.root) != 0) return -1;
     return 0;
@@ -262,14 +280,19 @@ static int run_report(struct report_run *r, const struct report_opts *o)
         r->steps.ep = mc_ep_view_new(&r->model);
     }
 
+    char err[1024];
+    int failed;
+    r->timeline = mc_perfetto_for_report(o->formats, o->out_dir, (uint64_t)o->perfetto_max, r->at, &failed, err, sizeof err);
+    if (failed) { fprintf(stderr, "moecap report: %s\n", err); return -1; }
+
     r->replay = (struct report_replay){.at = r->at, .ga = r->ga, .model = &r->model, .hw = &r->hw, .steps = &r->steps,
-                                       .notes = r->notes, .quiet = o->quiet, .cost = r->cost};
+                                       .notes = r->notes, .quiet = o->quiet, .cost = r->cost,
+                                       .observe = r->timeline ? mc_perfetto_record : NULL, .observe_user = r->timeline};
     report_replay_run(&r->replay, r->cur, r->nn);
     struct mc_attrib_stats ast;
     mc_attrib_stats(r->at, &ast);
     if (check_fit(r, o, &ast) != 0) return -1;
 
-    char err[1024];
     struct report_doc_input in = {
         .run_dir = o->run_dir, .trace_files = r->names, .n_trace_files = r->nn, .replay = &r->replay,
         .attrib = &ast, .model = &r->model, .hw = &r->hw, .devices = o->devices, .steps = &r->steps,

@@ -150,6 +150,7 @@ void report_replay_run(struct report_replay *rp, struct report_cursor *cur, size
         if (!c) break;
         rp->records++;
         on_record(rp, c, &c->rec);
+        if (rp->observe) rp->observe(rp->observe_user, c->t, c->pid, &c->rec);
         if (!rp->quiet && (rp->records % (tty ? 1000000 : 5000000)) == 0)
             fprintf(stderr, tty ? "\rmoecap report: %" PRIu64 " M records, %zu steps" : "moecap report: %" PRIu64 " M records, %zu steps\n",
                     rp->records / 1000000, rp->steps->n_rows);

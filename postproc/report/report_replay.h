@@ -36,6 +36,9 @@ struct report_replay {
     cJSON *notes;                   /* document notes: the traces' own and the truncation warnings */
     int quiet;
     struct mc_cost_report *cost;    /* gets the energy counters and the processes' hosts (may be NULL) */
+    /* optional: sees every record after the report has (a timeline export) */
+    void (*observe)(void *user, struct mc_trace *t, int32_t pid, const struct mc_trace_rec *rec);
+    void *observe_user;
     /* results */
     uint64_t records, gemm_records, dropped, step_marks;
     int32_t gemm_pids[64]; int n_gemm_pids;   /* processes that issued GEMMs (class evidence) */
