@@ -20,7 +20,7 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 hw=tests/report/hw-test.json
 # big enough that a step takes milliseconds (the times compared are then not dominated by
 # the few microseconds of embedding/norm before the first GEMM and sampling after lm_head)
-dims="--hidden 256 --moe-intermediate 256 --intermediate 512 --heads 8 --kv-heads 4 --vocab 512 --layers 3 --experts 8 --top-k 2"
+dims="--hidden 512 --moe-intermediate 512 --intermediate 1024 --heads 8 --kv-heads 4 --vocab 512 --layers 3 --experts 8 --top-k 2"
 
 run_case() {   # name model extra-run-args extra-report-args compare-args
   local out
