@@ -21,6 +21,8 @@ struct mc_ggml_stats {
     uint64_t invalid_ids;               /* expert ids outside [0, experts) */
     uint64_t bad_layers;                /* routing of a layer the model does not have */
     uint64_t ubatches;                  /* graph computes over all steps */
+    uint64_t implausible;               /* records (or batch sequences) with impossible sizes or
+                                           positions, or a second batch record of one step: skipped */
 };
 
 struct mc_ggml_attrib *mc_ggml_attrib_new(const struct mc_model *m, mc_step_cb cb, void *user);

@@ -338,7 +338,11 @@ int mc_model_load(const char *path, struct mc_model *m, char *err, size_t errlen
 
 void mc_model_free(struct mc_model *m)
 {
-    for (size_t i = 0; i < m->n_tensors; i++) { free(m->tensors[i].name); free(m->tensors[i].path); }
+    for (size_t i = 0; m->tensors && i < m->n_tensors; i++) {
+        free(m->tensors[i].name);
+        /* tensors of one file may share one path string (model_gguf.c): freed once */
+        if (!i || m->tensors[i].path != m->tensors[i - 1].path) free(m->tensors[i].path);
+    }
     free(m->tensors);
     m->tensors = NULL;
     m->n_tensors = 0;

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "moecap/trace_facts.h"
@@ -17,25 +18,34 @@
 
 enum { KV_U8, KV_I8, KV_U16, KV_I16, KV_U32, KV_I32, KV_F32, KV_BOOL, KV_STRING, KV_ARRAY, KV_U64, KV_I64, KV_F64 };
 
-struct rd { FILE *f; int err; };
+/* The reader: every length, count and skip is checked against the bytes left in the file
+ * before it is used, so no size read from the file can make it seek or allocate past them. */
+struct rd { FILE *f; int err; uint64_t pos, size; };
 
 static int take(struct rd *r, void *p, size_t n)
 {
-    if (r->err || fread(p, 1, n, r->f) != n) { r->err = 1; if (p) memset(p, 0, n); return -1; }
+    if (r->err || n > r->size - r->pos || fread(p, 1, n, r->f) != n) { r->err = 1; if (p) memset(p, 0, n); return -1; }
+    r->pos += n;
     return 0;
 }
+static void skip(struct rd *r, uint64_t n)
+{
+    if (r->err || n > r->size - r->pos || fseeko(r->f, (off_t)n, SEEK_CUR) != 0) { r->err = 1; return; }
+    r->pos += n;
+}
+static uint64_t left(const struct rd *r) { return r->err ? 0 : r->size - r->pos; }
 static uint32_t u32(struct rd *r) { uint32_t v = 0; take(r, &v, 4); return v; }
 static uint64_t u64(struct rd *r) { uint64_t v = 0; take(r, &v, 8); return v; }
 /* A GGUF string into buf (truncated to cap - 1), or skipped when buf is NULL. */
 static void str(struct rd *r, char *buf, size_t cap)
 {
     uint64_t n = u64(r);
-    if (r->err || n > (1u << 24)) { r->err = 1; return; }
-    if (!buf) { if (fseek(r->f, (long)n, SEEK_CUR) != 0) r->err = 1; return; }
+    if (r->err || n > (1u << 24) || n > left(r)) { r->err = 1; if (buf) buf[0] = 0; return; }
+    if (!buf) { skip(r, n); return; }
     size_t keep = n < cap - 1 ? (size_t)n : cap - 1;
     take(r, buf, keep);
     buf[keep] = 0;
-    if (n > keep && fseek(r->f, (long)(n - keep), SEEK_CUR) != 0) r->err = 1;
+    skip(r, n - keep);
 }
 static size_t scalar_size(uint32_t t)
 {
@@ -81,16 +91,53 @@ static void seterr(char *err, size_t n, const char *fmt, ...)
     va_end(ap);
 }
 
+/* A metadata integer of GGUF type t (raw: its bytes, little-endian) as int64, sign-extended
+ * for the signed types; -1 for a U64 beyond int64 (refused by the range check). */
+static int64_t kv_int(uint32_t t, uint64_t raw)
+{
+    switch (t) {
+    case KV_I8: return (int8_t)raw;
+    case KV_I16: return (int16_t)raw;
+    case KV_I32: return (int32_t)raw;
+    case KV_U64: return raw > INT64_MAX ? -1 : (int64_t)raw;
+    default: return (int64_t)raw;
+    }
+}
+
+/* Metadata and tensor dimensions above this are refused: the limit config.json has (model.c),
+ * which keeps every product of two dimensions far inside int64. */
+#define GGUF_MAX_DIM ((int64_t)1 << 24)
+/* The smallest tensor info (empty name, one dimension) and key-value (empty key, one byte):
+ * counts above what the rest of the file can hold are refused before anything is allocated. */
+#define GGUF_MIN_TENSOR_INFO 32
+#define GGUF_MIN_KV 13
+
+/* Bytes of a tensor of ggml type `type` and shape ne (innermost first): 0, or -1 when the
+ * type is unknown, ne[0] is not a whole number of its blocks, or the size overflows. */
+static int tensor_bytes(uint32_t type, const int64_t ne[4], uint64_t *bytes, char *why, size_t whylen)
+{
+    unsigned bs, ts;
+    if (mc_ggml_block(type, &bs, &ts) != 0) { snprintf(why, whylen, "has ggml type %u, which this reader does not know", type); return -1; }
+    if (ne[0] % bs) { snprintf(why, whylen, "has rows of %lld elements, not a multiple of its type's block of %u", (long long)ne[0], bs); return -1; }
+    uint64_t n = (uint64_t)(ne[0] / bs) * ts;   /* ne[0] < 2^63, ts < 2^9: cannot overflow */
+    for (int d = 1; d < 4; d++)
+        if (__builtin_mul_overflow(n, (uint64_t)ne[d], &n)) { snprintf(why, whylen, "has a size beyond 2^64 bytes"); return -1; }
+    *bytes = n;
+    return 0;
+}
+
 int mc_model_load_gguf(const char *path, struct mc_model *m, char *err, size_t errlen)
 {
     memset(m, 0, sizeof *m);
     int fd = mc_open_regular(path);   /* a FIFO named *.gguf must not hang the report */
-    struct rd r = { .f = fd >= 0 ? fdopen(fd, "rb") : NULL };
+    struct stat sb;
+    struct rd r = { .f = fd >= 0 && fstat(fd, &sb) == 0 ? fdopen(fd, "rb") : NULL };
     if (!r.f) {
         seterr(err, errlen, "--model %s: %s", path, errno == EINVAL ? "not a regular file" : strerror(errno));
         if (fd >= 0) close(fd);
         return -1;
     }
+    r.size = (uint64_t)sb.st_size;
     char magic[4];
     take(&r, magic, 4);
     uint32_t ver = u32(&r);
@@ -100,9 +147,12 @@ int mc_model_load_gguf(const char *path, struct mc_model *m, char *err, size_t e
         return -1;
     }
     uint64_t nt = u64(&r), nkv = u64(&r);
-    if (nt > (1u << 20) || nkv > (1u << 20)) r.err = 1;
+    if (nt > (1u << 20) || nkv > (1u << 20) || nkv > left(&r) / GGUF_MIN_KV ||
+        nt > (left(&r) - nkv * GGUF_MIN_KV) / GGUF_MIN_TENSOR_INFO) r.err = 1;
     struct kvs k;
     memset(&k, 0, sizeof k);
+    char bad_key[256] = "";
+    int64_t bad_val = 0;
     uint32_t alignment = 32;
     for (uint64_t i = 0; i < nkv && !r.err; i++) {
         char key[256];
@@ -114,23 +164,33 @@ int mc_model_load_gguf(const char *path, struct mc_model *m, char *err, size_t e
         } else if (t == KV_ARRAY) {
             uint32_t et = u32(&r);
             uint64_t n = u64(&r);
-            if (!strcmp(key, "tokenizer.ggml.tokens")) k.n_tokens = (int64_t)n;
-            if (et == KV_STRING) for (uint64_t j = 0; j < n && !r.err; j++) str(&r, NULL, 0);
-            else if (scalar_size(et) && n < (1ull << 32)) { if (fseek(r.f, (long)(n * scalar_size(et)), SEEK_CUR) != 0) r.err = 1; }
+            if (!strcmp(key, "tokenizer.ggml.tokens") && n <= (uint64_t)GGUF_MAX_DIM) k.n_tokens = (int64_t)n;
+            if (et == KV_STRING && n <= left(&r) / 8) for (uint64_t j = 0; j < n && !r.err; j++) str(&r, NULL, 0);
+            else if (scalar_size(et) && n <= left(&r) / scalar_size(et)) skip(&r, n * scalar_size(et));
             else r.err = 1;
         } else if (scalar_size(t)) {
             uint64_t v = 0;
             take(&r, &v, scalar_size(t));
             if (t == KV_U32 && !strcmp(key, "general.alignment") && v && !(v & (v - 1))) alignment = (uint32_t)v;
             int64_t *slot = key_slot(&k, key);
-            if (slot && (t == KV_U32 || t == KV_I32 || t == KV_U64 || t == KV_I64 || t == KV_U16)) *slot = (int64_t)v;
+            if (slot && t != KV_F32 && t != KV_F64 && t != KV_BOOL) {
+                *slot = kv_int(t, v);
+                if ((*slot < 0 || *slot > GGUF_MAX_DIM) && !bad_key[0]) { snprintf(bad_key, sizeof bad_key, "%s", key); bad_val = *slot; }
+            }
         } else r.err = 1;
     }
     if (r.err) { seterr(err, errlen, "%s: truncated or malformed GGUF metadata", path); fclose(r.f); return -1; }
+    if (bad_key[0]) {
+        seterr(err, errlen, "%s: metadata %s = %lld is outside 0..2^24", path, bad_key, (long long)bad_val);
+        fclose(r.f);
+        return -1;
+    }
     m->tensors = calloc(nt ? nt : 1, sizeof *m->tensors);
     uint32_t *types = calloc(nt ? nt : 1, sizeof *types);
-    if (!m->tensors || !types) { free(types); seterr(err, errlen, "out of memory"); fclose(r.f); return -1; }
-    for (uint64_t i = 0; i < nt && !r.err; i++) {
+    char *spath = strdup(path);   /* one copy, shared by every tensor (mc_model_free frees it once) */
+    if (!m->tensors || !types || !spath) { free(types); free(spath); mc_model_free(m); seterr(err, errlen, "out of memory"); fclose(r.f); return -1; }
+    char why[128] = "";
+    for (uint64_t i = 0; i < nt && !r.err && !why[0]; i++) {
         struct mc_st_tensor *t = &m->tensors[i];
         char name[256];
         str(&r, name, sizeof name);
@@ -139,29 +199,46 @@ int mc_model_load_gguf(const char *path, struct mc_model *m, char *err, size_t e
         int64_t ne[4] = {1, 1, 1, 1};
         for (uint32_t d = 0; d < nd; d++) ne[d] = (int64_t)u64(&r);
         types[i] = u32(&r);
-        uint64_t off = u64(&r);
-        unsigned bs, ts;
-        if (mc_ggml_block(types[i], &bs, &ts) != 0 || ne[0] % bs) {
-            seterr(err, errlen, "%s: tensor %s has ggml type %u, which this reader does not know", path, name, types[i]);
-            for (uint64_t j = 0; j < i; j++) free(m->tensors[j].name);
-            free(m->tensors); m->tensors = NULL; free(types); fclose(r.f);
-            return -1;
+        uint64_t off = u64(&r), bytes = 0;
+        if (r.err) break;
+        if (ne[0] < 0 || ne[1] < 0 || ne[2] < 0 || ne[3] < 0) snprintf(why, sizeof why, "has a negative dimension");
+        else if (tensor_bytes(types[i], ne, &bytes, why, sizeof why) == 0 && bytes > r.size)
+            snprintf(why, sizeof why, "has %llu bytes, more than the file", (unsigned long long)bytes);
+        else if (!why[0] && off > r.size - bytes) snprintf(why, sizeof why, "lies past the end of the file");
+        if (why[0]) {
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s: tensor %s %s", path, name, why);
+            seterr(err, errlen, "%s", msg);
+            break;
         }
         t->name = strdup(name);
-        t->path = strdup(path);
+        t->path = spath;
         t->ndim = (int)nd;
         for (uint32_t d = 0; d < nd; d++) t->shape[d] = ne[nd - 1 - d];   /* outermost first */
         t->dtype = mc_dtype_from_ggml(types[i]);   /* MC_DT_UNKNOWN for block-quantized types */
         t->file_begin = off;   /* relative to the data section until it is known */
-        t->file_end = off + (uint64_t)(ne[0] / bs) * ts * (uint64_t)ne[1] * (uint64_t)ne[2] * (uint64_t)ne[3];
+        t->file_end = off + bytes;
         m->n_tensors++;
-        if (!t->name || !t->path) r.err = 1;
+        if (!t->name) r.err = 1;
     }
-    long hdr_end = ftell(r.f);
+    if (!m->n_tensors) free(spath);   /* otherwise the tensors own it */
     fclose(r.f);
-    if (r.err || hdr_end < 0) { mc_model_free(m); free(types); seterr(err, errlen, "%s: truncated or malformed GGUF tensor table", path); return -1; }
-    uint64_t data = ((uint64_t)hdr_end + alignment - 1) / alignment * alignment;
-    for (size_t i = 0; i < m->n_tensors; i++) { m->tensors[i].file_begin += data; m->tensors[i].file_end += data; }
+    if (r.err || why[0]) {
+        if (!why[0]) seterr(err, errlen, "%s: truncated or malformed GGUF tensor table", path);
+        mc_model_free(m); free(types);
+        return -1;
+    }
+    /* the data section starts at the next multiple of the alignment; every tensor inside the file */
+    uint64_t data = (r.pos + alignment - 1) / alignment * alignment;
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        struct mc_st_tensor *t = &m->tensors[i];
+        if (data > r.size || t->file_end > r.size - data) {
+            seterr(err, errlen, "%s: tensor %s lies past the end of the file (truncated download?)", path, t->name);
+            mc_model_free(m); free(types);
+            return -1;
+        }
+        t->file_begin += data; t->file_end += data;
+    }
 
     /* geometry */
     int qwen = !strcmp(k.arch, "qwen2moe");
@@ -176,8 +253,16 @@ int mc_model_load_gguf(const char *path, struct mc_model *m, char *err, size_t e
     NEED(k.experts, "expert_count"); NEED(k.used, "expert_used_count");
     if (qwen) { NEED(k.ff_exp, "expert_feed_forward_length"); } else { NEED(k.ff, "feed_forward_length"); }
 #undef NEED
-    if (missing[0] || k.layers > MC_MODEL_MAX_LAYERS) {
-        seterr(err, errlen, "%s: %s: missing or invalid metadata:%s", path, k.arch, missing[0] ? missing : " block_count");
+    if (missing[0]) {
+        seterr(err, errlen, "%s: %s: missing or invalid metadata:%s", path, k.arch, missing);
+        mc_model_free(m); free(types);
+        return -1;
+    }
+    /* the limits config.json models have (model.c): per-step state is layers x experts */
+    if (k.layers > MC_MODEL_MAX_LAYERS || k.experts > MC_MODEL_MAX_EXPERTS || k.used > k.experts) {
+        seterr(err, errlen, "%s: %s: block_count %lld, expert_count %lld, expert_used_count %lld: the supported "
+               "limits are %d layers, %d experts, used <= experts", path, k.arch, (long long)k.layers,
+               (long long)k.experts, (long long)k.used, MC_MODEL_MAX_LAYERS, MC_MODEL_MAX_EXPERTS);
         mc_model_free(m); free(types);
         return -1;
     }

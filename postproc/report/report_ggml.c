@@ -20,12 +20,18 @@ void report_ggml_json(cJSON *run, cJSON *notes, const struct mc_ggml_attrib *ga)
     cJSON_AddNumberToObject(o, "records_outside_decode", (double)st.outside_decode);
     cJSON_AddNumberToObject(o, "expert_products_without_routing", (double)st.routes_missing);
     cJSON_AddNumberToObject(o, "invalid_expert_ids", (double)st.invalid_ids);
+    cJSON_AddNumberToObject(o, "implausible_records", (double)st.implausible);
     report_add_note(notes, "info", "llama.cpp run: one step = one llama_decode call; weight bytes count once per "
                     "graph compute (ubatch); KV bytes assume llama.cpp's default F16 cache (docs/llama.md)");
     char msg[256];
     if (st.routes_missing) {
         snprintf(msg, sizeof msg, "%" PRIu64 " expert products ran without a routing record for their layer: "
                  "their expert bytes are missing", st.routes_missing);
+        report_add_note(notes, "warning", msg);
+    }
+    if (st.implausible) {
+        snprintf(msg, sizeof msg, "%" PRIu64 " llama.cpp adapter records with impossible sizes or positions were "
+                 "skipped as corrupt", st.implausible);
         report_add_note(notes, "warning", msg);
     }
     if (st.invalid_ids || st.bad_layers) {

@@ -258,8 +258,8 @@ static void dump_ggml_matmul(FILE *o, struct mc_trace *t, const struct mc_trace_
     (void)t;
     const struct mc_rec_ggml_matmul *x = &r->u.ggml_matmul;
     U64("t_ns", x->t_ns); U64("step_id", x->step_id); I64("tid", x->tid);
-    fprintf(o, ",\"op\":\"%s\",\"w_name\":\"%.*s\"", x->op == MC_GGML_MUL_MAT_ID ? "mul_mat_id" : "mul_mat",
-            (int)strnlen(x->w_name, sizeof x->w_name), x->w_name);
+    fprintf(o, ",\"op\":\"%s\",\"w_name\":", x->op == MC_GGML_MUL_MAT_ID ? "mul_mat_id" : "mul_mat");
+    mc_utf8_put_json(o, x->w_name, sizeof x->w_name);   /* untrusted bytes: escaped, repaired */
     U64("w_type", x->w_type); U64("w_type_size", x->w_type_size); U64("w_blck_size", x->w_blck_size);
     fprintf(o, ",\"w_ne\":[%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 "]", x->w_ne[0], x->w_ne[1], x->w_ne[2], x->w_ne[3]);
     fprintf(o, ",\"w_nb\":[%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 "]", x->w_nb[0], x->w_nb[1], x->w_nb[2], x->w_nb[3]);

@@ -239,7 +239,13 @@ def case_tsc_times(tmp):
             # and an unbounded run on a fast idle machine leaves millions of them
             p = subprocess.Popen([PROG, side, str(THREADS), "1000000"], env=env_for(out, MOECAP_TSC=1),
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(0.15)
+            # killed once every thread has committed calls (a fixed 0.15 s came before the
+            # first call under ASan on a loaded machine: no trace to check), then 0.05 s on
+            deadline = time.monotonic() + 30
+            while (not os.path.exists(side) or min(counts_of(side)) == 0) and p.poll() is None \
+                    and time.monotonic() < deadline:
+                time.sleep(0.005)
+            time.sleep(0.05)
             p.send_signal(signal.SIGKILL)
             p.wait()
         t1 = time.monotonic_ns()
