@@ -72,8 +72,11 @@ struct mc_ggml_attrib {
 
 /* ---------- arithmetic on untrusted sizes ---------- */
 
-static uint64_t sat_add(uint64_t a, uint64_t b) { return a > UINT64_MAX - b ? UINT64_MAX : a + b; }
-static uint64_t sat_mul(uint64_t a, uint64_t b) { uint64_t r; return __builtin_mul_overflow(a, b, &r) ? UINT64_MAX : r; }
+/* Step figures saturate at 2^60 (an exabyte, 10^18 FLOPs: no real step comes near): the
+ * report adds up to five of them (report_steps.c), which then cannot wrap either. */
+#define GG_SAT ((uint64_t)1 << 60)
+static uint64_t sat_add(uint64_t a, uint64_t b) { return a >= GG_SAT || b >= GG_SAT - a ? GG_SAT : a + b; }
+static uint64_t sat_mul(uint64_t a, uint64_t b) { uint64_t r; return __builtin_mul_overflow(a, b, &r) || r > GG_SAT ? GG_SAT : r; }
 /* *r = a x b x c x d; 0 when it overflows */
 static int mul4(uint64_t a, uint64_t b, uint64_t c, uint64_t d, uint64_t *r)
 {
@@ -398,6 +401,8 @@ void mc_ggml_attrib_finish(struct mc_ggml_attrib *a)
         st.bytes_all_experts = sat_add(sat_add(sat_add(st.bytes_dense, st.bytes_shared), sat_add(st.kv_read, st.kv_written)),
                                        s->b_all_extra);
         st.flops_all_experts = sat_add(sat_add(st.flops_gemm - st.flops_routed, st.flops_attention), s->f_all_extra);
+        if (st.bytes_all_experts == GG_SAT || st.flops_all_experts == GG_SAT || st.bytes_dense == GG_SAT ||
+            st.bytes_routed == GG_SAT || st.flops_gemm == GG_SAT) a->st.saturated++;
         /* the step's routing as the layers x experts table, cleared again after the callback */
         int64_t act = 0;
         for (size_t c = 0; c < s->n_cells; c++) {

@@ -23,6 +23,7 @@ struct mc_ggml_stats {
     uint64_t ubatches;                  /* graph computes over all steps */
     uint64_t implausible;               /* records (or batch sequences) with impossible sizes or
                                            positions, or a second batch record of one step: skipped */
+    uint64_t saturated;                 /* steps with a figure held at 2^60 (corrupt sizes summed) */
 };
 
 struct mc_ggml_attrib *mc_ggml_attrib_new(const struct mc_model *m, mc_step_cb cb, void *user);

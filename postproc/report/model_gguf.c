@@ -147,8 +147,13 @@ int mc_model_load_gguf(const char *path, struct mc_model *m, char *err, size_t e
         return -1;
     }
     uint64_t nt = u64(&r), nkv = u64(&r);
-    if (nt > (1u << 20) || nkv > (1u << 20) || nkv > left(&r) / GGUF_MIN_KV ||
-        nt > (left(&r) - nkv * GGUF_MIN_KV) / GGUF_MIN_TENSOR_INFO) r.err = 1;
+    if (!r.err && (nt > (1u << 20) || nkv > (1u << 20) || nkv > left(&r) / GGUF_MIN_KV ||
+                   nt > (left(&r) - nkv * GGUF_MIN_KV) / GGUF_MIN_TENSOR_INFO)) {
+        seterr(err, errlen, "%s: %llu tensors and %llu metadata keys: more than the file can hold (or than 2^20)",
+               path, (unsigned long long)nt, (unsigned long long)nkv);
+        fclose(r.f);
+        return -1;
+    }
     struct kvs k;
     memset(&k, 0, sizeof k);
     char bad_key[256] = "";

@@ -34,6 +34,11 @@ void report_ggml_json(cJSON *run, cJSON *notes, const struct mc_ggml_attrib *ga)
                  "skipped as corrupt", st.implausible);
         report_add_note(notes, "warning", msg);
     }
+    if (st.saturated) {
+        snprintf(msg, sizeof msg, "%" PRIu64 " llama.cpp steps have byte or FLOP figures held at 2^60: "
+                 "their records' sizes are corrupt", st.saturated);
+        report_add_note(notes, "warning", msg);
+    }
     if (st.invalid_ids || st.bad_layers) {
         snprintf(msg, sizeof msg, "%" PRIu64 " expert ids outside the model's experts and %" PRIu64
                  " routing records of layers the model does not have were ignored: is --model the GGUF that ran?",

@@ -40,9 +40,14 @@ void report_json_step(FILE *o, const struct mc_step *s, const struct mc_model *m
     put_u64(o, "gemm_calls", s->gemm_calls); fputs(", ", o);
     put_u64(o, "unattributed_gemm_calls", s->unattributed_calls); fputs(", ", o);
     fputs("\"layers\": [", o);
-    for (int64_t l = 0; l < m->layers; l++) {
-        int ord = -1;
-        for (int i = 0; i < s->n_moe; i++) if (s->moe_layers[i] == l) { ord = i; break; }
+    /* model layer -> its MoE ordinal, once per step (not a search per layer: L^2 at 1024 layers) */
+    int ord_of[MC_MODEL_MAX_LAYERS];
+    for (int64_t l = 0; l < m->layers && l < MC_MODEL_MAX_LAYERS; l++) ord_of[l] = -1;
+    for (int i = s->n_moe; i-- > 0;)
+        if (s->moe_layers[i] >= 0 && s->moe_layers[i] < m->layers && s->moe_layers[i] < MC_MODEL_MAX_LAYERS)
+            ord_of[s->moe_layers[i]] = i;   /* the first ordinal of a layer wins, as the search did */
+    for (int64_t l = 0; l < m->layers && l < MC_MODEL_MAX_LAYERS; l++) {
+        int ord = ord_of[l];
         if (l) fputs(", ", o);
         if (ord < 0) { fprintf(o, "{\"layer\": %" PRId64 ", \"dense\": true}", l); continue; }
         const int64_t *c = s->counts + (int64_t)ord * s->n_experts;

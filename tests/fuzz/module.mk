@@ -11,6 +11,7 @@ FUZZ_NAMES := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 # libmcbench, with their subcommand objects) and MOECAP_LIBS; list here only what else it needs.
 FUZZ_SRCS_trace_reader :=
 FUZZ_SRCS_report :=
+FUZZ_SRCS_ggml :=
 FUZZ_SRCS_model_config :=
 FUZZ_SRCS_hw_profile :=
 FUZZ_SRCS_safetensors := shim/safetensors_hdr.c
@@ -37,7 +38,7 @@ endef
 $(foreach n,$(FUZZ_NAMES),$(eval $(call FUZZ_REPLAY_RULE,$(n))))
 
 FUZZ_REPLAYS := $(FUZZ_NAMES:%=$(TBIN)/fuzz/replay_%)
-TESTS += tests/fuzz/test_fuzz_replay.sh tests/fuzz/test_hostile_report.py
+TESTS += tests/fuzz/test_fuzz_replay.sh tests/fuzz/test_hostile_report.py tests/fuzz/test_hostile_gguf.py
 TEST_DEPS += $(FUZZ_REPLAYS) $(BIN)/moecap
 
 # libFuzzer builds (not part of `all` or `check`): every postproc source but main.c compiled
