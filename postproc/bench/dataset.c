@@ -1,5 +1,6 @@
 /* Dataset loading and synthetic prompt generation for `moecap bench` (see dataset.h). */
 #include "dataset.h"
+#include "trace/data_dir.h"
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <errno.h>
@@ -12,32 +13,10 @@
 
 static char *xstrdup(const char *s) { return s ? strdup(s) : NULL; }
 
-static int is_dir(const char *p) { struct stat st; return stat(p, &st) == 0 && S_ISDIR(st.st_mode); }
 
 int mc_dataset_dir(char *out, size_t outsz)
 {
-    const char *e = getenv("MOECAP_DATA_DIR");
-    if (e && is_dir(e)) { snprintf(out, outsz, "%s", e); return 0; }
-    e = getenv("MOECAP_ROOT");
-    if (e) {
-        snprintf(out, outsz, "%s/data/datasets", e);
-        if (is_dir(out)) return 0;
-    }
-    char exe[PATH_MAX];
-    ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (k > 0) {
-        exe[k] = 0;
-        char *sl = strrchr(exe, '/');
-        if (sl) {
-            *sl = 0;
-            snprintf(out, outsz, "%s/../../data/datasets", exe);
-            if (is_dir(out)) return 0;
-        }
-    }
-    snprintf(out, outsz, "data/datasets");
-    if (is_dir(out)) return 0;
-    out[0] = 0;
-    return -1;
+    return mc_data_dir("datasets", "MOECAP_DATA_DIR", out, outsz);
 }
 
 static char *concat_fmt(const char *a, const char *b, const char *c)

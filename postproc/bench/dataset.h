@@ -33,9 +33,9 @@ int mc_dataset_load(struct mc_dataset *ds, const char *spec, size_t n, unsigned 
                     char *err, size_t errsz);
 void mc_dataset_free(struct mc_dataset *ds);
 
-/* Where the bundled datasets live: $MOECAP_DATA_DIR, $MOECAP_ROOT/data/datasets, the
- * executable's ../../data/datasets (build/bin/moecap), ./data/datasets. Writes the
- * first existing directory into out; returns 0, or -1 when none exists. */
+/* Where the bundled datasets live: the first existing directory of the bundled-data search
+ * (trace/data_dir.h: $MOECAP_DATA_DIR, $MOECAP_ROOT/data/datasets, build/bin/../../data/datasets,
+ * ../share/moecap/datasets from the binary, ./data/datasets) into out; 0, or -1 when none. */
 int mc_dataset_dir(char *out, size_t outsz);
 
 /* Builds an item from one parsed JSON-lines object (exposed for tests). Accepted shapes:

@@ -1,5 +1,6 @@
 /* Hardware profile lookup and parsing (see hw_profile.h). */
 #include "hw/hw_profile.h"
+#include "trace/data_dir.h"
 #include "trace/safe_file.h"
 
 #include "hw/hw_cost.h"
@@ -12,33 +13,11 @@
 #include <string.h>
 #include <unistd.h>
 
-static int n_dirs(char dirs[][PATH_MAX])
-{
-    int n = 0;
-    const char *e = getenv("MOECAP_HW_DIR");
-    if (e && *e) snprintf(dirs[n++], PATH_MAX, "%s", e);
-    e = getenv("MOECAP_ROOT");
-    if (e && *e) snprintf(dirs[n++], PATH_MAX, "%s/data/hardware", e);
-    char exe[PATH_MAX];
-    ssize_t l = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (l > 0) {
-        exe[l] = 0;
-        char *s = strrchr(exe, '/');
-        if (s) {
-            *s = 0;
-            snprintf(dirs[n++], PATH_MAX, "%.*s/../../data/hardware", PATH_MAX - 32, exe);
-            snprintf(dirs[n++], PATH_MAX, "%.*s/../share/moecap/hardware", PATH_MAX - 32, exe);
-        }
-    }
-    snprintf(dirs[n++], PATH_MAX, "data/hardware");
-    return n;
-}
-
 int mc_hw_load(const char *spec, struct mc_hw *hw, char *err, size_t errlen)
 {
     memset(hw, 0, sizeof *hw);
-    char dirs[5][PATH_MAX];
-    int nd = n_dirs(dirs);
+    char dirs[MC_DATA_DIRS_MAX][PATH_MAX];
+    int nd = mc_data_dirs("hardware", "MOECAP_HW_DIR", dirs);
     size_t sl = strlen(spec);
     if (strchr(spec, '/') || (sl > 5 && !strcmp(spec + sl - 5, ".json"))) {
         snprintf(hw->path, sizeof hw->path, "%s", spec);
@@ -107,16 +86,7 @@ int mc_hw_load(const char *spec, struct mc_hw *hw, char *err, size_t errlen)
 
 int mc_hw_profile_dir(char *out, size_t len)
 {
-    char dirs[5][PATH_MAX];
-    int nd = n_dirs(dirs);
-    for (int i = 0; i < nd; i++) {
-        DIR *d = opendir(dirs[i]);
-        if (!d) continue;
-        closedir(d);
-        snprintf(out, len, "%s", dirs[i]);
-        return 0;
-    }
-    return -1;
+    return mc_data_dir("hardware", "MOECAP_HW_DIR", out, len);
 }
 
 void mc_hw_free(struct mc_hw *hw)

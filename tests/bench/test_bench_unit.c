@@ -13,6 +13,9 @@
 #include "bench/sse.h"
 #include "trace/utf8.h"
 #include "bench/vllm_compat.h"
+#include "hw/hw_profile.h"
+#include "trace/data_dir.h"
+#include <sys/stat.h>
 #include <math.h>
 #include <stdlib.h>
 #include <fcntl.h>
@@ -489,8 +492,41 @@ static void test_vllm_compat(void)
     cJSON_Delete(s);
 }
 
+/* The bundled-data search (trace/data_dir.h) that datasets and hardware profiles share: the
+ * override variable first, then $MOECAP_ROOT/data/<kind>; an override that is not a
+ * directory is passed over; the candidate list ends with the executable-relative ones and
+ * ./data/<kind>. */
+static void test_data_dirs(void)
+{
+    char root[] = "/tmp/mc-datadir-XXXXXX", p[4200], q[4200], got[4200];
+    if (!mkdtemp(root)) { MC_CHECK(0, "mkdtemp"); return; }
+    snprintf(p, sizeof p, "%s/data", root); mkdir(p, 0700);
+    snprintf(p, sizeof p, "%s/data/datasets", root); mkdir(p, 0700);
+    snprintf(q, sizeof q, "%s/data/hardware", root); mkdir(q, 0700);
+    char *saved_root = getenv("MOECAP_ROOT") ? strdup(getenv("MOECAP_ROOT")) : NULL;
+    setenv("MOECAP_ROOT", root, 1);
+    setenv("MOECAP_DATA_DIR", root, 1);   /* an override that exists wins */
+    MC_CHECK(mc_dataset_dir(got, sizeof got) == 0 && !strcmp(got, root), "MOECAP_DATA_DIR first: %s", got);
+    setenv("MOECAP_DATA_DIR", "/nonexistent/moecap", 1);   /* one that does not is passed over */
+    MC_CHECK(mc_dataset_dir(got, sizeof got) == 0 && !strcmp(got, p), "then MOECAP_ROOT/data/datasets: %s", got);
+    unsetenv("MOECAP_HW_DIR");
+    MC_CHECK(mc_hw_profile_dir(got, sizeof got) == 0 && !strcmp(got, q), "hardware: MOECAP_ROOT/data/hardware: %s", got);
+    char dirs[MC_DATA_DIRS_MAX][PATH_MAX];
+    int n = mc_data_dirs("hardware", "MOECAP_HW_DIR", dirs);
+    MC_CHECK(n == 4 && !strcmp(dirs[0], q) && strstr(dirs[1], "/../../data/hardware") &&
+             strstr(dirs[2], "/../share/moecap/hardware") && !strcmp(dirs[3], "data/hardware"),
+             "search order: %d: %s, %s, %s, %s", n, dirs[0], dirs[1], dirs[2], dirs[3]);
+    unsetenv("MOECAP_DATA_DIR");
+    if (saved_root) setenv("MOECAP_ROOT", saved_root, 1); else unsetenv("MOECAP_ROOT");
+    free(saved_root);
+    rmdir(p); rmdir(q);
+    snprintf(p, sizeof p, "%s/data", root); rmdir(p);
+    rmdir(root);
+}
+
 int main(void)
 {
+    MC_RUN(test_data_dirs);
     MC_RUN(test_record_hostile_numbers);
     MC_RUN(test_utf8);
     MC_RUN(test_vllm_compat);
