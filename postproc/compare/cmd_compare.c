@@ -14,6 +14,7 @@
 #include "commands.h"
 #include "compare/compare_run.h"
 #include "compare/radar.h"
+#include "hw/hw_cost.h"
 #include "render/render_util.h"
 
 static void usage(FILE *o)
@@ -213,7 +214,6 @@ static void write_html(const struct compare *c, FILE *o)
     fputs("</ul>\n</body></html>\n", o);
 }
 
-static cJSON *num_or_null(double v) { return isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull(); }
 
 static cJSON *compare_json(const struct compare *c)
 {
@@ -229,7 +229,7 @@ static cJSON *compare_json(const struct compare *c)
         cJSON_AddStringToObject(x, "class_reason", r->cls_reason);
         cJSON_AddBoolToObject(x, "energy_estimated", r->energy_estimated);
         cJSON *v = cJSON_AddObjectToObject(x, "values");
-        for (int m = 0; m < MC_M_COUNT; m++) cJSON_AddItemToObject(v, mc_cmp_metric_title(m), num_or_null(r->v[m]));
+        for (int m = 0; m < MC_M_COUNT; m++) cJSON_AddItemToObject(v, mc_cmp_metric_title(m), mc_json_num_or_null(r->v[m]));
         cJSON_AddItemToArray(runs, x);
     }
     cJSON *rad = cJSON_AddObjectToObject(o, "radar");
@@ -240,11 +240,11 @@ static cJSON *compare_json(const struct compare *c)
         cJSON_AddStringToObject(x, "name", c->radar.axis[a].name);
         cJSON_AddStringToObject(x, "unit", c->radar.axis[a].unit);
         cJSON_AddBoolToObject(x, "lower_is_better", c->radar.axis[a].lower_is_better);
-        cJSON_AddItemToObject(x, "best", num_or_null(c->radar.best[a]));
+        cJSON_AddItemToObject(x, "best", mc_json_num_or_null(c->radar.best[a]));
         cJSON *vals = cJSON_AddArrayToObject(x, "values"), *norm = cJSON_AddArrayToObject(x, "normalised");
         for (int i = 0; i < c->n; i++) {
-            cJSON_AddItemToArray(vals, num_or_null(c->radar.value[i][a]));
-            cJSON_AddItemToArray(norm, num_or_null(c->radar.r[i][a]));
+            cJSON_AddItemToArray(vals, mc_json_num_or_null(c->radar.value[i][a]));
+            cJSON_AddItemToArray(norm, mc_json_num_or_null(c->radar.r[i][a]));
         }
         cJSON_AddItemToArray(axes, x);
     }

@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "commands.h"
+#include "hw/hw_cost.h"
 #include "hw/hwprobe.h"
 #include "trace/safe_file.h"
 
@@ -40,12 +41,6 @@ static int parse_pos(const char *s, double *v)
     if (errno || end == s || *end || !(d > 0)) return -1;
     *v = d;
     return 0;
-}
-
-static void add_given(cJSON *p, const char *key, double v)
-{
-    if (isnan(v)) cJSON_AddNullToObject(p, key);
-    else cJSON_AddNumberToObject(p, key, v);
 }
 
 static void stem_of(const char *path, char *buf, size_t len)
@@ -162,8 +157,8 @@ int mc_cmd_hwprobe(int argc, char **argv)
     else cJSON_AddNullToObject(p, "memory_bytes");
     cJSON *pf = cJSON_AddObjectToObject(p, "peak_flops");
     cJSON_AddNumberToObject(pf, "f32", sr.best_flops);
-    add_given(p, "tdp_w", tdp);
-    add_given(p, "price_usd", price);
+    mc_json_add_num_or_null(p, "tdp_w", tdp);   /* NaN: not given */
+    mc_json_add_num_or_null(p, "price_usd", price);
     if (!isnan(idle)) cJSON_AddNumberToObject(p, "idle_w", idle);
     cJSON_AddNumberToObject(p, "lifetime_years", 5);
     cJSON_AddNumberToObject(p, "expected_utilisation", 0.5);

@@ -17,7 +17,7 @@
 #include "report/model_gguf.h"
 #include "trace/safe_file.h"
 
-static void seterr(char *err, size_t n, const char *fmt, ...)
+void mc_model_seterr(char *err, size_t n, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -72,7 +72,7 @@ int mc_model_parse_config(const char *text, struct mc_model *m, char *err, size_
     memset(m, 0, sizeof *m);
     cJSON *c = cJSON_Parse(text);
     if (!c || !cJSON_IsObject(c)) {
-        seterr(err, errlen, "config.json is not a JSON object");
+        mc_model_seterr(err, errlen, "config.json is not a JSON object");
         cJSON_Delete(c);
         return -1;
     }
@@ -99,7 +99,7 @@ int mc_model_parse_config(const char *text, struct mc_model *m, char *err, size_
     for (size_t i = 0; type && i < sizeof archs / sizeof archs[0]; i++)
         if (!strcmp(type, archs[i].n)) { m->arch = archs[i].a; snprintf(m->arch_name, sizeof m->arch_name, "%s", archs[i].n); }
     if (!m->arch) {
-        seterr(err, errlen, "unsupported model architecture '%s' (config.json \"model_type\"); "
+        mc_model_seterr(err, errlen, "unsupported model architecture '%s' (config.json \"model_type\"); "
                "supported: mixtral, qwen2_moe, qwen3_moe, deepseek_v2, deepseek_v3, olmoe",
                type ? type : "(missing model_type and architectures)");
         cJSON_Delete(c);
@@ -157,25 +157,25 @@ int mc_model_parse_config(const char *text, struct mc_model *m, char *err, size_
         break;
     }
     if (ms.n) {
-        seterr(err, errlen, "config.json (model_type %s) lacks required field%s: %s (positive integers up to 2^24)",
+        mc_model_seterr(err, errlen, "config.json (model_type %s) lacks required field%s: %s (positive integers up to 2^24)",
                m->model_type, ms.n > 1 ? "s" : "", ms.names);
         cJSON_Delete(c);
         return -1;
     }
     if (!get_int(c, "head_dim", &m->head_dim) || m->head_dim <= 0) m->head_dim = m->d / m->heads;
     if (m->layers > MC_MODEL_MAX_LAYERS) {
-        seterr(err, errlen, "num_hidden_layers = %lld exceeds the supported %d",
+        mc_model_seterr(err, errlen, "num_hidden_layers = %lld exceeds the supported %d",
                (long long)m->layers, MC_MODEL_MAX_LAYERS);
         cJSON_Delete(c);
         return -1;
     }
     if (m->experts > MC_MODEL_MAX_EXPERTS) {   /* per-thread state is layers x experts */
-        seterr(err, errlen, "%lld routed experts exceed the supported %d", (long long)m->experts, MC_MODEL_MAX_EXPERTS);
+        mc_model_seterr(err, errlen, "%lld routed experts exceed the supported %d", (long long)m->experts, MC_MODEL_MAX_EXPERTS);
         cJSON_Delete(c);
         return -1;
     }
     if (m->top_k > m->experts) {
-        seterr(err, errlen, "num_experts_per_tok (%lld) > number of experts (%lld)",
+        mc_model_seterr(err, errlen, "num_experts_per_tok (%lld) > number of experts (%lld)",
                (long long)m->top_k, (long long)m->experts);
         cJSON_Delete(c);
         return -1;
@@ -206,7 +206,7 @@ int mc_model_parse_config(const char *text, struct mc_model *m, char *err, size_
         dense_layers += !m->is_moe[l];
     }
     if (dense_layers > 0 && m->fd <= 0) {
-        seterr(err, errlen, "config.json has %lld dense (non-MoE) layers but no intermediate_size "
+        mc_model_seterr(err, errlen, "config.json has %lld dense (non-MoE) layers but no intermediate_size "
                "for them", (long long)dense_layers);
         cJSON_Delete(c);
         return -1;
@@ -225,7 +225,7 @@ static int load_safetensors(struct mc_model *m, const char *path, char *err, siz
     int fd = mc_open_regular(path);
     FILE *f = fd >= 0 ? fdopen(fd, "rb") : NULL;
     if (!f) {
-        seterr(err, errlen, "%s: %s", path, errno == EINVAL ? "not a regular file" : strerror(errno));
+        mc_model_seterr(err, errlen, "%s: %s", path, errno == EINVAL ? "not a regular file" : strerror(errno));
         if (fd >= 0) close(fd);
         return -1;
     }
@@ -234,22 +234,22 @@ static int load_safetensors(struct mc_model *m, const char *path, char *err, siz
     struct stat st;
     if (fread(lenb, 1, 8, f) != 8 || fstat(fileno(f), &st) != 0) {
         fclose(f);
-        seterr(err, errlen, "%s: too short for a safetensors file", path);
+        mc_model_seterr(err, errlen, "%s: too short for a safetensors file", path);
         return -1;
     }
     for (int i = 7; i >= 0; i--) hlen = hlen << 8 | lenb[i];
     if (hlen == 0 || hlen > (100u << 20) || hlen + 8 > (uint64_t)st.st_size) {
         fclose(f);
-        seterr(err, errlen, "%s: bad safetensors header length %llu", path, (unsigned long long)hlen);
+        mc_model_seterr(err, errlen, "%s: bad safetensors header length %llu", path, (unsigned long long)hlen);
         return -1;
     }
     char *h = malloc(hlen + 1);
-    if (!h || fread(h, 1, hlen, f) != hlen) { free(h); fclose(f); seterr(err, errlen, "%s: cannot read header", path); return -1; }
+    if (!h || fread(h, 1, hlen, f) != hlen) { free(h); fclose(f); mc_model_seterr(err, errlen, "%s: cannot read header", path); return -1; }
     h[hlen] = 0;
     fclose(f);
     cJSON *j = cJSON_Parse(h);
     free(h);
-    if (!cJSON_IsObject(j)) { cJSON_Delete(j); seterr(err, errlen, "%s: header is not JSON", path); return -1; }
+    if (!cJSON_IsObject(j)) { cJSON_Delete(j); mc_model_seterr(err, errlen, "%s: header is not JSON", path); return -1; }
     cJSON *it;
     cJSON_ArrayForEach(it, j) {
         if (!strcmp(it->string, "__metadata__")) continue;
@@ -289,7 +289,7 @@ int mc_model_load(const char *path, struct mc_model *m, char *err, size_t errlen
     if (pl > 5 && !strcmp(path + pl - 5, ".gguf")) return mc_model_load_gguf(path, m, err, errlen);
     if (stat(path, &st) != 0) {
         memset(m, 0, sizeof *m);
-        seterr(err, errlen, "--model %s: %s", path, strerror(errno));
+        mc_model_seterr(err, errlen, "--model %s: %s", path, strerror(errno));
         return -1;
     }
     if (S_ISDIR(st.st_mode)) {
@@ -304,7 +304,7 @@ int mc_model_load(const char *path, struct mc_model *m, char *err, size_t errlen
     char *text = mc_read_file(cfg, 64u << 20, NULL);
     if (!text) {
         memset(m, 0, sizeof *m);
-        seterr(err, errlen, "cannot read %s: %s", cfg, errno == EINVAL ? "not a regular file" : strerror(errno));
+        mc_model_seterr(err, errlen, "cannot read %s: %s", cfg, errno == EINVAL ? "not a regular file" : strerror(errno));
         return -1;
     }
     int rc = mc_model_parse_config(text, m, err, errlen);

@@ -66,6 +66,8 @@ int mc_model_load(const char *path, struct mc_model *m, char *err, size_t errlen
 /* Parse config.json text (no safetensors); for tests. */
 int mc_model_parse_config(const char *json_text, struct mc_model *m, char *err, size_t errlen);
 void mc_model_free(struct mc_model *m);
+/* printf into err: the loaders' (model.c, model_gguf.c) error messages. */
+void mc_model_seterr(char *err, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Bytes of one element of an mc_dtype (0 = unknown). */
 

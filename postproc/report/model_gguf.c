@@ -5,7 +5,6 @@
 #include "report/model_gguf.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,15 +81,6 @@ static int64_t *key_slot(struct kvs *k, const char *key)
     return NULL;
 }
 
-static void seterr(char *err, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t n, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, n, fmt, ap);
-    va_end(ap);
-}
-
 /* A metadata integer of GGUF type t (raw: its bytes, little-endian) as int64, sign-extended
  * for the signed types; -1 for a U64 beyond int64 (refused by the range check). */
 static int64_t kv_int(uint32_t t, uint64_t raw)
@@ -133,7 +123,7 @@ int mc_model_load_gguf(const char *path, struct mc_model *m, char *err, size_t e
     struct stat sb;
     struct rd r = { .f = fd >= 0 && fstat(fd, &sb) == 0 ? fdopen(fd, "rb") : NULL };
     if (!r.f) {
-        seterr(err, errlen, "--model %s: %s", path, errno == EINVAL ? "not a regular file" : strerror(errno));
+        mc_model_seterr(err, errlen, "--model %s: %s", path, errno == EINVAL ? "not a regular file" : strerror(errno));
         if (fd >= 0) close(fd);
         return -1;
     }
@@ -142,14 +132,14 @@ int mc_model_load_gguf(const char *path, struct mc_model *m, char *err, size_t e
     take(&r, magic, 4);
     uint32_t ver = u32(&r);
     if (r.err || memcmp(magic, "GGUF", 4) || (ver != 2 && ver != 3)) {
-        seterr(err, errlen, "%s: not a GGUF v2/v3 file", path);
+        mc_model_seterr(err, errlen, "%s: not a GGUF v2/v3 file", path);
         fclose(r.f);
         return -1;
     }
     uint64_t nt = u64(&r), nkv = u64(&r);
     if (!r.err && (nt > (1u << 20) || nkv > (1u << 20) || nkv > left(&r) / GGUF_MIN_KV ||
                    nt > (left(&r) - nkv * GGUF_MIN_KV) / GGUF_MIN_TENSOR_INFO)) {
-        seterr(err, errlen, "%s: %llu tensors and %llu metadata keys: more than the file can hold (or than 2^20)",
+        mc_model_seterr(err, errlen, "%s: %llu tensors and %llu metadata keys: more than the file can hold (or than 2^20)",
                path, (unsigned long long)nt, (unsigned long long)nkv);
         fclose(r.f);
         return -1;
@@ -184,16 +174,16 @@ int mc_model_load_gguf(const char *path, struct mc_model *m, char *err, size_t e
             }
         } else r.err = 1;
     }
-    if (r.err) { seterr(err, errlen, "%s: truncated or malformed GGUF metadata", path); fclose(r.f); return -1; }
+    if (r.err) { mc_model_seterr(err, errlen, "%s: truncated or malformed GGUF metadata", path); fclose(r.f); return -1; }
     if (bad_key[0]) {
-        seterr(err, errlen, "%s: metadata %s = %lld is outside 0..2^24", path, bad_key, (long long)bad_val);
+        mc_model_seterr(err, errlen, "%s: metadata %s = %lld is outside 0..2^24", path, bad_key, (long long)bad_val);
         fclose(r.f);
         return -1;
     }
     m->tensors = calloc(nt ? nt : 1, sizeof *m->tensors);
     uint32_t *types = calloc(nt ? nt : 1, sizeof *types);
     char *spath = strdup(path);   /* one copy, shared by every tensor (mc_model_free frees it once) */
-    if (!m->tensors || !types || !spath) { free(types); free(spath); mc_model_free(m); seterr(err, errlen, "out of memory"); fclose(r.f); return -1; }
+    if (!m->tensors || !types || !spath) { free(types); free(spath); mc_model_free(m); mc_model_seterr(err, errlen, "out of memory"); fclose(r.f); return -1; }
     char why[128] = "";
     for (uint64_t i = 0; i < nt && !r.err && !why[0]; i++) {
         struct mc_st_tensor *t = &m->tensors[i];
@@ -213,7 +203,7 @@ int mc_model_load_gguf(const char *path, struct mc_model *m, char *err, size_t e
         if (why[0]) {
             char msg[512];
             snprintf(msg, sizeof msg, "%s: tensor %s %s", path, name, why);
-            seterr(err, errlen, "%s", msg);
+            mc_model_seterr(err, errlen, "%s", msg);
             break;
         }
         t->name = strdup(name);
@@ -229,7 +219,7 @@ int mc_model_load_gguf(const char *path, struct mc_model *m, char *err, size_t e
     if (!m->n_tensors) free(spath);   /* otherwise the tensors own it */
     fclose(r.f);
     if (r.err || why[0]) {
-        if (!why[0]) seterr(err, errlen, "%s: truncated or malformed GGUF tensor table", path);
+        if (!why[0]) mc_model_seterr(err, errlen, "%s: truncated or malformed GGUF tensor table", path);
         mc_model_free(m); free(types);
         return -1;
     }
@@ -238,7 +228,7 @@ int mc_model_load_gguf(const char *path, struct mc_model *m, char *err, size_t e
     for (size_t i = 0; i < m->n_tensors; i++) {
         struct mc_st_tensor *t = &m->tensors[i];
         if (data > r.size || t->file_end > r.size - data) {
-            seterr(err, errlen, "%s: tensor %s lies past the end of the file (truncated download?)", path, t->name);
+            mc_model_seterr(err, errlen, "%s: tensor %s lies past the end of the file (truncated download?)", path, t->name);
             mc_model_free(m); free(types);
             return -1;
         }
@@ -248,7 +238,7 @@ int mc_model_load_gguf(const char *path, struct mc_model *m, char *err, size_t e
     /* geometry */
     int qwen = !strcmp(k.arch, "qwen2moe");
     if (!qwen && strcmp(k.arch, "llama")) {
-        seterr(err, errlen, "%s: GGUF architecture \"%s\" is not supported (llama with experts, qwen2moe)", path, k.arch);
+        mc_model_seterr(err, errlen, "%s: GGUF architecture \"%s\" is not supported (llama with experts, qwen2moe)", path, k.arch);
         mc_model_free(m); free(types);
         return -1;
     }
@@ -259,13 +249,13 @@ int mc_model_load_gguf(const char *path, struct mc_model *m, char *err, size_t e
     if (qwen) { NEED(k.ff_exp, "expert_feed_forward_length"); } else { NEED(k.ff, "feed_forward_length"); }
 #undef NEED
     if (missing[0]) {
-        seterr(err, errlen, "%s: %s: missing or invalid metadata:%s", path, k.arch, missing);
+        mc_model_seterr(err, errlen, "%s: %s: missing or invalid metadata:%s", path, k.arch, missing);
         mc_model_free(m); free(types);
         return -1;
     }
     /* the limits config.json models have (model.c): per-step state is layers x experts */
     if (k.layers > MC_MODEL_MAX_LAYERS || k.experts > MC_MODEL_MAX_EXPERTS || k.used > k.experts) {
-        seterr(err, errlen, "%s: %s: block_count %lld, expert_count %lld, expert_used_count %lld: the supported "
+        mc_model_seterr(err, errlen, "%s: %s: block_count %lld, expert_count %lld, expert_used_count %lld: the supported "
                "limits are %d layers, %d experts, used <= experts", path, k.arch, (long long)k.layers,
                (long long)k.experts, (long long)k.used, MC_MODEL_MAX_LAYERS, MC_MODEL_MAX_EXPERTS);
         mc_model_free(m); free(types);
