@@ -32,6 +32,21 @@ static inline int fuzz_write_file(const char *path, const void *data, size_t n)
     return fclose(f) != 0 || bad ? -1 : 0;
 }
 
+/* The files of one report run: DIR/run/fuzz.mct (the trace), DIR/run/report.json, DIR/hw.json
+ * (a profile with f32 and int8 peaks), made once per process (aborts when it cannot). */
+struct fuzz_run { char dir[512], run[600], hw[600], trace[700], out_json[700]; };
+
+static inline void fuzz_run_init(struct fuzz_run *r, const char *what)
+{
+    fuzz_tmpdir(r->dir, sizeof r->dir, what);
+    snprintf(r->run, sizeof r->run, "%s/run", r->dir);
+    snprintf(r->hw, sizeof r->hw, "%s/hw.json", r->dir);
+    snprintf(r->trace, sizeof r->trace, "%s/fuzz.mct", r->run);
+    snprintf(r->out_json, sizeof r->out_json, "%s/report.json", r->run);
+    static const char hwj[] = "{\"name\":\"fuzz\",\"memory_bandwidth_Bps\":1e10,\"peak_flops\":{\"f32\":1e11,\"int8\":1e12}}\n";
+    if (mkdir(r->run, 0700) != 0 || fuzz_write_file(r->hw, hwj, sizeof hwj - 1)) abort();
+}
+
 /* mc_cmd_report(argc, argv) with stderr silenced for the call only (the report's error
  * messages are expected on bad input; libFuzzer's own output shares the descriptor), unless
  * FUZZ_VERBOSE is set. */

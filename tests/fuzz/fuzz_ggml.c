@@ -11,23 +11,17 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "fuzz/fuzz_common.h"
 
-static char dir[512], run[600], model[600], hw[600], trace[700], out_json[700];
+static struct fuzz_run r;
+static char model[600];
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc; (void)argv;
-    fuzz_tmpdir(dir, sizeof dir, "ggml");
-    snprintf(run, sizeof run, "%s/run", dir);
-    snprintf(model, sizeof model, "%s/model.gguf", dir);
-    snprintf(hw, sizeof hw, "%s/hw.json", dir);
-    snprintf(trace, sizeof trace, "%s/fuzz.mct", run);
-    snprintf(out_json, sizeof out_json, "%s/report.json", run);
-    static const char hwj[] = "{\"name\":\"fuzz\",\"memory_bandwidth_Bps\":1e10,\"peak_flops\":{\"f32\":1e11,\"int8\":1e12}}\n";
-    if (mkdir(run, 0700) != 0 || fuzz_write_file(hw, hwj, sizeof hwj - 1)) abort();
+    fuzz_run_init(&r, "ggml");
+    snprintf(model, sizeof model, "%s/model.gguf", r.dir);
     return 0;
 }
 
@@ -71,16 +65,16 @@ static void check_step(const cJSON *s, double experts)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    unlink(out_json);
+    unlink(r.out_json);
     static const char magic[8] = "MOECAPT";   /* with its NUL: 8 bytes */
     const uint8_t *t = memmem(data, size, magic, sizeof magic);
     size_t gguf_len = t ? (size_t)(t - data) : size;
-    if (fuzz_write_file(model, data, gguf_len) != 0 || fuzz_write_file(trace, data + gguf_len, size - gguf_len) != 0) abort();
-    char *argv[] = {"report", run, "--model", model, "--hw", hw, "--format", "json", "--quiet", NULL};
+    if (fuzz_write_file(model, data, gguf_len) != 0 || fuzz_write_file(r.trace, data + gguf_len, size - gguf_len) != 0) abort();
+    char *argv[] = {"report", r.run, "--model", model, "--hw", r.hw, "--format", "json", "--quiet", NULL};
     int rc = fuzz_report_quiet(9, argv);
     if (rc != 0 && rc != 2) abort();
     if (rc == 0) {
-        cJSON *j = fuzz_read_report(out_json);
+        cJSON *j = fuzz_read_report(r.out_json);
         double experts = num(cJSON_GetObjectItemCaseSensitive(j, "model"), "num_experts");
         const cJSON *s;
         cJSON_ArrayForEach(s, cJSON_GetObjectItemCaseSensitive(j, "steps")) check_step(s, experts);

@@ -24,24 +24,14 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 import make_hostile_gguf as g  # noqa: E402
 import make_hostile_traces as mh  # noqa: E402
-from test_hostile_report import run  # noqa: E402  (child with wall time and peak RSS)
+import test_hostile_report as thr  # noqa: E402  (its TAP line and its child runner: wall time, peak RSS)
 
 BUILD = os.environ.get("BUILD", "build")
 MC = os.path.join(ROOT, BUILD, "bin", "moecap")
 HW = os.path.join(ROOT, "tests", "report", "hw-test.json")
 CRASH = os.path.join(HERE, "crashes", "ggml")
 SAN = os.environ.get("SAN") == "1"
-failed = 0
-
-
-def report(name, ok, detail=""):
-    global failed
-    if not ok:
-        failed += 1
-        for line in str(detail).splitlines()[-15:]:
-            print("# " + line)
-    print(("ok" if ok else "not ok") + " - " + name)
-    sys.stdout.flush()
+report, run = thr.report, thr.run
 
 
 def split(data):
@@ -237,7 +227,7 @@ def main():
         report("dump: a hostile ggml tensor name is escaped and repaired (was written raw)", ok, line)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return 1 if failed else 0
+    return 1 if thr.failed else 0
 
 
 if __name__ == "__main__":
