@@ -128,15 +128,15 @@ static int ix_put(struct index_map *mp, int32_t pid, uint64_t key, size_t idx)
     return 0;
 }
 
-/* Room for one more element of an array grown by doubling; 0, or -1 when out of memory. */
-static int grow(void **arr, size_t *cap, size_t n, size_t elt, size_t first)
+/* arr with room for one more element (grown by doubling; *cap updated), NULL when out of
+ * memory (arr is then unchanged and still owned by the caller). */
+static void *grow(void *arr, size_t *cap, size_t n, size_t elt, size_t first)
 {
-    if (n < *cap) return 0;
+    if (n < *cap) return arr;
     size_t nc = *cap ? *cap * 2 : first;
-    void *p = realloc(*arr, nc * elt);
-    if (!p) return -1;
-    *arr = p; *cap = nc;
-    return 0;
+    void *p = realloc(arr, nc * elt);
+    if (p) *cap = nc;
+    return p;
 }
 
 /* ---------- lifetime ---------- */
@@ -183,7 +183,9 @@ static struct gstep *step_get(struct mc_ggml_attrib *a, int32_t pid, uint64_t id
 {
     const struct ix_ent *e = ix_find(&a->step_ix, pid, id);
     if (e) return a->steps[e->idx];
-    if (grow((void **)&a->steps, &a->cap, a->n, sizeof *a->steps, 64) != 0) return NULL;
+    struct gstep **steps = grow(a->steps, &a->cap, a->n, sizeof *a->steps, 64);
+    if (!steps) return NULL;
+    a->steps = steps;
     struct gstep *s = calloc(1, sizeof *s);
     if (!s || ix_put(&a->step_ix, pid, id, a->n) != 0) { free(s); return NULL; }
     s->pid = pid; s->id = id;
@@ -224,7 +226,9 @@ static void on_route(struct mc_ggml_attrib *a, int32_t pid, const struct mc_rec_
         memcpy(&c, (const char *)var + 4 * e, 4);
         if (!c) continue;
         if ((int64_t)e >= m->experts) { a->st.invalid_ids += c; continue; }
-        if (grow((void **)&s->cells, &s->cap_cells, s->n_cells, sizeof *s->cells, 16) != 0) return;
+        struct route_cell *cells = grow(s->cells, &s->cap_cells, s->n_cells, sizeof *s->cells, 16);
+        if (!cells) return;
+        s->cells = cells;
         s->cells[s->n_cells++] = (struct route_cell){ .layer = r->layer, .expert = (int32_t)e, .count = c };
         act++;
     }
@@ -232,7 +236,9 @@ static void on_route(struct mc_ggml_attrib *a, int32_t pid, const struct mc_rec_
     size_t i = s->n_acts;
     while (i-- > 0 && s->acts[i].layer != r->layer) {}
     if (i == (size_t)-1) {
-        if (grow((void **)&s->acts, &s->cap_acts, s->n_acts, sizeof *s->acts, 8) != 0) return;
+        struct layer_act *acts = grow(s->acts, &s->cap_acts, s->n_acts, sizeof *s->acts, 8);
+        if (!acts) return;
+        s->acts = acts;
         i = s->n_acts++;
     }
     s->acts[i] = (struct layer_act){ .layer = r->layer, .act = act };
@@ -298,8 +304,10 @@ static int64_t *seq_ctx(struct mc_ggml_attrib *a, int32_t pid, int32_t seq)
 {
     const struct ix_ent *e = ix_find(&a->seq_ix, pid, (uint64_t)(uint32_t)seq);
     if (e) return &a->sc[e->idx].ctx;
-    if (grow((void **)&a->sc, &a->cap_sc, a->n_sc, sizeof *a->sc, 16) != 0 ||
-        ix_put(&a->seq_ix, pid, (uint64_t)(uint32_t)seq, a->n_sc) != 0) return NULL;
+    struct seqctx *sc = grow(a->sc, &a->cap_sc, a->n_sc, sizeof *a->sc, 16);
+    if (!sc) return NULL;
+    a->sc = sc;
+    if (ix_put(&a->seq_ix, pid, (uint64_t)(uint32_t)seq, a->n_sc) != 0) return NULL;
     a->sc[a->n_sc] = (struct seqctx){ .pid = pid, .seq = seq, .ctx = 0 };
     return &a->sc[a->n_sc++].ctx;
 }
