@@ -1,6 +1,6 @@
 /* Test program for the cpuprof tests: makes one BLAS call (cpuprof samples only processes
  * that record an event), touches 64 MiB, spins the CPU for ~0.4 s and prints a
- * deterministic checksum. Options: "fork" = also run a child that spins 0.3 s;
+ * deterministic checksum. Options: "fork" = also run a child that lives 0.3 s (spins 0.1 s);
  * "wrap FILE VALUE" = halfway through, write VALUE into FILE (a fake RAPL energy_uj). */
 #include <stdint.h>
 #include <stdio.h>
@@ -48,7 +48,10 @@ int main(int argc, char **argv)
     if (argc > 1 && !strcmp(argv[1], "fork")) {
         fflush(stdout);
         child = fork();
-        if (child == 0) { one_gemm(); spin(0.3); exit(0); } /* exit, not _exit: the shim flushes at exit */
+        /* The child spins 0.1 s, then waits 0.2 s: its sampler runs at nice 19 and, on a
+         * machine whose cores all spin (parent, child, other load), waits longer than the
+         * child lives; the test is about whose /proc it samples, not about starvation. */
+        if (child == 0) { one_gemm(); spin(0.1); usleep(200000); exit(0); } /* exit, not _exit: the shim flushes at exit */
     }
     spin(0.2);
     if (argc > 3 && !strcmp(argv[1], "wrap")) {
