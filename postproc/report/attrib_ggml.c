@@ -324,7 +324,7 @@ static void on_batch(struct mc_ggml_attrib *a, int32_t pid, const struct mc_rec_
     a->st.batches++;
     if (b->result != 0) { a->st.failed_batches++; return; }
     size_t n = len / sizeof(struct mc_llama_seq);
-    int ok = dim_ok(b->tokens);
+    int ok = dim_ok(b->tokens) && b->t_end_ns >= b->t_begin_ns;
     for (size_t i = 0; i < n && ok; i++) {
         struct mc_llama_seq q;
         memcpy(&q, (const char *)var + i * sizeof q, sizeof q);

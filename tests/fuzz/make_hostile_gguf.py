@@ -211,9 +211,11 @@ def hostile():
     c["batch-positions-overflow"] = (None, trace(step1, b"".join(
         ggml_matmul(10 + i, b"output.weight", [D, VOCAB, 1, 1], [D, 1, 1, 1], t + i) +
         llama_batch(10 + i, big, [(0, big, -1, -1), (1, big, big, big)], t + i, t + i + 1) for i in range(4)), step2))
-    # negative token counts
+    # negative token counts; a call that ends before it begins
     c["batch-tokens-negative"] = (None, trace(step1, ggml_matmul(9, b"output.weight", [D, VOCAB, 1, 1], [D, 1, 1, 1], t) +
-                                              llama_batch(9, -5, [(0, -7, -3, -2)], t, t + 1), step2))
+                                              llama_batch(9, -5, [(0, -7, -3, -2)], t, t + 1) +
+                                              ggml_matmul(8, b"output.weight", [D, VOCAB, 1, 1], [D, 1, 1, 1], t) +
+                                              llama_batch(8, 1, [(0, 1, 9, 9)], t + 5, t), step2))
     # two batch records for one step (the first one's contexts leaked)
     c["batch-twice"] = (None, trace(step1, llama_batch(1, 4, [(0, 4, 0, 3)], 2000, 2500), step2))
     # a route of a layer the model does not have, and one with 2^20 counts (more than experts)
