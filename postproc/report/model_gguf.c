@@ -109,9 +109,12 @@ static int tensor_bytes(uint32_t type, const int64_t ne[4], uint64_t *bytes, cha
     unsigned bs, ts;
     if (mc_ggml_block(type, &bs, &ts) != 0) { snprintf(why, whylen, "has ggml type %u, which this reader does not know", type); return -1; }
     if (ne[0] % bs) { snprintf(why, whylen, "has rows of %lld elements, not a multiple of its type's block of %u", (long long)ne[0], bs); return -1; }
-    uint64_t n = (uint64_t)(ne[0] / bs) * ts;   /* ne[0] < 2^63, ts < 2^9: cannot overflow */
-    for (int d = 1; d < 4; d++)
-        if (__builtin_mul_overflow(n, (uint64_t)ne[d], &n)) { snprintf(why, whylen, "has a size beyond 2^64 bytes"); return -1; }
+    uint64_t n = ts;
+    for (int d = 0; d < 4; d++)
+        if (__builtin_mul_overflow(n, (uint64_t)(d ? ne[d] : ne[0] / bs), &n)) {
+            snprintf(why, whylen, "has a size beyond 2^64 bytes");
+            return -1;
+        }
     *bytes = n;
     return 0;
 }

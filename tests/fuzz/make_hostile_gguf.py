@@ -166,6 +166,10 @@ def hostile():
     tt = model_tensors()
     tt[0] = (b"token_embd.weight", [(1 << 63) - 1, 1 << 62], F32)
     c["gguf-ne-overflow"] = (gguf(model_meta(), tt), None)
+    # F32 rows of 2^62 elements: 2^64 bytes wrapped to 0 (a tensor of no bytes, accepted)
+    tt = model_tensors()
+    tt[1] = (b"output_norm.weight", [1 << 62], F32)
+    c["gguf-row-bytes-2e64"] = (gguf(model_meta(), tt), None)
     # negative ne
     tt = model_tensors()
     tt[1] = (b"output_norm.weight", [-8], F32)

@@ -98,6 +98,7 @@ def aggregate(rep):
 GGUF_REFUSED = {   # kept input -> what the refusal must say
     "gguf-2e20-tensors": "more than the file can hold",
     "gguf-ne-overflow": "size beyond 2^64",
+    "gguf-row-bytes-2e64": "size beyond 2^64",
     "gguf-ne-negative": "negative dimension",
     "gguf-tensor-past-eof": "past the end of the file",
     "gguf-ndims-5": "malformed GGUF tensor table",
