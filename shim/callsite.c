@@ -8,7 +8,13 @@
  * "probably" sure, the first unwind also notes the stack slot holding each return address
  * of the chain (SP of frame k - 8 on x86-64), and a hit is accepted only if every one of
  * those slots still holds the same return address — which is the chain itself. A loop
- * issuing the same call thus costs a few loads instead of an unwind. */
+ * issuing the same call thus costs a few loads instead of an unwind.
+ * The set is chosen by (return address, frame) and the return address one frame further
+ * up, read from the slot the first unwind found for that (return address, frame): a GEMM
+ * helper called from many places has one (return address, frame) for all of them, and
+ * without its callers in the set index more than FAST_WAYS of them evicted each other on
+ * every call (moe-ref's mr_gemm, called from 15 places, paid an unwind of ~20 us on about
+ * a third of its calls). */
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
 
@@ -31,12 +37,18 @@ struct cs_entry { uint64_t hash; uint32_t id, depth; uintptr_t pcs[MAX_DEPTH]; }
 #define FAST_DEPTH 16          /* deeper MOECAP_STACK: always unwind */
 #define FAST_SETS 32
 #define FAST_WAYS 8
+#define UP_SLOTS 64            /* (return address, frame) -> the slot of the next return address */
 struct cs_slot { uintptr_t slot, val; }; /* side by side: one verification touches 2-3 lines */
 struct cs_fast { const void *ret, *frame; uint32_t id, n; struct cs_slot s[FAST_DEPTH]; };
+/* Where the return address above (ret, frame) lives: the caller of the function holding
+ * ret has its return slot at a fixed distance from frame (that function's frame size at
+ * ret), so it is learned once from an unwind and read on every lookup. */
+struct cs_up { const void *ret, *frame; uintptr_t slot; };
 struct cs_cache {
     struct cs_entry e[CACHE_SLOTS];
     struct cs_fast f[FAST_SETS][FAST_WAYS];
     uint8_t next_way[FAST_SETS];
+    struct cs_up up[UP_SLOTS];
 };
 
 /* libunwind takes internal locks while unwinding: a fork while another thread is inside
@@ -181,9 +193,26 @@ __attribute__((no_sanitize_address)) static inline int slots_match(const struct 
     return 1;
 }
 
-static inline unsigned fast_set(const void *ret, const void *frame)
+static inline uintptr_t key_mix(const void *ret, const void *frame)
 {
-    uintptr_t k = ((uintptr_t)ret * 0x9e3779b97f4a7c15ull) ^ ((uintptr_t)frame * 0xc2b2ae3d27d4eb4full);
+    return ((uintptr_t)ret * 0x9e3779b97f4a7c15ull) ^ ((uintptr_t)frame * 0xc2b2ae3d27d4eb4full);
+}
+static inline unsigned up_index(const void *ret, const void *frame)
+{
+    return (unsigned)(key_mix(ret, frame) >> 40) % UP_SLOTS;
+}
+/* The return address above (ret, frame) as the stack holds it now, 0 when not learned yet
+ * (a live frame's slot, like those slots_match reads). */
+__attribute__((no_sanitize_address)) static inline uintptr_t up_value(const struct cs_cache *c, const void *ret,
+                                                                      const void *frame)
+{
+    const struct cs_up *u = &c->up[up_index(ret, frame)];
+    if (u->ret != ret || u->frame != frame || !u->slot) return 0;
+    return *(volatile const uintptr_t *)u->slot;
+}
+static inline unsigned fast_set(const void *ret, const void *frame, uintptr_t up)
+{
+    uintptr_t k = key_mix(ret, frame) ^ (up * 0xff51afd7ed558ccdull);
     return (unsigned)(k >> 40) % FAST_SETS;
 }
 
@@ -204,7 +233,11 @@ __attribute__((noinline)) static uint32_t capture_at_miss(const void *ret, const
     struct cs_cache *c = t_cache;
     if (!c) c = t_cache = calloc(1, sizeof *c);
     if (c && id) {
-        unsigned set = fast_set(ret, frame);
+        struct cs_up *u = &c->up[up_index(ret, frame)];
+        u->ret = ret;
+        u->frame = frame;
+        u->slot = n > 1 ? slots[1] : 0;
+        unsigned set = fast_set(ret, frame, n > 1 ? (uintptr_t)pcs[1] : 0);
         struct cs_fast *f = &c->f[set][c->next_way[set]];
         c->next_way[set] = (uint8_t)((c->next_way[set] + 1) % FAST_WAYS);
         f->id = 0;
@@ -226,7 +259,7 @@ __attribute__((noinline)) uint32_t mc_callsite_capture_at(const void *ret, const
     if (__builtin_expect(!mc_cfg.stack_exact && mc_cfg.stack_depth <= FAST_DEPTH, 1)) {
         const struct cs_cache *c = t_cache;
         if (__builtin_expect(c != NULL, 1)) {
-            const struct cs_fast *f = c->f[fast_set(ret, frame)];
+            const struct cs_fast *f = c->f[fast_set(ret, frame, up_value(c, ret, frame))];
             for (int w = 0; w < FAST_WAYS; w++, f++)
                 if (f->ret == ret && f->frame == frame && f->id && slots_match(f)) return f->id;
         }

@@ -5,6 +5,9 @@
  *                             sgemv_ 'T' 4x6, cblas_dgemm (4,5,6); prints a checksum
  *   shim_prog callers         caller_a (m=1) and caller_b (m=2) alternately, 10 times each,
  *                             both through one helper: same call instruction, same depth
+ *   shim_prog helper16 R      one helper called from 16 places of one function (m = 1..16
+ *                             in turn), R rounds: 16 chains with one return address and
+ *                             one frame at the BLAS call
  *   shim_prog fork            3 calls (m=1) before fork; child 5 calls (m=100+i),
  *                             parent 7 calls (m=200+i); parent waits
  *   shim_prog threads T N     T threads, thread t does N calls with m = t+1, n = 8, k = 16
@@ -56,6 +59,15 @@ __attribute__((noinline)) static void do_gemm(int m)
 }
 __attribute__((noinline)) static void caller_a(void) { do_gemm(1); __asm__ volatile("" ::: "memory"); }
 __attribute__((noinline)) static void caller_b(void) { do_gemm(2); __asm__ volatile("" ::: "memory"); }
+/* A GEMM helper (like an engine's gemm() wrapper) called from 16 call instructions of one
+ * function: every chain has the same (return address, frame) at the BLAS call and differs
+ * only one frame up. */
+#define H16(i) do_gemm(i); __asm__ volatile("" ::: "memory");
+__attribute__((noinline)) static void helper16(void)
+{
+    H16(1) H16(2) H16(3) H16(4) H16(5) H16(6) H16(7) H16(8)
+    H16(9) H16(10) H16(11) H16(12) H16(13) H16(14) H16(15) H16(16)
+}
 
 static void *thread_main(void *arg)
 {
@@ -195,6 +207,11 @@ int main(int argc, char **argv)
     }
     if (!strcmp(mode, "callers")) {
         for (int i = 0; i < 10; i++) { caller_a(); caller_b(); }
+        return 0;
+    }
+    if (!strcmp(mode, "helper16")) {
+        int rounds = argc > 2 ? atoi(argv[2]) : 50;
+        for (int i = 0; i < rounds; i++) helper16();
         return 0;
     }
     if (!strcmp(mode, "fork")) {
