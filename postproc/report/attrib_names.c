@@ -228,16 +228,21 @@ void mc_attrib_names_done(struct mc_attrib *a)
         /* the host map holding the copied bytes: of several (a read buffer filled again), the
          * latest one recorded before the copy, else the first */
         const struct fmap_ent *hm = NULL;
+        int part = 0;   /* some host map holds part of the copied bytes */
         for (size_t j = 0; j < n_host; j++) {
             const struct fmap_ent *f = &a->maps[j];
-            if (f->device >= 0 || f->pid != c->pid || c->src < f->addr || c->src + c->bytes > f->addr + f->len ||
-                c->src + c->bytes < c->src)
-                continue;
+            if (f->device >= 0 || f->pid != c->pid || c->src + c->bytes < c->src) continue;
+            if (c->src < f->addr + f->len && f->addr < c->src + c->bytes) part = 1;
+            if (c->src < f->addr || c->src + c->bytes > f->addr + f->len) continue;
             int before = f->t_rec <= c->t;
             if (!hm || (before && (hm->t_rec > c->t || f->t_rec >= hm->t_rec))) hm = f;
         }
-        if (!hm) {   /* anonymous bytes (converted buffers, activations): only ranges an expert array fits */
-            if (c->bytes >= min_expert_range) mc_devmem_copy(a->dm, c->pid, c->device, c->dst, c->bytes, c->t, 0);
+        if (!hm) {
+            /* anonymous bytes (converted buffers, activations): only ranges an expert array fits;
+             * bytes of several reads (an expert's tensors read one by one into a staging buffer,
+             * which the shim's device maps describe piece by piece): the copy ends whatever its
+             * destination held before, whatever its size */
+            if (part || c->bytes >= min_expert_range) mc_devmem_copy(a->dm, c->pid, c->device, c->dst, c->bytes, c->t, 0);
             continue;
         }
         uint64_t off = hm->off + (c->src - hm->addr);

@@ -11,10 +11,15 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <fcntl.h>
+#include <memory>
 #include <stdexcept>
+#include <unistd.h>
 #include <string>
 #include <vector>
 
@@ -358,6 +363,102 @@ void pinned_release(void *ctx)
     delete p;
 }
 
+/* Offloading with bf16 weights from an F32 checkpoint: the weights converted once into a
+ * BF16 safetensors file (same tensor names and shapes, in $TMPDIR, removed at the end) that
+ * every upload and every expert read then preads, as an engine serving a bf16 checkpoint
+ * reads its file. The bytes that reach the device are then file bytes of the dtype the GEMMs
+ * read, which a profiler names through the read and the copy; converting on the host between
+ * the read and the copy would leave the copied bytes without a name (and the loads uncounted). */
+class bf16_file {
+public:
+    explicit bf16_file(const mr_model *m)
+    {
+        const char *dir = getenv("TMPDIR");
+        std::string tmpl = std::string(dir && *dir ? dir : "/tmp") + "/moe-ref-bf16-XXXXXX.safetensors";
+        std::vector<char> path(tmpl.begin(), tmpl.end());
+        path.push_back(0);
+        int wfd = mkstemps(path.data(), (int)strlen(".safetensors"));
+        if (wfd < 0) throw cuda_failure(tmpl + ": cannot create the bf16 weights file: " + strerror(errno));
+        path_ = path.data();
+        std::string hdr = "{";
+        uint64_t off = 0;
+        for (int i = 0; i < m->ntensors; i++) {
+            const mr_tensor &t = m->tensors[i];
+            uint64_t bytes = t.nbytes / sizeof(float) * sizeof(__nv_bfloat16);
+            hdr += std::string(i ? "," : "") + "\"" + json_escaped(t.name) + "\":{\"dtype\":\"BF16\",\"shape\":[";
+            for (int k = 0; k < t.ndim; k++) hdr += (k ? "," : "") + std::to_string(t.shape[k]);
+            hdr += "],\"data_offsets\":[" + std::to_string(off) + "," + std::to_string(off + bytes) + "]}";
+            ents_.push_back({t.ptr, off, bytes});
+            off += bytes;
+        }
+        hdr += "}";
+        while (hdr.size() % 8) hdr += ' ';
+        base_ = 8 + hdr.size();
+        FILE *f = fdopen(wfd, "wb");
+        uint64_t hl = hdr.size();
+        unsigned char le[8];
+        for (int k = 0; k < 8; k++) le[k] = (unsigned char)(hl >> (8 * k));
+        bool ok = f && fwrite(le, 1, 8, f) == 8 && fwrite(hdr.data(), 1, hdr.size(), f) == hdr.size();
+        std::vector<__nv_bfloat16> buf;
+        for (int i = 0; i < m->ntensors && ok; i++) {
+            const float *src = static_cast<const float *>(m->tensors[i].ptr);
+            buf.resize(m->tensors[i].nbytes / sizeof(float));
+            for (size_t k = 0; k < buf.size(); k++) buf[k] = __float2bfloat16(src[k]);
+            ok = fwrite(buf.data(), sizeof(__nv_bfloat16), buf.size(), f) == buf.size();
+        }
+        if (f ? fclose(f) != 0 : (close(wfd), true)) ok = false;
+        /* opened again for reading, by name: a profiler sees a weights file opened and read */
+        if (ok) fd_ = open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+        if (!ok || fd_ < 0) {
+            unlink(path_.c_str());
+            throw cuda_failure(path_ + ": cannot write the bf16 weights file: " + strerror(errno));
+        }
+    }
+    ~bf16_file()
+    {
+        if (fd_ >= 0) close(fd_);
+        unlink(path_.c_str());
+    }
+    bf16_file(const bf16_file &) = delete;
+    bf16_file &operator=(const bf16_file &) = delete;
+
+    /* The bf16 bytes of the model tensor mapped at f32 (n elements) into dst, by pread. */
+    void read(const void *f32, void *dst, size_t n) const
+    {
+        for (const ent &e : ents_) {
+            if (e.ptr != f32) continue;
+            if (e.bytes != n * sizeof(__nv_bfloat16)) break;
+            char *p = static_cast<char *>(dst);
+            uint64_t off = base_ + e.off, left = e.bytes;
+            while (left) {
+                ssize_t r = pread(fd_, p, left, (off_t)off);
+                if (r < 0 && errno == EINTR) continue;
+                if (r <= 0) throw cuda_failure(path_ + ": read failed: " + (r < 0 ? strerror(errno) : "end of file"));
+                p += r; off += (uint64_t)r; left -= (uint64_t)r;
+            }
+            return;
+        }
+        throw cuda_failure("bf16 weights file: no tensor of " + std::to_string(n) + " elements at that address");
+    }
+
+private:
+    struct ent { const void *ptr; uint64_t off, bytes; };
+    std::string path_;
+    int fd_ = -1;
+    uint64_t base_ = 0;   /* 8 + header length: where the data section starts */
+    std::vector<ent> ents_;
+
+    static std::string json_escaped(const char *s)
+    {
+        std::string o;
+        for (; *s; s++) {
+            if (*s == '"' || *s == '\\') o += '\\';
+            o += *s;
+        }
+        return o;
+    }
+};
+
 template <typename W>
 class engine {
 public:
@@ -380,6 +481,7 @@ private:
     uint64_t budget_;
     mr_offload *off_ = nullptr;
     W *slots_ = nullptr;          /* offload: the device expert slots */
+    std::unique_ptr<bf16_file> bf16_file_;   /* offload in bf16: where uploads and loads read */
     char oerr_[512] = "";
     cublasHandle_t blas_ = nullptr;
     std::vector<void *> allocs_;
@@ -407,6 +509,10 @@ private:
     {
         if (sizeof(W) == sizeof(float)) {
             ck(cudaMemcpy(dst, src, n * sizeof(float), cudaMemcpyHostToDevice), "cudaMemcpy weights");
+        } else if (bf16_file_) {
+            std::vector<__nv_bfloat16> tmp(n);
+            bf16_file_->read(src, tmp.data(), n);
+            ck(cudaMemcpy(dst, tmp.data(), n * sizeof(W), cudaMemcpyHostToDevice), "cudaMemcpy weights");
         } else {
             std::vector<__nv_bfloat16> tmp(n);
             for (size_t i = 0; i < n; i++) tmp[i] = __float2bfloat16(src[i]);
@@ -483,17 +589,26 @@ private:
             delete p;
             throw cuda_failure("cudaHostAlloc of the experts' pinned memory failed");
         }
-        int *fds = mr_offload_open_files(m_, oerr_, sizeof oerr_);
-        std::vector<float> tmp(sizeof(W) == sizeof(float) ? 0 : per);
-        int bad = !fds;
+        /* f32: the checkpoint's own ranges; bf16: the converted file's (bf16_file) */
+        int *fds = sizeof(W) == sizeof(float) ? mr_offload_open_files(m_, oerr_, sizeof oerr_) : nullptr;
+        int bad = sizeof(W) == sizeof(float) && !fds;
         for (int l = 0; l < c_.layers && !bad; l++) {
             if (m_->lw[l].dense) continue;
             for (int x = 0; x < c_.experts && !bad; x++) {
                 W *dst = p->host + ((size_t)l * c_.experts + x) * per;
-                float *into = sizeof(W) == sizeof(float) ? (float *)(void *)dst : tmp.data();
-                bad = mr_offload_read_expert(m_, fds, l, x, into, oerr_, sizeof oerr_) != 0;
-                if (!bad && sizeof(W) != sizeof(float))
-                    for (size_t i = 0; i < per; i++) dst[i] = (W)__float2bfloat16(tmp[i]);
+                if (sizeof(W) == sizeof(float)) {
+                    bad = mr_offload_read_expert(m_, fds, l, x, (float *)(void *)dst, oerr_, sizeof oerr_) != 0;
+                    continue;
+                }
+                const mr_layer_w &w = m_->lw[l];
+                try {
+                    bf16_file_->read(w.eg[x], dst, f * d);
+                    bf16_file_->read(w.eu[x], dst + f * d, f * d);
+                    bf16_file_->read(w.ed[x], dst + 2 * f * d, d * f);
+                } catch (const cuda_failure &ex) {
+                    snprintf(oerr_, sizeof oerr_, "expert %d of layer %d: %s", x, l, ex.what());
+                    bad = 1;
+                }
             }
         }
         mr_offload_close_files(m_, fds);
@@ -656,6 +771,7 @@ void engine<W>::run(int nseq, int32_t *const *prompts, const int *plen, int gen,
                            "use fewer or shorter prompts");
     ckb(cublasCreate(&blas_), "cublasCreate");
     if (policy_ != MR_OFFLOAD_NONE && fused_) throw cuda_failure("expert offloading needs --moe loop");
+    if (policy_ != MR_OFFLOAD_NONE && sizeof(W) != sizeof(float)) bf16_file_.reset(new bf16_file(m_));
     load_weights();
     alloc_scratch(Tmax, nseq);
     if (policy_ != MR_OFFLOAD_NONE) setup_offload();

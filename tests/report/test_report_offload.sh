@@ -47,12 +47,29 @@ done
 # the pinned buffer's read). Skipped where the emulation is not built.
 EMU="$BUILD/tests/cuda/emu/libmoeref-cuda-emu.so"
 if [ ! -e "$EMU" ]; then echo "skip - CUDA offloading under the emulation (make emu)"; exit 0; fi
+# bf16: the engine converts the checkpoint once into a BF16 safetensors file and reads every
+# weight from it, so the loads are file bytes in the GEMMs' dtype (an expert's three tensors
+# read one by one into pinned memory, then one copy per expert); ondemand's output must equal
+# the bf16 engine with every expert on the device.
+mkdir -p "$tmp/t"
+cuda() { TMPDIR="$tmp/t" MOE_REF_CUDA_LIB="$EMU" MOECAP_NVML=0 "$@"; }
 for arch in mixtral qwen2_moe deepseek_v2; do
   m="$tmp/model-$arch"
-  for pol in "ondemand 25%" "swapmoe 50%"; do
-    set -- $pol; name="$arch-cuda-$1-${2%\%}" d="$tmp/$arch-cuda-$1"
-    MOE_REF_CUDA_LIB="$EMU" MOECAP_NVML=0 profile "$name" "$d" run --model "$m" --device cuda --moe loop \
-      --batch 3 --prompt-len 8 --gen 5 --expert-budget "$2" --offload "$1" || continue
-    report_vs_gt "$name" "$d" "$m" compare_offload.py
+  for dt in f32 bf16; do
+    cuda "$BUILD/bin/moe-ref" run --model "$m" --device cuda --moe loop --dtype $dt --batch 3 --prompt-len 8 --gen 5 \
+      >"$tmp/$arch-cuda-$dt-full.txt" 2>/dev/null || { echo "not ok - $arch cuda $dt: full residency run failed"; continue; }
+    for pol in "ondemand 25%" "swapmoe 50%"; do
+      set -- $pol; name="$arch-cuda-$dt-$1-${2%\%}" d="$tmp/$arch-cuda-$dt-$1"
+      cuda profile "$name" "$d" run --model "$m" --device cuda --moe loop --dtype $dt \
+        --batch 3 --prompt-len 8 --gen 5 --expert-budget "$2" --offload "$1" || continue
+      if [ "$1" = ondemand ]; then
+        if cmp -s "$tmp/$arch-cuda-$dt-full.txt" "$d/out.txt"; then echo "ok - $name: output equals full device residency"
+        else echo "not ok - $name: output differs from full device residency"; fi
+      fi
+      report_vs_gt "$name" "$d" "$m" compare_offload.py
+    done
   done
 done
+# the converted weights file lives only while the engine runs
+left=$(ls "$tmp/t" | wc -l)
+if [ "$left" = 0 ]; then echo "ok - no bf16 weights file left behind in TMPDIR"; else echo "not ok - left in TMPDIR: $(ls "$tmp/t")"; fi
