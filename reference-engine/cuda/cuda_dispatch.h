@@ -41,7 +41,12 @@ static inline int mr_cuda_dispatch(mr_model *m, int n, int32_t *const *prompts, 
         uint64_t budget;
         char perr[512];
         if (o.fused) {
-            fprintf(stderr, "moe-ref run: --offload with --device cuda needs --moe loop\n");
+            /* fused routes on the device and its grouped kernels read every expert from one
+             * [E, f, d] array: ondemand would need each layer's routing on the host (a copy and
+             * a sync per layer, the loop style) and swapmoe a top-k restricted on the device */
+            fprintf(stderr, "moe-ref run: --offload with --device cuda needs --moe loop (--moe fused routes on the "
+                    "device and reads all experts of a layer from one array, so it cannot load the routed "
+                    "experts before its kernels use them)\n");
             return 2;
         }
         if (mr_budget_bytes("moe-ref run", m, budget_arg, elt, &budget)) return 2;
