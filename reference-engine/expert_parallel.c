@@ -7,6 +7,7 @@
 #include <cblas.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <semaphore.h>
 #include <signal.h>
@@ -55,6 +56,10 @@ static void worker_main(struct mr_ep *p, int rank, pid_t parent)
     /* a coordinator that dies without telling us (crash, kill -9) takes the workers along */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(1);
+    /* the coordinator decides when workers end (a server drains on SIGINT/SIGTERM, and a
+     * terminal's Ctrl-C reaches the whole process group): they leave when told or with it */
+    signal(SIGINT, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
     const struct mr_config *c = &p->m->cfg;
     int d = c->hidden, f = c->moe_inter, E = c->experts;
     /* one BLAS thread per worker: the same arithmetic as the engine's single-threaded calls */
@@ -87,6 +92,10 @@ struct mr_ep *mr_ep_new(mr_model *m, int n, int cap_tokens, int gemv, char *err,
     const struct mr_config *c = &m->cfg;
     if (n < 1 || n > EP_MAX) { mr_set_err(err, errlen, "--expert-parallel must be 1..%d", EP_MAX); return NULL; }
     if (c->experts <= 0) { mr_set_err(err, errlen, "--expert-parallel: the model has no routed experts"); return NULL; }
+    if (cap_tokens < 1 || (long long)cap_tokens * c->top_k > INT_MAX) {
+        mr_set_err(err, errlen, "--expert-parallel: %d tokens per step cannot be exchanged", cap_tokens);
+        return NULL;
+    }
     struct mr_ep *p = calloc(1, sizeof *p);
     if (!p) { mr_set_err(err, errlen, "out of memory"); return NULL; }
     p->m = m; p->n = n;
@@ -94,7 +103,8 @@ struct mr_ep *mr_ep_new(mr_model *m, int n, int cap_tokens, int gemv, char *err,
     size_t rows = (size_t)p->cap_pairs * (size_t)c->hidden * sizeof(float);
     size_t hdr = align64(sizeof(struct ep_shared)), ints = align64((size_t)(2 * c->experts + 1) * sizeof(int));
     p->map_bytes = hdr + ints + 2 * align64(rows);
-    void *map = mmap(NULL, p->map_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    /* sized for the largest step; pages are committed only as steps touch them */
+    void *map = mmap(NULL, p->map_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (map == MAP_FAILED) {
         mr_set_err(err, errlen, "cannot map %zu bytes of shared memory: %s", p->map_bytes, strerror(errno));
         free(p);

@@ -22,6 +22,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,7 @@ struct server {
     char model_name[256];
     int port, max_batch, threads, max_conn, read_timeout_s, write_timeout_s, drain_timeout_s, mixed, quiet;
     int max_request_mib;
+    int expert_parallel;             /* --expert-parallel N worker processes, 0 = none */
     struct sv_budget budget;
     mr_model *model;
     mr_engine *eng;
@@ -81,7 +83,9 @@ static void serve_usage(FILE *f)
         "  --quiet               no per-request log lines on stderr\n"
         "  --expert-budget B     routed experts in slots of at most B bytes (or P%% of all), read\n"
         "                        from the weights file (docs/reference-engine.md)\n"
-        "  --offload ondemand|swapmoe   offloading policy with --expert-budget (default ondemand)\n");
+        "  --offload ondemand|swapmoe   offloading policy with --expert-budget (default ondemand)\n"
+        "  --expert-parallel N   N worker processes compute the routed experts (expert x in\n"
+        "                        worker x %% N), activations exchanged through shared memory\n");
 }
 
 static int parse_int(const char *opt, const char *v, int lo, int hi, int *out)
@@ -122,6 +126,7 @@ static int parse_args(int argc, char **argv, struct server *S)
         else if (!strcmp(a, "--port")) { if (parse_int(a, v, 0, 65535, &S->port)) return -1; }
         else if (!strcmp(a, "--max-batch")) { if (parse_int(a, v, 1, 4096, &S->max_batch)) return -1; }
         else if (!strcmp(a, "--threads")) { if (parse_int(a, v, 1, 1024, &S->threads)) return -1; }
+        else if (!strcmp(a, "--expert-parallel")) { if (parse_int(a, v, 1, 64, &S->expert_parallel)) return -1; }
         else if (!strcmp(a, "--max-connections")) { if (parse_int(a, v, 1, 10000, &S->max_conn)) return -1; }
         else if (!strcmp(a, "--max-request-memory")) { if (parse_int(a, v, 4, 1 << 20, &S->max_request_mib)) return -1; }
         else if (!strcmp(a, "--read-timeout")) { if (parse_int(a, v, 1, 3600, &S->read_timeout_s)) return -1; }
@@ -777,6 +782,10 @@ int mr_cmd_serve(int argc, char **argv)
     mallopt(M_ARENA_MAX, 2);
     enum mr_offload_policy policy;
     if (mr_parse_offload("moe-ref serve", S.budget_arg, S.offload_arg, &policy)) return 2;
+    if (policy != MR_OFFLOAD_NONE && S.expert_parallel) {
+        fprintf(stderr, "moe-ref serve: --expert-budget and --expert-parallel cannot be combined\n");
+        return 2;
+    }
     char err[512];
     S.model = mr_model_load(S.model_dir, err, sizeof err);
     if (!S.model) { fprintf(stderr, "moe-ref serve: %s\n", err); return 1; }
@@ -791,6 +800,17 @@ int mr_cmd_serve(int argc, char **argv)
             if (parsed) fprintf(stderr, "moe-ref serve: %s\n", err);
             mr_engine_free(S.eng); mr_model_free(S.model);
             return orc == -2 ? 2 : 1;
+        }
+    }
+    if (S.expert_parallel) {
+        /* forked here, before any thread or socket exists; the exchange is sized for the
+         * largest step the scheduler can form: --max-batch sequences of a whole context */
+        long cap = (long)S.max_batch * S.cfg->max_position, most = INT_MAX / (S.cfg->top_k > 0 ? S.cfg->top_k : 1);
+        if (cap > most) cap = most;
+        if (mr_engine_set_expert_parallel(S.eng, S.expert_parallel, (int)cap, err, sizeof err)) {
+            fprintf(stderr, "moe-ref serve: %s\n", err);
+            mr_engine_free(S.eng); mr_model_free(S.model);
+            return 1;
         }
     }
     if (S.gt_path) {

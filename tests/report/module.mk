@@ -8,7 +8,8 @@ $(TBIN)/test_report_unit: $(OBJ)/tests/report/test_report_unit.o $$(MC_LIBS)
 
 TESTS += $(TBIN)/test_report_unit tests/report/test_report_cli.sh tests/report/test_report_engine.sh \
          tests/report/test_report_torch.sh tests/report/test_cost_report.py \
-         tests/report/test_report_offload.sh tests/report/test_report_ep.sh
+         tests/report/test_report_offload.sh tests/report/test_report_ep.sh \
+         tests/report/test_report_serve_ep.py
 TEST_DEPS += $(TBIN)/test_report_unit $(BIN)/moecap
 
 # GPU attribution on synthetic moe-ref-CUDA-shaped traces (device naming, bf16 element size, top-k taps)
