@@ -59,7 +59,8 @@ static void usage(FILE *o)
         "                   perfetto: report.perfetto.json, a timeline for ui.perfetto.dev\n"
         "  --perfetto-max N events per kind (GEMMs, layers, kernels, counters) drawn one by\n"
         "                   one in the timeline before aggregating (default 200000)\n"
-        "  --devices N      devices in the utilisation denominators (default 1)\n"
+        "  --devices N      devices in the utilisation denominators (default: those the trace's\n"
+        "                   GEMMs ran on: GPUs, or one per host for CPU GEMMs)\n"
         "  --lm-eval FILE   add accuracy from an lm-evaluation-harness results JSON\n"
         "  --quiet          no progress on stderr\n"
         "  --no-names       ignore tensor names (attribute by shape and position only; a check)\n");
@@ -80,7 +81,7 @@ struct report_opts {
 /* Returns -1 to go on, else the exit status (0 for --help, 2 for a usage error). */
 static int parse_args(int argc, char **argv, struct report_opts *o)
 {
-    *o = (struct report_opts){.formats = "json,md,html", .devices = 1, .perfetto_max = MC_PERFETTO_DEFAULT_MAX_EVENTS};
+    *o = (struct report_opts){.formats = "json,md,html", .devices = 0, .perfetto_max = MC_PERFETTO_DEFAULT_MAX_EVENTS};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int cost_opt = mc_cost_report_option(&o->cost, argc, argv, &i);
@@ -93,7 +94,7 @@ static int parse_args(int argc, char **argv, struct report_opts *o)
         else if (i + 1 < argc && !strcmp(a, "--hw")) o->hw_spec = argv[++i];
         else if (i + 1 < argc && !strcmp(a, "--out")) o->out_dir = argv[++i];
         else if (i + 1 < argc && !strcmp(a, "--format")) o->formats = argv[++i];
-        else if (i + 1 < argc && !strcmp(a, "--devices")) o->devices = atoi(argv[++i]);
+        else if (i + 1 < argc && !strcmp(a, "--devices")) { o->devices = atoi(argv[++i]); if (o->devices < 1) o->devices = -1; }
         else if (i + 1 < argc && !strcmp(a, "--lm-eval")) o->lmeval_path = argv[++i];
         else if (i + 1 < argc && !strcmp(a, "--perfetto-max")) o->perfetto_max = atoll(argv[++i]);
         else if (a[0] == '-') { fprintf(stderr, "moecap report: unknown or incomplete option '%s'\n", a); usage(stderr); return 2; }
@@ -105,7 +106,7 @@ static int parse_args(int argc, char **argv, struct report_opts *o)
         usage(stderr);
         return 2;
     }
-    if (o->devices < 1) { fprintf(stderr, "moecap report: --devices must be >= 1\n"); return 2; }
+    if (o->devices < 0) { fprintf(stderr, "moecap report: --devices must be >= 1\n"); return 2; }
     if (o->perfetto_max < 1) { fprintf(stderr, "moecap report: --perfetto-max must be >= 1\n"); return 2; }
     if (!o->out_dir) o->out_dir = o->run_dir;
     return -1;
@@ -126,6 +127,7 @@ struct report_run {
     struct report_doc doc;
     struct mc_cost_report *cost;
     struct mc_perfetto *timeline;   /* --format perfetto */
+    struct report_devices devices;  /* what the GEMMs ran on (the denominators' default) */
 };
 
 static void run_free(struct report_run *r)
@@ -157,8 +159,7 @@ static int load_inputs(struct report_run *r, const struct report_opts *o)
         mc_model_free(&r->model);   /* drops the safetensors tables only */
         r->model.weight_dtype = dt; r->model.elt = elt;
     }
-    if (mc_hw_load(o->hw_spec, &r->hw, err, sizeof err) != 0 ||
-        !(r->cost = mc_cost_report_new(&o->cost, &r->hw, o->devices, err, sizeof err))) {
+    if (mc_hw_load(o->hw_spec, &r->hw, err, sizeof err) != 0) {
         fprintf(stderr, "moecap report: %s\n", err);
         return -1;
     }
@@ -262,17 +263,24 @@ static int run_report(struct report_run *r, const struct report_opts *o)
 {
     r->notes = cJSON_CreateArray();
     if (!r->notes || load_inputs(r, o) != 0) return -1;
-    if (report_steps_init(&r->steps, &r->model, &r->hw, o->devices) != 0) {
-        fprintf(stderr, "moecap report: cannot create a temporary file: %s\n", strerror(errno));
-        return -1;
-    }
     r->at = mc_attrib_new(&r->model, report_on_step, &r->steps);
     if (!r->at) { fprintf(stderr, "moecap report: out of memory\n"); return -1; }
     if (r->model.from_gguf && !(r->ga = mc_ggml_attrib_new(&r->model, report_on_step, &r->steps))) {
         fprintf(stderr, "moecap report: out of memory\n");
         return -1;
     }
-    report_collect_names(r->at, o->run_dir, r->names, r->nn, o->no_names);
+    report_collect_names(r->at, o->run_dir, r->names, r->nn, o->no_names, &r->devices);
+    /* the denominators' devices: what the GEMMs ran on, unless --devices says */
+    int devices = report_devices_choose(&r->devices, o->devices);
+    char err[1024];
+    if (!(r->cost = mc_cost_report_new(&o->cost, &r->hw, devices, err, sizeof err))) {
+        fprintf(stderr, "moecap report: %s\n", err);
+        return -1;
+    }
+    if (report_steps_init(&r->steps, &r->model, &r->hw, devices) != 0) {
+        fprintf(stderr, "moecap report: cannot create a temporary file: %s\n", strerror(errno));
+        return -1;
+    }
     {   /* offload traffic: routed experts read into memory (docs/attribution.md §7) */
         size_t n_loads = 0;
         struct mc_expert_load *loads = mc_attrib_expert_loads(r->at, &n_loads);
@@ -280,7 +288,6 @@ static int run_report(struct report_run *r, const struct report_opts *o)
         r->steps.ep = mc_ep_view_new(&r->model);
     }
 
-    char err[1024];
     int failed;
     r->timeline = mc_perfetto_for_report(o->formats, o->out_dir, (uint64_t)o->perfetto_max, r->at, &failed, err, sizeof err);
     if (failed) { fprintf(stderr, "moecap report: %s\n", err); return -1; }
@@ -295,7 +302,7 @@ static int run_report(struct report_run *r, const struct report_opts *o)
 
     struct report_doc_input in = {
         .run_dir = o->run_dir, .trace_files = r->names, .n_trace_files = r->nn, .replay = &r->replay,
-        .attrib = &ast, .model = &r->model, .hw = &r->hw, .devices = o->devices, .steps = &r->steps,
+        .attrib = &ast, .model = &r->model, .hw = &r->hw, .devices = devices, .device_census = &r->devices, .steps = &r->steps,
         .lmeval_path = o->lmeval_path, .notes = r->notes,
         .step_summaries = strstr(o->formats, "md") || strstr(o->formats, "html"), .cost = r->cost};
     int brc = report_doc_build(&r->doc, &in, err, sizeof err);

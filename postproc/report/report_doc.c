@@ -120,6 +120,7 @@ int report_doc_build(struct report_doc *doc, struct report_doc_input *in, char *
     add_run(root, in);
     report_model_json(root, in->model);
     report_hardware_json(root, in->hw, in->devices, r->compute_key, r->peak);
+    if (in->device_census) report_devices_json(in->device_census, cJSON_GetObjectItemCaseSensitive(root, "hardware"));
     cJSON *agg = report_aggregate_json(r);
     add_gpu_kernels(agg, &in->replay->kernels, r);
     cJSON_AddItemToObject(root, "aggregate", agg);

@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 
 #include "report/report_cost.h"
+#include "report/report_devices.h"
 #include "hw/hw_profile.h"
 #include "report/attrib.h"
 #include "report/model.h"
@@ -32,6 +33,7 @@ struct report_doc_input {
     const struct mc_model *model;
     const struct mc_hw *hw;
     int devices;
+    const struct report_devices *device_census;   /* where devices came from (NULL: not said) */
     const struct report_steps *steps;
     const char *lmeval_path;        /* NULL: no accuracy section */
     cJSON *notes;

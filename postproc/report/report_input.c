@@ -32,7 +32,8 @@ void report_cursor_advance(struct report_cursor *c)
  * thread's ring may be written after all of the scheduler's GEMMs), so a single pass would
  * classify GEMMs by shape alone before their weights could be named. Costs one more read of
  * the files; the main pass then skips these records. */
-void report_collect_names(struct mc_attrib *at, const char *run_dir, char **names, size_t nn, int no_names)
+void report_collect_names(struct mc_attrib *at, const char *run_dir, char **names, size_t nn, int no_names,
+                          struct report_devices *dev)
 {
     for (size_t i = 0; i < nn; i++) {
         char p[4096], err[256];
@@ -41,9 +42,17 @@ void report_collect_names(struct mc_attrib *at, const char *run_dir, char **name
         if (!t) continue;   /* the main pass reports it */
         struct mc_trace_rec rec;
         int32_t pid = (int32_t)i;   /* as the main pass: until the process record says */
+        uint32_t host_str = 0;   /* resolved at use: the string may follow the process record */
+        int32_t last_dev = INT32_MIN, last_pid = 0;   /* the census needs each (process, device) once */
         while (mc_trace_next(t, &rec) == MC_TRACE_RECORD) {
-            if (rec.type == MC_REC_PROCESS) {
+            if (rec.type == MC_REC_GEMM) {
+                if (dev && (rec.u.gemm.device != last_dev || pid != last_pid)) {
+                    last_dev = rec.u.gemm.device; last_pid = pid;
+                    report_devices_gemm(dev, host_str ? mc_trace_str(t, host_str) : NULL, pid, last_dev < 0 ? -1 : last_dev);
+                }
+            } else if (rec.type == MC_REC_PROCESS) {
                 pid = rec.u.process.pid;
+                host_str = rec.u.process.host_str;
                 mc_attrib_process(at, pid, rec.u.process.ppid);
             } else if (rec.type == MC_REC_TENSOR && !no_names) {
                 const struct mc_rec_tensor *x = &rec.u.tensor;

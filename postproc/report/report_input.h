@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "report/attrib.h"
+#include "report/report_devices.h"
 #include "trace/trace_reader.h"
 
 struct report_cursor {
@@ -26,7 +27,9 @@ struct report_cursor {
 int report_list_traces(const char *run_dir, char ***names, size_t *n);
 /* Reads the cursor's next record and its merge key (untimed records keep their file's order). */
 void report_cursor_advance(struct report_cursor *c);
-/* The first pass over every file (see above); ends with mc_attrib_names_done. */
-void report_collect_names(struct mc_attrib *at, const char *run_dir, char **names, size_t nn, int no_names);
+/* The first pass over every file (see above); ends with mc_attrib_names_done. Also counts
+ * the devices the GEMMs ran on into dev (report_devices.h). */
+void report_collect_names(struct mc_attrib *at, const char *run_dir, char **names, size_t nn, int no_names,
+                          struct report_devices *dev);
 
 #endif

@@ -6,7 +6,9 @@ usage: compare_ep.py GT.jsonl REPORT.json NAME
 Exact per step, per worker process (matched by pid): activated experts, routed expert
 weight bytes, FLOPs, GEMM calls; activation bytes exchanged; over the run the per-process
 heatmap equals the tokens per expert of the experts that process owns (expert % N == rank);
-the run's class includes PA. Prints one ok / not ok line."""
+the run's class includes PA; the utilisation denominators' devices come from the trace: the
+N + 1 processes ran CPU GEMMs on one host, which is one CPU (hardware.devices 1). Prints one
+ok / not ok line."""
 import os, sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -49,6 +51,12 @@ def main():
                 want = heat.get((r, moe_layers[li], x), 0) if x % n == r else 0
                 if t != want:
                     bad.append('heatmap rank %d layer %d expert %d: gt %d report %d' % (r, moe_layers[li], x, want, t))
+    hw = rep.get('hardware', {})
+    seen = hw.get('devices_seen', {})
+    if (hw.get('devices'), hw.get('devices_from'), seen.get('cpu_hosts'), seen.get('cpu_processes'), seen.get('gpus')) != \
+            (1, 'trace', 1, n + 1, 0):
+        bad.append('devices: %r from %r, seen %r (want 1 CPU from the trace, %d processes)'
+                   % (hw.get('devices'), hw.get('devices_from'), seen, n + 1))
     if 'PA' not in rep.get('system_class', {}).get('classes', []):
         bad.append('class: %r' % rep.get('system_class'))
     verdict(bad, '%s: per-process experts, bytes, FLOPs, calls, bytes exchanged, heatmaps exact; class PA (%d steps, %d workers)'

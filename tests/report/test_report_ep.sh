@@ -26,5 +26,22 @@ for arch in mixtral qwen2_moe deepseek_v2; do
     [ "$files" = $((n + 1)) ] && echo "ok - $name: $files trace files (coordinator + $n workers)" ||
       echo "not ok - $name: $files trace files, expected $((n + 1))"
     report_vs_gt "$name" "$d" "$m" compare_ep.py
+    # --devices N overrides the trace's count: S-MBU by hand = ground-truth bytes / the
+    # report's step time / (N x the test profile's 10 GB/s)
+    if "$BUILD/bin/moecap" report "$d/run" --model "$m" --hw $hw --format json --quiet --devices $n --out "$d/dev" 2>/dev/null; then
+      $PY - "$d/gt.jsonl" "$d/dev/report.json" $n "$name" <<'PYEOF'
+import json, sys
+gt = [json.loads(l) for l in open(sys.argv[1])]
+rep = json.load(open(sys.argv[2]))
+n, name = int(sys.argv[3]), sys.argv[4]
+bad = [(g['step'], s['s_mbu'], g['bytes']['total'] / (s['wall_ns'] / 1e9) / (n * 1e10))
+       for g, s in zip(gt, rep['steps'])]
+bad = [b for b in bad if abs(b[1] - b[2]) > 1e-8 * b[2]]
+ok = not bad and len(gt) == len(rep['steps']) and rep['hardware']['devices'] == n and \
+    rep['hardware']['devices_from'] == '--devices'
+print('%s - %s --devices %d: S-MBU of %d steps = bytes / time / (%d x bandwidth)%s'
+      % ('ok' if ok else 'not ok', name, n, len(gt), n, '' if ok else ' %r %r' % (bad[:3], rep['hardware'])))
+PYEOF
+    else echo "not ok - $name --devices $n: moecap report failed"; fi
   done
 done

@@ -12,10 +12,13 @@
  *       an anonymous copy: step 2 falls back to the device-range rule (slice = expert id);
  *   1c+2  bf16 loop: anonymous uploads (host-converted), bf16 GemmEx on an F32 file: expert
  *       ids by the E x per-expert-bytes range rule, 2-byte weights / norms / embedding / KV;
+ *   2gpu  1a with layer 1's GEMMs on a second GPU: the denominators count the 2 devices the
+ *       GEMMs ran on (S-MBU = bytes / time / (2 x bandwidth)), `--devices 1` overrides;
  *   3   bf16 fused: no expert GEMMs; MC_REC_TOPK_TAP counts joined through the CUPTI API
  *       record of their correlation id (written late, after all GEMMs) or, without one, by
  *       arrival time; router-logit taps of two layers, one agreeing, one not.
  * Usage: test_report_gpu (needs $BUILD/bin/moecap). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,9 +53,11 @@ static const uint64_t HOST = 0x7f0000000000ull, ANON = 0x5500000000ull, DEV = 0x
 
 enum mode { M_1A, M_1B, M_BF16, M_FUSED };
 static uint64_t ROUTER_T[NSTEP][L];   /* router GEMM launch times of the last trace written */
+static int g_layer1_device;   /* GPU of layer 1's GEMMs (0, or 1 in the two-GPU case) */
 struct gen {
     struct mc_synth *w;
     enum mode mode;
+    int gemm_device;
     uint64_t t, corr, fsize, dnext;
     uint32_t path;
     /* file offsets and device addresses per weight */
@@ -147,7 +152,7 @@ static void gemm(struct gen *g, uint64_t w, int64_t out, int64_t tokens, int64_t
     r.t_begin_ns = tick(g, 1000); r.t_end_ns = r.t_begin_ns + 1000;
     r.m = out; r.n = tokens; r.k = in; r.lda = in; r.ldb = in; r.ldc = out; r.batch = 1;
     r.a = w; r.b = DEV + 0x100000000ull; r.c = DEV + 0x200000000ull; r.stream = 0x1234;
-    r.tid = TID; r.device = 0;
+    r.tid = TID; r.device = g->gemm_device;
     r.api = g->elt == 4 ? MC_API_CUBLAS_SGEMM : MC_API_CUBLAS_GEMM_EX;
     r.dtype_a = r.dtype_b = g->elt == 4 ? MC_DT_F32 : MC_DT_BF16;
     r.dtype_c = MC_DT_F32; r.dtype_compute = MC_DT_F32;
@@ -274,6 +279,7 @@ static int write_case(const char *dir, enum mode mode)
         }
         copy_rec(&g, ANON, DEV + 0x300000000ull, (uint64_t)T * 4, MC_COPY_H2D);   /* token upload */
         for (int l = 0; l < L; l++) {
+            g.gemm_device = l == 1 ? g_layer1_device : 0;
             gemm(&g, g.d_q[l], H * HD, T, D);
             gemm(&g, g.d_k[l], HK * HD, T, D);
             gemm(&g, g.d_v[l], HK * HD, T, D);
@@ -300,6 +306,7 @@ static int write_case(const char *dir, enum mode mode)
                 gemm(&g, g.d_e[l][2] + x * per, D, rt[x], F);
             }
         }
+        g.gemm_device = 0;
         gemm(&g, g.d_lm, V, STEP_B, D);
         copy_rec(&g, DEV + 0x200000000ull, ANON, (uint64_t)STEP_B * V * 4, MC_COPY_D2H);   /* logits: ends the step */
     }
@@ -405,6 +412,45 @@ static void check_steps(const cJSON *rep, enum mode mode, const char *label)
     }
 }
 
+/* S-MBU of every step by hand: bytes.total / (wall_ns / 1e9) / (devices x 1e10 B/s, the
+ * test profile's bandwidth), with the devices the GEMMs ran on; then --devices 1 overrides. */
+static void check_smbu(const cJSON *rep, int devices, const char *label)
+{
+    const cJSON *st;
+    int n = 0, bad = 0;
+    cJSON_ArrayForEach(st, cJSON_GetObjectItemCaseSensitive(rep, "steps")) {
+        double want = num(st, "bytes.total") / (num(st, "wall_ns") / 1e9) / (devices * 1e10), got = num(st, "s_mbu");
+        if (!(fabs(got - want) <= 1e-8 * want)) {   /* report.json prints 9-10 digits */
+            printf("# %s step %d: s_mbu %.12g, by hand %.12g\n", label, n, got, want);
+            bad++;
+        }
+        n++;
+    }
+    MC_CHECK(n == NSTEP && !bad, "%s: S-MBU of %d steps = bytes / time / (%d x bandwidth)", label, n, devices);
+}
+
+static void check_devices(const cJSON *rep, const char *dir, const char *label)
+{
+    int want = g_layer1_device ? 2 : 1;
+    const cJSON *hw = cJSON_GetObjectItemCaseSensitive(rep, "hardware");
+    const char *from = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(hw, "devices_from"));
+    MC_CHECK(num(hw, "devices") == want && from && !strcmp(from, "trace") && num(hw, "devices_seen.gpus") == want,
+             "%s: %g device(s) from %s, %g GPUs seen (want %d from the trace)", label, num(hw, "devices"), from ? from : "?",
+             num(hw, "devices_seen.gpus"), want);
+    check_smbu(rep, want, label);
+    if (!g_layer1_device) return;
+    cJSON *one = load_report(dir, "--devices 1");
+    MC_CHECK(one != NULL, "%s --devices 1: report failed", label);
+    if (!one) return;
+    const char *f1 = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(one, "hardware"), "devices_from"));
+    MC_CHECK(num(one, "hardware.devices") == 1 && f1 && !strcmp(f1, "--devices"), "%s --devices 1: %g device(s) from %s",
+             label, num(one, "hardware.devices"), f1 ? f1 : "?");
+    char l1[200];
+    snprintf(l1, sizeof l1, "%s --devices 1", label);
+    check_smbu(one, 1, l1);
+    cJSON_Delete(one);
+}
+
 static int has_note(const cJSON *rep, const char *needle)
 {
     const cJSON *n;
@@ -445,6 +491,7 @@ static void run_case(const char *tmp, enum mode mode, const char *label)
     if (!rep) return;
     int fails = mc_test_failures;
     check_steps(rep, mode, label);
+    check_devices(rep, dir, label);
     const char *ids = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(rep, "expert_load"), "expert_ids"));
     MC_CHECK(ids && !strcmp(ids, "exact"), "%s: expert ids %s", label, ids ? ids : "?");
     /* which rule named the weights: 5 dense + 3 x E expert slices per layer, + lm_head */
@@ -528,6 +575,9 @@ int main(void)
     if (!mkdtemp(tmp)) { printf("not ok - mkdtemp\n"); return 1; }
     run_case(tmp, M_1A, "loop-f32-device-file-maps");
     run_case(tmp, M_1B, "loop-f32-h2d-join-and-reuse");
+    g_layer1_device = 1;
+    run_case(tmp, M_1A, "loop-f32-two-gpus");
+    g_layer1_device = 0;
     run_case(tmp, M_BF16, "loop-bf16-device-ranges");
     run_case(tmp, M_FUSED, "fused-bf16");
     char cmd[600];
