@@ -7,32 +7,47 @@
 # parallelism, N = 2 two workers that can at best use both cores for the experts while the
 # coordinator waits (it computes nothing meanwhile) — and the cores are shared with other load.
 #
-# usage: bench/expert-parallel.sh [--gen N] [--out FILE]   (default bench/results/expert-parallel.md)
+# usage: bench/expert-parallel.sh [--gen N] [--reps R] [--out FILE]   (default bench/results/expert-parallel.md)
+# Timed figures are medians of R runs per configuration (default 3; rounds interleave the
+# configurations). One command on an idle machine: bench/expert-parallel.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD="${BUILD:-build}"
-gen=32; out=bench/results/expert-parallel.md
+gen=32; reps=3; out=bench/results/expert-parallel.md
 while [ $# -gt 0 ]; do
   case "$1" in
     --gen) gen="$2"; shift 2 ;;
+    --reps) reps="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
-    *) echo "usage: $0 [--gen N] [--out FILE]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--gen N] [--reps R] [--out FILE]" >&2; exit 2 ;;
   esac
 done
 work=$(mktemp -d /tmp/moecap-ep.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 source bench/cap-model.sh
+for r in $(seq "$reps"); do
+  for batch in 1 8; do
+    for n in 0 1 2; do
+      d="$work/b$batch-n$n"; ep=(); [ "$n" = 0 ] || ep=(--expert-parallel "$n")
+      LD_PRELOAD="$PRE" MOECAP_OUT="$d/run$r" "$BUILD/bin/moe-ref" run --model "$model" --batch "$batch" \
+        --prompt-len 16 --gen "$gen" --gemv "${ep[@]}" >"$d.out$r"
+      "$BUILD/bin/moecap" report "$d/run$r" --model "$model" --hw "$work/hw.json" --format json --quiet
+    done
+  done
+done
 rows=()
 for batch in 1 8; do
   for n in 0 1 2; do
-    d="$work/b$batch-n$n"; ep=(); [ "$n" = 0 ] || ep=(--expert-parallel "$n")
-    LD_PRELOAD="$PRE" MOECAP_OUT="$d/run" "$BUILD/bin/moe-ref" run --model "$model" --batch "$batch" \
-      --prompt-len 16 --gen "$gen" --gemv "${ep[@]}" >"$d.out"
-    "$BUILD/bin/moecap" report "$d/run" --model "$model" --hw "$work/hw.json" --format json --quiet
-    same=yes; [ "$n" = 0 ] || cmp -s "$work/b$batch-n0.out" "$d.out" || same=NO
-    rows+=("$(python3 - "$d/run/report.json" "$batch" "$n" "$same" <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1])); dec = r['aggregate']['decode']
+    d="$work/b$batch-n$n"
+    same=yes
+    for r in $(seq "$reps"); do [ "$n" = 0 ] || cmp -s "$work/b$batch-n0.out1" "$d.out$r" || same=NO; done
+    rows+=("$(python3 - "$d" "$batch" "$n" "$same" "$reps" <<'PY'
+import json, statistics, sys
+reps = [json.load(open('%s/run%d/report.json' % (sys.argv[1], k))) for k in range(1, int(sys.argv[5]) + 1)]
+r = reps[0]
+dec = {'tokens': 1, 'time_s': statistics.median(x['aggregate']['decode']['time_s'] / x['aggregate']['decode']['tokens']
+                                                  for x in reps),
+       's_mbu': statistics.median(x['aggregate']['decode']['s_mbu'] for x in reps)}
 ep = r.get('expert_parallel', {})
 steps = [s for s in r['steps'] if s['kind'] == 'decode']
 comm = sum(s.get('expert_parallel', {}).get('comm_bytes', 0) for s in steps) / max(1, len(steps))
@@ -47,10 +62,10 @@ mkdir -p "$(dirname "$out")"
 {
   echo "# Expert parallelism on moe-ref (bench/expert-parallel.sh)"
   echo
-  echo "- command: \`bench/expert-parallel.sh --gen $gen\`"
-  echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), shared with other jobs; load average before $load_before, after $load_after"
+  echo "- command: \`bench/expert-parallel.sh --gen $gen --reps $reps\`"
+  echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); load average before $load_before, after $load_after"
   echo "- model: \`moe-ref gen ${gen_args[*]}\`, --gemv, $gen tokens after 16-token prompts; S-MBU against \`moecap hwprobe --threads 1\` triad bandwidth (one device: the workers share the memory system)"
-  echo "- what it measures here: N = 1 is the cost of the exchange alone (copies into shared memory, semaphore wake-ups, no parallelism); N = 2 lets two workers compute experts on the two cores while the coordinator waits. With the machine loaded by other jobs, differences of tens of per cent are within noise."
+  echo "- what it measures here: N = 1 is the cost of the exchange alone (copies into shared memory, semaphore wake-ups, no parallelism); N = 2 lets two workers compute experts on the two cores while the coordinator waits. Decode tok/s and S-MBU: medians of $reps runs (rounds interleaved); with the machine loaded by other jobs, differences of tens of per cent are within noise."
   echo
   echo "| batch | workers | decode tok/s | decode S-MBU | KiB exchanged / decode step | processes computing experts | ids equal one process |"
   echo "| --- | --- | --- | --- | --- | --- | --- |"
