@@ -11,12 +11,11 @@ server and the engine's exact ground truth. For mixtral, qwen2_moe and deepseek_
     per-process heatmap exact, class PA (compare_ep.py);
   - --expert-parallel with --expert-budget: exit 2 before listening.
 """
-import glob, json, os, signal, subprocess, sys, tempfile, threading, time, urllib.request, shutil
+import glob, json, os, signal, subprocess, sys, tempfile, threading, urllib.request
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from preload import preload_env  # noqa: E402
+from tap import BUILD, ROOT, check, finish, wait_port  # noqa: E402
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
-BUILD = os.environ.get("BUILD", "build")
 B = lambda *p: os.path.join(ROOT, BUILD, *p)
 HERE = os.path.dirname(os.path.abspath(__file__))
 DIMS = "--hidden 128 --moe-intermediate 64 --intermediate 256 --heads 4 --kv-heads 2 --vocab 300 --layers 3 " \
@@ -24,17 +23,6 @@ DIMS = "--hidden 128 --moe-intermediate 64 --intermediate 256 --heads 4 --kv-hea
 # one length (the byte-level tokenizer: one token per byte): the report infers each sequence's
 # context from the step's token count, exact unless a prefill is ragged (docs/attribution.md §5)
 PROMPTS = ["The capital of %s is" % w for w in ("Ghana", "Spain", "Japan", "Kenya", "Chile", "Nepal")]
-FAILS = []
-
-
-def check(cond, name, detail=""):
-    print(("ok - " if cond else "not ok - ") + name)
-    if not cond:
-        if detail != "":
-            print("# " + str(detail)[:1500].replace("\n", "\n# "))
-        FAILS.append(name)
-    sys.stdout.flush()
-    return cond
 
 
 def serve(model, tmp, tag, extra, env):
@@ -46,11 +34,7 @@ def serve(model, tmp, tag, extra, env):
                                 "--max-batch", "4", "--quiet"] + extra, stdout=subprocess.DEVNULL, stderr=lf, env=env)
     out = {}
     try:
-        for _ in range(600):
-            if os.path.exists(portf) or srv.poll() is not None:
-                break
-            time.sleep(0.05)
-        port = int(open(portf).read()) if os.path.exists(portf) else None
+        port = wait_port(portf, srv, 30)
 
         def one(i):
             body = json.dumps({"model": os.path.basename(model), "prompt": PROMPTS[i], "max_tokens": 6, "temperature": 0}).encode()
@@ -96,43 +80,45 @@ def main():
             print("skip - serve --expert-parallel (%s not built)" % p)
             return 0
     tmp = tempfile.mkdtemp(prefix="mc-serve-ep.")
-    try:
-        for arch in ("mixtral", "qwen2_moe", "deepseek_v2"):
-            model = os.path.join(tmp, "model-" + arch)
-            subprocess.run([B("bin", "moe-ref"), "gen", "--arch", arch, "--out", model] + DIMS, check=True,
-                           stdout=subprocess.DEVNULL)
-            plain, rc1, log1 = serve(model, tmp, arch + "-plain", [], dict(os.environ))
-            d = os.path.join(tmp, arch + "-ep2")
-            os.makedirs(d)
-            gt, run = os.path.join(d, "gt.jsonl"), os.path.join(d, "run")
-            env = preload_env(shim, dict(os.environ, MOECAP_OUT=run))
-            ep, rc2, log2 = serve(model, tmp, arch + "-ep2", ["--expert-parallel", "2", "--ground-truth", gt], env)
-            ok = rc1 == 0 and rc2 == 0 and len(plain) == len(PROMPTS) and \
-                all(not v.startswith("error") for v in plain.values())
-            check(ok and plain == ep, "%s: serve --expert-parallel 2 completions equal single-process serve's "
-                  "(%d concurrent requests)" % (arch, len(PROMPTS)),
-                  "rc %s %s\nplain %s\nep %s\n%s\n%s" % (rc1, rc2, plain, ep, log1[-600:], log2[-600:]))
-            traces = glob.glob(os.path.join(run, "*.mct"))
-            check(len(traces) == 3, "%s: 3 trace files (server + 2 workers)" % arch, traces)
-            rep = subprocess.run([B("bin", "moecap"), "report", run, "--model", model, "--hw",
-                                  os.path.join(HERE, "hw-test.json"), "--format", "json", "--quiet"],
-                                 capture_output=True, text=True)
-            if not check(rep.returncode == 0, "%s: moecap report of the expert-parallel server" % arch, rep.stderr):
-                continue
-            report = os.path.join(run, "report.json")
-            steps = [json.loads(x) for x in open(gt)]
-            check(any(s["tokens"] > 1 and s["expert_parallel"]["processes"] == 2 for s in steps),
-                  "%s: ground truth has multi-token expert-parallel steps (%d steps)" % (arch, len(steps)))
-            tap([sys.executable, os.path.join(HERE, "compare_gt.py"), gt, report, arch + "-serve-ep2", "--no-time"])
-            tap([sys.executable, os.path.join(HERE, "compare_ep.py"), gt, report, arch + "-serve-ep2"])
-        model = os.path.join(tmp, "model-mixtral")
-        p = subprocess.run([B("bin", "moe-ref"), "serve", "--model", model, "--port", "0", "--expert-parallel", "2",
-                            "--expert-budget", "50%"], capture_output=True, text=True, timeout=60)
-        check(p.returncode == 2 and "cannot be combined" in p.stderr,
-              "serve --expert-parallel with --expert-budget: exit 2 before listening", (p.returncode, p.stderr))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return 1 if FAILS else 0
+    for arch in ("mixtral", "qwen2_moe", "deepseek_v2"):
+        one_arch(shim, tmp, arch)
+    model = os.path.join(tmp, "model-mixtral")
+    p = subprocess.run([B("bin", "moe-ref"), "serve", "--model", model, "--port", "0", "--expert-parallel", "2",
+                        "--expert-budget", "50%"], capture_output=True, text=True, timeout=60)
+    check(p.returncode == 2 and "cannot be combined" in p.stderr,
+          "serve --expert-parallel with --expert-budget: exit 2 before listening", (p.returncode, p.stderr))
+    return finish(tmp)
+
+
+def one_arch(shim, tmp, arch):
+    """One architecture: plain vs expert-parallel server, then the report of the latter."""
+    model = os.path.join(tmp, "model-" + arch)
+    subprocess.run([B("bin", "moe-ref"), "gen", "--arch", arch, "--out", model] + DIMS, check=True,
+                   stdout=subprocess.DEVNULL)
+    plain, rc1, log1 = serve(model, tmp, arch + "-plain", [], dict(os.environ))
+    d = os.path.join(tmp, arch + "-ep2")
+    os.makedirs(d)
+    gt, run = os.path.join(d, "gt.jsonl"), os.path.join(d, "run")
+    env = preload_env(shim, dict(os.environ, MOECAP_OUT=run))
+    ep, rc2, log2 = serve(model, tmp, arch + "-ep2", ["--expert-parallel", "2", "--ground-truth", gt], env)
+    ok = rc1 == 0 and rc2 == 0 and len(plain) == len(PROMPTS) and \
+        all(not v.startswith("error") for v in plain.values())
+    check(ok and plain == ep, "%s: serve --expert-parallel 2 completions equal single-process serve's "
+          "(%d concurrent requests)" % (arch, len(PROMPTS)),
+          "rc %s %s\nplain %s\nep %s\n%s\n%s" % (rc1, rc2, plain, ep, log1[-600:], log2[-600:]))
+    traces = glob.glob(os.path.join(run, "*.mct"))
+    check(len(traces) == 3, "%s: 3 trace files (server + 2 workers)" % arch, traces)
+    rep = subprocess.run([B("bin", "moecap"), "report", run, "--model", model, "--hw",
+                          os.path.join(HERE, "hw-test.json"), "--format", "json", "--quiet"],
+                         capture_output=True, text=True)
+    if not check(rep.returncode == 0, "%s: moecap report of the expert-parallel server" % arch, rep.stderr):
+        return
+    report = os.path.join(run, "report.json")
+    steps = [json.loads(x) for x in open(gt)]
+    check(any(s["tokens"] > 1 and s["expert_parallel"]["processes"] == 2 for s in steps),
+          "%s: ground truth has multi-token expert-parallel steps (%d steps)" % (arch, len(steps)))
+    tap([sys.executable, os.path.join(HERE, "compare_gt.py"), gt, report, arch + "-serve-ep2", "--no-time"])
+    tap([sys.executable, os.path.join(HERE, "compare_ep.py"), gt, report, arch + "-serve-ep2"])
 
 
 if __name__ == "__main__":
