@@ -364,7 +364,8 @@ void pinned_release(void *ctx)
 }
 
 /* Offloading with bf16 weights from an F32 checkpoint: the weights converted once into a
- * BF16 safetensors file (same tensor names and shapes, in $TMPDIR, removed at the end) that
+ * BF16 safetensors file (same tensor names and shapes, in $TMPDIR; unlinked as soon as it is
+ * open for reading, so nothing is left behind even if the process is killed) that
  * every upload and every expert read then preads, as an engine serving a bf16 checkpoint
  * reads its file. The bytes that reach the device are then file bytes of the dtype the GEMMs
  * read, which a profiler names through the read and the copy; converting on the host between
@@ -409,15 +410,13 @@ public:
         if (f ? fclose(f) != 0 : (close(wfd), true)) ok = false;
         /* opened again for reading, by name: a profiler sees a weights file opened and read */
         if (ok) fd_ = open(path_.c_str(), O_RDONLY | O_CLOEXEC);
-        if (!ok || fd_ < 0) {
-            unlink(path_.c_str());
-            throw cuda_failure(path_ + ": cannot write the bf16 weights file: " + strerror(errno));
-        }
+        int saved = errno;
+        unlink(path_.c_str());
+        if (!ok || fd_ < 0) throw cuda_failure(path_ + ": cannot write the bf16 weights file: " + strerror(saved));
     }
     ~bf16_file()
     {
         if (fd_ >= 0) close(fd_);
-        unlink(path_.c_str());
     }
     bf16_file(const bf16_file &) = delete;
     bf16_file &operator=(const bf16_file &) = delete;
