@@ -62,7 +62,7 @@ void mc_cost_params_from_profile(struct mc_cost_params *p, const cJSON *profile,
         }
     }
     p->v[MC_CP_DEVICES] = devices;
-    snprintf(p->source[MC_CP_DEVICES], sizeof p->source[MC_CP_DEVICES], "--devices");
+    snprintf(p->source[MC_CP_DEVICES], sizeof p->source[MC_CP_DEVICES], "the report's devices (--devices, else those the trace's GEMMs ran on)");
     /* Idle draw: without a figure, 30 % of TDP (servers idle at roughly a quarter to a third of TDP). */
     if (isnan(p->v[MC_CP_IDLE_W]) && p->v[MC_CP_TDP_W] > 0) {
         p->v[MC_CP_IDLE_W] = 0.3 * p->v[MC_CP_TDP_W];

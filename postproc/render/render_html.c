@@ -174,6 +174,7 @@ static void section_setup(FILE *o, const cJSON *r)
     kv_str(o, "model", mc_rj_str(r, "hardware.model"));
     kv_str(o, "kind", mc_rj_str(r, "hardware.kind"));
     kv_num(o, r, "devices", "hardware.devices", MC_F_COUNT);
+    kv_str(o, "devices counted from", mc_rj_str(r, "hardware.devices_from"));
     kv_num(o, r, "peak memory bandwidth (per device)", "hardware.memory_bandwidth_Bps", MC_F_BPS);
     kv_str(o, "compute dtype", mc_rj_str(r, "hardware.compute_dtype"));
     kv_num(o, r, "dense peak FLOPS of that dtype (per device)", "hardware.peak_flops", MC_F_FLOPS);

@@ -276,6 +276,7 @@ int mc_render_markdown(const cJSON *r, FILE *o)
     kv_str(o, "profile", mc_rj_str(r, "hardware.name"));
     kv_str(o, "model", mc_rj_str(r, "hardware.model"));
     kv_num(o, r, "devices", "hardware.devices", MC_F_COUNT);
+    kv_str(o, "devices counted from", mc_rj_str(r, "hardware.devices_from"));
     kv_num(o, r, "peak memory bandwidth (per device)", "hardware.memory_bandwidth_Bps", MC_F_BPS);
     kv_str(o, "compute dtype", mc_rj_str(r, "hardware.compute_dtype"));
     kv_num(o, r, "dense peak FLOPS of that dtype (per device)", "hardware.peak_flops", MC_F_FLOPS);
