@@ -457,7 +457,6 @@ static int recover_one(struct mc_trace *t, uint64_t *offp, uint32_t *size, char 
         r->pos = pos + h.size;
         *offp = off;
         *size = h.size;
-        t->nrecovered++;
         return MC_TRACE_RECORD;
     }
     snprintf(why, whylen, "%s", t->end_why);
@@ -483,7 +482,6 @@ int mc_trace_next(struct mc_trace *t, struct mc_trace_rec *rec)
             else set_err(t, st, "%s (%llu whole records before it)", why, (unsigned long long)t->nrec);
             return t->status;
         }
-        t->nrec++;
         const struct mc_rec_header *h = (const struct mc_rec_header *)t->buf;
         unsigned type = h->type;
         if (!t->recovering) {
@@ -497,6 +495,8 @@ int mc_trace_next(struct mc_trace *t, struct mc_trace_rec *rec)
         if (type == MC_REC_CLOCK) take_clock(t, t->buf, size);
         size_t fixed = mc_rec_fixed_size(type);
         if (type == MC_REC_PAD && !(t->opts & MC_TRACE_OPT_PAD)) continue;
+        t->nrec++;
+        if (t->recovering) t->nrecovered++;
         if (fixed == 0 && type != MC_REC_PAD) {
             t->nunknown++;
             if (!(t->opts & MC_TRACE_OPT_UNKNOWN)) continue;

@@ -104,7 +104,7 @@ const char *mc_trace_str(struct mc_trace *t, uint32_t id);
 /* Header facts and counters. */
 unsigned mc_trace_version_major(const struct mc_trace *t);
 unsigned mc_trace_version_minor(const struct mc_trace *t);
-uint64_t mc_trace_records(const struct mc_trace *t);       /* whole records read so far */
+uint64_t mc_trace_records(const struct mc_trace *t);       /* whole records read so far (PAD filler not counted) */
 uint64_t mc_trace_recovered(const struct mc_trace *t);     /* of which from rings (a killed writer's) */
 uint64_t mc_trace_unknown_skipped(const struct mc_trace *t); /* unknown-type records skipped */
 uint64_t mc_trace_offset(const struct mc_trace *t);        /* bytes consumed so far */
