@@ -425,19 +425,16 @@ static struct mc_tbuf *new_buf(void)
     return b;
 }
 
-static void wake_writer(void);
 static _Atomic int g_writer_running;
-static _Atomic int g_refault_pending;   /* a ring's pages are not all faulted in yet */
 
-/* Gives b a ring in the trace file (creating the file with the process's first record).
- * Its first 64 KiB are faulted in now, the rest by the writer thread, which is woken for
- * it (MOECAP_BUF_KB=1024: 256 fresh pages, milliseconds on a virtual machine, kept off
- * the thread's first call). -1: capture is off. */
+/* Gives b a ring in the trace file (creating the file with the process's first record),
+ * its pages faulted in now: the cost (64 fresh pages for 256 KiB, 0.1-1 ms) lands on the
+ * thread's first record instead of on the records of its first lap around the ring.
+ * -1: capture is off. */
 static int give_ring(struct mc_tbuf *b)
 {
     if (ensure_file() < 0 || mc_tf_lock(0) < 0) return -1;
-    int writer = atomic_load(&g_writer_running);
-    struct mc_rec_ring *r = mc_tf_is_open() ? mc_tf_ring_new(mc_cfg.buf_bytes, writer ? 65536 : mc_cfg.buf_bytes) : NULL;
+    struct mc_rec_ring *r = mc_tf_is_open() ? mc_tf_ring_new(mc_cfg.buf_bytes) : NULL;
     if (r) {
         b->data = (unsigned char *)(r + 1);
         b->size = r->ring_bytes;
@@ -445,12 +442,7 @@ static int give_ring(struct mc_tbuf *b)
         b->ring = r;
     }
     mc_tf_unlock();
-    if (!r) return -1;
-    if (writer && mc_cfg.buf_bytes > 65536) {
-        atomic_store(&g_refault_pending, 1);
-        wake_writer();
-    }
-    return 0;
+    return r ? 0 : -1;
 }
 
 static void *reserve_in(struct mc_tbuf *b, uint16_t type, uint32_t size);
@@ -484,7 +476,7 @@ static struct mc_tbuf *attach_thread(void)
 static void drop(void) { atomic_fetch_add_explicit(&g_drops, 1, memory_order_relaxed); }
 
 /* The writer thread sleeps on this word: a thread whose ring crosses half full (the writer
- * fell behind) or that needs its ring's pages faulted in bumps it. */
+ * fell behind) bumps it. */
 static _Atomic uint32_t g_wake_seq;
 
 static void wake_writer(void)
@@ -679,9 +671,9 @@ static void families_flush(void) { FAMILY_HOOKS(flush, 0); }
 
 static pthread_t g_writer;
 
-/* Write-faults the pages of every ring again (those of new rings, and those writeback
- * cleaned and write-protected since), so the recording threads do not take those faults.
- * Rings are unmapped only in a fork child (one thread): no lock needed. */
+/* Write-faults the pages of every ring that writeback cleaned and write-protected since,
+ * so the recording threads do not take those faults. Rings are unmapped only in a fork
+ * child (one thread): no lock needed. */
 static void rings_refault(void)
 {
     for (struct mc_tbuf *b = atomic_load(&g_bufs); b; b = b->next) {
@@ -709,7 +701,6 @@ static void *writer_main(void *arg)
         /* Sleep until the poll interval ends or a thread wakes us. */
         syscall(SYS_futex, &g_wake_seq, FUTEX_WAIT_PRIVATE, seen, &ts, NULL, 0);
         if (!mc_capture_enabled()) continue;
-        if (atomic_exchange(&g_refault_pending, 0)) rings_refault();
         /* Copy out, and poll more often while rings fill fast (so that they stay well
          * under half full: no thread then wakes us or copies its own ring), less often
          * when they do not (1 ms .. MOECAP_FLUSH_MS). */
@@ -885,7 +876,7 @@ static void read_config(void)
     mc_cfg.stack_depth = (int)env_ulong("MOECAP_STACK", 8, 64);
     mc_cfg.stack_exact = (int)env_ulong("MOECAP_STACK_EXACT", 0, 1);
     /* A thread's ring (in the trace file): a power of two, 64 KiB .. 64 MiB. */
-    unsigned long kb = env_ulong("MOECAP_BUF_KB", 1024, 1u << 20);
+    unsigned long kb = env_ulong("MOECAP_BUF_KB", 256, 1u << 20);
     uint32_t bytes = 64 * 1024;
     while (bytes < kb * 1024 && bytes < (64u << 20)) bytes <<= 1;
     mc_cfg.buf_bytes = bytes;

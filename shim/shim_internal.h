@@ -55,7 +55,7 @@ void mc_tf_clock_init(void) MC_HIDDEN;   /* start-up: TSC usable? anchor pair */
 /* The rest: caller holds the file lock. -1 / NULL: capture is off (one stderr line said why). */
 int mc_tf_create(const char *out_dir, const char *host, const void *process, uint32_t process_bytes) MC_HIDDEN;
 int mc_tf_append(const void *rec, uint32_t size) MC_HIDDEN;   /* a whole record (size set) */
-struct mc_rec_ring *mc_tf_ring_new(uint32_t bytes, uint32_t populate) MC_HIDDEN;
+struct mc_rec_ring *mc_tf_ring_new(uint32_t bytes) MC_HIDDEN;
 int mc_tf_ring_copy(struct mc_rec_ring *r) MC_HIDDEN;
 void mc_tf_ring_refault(struct mc_rec_ring *r) MC_HIDDEN;
 void mc_tf_clock_update(void) MC_HIDDEN;

@@ -220,10 +220,9 @@ static size_t ring_map_len(uint32_t bytes)
     return ((size_t)sizeof(struct mc_rec_ring) + bytes + 4095) & ~(size_t)4095;
 }
 
-/* A new ring of `bytes` (a power of two) at the end of the file, the pages of its header
- * and first `populate` bytes faulted in (mc_tf_ring_refault does the rest). NULL: the
- * disk is full or the file cannot grow (capture is then off). */
-struct mc_rec_ring *mc_tf_ring_new(uint32_t bytes, uint32_t populate)
+/* A new ring of `bytes` (a power of two) at the end of the file, its pages faulted in.
+ * NULL: the disk is full or the file cannot grow (capture is then off). */
+struct mc_rec_ring *mc_tf_ring_new(uint32_t bytes)
 {
     if (fd_check() < 0) return NULL;
     uint64_t start = g_end;
@@ -255,8 +254,7 @@ struct mc_rec_ring *mc_tf_ring_new(uint32_t bytes, uint32_t populate)
     remember_map(m, len);
     /* Write-fault the pages now, here, not on the thread's records (kernels before 5.14
      * ignore this: the pages then fault on first use). */
-    size_t pop = ring_map_len(populate < bytes ? populate : bytes);
-    syscall(SYS_madvise, m, pop < len ? pop : len, MADV_POPULATE_WRITE);
+    syscall(SYS_madvise, m, len, MADV_POPULATE_WRITE);
     return m;
 }
 
