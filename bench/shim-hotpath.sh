@@ -11,7 +11,8 @@
 # per call of the calling thread, its minor page faults, voluntary and involuntary context
 # switches per 1000 calls, and (one run under strace, which follows that thread only: the
 # writer thread runs at full speed) the system calls that thread made
-# inside the loop, per 1000 calls, by name.
+# inside the loop, per 1000 calls, by name. Then what one page costs on this machine
+# (bench/page-touch.c: fresh file page, populated page, anonymous page, pwrite).
 # usage: bench/shim-hotpath.sh [REPS (default 5)]
 # env: SHIM (default $BUILD/lib/libmoecap.so), BASELINES="name=/path/libmoecap.so ..."
 #      (other builds, interleaved with this one), N (default 2000000),
@@ -99,4 +100,9 @@ print("| %s | %.1f | %s | %.3f | %.3f | %.3f | %s |" % (sys.argv[1], med("ns_cal
   unset res
   echo
 done
+echo "### What a page costs here (bench/page-touch.c, 64 MiB each, in $tmp)"
+echo
+cc -O2 -o "$tmp/page-touch" bench/page-touch.c
+"$tmp/page-touch" "$tmp" 64
+echo
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
