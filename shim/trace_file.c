@@ -328,13 +328,7 @@ int mc_tf_create(const char *out_dir, const char *host, const void *process, uin
     g_end = 0;
     g_rings = 0;
 
-    struct mc_file_header fh;
-    memset(&fh, 0, sizeof fh);
-    memcpy(fh.magic, MC_TRACE_MAGIC, 8);
-    fh.version_major = MC_TRACE_VERSION_MAJOR;
-    fh.version_minor = MC_TRACE_VERSION_MINOR;
-    fh.header_size = sizeof fh;
-    fh.flags = MC_FILE_RINGS;
+    struct mc_file_header fh = mc_file_header_make(MC_FILE_RINGS);
     struct mc_rec_clock c;
     memset(&c, 0, sizeof c);
     c.h.type = MC_REC_CLOCK;

@@ -53,6 +53,15 @@ static inline uint64_t mc_file_segment_bytes(uint64_t flags)
     return (flags & MC_FILE_SEGMENTED) && shift >= 12 && shift <= 30 ? (uint64_t)1 << shift : 0;
 }
 
+/* The file header a writer of this version writes (flags: MC_FILE_*). */
+static inline struct mc_file_header mc_file_header_make(uint64_t flags)
+{
+    struct mc_file_header fh = {{0}, MC_TRACE_VERSION_MAJOR, MC_TRACE_VERSION_MINOR,
+                                (uint32_t)sizeof(struct mc_file_header), flags};
+    for (int i = 0; i < 8; i++) fh.magic[i] = MC_TRACE_MAGIC[i];
+    return fh;
+}
+
 /* mc_rec_header.flags bit: the record's times are TSC ticks, converted by the reader with
  * the file's MC_REC_CLOCK (only MC_REC_GEMM_CPU uses it). */
 #define MC_RECF_TICKS 0x8000u

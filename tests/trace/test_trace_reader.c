@@ -361,13 +361,7 @@ static void sim_copy(struct ring_sim *s, int advance_tail)
 static int sim_read(const struct ring_sim *s, size_t slen, int64_t *ms, int *n, uint64_t *recovered)
 {
     static unsigned char file[24 + sizeof(struct mc_rec_ring) + SIM_RING + sizeof s->stream];
-    struct mc_file_header fh;
-    memset(&fh, 0, sizeof fh);
-    memcpy(fh.magic, MC_TRACE_MAGIC, 8);
-    fh.version_major = MC_TRACE_VERSION_MAJOR;
-    fh.version_minor = 2;
-    fh.header_size = sizeof fh;
-    fh.flags = MC_FILE_RINGS;
+    struct mc_file_header fh = mc_file_header_make(MC_FILE_RINGS);
     struct mc_rec_ring r;
     memset(&r, 0, sizeof r);
     r.h.type = MC_REC_RING;
