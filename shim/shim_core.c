@@ -703,9 +703,11 @@ static void *writer_main(void *arg)
         if (!mc_capture_enabled()) continue;
         /* Copy out, and poll more often while rings fill fast (so that they stay well
          * under half full: no thread then wakes us or copies its own ring), less often
-         * when they do not (1 ms .. MOECAP_FLUSH_MS). */
+         * when they do not (1 ms .. MOECAP_FLUSH_MS): at once down to 1 ms when a ring
+         * was over a quarter full, halving while over 1/8, doubling while under 1/32. */
         uint32_t fullest = rings_copy_out(NULL);
-        if (fullest > 1024 / 8) poll = poll / 2 > 1 ? poll / 2 : 1;
+        if (fullest > 1024 / 4) poll = 1;   /* a thread woke us at half full: far behind */
+        else if (fullest > 1024 / 8) poll = poll / 2 > 1 ? poll / 2 : 1;
         else if (fullest < 1024 / 32) poll = poll * 2 < period ? poll * 2 : period;
         uint64_t now = mc_now_ns();
         if (now - last_period >= (uint64_t)period * 1000000u) {
