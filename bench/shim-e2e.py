@@ -14,7 +14,8 @@ machine shared with other work the least disturbed runs compare best; and the me
 rounds of the ratio of each run's median decode step (a run whose process was preempted
 for a few steps keeps its typical step time, so this one moves least with other load).
 With BASELINE_SHIM set in the environment (another build of libmoecap.so, e.g. before a
-change), its default configuration runs in the same rounds: a paired before/after.
+change), its default configuration runs in the same rounds: a paired before/after;
+BASELINES="name=/path/libmoecap.so ..." adds more builds the same way.
 Prints Markdown table rows."""
 import json
 import os
@@ -37,6 +38,12 @@ configs = [
 ]
 if os.environ.get("BASELINE_SHIM"):
     configs.append(("baseline build (BASELINE_SHIM), default", {"LD_PRELOAD": os.environ["BASELINE_SHIM"]}))
+# BASELINES="name=/path/libmoecap.so ...": more builds in the same rounds, default settings
+for item in os.environ.get("BASELINES", "").split():
+    name, _, path = item.partition("=")
+    if not path or not os.path.exists(path):
+        sys.exit("BASELINES: want name=/path/libmoecap.so, got %r" % item)
+    configs.append(("build %s, default" % name, {"LD_PRELOAD": os.path.abspath(path)}))
 args = [mr, "run", "--model", model, "--batch", "1", "--prompt-len", "16", "--gen", "512"]
 
 
@@ -44,6 +51,7 @@ def one(extra):
     env = dict(os.environ)
     env.pop("LD_PRELOAD", None)
     env.pop("BASELINE_SHIM", None)
+    env.pop("BASELINES", None)
     env["MOECAP_OUT"] = os.path.join(tmp, "o")
     env.update(extra)
     gt = os.path.join(tmp, "gt.jsonl")

@@ -17,7 +17,7 @@
 # usage: bench/shim-overhead.sh [REPS (default 7)] [loop|e2e|all]
 # env: SHIM=path/libmoecap.so (default $BUILD/lib/libmoecap.so); BASELINE_SHIM=another
 #      build (absolute path) that joins the loop runs and the e2e rounds (before/after,
-#      interleaved).
+#      interleaved); BASELINES="name=/path/libmoecap.so ..." more builds in the e2e rounds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}

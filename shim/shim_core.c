@@ -1,17 +1,24 @@
-/* libmoecap.so core: configuration, per-thread record buffers, definitions (strings and
+/* libmoecap.so core: configuration, per-thread record rings, definitions (strings and
  * other facts later records refer to), and the process life cycle (constructor, exit,
  * fork, thread exit, the writer thread). The trace file itself: trace_file.c.
  *
- * Buffers: each thread owns a segment of the trace file, mapped shared, and writes its
- * records there in place (ring.h): reserve/commit touch only the thread's own segment (no
- * lock, no allocation); a full segment is closed with a MC_REC_PAD and the thread takes a
- * new one under the file lock. A committed record is in the file at once, so a process
- * killed at any instant keeps every record it committed.
+ * Rings: each recording thread owns a single-producer ring that lives in the trace file,
+ * mapped shared (ring.h, trace_file.c). Reserve/commit touch only the thread's own ring:
+ * no lock, no allocation, no system call, no page fault (its pages were faulted in when
+ * it was made). A record never wraps: when it does not fit before the ring's end, a
+ * MC_REC_PAD fills the rest. A committed record is in the file at once, so a process
+ * killed at any instant keeps every record it committed. The writer thread copies
+ * committed records to the file's stream (one write per ring with something new) often
+ * enough to keep every ring under half full; a thread whose ring is full anyway (a writer
+ * starved of CPU, or none: MOECAP_FLUSH_MS=0) copies its own ring out under the file lock,
+ * so no record is lost to a full ring, and only one made while the ring is in use (a
+ * signal handler) or after capture stopped is dropped (and counted).
  *
  * Definitions (strings, tensors, mappings, call sites) live in an append-only chunk list
- * in memory and are also written to the file (a segment stream of their own); the list is
- * written again at the top of a fork child's file so ids stay valid there. The file is
- * created with the process's first record: a process that records nothing leaves none. */
+ * in memory and are appended to the file's stream when made, before any record that
+ * refers to them is committed; the list is written again at the top of a fork child's
+ * file so ids stay valid there. The file is created with the process's first record: a
+ * process that records nothing leaves none. */
 #include "shim_internal.h"
 #include "ring.h"
 
@@ -73,8 +80,6 @@ struct mc_defchunk {
 };
 static struct mc_defchunk *g_def_first, *g_def_last;
 static pthread_mutex_t g_def_mutex = PTHREAD_MUTEX_INITIALIZER;
-/* The definitions' segment in the file (under g_def_mutex and the file lock). */
-static unsigned char *g_def_pos, *g_def_end;
 
 /* string table: open addressing, under g_def_mutex */
 struct mc_strent { uint64_t hash; uint32_t id; char *text; };
@@ -143,40 +148,16 @@ void mc_disable(const char *why)
 }
 
 static void families_flush(void);
+static uint32_t rings_copy_out(struct mc_tbuf *only);
 
 static void wake_writer(void);
 
-/* A region of at least `size` bytes for a writer whose current segment is [*pos, *end):
- * the rest of that segment becomes a MC_REC_PAD, the new region is whole segments.
- * Caller holds the file lock; the file is open. -1: the file cannot grow (capture off). */
-static int next_segment(unsigned char **pos, unsigned char **end, uint32_t size)
-{
-    if (*pos && *end - *pos >= (ptrdiff_t)sizeof(struct mc_rec_header)) {
-        struct mc_rec_header *pad = (struct mc_rec_header *)*pos;
-        pad->type = MC_REC_PAD;
-        pad->flags = 0;
-        atomic_store_explicit((_Atomic uint32_t *)&pad->size, (uint32_t)(*end - *pos), memory_order_release);
-    }
-    uint32_t seg = mc_tf_segment_bytes();
-    uint32_t bytes = (size + seg - 1) / seg * seg;
-    int used_spare;
-    unsigned char *r = mc_tf_region(bytes, &used_spare);
-    if (!r) { *pos = *end = NULL; return -1; }
-    if (used_spare) wake_writer();
-    *pos = r;
-    *end = r + bytes;
-    return 0;
-}
-
-/* Appends a whole record (size set, padded) to the definitions' stream in the file.
- * Caller holds g_def_mutex; takes the file lock. */
+/* Appends a whole record (size set, padded) to the file's stream. Caller holds
+ * g_def_mutex; takes the file lock. */
 static void def_to_file(const void *rec, uint32_t size)
 {
     if (!mc_tf_is_open() || mc_tf_lock(0) < 0) return;
-    if (mc_tf_is_open() && ((size_t)(g_def_end - g_def_pos) >= size || next_segment(&g_def_pos, &g_def_end, size) == 0)) {
-        mc_tf_put(g_def_pos, rec, size);
-        g_def_pos += size;
-    }
+    if (mc_tf_is_open()) mc_tf_append(rec, size);
     mc_tf_unlock();
 }
 
@@ -318,17 +299,15 @@ static void read_cmdline(void)
     for (size_t i = 0; i < len; i++) if (!b[i]) g_argc++;
 }
 
-/* Replays every definition so far into the (new) file's definitions stream. Caller
- * holds g_def_mutex and the file lock. */
+/* Replays every definition so far into the (new) file. Caller holds g_def_mutex and the
+ * file lock. */
 static void defs_replay_locked(void)
 {
     for (struct mc_defchunk *c = g_def_first; c; c = atomic_load_explicit(&c->next, memory_order_acquire)) {
         uint32_t used = atomic_load_explicit(&c->used, memory_order_acquire);
         for (uint32_t off = 0; off < used;) {
             const struct mc_rec_header *h = (const struct mc_rec_header *)(c->data + off);
-            if ((size_t)(g_def_end - g_def_pos) < h->size && next_segment(&g_def_pos, &g_def_end, h->size) < 0) return;
-            mc_tf_put(g_def_pos, h, h->size);
-            g_def_pos += h->size;
+            if (mc_tf_append(h, h->size) < 0) return;
             off += h->size;
         }
     }
@@ -366,7 +345,7 @@ static int ensure_file(void)
             p.argv_bytes = g_argv_bytes;
             memcpy(rec, &p, sizeof p);
             if (g_argv_bytes) memcpy(rec + sizeof p, g_argv_blob, g_argv_bytes);
-            rc = mc_tf_create(mc_cfg.out_dir, g_host, rec, total, &g_def_pos, &g_def_end);
+            rc = mc_tf_create(mc_cfg.out_dir, g_host, rec, total);
             free(rec);
             if (rc == 0) defs_replay_locked();
         }
@@ -395,8 +374,8 @@ static void write_dropped_locked(void)
     g_drops_written = d;
 }
 
-/* A flush point (writer thread period, exit, fork, exec): the records are in the file
- * already; what remains is the drop count and a fresh clock pair. */
+/* A flush point (writer thread period, exit, fork, exec): the drop count and a fresh clock
+ * pair (the records are in the file already, in the stream or in a ring). */
 static void checkpoint(void)
 {
     if (!mc_tf_is_open() || getpid() != g_owner_pid) return;
@@ -414,6 +393,7 @@ void mc_core_flush_before_exec(void)
 {
     if (!atomic_load(&g_up) || getpid() != g_owner_pid) return;
     if (mc_capture_enabled()) families_flush();
+    rings_copy_out(NULL);
     checkpoint();
 }
 
@@ -432,7 +412,7 @@ void mc_core_flush_from_signal(void)
 
 static struct mc_tbuf *new_buf(void)
 {
-    /* Reuse the buffer (and the rest of its segment) of a thread that has exited. */
+    /* Reuse the ring of a thread that has exited. */
     for (struct mc_tbuf *b = atomic_load(&g_bufs); b; b = b->next) {
         int exp = 0;
         if (atomic_compare_exchange_strong(&b->in_use, &exp, 1)) return b;
@@ -445,14 +425,38 @@ static struct mc_tbuf *new_buf(void)
     return b;
 }
 
+static _Atomic int g_writer_running;
+
+/* Gives b a ring in the trace file (creating the file with the process's first record),
+ * its pages faulted in now: the cost (64 fresh pages for 256 KiB, 0.1-1 ms) lands on the
+ * thread's first record instead of on the records of its first lap around the ring.
+ * -1: capture is off. */
+static int give_ring(struct mc_tbuf *b)
+{
+    if (ensure_file() < 0 || mc_tf_lock(0) < 0) return -1;
+    struct mc_rec_ring *r = mc_tf_is_open() ? mc_tf_ring_new(mc_cfg.buf_bytes) : NULL;
+    if (r) {
+        b->data = (unsigned char *)(r + 1);
+        b->size = r->ring_bytes;
+        b->head = 0;
+        b->ring = r;
+    }
+    mc_tf_unlock();
+    return r ? 0 : -1;
+}
+
 static void *reserve_in(struct mc_tbuf *b, uint16_t type, uint32_t size);
 
-/* First record of a thread: get a buffer, announce the thread. */
+/* First record of a thread: get a ring, announce the thread. */
 static struct mc_tbuf *attach_thread(void)
 {
     if (tls.dead || !atomic_load(&g_up)) return NULL;
     struct mc_tbuf *b = new_buf();
     if (!b) return NULL;
+    if (!b->ring && give_ring(b) < 0) {
+        atomic_store(&b->in_use, 0);
+        return NULL;
+    }
     atomic_store(&g_started, 1);
     tls.buf = b;
     pthread_setspecific(g_tkey, b); /* run the exit hook for this thread */
@@ -471,11 +475,9 @@ static struct mc_tbuf *attach_thread(void)
 
 static void drop(void) { atomic_fetch_add_explicit(&g_drops, 1, memory_order_relaxed); }
 
-/* The writer thread sleeps on this word; a thread that took the extent the writer had
- * prepared bumps it, so the next one is mapped (and its pages faulted in) off the
- * program's threads. */
+/* The writer thread sleeps on this word: a thread whose ring crosses half full (the writer
+ * fell behind) bumps it. */
 static _Atomic uint32_t g_wake_seq;
-static _Atomic int g_writer_running;
 
 static void wake_writer(void)
 {
@@ -484,34 +486,117 @@ static void wake_writer(void)
     syscall(SYS_futex, &g_wake_seq, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
-/* Records larger than this are dropped (a segment is 64 KiB by default; a larger record
- * gets whole segments of its own). */
+/* Copies the committed records of b's ring (every ring: b NULL) to the file's stream.
+ * Returns how full the fullest ring was, in 1/1024 of its size. Takes the file lock. */
+static uint32_t rings_copy_out(struct mc_tbuf *only)
+{
+    if (getpid() != g_owner_pid || mc_tf_lock(0) < 0) return 0;
+    uint32_t fullest = 0;
+    for (struct mc_tbuf *b = only ? only : atomic_load(&g_bufs); b && mc_tf_is_open(); b = only ? NULL : b->next) {
+        struct mc_rec_ring *r = b->ring;
+        if (!r) continue;
+        uint64_t used = atomic_load_explicit((_Atomic uint64_t *)&r->head, memory_order_acquire) - r->tail;
+        uint32_t fill = (uint32_t)(used * 1024 / r->ring_bytes);
+        if (fill > fullest) fullest = fill;
+        if (used) mc_tf_ring_copy(r);
+    }
+    mc_tf_unlock();
+    return fullest;
+}
+
+/* Records larger than this are dropped. */
 #define MAX_RECORD (16u << 20)
+
+/* A record larger than a quarter of the ring: built in a private buffer of the thread and
+ * appended to the stream at commit (a system call, but such records are rare: large
+ * router taps). */
+static void *reserve_big(struct mc_tbuf *b, uint16_t type, uint32_t size)
+{
+    if (b->big_cap < size) {
+        size_t cap = 65536;
+        while (cap < size) cap *= 2;
+        unsigned char *n = mc_sys_mmap(cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (n == MAP_FAILED) return NULL;
+        if (b->big) syscall(SYS_munmap, b->big, b->big_cap);
+        b->big = n;
+        b->big_cap = cap;
+    }
+    struct mc_rec_header *h = (struct mc_rec_header *)b->big;
+    memset(h, 0, size);
+    h->type = type;
+    h->size = size;
+    b->res_end = size;
+    b->res_big = 1;
+    return h;
+}
+
+void mc_rec_commit_big_h(struct mc_tbuf *b)
+{
+    /* The thread's ring first: its records stay in the order it made them. */
+    if (mc_tf_lock(0) == 0) {
+        if (mc_tf_is_open() && (!b->ring || mc_tf_ring_copy(b->ring) == 0)) mc_tf_append(b->big, (uint32_t)b->res_end);
+        mc_tf_unlock();
+    } else {
+        drop();
+    }
+    b->res_big = 0;
+    atomic_signal_fence(memory_order_seq_cst);
+    b->reserved = 0;
+}
 
 static void *reserve_in(struct mc_tbuf *b, uint16_t type, uint32_t size)
 {
     if (b->reserved) return NULL; /* re-entry (BLAS calling BLAS, a signal handler) */
-    /* Claimed before pos is read: a signal handler that records between here and the
-     * return finds the buffer reserved (and records nothing) rather than taking the same
+    /* Claimed before head is read: a signal handler that records between here and the
+     * return finds the ring reserved (and records nothing) rather than taking the same
      * bytes. */
     b->reserved = 1;
     atomic_signal_fence(memory_order_seq_cst);
     size = mc_rec_padded(size);
     if (size > MAX_RECORD || size < sizeof(struct mc_rec_header)) goto fail;
-    if ((size_t)(b->end - b->pos) < size) {
-        /* The thread's segment is full (or it has none): a new one, under the file lock.
-         * Still reserved: no nested records meanwhile. */
-        if (ensure_file() < 0 || mc_tf_lock(0) < 0) goto fail;
-        int rc = mc_tf_is_open() ? next_segment(&b->pos, &b->end, size) : -1;
-        mc_tf_unlock();
-        if (rc < 0) goto fail;
+    if (size > b->size / 4) {
+        void *p = reserve_big(b, type, size);
+        if (!p) goto fail;
+        return p;
     }
-    struct mc_rec_header *h = (struct mc_rec_header *)b->pos;
-    memset(h, 0, size);
-    h->type = type;
-    b->res = b->pos;
-    b->res_size = size;
-    return h;
+    for (int attempt = 0;; attempt++) {
+        uint64_t head = b->head;
+        uint32_t pos = (uint32_t)(head & (b->size - 1));
+        uint32_t pad = pos + size > b->size ? b->size - pos : 0;
+        uint64_t tail = atomic_load_explicit((_Atomic uint64_t *)&b->ring->tail, memory_order_acquire);
+        uint64_t used_after = head + pad + size - tail;
+        if (used_after <= b->size) {
+            /* Crossing half full: the writer thread is behind (or asleep for its whole
+             * period); wake it. */
+            if (used_after > b->size / 2 && head - tail <= b->size / 2) wake_writer();
+            if (pad) {
+                struct mc_rec_header *p = (struct mc_rec_header *)(b->data + pos);
+                p->type = MC_REC_PAD;
+                p->flags = 0;
+                p->size = pad;
+                head += pad;
+                b->head = head;
+                atomic_store_explicit((_Atomic uint64_t *)&b->ring->head, head, memory_order_release);
+                pos = 0;
+            }
+            struct mc_rec_header *h = (struct mc_rec_header *)(b->data + pos);
+            memset(h, 0, size);
+            h->type = type;
+            h->size = size;
+            b->res_end = head + size;
+            return h;
+        }
+        if (attempt == 1) goto fail;
+        /* Ring full (the writer is starved of CPU, or there is none): copy it out here,
+         * a write() on this thread, rare and amortised over the ring. Still reserved: no
+         * nested records meanwhile. */
+        rings_copy_out(b);
+        if (!mc_capture_enabled()) {
+            atomic_signal_fence(memory_order_seq_cst);
+            b->reserved = 0;
+            return NULL;
+        }
+    }
 fail:
     drop();
     atomic_signal_fence(memory_order_seq_cst);
@@ -545,7 +630,7 @@ void mc_rec_cancel(void *rec)
 {
     struct mc_tbuf *b = tls.buf;
     if (!b || !rec || !b->reserved) return;
-    memset(b->res, 0, b->res_size); /* the next record's header must read as uncommitted */
+    b->res_big = 0; /* the ring's head never moved: its bytes are free space again */
     atomic_signal_fence(memory_order_seq_cst);
     b->reserved = 0;
 }
@@ -586,26 +671,51 @@ static void families_flush(void) { FAMILY_HOOKS(flush, 0); }
 
 static pthread_t g_writer;
 
+/* Write-faults the pages of every ring that writeback cleaned and write-protected since,
+ * so the recording threads do not take those faults. Rings are unmapped only in a fork
+ * child (one thread): no lock needed. */
+static void rings_refault(void)
+{
+    for (struct mc_tbuf *b = atomic_load(&g_bufs); b; b = b->next) {
+        struct mc_rec_ring *r = b->ring;
+        if (r) mc_tf_ring_refault(r);
+    }
+}
+
 static void *writer_main(void *arg)
 {
     (void)arg;
     prctl(PR_SET_NAME, "moecap-writer", 0, 0, 0);
-    /* Background priority: at nice 0, woken by a thread that took the prepared extent, it
+    /* Background priority: at nice 0, woken by a thread whose ring crossed half full, it
      * would preempt that thread on its own core; at nice 19 it runs on a free core. The
-     * price, on a machine whose every core is busy: a thread may find no extent prepared
-     * and map one itself. */
+     * price, on a machine whose every core is busy: a ring may fill up and its thread then
+     * copies it out itself. */
     setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19);
     tls.dead = 1; /* this thread never records */
     mc_callsite_warm_up(); /* here, not in the constructor: the program's start is not delayed */
+    unsigned period = mc_cfg.flush_ms, poll = period;
+    uint64_t last_period = mc_now_ns();
     while (atomic_load(&g_writer_running)) {
-        struct timespec ts = {(time_t)(mc_cfg.flush_ms / 1000), (long)(mc_cfg.flush_ms % 1000) * 1000000L};
+        struct timespec ts = {(time_t)(poll / 1000), (long)(poll % 1000) * 1000000L};
         uint32_t seen = atomic_load_explicit(&g_wake_seq, memory_order_acquire);
-        /* Sleep until the period ends or the prepared extent was taken. */
+        /* Sleep until the poll interval ends or a thread wakes us. */
         syscall(SYS_futex, &g_wake_seq, FUTEX_WAIT_PRIVATE, seen, &ts, NULL, 0);
         if (!mc_capture_enabled()) continue;
-        mc_tf_prepare_spare();
-        mc_maps_refresh(0);
-        checkpoint();
+        /* Copy out, and poll more often while rings fill fast (so that they stay well
+         * under half full: no thread then wakes us or copies its own ring), less often
+         * when they do not (1 ms .. MOECAP_FLUSH_MS): at once down to 1 ms when a ring
+         * was over a quarter full, halving while over 1/8, doubling while under 1/32. */
+        uint32_t fullest = rings_copy_out(NULL);
+        if (fullest > 1024 / 4) poll = 1;   /* a thread woke us at half full: far behind */
+        else if (fullest > 1024 / 8) poll = poll / 2 > 1 ? poll / 2 : 1;
+        else if (fullest < 1024 / 32) poll = poll * 2 < period ? poll * 2 : period;
+        uint64_t now = mc_now_ns();
+        if (now - last_period >= (uint64_t)period * 1000000u) {
+            last_period = now;
+            rings_refault();
+            mc_maps_refresh(0);
+            checkpoint();
+        }
     }
     return NULL;
 }
@@ -644,13 +754,10 @@ static void finish(void)
         FAMILY_HOOKS(exit, 1);
         mc_maps_refresh(0);
     }
+    rings_copy_out(NULL);
     checkpoint();
-    if (getpid() == g_owner_pid && mc_tf_lock(0) == 0) {
-        mc_tf_trim();
-        mc_tf_unlock();
-    }
-    /* Keep recording: later destructors may still call BLAS (their records go to the file
-     * like any other). */
+    /* Keep recording: later destructors may still call BLAS (their records stay in the
+     * rings, in the file, where the reader finds them). */
 }
 
 static int g_fork_locked;
@@ -687,15 +794,18 @@ static void at_fork_child(void)
     if (!atomic_load(&g_up)) return;
     g_owner_pid = getpid();
     tls.tid = 0;
-    /* The parent's segments are the parent's file: the child forgets them (they are
-     * unmapped), and every buffer starts without a segment. Buffers of threads that do
-     * not exist in the child become free for reuse. */
+    /* The parent's rings are in the parent's file: the child forgets them (they are
+     * unmapped), and every buffer gets a ring of the child's file when it next records.
+     * Buffers of threads that do not exist in the child become free for reuse. */
     for (struct mc_tbuf *b = atomic_load(&g_bufs); b; b = b->next) {
-        b->pos = b->end = b->res = NULL;
+        b->ring = NULL;
+        b->data = NULL;
+        b->size = 0;
+        b->head = b->res_end = 0;
+        b->res_big = 0;
         if (b != tls.buf) { b->reserved = 0; atomic_store(&b->in_use, 0); }
     }
     mc_tf_forget_after_fork();
-    g_def_pos = g_def_end = NULL;
     atomic_store(&g_drops, 0);
     g_drops_written = 0;
     atomic_store(&g_finished, 0);
@@ -767,10 +877,10 @@ static void read_config(void)
         say("moecap: MOECAP_LOG must be quiet, info or debug; using quiet\n");
     mc_cfg.stack_depth = (int)env_ulong("MOECAP_STACK", 8, 64);
     mc_cfg.stack_exact = (int)env_ulong("MOECAP_STACK_EXACT", 0, 1);
-    /* A thread's segment of the trace file: a power of two, 64 KiB .. 4 MiB. */
-    unsigned long kb = env_ulong("MOECAP_BUF_KB", 64, 1u << 20);
+    /* A thread's ring (in the trace file): a power of two, 64 KiB .. 64 MiB. */
+    unsigned long kb = env_ulong("MOECAP_BUF_KB", 256, 1u << 20);
     uint32_t bytes = 64 * 1024;
-    while (bytes < kb * 1024 && bytes < (4u << 20)) bytes <<= 1;
+    while (bytes < kb * 1024 && bytes < (64u << 20)) bytes <<= 1;
     mc_cfg.buf_bytes = bytes;
     mc_cfg.flush_ms = (unsigned)env_ulong("MOECAP_FLUSH_MS", 500, 3600000);
     const char *o = getenv("MOECAP_OUT");
@@ -809,7 +919,6 @@ __attribute__((constructor(101))) static void mc_core_init(void)
     g_exe_str = mc_intern(exe);
     g_drop_reason = mc_intern("record too large, trace file could not grow (disk full), or a record made "
                               "while the thread's buffer was in use (signal handler)");
-    mc_tf_set_segment_bytes(mc_cfg.buf_bytes);
     mc_tf_clock_init();
     atomic_store(&g_enabled, 1);
     mc_maps_refresh(1);

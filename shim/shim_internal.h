@@ -15,7 +15,7 @@ struct mc_config {
     int log_level;         /* 0 quiet, 1 info, 2 debug */
     int stack_depth;       /* MOECAP_STACK */
     int stack_exact;       /* MOECAP_STACK_EXACT: no (return address, frame) cache */
-    uint32_t buf_bytes;    /* MOECAP_BUF_KB * 1024, power of two */
+    uint32_t buf_bytes;    /* MOECAP_BUF_KB * 1024: ring bytes per thread, power of two */
     unsigned flush_ms;     /* MOECAP_FLUSH_MS, 0 = no writer thread */
     char out_dir[4096];
 };
@@ -45,22 +45,20 @@ void mc_core_flush_from_signal(void) MC_HIDDEN;
 /* Flush before exec (a no-op in a vfork child, which shares the parent's memory). */
 void mc_core_flush_before_exec(void) MC_HIDDEN;
 
-/* trace_file.c: the trace file, written in place through shared mappings. */
+/* trace_file.c: the trace file (a record stream appended with write, plus the threads'
+ * record rings, kept in the file and mapped shared). */
 int mc_core_trace_fd(void) MC_HIDDEN;   /* its descriptor (-1 = none): close() of it is ignored */
 int mc_tf_is_open(void) MC_HIDDEN;
 int mc_tf_lock(int from_signal) MC_HIDDEN;   /* 0 = held; -1 = this thread holds it / gave up */
 void mc_tf_unlock(void) MC_HIDDEN;
-void mc_tf_set_segment_bytes(uint32_t bytes) MC_HIDDEN;
-uint32_t mc_tf_segment_bytes(void) MC_HIDDEN;
 void mc_tf_clock_init(void) MC_HIDDEN;   /* start-up: TSC usable? anchor pair */
-/* The rest: caller holds the file lock (mc_tf_prepare_spare takes it itself). */
-int mc_tf_create(const char *out_dir, const char *host, const void *process, uint32_t process_bytes,
-                 unsigned char **rest, unsigned char **rest_end) MC_HIDDEN;
-unsigned char *mc_tf_region(uint32_t bytes, int *used_spare) MC_HIDDEN;
-void mc_tf_put(void *dst, const void *rec, uint32_t size) MC_HIDDEN;
+/* The rest: caller holds the file lock. -1 / NULL: capture is off (one stderr line said why). */
+int mc_tf_create(const char *out_dir, const char *host, const void *process, uint32_t process_bytes) MC_HIDDEN;
+int mc_tf_append(const void *rec, uint32_t size) MC_HIDDEN;   /* a whole record (size set) */
+struct mc_rec_ring *mc_tf_ring_new(uint32_t bytes) MC_HIDDEN;
+int mc_tf_ring_copy(struct mc_rec_ring *r) MC_HIDDEN;
+void mc_tf_ring_refault(struct mc_rec_ring *r) MC_HIDDEN;
 void mc_tf_clock_update(void) MC_HIDDEN;
-void mc_tf_prepare_spare(void) MC_HIDDEN;
-void mc_tf_trim(void) MC_HIDDEN;
 void mc_tf_forget_after_fork(void) MC_HIDDEN;
 
 /* signals.c */

@@ -1,17 +1,20 @@
-/* The trace file of this process, written in place through shared file mappings.
+/* The trace file of this process: a record stream appended with write(), and the record
+ * rings of the recording threads, kept in the file itself.
  *
- * Threads (and the definitions) write their records straight into the file's pages, in
- * segments of MOECAP_BUF_KB that each of them fills alone: there is no copy and no write()
- * per record, and since the kernel keeps a shared mapping's pages after the process dies,
- * a SIGKILL at any instant loses none of the records committed before it. A record's
- * size is stored last (ring.h), so space reserved but not committed reads as a header of
- * size 0, which the reader skips to the next segment boundary, like space never written.
+ * A thread writes its records into its ring (shim_core.c, ring.h), a region of this file
+ * mapped shared and faulted in when the ring is made: the hot path touches only those
+ * pages, again and again, so it takes no page fault and makes no system call. A record is
+ * committed when the ring's head has passed it, and since the kernel keeps a shared
+ * mapping's pages when the process dies, a SIGKILL at any instant leaves every committed
+ * record in the file. The writer thread (or a thread whose ring is full) copies committed
+ * records to the end of the file with one write per ring (a MC_REC_RING_COPY, then the
+ * bytes) and advances the ring's tail; the reader returns what a killed process's rings
+ * hold beyond what was copied after the rest of the file (docs/trace-format.md).
  *
- * The file grows by extents (64 segments): each is reserved with fallocate before it is
- * mapped, so a full disk shows up as a failed fallocate (capture stops, the file stays
- * whole) and never as a SIGBUS on a page the file system cannot back. The writer thread
- * keeps one extent mapped and its pages populated ahead of need, so the program's threads
- * do not take the page faults of fresh file pages.
+ * Writes go to explicit offsets (g_end) under the file lock; a write that fails part way
+ * (disk full) is cut back off, so the stream never ends in a torn record written by a
+ * live process, and capture stops with one stderr line. A ring's disk blocks are reserved
+ * with fallocate before it is mapped: a full disk never shows up as a SIGBUS.
  *
  * Every function here except mc_tf_clock_* runs under the file lock (mc_tf_lock). Only raw
  * system calls: the file family's interposers (open, mmap, close) are never entered while
@@ -29,6 +32,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
@@ -41,32 +45,19 @@ static _Atomic int g_fd = -1;
 static char g_path[4600];
 static dev_t g_fd_dev;                 /* identity of the trace file, to notice a program */
 static ino_t g_fd_ino;                 /* that closed our descriptor and reused the number */
-static uint32_t g_seg;                 /* segment bytes (power of two) */
-static uint64_t g_file_bytes;          /* bytes reserved in the file (fallocate'd or claimed) */
-static unsigned char *g_ext_pos, *g_ext_end; /* unclaimed, mapped part of the current extent */
-static uint64_t g_ext_off;             /* file offset of g_ext_pos */
+static uint64_t g_end;                 /* end of the file: where the next append goes */
+static uint32_t g_rings;               /* rings made in this file (their ids are 1..g_rings) */
 
-/* Every mapping of the file, for a fork child to drop (16384 x 4 MiB and more). */
+/* Every mapping of the file (the clock's page, the rings), for a fork child to drop. */
 #define MAX_MAPS 16384
 static struct { void *addr; size_t len; } g_maps[MAX_MAPS];
 static int g_nmaps;
 
-/* An extent a program thread mapped itself (no spare was ready): the writer thread faults
- * its pages in ahead of the thread's writes. */
-static unsigned char *g_unpopulated;
-static size_t g_unpopulated_len;
-
-/* The extent the writer thread prepared ahead (mapped, pages populated). */
-static unsigned char *g_spare;
-static size_t g_spare_len;
-static uint64_t g_spare_off;
-
-static struct mc_rec_clock *g_clock;   /* in the file's first region */
+static struct mc_rec_clock *g_clock;   /* mapped: updated in place */
 static uint64_t g_tsc0, g_ns0;         /* calibration anchor taken at start-up */
 
 int mc_core_trace_fd(void) { return atomic_load_explicit(&g_fd, memory_order_relaxed); }
 int mc_tf_is_open(void) { return atomic_load_explicit(&g_fd, memory_order_relaxed) >= 0; }
-uint32_t mc_tf_segment_bytes(void) { return g_seg; }
 
 /* ---------------------------------------------------------------- lock */
 
@@ -136,7 +127,7 @@ void mc_tf_clock_init(void) {}
 void mc_tf_clock_update(void) {}
 #endif
 
-/* ---------------------------------------------------------------- space */
+/* ---------------------------------------------------------------- writing */
 
 static void say_disable(const char *what)
 {
@@ -187,115 +178,127 @@ static void remember_map(void *addr, size_t len)
     if (g_nmaps < MAX_MAPS) { g_maps[g_nmaps].addr = addr; g_maps[g_nmaps].len = len; g_nmaps++; }
 }
 
-/* Reserves and maps [off, off + len) of the file. */
-static unsigned char *map_region(uint64_t off, size_t len, int populate)
+/* Writes iov[0..n) at g_end, whole. On failure the part written is cut off again (the
+ * stream keeps ending with a whole record) and capture stops. */
+static int append_v(struct iovec *iov, int n)
 {
-    if (g_nmaps >= MAX_MAPS) { errno = EFBIG; return NULL; }
-    if (reserve_disk(g_fd, off, len) < 0) return NULL;
-    unsigned char *p = mc_sys_mmap(len, PROT_READ | PROT_WRITE, MAP_SHARED, g_fd, (off_t)off);
-    if (p == MAP_FAILED) return NULL;
-    /* Write-fault every page now (kernels before 5.14 ignore this: the pages then fault on
-     * first use). */
-    if (populate) syscall(SYS_madvise, p, len, MADV_POPULATE_WRITE);
-    return p;
-}
-
-static size_t extent_bytes(void)
-{
-    size_t e = (size_t)g_seg * 64;
-    return e < (1u << 20) ? (1u << 20) : e > (64u << 20) ? (64u << 20) : e;
-}
-
-/* A region of `bytes` (a multiple of the segment size) for one writer. Caller holds the
- * file lock; the file is open. *used_spare = 1 when the prepared extent was taken (the
- * caller wakes the writer thread to prepare the next; also when this call mapped an
- * extent itself, for the writer to fault its pages in). NULL: the disk is full or the file
- * cannot grow; capture is then off. */
-unsigned char *mc_tf_region(uint32_t bytes, int *used_spare)
-{
-    *used_spare = 0;
-    if ((size_t)(g_ext_end - g_ext_pos) < bytes) {
-        if (g_spare && g_spare_len >= bytes) {
-            g_ext_pos = g_spare;
-            g_ext_end = g_spare + g_spare_len;
-            g_ext_off = g_spare_off;
-            remember_map(g_spare, g_spare_len);
-            g_spare = NULL;
-            *used_spare = 1;
-        } else {
-            if (fd_check() < 0) return NULL;
-            size_t len = extent_bytes();
-            if (len < bytes) len = bytes;
-            uint64_t off = g_file_bytes;
-            unsigned char *p = map_region(off, len, 0);
-            /* Short of space for a whole extent: the last segments still fit one by one. */
-            if (!p && len > bytes && (errno == ENOSPC || errno == EFBIG || errno == EDQUOT)) p = map_region(off, len = bytes, 0);
-            if (!p) { say_disable("cannot extend trace file"); return NULL; }
-            g_file_bytes = off + len;
-            remember_map(p, len);
-            g_ext_pos = p;
-            g_ext_end = p + len;
-            g_ext_off = off;
-            g_unpopulated = p;
-            g_unpopulated_len = len;
-            *used_spare = 1;   /* the writer: populate it, prepare the next */
+    if (fd_check() < 0) return -1;
+    uint64_t off = g_end, total = 0;
+    for (int i = 0; i < n; i++) total += iov[i].iov_len;
+    for (uint64_t done = 0; done < total;) {
+        ssize_t w = syscall(SYS_pwritev, g_fd, iov, n, (long)(off + done), 0L);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            if (w == 0) errno = ENOSPC;
+            int saved = errno;
+            if (syscall(SYS_ftruncate, g_fd, (off_t)off) < 0) { /* nothing more we can do */ }
+            errno = saved;
+            say_disable("cannot write trace file");
+            return -1;
+        }
+        done += (uint64_t)w;
+        /* skip what was written */
+        for (size_t left = (size_t)w; left && n;) {
+            if (left >= iov[0].iov_len) { left -= iov[0].iov_len; iov++; n--; }
+            else { iov[0].iov_base = (char *)iov[0].iov_base + left; iov[0].iov_len -= left; left = 0; }
         }
     }
-    unsigned char *r = g_ext_pos;
-    g_ext_pos += bytes;
-    g_ext_off += bytes;
-    return r;
+    g_end = off + total;
+    return 0;
 }
 
-/* Writer thread: map and populate the next extent while nobody waits for it. Takes and
- * releases the file lock itself (the slow part runs without it). */
-void mc_tf_prepare_spare(void)
+int mc_tf_append(const void *rec, uint32_t size)
 {
-    if (mc_tf_lock(0) < 0) return;
-    /* First the extent a thread is writing now, if it mapped it itself: faulting its pages
-     * in here takes most of the cost of a fresh page off that thread (concurrent writes to
-     * those pages are unaffected: a populate only maps pages). Only mappings that live
-     * until exit (every extent does) are touched outside the lock. */
-    unsigned char *pop = g_unpopulated;
-    size_t pop_len = g_unpopulated_len;
-    g_unpopulated = NULL;
-    mc_tf_unlock();
-    if (pop) syscall(SYS_madvise, pop, pop_len, MADV_POPULATE_WRITE);
-    if (mc_tf_lock(0) < 0) return;
-    if (g_fd < 0 || g_spare || fd_check() < 0) { mc_tf_unlock(); return; }
-    size_t len = extent_bytes();
-    uint64_t off = g_file_bytes;
-    g_file_bytes += len;   /* claimed: nobody else maps it */
-    int fd = g_fd;
-    mc_tf_unlock();
-    if (reserve_disk(fd, off, len) < 0) {
-        /* No room for a whole extent (disk or quota nearly full): give the claim back if
-         * nothing came after it; the program's threads then grow the file segment by
-         * segment themselves until it is really full. */
-        if (mc_tf_lock(0) == 0) {
-            if (g_file_bytes == off + len) g_file_bytes = off;
-            mc_tf_unlock();
-        }
-        return;
+    struct iovec iov = {(void *)rec, size};
+    return append_v(&iov, 1);
+}
+
+/* ---------------------------------------------------------------- rings */
+
+static size_t ring_map_len(uint32_t bytes)
+{
+    return ((size_t)sizeof(struct mc_rec_ring) + bytes + 4095) & ~(size_t)4095;
+}
+
+/* A new ring of `bytes` (a power of two) at the end of the file, its pages faulted in.
+ * NULL: the disk is full or the file cannot grow (capture is then off). */
+struct mc_rec_ring *mc_tf_ring_new(uint32_t bytes)
+{
+    if (fd_check() < 0) return NULL;
+    uint64_t start = g_end;
+    /* The ring record starts a page (mmap offsets are page multiples): a PAD before it. */
+    static const unsigned char zeros[4096];
+    struct mc_rec_header pad = {MC_REC_PAD, 0, (uint32_t)((4096 - g_end % 4096) % 4096)};
+    struct iovec iov[2] = {{&pad, sizeof pad}, {(void *)zeros, pad.size - sizeof pad}};
+    if (pad.size && append_v(iov, 2) < 0) return NULL;
+    struct mc_rec_ring r;
+    memset(&r, 0, sizeof r);
+    r.h.type = MC_REC_RING;
+    r.h.size = (uint32_t)sizeof r + bytes;
+    r.ring_id = ++g_rings;
+    r.ring_bytes = bytes;
+    uint64_t off = g_end;
+    struct iovec one = {&r, sizeof r};
+    if (append_v(&one, 1) < 0) return NULL;
+    if (reserve_disk(g_fd, off + sizeof r, bytes) < 0) {
+        int saved = errno;
+        if (syscall(SYS_ftruncate, g_fd, (off_t)start) == 0) g_end = start;
+        errno = saved;
+        say_disable("cannot extend trace file");
+        return NULL;
     }
-    unsigned char *p = mc_sys_mmap(len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)off);
-    if (p == MAP_FAILED) return;
-    syscall(SYS_madvise, p, len, MADV_POPULATE_WRITE);
-    if (mc_tf_lock(0) < 0) return;
-    if (g_fd == fd && !g_spare) { g_spare = p; g_spare_len = len; g_spare_off = off; p = NULL; }
-    mc_tf_unlock();
-    if (p) syscall(SYS_munmap, p, len);
+    g_end = off + sizeof r + bytes;
+    size_t len = ring_map_len(bytes);
+    struct mc_rec_ring *m = mc_sys_mmap(len, PROT_READ | PROT_WRITE, MAP_SHARED, g_fd, (off_t)off);
+    if (m == MAP_FAILED) { say_disable("cannot map trace file"); return NULL; }
+    remember_map(m, len);
+    /* Write-fault the pages now, here, not on the thread's records (kernels before 5.14
+     * ignore this: the pages then fault on first use). */
+    syscall(SYS_madvise, m, len, MADV_POPULATE_WRITE);
+    return m;
+}
+
+/* Copies the committed records of ring r that are not in the stream yet to the end of
+ * the file, then advances its tail. 0, or -1 when the file cannot grow (capture off;
+ * what was not copied stays in the ring, where the reader finds it). */
+int mc_tf_ring_copy(struct mc_rec_ring *r)
+{
+    uint64_t head = atomic_load_explicit((_Atomic uint64_t *)&r->head, memory_order_acquire);
+    uint64_t tail = atomic_load_explicit((_Atomic uint64_t *)&r->tail, memory_order_relaxed);
+    if (head == tail) return 0;
+    uint32_t bytes = r->ring_bytes;
+    unsigned char *data = (unsigned char *)(r + 1);
+    struct mc_rec_ring_copy c;
+    memset(&c, 0, sizeof c);
+    c.h.type = MC_REC_RING_COPY;
+    c.h.size = sizeof c;
+    c.ring_id = r->ring_id;
+    c.pos = tail;
+    c.len = head - tail;
+    uint32_t pos = (uint32_t)(tail & (bytes - 1));
+    uint64_t first = head - tail < (uint64_t)(bytes - pos) ? head - tail : bytes - pos;
+    struct iovec iov[3] = {{&c, sizeof c}, {data + pos, (size_t)first}, {data, (size_t)(head - tail - first)}};
+    if (append_v(iov, iov[2].iov_len ? 3 : 2) < 0) return -1;
+    atomic_store_explicit((_Atomic uint64_t *)&r->tail, head, memory_order_release);
+    return 0;
+}
+
+/* Writer thread, now and then: write-fault the ring's pages again. Writeback of a shared
+ * file page write-protects it, and the next store would take the fault on the recording
+ * thread. */
+void mc_tf_ring_refault(struct mc_rec_ring *r)
+{
+    syscall(SYS_madvise, r, ring_map_len(r->ring_bytes), MADV_POPULATE_WRITE);
 }
 
 /* ---------------------------------------------------------------- the file */
 
 /* Creates <out>/<host>-<pid>.mct (or .1.mct, ... when that name exists: an exec'd image
- * reusing the pid of a forked child), 0600 (argv and paths are private), and writes its
- * first region: the header, `process` (the PROCESS record, `process_bytes`) and the clock
- * record; [*rest, *rest_end) is the region's unused rest, for the definitions. Caller
- * holds the file lock. Returns 0 or -1 (capture is then off). */
-int mc_tf_create(const char *out_dir, const char *host, const void *process, uint32_t process_bytes,
-                 unsigned char **rest, unsigned char **rest_end)
+ * reusing the pid of a forked child), 0600 (argv and paths are private), and writes the
+ * header, `process` (the PROCESS record, `process_bytes`) and the clock record, which
+ * stays mapped to be updated in place. Caller holds the file lock. Returns 0 or -1
+ * (capture is then off). */
+int mc_tf_create(const char *out_dir, const char *host, const void *process, uint32_t process_bytes)
 {
     pid_t pid = getpid();
     int fd = -1;
@@ -322,28 +325,10 @@ int mc_tf_create(const char *out_dir, const char *host, const void *process, uin
     struct stat st;
     if (fstat(fd, &st) == 0) { g_fd_dev = st.st_dev; g_fd_ino = st.st_ino; }
     g_fd = fd;
+    g_end = 0;
+    g_rings = 0;
 
-    uint32_t seg_shift = 0;
-    while ((1u << seg_shift) < g_seg) seg_shift++;
-    uint64_t first = sizeof(struct mc_file_header) + process_bytes + sizeof(struct mc_rec_clock);
-    size_t len = (size_t)((first + g_seg - 1) / g_seg * g_seg);
-    unsigned char *p = map_region(0, len, 0);
-    if (!p) {
-        say_disable("cannot write trace file");
-        syscall(SYS_close, fd);
-        g_fd = -1;
-        syscall(SYS_unlink, path);  /* nothing in it: leave no empty file behind */
-        return -1;
-    }
-    remember_map(p, len);
-    g_file_bytes = len;
-    struct mc_file_header *fh = (struct mc_file_header *)p;
-    memcpy(fh->magic, MC_TRACE_MAGIC, 8);
-    fh->version_major = MC_TRACE_VERSION_MAJOR;
-    fh->version_minor = MC_TRACE_VERSION_MINOR;
-    fh->header_size = sizeof *fh;
-    fh->flags = MC_FILE_SEGMENTED | (uint64_t)seg_shift << 8;
-    mc_tf_put(p + sizeof *fh, process, process_bytes);
+    struct mc_file_header fh = mc_file_header_make(MC_FILE_RINGS);
     struct mc_rec_clock c;
     memset(&c, 0, sizeof c);
     c.h.type = MC_REC_CLOCK;
@@ -352,11 +337,24 @@ int mc_tf_create(const char *out_dir, const char *host, const void *process, uin
     c.ns0 = g_ns0;
     c.pair[0].tsc = g_tsc0;
     c.pair[0].ns = g_ns0;
-    g_clock = (struct mc_rec_clock *)(p + sizeof *fh + process_bytes);
-    mc_tf_put(g_clock, &c, sizeof c);
+    struct iovec iov[3] = {{&fh, sizeof fh}, {(void *)process, process_bytes}, {&c, sizeof c}};
+    uint64_t clock_off = sizeof fh + process_bytes;
+    uint64_t map_off = clock_off & ~(uint64_t)4095;
+    size_t map_len = (size_t)((clock_off + sizeof c - map_off + 4095) & ~(uint64_t)4095);
+    unsigned char *p = MAP_FAILED;
+    if (append_v(iov, 3) == 0) {
+        p = mc_sys_mmap(map_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)map_off);
+        if (p == MAP_FAILED) say_disable("cannot map trace file");
+    }
+    if (p == MAP_FAILED) {
+        if (g_fd >= 0) syscall(SYS_close, g_fd);
+        g_fd = -1;
+        syscall(SYS_unlink, path);  /* nothing in it: leave no empty file behind */
+        return -1;
+    }
+    remember_map(p, map_len);
+    g_clock = (struct mc_rec_clock *)(p + (clock_off - map_off));
     mc_tf_clock_update();
-    *rest = (unsigned char *)(g_clock + 1);
-    *rest_end = p + len;
     if (mc_cfg.log_level >= 1) {
         char line[4700];
         snprintf(line, sizeof line, "moecap[%d]: tracing to %s\n", (int)pid, path);
@@ -366,53 +364,16 @@ int mc_tf_create(const char *out_dir, const char *host, const void *process, uin
     return 0;
 }
 
-/* Copies a whole record (its size field set) to dst in the file, the size last. */
-void mc_tf_put(void *dst, const void *rec, uint32_t size)
-{
-    struct mc_rec_header h;
-    memcpy(&h, rec, sizeof h);
-    memcpy((unsigned char *)dst + sizeof h, (const unsigned char *)rec + sizeof h, size - sizeof h);
-    struct mc_rec_header *d = dst;
-    d->type = h.type;
-    d->flags = h.flags;
-    atomic_store_explicit((_Atomic uint32_t *)&d->size, size, memory_order_release);
-}
-
-/* Exit: give back the space no segment was handed out of (the prepared extent, the rest
- * of the current one) so a finished file ends after its last segment. Later records (a
- * destructor's) map a new extent at the new end. */
-void mc_tf_trim(void)
-{
-    if (g_fd < 0 || fd_check() < 0) return;
-    if (g_spare) {
-        syscall(SYS_munmap, g_spare, g_spare_len);
-        if (g_spare_off + g_spare_len == g_file_bytes) g_file_bytes = g_spare_off;
-        g_spare = NULL;
-    }
-    uint64_t cut = g_file_bytes;
-    if (g_ext_pos && g_ext_off + (uint64_t)(g_ext_end - g_ext_pos) == g_file_bytes) cut = g_ext_off;
-    if (syscall(SYS_ftruncate, g_fd, (off_t)cut) == 0) {
-        g_file_bytes = cut;
-        g_ext_pos = g_ext_end = NULL;
-    }
-}
-
 /* Fork child: the parent's file and mappings stay the parent's. Only this thread exists. */
 void mc_tf_forget_after_fork(void)
 {
     for (int i = 0; i < g_nmaps; i++) syscall(SYS_munmap, g_maps[i].addr, g_maps[i].len);
-    if (g_spare) syscall(SYS_munmap, g_spare, g_spare_len);
     g_nmaps = 0;
-    g_unpopulated = NULL;
-    g_spare = NULL;
-    g_spare_len = 0;
-    g_ext_pos = g_ext_end = NULL;
     g_clock = NULL;
-    g_file_bytes = 0;
+    g_end = 0;
+    g_rings = 0;
     int inherited = g_fd;
     g_fd = -1; /* first: close() of the trace descriptor is ignored while it is ours */
     if (inherited >= 0) syscall(SYS_close, inherited);
     atomic_store(&g_file_lock, 0);
 }
-
-void mc_tf_set_segment_bytes(uint32_t bytes) { g_seg = bytes; }

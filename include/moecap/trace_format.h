@@ -1,13 +1,15 @@
 /* moecap trace format (.mct): the on-disk contract between the shim (writer) and the
  * post-processor / `moecap dump` (readers). Documented in docs/trace-format.md.
  *
- * File  = mc_file_header, then records back to back until end of file. A file whose header
- *         has MC_FILE_SEGMENTED (every file the shim writes since 1.1) is written in place
- *         through a shared mapping, in segments of mc_file_segment_bytes() bytes that one
- *         writer (a thread, or the definitions) fills: a record header whose size is 0 is
- *         space not (yet) written, and the reader goes on at the next segment boundary.
- *         A record's size is stored last, after its payload, so a process killed at any
- *         instant leaves every record it committed whole and nothing half-written.
+ * File  = mc_file_header, then records back to back until end of file. Since 1.2 the shim
+ *         writes a plain stream (appended with write) plus, per recording thread, a
+ *         MC_REC_RING: the thread's record ring, kept in the file and written through a
+ *         shared mapping, so a process killed at any instant leaves every record it
+ *         committed in the file; the reader returns the ring records the stream lacks
+ *         after the stream's end (struct mc_rec_ring). 1.1 files (MC_FILE_SEGMENTED) were
+ *         written in place in segments of mc_file_segment_bytes() bytes that one writer
+ *         filled: there a record header whose size is 0 is space not (yet) written, and
+ *         the reader goes on at the next segment boundary.
  * Record = mc_rec_header (type, size) + payload; `size` counts header + payload and is a
  *          multiple of 8, so a reader can skip record types it does not know and stop
  *          cleanly at a truncated last record (process killed mid-write).
@@ -29,22 +31,35 @@
 
 #define MC_TRACE_MAGIC "MOECAPT\0" /* 8 bytes incl. the trailing NUL */
 #define MC_TRACE_VERSION_MAJOR 1
-#define MC_TRACE_VERSION_MINOR 1
+#define MC_TRACE_VERSION_MINOR 2
 
 struct mc_file_header {
     char magic[8];          /* MC_TRACE_MAGIC */
     uint16_t version_major;
     uint16_t version_minor;
     uint32_t header_size;   /* sizeof(struct mc_file_header) as written */
-    uint64_t flags;         /* MC_FILE_SEGMENTED | segment size as log2 << 8; 0 = plain */
+    uint64_t flags;         /* MC_FILE_SEGMENTED | segment size as log2 << 8 (1.1), or
+                               MC_FILE_RINGS (1.2); 0 = plain */
 };
 
 #define MC_FILE_SEGMENTED 1u
+/* 1.2: a plain record stream that may hold MC_REC_RING records; the reader returns their
+ * records not yet copied to the stream (a killed process's) after the stream's end. */
+#define MC_FILE_RINGS 2u
 /* Segment size of a segmented file (0 for a plain one). */
 static inline uint64_t mc_file_segment_bytes(uint64_t flags)
 {
     unsigned shift = (unsigned)(flags >> 8) & 0xffu;
     return (flags & MC_FILE_SEGMENTED) && shift >= 12 && shift <= 30 ? (uint64_t)1 << shift : 0;
+}
+
+/* The file header a writer of this version writes (flags: MC_FILE_*). */
+static inline struct mc_file_header mc_file_header_make(uint64_t flags)
+{
+    struct mc_file_header fh = {{0}, MC_TRACE_VERSION_MAJOR, MC_TRACE_VERSION_MINOR,
+                                (uint32_t)sizeof(struct mc_file_header), flags};
+    for (int i = 0; i < 8; i++) fh.magic[i] = MC_TRACE_MAGIC[i];
+    return fh;
 }
 
 /* mc_rec_header.flags bit: the record's times are TSC ticks, converted by the reader with
@@ -105,6 +120,10 @@ struct mc_rec_header {
     X(GEMM_CPU,   18, mc_rec_gemm_cpu,   gemm_cpu,   MC_VAR_NONE) \
     /* TSC calibration of MC_RECF_TICKS records (after PROCESS, updated in place) */ \
     X(CLOCK,      19, mc_rec_clock,      clock,      MC_VAR_NONE) \
+    /* mc_rec_ring + ring bytes: a thread's record ring, kept in the file (1.2) */ \
+    X(RING,       20, mc_rec_ring,       ring,       MC_VAR_PART) \
+    /* the records that follow are bytes [pos, pos + len) of a ring (1.2) */ \
+    X(RING_COPY,  21, mc_rec_ring_copy,  ring_copy,  MC_VAR_NONE) \
     /* mc_rec_topk_tap + counts (kernel-parameter taps, cupti/) */ \
     X(TOPK_TAP,   40, mc_rec_topk_tap,   topk_tap,   MC_VAR_PART) \
     /* mc_rec_llama_batch + mc_llama_seq[]: one llama_decode call (llama.cpp adapter) */ \
@@ -503,6 +522,34 @@ struct mc_rec_clock {
     struct { uint64_t tsc, ns; } pair[2];
     uint32_t latest;
     uint32_t pad;
+};
+
+/* A thread's record ring, kept in the trace file itself (1.2): the thread writes its records
+ * into the ring bytes that follow this struct, through a shared mapping of the file, and
+ * publishes each one by advancing `head` (a record is committed when head has passed it).
+ * The shim copies committed records from the ring to the end of the file (a RING_COPY
+ * record, then the bytes) and then advances `tail`. Positions are byte counts since the
+ * ring was made; position p lives at ring byte p mod ring_bytes. After a SIGKILL the ring
+ * still holds [max(tail, what the RING_COPY records cover), head): the reader returns those
+ * records after the rest of the file. Records never wrap the ring's end (a PAD fills it). */
+struct mc_rec_ring {
+    struct mc_rec_header h;         /* size = sizeof(struct mc_rec_ring) + ring_bytes */
+    uint32_t ring_id;               /* unique in the file, from 1 */
+    uint32_t ring_bytes;            /* power of two, >= 4096 */
+    uint64_t reserved0[6];
+    uint64_t head;                  /* bytes committed (written by the recording thread) */
+    uint64_t reserved1[7];          /* head and tail on cache lines of their own */
+    uint64_t tail;                  /* bytes copied to the end of the file */
+    uint64_t reserved2[15];
+};
+
+/* The next `len` bytes of records are bytes [pos, pos + len) of ring `ring_id` (1.2). */
+struct mc_rec_ring_copy {
+    struct mc_rec_header h;
+    uint32_t ring_id;
+    uint32_t reserved;
+    uint64_t pos;
+    uint64_t len;
 };
 
 #define MC_REC_ALIGN 8u

@@ -281,6 +281,19 @@ static void dump_clock(FILE *o, struct mc_trace *t, const struct mc_trace_rec *r
     U64("tsc0", c->tsc0); U64("ns0", c->ns0); U64("tsc1", c->pair[i].tsc); U64("ns1", c->pair[i].ns);
 }
 
+static void dump_ring(FILE *o, struct mc_trace *t, const struct mc_trace_rec *r)
+{
+    (void)t;
+    U64("ring_id", r->u.ring.ring_id); U64("ring_bytes", r->u.ring.ring_bytes);
+    U64("head", r->u.ring.head); U64("tail", r->u.ring.tail);
+}
+
+static void dump_ring_copy(FILE *o, struct mc_trace *t, const struct mc_trace_rec *r)
+{
+    (void)t;
+    U64("ring_id", r->u.ring_copy.ring_id); U64("pos", r->u.ring_copy.pos); U64("len", r->u.ring_copy.len);
+}
+
 /* Records the reader never hands out: PAD (not asked for) and the compact CPU GEMM (always
  * expanded to gemm). The dispatch below has a function for every record type of the list. */
 static void dump_pad(FILE *o, struct mc_trace *t, const struct mc_trace_rec *r) { (void)o; (void)t; (void)r; }
@@ -368,8 +381,9 @@ int mc_cmd_dump(int argc, char **argv)
         first = 1;
         for (unsigned i = 0; i <= MC_API_MAX; i++)
             if (per_api[i]) { printf("%s\"%s\":%" PRIu64, first ? "" : ",", mc_api_name(i), per_api[i]); first = 0; }
-        printf("},\"gemm_flops\":%" PRIu64 ",\"dropped_events\":%" PRIu64 ",\"unknown_records\":%" PRIu64 ",\"complete\":%s}\n",
-               gemm_flops, dropped, unknown, st == MC_TRACE_END ? "true" : "false");
+        printf("},\"gemm_flops\":%" PRIu64 ",\"dropped_events\":%" PRIu64 ",\"unknown_records\":%" PRIu64
+               ",\"recovered_records\":%" PRIu64 ",\"complete\":%s}\n",
+               gemm_flops, dropped, unknown, mc_trace_recovered(t), st == MC_TRACE_END ? "true" : "false");
     }
     fflush(stdout);
     if (unknown)

@@ -36,7 +36,26 @@ struct mc_trace {
     struct str_ent { uint32_t id; char *text; } *strs;
     uint32_t nstrs, capstrs;
     uint64_t scanned_to;     /* strings of [0, scanned_to) are all in the table */
-    uint64_t seg;            /* segment bytes of a segmented file, 0 = plain */
+    uint64_t seg;            /* segment bytes of a segmented file (1.1), 0 = plain */
+    /* Record rings kept in the file (1.2): what each RING_COPY covered, and, once the
+     * stream has ended, the recovery of what the rings hold beyond that. */
+    int rings_file;          /* header flag MC_FILE_RINGS */
+    struct ring_ent {
+        uint32_t id, bytes;
+        uint64_t data_off;   /* file offset of the ring's byte 0 */
+        uint64_t head, tail; /* as the file holds them */
+        uint64_t covered;    /* positions [.., covered) are in the stream */
+        uint64_t pos;        /* recovery: next position to return */
+        int started;         /* recovery: pos set */
+    } *rings;
+    uint32_t nrings, caprings;
+    struct ring_ent *copying; /* the RING_COPY batch being read, */
+    uint64_t copy_left;       /* and its bytes still to come */
+    int recovering;           /* the stream has ended; returning ring records */
+    uint32_t rec_ring;        /* recovery: index into rings */
+    int end_status;           /* the stream's own end status */
+    char end_why[200];
+    uint64_t nrecovered;
     int have_clock;          /* MC_REC_CLOCK seen: tick-stamped records convertible */
     uint64_t tsc0, ns0, tsc1, ns1;
 };
@@ -125,6 +144,7 @@ static struct mc_trace *open_stream(FILE *f, int fd, uint64_t size, const char *
     t->off = fh.header_size;
     t->scanned_to = fh.header_size;
     t->seg = mc_file_segment_bytes(fh.flags);
+    t->rings_file = (fh.flags & MC_FILE_RINGS) != 0;
     t->status = 1;
     return t;
 }
@@ -177,6 +197,7 @@ void mc_trace_close(struct mc_trace *t)
     if (t->f) fclose(t->f);
     for (uint32_t i = 0; i < t->capstrs; i++) free(t->strs[i].text);
     free(t->strs);
+    free(t->rings);
     free(t->buf);
     free(t->path);
     free(t);
@@ -324,6 +345,124 @@ static uint64_t ticks_to_ns(const struct mc_trace *t, uint64_t ticks)
     return ns <= 0 ? 0 : ns >= 1.8e19 ? UINT64_MAX : (uint64_t)ns;
 }
 
+/* ---------------------------------------------------------------- rings (1.2) */
+
+/* A RING record: remember where its bytes are and how far its writer got. Bad ones (wrong
+ * sizes, a repeated id) are ignored: their records then stay unrecovered. */
+static void add_ring(struct mc_trace *t, const unsigned char *rec, uint32_t size, uint64_t off)
+{
+    struct mc_rec_ring r;
+    if (size < sizeof r) return;
+    memcpy(&r, rec, sizeof r);
+    if (r.ring_bytes < 4096 || (r.ring_bytes & (r.ring_bytes - 1)) || size - sizeof r != r.ring_bytes) return;
+    for (uint32_t i = 0; i < t->nrings; i++) if (t->rings[i].id == r.ring_id) return;
+    if (t->nrings == t->caprings) {   /* at most one per 4 KiB of file */
+        uint32_t cap = t->caprings ? t->caprings * 2 : 8;
+        struct ring_ent *n = realloc(t->rings, cap * sizeof *n);
+        if (!n) return;
+        t->rings = n;
+        t->caprings = cap;
+        t->copying = NULL; /* it pointed into the old array */
+        t->copy_left = 0;
+    }
+    struct ring_ent *e = &t->rings[t->nrings++];
+    memset(e, 0, sizeof *e);
+    e->id = r.ring_id;
+    e->bytes = r.ring_bytes;
+    e->data_off = off + sizeof r;
+    e->head = r.head;
+    e->tail = r.tail;
+}
+
+/* A RING_COPY record: the next `len` bytes of the stream are ring bytes from `pos` on. */
+static void start_copy(struct mc_trace *t, const unsigned char *rec, uint32_t size)
+{
+    struct mc_rec_ring_copy c;
+    t->copying = NULL;
+    t->copy_left = 0;
+    if (size < sizeof c) return;
+    memcpy(&c, rec, sizeof c);
+    for (uint32_t i = 0; i < t->nrings; i++) {
+        struct ring_ent *e = &t->rings[i];
+        if (e->id != c.ring_id) continue;
+        if (c.pos > e->covered) e->covered = c.pos;
+        t->copying = e;
+        t->copy_left = c.len;
+        return;
+    }
+}
+
+/* A stream record inside a RING_COPY batch: its ring's records up to here are in the
+ * stream. A batch cut short by the end of the file (its writer was killed inside the
+ * write) covers only its whole records. */
+static void count_copied(struct mc_trace *t, uint32_t size)
+{
+    if (!t->copying) return;
+    if (size > t->copy_left) { t->copying = NULL; t->copy_left = 0; return; }
+    t->copying->covered += size;
+    t->copy_left -= size;
+    if (!t->copy_left) t->copying = NULL;
+}
+
+/* The stream ended with status st (END or TRUNCATED). A rings file's killed writer may
+ * have left records in its rings that the stream lacks: return those next. The end is
+ * clean when no ring misses part of what its tail says was copied (a stream cut inside
+ * a copy is how a killed writer leaves it; the ring still holds those bytes). */
+static void start_recovery(struct mc_trace *t, int st, const char *why)
+{
+    t->recovering = 1;
+    t->rec_ring = 0;
+    t->end_status = st;
+    snprintf(t->end_why, sizeof t->end_why, "%s", why);
+    if (st != MC_TRACE_TRUNCATED || !t->rings_file) return;
+    for (uint32_t i = 0; i < t->nrings; i++)
+        if (t->rings[i].covered < t->rings[i].tail) return; /* bytes lost from the stream */
+    t->end_status = MC_TRACE_END;
+}
+
+/* Next record of the rings beyond what the stream covered, into t->buf. */
+static int recover_one(struct mc_trace *t, uint64_t *offp, uint32_t *size, char *why, size_t whylen)
+{
+    while (t->rec_ring < t->nrings) {
+        struct ring_ent *r = &t->rings[t->rec_ring];
+        if (!r->started) {
+            r->started = 1;
+            r->pos = r->covered > r->tail ? r->covered : r->tail;
+            if (r->head > r->pos && r->head - r->pos > r->bytes) {
+                snprintf(why, whylen, "corrupt ring %u: head %llu is more than a ring (%u bytes) past position %llu",
+                         r->id, (unsigned long long)r->head, r->bytes, (unsigned long long)r->pos);
+                return MC_TRACE_CORRUPT;
+            }
+        }
+        uint64_t pos = r->pos;
+        if (pos >= r->head) { t->rec_ring++; continue; }
+        uint64_t in_ring = pos & (r->bytes - 1);
+        uint64_t off = r->data_off + in_ring;
+        struct mc_rec_header h;
+        if (fseeko(t->f, (off_t)off, SEEK_SET) != 0 || fread(&h, 1, sizeof h, t->f) != sizeof h ||
+            h.size < sizeof h || h.size % MC_REC_ALIGN || in_ring + h.size > r->bytes || h.size > r->head - pos) {
+            snprintf(why, whylen, "corrupt ring %u: no whole record at position %llu (offset %llu)", r->id,
+                     (unsigned long long)pos, (unsigned long long)off);
+            return MC_TRACE_CORRUPT;
+        }
+        if (ensure_buf(t, h.size) < 0) {
+            snprintf(why, whylen, "out of memory for a %u-byte record at offset %llu", h.size, (unsigned long long)off);
+            return MC_TRACE_IO_ERROR;
+        }
+        memcpy(t->buf, &h, sizeof h);
+        if (fread(t->buf + sizeof h, 1, h.size - sizeof h, t->f) != h.size - sizeof h) {
+            snprintf(why, whylen, "read error in ring %u at offset %llu", r->id, (unsigned long long)off);
+            return MC_TRACE_IO_ERROR;
+        }
+        r->pos = pos + h.size;
+        *offp = off;
+        *size = h.size;
+        return MC_TRACE_RECORD;
+    }
+    snprintf(why, whylen, "%s", t->end_why);
+    return t->end_status;
+}
+
 int mc_trace_next(struct mc_trace *t, struct mc_trace_rec *rec)
 {
     for (;;) {
@@ -331,21 +470,33 @@ int mc_trace_next(struct mc_trace *t, struct mc_trace_rec *rec)
         uint32_t size = 0;
         char why[200];
         uint64_t off = t->off;
-        int st = read_one(t, t->f, &off, &size, why, sizeof why);
+        int st = t->recovering ? recover_one(t, &off, &size, why, sizeof why)
+                               : read_one(t, t->f, &off, &size, why, sizeof why);
+        if (st != MC_TRACE_RECORD && !t->recovering && t->nrings &&
+            (st == MC_TRACE_END || st == MC_TRACE_TRUNCATED)) {
+            start_recovery(t, st, why);
+            continue;
+        }
         if (st != MC_TRACE_RECORD) {
             if (st == MC_TRACE_END) t->status = MC_TRACE_END;
             else set_err(t, st, "%s (%llu whole records before it)", why, (unsigned long long)t->nrec);
             return t->status;
         }
-        t->off = off + size;
-        t->nrec++;
-        if (t->off > t->scanned_to) t->scanned_to = t->off;
         const struct mc_rec_header *h = (const struct mc_rec_header *)t->buf;
         unsigned type = h->type;
+        if (!t->recovering) {
+            t->off = off + size;
+            if (t->off > t->scanned_to) t->scanned_to = t->off;
+            if (type == MC_REC_RING_COPY) start_copy(t, t->buf, size);
+            else count_copied(t, size);
+            if (type == MC_REC_RING) add_ring(t, t->buf, size, off);
+        }
         if (type == MC_REC_STRING) add_string(t, t->buf, size);
         if (type == MC_REC_CLOCK) take_clock(t, t->buf, size);
         size_t fixed = mc_rec_fixed_size(type);
         if (type == MC_REC_PAD && !(t->opts & MC_TRACE_OPT_PAD)) continue;
+        t->nrec++;
+        if (t->recovering) t->nrecovered++;
         if (fixed == 0 && type != MC_REC_PAD) {
             t->nunknown++;
             if (!(t->opts & MC_TRACE_OPT_UNKNOWN)) continue;
@@ -457,6 +608,7 @@ const char *mc_trace_str(struct mc_trace *t, uint32_t id)
 unsigned mc_trace_version_major(const struct mc_trace *t) { return t->vmaj; }
 unsigned mc_trace_version_minor(const struct mc_trace *t) { return t->vmin; }
 uint64_t mc_trace_records(const struct mc_trace *t) { return t->nrec; }
+uint64_t mc_trace_recovered(const struct mc_trace *t) { return t->nrecovered; }
 uint64_t mc_trace_unknown_skipped(const struct mc_trace *t) { return t->nunknown; }
 uint64_t mc_trace_offset(const struct mc_trace *t) { return t->off; }
 const char *mc_trace_error(const struct mc_trace *t) { return t->status < 0 ? t->err : ""; }

@@ -6,9 +6,11 @@
  * into a zero-padded union, so a record written by an older (shorter) writer reads with
  * its missing trailing fields as 0, and a newer (longer) one reads with the extra bytes
  * ignored. Unknown record types are skipped and counted. A truncated last record (a plain
- * file whose writer was killed mid-write) ends iteration with MC_TRACE_TRUNCATED; in a
- * segmented file (the shim's) space its writer had not filled is skipped to the next
- * segment boundary, so a killed process's file reads to its last committed record.
+ * file whose writer was killed mid-write) ends iteration with MC_TRACE_TRUNCATED. Files
+ * left by killed processes read to their last committed record: in a 1.2 file the
+ * records its threads' rings hold beyond what the stream has are returned after the
+ * stream (and a stream cut inside a ring copy is a clean end); in a segmented 1.1 file
+ * space its writer had not filled is skipped to the next segment boundary.
  * CPU GEMM times stamped in TSC ticks are converted with the file's MC_REC_CLOCK. Nothing
  * crashes on bad input.
  *
@@ -102,7 +104,8 @@ const char *mc_trace_str(struct mc_trace *t, uint32_t id);
 /* Header facts and counters. */
 unsigned mc_trace_version_major(const struct mc_trace *t);
 unsigned mc_trace_version_minor(const struct mc_trace *t);
-uint64_t mc_trace_records(const struct mc_trace *t);       /* whole records read so far */
+uint64_t mc_trace_records(const struct mc_trace *t);       /* whole records read so far (PAD filler not counted) */
+uint64_t mc_trace_recovered(const struct mc_trace *t);     /* of which from rings (a killed writer's) */
 uint64_t mc_trace_unknown_skipped(const struct mc_trace *t); /* unknown-type records skipped */
 uint64_t mc_trace_offset(const struct mc_trace *t);        /* bytes consumed so far */
 const char *mc_trace_error(const struct mc_trace *t);      /* "" when none */

@@ -18,12 +18,7 @@ struct mc_synth *mc_synth_open(const char *path)
     w->f = fopen(path, "wb");
     if (!w->f) { free(w); return NULL; }
     w->next_id = 1;
-    struct mc_file_header fh;
-    memset(&fh, 0, sizeof fh);
-    memcpy(fh.magic, MC_TRACE_MAGIC, 8);
-    fh.version_major = MC_TRACE_VERSION_MAJOR;
-    fh.version_minor = MC_TRACE_VERSION_MINOR;
-    fh.header_size = sizeof fh;
+    struct mc_file_header fh = mc_file_header_make(0);
     mc_synth_raw(w, &fh, sizeof fh);
     return w;
 }

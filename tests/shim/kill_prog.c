@@ -4,8 +4,9 @@
  * so any lda >= k is valid). After each call returns (its record committed) the thread
  * stores how many calls it has made into its slot of COUNTS, a file mapped shared: the
  * kernel keeps those stores when the process is killed, independently of the shim.
- * usage: kill_prog COUNTS THREADS [CALLS]  (CALLS: stop after that many calls per thread
- * and print "done"; default: run until killed) */
+ * usage: kill_prog COUNTS THREADS [CALLS [hold]]  (CALLS: stop after that many calls per
+ * thread and print "done"; with "hold", sleep until killed instead of exiting; default:
+ * run until killed) */
 #include <cblas.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -13,11 +14,13 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 static _Atomic uint64_t *g_counts;
 static long g_calls = -1;
+static int g_hold;
 
 static void *worker(void *arg)
 {
@@ -38,6 +41,7 @@ int main(int argc, char **argv)
     int nt = atoi(argv[2]);
     if (nt < 1 || nt > 8) return 2;
     if (argc > 3) g_calls = atol(argv[3]);
+    g_hold = argc > 4 && !strcmp(argv[4], "hold");
     int fd = open(argv[1], O_RDWR | O_CREAT | O_TRUNC, 0600);
     if (fd < 0 || ftruncate(fd, 4096) < 0) { perror(argv[1]); return 1; }
     g_counts = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -47,5 +51,7 @@ int main(int argc, char **argv)
     worker((void *)0);
     for (long t = 1; t < nt; t++) pthread_join(th[t], NULL);
     printf("done\n");
+    fflush(stdout);
+    while (g_hold) pause();
     return 0;
 }

@@ -49,3 +49,19 @@ for i in $(seq 1 30); do
   [ $rc -eq 0 ] || [ $rc -eq 2 ] || { crash=1; echo "# rc $rc on random input"; cp "$d/r.mct" /tmp/moecap-dump-crash.mct; }
 done
 check "random bytes never crash dump" '[ $crash -eq 0 ]'
+# A 1.1 (segmented) trace the earlier shim left when killed (tests/trace/data: kill_prog, 2
+# threads x 700 cblas_sgemm with lda = 2 + call number and n = thread + 1, MOECAP_BUF_KB=64,
+# SIGKILL while the threads waited): unwritten segment ends and zero extents skipped, every
+# call there once.
+gunzip -c tests/trace/data/killed-1.1-segmented.mct.gz >"$d/seg.mct"
+"$M" dump "$d/seg.mct" >"$d/seg.jsonl" 2>"$d/seg.err"; rc=$?
+check "1.1 segmented trace of a killed process: exit 0" '[ $rc -eq 0 ]'
+/usr/bin/python3 - "$d/seg.jsonl" <<'PY' && echo "ok - 1.1 segmented trace: every call once, in order" || echo "not ok - 1.1 segmented trace: every call once, in order"
+import json, sys
+calls = {}
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r["type"] == "gemm":
+        calls.setdefault(r["n"], []).append(r["lda"] - 2)
+assert sorted(calls) == [1, 2] and all(v == list(range(700)) for v in calls.values()), {k: len(v) for k, v in calls.items()}
+PY
