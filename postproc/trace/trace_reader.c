@@ -37,6 +37,8 @@ struct mc_trace {
     uint32_t nstrs, capstrs;
     uint64_t scanned_to;     /* strings of [0, scanned_to) are all in the table */
     uint64_t seg;            /* segment bytes of a segmented file, 0 = plain */
+    unsigned char *keep;     /* mc_trace_set_segments (NULL: every segment) */
+    size_t nkeep;
     int have_clock;          /* MC_REC_CLOCK seen: tick-stamped records convertible */
     uint64_t tsc0, ns0, tsc1, ns1;
 };
@@ -178,6 +180,7 @@ void mc_trace_close(struct mc_trace *t)
     for (uint32_t i = 0; i < t->capstrs; i++) free(t->strs[i].text);
     free(t->strs);
     free(t->buf);
+    free(t->keep);
     free(t->path);
     free(t);
 }
@@ -324,10 +327,39 @@ static uint64_t ticks_to_ns(const struct mc_trace *t, uint64_t ticks)
     return ns <= 0 ? 0 : ns >= 1.8e19 ? UINT64_MAX : (uint64_t)ns;
 }
 
+int mc_trace_set_segments(struct mc_trace *t, const unsigned char *keep, size_t n)
+{
+    if (!t->seg) return -1;
+    unsigned char *k = malloc(n ? n : 1);
+    if (!k) return -1;
+    if (n) memcpy(k, keep, n);
+    free(t->keep);
+    t->keep = k;
+    t->nkeep = n;
+    return 0;
+}
+
+uint64_t mc_trace_segment_bytes(const struct mc_trace *t) { return t->seg; }
+
+/* With a segment filter: moves to the first kept segment at or after t->off. 0, or -1 when
+ * none is left (the end). */
+static int next_kept(struct mc_trace *t)
+{
+    uint64_t i = t->off / t->seg;
+    while (i < t->nkeep && t->keep[i] == MC_SEG_SKIP) i++;
+    if (i >= t->nkeep) return -1;
+    if (i != t->off / t->seg) {
+        if (fseeko(t->f, (off_t)(i * t->seg), SEEK_SET) != 0) return -1;
+        t->off = i * t->seg;
+    }
+    return 0;
+}
+
 int mc_trace_next(struct mc_trace *t, struct mc_trace_rec *rec)
 {
     for (;;) {
         if (t->status <= 0) return t->status;
+        if (t->keep && next_kept(t) < 0) { t->status = MC_TRACE_END; return t->status; }
         uint32_t size = 0;
         char why[200];
         uint64_t off = t->off;
@@ -337,6 +369,16 @@ int mc_trace_next(struct mc_trace *t, struct mc_trace_rec *rec)
             else set_err(t, st, "%s (%llu whole records before it)", why, (unsigned long long)t->nrec);
             return t->status;
         }
+        unsigned char seg_use = MC_SEG_READ;
+        if (t->keep) {
+            uint64_t i = off / t->seg;
+            seg_use = i < t->nkeep ? t->keep[i] : MC_SEG_SKIP;
+            if (seg_use == MC_SEG_SKIP) {   /* unwritten space led into a skipped segment */
+                t->off = (off / t->seg + 1) * t->seg;
+                if (fseeko(t->f, (off_t)t->off, SEEK_SET) != 0) { t->status = MC_TRACE_END; return t->status; }
+                continue;
+            }
+        }
         t->off = off + size;
         t->nrec++;
         if (t->off > t->scanned_to) t->scanned_to = t->off;
@@ -344,6 +386,7 @@ int mc_trace_next(struct mc_trace *t, struct mc_trace_rec *rec)
         unsigned type = h->type;
         if (type == MC_REC_STRING) add_string(t, t->buf, size);
         if (type == MC_REC_CLOCK) take_clock(t, t->buf, size);
+        if (seg_use == MC_SEG_STATE) continue;
         size_t fixed = mc_rec_fixed_size(type);
         if (type == MC_REC_PAD && !(t->opts & MC_TRACE_OPT_PAD)) continue;
         if (fixed == 0 && type != MC_REC_PAD) {

@@ -96,6 +96,18 @@ void mc_trace_close(struct mc_trace *t);
  * what and where; further calls return the same status. */
 int mc_trace_next(struct mc_trace *t, struct mc_trace_rec *rec);
 
+/* Segmented files: which segments (index = offset / segment bytes) mc_trace_next visits,
+ * for reading one writer's records on their own (records of different threads interleave by
+ * segment, not by time; a reader that needs time order across threads follows each writer
+ * with its own handle). keep[i]: MC_SEG_SKIP = not read, MC_SEG_READ = records returned,
+ * MC_SEG_STATE = read for the handle's state only (strings, clock), not returned; segments
+ * at or past n are skipped. A record belongs to the segment it starts in. The array is
+ * copied. Call before the first mc_trace_next; -1 for a plain file or no memory. */
+enum { MC_SEG_SKIP = 0, MC_SEG_READ = 1, MC_SEG_STATE = 2 };
+int mc_trace_set_segments(struct mc_trace *t, const unsigned char *keep, size_t n);
+/* Segment bytes of a segmented file, 0 for a plain one. */
+uint64_t mc_trace_segment_bytes(const struct mc_trace *t);
+
 /* Interned string by id; NULL when id is 0 or never defined in this file. */
 const char *mc_trace_str(struct mc_trace *t, uint32_t id);
 
