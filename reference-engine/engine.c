@@ -10,14 +10,16 @@
  * appears as a GEMM.
  *
  * Threads (--threads T > 1): independent products run at once on a pool of T - 1 helper
- * threads plus the step's thread, each call single-threaded inside the BLAS library
- * (OpenBLAS is set to one thread): a MoE layer's routed experts (each expert's gate, up and
- * down on one thread) and its shared expert, and q/k/v from the second layer on. The
- * step's first product (layer 0's q) and everything that orders the step — o, router,
- * lm_head — stay on the step's thread, so a profiler that follows the step's thread sees it
- * open first and close last, with the helpers' calls in between. Every product has the
- * same operands whichever thread runs it, and the weighted sum of expert outputs is done
- * afterwards in ascending expert order: results do not depend on T. */
+ * threads plus the step's thread, each call single-threaded inside the BLAS library: a MoE
+ * layer's routed experts (each expert's gate, up and down on one thread) and its shared
+ * expert, and q/k/v from the second layer on. The step's first product (layer 0's q) and
+ * everything that orders the step — o, router, lm_head — stay on the step's thread (one
+ * call each, with the BLAS library's own T threads inside), so a profiler that follows the
+ * step's thread sees the step open first and close last, with the helpers' calls in
+ * between. A product computed on the pool has the same operands and one BLAS thread
+ * whichever thread runs it, and expert outputs are summed afterwards in ascending expert
+ * order; only the BLAS library's threading of the step thread's own products can change
+ * the last bits of a result with T. */
 #include "internal.h"
 #include "offload.h"
 #include "expert_parallel.h"
@@ -67,6 +69,7 @@ struct mr_engine {
     float *pxe, *pg, *pu, *pdn;   /* per (token, expert) pair rows: gathered input, gate, up, down */
     int *order;              /* experts of the layer, largest first (parallel task order) */
     struct mr_pool *pool;    /* helper threads (NULL: one thread) */
+    void (*set_blas_threads)(int);   /* openblas_set_num_threads, when the BLAS has it */
     struct mr_acct a;
     struct mr_offload *off;  /* expert offloading (NULL: every expert used in place) */
     struct mr_ep *ep;        /* expert-parallel workers (NULL: experts computed here) */
@@ -88,12 +91,13 @@ mr_engine *mr_engine_create(mr_model *m, int threads, char *err, size_t errlen)
                           sizeof *e->layer_cnt);
     if (!e->layer_cnt) { free(e); mr_set_err(err, errlen, "out of memory"); return NULL; }
     e->gemv_single_row = 1;
-    /* One BLAS thread per call: with T > 1 the engine runs independent products on its
-     * own threads (OpenBLAS offers a setter; other BLAS keep their own setting). A helper
-     * that cannot be started leaves the engine single-threaded, never wrong. */
-    void (*set_threads)(int) = (void (*)(int))dlsym(RTLD_DEFAULT, "openblas_set_num_threads");
-    if (set_threads) set_threads(1);
+    /* BLAS threads: T for a product the step's thread runs alone (o, lm_head: one call with
+     * the library's own threads inside), 1 while the pool runs products side by side
+     * (set around mr_pool_run). OpenBLAS offers the setter; other BLAS keep their own
+     * setting. A helper that cannot be started leaves the engine on one thread, never wrong. */
+    e->set_blas_threads = (void (*)(int))dlsym(RTLD_DEFAULT, "openblas_set_num_threads");
     if (e->threads > 1) e->pool = mr_pool_new(e->threads - 1);
+    if (e->set_blas_threads) e->set_blas_threads(e->pool ? e->threads : 1);
     /* Threaded attention only pays off for long contexts; idle OpenMP threads spin and
      * would steal cores from the BLAS threads. Tests lower it (MOE_REF_PAR_MIN_WORK). */
     e->par_min_work = 1u << 20;
@@ -345,6 +349,15 @@ static void attend_token(const mr_engine *e, const mr_seq *s, int layer, const f
 
 /* ---------- one step ---------- */
 
+/* Products side by side on the pool, one BLAS thread each; the step thread's own products
+ * around it keep the library's threads. */
+static void pool_run(mr_engine *e, int n, mr_pool_task fn, void *ctx)
+{
+    if (e->set_blas_threads) e->set_blas_threads(1);
+    mr_pool_run(e->pool, n, fn, ctx);
+    if (e->set_blas_threads) e->set_blas_threads(e->threads);
+}
+
 /* q, k and v projections of one layer as three pool tasks. */
 struct qkv_job {
     mr_engine *e;
@@ -525,7 +538,7 @@ static int ffn_moe(mr_engine *e, const struct mr_layer_w *w, int layer, int T)
                 int t = e->order[j]; e->order[j] = e->order[j - 1]; e->order[j - 1] = t;
             }
         struct ffn_job job = { e, w, T, shared, nexp };
-        mr_pool_run(e->pool, nexp + shared, ffn_task, &job);
+        pool_run(e, nexp + shared, ffn_task, &job);
     } else {
         /* one thread (offloading: experts are brought in one at a time, in ascending order) */
         for (int i = 0; i < nexp; i++) {
@@ -695,7 +708,7 @@ int mr_step(mr_engine *e, mr_seq *const seqs[], const int32_t *const new_tokens[
         rmsnorm(e, e->xn, e->x, NULL, T, w->attn_norm);
         if (e->pool && l > 0) {   /* layer 0's q is the step's first product: step's thread */
             struct qkv_job job = { e, w, T };
-            mr_pool_run(e->pool, 3, qkv_task, &job);
+            pool_run(e, 3, qkv_task, &job);
             count_gemm(e, T, qd, d, W_DENSE);
             count_gemm(e, T, kvd, d, W_DENSE);
             count_gemm(e, T, kvd, d, W_DENSE);
