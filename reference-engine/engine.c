@@ -13,13 +13,13 @@
  * threads plus the step's thread, each call single-threaded inside the BLAS library: a MoE
  * layer's routed experts (each expert's gate, up and down on one thread) and its shared
  * expert, and q/k/v from the second layer on. The step's first product (layer 0's q) and
- * everything that orders the step — o, router, lm_head — stay on the step's thread (one
- * call each, with the BLAS library's own T threads inside), so a profiler that follows the
- * step's thread sees the step open first and close last, with the helpers' calls in
- * between. A product computed on the pool has the same operands and one BLAS thread
+ * everything that orders the step — o, router, lm_head — stay on the step's thread, so a
+ * profiler that follows the step's thread sees the step open first and close last, with
+ * the helpers' calls in between; a large one among them (lm_head) is one call with the BLAS
+ * library's own T threads inside. A product has the same operands and one BLAS thread
  * whichever thread runs it, and expert outputs are summed afterwards in ascending expert
- * order; only the BLAS library's threading of the step thread's own products can change
- * the last bits of a result with T. */
+ * order; only the library's threading of lm_head can change the last bits of the logits
+ * with T. */
 #include "internal.h"
 #include "offload.h"
 #include "expert_parallel.h"
@@ -91,13 +91,12 @@ mr_engine *mr_engine_create(mr_model *m, int threads, char *err, size_t errlen)
                           sizeof *e->layer_cnt);
     if (!e->layer_cnt) { free(e); mr_set_err(err, errlen, "out of memory"); return NULL; }
     e->gemv_single_row = 1;
-    /* BLAS threads: T for a product the step's thread runs alone (o, lm_head: one call with
-     * the library's own threads inside), 1 while the pool runs products side by side
-     * (set around mr_pool_run). OpenBLAS offers the setter; other BLAS keep their own
+    /* BLAS threads: one per call, except T for a large product the step's thread runs
+     * alone (lm_head; mr_gemm). OpenBLAS offers the setter; other BLAS keep their own
      * setting. A helper that cannot be started leaves the engine on one thread, never wrong. */
     e->set_blas_threads = (void (*)(int))dlsym(RTLD_DEFAULT, "openblas_set_num_threads");
+    if (e->set_blas_threads) e->set_blas_threads(1);
     if (e->threads > 1) e->pool = mr_pool_new(e->threads - 1);
-    if (e->set_blas_threads) e->set_blas_threads(e->pool ? e->threads : 1);
     /* Threaded attention only pays off for long contexts; idle OpenMP threads spin and
      * would steal cores from the BLAS threads. Tests lower it (MOE_REF_PAR_MIN_WORK). */
     e->par_min_work = 1u << 20;
@@ -274,11 +273,21 @@ static void blas_product(const mr_engine *e, const float *X, int m, const float 
                     0.0f, Y, out);
 }
 
+/* Weights of at least this many elements (16 MiB of f32: lm_head of a real vocabulary) run
+ * with the BLAS library's own T threads when the step thread computes them alone. */
+#define MR_BLAS_THREADED_MIN (4u << 20)
+
 /* A product on the step's thread, counted in the step's account. */
 static void mr_gemm(mr_engine *e, const float *X, int m, const float *W, int out, int in,
                     float *Y, enum mr_wclass cls)
 {
+    int big = e->pool && e->set_blas_threads && (uint64_t)out * (uint64_t)in >= MR_BLAS_THREADED_MIN;
+    if (big) {   /* the library's threads need the cores the idle helpers spin on */
+        mr_pool_park(e->pool);
+        e->set_blas_threads(e->threads);
+    }
     blas_product(e, X, m, W, out, in, Y);
+    if (big) e->set_blas_threads(1);
     count_gemm(e, m, out, in, cls);
 }
 
@@ -348,15 +357,6 @@ static void attend_token(const mr_engine *e, const mr_seq *s, int layer, const f
 }
 
 /* ---------- one step ---------- */
-
-/* Products side by side on the pool, one BLAS thread each; the step thread's own products
- * around it keep the library's threads. */
-static void pool_run(mr_engine *e, int n, mr_pool_task fn, void *ctx)
-{
-    if (e->set_blas_threads) e->set_blas_threads(1);
-    mr_pool_run(e->pool, n, fn, ctx);
-    if (e->set_blas_threads) e->set_blas_threads(e->threads);
-}
 
 /* q, k and v projections of one layer as three pool tasks. */
 struct qkv_job {
@@ -538,7 +538,7 @@ static int ffn_moe(mr_engine *e, const struct mr_layer_w *w, int layer, int T)
                 int t = e->order[j]; e->order[j] = e->order[j - 1]; e->order[j - 1] = t;
             }
         struct ffn_job job = { e, w, T, shared, nexp };
-        pool_run(e, nexp + shared, ffn_task, &job);
+        mr_pool_run(e->pool, nexp + shared, ffn_task, &job);
     } else {
         /* one thread (offloading: experts are brought in one at a time, in ascending order) */
         for (int i = 0; i < nexp; i++) {
@@ -708,7 +708,7 @@ int mr_step(mr_engine *e, mr_seq *const seqs[], const int32_t *const new_tokens[
         rmsnorm(e, e->xn, e->x, NULL, T, w->attn_norm);
         if (e->pool && l > 0) {   /* layer 0's q is the step's first product: step's thread */
             struct qkv_job job = { e, w, T };
-            pool_run(e, 3, qkv_task, &job);
+            mr_pool_run(e->pool, 3, qkv_task, &job);
             count_gemm(e, T, qd, d, W_DENSE);
             count_gemm(e, T, kvd, d, W_DENSE);
             count_gemm(e, T, kvd, d, W_DENSE);

@@ -36,6 +36,7 @@ struct mr_pool {
     _Atomic uint32_t done;        /* futex: tasks finished in the current list */
     _Atomic int caller_sleeps;
     _Atomic int quit;
+    _Atomic int park;             /* mr_pool_park: idle helpers sleep at once */
     mr_pool_task fn;
     void *ctx;
     int helpers;
@@ -66,13 +67,13 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* Spins until *w != val or SPIN_NS pass; returns the last value read. */
-static uint32_t spin_while(_Atomic uint32_t *w, uint32_t val)
+/* Spins until *w != val, SPIN_NS pass or *stop is set; returns the last value read. */
+static uint32_t spin_while(_Atomic uint32_t *w, uint32_t val, _Atomic int *stop)
 {
     uint64_t t0 = 0;
     for (unsigned i = 1;; i++) {
         uint32_t v = atomic_load_explicit(w, memory_order_acquire);
-        if (v != val) return v;
+        if (v != val || (stop && atomic_load_explicit(stop, memory_order_relaxed))) return v;
         cpu_relax();
         if ((i & 255) == 0) {
             uint64_t t = now_ns();
@@ -105,7 +106,7 @@ static void *helper_main(void *arg)
     struct mr_pool *p = h->p;
     uint32_t seen = 0;
     for (;;) {
-        uint32_t v = spin_while(&p->list, seen);
+        uint32_t v = spin_while(&p->list, seen, &p->park);
         while (v == seen) {
             atomic_fetch_add(&p->sleepers, 1);
             if (atomic_load(&p->list) == seen) futex_wait(&p->list, seen);
@@ -155,6 +156,7 @@ void mr_pool_run(struct mr_pool *p, int n, mr_pool_task fn, void *ctx)
     if (n > 0xffff) n = 0xffff;
     p->fn = fn;
     p->ctx = ctx;
+    atomic_store_explicit(&p->park, 0, memory_order_relaxed);
     atomic_store_explicit(&p->done, 0, memory_order_relaxed);
     uint32_t list = atomic_load_explicit(&p->list, memory_order_relaxed) + 1;
     atomic_store_explicit(&p->word, ((uint64_t)list << 32) | ((uint64_t)n << 16), memory_order_release);
@@ -164,9 +166,14 @@ void mr_pool_run(struct mr_pool *p, int n, mr_pool_task fn, void *ctx)
     for (;;) {   /* the helpers' last tasks: spin, then sleep until the last one wakes us */
         uint32_t d = atomic_load_explicit(&p->done, memory_order_acquire);
         if (d >= (uint32_t)n) break;
-        if (spin_while(&p->done, d) != d) continue;
+        if (spin_while(&p->done, d, NULL) != d) continue;
         atomic_store(&p->caller_sleeps, 1);
         if (atomic_load(&p->done) == d) futex_wait(&p->done, d);
         atomic_store(&p->caller_sleeps, 0);
     }
+}
+
+void mr_pool_park(struct mr_pool *p)
+{
+    atomic_store_explicit(&p->park, 1, memory_order_relaxed);
 }

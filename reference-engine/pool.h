@@ -19,5 +19,9 @@ struct mr_pool *mr_pool_new(int helpers);
 void mr_pool_free(struct mr_pool *p);
 /* Runs tasks 0..n-1 (n <= 65535) on the caller and the helpers; returns when all are done. */
 void mr_pool_run(struct mr_pool *p, int n, mr_pool_task fn, void *ctx);
+/* Idle helpers stop spinning and sleep now (until the next mr_pool_run): call before work
+ * that brings threads of its own (a BLAS call with the library's threads), so spinning
+ * helpers do not take their cores. */
+void mr_pool_park(struct mr_pool *p);
 
 #endif
