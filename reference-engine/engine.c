@@ -68,6 +68,7 @@ struct mr_engine {
     int *layer_cnt;          /* [layers][experts] tokens per expert in the last step */
     float *pxe, *pg, *pu, *pdn;   /* per (token, expert) pair rows: gathered input, gate, up, down */
     int *order;              /* experts of the layer, largest first (parallel task order) */
+    double *rcos, *rsin;     /* RoPE angles of the token being rotated [head_dim / 2] */
     struct mr_pool *pool;    /* helper threads (NULL: one thread) */
     void (*set_blas_threads)(int);   /* openblas_set_num_threads, when the BLAS has it */
     struct mr_acct a;
@@ -112,8 +113,8 @@ static void free_scratch(mr_engine *e)
                      &e->logits, &e->scores, &e->pxe, &e->pg, &e->pu, &e->pdn };
     for (size_t i = 0; i < sizeof fs / sizeof fs[0]; i++) { free(*fs[i]); *fs[i] = NULL; }
     free(e->sel); free(e->cnt); free(e->eoff); free(e->etok);
-    free(e->tok); free(e->pos); free(e->sidx); free(e->order);
-    e->order = NULL;
+    free(e->tok); free(e->pos); free(e->sidx); free(e->order); free(e->rcos); free(e->rsin);
+    e->order = NULL; e->rcos = e->rsin = NULL;
     e->sel = e->cnt = e->eoff = e->etok = NULL;
     e->tok = e->pos = e->sidx = NULL;
     e->cap_t = e->cap_b = e->cap_ctx = 0;
@@ -229,6 +230,8 @@ static int ensure_scratch(mr_engine *e, int T, int B, int ctx)
         bad |= grow((void **)&e->cnt, E, sizeof(int));
         bad |= grow((void **)&e->eoff, E + 1, sizeof(int));
         bad |= grow((void **)&e->order, E, sizeof(int));
+        bad |= grow((void **)&e->rcos, (size_t)c->head_dim / 2 + 1, sizeof(double));
+        bad |= grow((void **)&e->rsin, (size_t)c->head_dim / 2 + 1, sizeof(double));
         size_t f = (size_t)c->moe_inter;
         bad |= grow((void **)&e->pxe, t * K * d, sizeof(float));
         bad |= grow((void **)&e->pg, t * K * f, sizeof(float));
@@ -307,16 +310,25 @@ static void rmsnorm(mr_engine *e, float *out, const float *x, const int32_t *idx
     e->a.bytes[W_DENSE] += (uint64_t)d * sizeof(float);
 }
 
-/* HF rotate_half RoPE on one head vector at position p. */
-static void rope(float *v, int hd, int p, float theta)
+/* HF rotate_half RoPE: the angles of position p, cos and sin per pair i < hd/2 (double),
+ * computed once per token and applied to every q and k head of it. */
+static void rope_angles(double *cs, double *sn, int hd, int p, float theta)
+{
+    for (int i = 0; i < hd / 2; i++) {
+        double inv = pow((double)theta, -2.0 * i / hd);
+        double ang = p * inv;
+        cs[i] = cos(ang);
+        sn[i] = sin(ang);
+    }
+}
+
+static void rope(float *v, int hd, const double *cs, const double *sn)
 {
     int half = hd / 2;
     for (int i = 0; i < half; i++) {
-        double inv = pow((double)theta, -2.0 * i / hd);
-        double ang = p * inv, cs = cos(ang), sn = sin(ang);
         float a = v[i], b = v[i + half];
-        v[i] = (float)(a * cs - b * sn);
-        v[i + half] = (float)(b * cs + a * sn);
+        v[i] = (float)(a * cs[i] - b * sn[i]);
+        v[i + half] = (float)(b * cs[i] + a * sn[i]);
     }
 }
 
@@ -719,8 +731,9 @@ int mr_step(mr_engine *e, mr_seq *const seqs[], const int32_t *const new_tokens[
         }
         for (int t = 0; t < T; t++) {
             mr_seq *s = seqs[e->sidx[t]];
-            for (int h = 0; h < c->heads; h++) rope(e->q + (size_t)t * qd + (size_t)h * hd, hd, e->pos[t], c->rope_theta);
-            for (int h = 0; h < c->kv_heads; h++) rope(e->kk + (size_t)t * kvd + (size_t)h * hd, hd, e->pos[t], c->rope_theta);
+            rope_angles(e->rcos, e->rsin, hd, e->pos[t], c->rope_theta);
+            for (int h = 0; h < c->heads; h++) rope(e->q + (size_t)t * qd + (size_t)h * hd, hd, e->rcos, e->rsin);
+            for (int h = 0; h < c->kv_heads; h++) rope(e->kk + (size_t)t * kvd + (size_t)h * hd, hd, e->rcos, e->rsin);
             size_t at = ((size_t)l * s->max_len + (size_t)e->pos[t]) * kvd;
             memcpy(s->k + at, e->kk + (size_t)t * kvd, (size_t)kvd * sizeof(float));
             memcpy(s->v + at, e->vv + (size_t)t * kvd, (size_t)kvd * sizeof(float));
