@@ -39,6 +39,7 @@ struct mr_pool {
     _Atomic int park;             /* mr_pool_park: idle helpers sleep at once */
     mr_pool_task fn;
     void *ctx;
+    int base;                     /* task number of the list's first task (lists of 65535) */
     int helpers;
     struct helper *h;
 };
@@ -93,7 +94,7 @@ static void work(struct mr_pool *p, int worker)
         if (!atomic_compare_exchange_weak_explicit(&p->word, &cur, cur + 1, memory_order_acq_rel,
                                                    memory_order_acquire))
             continue;   /* cur reloaded: another thread claimed, or a new list came */
-        p->fn(p->ctx, (int)next, worker);
+        p->fn(p->ctx, p->base + (int)next, worker);
         uint32_t d = atomic_fetch_add_explicit(&p->done, 1, memory_order_acq_rel) + 1;
         if (d == count && atomic_load(&p->caller_sleeps)) futex_wake(&p->done);
         cur = atomic_load_explicit(&p->word, memory_order_acquire);
@@ -150,12 +151,12 @@ void mr_pool_free(struct mr_pool *p)
     free(p);
 }
 
-void mr_pool_run(struct mr_pool *p, int n, mr_pool_task fn, void *ctx)
+/* One list of at most 65535 tasks (the count's 16 bits in the published word). */
+static void run_list(struct mr_pool *p, int base, int n, mr_pool_task fn, void *ctx)
 {
-    if (n <= 0) return;
-    if (n > 0xffff) n = 0xffff;
     p->fn = fn;
     p->ctx = ctx;
+    p->base = base;
     atomic_store_explicit(&p->park, 0, memory_order_relaxed);
     atomic_store_explicit(&p->done, 0, memory_order_relaxed);
     uint32_t list = atomic_load_explicit(&p->list, memory_order_relaxed) + 1;
@@ -176,4 +177,10 @@ void mr_pool_run(struct mr_pool *p, int n, mr_pool_task fn, void *ctx)
 void mr_pool_park(struct mr_pool *p)
 {
     atomic_store_explicit(&p->park, 1, memory_order_relaxed);
+}
+
+void mr_pool_run(struct mr_pool *p, int n, mr_pool_task fn, void *ctx)
+{
+    for (int base = 0; base < n; base += 0xffff)
+        run_list(p, base, n - base < 0xffff ? n - base : 0xffff, fn, ctx);
 }

@@ -17,7 +17,7 @@ typedef void (*mr_pool_task)(void *ctx, int task, int worker);
 /* A pool of `helpers` threads (>= 1). NULL when a thread cannot be started. */
 struct mr_pool *mr_pool_new(int helpers);
 void mr_pool_free(struct mr_pool *p);
-/* Runs tasks 0..n-1 (n <= 65535) on the caller and the helpers; returns when all are done. */
+/* Runs tasks 0..n-1 on the caller and the helpers; returns when all are done. */
 void mr_pool_run(struct mr_pool *p, int n, mr_pool_task fn, void *ctx);
 /* Idle helpers stop spinning and sleep now (until the next mr_pool_run): call before work
  * that brings threads of its own (a BLAS call with the library's threads), so spinning
