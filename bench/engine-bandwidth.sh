@@ -3,8 +3,8 @@
 # Mixtral-style model that does not fit in any cache; reports tokens/s and achieved weight
 # bandwidth (weight bytes read per step from the ground truth / step wall time) against
 # this machine's STREAM-triad bandwidth measured by bench/engine-stream-triad.c.
-# Both BLAS call forms are measured: the default (every product one cblas_sgemm) and
-# --gemv (single-row products through cblas_sgemv).
+# Both BLAS call forms are measured: --gemm (every product one cblas_sgemm) and the default
+# (single-row products through cblas_sgemv).
 #
 # usage: bench/engine-bandwidth.sh [--threads T] [--gen N] [--model-dir DIR] [--keep-model]
 # The model is written under /tmp (never into the repository) and removed unless --keep-model.
@@ -41,7 +41,7 @@ probe() { OMP_NUM_THREADS="$threads" "$work/stream-triad" 33554432 10 >"$work/pr
 pick() { awk -v k="$1" '$1 == k {print $2}' "$work/probe.txt"; }
 probe; t1=$(pick triad_GBps); r1=$(pick read_GBps)
 for mode in gemm gemv; do
-  extra=(); [ "$mode" = gemv ] && extra=(--gemv)
+  extra=(--gemv); [ "$mode" = gemm ] && extra=(--gemm)
   "$BUILD/bin/moe-ref" run --model "$model" --batch 1 --prompt-len 16 --gen "$gen" \
       --threads "$threads" "${extra[@]}" --ground-truth "$work/gt-$mode.jsonl" >/dev/null
   if [ "$mode" = gemm ]; then probe; t2=$(pick triad_GBps); fi
@@ -69,7 +69,7 @@ for mode in ("gemm", "gemv"):
     wall = [s["wall_ns"] / 1e9 for s in dec]
     bw = sum(wb) / sum(wall) / 1e9
     med = statistics.median(b / w for b, w in zip(wb, wall)) / 1e9
-    form = "cblas_sgemm (default)" if mode == "gemm" else "cblas_sgemv for m=1 (--gemv)"
+    form = "cblas_sgemm (--gemm)" if mode == "gemm" else "cblas_sgemv for m=1 (default)"
     print(f"| {form} | {len(dec)} | {len(dec)/sum(wall):.2f} | {statistics.mean(wb)/1e6:.1f} | "
           f"{bw:.2f} | {med:.2f} | {100*bw/tmed:.0f} % | {100*bw/tmax:.0f} % |")
 PY

@@ -1,15 +1,29 @@
 /* moe-ref forward pass on CPU: one step over any set of sequences (prefill, decode or
  * mixed), KV caches per sequence, top-k routing, and the step's ground truth.
  *
- * Every weight product goes through mr_gemm(): exactly one cblas_sgemm with the
- * mmap'ed weight as operand B (RowMajor, NoTrans, Trans), so a preloaded profiler sees one
- * call per projection / router / activated expert / shared expert / lm_head. Bytes and
- * FLOPs of the ground truth are counted at these call sites (and at the embedding
- * gather, norms and attention loops), from what was actually executed.
- * Attention (scores, softmax, weighted values) is plain C so it never appears as a GEMM. */
+ * Every weight product is exactly one BLAS call (blas_product(): cblas_sgemm with the
+ * mmap'ed weight as operand B, RowMajor NoTrans Trans, or cblas_sgemv for one row), so a
+ * preloaded profiler sees one call per projection / router / activated expert / shared
+ * expert / lm_head. Bytes and FLOPs of the ground truth are counted by the step's thread
+ * (count_gemm(), and at the embedding gather, norms and attention loops), from what was
+ * actually executed. Attention (scores, softmax, weighted values) is plain C so it never
+ * appears as a GEMM.
+ *
+ * Threads (--threads T > 1): independent products run at once on a pool of T - 1 helper
+ * threads plus the step's thread, each call single-threaded inside the BLAS library: a MoE
+ * layer's routed experts (each expert's gate, up and down on one thread) and its shared
+ * expert, and q/k/v from the second layer on. The step's first product (layer 0's q) and
+ * everything that orders the step — o, router, lm_head — stay on the step's thread, so a
+ * profiler that follows the step's thread sees the step open first and close last, with
+ * the helpers' calls in between; a large one among them (lm_head) is one call with the BLAS
+ * library's own T threads inside. A product has the same operands and one BLAS thread
+ * whichever thread runs it, and expert outputs are summed afterwards in ascending expert
+ * order; only the library's threading of lm_head can change the last bits of the logits
+ * with T. */
 #include "internal.h"
 #include "offload.h"
 #include "expert_parallel.h"
+#include "pool.h"
 
 #include <cblas.h>
 #include <dlfcn.h>
@@ -45,13 +59,18 @@ struct mr_engine {
     uint64_t steps, stamp;
     /* scratch, sized for cap_t tokens / cap_b sequences / cap_ctx keys */
     int cap_t, cap_b, cap_ctx;
-    float *x, *xn, *q, *kk, *vv, *att, *tmp, *moe, *rl, *xe, *g, *u, *dn, *sgl, *scores;
+    float *x, *xn, *q, *kk, *vv, *att, *tmp, *moe, *rl, *g, *u, *dn, *sgl, *scores;
     float *selw;
     int *sel, *cnt, *eoff, *etok;
     float *ew;
     int32_t *tok, *pos, *sidx;
     float *xl, *logits;
     int *layer_cnt;          /* [layers][experts] tokens per expert in the last step */
+    float *pxe, *pg, *pu, *pdn;   /* per (token, expert) pair rows: gathered input, gate, up, down */
+    int *order;              /* experts of the layer, largest first (parallel task order) */
+    double *rcos, *rsin;     /* RoPE angles of the token being rotated [head_dim / 2] */
+    struct mr_pool *pool;    /* helper threads (NULL: one thread) */
+    void (*set_blas_threads)(int);   /* openblas_set_num_threads, when the BLAS has it */
     struct mr_acct a;
     struct mr_offload *off;  /* expert offloading (NULL: every expert used in place) */
     struct mr_ep *ep;        /* expert-parallel workers (NULL: experts computed here) */
@@ -72,9 +91,13 @@ mr_engine *mr_engine_create(mr_model *m, int threads, char *err, size_t errlen)
     e->layer_cnt = calloc((size_t)m->cfg.layers * (size_t)(m->cfg.experts > 0 ? m->cfg.experts : 1),
                           sizeof *e->layer_cnt);
     if (!e->layer_cnt) { free(e); mr_set_err(err, errlen, "out of memory"); return NULL; }
-    /* The BLAS library's own threads: OpenBLAS offers a setter; other BLAS keep theirs. */
-    void (*set_threads)(int) = (void (*)(int))dlsym(RTLD_DEFAULT, "openblas_set_num_threads");
-    if (set_threads) set_threads(e->threads);
+    e->gemv_single_row = 1;
+    /* BLAS threads: one per call, except T for a large product the step's thread runs
+     * alone (lm_head; mr_gemm). OpenBLAS offers the setter; other BLAS keep their own
+     * setting. A helper that cannot be started leaves the engine on one thread, never wrong. */
+    e->set_blas_threads = (void (*)(int))dlsym(RTLD_DEFAULT, "openblas_set_num_threads");
+    if (e->set_blas_threads) e->set_blas_threads(1);
+    if (e->threads > 1) e->pool = mr_pool_new(e->threads - 1);
     /* Threaded attention only pays off for long contexts; idle OpenMP threads spin and
      * would steal cores from the BLAS threads. Tests lower it (MOE_REF_PAR_MIN_WORK). */
     e->par_min_work = 1u << 20;
@@ -86,11 +109,12 @@ mr_engine *mr_engine_create(mr_model *m, int threads, char *err, size_t errlen)
 static void free_scratch(mr_engine *e)
 {
     float **fs[] = { &e->x, &e->xn, &e->q, &e->kk, &e->vv, &e->att, &e->tmp, &e->moe, &e->rl,
-                     &e->xe, &e->g, &e->u, &e->dn, &e->sgl, &e->selw, &e->ew, &e->xl,
-                     &e->logits, &e->scores };
+                     &e->g, &e->u, &e->dn, &e->sgl, &e->selw, &e->ew, &e->xl,
+                     &e->logits, &e->scores, &e->pxe, &e->pg, &e->pu, &e->pdn };
     for (size_t i = 0; i < sizeof fs / sizeof fs[0]; i++) { free(*fs[i]); *fs[i] = NULL; }
     free(e->sel); free(e->cnt); free(e->eoff); free(e->etok);
-    free(e->tok); free(e->pos); free(e->sidx);
+    free(e->tok); free(e->pos); free(e->sidx); free(e->order); free(e->rcos); free(e->rsin);
+    e->order = NULL; e->rcos = e->rsin = NULL;
     e->sel = e->cnt = e->eoff = e->etok = NULL;
     e->tok = e->pos = e->sidx = NULL;
     e->cap_t = e->cap_b = e->cap_ctx = 0;
@@ -99,6 +123,7 @@ static void free_scratch(mr_engine *e)
 void mr_engine_free(mr_engine *e)
 {
     if (!e) return;
+    mr_pool_free(e->pool);
     free_scratch(e);
     free(e->layer_cnt);
     mr_offload_free(e->off);
@@ -191,7 +216,6 @@ static int ensure_scratch(mr_engine *e, int T, int B, int ctx)
         bad |= grow((void **)&e->tmp, t * d, sizeof(float));
         bad |= grow((void **)&e->moe, t * d, sizeof(float));
         bad |= grow((void **)&e->rl, t * E, sizeof(float));
-        bad |= grow((void **)&e->xe, t * d, sizeof(float));
         bad |= grow((void **)&e->g, t * fmax, sizeof(float));
         bad |= grow((void **)&e->u, t * fmax, sizeof(float));
         bad |= grow((void **)&e->dn, t * d, sizeof(float));
@@ -205,6 +229,14 @@ static int ensure_scratch(mr_engine *e, int T, int B, int ctx)
         bad |= grow((void **)&e->sidx, t, sizeof(int32_t));
         bad |= grow((void **)&e->cnt, E, sizeof(int));
         bad |= grow((void **)&e->eoff, E + 1, sizeof(int));
+        bad |= grow((void **)&e->order, E, sizeof(int));
+        bad |= grow((void **)&e->rcos, (size_t)c->head_dim / 2 + 1, sizeof(double));
+        bad |= grow((void **)&e->rsin, (size_t)c->head_dim / 2 + 1, sizeof(double));
+        size_t f = (size_t)c->moe_inter;
+        bad |= grow((void **)&e->pxe, t * K * d, sizeof(float));
+        bad |= grow((void **)&e->pg, t * K * f, sizeof(float));
+        bad |= grow((void **)&e->pu, t * K * f, sizeof(float));
+        bad |= grow((void **)&e->pdn, t * K * d, sizeof(float));
         if (bad) return -1;
         e->cap_t = T;
     }
@@ -233,15 +265,32 @@ static void count_gemm(mr_engine *e, int m, int out, int in, enum mr_wclass cls)
 }
 
 /* Y[m x out] = X[m x in] . W^T, W = the [out, in] weight as stored in the file: the one
- * BLAS call per weight product, and the place where GEMM FLOPs and weight bytes are counted. */
-static void mr_gemm(mr_engine *e, const float *X, int m, const float *W, int out, int in,
-                    float *Y, enum mr_wclass cls)
+ * BLAS call per weight product. Touches nothing of the engine, so any thread may run it. */
+static void blas_product(const mr_engine *e, const float *X, int m, const float *W, int out,
+                         int in, float *Y)
 {
     if (m == 1 && e->gemv_single_row)
         cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, W, in, X, 1, 0.0f, Y, 1);
     else
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, out, in, 1.0f, X, in, W, in,
                     0.0f, Y, out);
+}
+
+/* Weights of at least this many elements (16 MiB of f32: lm_head of a real vocabulary) run
+ * with the BLAS library's own T threads when the step thread computes them alone. */
+#define MR_BLAS_THREADED_MIN (4u << 20)
+
+/* A product on the step's thread, counted in the step's account. */
+static void mr_gemm(mr_engine *e, const float *X, int m, const float *W, int out, int in,
+                    float *Y, enum mr_wclass cls)
+{
+    int big = e->pool && e->set_blas_threads && (uint64_t)out * (uint64_t)in >= MR_BLAS_THREADED_MIN;
+    if (big) {   /* the library's threads need the cores the idle helpers spin on */
+        mr_pool_park(e->pool);
+        e->set_blas_threads(e->threads);
+    }
+    blas_product(e, X, m, W, out, in, Y);
+    if (big) e->set_blas_threads(1);
     count_gemm(e, m, out, in, cls);
 }
 
@@ -261,16 +310,25 @@ static void rmsnorm(mr_engine *e, float *out, const float *x, const int32_t *idx
     e->a.bytes[W_DENSE] += (uint64_t)d * sizeof(float);
 }
 
-/* HF rotate_half RoPE on one head vector at position p. */
-static void rope(float *v, int hd, int p, float theta)
+/* HF rotate_half RoPE: the angles of position p, cos and sin per pair i < hd/2 (double),
+ * computed once per token and applied to every q and k head of it. */
+static void rope_angles(double *cs, double *sn, int hd, int p, float theta)
+{
+    for (int i = 0; i < hd / 2; i++) {
+        double inv = pow((double)theta, -2.0 * i / hd);
+        double ang = p * inv;
+        cs[i] = cos(ang);
+        sn[i] = sin(ang);
+    }
+}
+
+static void rope(float *v, int hd, const double *cs, const double *sn)
 {
     int half = hd / 2;
     for (int i = 0; i < half; i++) {
-        double inv = pow((double)theta, -2.0 * i / hd);
-        double ang = p * inv, cs = cos(ang), sn = sin(ang);
         float a = v[i], b = v[i + half];
-        v[i] = (float)(a * cs - b * sn);
-        v[i + half] = (float)(b * cs + a * sn);
+        v[i] = (float)(a * cs[i] - b * sn[i]);
+        v[i + half] = (float)(b * cs[i] + a * sn[i]);
     }
 }
 
@@ -312,6 +370,24 @@ static void attend_token(const mr_engine *e, const mr_seq *s, int layer, const f
 
 /* ---------- one step ---------- */
 
+/* q, k and v projections of one layer as three pool tasks. */
+struct qkv_job {
+    mr_engine *e;
+    const struct mr_layer_w *w;
+    int T;
+};
+
+static void qkv_task(void *ctx, int task, int worker)
+{
+    (void)worker;
+    const struct qkv_job *j = ctx;
+    const struct mr_config *c = &j->e->m->cfg;
+    int d = c->hidden, qd = c->heads * c->head_dim, kvd = c->kv_heads * c->head_dim;
+    if (task == 0) blas_product(j->e, j->e->xn, j->T, j->w->q, qd, d, j->e->q);
+    else if (task == 1) blas_product(j->e, j->e->xn, j->T, j->w->k, kvd, d, j->e->kk);
+    else blas_product(j->e, j->e->xn, j->T, j->w->v, kvd, d, j->e->vv);
+}
+
 static const char *step_kind(mr_seq *const seqs[], const int counts[], int nseq)
 {
     int all_empty = 1, any_multi = 0, all_one = 1;
@@ -334,7 +410,9 @@ static void ffn_dense(mr_engine *e, const struct mr_layer_w *w, int T)
     mr_gemm(e, e->g, T, w->down, d, f, e->moe, W_DENSE);
 }
 
-static void shared_experts(mr_engine *e, const struct mr_layer_w *w, int T);
+static void shared_rows(const mr_engine *e, const struct mr_layer_w *w, int T);
+static void count_shared(mr_engine *e, const struct mr_layer_w *w, int T);
+static void shared_add(mr_engine *e, const struct mr_layer_w *w, int T);
 
 /* The routed experts of one MoE layer in the worker processes (expert_parallel.c): the
  * same GEMMs, counted here per worker; the weighted sum in ascending expert order as below. */
@@ -365,8 +443,70 @@ static int ffn_moe_parallel(mr_engine *e, int layer, int T)
             for (int i = 0; i < d; i++) o[i] += wk[r] * s[i];
         }
     }
-    shared_experts(e, &e->m->lw[layer], T);
+    if (e->m->cfg.shared_inter > 0) {
+        count_shared(e, &e->m->lw[layer], T);
+        shared_rows(e, &e->m->lw[layer], T);
+        shared_add(e, &e->m->lw[layer], T);
+    }
     return 0;
+}
+
+/* One routed expert x of a MoE layer on any thread: its rows gathered, gate, up, SiLU(gate)
+ * * up, down, into its rows of pdn (rows eoff[x].. of the per-pair buffers). */
+static void expert_rows(const mr_engine *e, int x, const float *wg, const float *wu, const float *wd)
+{
+    const struct mr_config *c = &e->m->cfg;
+    int d = c->hidden, f = c->moe_inter, mx = e->cnt[x];
+    size_t r0 = (size_t)e->eoff[x];
+    const int *tk = e->etok + r0;
+    float *xe = e->pxe + r0 * d, *g = e->pg + r0 * f, *u = e->pu + r0 * f;
+    for (int r = 0; r < mx; r++)
+        memcpy(xe + (size_t)r * d, e->xn + (size_t)tk[r] * d, (size_t)d * sizeof(float));
+    blas_product(e, xe, mx, wg, f, d, g);
+    blas_product(e, xe, mx, wu, f, d, u);
+    for (size_t i = 0; i < (size_t)mx * f; i++) g[i] = silu(g[i]) * u[i];
+    blas_product(e, g, mx, wd, d, f, e->pdn + r0 * d);
+}
+
+/* Shared expert(s) of a MoE layer over all T tokens, into dn (and the qwen2_moe gate logit
+ * into sgl), on any thread. */
+static void shared_rows(const mr_engine *e, const struct mr_layer_w *w, int T)
+{
+    int d = e->m->cfg.hidden, fs = e->m->cfg.shared_inter;
+    blas_product(e, e->xn, T, w->sg, fs, d, e->g);
+    blas_product(e, e->xn, T, w->su, fs, d, e->u);
+    for (size_t i = 0; i < (size_t)T * fs; i++) e->g[i] = silu(e->g[i]) * e->u[i];
+    blas_product(e, e->g, T, w->sd, d, fs, e->dn);
+    if (w->sgate) blas_product(e, e->xn, T, w->sgate, 1, d, e->sgl);
+}
+
+static void count_shared(mr_engine *e, const struct mr_layer_w *w, int T)
+{
+    int d = e->m->cfg.hidden, fs = e->m->cfg.shared_inter;
+    count_gemm(e, T, fs, d, W_SHARED);
+    count_gemm(e, T, fs, d, W_SHARED);
+    count_gemm(e, T, d, fs, W_SHARED);
+    if (w->sgate) count_gemm(e, T, 1, d, W_DENSE);
+}
+
+/* The layer's expert work as pool tasks: the activated experts, most tokens first, then the
+ * shared expert(s) when the model has them. The shared task comes last although it is the
+ * largest: it is then claimed only after a routed expert finished, so a routed expert's gate
+ * always precedes the shared gate in time, as on one thread (a profiler without tensor names
+ * tells a [2f, d] shared gate from a fused routed gate_up by that order). */
+struct ffn_job {
+    mr_engine *e;
+    const struct mr_layer_w *w;
+    int T, shared, nexp;
+};
+
+static void ffn_task(void *ctx, int task, int worker)
+{
+    (void)worker;
+    const struct ffn_job *j = ctx;
+    if (task == j->nexp) { shared_rows(j->e, j->w, j->T); return; }
+    int x = j->e->order[task];
+    expert_rows(j->e, x, j->w->eg[x], j->w->eu[x], j->w->ed[x]);
 }
 
 static int ffn_moe(mr_engine *e, const struct mr_layer_w *w, int layer, int T)
@@ -393,47 +533,57 @@ static int ffn_moe(mr_engine *e, const struct mr_layer_w *w, int layer, int T)
         }
     memset(e->moe, 0, (size_t)T * d * sizeof(float));
     if (e->ep) return ffn_moe_parallel(e, layer, T);
+    int nexp = 0;
     for (int x = 0; x < E; x++) {
-        int mx = e->cnt[x];
-        if (!mx) continue;
+        if (!e->cnt[x]) continue;
+        e->order[nexp++] = x;
+        count_gemm(e, e->cnt[x], f, d, W_ROUTED);
+        count_gemm(e, e->cnt[x], f, d, W_ROUTED);
+        count_gemm(e, e->cnt[x], d, f, W_ROUTED);
+    }
+    int shared = c->shared_inter > 0;
+    if (shared) count_shared(e, w, T);
+    if (e->pool && !e->off) {
+        /* most tokens first (stable: ties keep ascending ids), so the longest tasks start first */
+        for (int i = 1; i < nexp; i++)
+            for (int j = i; j > 0 && e->cnt[e->order[j]] > e->cnt[e->order[j - 1]]; j--) {
+                int t = e->order[j]; e->order[j] = e->order[j - 1]; e->order[j - 1] = t;
+            }
+        struct ffn_job job = { e, w, T, shared, nexp };
+        mr_pool_run(e->pool, nexp + shared, ffn_task, &job);
+    } else {
+        /* one thread (offloading: experts are brought in one at a time, in ascending order) */
+        for (int i = 0; i < nexp; i++) {
+            int x = e->order[i];
+            const float *wg = w->eg[x], *wu = w->eu[x], *wd = w->ed[x];
+            if (e->off && mr_offload_expert(e->off, layer, x, &wg, &wu, &wd, e->err, sizeof e->err)) return -1;
+            expert_rows(e, x, wg, wu, wd);
+        }
+        if (shared) shared_rows(e, w, T);
+    }
+    /* weighted sum in ascending expert order, then the shared expert(s) */
+    for (int x = 0; x < E; x++) {
         const int *tk = e->etok + e->eoff[x];
         const float *wk = e->ew + e->eoff[x];
-        for (int r = 0; r < mx; r++)
-            memcpy(e->xe + (size_t)r * d, e->xn + (size_t)tk[r] * d, (size_t)d * sizeof(float));
-        const float *wg = w->eg[x], *wu = w->eu[x], *wd = w->ed[x];
-        if (e->off && mr_offload_expert(e->off, layer, x, &wg, &wu, &wd, e->err, sizeof e->err)) return -1;
-        mr_gemm(e, e->xe, mx, wg, f, d, e->g, W_ROUTED);
-        mr_gemm(e, e->xe, mx, wu, f, d, e->u, W_ROUTED);
-        for (size_t i = 0; i < (size_t)mx * f; i++) e->g[i] = silu(e->g[i]) * e->u[i];
-        mr_gemm(e, e->g, mx, wd, d, f, e->dn, W_ROUTED);
-        for (int r = 0; r < mx; r++) {
+        for (int r = 0; r < e->cnt[x]; r++) {
             float *o = e->moe + (size_t)tk[r] * d;
-            const float *s = e->dn + (size_t)r * d;
+            const float *s = e->pdn + (size_t)(e->eoff[x] + r) * d;
             for (int i = 0; i < d; i++) o[i] += wk[r] * s[i];
         }
     }
-    shared_experts(e, w, T);
+    if (shared) shared_add(e, w, T);
     return 0;
 }
 
-/* Shared expert(s) of a MoE layer over all T tokens, added to e->moe (qwen2_moe: gated). */
-static void shared_experts(mr_engine *e, const struct mr_layer_w *w, int T)
+/* Adds the shared expert(s)' output (shared_rows) to e->moe (qwen2_moe: gated per token). */
+static void shared_add(mr_engine *e, const struct mr_layer_w *w, int T)
 {
-    const struct mr_config *c = &e->m->cfg;
-    int d = c->hidden;
-    if (c->shared_inter > 0) {
-        int fs = c->shared_inter;
-        mr_gemm(e, e->xn, T, w->sg, fs, d, e->g, W_SHARED);
-        mr_gemm(e, e->xn, T, w->su, fs, d, e->u, W_SHARED);
-        for (size_t i = 0; i < (size_t)T * fs; i++) e->g[i] = silu(e->g[i]) * e->u[i];
-        mr_gemm(e, e->g, T, w->sd, d, fs, e->dn, W_SHARED);
-        if (w->sgate) mr_gemm(e, e->xn, T, w->sgate, 1, d, e->sgl, W_DENSE);
-        for (int t = 0; t < T; t++) {
-            float gt = w->sgate ? 1.0f / (1.0f + expf(-e->sgl[t])) : 1.0f;
-            float *o = e->moe + (size_t)t * d;
-            const float *s = e->dn + (size_t)t * d;
-            for (int i = 0; i < d; i++) o[i] += gt * s[i];
-        }
+    int d = e->m->cfg.hidden;
+    for (int t = 0; t < T; t++) {
+        float gt = w->sgate ? 1.0f / (1.0f + expf(-e->sgl[t])) : 1.0f;
+        float *o = e->moe + (size_t)t * d;
+        const float *s = e->dn + (size_t)t * d;
+        for (int i = 0; i < d; i++) o[i] += gt * s[i];
     }
 }
 
@@ -568,13 +718,22 @@ int mr_step(mr_engine *e, mr_seq *const seqs[], const int32_t *const new_tokens[
     for (int l = 0; l < c->layers; l++) {
         const struct mr_layer_w *w = &m->lw[l];
         rmsnorm(e, e->xn, e->x, NULL, T, w->attn_norm);
-        mr_gemm(e, e->xn, T, w->q, qd, d, e->q, W_DENSE);
-        mr_gemm(e, e->xn, T, w->k, kvd, d, e->kk, W_DENSE);
-        mr_gemm(e, e->xn, T, w->v, kvd, d, e->vv, W_DENSE);
+        if (e->pool && l > 0) {   /* layer 0's q is the step's first product: step's thread */
+            struct qkv_job job = { e, w, T };
+            mr_pool_run(e->pool, 3, qkv_task, &job);
+            count_gemm(e, T, qd, d, W_DENSE);
+            count_gemm(e, T, kvd, d, W_DENSE);
+            count_gemm(e, T, kvd, d, W_DENSE);
+        } else {
+            mr_gemm(e, e->xn, T, w->q, qd, d, e->q, W_DENSE);
+            mr_gemm(e, e->xn, T, w->k, kvd, d, e->kk, W_DENSE);
+            mr_gemm(e, e->xn, T, w->v, kvd, d, e->vv, W_DENSE);
+        }
         for (int t = 0; t < T; t++) {
             mr_seq *s = seqs[e->sidx[t]];
-            for (int h = 0; h < c->heads; h++) rope(e->q + (size_t)t * qd + (size_t)h * hd, hd, e->pos[t], c->rope_theta);
-            for (int h = 0; h < c->kv_heads; h++) rope(e->kk + (size_t)t * kvd + (size_t)h * hd, hd, e->pos[t], c->rope_theta);
+            rope_angles(e->rcos, e->rsin, hd, e->pos[t], c->rope_theta);
+            for (int h = 0; h < c->heads; h++) rope(e->q + (size_t)t * qd + (size_t)h * hd, hd, e->rcos, e->rsin);
+            for (int h = 0; h < c->kv_heads; h++) rope(e->kk + (size_t)t * kvd + (size_t)h * hd, hd, e->rcos, e->rsin);
             size_t at = ((size_t)l * s->max_len + (size_t)e->pos[t]) * kvd;
             memcpy(s->k + at, e->kk + (size_t)t * kvd, (size_t)kvd * sizeof(float));
             memcpy(s->v + at, e->vv + (size_t)t * kvd, (size_t)kvd * sizeof(float));

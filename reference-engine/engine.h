@@ -62,15 +62,18 @@ const struct mr_config *mr_model_config(const mr_model *m);
 /* Is layer l dense (no experts)? */
 int mr_model_layer_is_dense(const mr_model *m, int layer);
 
-/* threads: OpenMP threads for attention/elementwise work and the BLAS library's own
- * thread count (set once, process-wide, when the library offers it); <= 0 means 1. */
+/* threads (<= 0 means 1): with T > 1, T - 1 helper threads are started that run a layer's
+ * routed experts (and shared expert) and its q/k/v side by side with the step's thread,
+ * each product one BLAS call with one BLAS thread; lm_head-sized products the step thread
+ * runs alone get the BLAS library's T threads (OpenBLAS's setter, when the library has it).
+ * Also the OpenMP threads of attention over long contexts. */
 mr_engine *mr_engine_create(mr_model *m, int threads, char *err, size_t errlen);
 void mr_engine_free(mr_engine *e);
 
-/* BLAS call form. Default (off): every weight product is one
+/* BLAS call form. Off: every weight product is one
  *   cblas_sgemm(RowMajor, NoTrans, Trans, m, out, in, 1, X, in, W, in, 0, Y, out)
- * with W the mmap'ed [out, in] weight as operand B. On: products with a single row
- * (m == 1, e.g. decode at batch 1, lm_head of one sequence) call
+ * with W the mmap'ed [out, in] weight as operand B. On (the default): products with a
+ * single row (m == 1, e.g. decode at batch 1, lm_head of one sequence) call
  *   cblas_sgemv(RowMajor, NoTrans, out, in, 1, W, in, x, 1, 0, y, 1)
  * instead (W is then operand A), which OpenBLAS runs at memory bandwidth while its sgemm
  * with one row is compute-bound. Ground truth is the same in both forms. */

@@ -98,11 +98,14 @@ static void run_usage(FILE *f)
         "  --batch B --prompt-len P   B synthetic prompts of P ids drawn from --seed (default 1)\n"
         "  --gen N               tokens to generate per sequence (prefill gives the first)\n"
         "  --stagger S           sequence i joins at step i*S (mixed prefill+decode steps)\n"
-        "  --threads T           attention threads and BLAS threads (default 1)\n"
+        "  --threads T           engine threads (default 1): independent weight products (a\n"
+        "                        layer's experts, its q/k/v) run at once, one BLAS thread each\n"
         "  --ground-truth FILE   one JSON line per step (docs/ground-truth.md)\n"
         "  --dump-logits FILE    one JSON line per step with each sequence's last-token logits\n"
         "  --print-text          print generated text (byte-level decode) instead of ids\n"
-        "  --gemv                single-row products (m = 1) call cblas_sgemv, not sgemm\n"
+        "  --gemm                every product calls cblas_sgemm, also with one row (default:\n"
+        "                        single-row products call cblas_sgemv, which streams the weight)\n"
+        "  --gemv                single-row products call cblas_sgemv (the default)\n"
         "  --device cpu|cuda     cuda: the CUDA engine (libmoeref-cuda.so, built where nvcc exists)\n"
         "  --moe loop|fused      cuda: one cuBLAS GEMM per expert, or top-k + grouped kernels\n"
         "  --dtype f32|bf16      cuda: weight/KV precision (default f32)\n"
@@ -120,7 +123,7 @@ int mr_cmd_run(int argc, char **argv)
     const char *model_dir = NULL, *prompts_path = NULL, *gt_path = NULL, *logits_path = NULL;
     const char *device = "cpu", *moe = "loop", *dtype = "f32";
     const char *budget_arg = NULL, *offload = NULL;
-    int text = 0, print_text = 0, gemv = 0;
+    int text = 0, print_text = 0, gemv = 1;
     long batch = 0, plen = 0, gen = -1, threads = 1, stagger = 0, eprocs = 0;
     unsigned long long seed = 1;
     static const struct option lo[] = {
@@ -128,7 +131,7 @@ int mr_cmd_run(int argc, char **argv)
         {"batch", 1, 0, 'b'}, {"prompt-len", 1, 0, 'l'}, {"gen", 1, 0, 'n'},
         {"threads", 1, 0, 't'}, {"ground-truth", 1, 0, 'g'}, {"dump-logits", 1, 0, 'L'},
         {"seed", 1, 0, 'S'}, {"device", 1, 0, 'D'}, {"stagger", 1, 0, 's'},
-        {"print-text", 0, 0, 'T'}, {"gemv", 0, 0, 'V'}, {"help", 0, 0, 'h'},
+        {"print-text", 0, 0, 'T'}, {"gemv", 0, 0, 'V'}, {"gemm", 0, 0, 'G'}, {"help", 0, 0, 'h'},
         {"moe", 1, 0, 'M'}, {"dtype", 1, 0, 'F'}, {"expert-budget", 1, 0, 'B'},
         {"offload", 1, 0, 'O'}, {"expert-parallel", 1, 0, 'P'}, {0, 0, 0, 0}};
     int ch;
@@ -148,6 +151,7 @@ int mr_cmd_run(int argc, char **argv)
         case 'D': device = optarg; break;
         case 'T': print_text = 1; break;
         case 'V': gemv = 1; break;
+        case 'G': gemv = 0; break;
         case 'M': moe = optarg; break;
         case 'F': dtype = optarg; break;
         case 'B': budget_arg = optarg; break;

@@ -22,7 +22,13 @@
  * and the layout (ggml_get_name(t) must be t's name field) and otherwise switches itself off
  * with one stderr line: the interposed functions then only forward. MOECAP_GGML_ACCEPT
  * (comma-separated ggml versions) replaces the built-in list, for tests; MOECAP_GGML_ROUTING=0
- * records steps and products but asks for no routing tensor (to measure what the asks cost). */
+ * records steps and products but asks for no routing tensor (to measure what the asks cost).
+ *
+ * Family hooks (shim_core.h): the adapter holds no lock (scheduler slots are claimed with a
+ * compare-and-swap; the version check runs once under pthread_once, which glibc restarts in
+ * a fork child if the parent forked in the middle of it) and keeps no records back (each is
+ * committed at once), so init, flush, fork_prepare/parent and exit have nothing to do. A fork
+ * child starts its own step numbering and is inside no llama_decode of the parent's. */
 #include "shim_core.h"
 
 #include <pthread.h>
@@ -298,4 +304,22 @@ void ggml_backend_sched_set_eval_callback(void *sched, gg_eval_cb cb, void *ud)
     /* a scheduler is set up and computed by one thread at a time: no other reader meanwhile */
     e->prog_cb = cb; e->prog_ud = ud;
     real_set_cb(sched, eval_cb, e);
+}
+
+/* ---- family descriptor ---- */
+
+static void ggml_fork_child(void)
+{
+    atomic_store(&next_step, 0);
+    cur_step = 0;   /* the forking thread's: a step of the parent is not the child's */
+}
+
+static const struct mc_family ggml_family = {
+    .name = "ggml",
+    .fork_child = ggml_fork_child,
+};
+
+__attribute__((constructor(200))) static void ggml_register(void)
+{
+    mc_family_register(&ggml_family);
 }

@@ -168,6 +168,7 @@ struct mc_attrib_stats {
     uint64_t topk_router_agree, topk_router_disagree, topk_gemm_agree, topk_gemm_disagree;
     uint64_t topk_invalid_ids, topk_ids_beyond_model;
     uint64_t placements_dropped;             /* file maps not (wholly) placed: tensor placement bound reached */
+    uint64_t helper_gemms;                   /* GEMMs of helper threads counted in another thread's step */
     uint64_t implausible;                    /* GEMMs and steps skipped for sizes no real run has
                                                 (see MC_ATTRIB_MAX_DIM, MC_ATTRIB_MAX_SEQUENCES) */
     int weight_elt;                          /* bytes per weight element of the GEMMs (0 unknown, -1 mixed) */

@@ -92,6 +92,22 @@ static struct stream *expert_owner_step(struct mc_attrib *a, struct stream *s)
     return NULL;
 }
 
+/* Multi-threaded engines: a thread that never had a step of its own (a helper running some
+ * of a step's products, e.g. moe-ref --threads: experts, q/k/v) hands its GEMMs to the one
+ * step open on another thread of its process. The step thread issues the step's first
+ * product and its lm_head, so the helpers' GEMMs fall inside the step (merged by time). */
+static struct stream *helper_owner_step(struct mc_attrib *a, const struct stream *s)
+{
+    if (s->open || s->steps_done || s->calls) return NULL;
+    struct stream *owner = NULL;
+    for (struct stream *x = a->streams; x; x = x->next)
+        if (x != s && x->pid == s->pid && x->open) {
+            if (owner) return NULL;   /* two steps open in the process: no way to tell */
+            owner = x;
+        }
+    return owner;
+}
+
 /* A step's per-process account of routed experts (the step's own process first). */
 static struct mc_step_proc *step_proc(struct stream *s, int32_t pid)
 {
@@ -125,6 +141,8 @@ void mc_attrib_gemm(struct mc_attrib *a, int32_t pid, const struct mc_rec_gemm *
     a->st.gemms++;
     struct stream *s = get_stream(a, pid, g->tid);
     if (!s) return;
+    struct stream *helped = helper_owner_step(a, s);
+    if (helped) { s = helped; a->st.helper_gemms++; }   /* classified and counted in that step */
     if (g->m < 0 || g->n < 0 || g->k < 0 || g->batch < 0 || g->m > MC_ATTRIB_MAX_DIM ||
         g->n > MC_ATTRIB_MAX_DIM || g->k > MC_ATTRIB_MAX_DIM || g->batch > MC_ATTRIB_MAX_DIM) {
         a->st.unattributed++;   /* corrupt record: count, skip */
@@ -166,8 +184,8 @@ void mc_attrib_gemm(struct mc_attrib *a, int32_t pid, const struct mc_rec_gemm *
     }
     int remote = s->pid != gemm_pid;
     s->gpu = g->device >= 0;
-    if (!remote) attrib_close_open_end(a, pid, g->tid);
-    s->last_t = g->t_begin_ns;
+    if (!remote && !helped) attrib_close_open_end(a, pid, g->tid);
+    if (g->t_begin_ns > s->last_t) s->last_t = g->t_begin_ns;
     if (a->n_tw) attrib_retry_topk(a, pid, 0);
     if (!s->open) {
         s->open = 1;
@@ -178,7 +196,7 @@ void mc_attrib_gemm(struct mc_attrib *a, int32_t pid, const struct mc_rec_gemm *
         if (s->gpu && s->pre_begin && s->pre_begin < s->t_begin) s->t_begin = s->pre_begin;
         s->pre_begin = 0;
     }
-    if (!remote) s->t_end = g->t_end_ns;
+    if (!remote && (!helped || g->t_end_ns > s->t_end)) s->t_end = g->t_end_ns;
     s->calls++;
     if (a->obs)
         a->obs(a->obs_user, pid, g, w ? (enum mc_role)w->role : MC_ROLE_UNKNOWN, w ? w->layer : -1, w ? w->expert : -1);

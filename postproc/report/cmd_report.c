@@ -118,7 +118,8 @@ struct report_run {
     struct mc_hw hw;
     char **names;               /* the run's trace files */
     size_t nn;
-    struct report_cursor *cur;  /* one per file */
+    struct report_cursor *cur;  /* one per file, then one per further GEMM writer of a file */
+    size_t ncur;
     struct mc_attrib *at;
     struct mc_ggml_attrib *ga;  /* llama.cpp runs: a GGUF --model */
     struct report_steps steps;
@@ -140,7 +141,8 @@ static void run_free(struct report_run *r)
     mc_attrib_free(r->at);
     mc_ggml_attrib_free(r->ga);
     report_steps_free(&r->steps);
-    for (size_t i = 0; i < r->nn; i++) { if (r->cur && r->cur[i].t) mc_trace_close(r->cur[i].t); free(r->names[i]); }
+    for (size_t i = 0; i < r->ncur; i++) if (r->cur[i].t) mc_trace_close(r->cur[i].t);
+    for (size_t i = 0; i < r->nn; i++) free(r->names[i]);
     free(r->cur); free(r->names);
     mc_hw_free(&r->hw);
     mc_model_free(&r->model);
@@ -174,6 +176,7 @@ static int load_inputs(struct report_run *r, const struct report_opts *o)
     }
     r->cur = calloc(r->nn, sizeof *r->cur);
     if (!r->cur) { fprintf(stderr, "moecap report: out of memory\n"); return -1; }
+    r->ncur = r->nn;
     struct rlimit rl;   /* every trace stays open during the merge: as many descriptors as allowed */
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
         rl.rlim_cur = rl.rlim_max;
@@ -269,7 +272,20 @@ static int run_report(struct report_run *r, const struct report_opts *o)
         fprintf(stderr, "moecap report: out of memory\n");
         return -1;
     }
-    report_collect_names(r->at, o->run_dir, r->names, r->nn, o->no_names, &r->devices);
+    struct report_file_writers *wr = calloc(r->nn, sizeof *wr);
+    if (!wr) { fprintf(stderr, "moecap report: out of memory\n"); return -1; }
+    report_collect_names(r->at, o->run_dir, r->names, r->nn, o->no_names, &r->devices, wr);
+    for (size_t i = 0; i < r->nn; i++) {   /* multi-threaded GEMM issuers: one cursor per thread */
+        if (!r->cur[i].t) continue;
+        char p[4096];
+        snprintf(p, sizeof p, "%s/%s", o->run_dir, r->names[i]);
+        if (report_writer_cursors(p, i, &wr[i], &r->cur, &r->ncur) != 0) {
+            report_file_writers_free(wr, r->nn);
+            fprintf(stderr, "moecap report: cannot reopen %s by thread\n", p);
+            return -1;
+        }
+    }
+    report_file_writers_free(wr, r->nn);
     /* the denominators' devices: what the GEMMs ran on, unless --devices says */
     int devices = report_devices_choose(&r->devices, o->devices);
     char err[1024];
@@ -295,7 +311,7 @@ static int run_report(struct report_run *r, const struct report_opts *o)
     r->replay = (struct report_replay){.at = r->at, .ga = r->ga, .model = &r->model, .hw = &r->hw, .steps = &r->steps,
                                        .notes = r->notes, .quiet = o->quiet, .cost = r->cost,
                                        .observe = r->timeline ? mc_perfetto_record : NULL, .observe_user = r->timeline};
-    report_replay_run(&r->replay, r->cur, r->nn);
+    report_replay_run(&r->replay, r->cur, r->ncur);
     struct mc_attrib_stats ast;
     mc_attrib_stats(r->at, &ast);
     if (check_fit(r, o, &ast) != 0) return -1;

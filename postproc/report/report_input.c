@@ -26,6 +26,78 @@ void report_cursor_advance(struct report_cursor *c)
     if (c->have) c->key = rec_time(&c->rec, c->key);
 }
 
+/* Records the writer of a GEMM record's unit (and the writer itself, first time). Units are
+ * bounded by the file (segments of its size, or the RING records it holds). */
+static void note_writer(struct report_file_writers *w, uint64_t unit, int32_t tid)
+{
+    if (!w->units || tid == 0) return;
+    size_t i = (size_t)unit;
+    if (i >= w->nseg) {
+        size_t n = w->nseg ? w->nseg : 64;
+        while (n <= i) n *= 2;
+        int32_t *o = realloc(w->owner, n * sizeof *o);
+        if (!o) return;
+        memset(o + w->nseg, 0, (n - w->nseg) * sizeof *o);
+        w->owner = o;
+        w->nseg = n;
+    }
+    if (w->owner[i] == tid) return;
+    w->owner[i] = tid;
+    for (int k = 0; k < w->ntids; k++) if (w->tids[k] == tid) return;
+    if (w->ntids < REPORT_MAX_WRITERS) w->tids[w->ntids++] = tid;
+}
+
+void report_file_writers_free(struct report_file_writers *w, size_t n)
+{
+    for (size_t i = 0; w && i < n; i++) free(w[i].owner);
+    free(w);
+}
+
+static int open_cursor(struct report_cursor *c, const char *path, const char *name, int32_t pid,
+                       const unsigned char *keep, size_t nkeep)
+{
+    char err[256];
+    memset(c, 0, sizeof *c);
+    snprintf(c->name, sizeof c->name, "%s", name);
+    c->pid = pid;
+    c->t = mc_trace_open(path, err, sizeof err);
+    if (!c->t || mc_trace_set_units(c->t, keep, nkeep) != 0) return -1;
+    report_cursor_advance(c);
+    return 0;
+}
+
+int report_writer_cursors(const char *path, size_t i, const struct report_file_writers *w,
+                          struct report_cursor **cur, size_t *ncur)
+{
+    if (!w->units || w->ntids < 2) return 0;
+    size_t nkeep = (size_t)w->nunits;
+    unsigned char *keep = malloc(nkeep);
+    struct report_cursor *nc = realloc(*cur, (*ncur + (size_t)w->ntids - 1) * sizeof *nc);
+    if (!keep || !nc) { free(keep); if (nc) *cur = nc; return -1; }
+    *cur = nc;
+    char name[256];
+    snprintf(name, sizeof name, "%s", nc[i].name);
+    int32_t pid = nc[i].pid;
+    mc_trace_close(nc[i].t);
+    /* the first writer's cursor: everything but the other writers' segments */
+    for (size_t k = 0; k < nkeep; k++) {
+        int32_t o = k < w->nseg ? w->owner[k] : 0;
+        int other = 0;
+        for (int j = 1; j < w->ntids && !other; j++) other = o == w->tids[j];
+        keep[k] = other ? MC_SEG_SKIP : MC_SEG_READ;
+    }
+    int rc = open_cursor(&nc[i], path, name, pid, keep, nkeep);
+    for (int j = 1; j < w->ntids && rc == 0; j++) {
+        for (size_t k = 0; k < nkeep; k++) {
+            int32_t o = k < w->nseg ? w->owner[k] : 0;
+            keep[k] = o == w->tids[j] ? MC_SEG_READ : w->seg && k * w->seg < w->state_end ? MC_SEG_STATE : MC_SEG_SKIP;
+        }
+        rc = open_cursor(&nc[(*ncur)++], path, name, w->pid, keep, nkeep);
+    }
+    free(keep);
+    return rc;
+}
+
 /* Naming facts first: every TENSOR and FILE_MAP record of every file, before any GEMM is
  * classified. Records of different threads reach a file in flush order, not time order (a
  * server's main thread maps the weights, its scheduler thread runs the steps, and the main
@@ -33,7 +105,7 @@ void report_cursor_advance(struct report_cursor *c)
  * classify GEMMs by shape alone before their weights could be named. Costs one more read of
  * the files; the main pass then skips these records. */
 void report_collect_names(struct mc_attrib *at, const char *run_dir, char **names, size_t nn, int no_names,
-                          struct report_devices *dev)
+                          struct report_devices *dev, struct report_file_writers *writers)
 {
     for (size_t i = 0; i < nn; i++) {
         char p[4096], err[256];
@@ -44,7 +116,16 @@ void report_collect_names(struct mc_attrib *at, const char *run_dir, char **name
         int32_t pid = (int32_t)i;   /* as the main pass: until the process record says */
         uint32_t host_str = 0;   /* resolved at use: the string may follow the process record */
         int32_t last_dev = INT32_MIN, last_pid = 0;   /* the census needs each (process, device) once */
+        struct report_file_writers *w = writers ? &writers[i] : NULL;
+        if (w) { w->units = mc_trace_has_units(t); w->seg = mc_trace_segment_bytes(t); w->pid = pid; }
         while (mc_trace_next(t, &rec) == MC_TRACE_RECORD) {
+            if (w) {
+                uint64_t unit = mc_trace_unit(t);
+                if (unit >= w->nunits) w->nunits = unit + 1;
+                if (rec.type == MC_REC_GEMM) note_writer(w, unit, rec.u.gemm.tid);
+                else if (rec.type == MC_REC_CLOCK && w->seg && !w->state_end)
+                    w->state_end = (rec.offset + rec.size + w->seg - 1) / w->seg * w->seg;
+            }
             if (rec.type == MC_REC_GEMM) {
                 if (dev && (rec.u.gemm.device != last_dev || pid != last_pid)) {
                     last_dev = rec.u.gemm.device; last_pid = pid;
@@ -53,6 +134,7 @@ void report_collect_names(struct mc_attrib *at, const char *run_dir, char **name
             } else if (rec.type == MC_REC_PROCESS) {
                 pid = rec.u.process.pid;
                 host_str = rec.u.process.host_str;
+                if (w) w->pid = pid;
                 mc_attrib_process(at, pid, rec.u.process.ppid);
             } else if (rec.type == MC_REC_TENSOR && !no_names) {
                 const struct mc_rec_tensor *x = &rec.u.tensor;

@@ -115,6 +115,7 @@ void report_attribution_json(cJSON *run, const struct mc_attrib_stats *ast)
     cJSON_AddNumberToObject(attr, "shape_weights", (double)ast->shape_weights);
     cJSON_AddNumberToObject(attr, "router_taps", (double)ast->taps);
     cJSON_AddNumberToObject(attr, "implausible_records", (double)ast->implausible);
+    cJSON_AddNumberToObject(attr, "helper_thread_gemms", (double)ast->helper_gemms);
     {   /* how GPU weight addresses were named (docs/attribution.md §3b) and the top-k taps (§4c) */
         cJSON *nb = cJSON_AddObjectToObject(attr, "named_by");
         cJSON_AddNumberToObject(nb, "host_file_map", (double)ast->named_host);

@@ -56,6 +56,9 @@ struct mc_trace {
     int end_status;           /* the stream's own end status */
     char end_why[200];
     uint64_t nrecovered;
+    unsigned char *keep;     /* mc_trace_set_units (NULL: every unit) */
+    size_t nkeep;
+    uint64_t unit;           /* writer unit of the last record (mc_trace_unit) */
     int have_clock;          /* MC_REC_CLOCK seen: tick-stamped records convertible */
     uint64_t tsc0, ns0, tsc1, ns1;
 };
@@ -199,6 +202,7 @@ void mc_trace_close(struct mc_trace *t)
     free(t->strs);
     free(t->rings);
     free(t->buf);
+    free(t->keep);
     free(t->path);
     free(t);
 }
@@ -463,12 +467,45 @@ static int recover_one(struct mc_trace *t, uint64_t *offp, uint32_t *size, char 
     return t->end_status;
 }
 
+/* ---------------------------------------------------------------- writer units */
+
+int mc_trace_set_units(struct mc_trace *t, const unsigned char *keep, size_t n)
+{
+    if (!mc_trace_has_units(t)) return -1;
+    unsigned char *k = malloc(n ? n : 1);
+    if (!k) return -1;
+    if (n) memcpy(k, keep, n);
+    free(t->keep);
+    t->keep = k;
+    t->nkeep = n;
+    return 0;
+}
+
+uint64_t mc_trace_segment_bytes(const struct mc_trace *t) { return t->seg; }
+int mc_trace_has_units(const struct mc_trace *t) { return t->seg || t->rings_file; }
+uint64_t mc_trace_unit(const struct mc_trace *t) { return t->unit; }
+
+/* With a segment filter: moves to the first kept segment at or after t->off. 0, or -1 when
+ * none is left (the end). */
+static int next_kept(struct mc_trace *t)
+{
+    uint64_t i = t->off / t->seg;
+    while (i < t->nkeep && t->keep[i] == MC_SEG_SKIP) i++;
+    if (i >= t->nkeep) return -1;
+    if (i != t->off / t->seg) {
+        if (fseeko(t->f, (off_t)(i * t->seg), SEEK_SET) != 0) return -1;
+        t->off = i * t->seg;
+    }
+    return 0;
+}
+
 int mc_trace_next(struct mc_trace *t, struct mc_trace_rec *rec)
 {
     for (;;) {
         if (t->status <= 0) return t->status;
         uint32_t size = 0;
         char why[200];
+        if (t->keep && t->seg && next_kept(t) < 0) { t->status = MC_TRACE_END; return t->status; }
         uint64_t off = t->off;
         int st = t->recovering ? recover_one(t, &off, &size, why, sizeof why)
                                : read_one(t, t->f, &off, &size, why, sizeof why);
@@ -482,17 +519,34 @@ int mc_trace_next(struct mc_trace *t, struct mc_trace_rec *rec)
             else set_err(t, st, "%s (%llu whole records before it)", why, (unsigned long long)t->nrec);
             return t->status;
         }
+        unsigned char use = MC_SEG_READ;
+        if (t->keep && t->seg) {
+            uint64_t i = off / t->seg;
+            use = i < t->nkeep ? t->keep[i] : MC_SEG_SKIP;
+            if (use == MC_SEG_SKIP) {   /* unwritten space led into a skipped segment */
+                t->off = (i + 1) * t->seg;
+                if (fseeko(t->f, (off_t)t->off, SEEK_SET) != 0) { t->status = MC_TRACE_END; return t->status; }
+                continue;
+            }
+        }
         const struct mc_rec_header *h = (const struct mc_rec_header *)t->buf;
         unsigned type = h->type;
         if (!t->recovering) {
             t->off = off + size;
             if (t->off > t->scanned_to) t->scanned_to = t->off;
             if (type == MC_REC_RING_COPY) start_copy(t, t->buf, size);
-            else count_copied(t, size);
+            /* the unit: a segment, or 1 + the index of the ring whose copy holds the record
+             * (an index, not the file's ring id, so it is bounded by the RING records read) */
+            t->unit = t->seg ? off / t->seg : t->copying ? (uint64_t)(t->copying - t->rings) + 1 : 0;
+            if (type != MC_REC_RING_COPY) count_copied(t, size);
             if (type == MC_REC_RING) add_ring(t, t->buf, size, off);
+        } else {
+            t->unit = (uint64_t)t->rec_ring + 1;
         }
+        if (t->keep && !t->seg) use = t->unit < t->nkeep ? t->keep[t->unit] : MC_SEG_SKIP;
         if (type == MC_REC_STRING) add_string(t, t->buf, size);
         if (type == MC_REC_CLOCK) take_clock(t, t->buf, size);
+        if (use != MC_SEG_READ) continue;   /* another writer's: read for this handle's state only */
         size_t fixed = mc_rec_fixed_size(type);
         if (type == MC_REC_PAD && !(t->opts & MC_TRACE_OPT_PAD)) continue;
         t->nrec++;

@@ -98,6 +98,24 @@ void mc_trace_close(struct mc_trace *t);
  * what and where; further calls return the same status. */
 int mc_trace_next(struct mc_trace *t, struct mc_trace_rec *rec);
 
+/* Writer units, for reading one writer's records on their own. Records of different
+ * threads reach a file in units one thread wrote, not in time order: a 1.1 file's segments
+ * (unit = offset / segment bytes), a 1.2 file's ring copies and recovered rings (unit = 1 +
+ * the index of the ring in the file's RING records; 0 = a record outside any ring). A reader
+ * that needs time order across threads follows each writer with its own handle.
+ * mc_trace_unit: the unit of the last record returned (0 in a plain file).
+ * mc_trace_set_units: which units mc_trace_next returns. keep[u]: MC_SEG_READ = returned,
+ * MC_SEG_SKIP = not returned (a 1.1 segment is not even read), MC_SEG_STATE = read for the
+ * handle's state only (strings, clock), not returned; units at or past n are skipped. A
+ * 1.2 handle reads every record for its state whatever keep says. The array is copied. Call
+ * before the first mc_trace_next; -1 for a file without units or no memory. */
+enum { MC_SEG_SKIP = 0, MC_SEG_READ = 1, MC_SEG_STATE = 2 };
+int mc_trace_has_units(const struct mc_trace *t);
+uint64_t mc_trace_unit(const struct mc_trace *t);
+int mc_trace_set_units(struct mc_trace *t, const unsigned char *keep, size_t n);
+/* Segment bytes of a segmented (1.1) file, 0 otherwise. */
+uint64_t mc_trace_segment_bytes(const struct mc_trace *t);
+
 /* Interned string by id; NULL when id is 0 or never defined in this file. */
 const char *mc_trace_str(struct mc_trace *t, uint32_t id);
 

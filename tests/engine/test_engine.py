@@ -367,17 +367,23 @@ def main():
             m = oracle.Model(d)
             check_run(f"{tag} batch 1", d, m, synthetic_prompts(m.V, [6], 1), gen=4)
             check_run(f"{tag} batch 3", d, m, synthetic_prompts(m.V, [5, 9, 3], 2), gen=4)
+            # helper threads: experts, shared expert, q/k/v as side-by-side BLAS calls
+            check_run(f"{tag} batch 3, 2 threads", d, m, synthetic_prompts(m.V, [5, 9, 3], 2), gen=4,
+                      threads=2)
+            check_run(f"{tag} batch 1, 3 threads", d, m, synthetic_prompts(m.V, [6], 1), gen=4,
+                      threads=3)
             if tag in ("mixtral", "deepseek_v2"):
                 # MOE_REF_PAR_MIN_WORK=0: attention always runs on the OpenMP threads
                 check_run(f"{tag} staggered (mixed steps, 2 threads)", d, m,
                           synthetic_prompts(m.V, [4, 7, 2], 3), gen=4, stagger=1, threads=2,
                           env=dict(os.environ, MOE_REF_PAR_MIN_WORK="0"))
             if tag in ("qwen2_moe", "deepseek_v2"):
-                # single-row products through cblas_sgemv: same numbers, same ground truth
-                check_run(f"{tag} --gemv batch 1", d, m, synthetic_prompts(m.V, [5], 4), gen=3,
-                          extra=["--gemv"])
-                check_run(f"{tag} --gemv staggered", d, m, synthetic_prompts(m.V, [3, 1, 6], 5),
-                          gen=3, stagger=2, extra=["--gemv"])
+                # single-row products through cblas_sgemm (the default calls cblas_sgemv):
+                # same numbers, same ground truth
+                check_run(f"{tag} --gemm batch 1", d, m, synthetic_prompts(m.V, [5], 4), gen=3,
+                          extra=["--gemm"])
+                check_run(f"{tag} --gemm staggered", d, m, synthetic_prompts(m.V, [3, 1, 6], 5),
+                          gen=3, stagger=2, extra=["--gemm"])
         bad_input_tests(os.path.join(WORK, "mixtral"))
     finally:
         shutil.rmtree(WORK, ignore_errors=True)

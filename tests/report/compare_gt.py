@@ -1,12 +1,14 @@
 #!/usr/bin/python3
 """Compare moecap's report.json with moe-ref's ground truth (docs/ground-truth.md).
 
-usage: compare_gt.py GT.jsonl REPORT.json NAME [--time-tol 0.02] [--order-ids] [--no-time]
+usage: compare_gt.py GT.jsonl REPORT.json NAME [--time-tol 0.02] [--order-ids] [--no-time] [--helpers]
 Prints one `ok - NAME ...` / `not ok - NAME ...` line per check (exact: kinds, tokens,
 sequences, contexts, experts, tokens per expert, every bytes and FLOPs field, GEMM calls;
 times: per step within --time-tol, else the aggregate within it, with the numbers printed).
 --order-ids: the report ran without tensor names, so expert ids are first-seen order:
 compare per layer the sorted tokens per expert instead of ids.
+--helpers: the engine ran with helper threads (moe-ref --threads > 1): some GEMMs, but not
+all, must have come from threads other than the step's (run.attribution.helper_thread_gemms).
 Step 0 is timed separately: under the shim it carries the one-time cost of resolving the
 real BLAS and re-reading /proc/self/maps before the first GEMM is stamped (see
 docs/metrics.md), which the engine's step clock includes and the trace cannot see."""
@@ -52,6 +54,13 @@ def main():
             for k, v in g[grp].items():
                 if s[grp].get(k) != v:
                     bad.append('step %d %s.%s: gt %r report %r' % (i, grp, k, v, s[grp].get(k)))
+    if '--helpers' in sys.argv:
+        helper = rep['run']['attribution'].get('helper_thread_gemms', 0)
+        total = sum(g['gemm_calls'] for g in gt)
+        if not 0 < helper < total:
+            bad.append('helper-thread GEMMs: %r of %d (expected some, not all)' % (helper, total))
+        else:
+            print('# %s: %d of %d GEMMs issued by helper threads' % (name, helper, total))
     for b in bad[:30]:
         print('# ' + b)
     print('%s - %s: steps, experts, tokens per expert, bytes, FLOPs exact (%d steps)'
