@@ -454,6 +454,125 @@ static void test_ring_recovery(void)
     MC_CHECK(st == MC_TRACE_CORRUPT && is_sequence(ms, n, 10), "bad head: st %d n %d", st, n);
 }
 
+/* ---- writer units (1.2): two threads' ring copies interleaved with a record outside any
+ * ring, and one record only a ring still holds (recovered after the stream). A handle
+ * filtered by mc_trace_set_units returns exactly one writer's records, in its order; the
+ * report's per-thread cursors rest on this. GEMM m = the record's identity. */
+#define UNIT_RING 4096u
+struct unit_file {
+    unsigned char ring[2][UNIT_RING];
+    uint64_t head[2], tail[2];
+    unsigned char stream[8192];
+    size_t slen;
+};
+
+static void unit_gemm(unsigned char *dst, int64_t m)
+{
+    struct mc_rec_gemm g;
+    memset(&g, 0, sizeof g);
+    g.h.type = MC_REC_GEMM;
+    g.h.size = sizeof g;
+    g.m = m;
+    memcpy(dst, &g, sizeof g);
+}
+
+static void unit_put(struct unit_file *u, int r, int64_t m)
+{
+    unit_gemm(u->ring[r] + u->head[r] % UNIT_RING, m);
+    u->head[r] += sizeof(struct mc_rec_gemm);
+}
+
+static void unit_copy(struct unit_file *u, int r)
+{
+    struct mc_rec_ring_copy c;
+    memset(&c, 0, sizeof c);
+    c.h.type = MC_REC_RING_COPY;
+    c.h.size = sizeof c;
+    c.ring_id = 7 + 2 * (uint32_t)r;   /* file ids need not be 1, 2: units are ring indices */
+    c.pos = u->tail[r];
+    c.len = u->head[r] - u->tail[r];
+    memcpy(u->stream + u->slen, &c, sizeof c);
+    u->slen += sizeof c;
+    for (uint64_t p = u->tail[r]; p < u->head[r]; p++) u->stream[u->slen++] = u->ring[r][p % UNIT_RING];
+    u->tail[r] = u->head[r];
+}
+
+/* Reads the file with keep[0..nkeep) (nkeep < 0: no filter); ms/units of the GEMMs. */
+static int unit_read(const struct unit_file *u, uint64_t flags, const unsigned char *keep, int nkeep,
+                     int64_t *ms, uint64_t *units, int *n)
+{
+    static unsigned char file[24 + 2 * (sizeof(struct mc_rec_ring) + UNIT_RING) + sizeof u->stream];
+    struct mc_file_header fh = mc_file_header_make(flags);
+    size_t len = 0;
+    memcpy(file + len, &fh, sizeof fh); len += sizeof fh;
+    for (int r = 0; r < 2; r++) {
+        struct mc_rec_ring rr;
+        memset(&rr, 0, sizeof rr);
+        rr.h.type = MC_REC_RING;
+        rr.h.size = (uint32_t)sizeof rr + UNIT_RING;
+        rr.ring_id = 7 + 2 * (uint32_t)r;
+        rr.ring_bytes = UNIT_RING;
+        rr.head = u->head[r];
+        rr.tail = u->tail[r];
+        memcpy(file + len, &rr, sizeof rr); len += sizeof rr;
+        memcpy(file + len, u->ring[r], UNIT_RING); len += UNIT_RING;
+    }
+    memcpy(file + len, u->stream, u->slen); len += u->slen;
+    char err[256];
+    struct mc_trace *t = mc_trace_open_mem(file, len, "units.mct", 0, err, sizeof err);
+    if (!t) { MC_CHECK(0, "%s", err); return -99; }
+    int rc = 0;
+    if (nkeep >= 0) rc = mc_trace_set_units(t, keep, (size_t)nkeep);
+    struct mc_trace_rec rec;
+    *n = 0;
+    while (rc == 0 && mc_trace_next(t, &rec) == MC_TRACE_RECORD)
+        if (rec.type == MC_REC_GEMM && *n < 16) { ms[*n] = rec.u.gemm.m; units[(*n)++] = mc_trace_unit(t); }
+    mc_trace_close(t);
+    return rc;
+}
+
+static int same_ms(const int64_t *ms, int n, const int64_t *want, int nw)
+{
+    if (n != nw) return 0;
+    for (int i = 0; i < n; i++) if (ms[i] != want[i]) return 0;
+    return 1;
+}
+
+static void test_ring_units(void)
+{
+    static struct unit_file u;
+    memset(&u, 0, sizeof u);
+    unit_put(&u, 0, 1); unit_put(&u, 0, 2); unit_copy(&u, 0);
+    unit_gemm(u.stream + u.slen, 100); u.slen += sizeof(struct mc_rec_gemm);   /* outside any ring */
+    unit_put(&u, 1, 11); unit_put(&u, 1, 12); unit_copy(&u, 1);
+    unit_put(&u, 0, 3); unit_copy(&u, 0);
+    unit_put(&u, 1, 13);   /* never copied: recovered from ring 9 */
+    int64_t ms[16];
+    uint64_t units[16];
+    int n;
+    MC_CHECK(unit_read(&u, MC_FILE_RINGS, NULL, -1, ms, units, &n) == 0, "open");
+    const int64_t all[] = {1, 2, 100, 11, 12, 3, 13};
+    const uint64_t all_units[] = {1, 1, 0, 2, 2, 1, 2};
+    MC_CHECK(same_ms(ms, n, all, 7), "unfiltered: %d records", n);
+    for (int i = 0; i < n && i < 7; i++)
+        MC_CHECK(units[i] == all_units[i], "record m=%lld: unit %llu, want %llu", (long long)ms[i],
+                 (unsigned long long)units[i], (unsigned long long)all_units[i]);
+    const unsigned char first[] = {MC_SEG_SKIP, MC_SEG_READ, MC_SEG_SKIP};
+    const int64_t want_first[] = {1, 2, 3};
+    unit_read(&u, MC_FILE_RINGS, first, 3, ms, units, &n);
+    MC_CHECK(same_ms(ms, n, want_first, 3), "ring 7's handle: %d records", n);
+    const unsigned char second[] = {MC_SEG_SKIP, MC_SEG_STATE, MC_SEG_READ};
+    const int64_t want_second[] = {11, 12, 13};
+    unit_read(&u, MC_FILE_RINGS, second, 3, ms, units, &n);
+    MC_CHECK(same_ms(ms, n, want_second, 3), "ring 9's handle (recovered record included): %d records", n);
+    const unsigned char outside[] = {MC_SEG_READ};
+    const int64_t want_outside[] = {100};
+    unit_read(&u, MC_FILE_RINGS, outside, 1, ms, units, &n);
+    MC_CHECK(same_ms(ms, n, want_outside, 1), "unit 0 (outside rings): %d records", n);
+    /* a plain file has no units */
+    MC_CHECK(unit_read(&u, 0, first, 3, ms, units, &n) == -1, "plain file: set_units should fail");
+}
+
 int main(int argc, char **argv)
 {
     /* Helper mode for tests/trace/test_dump.sh: write the sample trace and exit. */
@@ -469,6 +588,7 @@ int main(int argc, char **argv)
     MC_RUN(test_fuzz);
     MC_RUN(test_doc_record_table);
     MC_RUN(test_ring_recovery);
+    MC_RUN(test_ring_units);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) fprintf(stderr, "cleanup failed\n");
