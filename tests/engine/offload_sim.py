@@ -1,5 +1,6 @@
 """An LRU expert cache simulated from moe-ref ground truth, independently of the engine
-(docs/reference-engine.md, "Expert offloading"): shared by the offloading tests."""
+(docs/reference-engine.md, "Expert offloading"): shared by the offloading tests, which put tests/ on sys.path (tests/tap.py)."""
+from tap import check
 
 
 def lru_loads(gt, nslots):
@@ -45,22 +46,22 @@ def check_ondemand(gt, slot, all_bytes, budget, loaded_from):
     return nslots, got == sim, f"engine {got[:3]}\nsimulation {sim[:3]}", bad
 
 
-def ondemand_case(report, run, tmp, name, args, full, full_logits, slot, all_bytes, budget, loaded_from):
+def ondemand_case(run, tmp, name, args, full, full_logits, slot, all_bytes, budget, loaded_from):
     """One ondemand run (`run(*args, ...)` returns a CompletedProcess): outputs and logits
     equal full residency's, loads equal the LRU simulation, the ground-truth identities hold.
-    Reports its three cases through report(name, ok, detail)."""
+    Reports its three cases through tests/tap.py's check."""
     import json
     import os
     gtp, lgp = os.path.join(tmp, "gt.jsonl"), os.path.join(tmp, "od.logits")
     p = run(*args, "--expert-budget", budget, "--ground-truth", gtp, "--dump-logits", lgp)
     if p.returncode:
-        report(name, False, p.stderr)
+        check(False, name, p.stderr)
         return
-    report(f"{name}: ids and every step's logits equal full residency",
-           p.stdout == full.stdout and open(lgp).read() == full_logits)
+    check(p.stdout == full.stdout and open(lgp).read() == full_logits,
+          f"{name}: ids and every step's logits equal full residency")
     gt = [json.loads(x) for x in open(gtp)]
     nslots, same, detail, bad = check_ondemand(gt, slot, all_bytes, budget, loaded_from)
-    report(f"{name}: experts loaded per step and layer equal an independent LRU simulation ({nslots} slots)",
-           same, detail)
-    report(f"{name}: hits + misses = computed, misses = loads, bytes = experts x slot bytes, resident <= budget",
-           not bad, "\n".join(bad))
+    check(same,
+          f"{name}: experts loaded per step and layer equal an independent LRU simulation ({nslots} slots)", detail)
+    check(not bad,
+          f"{name}: hits + misses = computed, misses = loads, bytes = experts x slot bytes, resident <= budget", "\n".join(bad))

@@ -20,23 +20,15 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from tap import FAILS, check  # noqa: E402
 from offload_sim import budget_bytes, ondemand_case  # noqa: E402
 
 ROOT = os.environ.get("MOECAP_ROOT", os.path.abspath(os.path.join(os.path.dirname(__file__), "../..")))
 BUILD = os.environ.get("BUILD", "build")
 MOEREF = os.path.join(ROOT, BUILD, "bin", "moe-ref")
-failures = 0
 D, F, L, E, K = 64, 32, 3, 8, 2
 SLOT = 3 * D * F * 4
-
-
-def report(name, ok, detail=""):
-    global failures
-    if not ok:
-        failures += 1
-        for line in str(detail).splitlines()[:20]:
-            print(f"# {line}")
-    print(f"{'ok' if ok else 'not ok'} - {name}", flush=True)
 
 
 def run(*args):
@@ -58,14 +50,14 @@ def main():
         full_logits = open(os.path.join(tmp, "full.logits")).read()
         all_bytes = moe_layers * E * SLOT
         for budget in ("100%", "50%", "25%", str(K * SLOT)):
-            ondemand_case(report, run, tmp, f"{arch} ondemand {budget}", ("run", "--model", m, *base), full,
+            ondemand_case(run, tmp, f"{arch} ondemand {budget}", ("run", "--model", m, *base), full,
                           full_logits, SLOT, all_bytes, budget, "file")
         for budget, expect_reroute in (("100%", False), ("25%", True)):
             name = f"{arch} swapmoe {budget}"
             gtp = os.path.join(tmp, "sw.jsonl")
             p = run("run", "--model", m, *base, "--expert-budget", budget, "--offload", "swapmoe", "--ground-truth", gtp)
             if p.returncode:
-                report(name, False, p.stderr)
+                check(False, name, p.stderr)
                 continue
             gt = [json.loads(x) for x in open(gtp)]
             b = budget_bytes(budget, all_bytes)
@@ -77,10 +69,10 @@ def main():
                     if len(lay["experts"]) > per_layer: bad.append(f"step {g['step']} layer {lay['layer']}: {lay['experts']}")
                     if sum(lay["tokens_per_expert"]) != K * g["tokens"]: bad.append(f"step {g['step']}: pairs")
             rer = sum(g["offload"]["rerouted_pairs"] for g in gt)
-            report(f"{name}: <= {per_layer} experts per layer, K·T pairs, reroutes {rer} ({'some' if expect_reroute else 'none'} expected)",
-                   not bad and (rer > 0) == expect_reroute, "\n".join(bad))
+            check(not bad and (rer > 0) == expect_reroute,
+                  f"{name}: <= {per_layer} experts per layer, K·T pairs, reroutes {rer} ({'some' if expect_reroute else 'none'} expected)", "\n".join(bad))
             if not expect_reroute:
-                report(f"{name}: output equals full residency", p.stdout == full.stdout)
+                check(p.stdout == full.stdout, f"{name}: output equals full residency")
         # bad arguments
         cases = [(["--offload", "ondemand"], "needs --expert-budget"), (["--expert-budget", "1%", "--offload", "lru"], "expected ondemand or swapmoe"),
                  (["--expert-budget", "12abc"], "expected a number of bytes"), (["--expert-budget", "50%", "--expert-parallel", 2], "cannot be combined"),
@@ -88,9 +80,9 @@ def main():
                  (["--expert-budget", K * SLOT * moe_layers - 1, "--offload", "swapmoe"], "in each of the")]
         for extra, msg in cases:
             p = run("run", "--model", m, *base, *extra)
-            report(f"{arch}: {' '.join(map(str, extra))}: exit 2 naming the problem", p.returncode == 2 and msg in p.stderr,
-                   f"rc {p.returncode}: {p.stderr}")
-    sys.exit(1 if failures else 0)
+            check(p.returncode == 2 and msg in p.stderr, f"{arch}: {' '.join(map(str, extra))}: exit 2 naming the problem",
+                  f"rc {p.returncode}: {p.stderr}")
+    sys.exit(1 if FAILS else 0)
 
 
 main()

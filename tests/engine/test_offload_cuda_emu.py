@@ -19,6 +19,8 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from tap import FAILS, check  # noqa: E402
 from offload_sim import budget_bytes, ondemand_case  # noqa: E402
 
 ROOT = os.environ.get("MOECAP_ROOT", os.path.abspath(os.path.join(os.path.dirname(__file__), "../..")))
@@ -26,16 +28,6 @@ BUILD = os.path.join(ROOT, os.environ.get("BUILD", "build"))
 MOEREF = os.path.join(BUILD, "bin", "moe-ref")
 EMU_LIB = os.path.join(BUILD, "tests", "cuda", "emu", "libmoeref-cuda-emu.so")
 D, F, L, E, K = 64, 32, 3, 8, 2
-failures = 0
-
-
-def report(name, ok, detail=""):
-    global failures
-    if not ok:
-        failures += 1
-        for line in str(detail).splitlines()[:20]:
-            print("# " + line)
-    print("%s - %s" % ("ok" if ok else "not ok", name), flush=True)
 
 
 def moeref(*args):
@@ -61,13 +53,13 @@ def main():
             full_lg = os.path.join(tmp, "full.logits")
             full = moeref("run", "--model", m, *base, "--dtype", dtype, "--dump-logits", full_lg)
             if full.returncode:
-                report(f"{arch} {dtype}: full residency run", False, full.stderr)
+                check(False, f"{arch} {dtype}: full residency run", full.stderr)
                 continue
             full_logits = open(full_lg).read()
             all_bytes = moe_layers * E * slot
             budgets = ("50%", "25%", str(K * slot)) if dtype == "f32" else ("25%",)
             for budget in budgets:
-                ondemand_case(report, moeref, tmp, f"{arch} cuda {dtype} ondemand {budget}",
+                ondemand_case(moeref, tmp, f"{arch} cuda {dtype} ondemand {budget}",
                               ("run", "--model", m, *base, "--dtype", dtype), full, full_logits, slot, all_bytes,
                               budget, "pinned_host")
             for budget, expect in (("100%", False), ("25%", True)):
@@ -76,21 +68,21 @@ def main():
                 p = moeref("run", "--model", m, *base, "--dtype", dtype, "--expert-budget", budget,
                            "--offload", "swapmoe", "--ground-truth", gtp)
                 if p.returncode:
-                    report(name, False, p.stderr)
+                    check(False, name, p.stderr)
                     continue
                 gt = [json.loads(x) for x in open(gtp)]
                 per_layer = min(budget_bytes(budget, all_bytes) // slot, all_bytes // slot) // moe_layers
                 rer = sum(g["offload"]["rerouted_pairs"] for g in gt)
                 worst = max(len(lay["experts"]) for g in gt for lay in g["layers"] if not lay.get("dense"))
-                report(f"{name}: reroutes {rer} ({'some' if expect else 'none'} expected), <= {per_layer} experts per layer",
-                       (rer > 0) == expect and worst <= per_layer, f"worst {worst}")
+                check((rer > 0) == expect and worst <= per_layer,
+                      f"{name}: reroutes {rer} ({'some' if expect else 'none'} expected), <= {per_layer} experts per layer", f"worst {worst}")
                 if not expect:
-                    report(f"{name}: output equals full residency", p.stdout == full.stdout)
+                    check(p.stdout == full.stdout, f"{name}: output equals full residency")
         p = moeref("run", "--model", m, *base[:2], "--moe", "fused", *base[4:], "--expert-budget", "50%")
-        report(f"{arch}: --moe fused with offloading exits 2", p.returncode == 2 and "--moe loop" in p.stderr, p.stderr)
+        check(p.returncode == 2 and "--moe loop" in p.stderr, f"{arch}: --moe fused with offloading exits 2", p.stderr)
         p = moeref("run", "--model", m, *base, "--expert-budget", K * 3 * D * F * 4 - 1)
-        report(f"{arch}: cuda budget below top-k exits 2", p.returncode == 2 and "must be resident" in p.stderr, p.stderr)
-    sys.exit(1 if failures else 0)
+        check(p.returncode == 2 and "must be resident" in p.stderr, f"{arch}: cuda budget below top-k exits 2", p.stderr)
+    sys.exit(1 if FAILS else 0)
 
 
 main()
