@@ -28,6 +28,7 @@
 #include <cblas.h>
 #include <dlfcn.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
@@ -68,6 +69,7 @@ struct mr_engine {
     int *layer_cnt;          /* [layers][experts] tokens per expert in the last step */
     float *pxe, *pg, *pu, *pdn;   /* per (token, expert) pair rows: gathered input, gate, up, down */
     int *order;              /* experts of the layer, largest first (parallel task order) */
+    _Atomic int *halves;     /* per order[] slot: gate and up products done (0..2), ffn_task */
     double *rcos, *rsin;     /* RoPE angles of the token being rotated [head_dim / 2] */
     struct mr_pool *pool;    /* helper threads (NULL: one thread) */
     void (*set_blas_threads)(int);   /* openblas_set_num_threads, when the BLAS has it */
@@ -113,7 +115,7 @@ static void free_scratch(mr_engine *e)
                      &e->logits, &e->scores, &e->pxe, &e->pg, &e->pu, &e->pdn };
     for (size_t i = 0; i < sizeof fs / sizeof fs[0]; i++) { free(*fs[i]); *fs[i] = NULL; }
     free(e->sel); free(e->cnt); free(e->eoff); free(e->etok);
-    free(e->tok); free(e->pos); free(e->sidx); free(e->order); free(e->rcos); free(e->rsin);
+    free(e->tok); free(e->pos); free(e->sidx); free(e->order); free((void *)e->halves); e->halves = NULL; free(e->rcos); free(e->rsin);
     e->order = NULL; e->rcos = e->rsin = NULL;
     e->sel = e->cnt = e->eoff = e->etok = NULL;
     e->tok = e->pos = e->sidx = NULL;
@@ -230,6 +232,7 @@ static int ensure_scratch(mr_engine *e, int T, int B, int ctx)
         bad |= grow((void **)&e->cnt, E, sizeof(int));
         bad |= grow((void **)&e->eoff, E + 1, sizeof(int));
         bad |= grow((void **)&e->order, E, sizeof(int));
+        bad |= grow((void **)&e->halves, E, sizeof(_Atomic int));
         bad |= grow((void **)&e->rcos, (size_t)c->head_dim / 2 + 1, sizeof(double));
         bad |= grow((void **)&e->rsin, (size_t)c->head_dim / 2 + 1, sizeof(double));
         size_t f = (size_t)c->moe_inter;
@@ -451,21 +454,37 @@ static int ffn_moe_parallel(mr_engine *e, int layer, int T)
     return 0;
 }
 
-/* One routed expert x of a MoE layer on any thread: its rows gathered, gate, up, SiLU(gate)
- * * up, down, into its rows of pdn (rows eoff[x].. of the per-pair buffers). */
-static void expert_rows(const mr_engine *e, int x, const float *wg, const float *wu, const float *wd)
+/* Gathers routed expert x's rows of xn into its rows of pxe (rows eoff[x].. of the
+ * per-pair buffers). */
+static void expert_gather(const mr_engine *e, int x)
 {
-    const struct mr_config *c = &e->m->cfg;
-    int d = c->hidden, f = c->moe_inter, mx = e->cnt[x];
+    int d = e->m->cfg.hidden, mx = e->cnt[x];
     size_t r0 = (size_t)e->eoff[x];
     const int *tk = e->etok + r0;
-    float *xe = e->pxe + r0 * d, *g = e->pg + r0 * f, *u = e->pu + r0 * f;
+    float *xe = e->pxe + r0 * d;
     for (int r = 0; r < mx; r++)
         memcpy(xe + (size_t)r * d, e->xn + (size_t)tk[r] * d, (size_t)d * sizeof(float));
-    blas_product(e, xe, mx, wg, f, d, g);
-    blas_product(e, xe, mx, wu, f, d, u);
+}
+
+/* SiLU(gate) * up of expert x's rows, then its down product into its rows of pdn. */
+static void expert_down(const mr_engine *e, int x, const float *wd)
+{
+    int d = e->m->cfg.hidden, f = e->m->cfg.moe_inter, mx = e->cnt[x];
+    size_t r0 = (size_t)e->eoff[x];
+    float *g = e->pg + r0 * f, *u = e->pu + r0 * f;
     for (size_t i = 0; i < (size_t)mx * f; i++) g[i] = silu(g[i]) * u[i];
     blas_product(e, g, mx, wd, d, f, e->pdn + r0 * d);
+}
+
+/* One routed expert x of a MoE layer on one thread: gather, gate, up, down. */
+static void expert_rows(const mr_engine *e, int x, const float *wg, const float *wu, const float *wd)
+{
+    int d = e->m->cfg.hidden, f = e->m->cfg.moe_inter, mx = e->cnt[x];
+    size_t r0 = (size_t)e->eoff[x];
+    expert_gather(e, x);
+    blas_product(e, e->pxe + r0 * d, mx, wg, f, d, e->pg + r0 * f);
+    blas_product(e, e->pxe + r0 * d, mx, wu, f, d, e->pu + r0 * f);
+    expert_down(e, x, wd);
 }
 
 /* Shared expert(s) of a MoE layer over all T tokens, into dn (and the qwen2_moe gate logit
@@ -489,11 +508,17 @@ static void count_shared(mr_engine *e, const struct mr_layer_w *w, int T)
     if (w->sgate) count_gemm(e, T, 1, d, W_DENSE);
 }
 
-/* The layer's expert work as pool tasks: the activated experts, most tokens first, then the
- * shared expert(s) when the model has them. The shared task comes last although it is the
- * largest: it is then claimed only after a routed expert finished, so a routed expert's gate
- * always precedes the shared gate in time, as on one thread (a profiler without tensor names
- * tells a [2f, d] shared gate from a fused routed gate_up by that order). */
+/* The layer's expert work as pool tasks, finer than one task per expert so that a thread on
+ * a slower core (a busy neighbour, a shared memory channel) simply takes fewer of them:
+ *   tasks 0 .. 2n-1   the gate and the up product of expert order[i / 2] (even: gate),
+ *   tasks 2n .. 3n-1  SiLU(gate) * up and the down product of expert order[i - 2n], which
+ *                     first waits until that expert's gate and up are done (both were
+ *                     claimed earlier in the list, so a thread is running them or has),
+ *   task 3n           the shared expert(s), when the model has them.
+ * The shared task comes last although it is the largest: it is then claimed only after every
+ * routed product, so a routed expert's gate always precedes the shared gate in time, as on
+ * one thread (a profiler without tensor names tells a [2f, d] shared gate from a fused routed
+ * gate_up by that order). The step thread gathers every expert's rows before the list. */
 struct ffn_job {
     mr_engine *e;
     const struct mr_layer_w *w;
@@ -504,9 +529,21 @@ static void ffn_task(void *ctx, int task, int worker)
 {
     (void)worker;
     const struct ffn_job *j = ctx;
-    if (task == j->nexp) { shared_rows(j->e, j->w, j->T); return; }
-    int x = j->e->order[task];
-    expert_rows(j->e, x, j->w->eg[x], j->w->eu[x], j->w->ed[x]);
+    mr_engine *e = j->e;
+    int n = j->nexp;
+    if (task == 3 * n) { shared_rows(e, j->w, j->T); return; }
+    int i = task < 2 * n ? task / 2 : task - 2 * n, x = e->order[i];
+    int d = e->m->cfg.hidden, f = e->m->cfg.moe_inter, mx = e->cnt[x];
+    size_t r0 = (size_t)e->eoff[x];
+    float *g = e->pg + r0 * f, *u = e->pu + r0 * f;
+    if (task < 2 * n) {
+        if (task % 2 == 0) blas_product(e, e->pxe + r0 * d, mx, j->w->eg[x], f, d, g);
+        else blas_product(e, e->pxe + r0 * d, mx, j->w->eu[x], f, d, u);
+        atomic_fetch_add_explicit(&e->halves[i], 1, memory_order_release);
+        return;
+    }
+    while (atomic_load_explicit(&e->halves[i], memory_order_acquire) < 2) mr_cpu_relax();
+    expert_down(e, x, j->w->ed[x]);
 }
 
 static int ffn_moe(mr_engine *e, const struct mr_layer_w *w, int layer, int T)
@@ -549,8 +586,12 @@ static int ffn_moe(mr_engine *e, const struct mr_layer_w *w, int layer, int T)
             for (int j = i; j > 0 && e->cnt[e->order[j]] > e->cnt[e->order[j - 1]]; j--) {
                 int t = e->order[j]; e->order[j] = e->order[j - 1]; e->order[j - 1] = t;
             }
+        for (int i = 0; i < nexp; i++) {
+            expert_gather(e, e->order[i]);
+            atomic_store_explicit(&e->halves[i], 0, memory_order_relaxed);
+        }
         struct ffn_job job = { e, w, T, shared, nexp };
-        mr_pool_run(e->pool, nexp + shared, ffn_task, &job);
+        mr_pool_run(e->pool, 3 * nexp + shared, ffn_task, &job);
     } else {
         /* one thread (offloading: experts are brought in one at a time, in ascending order) */
         for (int i = 0; i < nexp; i++) {

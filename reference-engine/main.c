@@ -2,7 +2,22 @@
 #include "internal.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* OpenBLAS's worker threads spin for 2^28 cycles (~0.1 s) after each threaded call before
+ * they sleep. moe-ref calls the library threaded only for lm_head, once per step, and runs
+ * every other product on its own helper threads (pool.h): a worker still spinning from the
+ * previous lm_head takes a core from them for the whole next step (measured: half the decode
+ * steps of a 2-thread run took the 1-thread time). So the workers sleep at once unless the
+ * user says otherwise. The library reads the variable in its constructor, which runs after
+ * the executable's pre-initialisers and before main. */
+static void blas_threads_sleep_at_once(void)
+{
+    setenv("OPENBLAS_THREAD_TIMEOUT", "4", 0);
+}
+__attribute__((section(".preinit_array"), used))
+static void (*const mr_preinit)(void) = blas_threads_sleep_at_once;
 
 static void usage(FILE *f)
 {

@@ -54,13 +54,6 @@ static void futex_wake(_Atomic uint32_t *w)
     syscall(SYS_futex, (uint32_t *)w, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-}
-
 static uint64_t now_ns(void)
 {
     struct timespec ts;
@@ -75,7 +68,7 @@ static uint32_t spin_while(_Atomic uint32_t *w, uint32_t val, _Atomic int *stop)
     for (unsigned i = 1;; i++) {
         uint32_t v = atomic_load_explicit(w, memory_order_acquire);
         if (v != val || (stop && atomic_load_explicit(stop, memory_order_relaxed))) return v;
-        cpu_relax();
+        mr_cpu_relax();
         if ((i & 255) == 0) {
             uint64_t t = now_ns();
             if (!t0) t0 = t;

@@ -24,4 +24,12 @@ void mr_pool_run(struct mr_pool *p, int n, mr_pool_task fn, void *ctx);
  * helpers do not take their cores. */
 void mr_pool_park(struct mr_pool *p);
 
+/* The pause of a spin-wait loop (a task waiting for another one's result). */
+static inline void mr_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
 #endif
