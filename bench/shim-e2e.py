@@ -15,7 +15,13 @@ rounds of the ratio of each run's median decode step (a run whose process was pr
 for a few steps keeps its typical step time, so this one moves least with other load).
 With BASELINE_SHIM set in the environment (another build of libmoecap.so, e.g. before a
 change), its default configuration runs in the same rounds: a paired before/after;
-BASELINES="name=/path/libmoecap.so ..." adds more builds the same way.
+BASELINES="name=/path/libmoecap.so ..." adds more builds the same way, and
+VARIANTS="name=MOECAP_X:value,... ..." this build with other settings.
+With PIN_CPU=N in the environment every run is bound to CPU N (sched_setaffinity), the
+shim's writer and sampler threads included: on a VM whose vCPUs run at different and
+changing speeds (this project's 2-vCPU machine: the same tiny decode takes 23 or 37-41 ms
+depending on the vCPU it lands on), an unpinned pair of runs compares two vCPUs as often
+as two builds.
 Prints Markdown table rows."""
 import json
 import os
@@ -44,6 +50,18 @@ for item in os.environ.get("BASELINES", "").split():
     if not path or not os.path.exists(path):
         sys.exit("BASELINES: want name=/path/libmoecap.so, got %r" % item)
     configs.append(("build %s, default" % name, {"LD_PRELOAD": os.path.abspath(path)}))
+# VARIANTS="name=KEY:VALUE,KEY:VALUE ...": this build with other settings in the same rounds
+# (e.g. tsc=MOECAP_TSC:1 to see what the clock reads cost where the kernel keeps time with
+# another clock source)
+for item in os.environ.get("VARIANTS", "").split():
+    name, _, rest = item.partition("=")
+    extra = {"LD_PRELOAD": shim}
+    for kv in filter(None, rest.split(",")):
+        k, sep, v = kv.partition(":")
+        if not sep or not k.startswith("MOECAP_"):
+            sys.exit("VARIANTS: want name=MOECAP_X:value,..., got %r" % item)
+        extra[k] = v
+    configs.append(("shim, %s (%s)" % (name, " ".join("%s=%s" % kv for kv in list(extra.items())[1:])), extra))
 args = [mr, "run", "--model", model, "--batch", "1", "--prompt-len", "16", "--gen", "512"]
 
 
@@ -56,7 +74,9 @@ def one(extra):
     env.update(extra)
     gt = os.path.join(tmp, "gt.jsonl")
     t0 = time.monotonic_ns()
-    p = subprocess.Popen(args + ["--ground-truth", gt], env=env, stdout=subprocess.DEVNULL)
+    pin = os.environ.get("PIN_CPU")
+    p = subprocess.Popen(args + ["--ground-truth", gt], env=env, stdout=subprocess.DEVNULL,
+                         preexec_fn=(lambda: os.sched_setaffinity(0, {int(pin)})) if pin else None)
     _, status, ru = os.wait4(p.pid, 0)
     wall = time.monotonic_ns() - t0
     if status != 0:

@@ -17,7 +17,9 @@
 # usage: bench/shim-overhead.sh [REPS (default 7)] [loop|e2e|all]
 # env: SHIM=path/libmoecap.so (default $BUILD/lib/libmoecap.so); BASELINE_SHIM=another
 #      build (absolute path) that joins the loop runs and the e2e rounds (before/after,
-#      interleaved); BASELINES="name=/path/libmoecap.so ..." more builds in the e2e rounds.
+#      interleaved); BASELINES="name=/path/libmoecap.so ..." more builds in the e2e rounds;
+#      PIN_CPU=N binds every e2e run to CPU N (bench/shim-e2e.py says why);
+#      VARIANTS="name=MOECAP_X:value,... ..." this build with other settings in the e2e rounds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -87,7 +89,7 @@ if [ "$WHAT" = all ] || [ "$WHAT" = e2e ]; then
   [ -x "$MR" ] || { echo "moe-ref not built" >&2; exit 2; }
   "$MR" gen --arch mixtral --out "$tmp/tiny" >/dev/null
   "$MR" gen --arch mixtral --out "$tmp/small" --hidden 256 --moe-intermediate 256 --layers 4 --vocab 2048 >/dev/null
-  echo "### End to end: moe-ref decode, batch 1 (prompt 16, 512 new tokens), order rotating; rounds: tiny $TINY_REPS, small $REPS"
+  echo "### End to end: moe-ref decode, batch 1 (prompt 16, 512 new tokens), order rotating; rounds: tiny $TINY_REPS, small $REPS${PIN_CPU:+; every run bound to CPU $PIN_CPU}"
   echo
   echo "Per round every configuration runs once (rotating order); ratios against the plain run of the"
   echo "same round. Decode = sum of the engine's per-step wall_ns over decode steps; CPU = user+sys of the process."
