@@ -7,7 +7,8 @@ to the plain run of the same round, median [95 % bootstrap CI], with the plain-v
 spread (a second plain run per round) as the noise floor.
 
 usage: bench/shim-torch.py [ROUNDS (default 10)] [TOKENS (default 64)]
-env:   SHIM (default build/lib/libmoecap.so), BASELINE_SHIM (optional)
+env:   SHIM (default build/lib/libmoecap.so), BASELINE_SHIM (optional), PIN_CPU=N (every run
+       bound to CPU N: see bench/shim-e2e.py for why on this project's VM)
 Needs python3-torch (Debian). Results go to bench/results/shim-overhead.md by hand, with
 the load average this prints."""
 import json
@@ -79,7 +80,9 @@ def run(tokens, extra, out):
     env["OMP_NUM_THREADS"] = "1"
     env["OPENBLAS_NUM_THREADS"] = "1"
     env.update(extra)
+    pin = os.environ.get("PIN_CPU")
     p = subprocess.run(["/usr/bin/python3", os.path.abspath(__file__), "--child", str(tokens)], env=env,
+                       preexec_fn=(lambda: os.sched_setaffinity(0, {int(pin)})) if pin else None,
                        capture_output=True, text=True)
     subprocess.run(["rm", "-rf", out])
     if p.returncode != 0:
@@ -102,7 +105,8 @@ def main():
     print("date: %s, host: %s, %d CPUs, load before: %s" % (
         time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.uname().nodename, os.cpu_count(),
         " ".join(open("/proc/loadavg").read().split()[:3])))
-    print("command: %s %s" % (os.path.relpath(__file__, root), " ".join(sys.argv[1:])))
+    print("command: %s%s %s" % ("PIN_CPU=%s " % os.environ["PIN_CPU"] if os.environ.get("PIN_CPU") else "",
+                                os.path.relpath(__file__, root), " ".join(sys.argv[1:])))
     res = {c: [] for c, _ in configs}
     for r in range(rounds):
         for i in range(len(configs)):
