@@ -9,11 +9,14 @@
 #   shim      LD_PRELOAD=libmoecap.so, adapter on (steps, weight products, routing asks)
 #   no-ask    adapter on, MOECAP_GGML_ROUTING=0 (no routing asks: no forced splits)
 #   off       MOECAP_GGML_ACCEPT=none (adapter off: the shim's other interposers only)
+#   no-writer adapter on, MOECAP_FLUSH_MS=0 (no writer thread: the program copies its own
+#             ring when full; what the writer's wake-ups cost when it shares the core)
 # Figures: decode tokens per second of wall time and per second of process CPU time (steadier
 # on a shared machine: another process's time slices do not count); per round the ratio to
 # `plain` of the same round; medians.
 # usage: bench/llama-shim-overhead.sh [ROUNDS (7)]   env: GEN (128), PROMPT (16), THREADS (1),
-#        DIMS (moe-ref gen options), BUILD (build)
+#        DIMS (moe-ref gen options), BUILD (build), PIN_CPU=N (every run bound to CPU N:
+#        this project's VM has vCPUs of different, changing speeds; see bench/shim-e2e.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -39,22 +42,23 @@ one() {   # mode -> tokens/s
     shim) env=(LD_PRELOAD="$SHIM" MOECAP_OUT="$tmp/out-$1") ;;
     no-ask) env=(LD_PRELOAD="$SHIM" MOECAP_OUT="$tmp/out-$1" MOECAP_GGML_ROUTING=0) ;;
     off) env=(LD_PRELOAD="$SHIM" MOECAP_OUT="$tmp/out-$1" MOECAP_GGML_ACCEPT=none) ;;
+    no-writer) env=(LD_PRELOAD="$SHIM" MOECAP_OUT="$tmp/out-$1" MOECAP_FLUSH_MS=0) ;;
   esac
   rm -rf "$tmp/out-$1"
-  env "${env[@]}" "$TRUTH" "$tmp/m.gguf" --prompts "$tmp/p.txt" --gen "$GEN" --threads "$THREADS" \
+  env "${env[@]}" ${PIN_CPU:+taskset -c "$PIN_CPU"} "$TRUTH" "$tmp/m.gguf" --prompts "$tmp/p.txt" --gen "$GEN" --threads "$THREADS" \
       --no-callback --time 2>&1 >/dev/null | sed -n 's/.*= \([0-9.]*\) tokens\/s, \([0-9.]*\) tokens per CPU s/\1 \2/p'
 }
 
 echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'), host: $(hostname), $(nproc) CPUs, load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "model: mixtral-style F32 GGUF ($DIMS), $(du -m "$tmp/m.gguf" | cut -f1) MB; batch 1, prompt $PROMPT, $GEN decode steps, $THREADS thread(s)"
+echo "model: mixtral-style F32 GGUF ($DIMS), $(du -m "$tmp/m.gguf" | cut -f1) MB; batch 1, prompt $PROMPT, $GEN decode steps, $THREADS thread(s)${PIN_CPU:+; every run bound to CPU $PIN_CPU}"
 echo
 one plain >/dev/null   # warm-up: page cache, CPU frequency
-modes=(plain shim no-ask off)
+modes=(plain shim no-ask off no-writer)
 declare -A all cpu
 for r in $(seq 1 "$ROUNDS"); do
   line=""
-  for i in 0 1 2 3; do
-    m=${modes[$(( (i + r) % 4 ))]}
+  for i in 0 1 2 3 4; do
+    m=${modes[$(( (i + r) % 5 ))]}
     read -r w c <<<"$(one "$m")"
     all[$m]+="$w "
     cpu[$m]+="$c "
@@ -62,12 +66,13 @@ for r in $(seq 1 "$ROUNDS"); do
   done
   echo "round $r: $line" >&2
 done
-/usr/bin/python3 - "${all[plain]}" "${all[shim]}" "${all[no-ask]}" "${all[off]}" \
-    "${cpu[plain]}" "${cpu[shim]}" "${cpu[no-ask]}" "${cpu[off]}" <<'EOF'
+/usr/bin/python3 - "${all[plain]}" "${all[shim]}" "${all[no-ask]}" "${all[off]}" "${all[no-writer]}" \
+    "${cpu[plain]}" "${cpu[shim]}" "${cpu[no-ask]}" "${cpu[off]}" "${cpu[no-writer]}" <<'EOF'
 import statistics, sys
-v = [[float(x) for x in a.split()] for a in sys.argv[1:9]]
-names = ("plain", "shim (adapter on)", "shim, MOECAP_GGML_ROUTING=0", "shim, adapter off")
-for title, base in (("wall time", 0), ("process CPU time", 4)):
+v = [[float(x) for x in a.split()] for a in sys.argv[1:11]]
+names = ("plain", "shim (adapter on)", "shim, MOECAP_GGML_ROUTING=0", "shim, adapter off",
+         "shim, no writer thread (MOECAP_FLUSH_MS=0)")
+for title, base in (("wall time", 0), ("process CPU time", 5)):
     print(f"\n{title}:\n")
     print("| run | decode tokens/s (median) | ratio to plain, same round (median) | min..max ratio |")
     print("| --- | --- | --- | --- |")
