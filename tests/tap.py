@@ -11,15 +11,32 @@ BUILD = os.environ.get("BUILD", "build")
 FAILS = []
 
 
+def _detail(detail):
+    if detail:
+        print("# " + str(detail)[:2000].replace("\n", "\n# "))
+
+
 def check(cond, name, detail=""):
     """Prints `ok - name` or `not ok - name` (with detail as # lines); returns cond."""
     print(("ok - " if cond else "not ok - ") + name)
     if not cond:
-        if detail:
-            print("# " + str(detail)[:2000].replace("\n", "\n# "))
+        _detail(detail)
         FAILS.append(name)
     sys.stdout.flush()
     return cond
+
+
+def check_problems(name, problems):
+    """check() of a case that collected what is wrong in a list: ok iff it is empty, each
+    problem a # line."""
+    return check(not problems, name, "\n".join(map(str, problems)))
+
+
+def skip(name, why="", detail=""):
+    """Prints `skip - name (why)` for a case this machine cannot run (detail as # lines)."""
+    print("skip - " + name + (" (%s)" % why if why else ""))
+    _detail(detail)
+    sys.stdout.flush()
 
 
 def finish(*tmpdirs):

@@ -10,18 +10,12 @@
 import copy, json, math, os, subprocess, sys, tempfile
 import xml.etree.ElementTree as ET
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from tap import check_problems, finish  # noqa: E402
+
 root = os.environ.get("MOECAP_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
 MC = os.path.join(root, os.environ.get("BUILD", "build"), "bin", "moecap")
 tmp = tempfile.mkdtemp(prefix="mc-compare-")
-failures = 0
-
-
-def case(name, probs):
-    global failures
-    for p in probs:
-        print("# " + p)
-    print(("ok" if not probs else "not ok") + " - " + name)
-    failures += bool(probs)
 
 
 BASE = {
@@ -97,7 +91,7 @@ if not probs:
     for f in ("compare.md", "compare.html", "radar.svg"):
         if not os.path.getsize(os.path.join(out, f)): probs.append(f + " empty")
     if "| S-MBU |" not in r.stdout or "(estimated)" not in r.stdout: probs.append("stdout table: %r" % r.stdout[:400])
-case("headline figures equal the reports' (steps skipped, in any position)", probs)
+check_problems("headline figures equal the reports' (steps skipped, in any position)", probs)
 
 # ---- radar geometry ----
 probs = []
@@ -130,7 +124,7 @@ if os.path.exists(os.path.join(out, "radar.svg")):
         if must not in text: probs.append("figure lacks %r" % must)
 else:
     probs.append("no radar.svg")
-case("radar: each point's radius = its normalised value; normalisation stated in the figure", probs)
+check_problems("radar: each point's radius = its normalised value; normalisation stated in the figure", probs)
 
 # ---- classes ----
 probs = []
@@ -144,7 +138,7 @@ r = compare([A, D, E])
 if r.returncode != 0 or "PC+CA — stated by the report: PC: int4 weights; CA: engine offloads 6 of 8 experts;" not in r.stdout \
         or "**sysE**: PA" not in r.stdout:
     probs.append("stated class not used: %r" % r.stdout[-400:])
-case("classes PA / PC / CA from the measured facts, with the reason; a stated class is used", probs)
+check_problems("classes PA / PC / CA from the measured facts, with the reason; a stated class is used", probs)
 
 # ---- bad and mismatched inputs ----
 notjson = os.path.join(tmp, "bad.json"); open(notjson, "w").write("{ not json")
@@ -164,5 +158,5 @@ for args, pat in (([], "at least one"), ([os.path.join(tmp, "nope")], "No such f
         probs.append("%r: rc %d, stderr %r (want %r)" % ([os.path.basename(a) for a in args], r.returncode, r.stderr[:200], pat))
 r = compare([A, other, "--any-model"])
 if r.returncode != 0: probs.append("--any-model refused: %s" % r.stderr)
-case("bad or mismatched inputs exit 2 with the reason", probs)
-sys.exit(1 if failures else 0)
+check_problems("bad or mismatched inputs exit 2 with the reason", probs)
+sys.exit(finish(tmp))
