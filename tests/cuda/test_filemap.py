@@ -25,6 +25,7 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from preload import preload_env  # noqa: E402
+from tap import FAILS, check, skip  # noqa: E402
 
 ROOT = os.environ.get("MOECAP_ROOT", os.path.abspath(os.path.join(os.path.dirname(__file__), "../..")))
 BUILD = os.path.join(ROOT, os.environ.get("BUILD", "build"))
@@ -36,17 +37,6 @@ SAN = os.environ.get("SAN", "0") == "1"
 FAKE_DEVICE = 3           # tests/cuda/fake_cuda.h
 PAGE = os.sysconf("SC_PAGE_SIZE")
 DEF_TYPES = {"string", "callsite", "mapping", "tensor", "note", "clock"}
-failures = 0
-
-
-def report(name, ok, why=""):
-    global failures
-    if not ok:
-        failures += 1
-        for line in str(why).splitlines()[:25]:
-            print("# " + line[:400])
-    print("%s - %s" % ("ok" if ok else "not ok", name))
-    sys.stdout.flush()
 
 
 def run(out, args, **extra):
@@ -102,12 +92,12 @@ def judge(copies, recs, path, data):
     return sorted(got), bad
 
 
-def check(name, p, traces, copies, expected, path, data):
+def check_copies(name, p, traces, copies, expected, path, data):
     recs = [r for t in traces.values() for r in t]
     got, bad = judge(copies, recs, path, data)
     ok = p.returncode == 0 and not bad and got == sorted(expected)
-    report(name, ok, "rc %d %s\nexpected %s\ngot      %s\n%s" % (p.returncode, p.stderr[-600:], sorted(expected), got,
-                                                                  "\n".join(bad)))
+    check(ok, name, "rc %d %s\nexpected %s\ngot      %s\n%s" % (p.returncode, p.stderr[-600:], sorted(expected), got,
+                                                                 "\n".join(bad)))
 
 
 def gen_model(tmp):
@@ -125,7 +115,7 @@ def gen_model(tmp):
 def main():
     for need in (SHIM, MOECAP, MOEREF, PROG):
         if not os.path.exists(need):
-            report("filemap setup", False, "missing " + need)
+            check(False, "filemap setup", "missing " + need)
             return 1
     with tempfile.TemporaryDirectory() as tmp:
         path, data, tens = gen_model(tmp)
@@ -143,36 +133,36 @@ def main():
         # across its start (one mapping: one record, starting 16 bytes before the tensor).
         p, t, c = run(outdir(), [path, "map", 0, 0, "copy", 0, tb, tl, "copya", 0, tb + tl // 2, tl - tl // 2,
                                  "copy", 0, tb - 16, 32])
-        check("mmap: whole tensor, its second half, a copy across its start: exact file offsets (%s)" % name,
-              p, t, c, [(0, 0, tl, tb), (1, 0, tl - tl // 2, tb + tl // 2), (2, 0, 32, tb - 16)], path, data)
+        check_copies("mmap: whole tensor, its second half, a copy across its start: exact file offsets (%s)" % name,
+                     p, t, c, [(0, 0, tl, tb), (1, 0, tl - tl // 2, tb + tl // 2), (2, 0, 32, tb - 16)], path, data)
 
         # A mapping at a file offset: offset = src - map start + map offset.
         mo = (tb // PAGE) * PAGE
         p, t, c = run(outdir(), [path, "map", mo, 0, "copy", 0, tb - mo, tl])
-        check("mmap at file offset %d: copy of the tensor named at %d" % (mo, tb), p, t, c, [(0, 0, tl, tb)], path, data)
+        check_copies("mmap at file offset %d: copy of the tensor named at %d" % (mo, tb), p, t, c, [(0, 0, tl, tb)], path, data)
 
         # MAP_FIXED puts file page 3 over page 1 of the mapping: copies across both seams give
         # two records each.
         p, t, c = run(outdir(), [path, "map", 0, 0, "mapfixed", 0, 1, 3 * PAGE, 1,
                                  "copy", 0, PAGE - 8, 16, "copy", 0, 2 * PAGE - 8, 16])
-        check("MAP_FIXED page inside a mapping: copies across the seams name each side",
-              p, t, c, [(0, 0, 8, PAGE - 8), (0, 8, 8, 3 * PAGE), (1, 0, 8, 4 * PAGE - 8), (1, 8, 8, 2 * PAGE)], path, data)
+        check_copies("MAP_FIXED page inside a mapping: copies across the seams name each side",
+                     p, t, c, [(0, 0, 8, PAGE - 8), (0, 8, 8, 3 * PAGE), (1, 0, 8, 4 * PAGE - 8), (1, 8, 8, 2 * PAGE)], path, data)
 
         # pread / read into malloc'ed buffers; two preads into one buffer, copy across the seam.
         y = 40000
         p, t, c = run(outdir(), [path, "pread", tb, tl, "copy", 0, 0, tl, "read", tb + 64, 256, "copy", 1, 32, 64,
                                  "pread", tb, 2 * 4096, "preadat", 2, 4096, y, 4096, "copy", 2, 4080, 32])
-        check("pread and read buffers: copies named; a copy across two preads gives two records",
-              p, t, c, [(0, 0, tl, tb), (1, 0, 64, tb + 96), (2, 0, 16, tb + 4080), (2, 16, 16, y)], path, data)
+        check_copies("pread and read buffers: copies named; a copy across two preads gives two records",
+                     p, t, c, [(0, 0, tl, tb), (1, 0, 64, tb + 96), (2, 0, 16, tb + 4080), (2, 16, 16, y)], path, data)
 
         # Nothing to name: after munmap, from the stack, from a buffer the program overwrote.
         p, t, c = run(outdir(), [path, "map", 0, 0, "copy", 0, tb, 64, "unmap", 0, "copy", 0, tb, 64,
                                  "copystack", 256, "pread", tb, 4096, "scribble", 1, 0, 4096, "copy", 1, 0, 64])
         recs = [r for tr in t.values() for r in tr]
         memcpys = [r for r in recs if r["type"] == "memcpy"]
-        check("after munmap, from unrelated memory, from an overwritten read buffer: no record (4 copies, 1 named)",
-              p, t, c, [(0, 0, 64, tb)], path, data)
-        report("  ... and all 4 copies themselves recorded", len(memcpys) == 4, memcpys)
+        check_copies("after munmap, from unrelated memory, from an overwritten read buffer: no record (4 copies, 1 named)",
+                     p, t, c, [(0, 0, 64, tb)], path, data)
+        check(len(memcpys) == 4, "  ... and all 4 copies themselves recorded", memcpys)
 
         # fork: the child's trace starts with the parent's weight-file maps.
         p, t, c = run(outdir(), [path, "map", 0, 0, "pread", tb, 4096, "fork", "copy", 0, tb, 64, "copy", 1, 8, 64])
@@ -180,33 +170,33 @@ def main():
         parent = [r for r in files if r and not any(m["type"] == "memcpy" for m in r)]
         child = [r for r in files if r and any(m["type"] == "memcpy" for m in r)]
         ok = p.returncode == 0 and len(files) == 2 and len(parent) == 1 and len(child) == 1
-        report("fork: two traces, the copies in the child's", ok, "rc %d %s %d files" % (p.returncode, p.stderr[-300:], len(files)))
+        check(ok, "fork: two traces, the copies in the child's", "rc %d %s %d files" % (p.returncode, p.stderr[-300:], len(files)))
         if ok:
             par, chi = parent[0], child[0]
             ph = [(r["addr"], r["file_offset"], r["length"], r["how"]) for r in host_maps(par)]
             ch = [(r["addr"], r["file_offset"], r["length"], r["how"]) for r in host_maps(chi)]
             want = [(0, len(data), 0), (tb, 4096, 2)]
-            report("fork: parent's trace has each weight-file map once",
-                   sorted((o, l, h) for _, o, l, h in ph) == sorted(want), ph)
+            check(sorted((o, l, h) for _, o, l, h in ph) == sorted(want),
+                  "fork: parent's trace has each weight-file map once", ph)
             first_ring = next(i for i, r in enumerate(chi) if i > 0 and r["type"] not in DEF_TYPES and
                               not (r["type"] == "file_map" and r["device"] < 0))
             early = [i for i, r in enumerate(chi) if r["type"] == "file_map" and r["device"] < 0]
-            report("fork: child's trace starts with the parent's weight-file maps (before its own records)",
-                   sorted(ch) == sorted(ph) and early and max(early) < first_ring,
-                   "parent %s\nchild %s\nfirst own record #%d, maps at %s" % (ph, ch, first_ring, early))
-            check("fork: child's copies from the inherited mapping and buffer are named",
-                  p, {"c": chi}, c, [(0, 0, 64, tb), (1, 0, 64, tb + 8)], path, data)
+            check(sorted(ch) == sorted(ph) and early and max(early) < first_ring,
+                  "fork: child's trace starts with the parent's weight-file maps (before its own records)",
+                  "parent %s\nchild %s\nfirst own record #%d, maps at %s" % (ph, ch, first_ring, early))
+            check_copies("fork: child's copies from the inherited mapping and buffer are named",
+                         p, {"c": chi}, c, [(0, 0, 64, tb), (1, 0, 64, tb + 8)], path, data)
 
         # Threads mapping, unmapping and reading the file while this one copies from a mapping.
         p, t, c = run(outdir(), [path, "map", 0, 0, "churn", 3000])
         expected = [(i, 0, 64, (i % 7) * 1000) for i in range(len(c))]
         asan = "AddressSanitizer" in p.stderr or "runtime error" in p.stderr
-        check("threads map/unmap/read while another copies: every copy named exactly (%d copies)" % len(c),
-              p, t, c, expected, path, data)
-        report("  ... no crash%s" % (", no sanitizer report" if SAN else ""), p.returncode == 0 and not asan and len(c) == 3000,
-               p.stderr[-1500:])
+        check_copies("threads map/unmap/read while another copies: every copy named exactly (%d copies)" % len(c),
+                     p, t, c, expected, path, data)
+        check(p.returncode == 0 and not asan and len(c) == 3000, "  ... no crash%s" % (", no sanitizer report" if SAN else ""),
+              p.stderr[-1500:])
         case_cuda_engine(tmp, os.path.dirname(path))
-    return 1 if failures else 0
+    return 1 if FAILS else 0
 
 
 def case_cuda_engine(tmp, mdir):
@@ -216,7 +206,7 @@ def case_cuda_engine(tmp, mdir):
     weights are converted on the host first, so none may be named."""
     emu = os.path.join(BUILD, "tests", "cuda", "emu", "libmoeref-cuda-emu.so")
     if not os.path.exists(emu):
-        print("skip - CUDA engine weight upload named per tensor (emulated CUDA runtime not built)")
+        skip("CUDA engine weight upload named per tensor", "emulated CUDA runtime not built")
         return
     for dtype in ("f32", "bf16"):
         out = os.path.join(tmp, "engine-" + dtype)
@@ -233,10 +223,10 @@ def case_cuda_engine(tmp, mdir):
         tens = sorted((r["file_begin"], r["file_end"]) for r in recs if r["type"] == "tensor")
         dm = sorted((r["file_offset"], r["file_offset"] + r["length"]) for r in dev_maps(recs))
         want = tens if dtype == "f32" else []
-        report("CUDA engine (%s, emulated runtime): %s" % (dtype, "one device map per tensor, exactly its bytes (%d)" % len(tens)
-                                                           if dtype == "f32" else "host-converted weights not named"),
-               p.returncode == 0 and len(tens) > 0 and dm == want,
-               "rc %d %s\ntensors %s\ndevice maps %s" % (p.returncode, p.stderr[-400:], tens[:5], dm[:5]))
+        what = ("one device map per tensor, exactly its bytes (%d)" % len(tens) if dtype == "f32"
+                else "host-converted weights not named")
+        check(p.returncode == 0 and len(tens) > 0 and dm == want, "CUDA engine (%s, emulated runtime): %s" % (dtype, what),
+              "rc %d %s\ntensors %s\ndevice maps %s" % (p.returncode, p.stderr[-400:], tens[:5], dm[:5]))
 
 
 if __name__ == "__main__":
