@@ -5,17 +5,10 @@ cupti/topk_tap.h) against a ground truth, and compare_layers.py on a synthetic r
 must pass on matching data and fail on a one-count difference."""
 import json, os, struct, subprocess, sys, tempfile
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from tap import FAILS, check  # noqa: E402
+
 ROOT = os.environ.get("MOECAP_ROOT", os.path.abspath(os.path.join(os.path.dirname(__file__), "../..")))
-failures = 0
-
-
-def report(name, ok, why=""):
-    global failures
-    if not ok:
-        failures += 1
-        for l in str(why).splitlines()[:10]:
-            print("# " + l)
-    print("%s - %s" % ("ok" if ok else "not ok", name))
 
 
 def rec(typ, payload):
@@ -51,18 +44,18 @@ with tempfile.TemporaryDirectory() as d:
     os.makedirs(run_dir)
     trace(os.path.join(run_dir, "a.mct"), [tap(200, 2, 2, [0, 4, 0, 0]), tap(100, 4, 2, [3, 0, 5, 0])])
     rc, out = run([os.path.join(ROOT, "bench/gpu/tap_check.py"), run_dir, gt, "t"])
-    report("tap_check passes on matching taps (sorted by time)", rc == 0 and out.startswith("ok"), out)
+    check(rc == 0 and out.startswith("ok"), "tap_check passes on matching taps (sorted by time)", out)
     trace(os.path.join(run_dir, "a.mct"), [tap(100, 4, 2, [3, 0, 4, 0]), tap(200, 2, 2, [0, 4, 0, 0])])
     rc, out = run([os.path.join(ROOT, "bench/gpu/tap_check.py"), run_dir, gt, "t"])
-    report("tap_check fails on a one-count difference", rc == 1 and "not ok" in out, out)
+    check(rc == 1 and "not ok" in out, "tap_check fails on a one-count difference", out)
     rep = os.path.join(d, "report.json")
     json.dump({"steps": steps}, open(rep, "w"))
     rc, out = run([os.path.join(ROOT, "bench/gpu/compare_layers.py"), gt, rep, "c"])
-    report("compare_layers passes on equal data", rc == 0 and out.startswith("ok"), out)
+    check(rc == 0 and out.startswith("ok"), "compare_layers passes on equal data", out)
     steps[1]["layers"][1]["tokens_per_expert"] = [3]
     json.dump({"steps": steps}, open(rep, "w"))
     rc, out = run([os.path.join(ROOT, "bench/gpu/compare_layers.py"), gt, rep, "c"])
-    report("compare_layers fails on a difference", rc == 1 and "not ok" in out, out)
+    check(rc == 1 and "not ok" in out, "compare_layers fails on a difference", out)
     rc, out = run([os.path.join(ROOT, "bench/gpu/compare_layers.py"), gt, os.path.join(d, "missing.json"), "c"])
-    report("compare_layers: missing report is a failure, not a crash", rc == 1 and "not ok" in out, out)
-sys.exit(1 if failures else 0)
+    check(rc == 1 and "not ok" in out, "compare_layers: missing report is a failure, not a crash", out)
+sys.exit(1 if FAILS else 0)

@@ -7,19 +7,12 @@ ground truth equals the CPU engine's accounting and routing (bench/gpu/compare_e
 the full GPU validation is bench/gpu/validate.sh."""
 import os, subprocess, sys, tempfile
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from tap import FAILS, check, skip  # noqa: E402
+
 ROOT = os.environ.get("MOECAP_ROOT", os.path.abspath(os.path.join(os.path.dirname(__file__), "../..")))
 BUILD = os.path.join(ROOT, os.environ.get("BUILD", "build"))
 MOEREF = os.path.join(BUILD, "bin", "moe-ref")
-failures = 0
-
-
-def report(name, ok, why=""):
-    global failures
-    if not ok:
-        failures += 1
-        for l in str(why).splitlines()[:10]:
-            print("# " + l)
-    print("%s - %s" % ("ok" if ok else "not ok", name))
 
 
 def run(*args, env=None):
@@ -32,27 +25,27 @@ def run(*args, env=None):
 with tempfile.TemporaryDirectory() as d:
     model = os.path.join(d, "m")
     p = run("gen", "--arch", "qwen2_moe", "--out", model, "--layers", "2", "--experts", "8", "--top-k", "2")
-    report("gen", p.returncode == 0, p.stderr)
+    check(p.returncode == 0, "gen", p.stderr)
     base = ["run", "--model", model, "--batch", "2", "--prompt-len", "4", "--gen", "3"]
     p = run(*base, "--device", "cuda", "--moe", "sideways")
-    report("bad --moe: exit 2 with a message", p.returncode == 2 and "--moe must be loop or fused" in p.stderr, p.stderr)
+    check(p.returncode == 2 and "--moe must be loop or fused" in p.stderr, "bad --moe: exit 2 with a message", p.stderr)
     p = run(*base, "--device", "cuda", "--dtype", "f8")
-    report("bad --dtype: exit 2 with a message", p.returncode == 2 and "--dtype must be f32 or bf16" in p.stderr, p.stderr)
+    check(p.returncode == 2 and "--dtype must be f32 or bf16" in p.stderr, "bad --dtype: exit 2 with a message", p.stderr)
     p = run(*base, "--device", "cuda", env={"MOE_REF_CUDA_LIB": os.path.join(d, "none.so")})
-    report("missing CUDA engine library: exit 2 with a message",
-           p.returncode == 2 and "--device cuda is not available" in p.stderr, p.stderr)
+    check(p.returncode == 2 and "--device cuda is not available" in p.stderr,
+          "missing CUDA engine library: exit 2 with a message", p.stderr)
     p = run(*base, "--device", "tpu")
-    report("unknown device: exit 2", p.returncode == 2, p.stderr)
+    check(p.returncode == 2, "unknown device: exit 2", p.stderr)
     cpu = run(*base, "--ground-truth", os.path.join(d, "cpu.jsonl"))
-    report("CPU path unchanged", cpu.returncode == 0 and len(cpu.stdout.split("\n")) >= 2, cpu.stderr)
+    check(cpu.returncode == 0 and len(cpu.stdout.split("\n")) >= 2, "CPU path unchanged", cpu.stderr)
     gt = os.path.join(d, "cuda.jsonl")
     p = run(*base, "--device", "cuda", "--ground-truth", gt)
     if p.returncode == 2 and "--device cuda is not available: CUDA engine: no usable CUDA device" in p.stderr:
-        report("no GPU: clean failure with a message", True)
-        print("skip - moe-ref --device cuda ground truth vs CPU engine (no GPU: %s)" % p.stderr.strip().splitlines()[-1][:80])
+        check(True, "no GPU: clean failure with a message")
+        skip("moe-ref --device cuda ground truth vs CPU engine", "no GPU: %s" % p.stderr.strip().splitlines()[-1][:80])
     else:
-        report("CUDA run succeeds", p.returncode == 0, p.stderr)
+        check(p.returncode == 0, "CUDA run succeeds", p.stderr)
         c = subprocess.run([sys.executable, os.path.join(ROOT, "bench/gpu/compare_engines.py"),
                             os.path.join(d, "cpu.jsonl"), gt, "cuda-f32-loop"], capture_output=True, text=True)
-        report("CUDA f32 loop ground truth = CPU engine's", c.returncode == 0, c.stdout)
-sys.exit(1 if failures else 0)
+        check(c.returncode == 0, "CUDA f32 loop ground truth = CPU engine's", c.stdout)
+sys.exit(1 if FAILS else 0)
