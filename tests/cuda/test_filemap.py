@@ -170,7 +170,8 @@ def main():
         parent = [r for r in files if r and not any(m["type"] == "memcpy" for m in r)]
         child = [r for r in files if r and any(m["type"] == "memcpy" for m in r)]
         ok = p.returncode == 0 and len(files) == 2 and len(parent) == 1 and len(child) == 1
-        check(ok, "fork: two traces, the copies in the child's", "rc %d %s %d files" % (p.returncode, p.stderr[-300:], len(files)))
+        check(ok, "fork: two traces, the copies in the child's",
+              "rc %d %s %d files" % (p.returncode, p.stderr[-300:], len(files)))
         if ok:
             par, chi = parent[0], child[0]
             ph = [(r["addr"], r["file_offset"], r["length"], r["how"]) for r in host_maps(par)]

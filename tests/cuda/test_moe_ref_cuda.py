@@ -30,7 +30,8 @@ with tempfile.TemporaryDirectory() as d:
     p = run(*base, "--device", "cuda", "--moe", "sideways")
     check(p.returncode == 2 and "--moe must be loop or fused" in p.stderr, "bad --moe: exit 2 with a message", p.stderr)
     p = run(*base, "--device", "cuda", "--dtype", "f8")
-    check(p.returncode == 2 and "--dtype must be f32 or bf16" in p.stderr, "bad --dtype: exit 2 with a message", p.stderr)
+    check(p.returncode == 2 and "--dtype must be f32 or bf16" in p.stderr, "bad --dtype: exit 2 with a message",
+          p.stderr)
     p = run(*base, "--device", "cuda", env={"MOE_REF_CUDA_LIB": os.path.join(d, "none.so")})
     check(p.returncode == 2 and "--device cuda is not available" in p.stderr,
           "missing CUDA engine library: exit 2 with a message", p.stderr)

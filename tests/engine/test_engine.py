@@ -16,23 +16,15 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import numpy as np  # noqa: E402
 import oracle  # noqa: E402
+from tap import FAILS, check  # noqa: E402
 
 ROOT = os.environ.get("MOECAP_ROOT", os.path.abspath(os.path.join(os.path.dirname(__file__), "../..")))
 BUILD = os.environ.get("BUILD", "build")
 MOEREF = os.path.join(ROOT, BUILD, "bin", "moe-ref")
 RTOL = 1e-4
-failures = 0
-
-
-def report(name, ok, detail=""):
-    global failures
-    if not ok:
-        failures += 1
-        for line in str(detail).splitlines()[:20]:
-            print(f"# {line}")
-    print(f"{'ok' if ok else 'not ok'} - {name}", flush=True)
 
 
 def moeref(*args, check=True, env=None):
@@ -193,14 +185,15 @@ def check_run(name, model_dir, m, prompts, gen, stagger=0, threads=1, extra=(), 
         dead = [f"layer {l['layer']}: experts {l['experts']} tokens {l['tokens_per_expert']}"
                 for l in steps[0]["layers"] if not l.get("dense") and
                 (len(l["experts"]) < m.E // 2 or max(l["tokens_per_expert"]) >= steps[0]["tokens"])]
-        report(f"{name}: routing is diverse (prefill uses >= E/2 experts per layer)", not dead,
-               "\n".join(dead))
-    report(f"{name}: logits match oracle (max rel err {worst:.2e} <= {RTOL})",
-           not errs["logits"] and not errs["argmax"], "\n".join(errs["logits"] + errs["argmax"]))
-    report(f"{name}: activated experts and tokens per expert equal oracle routing",
-           not errs["routing"], "\n".join(errs["routing"]))
-    report(f"{name}: ground truth (kind, context, bytes, flops, gemm calls) equals formulas",
-           not errs["gt"], "\n".join(errs["gt"]))
+        check(not dead, f"{name}: routing is diverse (prefill uses >= E/2 experts per layer)",
+              "\n".join(dead))
+    check(not errs["logits"] and not errs["argmax"],
+          f"{name}: logits match oracle (max rel err {worst:.2e} <= {RTOL})",
+          "\n".join(errs["logits"] + errs["argmax"]))
+    check(not errs["routing"],
+          f"{name}: activated experts and tokens per expert equal oracle routing", "\n".join(errs["routing"]))
+    check(not errs["gt"],
+          f"{name}: ground truth (kind, context, bytes, flops, gemm calls) equals formulas", "\n".join(errs["gt"]))
     shutil.rmtree(tmp)
 
 
@@ -214,8 +207,8 @@ def synthetic_prompts(vocab, lens, seed):
 def expect_exit2(name, args, needle):
     p = moeref(*args, check=False)
     ok = p.returncode == 2 and needle in p.stderr and "Sanitizer" not in p.stderr
-    report(f"bad input: {name} -> exit 2 naming the problem", ok,
-           f"rc={p.returncode} stderr={p.stderr.strip()[:400]!r} (expected to contain {needle!r})")
+    check(ok, f"bad input: {name} -> exit 2 naming the problem",
+          f"rc={p.returncode} stderr={p.stderr.strip()[:400]!r} (expected to contain {needle!r})")
 
 
 def bad_input_tests(src):
@@ -326,8 +319,8 @@ def bad_input_tests(src):
             bad.append(f"mutation {i}: rc={p.returncode} {p.stderr.strip()[:200]}")
         elif p.returncode == 2 and not p.stderr.strip():
             bad.append(f"mutation {i}: exit 2 without a message")
-    report("bad input: 60 random header mutations -> exit 0 or 2 with a message, never a crash",
-           not bad, "\n".join(bad))
+    check(not bad,
+          "bad input: 60 random header mutations -> exit 0 or 2 with a message, never a crash", "\n".join(bad))
 
     expect_exit2("missing model directory", run + [os.path.join(WORK, "does-not-exist")], "does-not-exist")
     expect_exit2("unsupported device", run + [src, "--device", "tpu"], "--device tpu")  # cuda: tests/cuda (may exist)
@@ -336,7 +329,7 @@ def bad_input_tests(src):
 def main():
     global WORK
     if not os.access(MOEREF, os.X_OK):
-        print(f"not ok - moe-ref binary missing at {MOEREF} (build it first)")
+        check(False, f"moe-ref binary missing at {MOEREF} (build it first)")
         return 1
     WORK = tempfile.mkdtemp(prefix="moecap-engine-test-")
     try:
@@ -347,7 +340,7 @@ def main():
         same = all(open(f"{a}/{n}", "rb").read() == open(f"{b}/{n}", "rb").read()
                    for n in ("config.json", "model.safetensors"))
         differ = open(f"{a}/model.safetensors", "rb").read() != open(f"{c}/model.safetensors", "rb").read()
-        report("gen: same seed gives identical bytes, another seed different weights", same and differ)
+        check(same and differ, "gen: same seed gives identical bytes, another seed different weights")
 
         models = [
             ("mixtral", ["--layers", 2]),
@@ -387,7 +380,7 @@ def main():
         bad_input_tests(os.path.join(WORK, "mixtral"))
     finally:
         shutil.rmtree(WORK, ignore_errors=True)
-    return 1 if failures else 0
+    return 1 if FAILS else 0
 
 
 if __name__ == "__main__":

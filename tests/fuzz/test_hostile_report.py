@@ -14,6 +14,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from tap import FAILS, check  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.environ.get("BUILD", "build")
 MC = os.path.join(ROOT, BUILD, "bin", "moecap")
@@ -22,16 +25,6 @@ CFG = os.path.join(ROOT, "tests", "fuzz", "corpus", "model_config", "mixtral-tin
 HW = os.path.join(ROOT, "tests", "report", "hw-test.json")
 GEN = os.path.join(ROOT, "tests", "fuzz", "make_hostile_traces.py")
 SAN = os.environ.get("SAN") == "1"
-failed = 0
-
-
-def report(name, ok, detail=""):
-    global failed
-    if not ok:
-        failed += 1
-        for line in str(detail).splitlines()[-15:]:
-            print("# " + line)
-    print(("ok" if ok else "not ok") + " - " + name)
 
 
 def run(args, timeout=60):
@@ -93,48 +86,50 @@ def main():
                 open(os.path.join(gen, f), "rb").read() !=
                 open(os.path.join(CRASH if os.path.exists(os.path.join(CRASH, f)) else
                                   os.path.join(ROOT, "tests", "fuzz", "crashes", "trace_reader"), f), "rb").read()]
-        report("make_hostile_traces.py reproduces the kept inputs", not diff, diff)
+        check(not diff, "make_hostile_traces.py reproduces the kept inputs", diff)
 
         # 1. GEMM n = 2^60 (was: size overflow in the contexts array, heap write overflow)
         d = report_run(tmp, "gemm-n", ["gemm-n-2e60.mct"])
         rc, _, err, wall, rss = moecap_report(d)
         r = load(d) if rc == 0 else {}
-        report("GEMM n = 2^60: exit 0, the 2 ordinary steps, 1 implausible record skipped",
-               rc == 0 and r["aggregate"]["steps"] == 2 and r["run"]["attribution"]["implausible_records"] == 1,
-               "rc %d %s" % (rc, err))
+        check(rc == 0 and r["aggregate"]["steps"] == 2 and r["run"]["attribution"]["implausible_records"] == 1,
+              "GEMM n = 2^60: exit 0, the 2 ordinary steps, 1 implausible record skipped",
+              "rc %d %s" % (rc, err))
 
         # 2. router tap tokens = 2^62 (was: tokens x experts x 4 wrapped, heap read overflow)
         d = report_run(tmp, "tap", ["router-tap-tokens-2e62.mct"])
         rc, _, err, wall, rss = moecap_report(d)
         r = load(d) if rc == 0 else {}
         notes = " ".join(n["text"] for n in r.get("notes", []))
-        report("router tap tokens = 2^62: exit 0, 2 steps, the tap counted unreadable",
-               rc == 0 and r["aggregate"]["steps"] == 2 and "1 router-logit taps unreadable" in notes,
-               "rc %d %s %s" % (rc, err, notes))
+        check(rc == 0 and r["aggregate"]["steps"] == 2 and "1 router-logit taps unreadable" in notes,
+              "router tap tokens = 2^62: exit 0, 2 steps, the tap counted unreadable",
+              "rc %d %s %s" % (rc, err, notes))
 
         # 3a. GEMM n = 2^29 in a 120 KB trace (was: 83 s, 8.4 GB)
         d = report_run(tmp, "n29", ["gemm-n-2e29-120k.mct"])
         rc, _, err, wall, rss = moecap_report(d)
         r = load(d) if rc == 0 else {}
         # the file holds 42 ordinary one-token steps (see the generator) around the bad lm_head
-        report("GEMM n = 2^29 in 120 KB: exit 0, 42 steps, 1 skipped, %.2f s, peak RSS %.1f MiB <= %.1f MiB"
-               % (wall, rss / 2**20, rss_bound(d) / 2**20),
-               rc == 0 and r["aggregate"]["steps"] == 42 and r["run"]["attribution"]["implausible_records"] == 1
-               and wall < (30 if SAN else 10) and (SAN or rss <= rss_bound(d)), "rc %d %s" % (rc, err))
+        check(rc == 0 and r["aggregate"]["steps"] == 42 and r["run"]["attribution"]["implausible_records"] == 1
+              and wall < (30 if SAN else 10) and (SAN or rss <= rss_bound(d)),
+              "GEMM n = 2^29 in 120 KB: exit 0, 42 steps, 1 skipped, %.2f s, peak RSS %.1f MiB <= %.1f MiB"
+              % (wall, rss / 2**20, rss_bound(d) / 2**20), "rc %d %s" % (rc, err))
 
         # 3b. eight files with a STRING id near 2^26 (was: 512 MB table per file, 4.2 GB)
         d = report_run(tmp, "strid", [os.path.join(ROOT, "tests", "fuzz", "crashes", "trace_reader", "string-id-2e26.mct")], 8)
         rc, _, err, wall, rss = moecap_report(d)
-        report("8 files with STRING id 2^26-1: exit 0, peak RSS %.1f MiB <= %.1f MiB" % (rss / 2**20, rss_bound(d) / 2**20),
-               rc == 0 and (SAN or rss <= rss_bound(d)), "rc %d %s" % (rc, err))
+        check(rc == 0 and (SAN or rss <= rss_bound(d)),
+              "8 files with STRING id 2^26-1: exit 0, peak RSS %.1f MiB <= %.1f MiB" % (rss / 2**20, rss_bound(d) / 2**20),
+              "rc %d %s" % (rc, err))
 
         # 3c. the reader's worst case: 8 MB of STRING records of invalid UTF-8 (stored repaired, 3x)
         d = os.path.join(tmp, "big")
         os.makedirs(d)
         subprocess.run([sys.executable, GEN, "--big", str(8 << 20), os.path.join(d, "big.mct")], check=True)
         rc, _, err, wall, rss = moecap_report(d)
-        report("8 MiB of invalid-UTF-8 strings: exit 0, peak RSS %.1f MiB <= %.1f MiB (%.2f s)"
-               % (rss / 2**20, rss_bound(d) / 2**20, wall), rc == 0 and (SAN or rss <= rss_bound(d)), "rc %d %s" % (rc, err))
+        check(rc == 0 and (SAN or rss <= rss_bound(d)),
+              "8 MiB of invalid-UTF-8 strings: exit 0, peak RSS %.1f MiB <= %.1f MiB (%.2f s)"
+              % (rss / 2**20, rss_bound(d) / 2**20, wall), "rc %d %s" % (rc, err))
 
         # 3d. naming storm: 3000 tensors of one file mapped at 3000 addresses (9M placements;
         # was: quadratic time and memory, 13 s and 245 MB at 2000)
@@ -144,15 +139,15 @@ def main():
         rc, _, err, wall, rss = moecap_report(d, timeout=120)
         r = load(d) if rc == 0 else {}
         notes = " ".join(n["text"] for n in r.get("notes", []))
-        report("3000 maps x 3000 tensors: exit 0, placements bounded and said so, %.1f s, peak RSS %.1f MiB <= %.1f MiB"
-               % (wall, rss / 2**20, rss_bound(d) / 2**20),
-               rc == 0 and "placements of tensors" in notes and (SAN or rss <= rss_bound(d)), "rc %d %s" % (rc, err))
+        check(rc == 0 and "placements of tensors" in notes and (SAN or rss <= rss_bound(d)),
+              "3000 maps x 3000 tensors: exit 0, placements bounded and said so, %.1f s, peak RSS %.1f MiB <= %.1f MiB"
+              % (wall, rss / 2**20, rss_bound(d) / 2**20), "rc %d %s" % (rc, err))
 
         # 4. a prefill of 2^33 tokens (was: signed overflow in n(n+1)/2): corrupt, said so, exit 2
         d = report_run(tmp, "prefill", ["prefill-2e33-tokens.mct"])
         rc, _, err, wall, rss = moecap_report(d)
-        report("prefill of 2^33 tokens: exit 2 naming the impossible sizes", rc == 2 and "impossible sizes" in err,
-               "rc %d %s" % (rc, err))
+        check(rc == 2 and "impossible sizes" in err, "prefill of 2^33 tokens: exit 2 naming the impossible sizes",
+              "rc %d %s" % (rc, err))
 
         # 8. an empty trace and a FIFO named *.mct next to a good trace: skipped with warnings
         d = report_run(tmp, "empty", ["empty.mct", "gemm-n-2e60.mct"])
@@ -161,12 +156,14 @@ def main():
         rc, _, err, wall, rss = moecap_report(d, timeout=30)
         r = load(d) if rc == 0 else {}
         notes = [n["text"] for n in r.get("notes", [])]
-        report("empty *.mct, FIFO *.mct and FIFO requests.jsonl: exit 0 in %.1f s, 2 steps, both skipped with a warning" % wall,
-               rc == 0 and r["aggregate"]["steps"] == 2 and any("empty.mct" in n for n in notes)
-               and any("fifo.mct: not a regular file" in n for n in notes)
-               and any("requests.jsonl is not a regular file" in n for n in notes), "rc %d %s %s" % (rc, err, notes))
+        check(rc == 0 and r["aggregate"]["steps"] == 2 and any("empty.mct" in n for n in notes)
+              and any("fifo.mct: not a regular file" in n for n in notes)
+              and any("requests.jsonl is not a regular file" in n for n in notes),
+              "empty *.mct, FIFO *.mct and FIFO requests.jsonl: exit 0 in %.1f s, 2 steps, both skipped with a warning" % wall,
+              "rc %d %s %s" % (rc, err, notes))
         rc, _, err, wall, _ = run([MC, "dump", os.path.join(d, "fifo.mct")], timeout=10)
-        report("dump of a FIFO: exit 2 at once (%.2f s)" % wall, rc == 2 and "not a regular file" in err, "rc %d %s" % (rc, err))
+        check(rc == 2 and "not a regular file" in err, "dump of a FIFO: exit 2 at once (%.2f s)" % wall,
+              "rc %d %s" % (rc, err))
 
         # 8b. dump --symbolize opens the files the trace's mapping records name: one is a FIFO
         sys.path.insert(0, os.path.dirname(GEN))
@@ -179,8 +176,9 @@ def main():
                     mh.rec(14, struct.pack("<QQQII", 0x1000, 0x2000, 0, 1, 5)) +
                     mh.rec(13, struct.pack("<IIQ", 1, 1, 0x1100)))
         rc, out, err, wall, _ = run([MC, "dump", "--symbolize", path], timeout=10)
-        report("dump --symbolize with a mapping naming a FIFO: exit 0 at once (%.2f s)" % wall,
-               rc == 0 and b'"frames":["lib.so+0x100"]' in out, "rc %d %s %s" % (rc, err, out[-300:]))
+        check(rc == 0 and b'"frames":["lib.so+0x100"]' in out,
+              "dump --symbolize with a mapping naming a FIFO: exit 0 at once (%.2f s)" % wall,
+              "rc %d %s %s" % (rc, err, out[-300:]))
 
         # 9. invalid UTF-8 in argv, exe, host and a note: report.json and dump lines are valid UTF-8 JSON
         d = report_run(tmp, "utf8", ["bad-utf8.mct"])
@@ -196,7 +194,7 @@ def main():
             detail = p
         except (ValueError, KeyError, IndexError) as e:
             ok, detail = False, "rc %d %s %r" % (rc, err, e)
-        report("invalid UTF-8 from the trace: report.json is valid UTF-8, bad bytes are U+FFFD", ok, detail)
+        check(ok, "invalid UTF-8 from the trace: report.json is valid UTF-8, bad bytes are U+FFFD", detail)
         rc, out, err, _, _ = run([MC, "dump", os.path.join(d, "bad-utf8.mct")])
         try:
             lines = [json.loads(l.decode("utf-8")) for l in out.splitlines()]
@@ -204,7 +202,7 @@ def main():
             ok = rc == 0 and argv[2] == "\ufffd" and lines[0]["text"].startswith("/usr/bin/\ufffd")
         except (ValueError, KeyError, IndexError) as e:
             ok, argv = False, e
-        report("invalid UTF-8 from the trace: dump lines are valid UTF-8 JSON", ok, argv)
+        check(ok, "invalid UTF-8 from the trace: dump lines are valid UTF-8 JSON", argv)
 
         # 9b. the repair rule against an independent decoder: 400 random byte strings as STRING
         # records; `dump` must give exactly Python's bytes.decode("utf-8", "replace") (one U+FFFD per
@@ -225,8 +223,8 @@ def main():
         got = [json.loads(l.decode("utf-8"))["text"] for l in out.splitlines()]
         want = [t.decode("utf-8", "replace") for t in texts]
         bad = [(t, g, w) for t, g, w in zip(texts, got, want) if g != w]
-        report("UTF-8 repair of 400 random strings equals Python's decode(errors='replace')",
-               rc == 0 and len(got) == 400 and not bad, bad[:5])
+        check(rc == 0 and len(got) == 400 and not bad,
+              "UTF-8 repair of 400 random strings equals Python's decode(errors='replace')", bad[:5])
 
         # 10. planted symlinks at every output name: replaced, the victim untouched
         d = report_run(tmp, "links", ["gemm-n-2e60.mct"])
@@ -238,12 +236,13 @@ def main():
         rc, _, err, _, _ = run([MC, "report", d, "--model", CFG, "--hw", HW, "--quiet"])
         kinds = {n: (os.path.islink(os.path.join(d, n)), os.path.getsize(os.path.join(d, n)))
                  for n in ("report.json", "report.md", "report.html")}
-        report("symlinks planted at report.json/md/html: victim unchanged, outputs are new files",
-               rc == 0 and open(victim).read() == "precious\n" and all(not l and s > 0 for l, s in kinds.values())
-               and not [f for f in os.listdir(d) if ".tmp" in f], "rc %d %s %s" % (rc, err, kinds))
+        check(rc == 0 and open(victim).read() == "precious\n" and all(not l and s > 0 for l, s in kinds.values())
+              and not [f for f in os.listdir(d) if ".tmp" in f],
+              "symlinks planted at report.json/md/html: victim unchanged, outputs are new files",
+              "rc %d %s %s" % (rc, err, kinds))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return 1 if failed else 0
+    return 1 if FAILS else 0
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from preload import preload_env as _preload_env  # noqa: E402
+from tap import FAILS, check, skip  # noqa: E402
 
 ROOT = os.environ.get("MOECAP_ROOT", os.path.abspath(os.path.join(os.path.dirname(__file__), "../..")))
 BUILD = os.path.join(ROOT, os.environ.get("BUILD", "build"))
@@ -27,20 +28,6 @@ MOECAP = os.path.join(BUILD, "bin", "moecap")
 TB = os.path.join(BUILD, "tests")
 PY = "/usr/bin/python3"
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-failures = 0
-
-
-def report(name, ok, why=""):
-    global failures
-    if ok:
-        print("ok - %s" % name)
-    else:
-        failures += 1
-        for line in str(why).splitlines()[:30]:
-            print("# " + line)
-        print("not ok - %s" % name)
-    sys.stdout.flush()
 
 
 def preload_env(out, **extra):
@@ -116,15 +103,15 @@ def case_shapes(tmp):
     prog = os.path.join(TB, "shim_prog")
     ref = run([prog, "shapes", "5"], plain_env())
     p = run([prog, "shapes", "5"], preload_env(out))
-    report("shapes: program output identical with and without the shim",
-           p.returncode == 0 and ref.returncode == 0 and p.stdout == ref.stdout and p.stdout.startswith("checksum"),
-           "with: %r %r\nwithout: %r" % (p.stdout, p.stderr, ref.stdout))
+    check(p.returncode == 0 and ref.returncode == 0 and p.stdout == ref.stdout and p.stdout.startswith("checksum"),
+          "shapes: program output identical with and without the shim",
+          "with: %r %r\nwithout: %r" % (p.stdout, p.stderr, ref.stdout))
     files = traces(out)
-    report("shapes: one trace file named <host>-<pid>.mct", len(files) == 1 and files[0].endswith(".mct"), files)
+    check(len(files) == 1 and files[0].endswith(".mct"), "shapes: one trace file named <host>-<pid>.mct", files)
     if not files:
         return
     recs, rc, err = dump(files[0])
-    report("shapes: trace reads completely", rc == 0, err)
+    check(rc == 0, "shapes: trace reads completely", err)
     g = gemms(recs)
     # (api, layout, trans_a, trans_b, m, n, k, lda, ldb, ldc, alpha) from shim_prog.c's calls
     exp = [("cblas_sgemm", "row", 0, 0, i, 2 * i + 1, 3 * i + 2, 3 * i + 2, 2 * i + 1, 2 * i + 1, 1.0) for i in range(1, 6)]
@@ -135,18 +122,18 @@ def case_shapes(tmp):
             ("sgemv_", "col", 1, 0, 4, 1, 6, 4, 1, 1, 1.0),
             ("cblas_dgemm", "col", 1, 0, 4, 5, 6, 6, 6, 4, 2.0)]
     got = [(r["api"], r["layout"], r["trans_a"], r["trans_b"], r["m"], r["n"], r["k"], r["lda"], r["ldb"], r["ldc"], r["alpha"]) for r in g]
-    report("shapes: every call recorded once, in order, with exact arguments", got == exp,
-           "got %s\nexpected %s" % (got, exp))
+    check(got == exp, "shapes: every call recorded once, in order, with exact arguments",
+          "got %s\nexpected %s" % (got, exp))
     dts = [(r["dtype_a"], r["dtype_c"]) for r in g]
     exp_dt = [("f32", "f32")] * 6 + [("f64", "f64"), ("f32", "f32"), ("f64", "f64"), ("f32", "f32"), ("f64", "f64")]
-    report("shapes: dtypes", dts == exp_dt, dts)
+    check(dts == exp_dt, "shapes: dtypes", dts)
     proc = recs[0] if recs else {}
     ok = (proc.get("type") == "process" and proc.get("pid") == p_pid(files[0]) and proc.get("argv") == [prog, "shapes", "5"]
           and proc.get("exe_str_text") == os.path.realpath(prog))
     ok = ok and all(r["tid"] == proc.get("pid") and r["device"] == -1 and 0 < r["t_begin_ns"] <= r["t_end_ns"] for r in g)
-    report("shapes: process record (pid, argv, exe) and per-call tid/times", ok, json.dumps(proc)[:400])
+    check(ok, "shapes: process record (pid, argv, exe) and per-call tid/times", json.dumps(proc)[:400])
     probs = check_trace_sane(recs, "shapes")
-    report("shapes: every referenced string and callsite defined before use", not probs, "\n".join(probs[:10]))
+    check(not probs, "shapes: every referenced string and callsite defined before use", "\n".join(probs[:10]))
     # Call sites: innermost return address lies in an executable mapping of shim_prog itself.
     cs = {r["id"]: r for r in recs if r["type"] == "callsite"}
     maps = [r for r in recs if r["type"] == "mapping"]
@@ -159,10 +146,10 @@ def case_shapes(tmp):
         inside = [m for m in maps if int(m["start"], 16) <= pc < int(m["end"], 16)]
         if not inside or inside[0]["path_str_text"] != exe:
             bad.append((r["api"], hex(pc), [m["path_str_text"] for m in inside]))
-    report("shapes: call sites point into the calling program (mapping records)", ok and not bad, bad[:5])
+    check(ok and not bad, "shapes: call sites point into the calling program (mapping records)", bad[:5])
     # 5 cblas_sgemm calls come from one source line (a loop): one call-site id
-    report("shapes: one call-site id per distinct call chain", len({r["callsite"] for r in g[:5]}) == 1 and
-           len({r["callsite"] for r in g}) == 7, [r["callsite"] for r in g])
+    check(len({r["callsite"] for r in g[:5]}) == 1 and len({r["callsite"] for r in g}) == 7,
+          "shapes: one call-site id per distinct call chain", [r["callsite"] for r in g])
 
 
 def p_pid(path):
@@ -176,8 +163,9 @@ def case_stack_off(tmp):
     files = traces(out)
     recs = dump(files[0])[0] if files else []
     g = gemms(recs)
-    report("MOECAP_STACK=0: no call sites recorded", p.returncode == 0 and len(g) == 9 and
-           all(r["callsite"] == 0 for r in g) and not any(r["type"] == "callsite" for r in recs), len(g))
+    check(p.returncode == 0 and len(g) == 9 and
+          all(r["callsite"] == 0 for r in g) and not any(r["type"] == "callsite" for r in recs),
+          "MOECAP_STACK=0: no call sites recorded", len(g))
 
 
 def case_callers(tmp):
@@ -196,17 +184,18 @@ def case_callers(tmp):
         if ok:
             a, b = cs[next(iter(ids[1]))], cs[next(iter(ids[2]))]
             ok = a[0] == b[0] and a[1] != b[1]  # same call instruction, different callers
-        report("call sites: two callers at the same depth through one helper get two ids (%s)" %
-               ("exact unwinding" if exact else "cached fast path"), ok, "%s %s" % (ids, [r["callsite"] for r in g]))
+        check(ok,
+              "call sites: two callers at the same depth through one helper get two ids (%s)" %
+              ("exact unwinding" if exact else "cached fast path"), "%s %s" % (ids, [r["callsite"] for r in g]))
         if exact == 0 and ok:
             # offline symbolisation from the trace's mappings + the program's ELF symbols
             sp = subprocess.run([MOECAP, "dump", "--symbolize", files[0]], capture_output=True, text=True)
             fr = {r["id"]: r.get("frames", []) for r in map(json.loads, sp.stdout.splitlines()) if r["type"] == "callsite"}
             fa, fb = fr.get(next(iter(ids[1])), []), fr.get(next(iter(ids[2])), [])
-            report("moecap dump --symbolize names the call chain (do_gemm <- caller_a / caller_b <- main)",
-                   sp.returncode == 0 and len(fa) > 2 and fa[0].startswith("do_gemm+") and fa[1].startswith("caller_a+")
-                   and fb[1].startswith("caller_b+") and fa[2].startswith("main+") and "(shim_prog)" in fa[0],
-                   "%s\n%s" % (fa, fb))
+            check(sp.returncode == 0 and len(fa) > 2 and fa[0].startswith("do_gemm+") and fa[1].startswith("caller_a+")
+                  and fb[1].startswith("caller_b+") and fa[2].startswith("main+") and "(shim_prog)" in fa[0],
+                  "moecap dump --symbolize names the call chain (do_gemm <- caller_a / caller_b <- main)",
+                  "%s\n%s" % (fa, fb))
 
 
 def case_helper16(tmp):
@@ -223,12 +212,13 @@ def case_helper16(tmp):
         ids.setdefault(r["m"], set()).add(r["callsite"])
     ok = (p.returncode == 0 and [r["m"] for r in g] == list(range(1, 17)) * 50 and
           all(len(v) == 1 and 0 not in v for v in ids.values()) and len(set().union(*ids.values())) == 16)
-    report("call sites: one helper called from 16 places, 16 ids, each call its own", ok,
-           {m: sorted(v) for m, v in ids.items()})
+    check(ok, "call sites: one helper called from 16 places, 16 ids, each call its own",
+          {m: sorted(v) for m, v in ids.items()})
     gaps = sorted(b["t_begin_ns"] - a["t_end_ns"] for a, b in zip(g[16:], g[17:]))
     med = gaps[len(gaps) // 2] if gaps else None
-    report("call sites: 16 chains through one (return address, frame) hit the cache "
-           "(median gap between calls %s ns, an unwind is ~20000)" % med, med is not None and med < 2000, gaps[-5:])
+    check(med is not None and med < 2000,
+          "call sites: 16 chains through one (return address, frame) hit the cache "
+          "(median gap between calls %s ns, an unwind is ~20000)" % med, gaps[-5:])
 
 
 def case_dlopen_local(tmp):
@@ -237,24 +227,25 @@ def case_dlopen_local(tmp):
     files = traces(out)
     recs = dump(files[0])[0] if files else []
     got = [(r["m"], r["n"], r["k"]) for r in gemms(recs)]
-    report("dlopen(RTLD_LOCAL) BLAS: calls forwarded (correct result) and recorded",
-           p.returncode == 0 and "result 16" in p.stdout and got == [(i, 64, 32) for i in range(1, 7)],
-           "rc %d out %r err %r got %s" % (p.returncode, p.stdout, p.stderr[-500:], got))
+    check(p.returncode == 0 and "result 16" in p.stdout and got == [(i, 64, 32) for i in range(1, 7)],
+          "dlopen(RTLD_LOCAL) BLAS: calls forwarded (correct result) and recorded",
+          "rc %d out %r err %r got %s" % (p.returncode, p.stdout, p.stderr[-500:], got))
     # the library loaded at run time is in the mapping records, and the call sites point into it
     lib = os.path.realpath(os.path.join(TB, "libshim_dl_lib.so"))
     maps = [r for r in recs if r["type"] == "mapping" and r["path_str_text"] == lib]
     cs = {r["id"]: r["pcs"] for r in recs if r["type"] == "callsite"}
     inside = [any(int(m["start"], 16) <= int(cs[g["callsite"]][0], 16) < int(m["end"], 16) for m in maps)
               for g in gemms(recs) if g["callsite"] in cs]
-    report("dlopen'ed library: its mappings recorded after start-up, call sites point into it",
-           bool(maps) and len(inside) == 6 and all(inside), "maps %d inside %s" % (len(maps), inside))
+    check(bool(maps) and len(inside) == 6 and all(inside),
+          "dlopen'ed library: its mappings recorded after start-up, call sites point into it",
+          "maps %d inside %s" % (len(maps), inside))
 
 
 def case_fork(tmp):
     out = os.path.join(tmp, "fork")
     p = run([os.path.join(TB, "shim_prog"), "fork"], preload_env(out))
     files = traces(out)
-    report("fork: program ok, two trace files", p.returncode == 0 and len(files) == 2, "%r %s" % (p.stdout, files))
+    check(p.returncode == 0 and len(files) == 2, "fork: program ok, two trace files", "%r %s" % (p.stdout, files))
     if len(files) != 2:
         return
     by = {}
@@ -264,18 +255,19 @@ def case_fork(tmp):
     child_pid = int(p.stdout.split()[1])
     parent_pid = [k for k in by if k != child_pid]
     if child_pid not in by or len(parent_pid) != 1:
-        report("fork: files belong to parent and child", False, "%s %s" % (by.keys(), child_pid))
+        check(False, "fork: files belong to parent and child", "%s %s" % (by.keys(), child_pid))
         return
     prec, crec = by[parent_pid[0]][0], by[child_pid][0]
     pm = [r["m"] for r in gemms(prec)]
     cm = [r["m"] for r in gemms(crec)]
-    report("fork: parent has its 3 + 7 calls only", pm == [1, 1, 1] + list(range(200, 207)), pm)
-    report("fork: child has its 5 calls only (nothing inherited twice)", cm == list(range(100, 105)), cm)
+    check(pm == [1, 1, 1] + list(range(200, 207)), "fork: parent has its 3 + 7 calls only", pm)
+    check(cm == list(range(100, 105)), "fork: child has its 5 calls only (nothing inherited twice)", cm)
     ok = crec[0]["type"] == "process" and crec[0]["pid"] == child_pid and crec[0]["ppid"] == parent_pid[0]
     ok = ok and all(r["tid"] == child_pid for r in gemms(crec))
     probs = check_trace_sane(crec, "child")
-    report("fork: child file has its own process record, tid, and every definition it uses",
-           ok and not probs, "\n".join(probs[:5]) + json.dumps(crec[0])[:300])
+    check(ok and not probs,
+          "fork: child file has its own process record, tid, and every definition it uses",
+          "\n".join(probs[:5]) + json.dumps(crec[0])[:300])
 
 
 def case_forkstress(tmp):
@@ -300,7 +292,7 @@ def case_forkstress(tmp):
         got_workers = [parent.count(50 + t) for t in range(3)] if parent is not None else None
         ok = ok and sorted(children) == exp_children and got_workers == counts
         why += "\nchildren %s\nworkers trace %s vs program %s" % (sorted(children)[:3], got_workers, counts)
-    report("fork while 3 threads call BLAS (10 children): no deadlock, exact counts in every file", ok, why)
+    check(ok, "fork while 3 threads call BLAS (10 children): no deadlock, exact counts in every file", why)
 
 
 def case_exec(tmp):
@@ -316,8 +308,8 @@ def case_exec(tmp):
         m2 = [r["m"] for r in gemms(r2)]
         # shapes 2: cblas_sgemm m=1,2, then sgemm_ 5, dgemm_ 2, sgemv 9, dgemv 3, sgemv_ 4, dgemm 4
         ok = m1 == [7] * 5 and m2 == [1, 2, 5, 2, 9, 3, 4, 4] and r1[0]["pid"] == r2[0]["pid"]
-    report("exec: events before execl() flushed to the first file, the new image writes <host>-<pid>.1.mct",
-           ok, "rc %d files %s" % (p.returncode, [os.path.basename(f) for f in files]))
+    check(ok, "exec: events before execl() flushed to the first file, the new image writes <host>-<pid>.1.mct",
+          "rc %d files %s" % (p.returncode, [os.path.basename(f) for f in files]))
 
 
 def case_underscore_exit(tmp):
@@ -325,7 +317,8 @@ def case_underscore_exit(tmp):
     p = run([os.path.join(TB, "shim_prog"), "_exit"], preload_env(out, MOECAP_FLUSH_MS=0))
     files = traces(out)
     n = len([r for r in gemms(dump(files[0])[0]) if r["m"] == 6]) if files else 0
-    report("_exit(): exit status kept, events flushed", p.returncode == 4 and n == 5, "rc %d gemms %d" % (p.returncode, n))
+    check(p.returncode == 4 and n == 5, "_exit(): exit status kept, events flushed",
+          "rc %d gemms %d" % (p.returncode, n))
 
 
 def case_subprocess(tmp):
@@ -340,9 +333,9 @@ def case_subprocess(tmp):
     p = run([PY, "-c", script], preload_env(out, MOECAP_FLUSH_MS=20))
     files = traces(out)
     recs, rc, err = dump(files[0]) if len(files) == 1 else ([], 1, "files: %s" % files)
-    report("subprocess (vfork+exec) children: parent's trace whole and complete, no files for silent children",
-           p.returncode == 0 and len(files) == 1 and rc == 0 and len(gemms(recs)) == 6,
-           "rc %d files %s dump %d %s gemms %d" % (p.returncode, files, rc, err, len(gemms(recs))))
+    check(p.returncode == 0 and len(files) == 1 and rc == 0 and len(gemms(recs)) == 6,
+          "subprocess (vfork+exec) children: parent's trace whole and complete, no files for silent children",
+          "rc %d files %s dump %d %s gemms %d" % (p.returncode, files, rc, err, len(gemms(recs))))
 
 
 def case_threads(tmp):
@@ -359,12 +352,12 @@ def case_threads(tmp):
     exp = sorted((N, [t + 1]) for t in range(T))
     torn = [r for r in g if not (r["n"] == 8 and r["k"] == 16 and r["lda"] == 16 and r["api"] == "cblas_sgemm")]
     drops = sum(r["count"] for r in recs if r["type"] == "dropped")
-    report("threads: %d threads x %d calls, exact per-thread counts, no torn records (64 KiB rings)" % (T, N),
-           p.returncode == 0 and rc == 0 and ms == exp and not torn and drops == 0,
-           "rc %d dump rc %d %s\ngot %s\ntorn %d drops %d" % (p.returncode, rc, err[-300:], ms[:10], len(torn), drops))
+    check(p.returncode == 0 and rc == 0 and ms == exp and not torn and drops == 0,
+          "threads: %d threads x %d calls, exact per-thread counts, no torn records (64 KiB rings)" % (T, N),
+          "rc %d dump rc %d %s\ngot %s\ntorn %d drops %d" % (p.returncode, rc, err[-300:], ms[:10], len(torn), drops))
     threads = [r for r in recs if r["type"] == "thread"]
-    report("threads: one thread record per recording thread", len({r["tid"] for r in threads}) >= T and
-           set(by_tid) <= {r["tid"] for r in threads}, len(threads))
+    check(len({r["tid"] for r in threads}) >= T and set(by_tid) <= {r["tid"] for r in threads},
+          "threads: one thread record per recording thread", len(threads))
 
 
 def case_short_threads(tmp):
@@ -385,10 +378,10 @@ def case_short_threads(tmp):
     extra_mb = (rss(p.stdout) - rss(ref.stdout)) / 1024.0
     # ASan keeps freed memory in quarantine: the RSS bound means nothing there.
     bounded = extra_mb < 24 or SAN
-    report("%d short-lived threads: all %d calls recorded, memory bounded (+%.1f MiB RSS vs no shim%s)" % (
-               N, N * K, extra_mb, "; not checked under ASan" if SAN else ""),
-           p.returncode == 0 and per_m == {m: N // 4 * K for m in (1, 2, 3, 4)} and bounded,
-           "per m %s, rss %r vs %r" % (per_m, p.stdout, ref.stdout))
+    check(p.returncode == 0 and per_m == {m: N // 4 * K for m in (1, 2, 3, 4)} and bounded,
+          "%d short-lived threads: all %d calls recorded, memory bounded (+%.1f MiB RSS vs no shim%s)" % (
+              N, N * K, extra_mb, "; not checked under ASan" if SAN else ""),
+          "per m %s, rss %r vs %r" % (per_m, p.stdout, ref.stdout))
 
 
 def case_sigkill(tmp):
@@ -401,15 +394,15 @@ def case_sigkill(tmp):
     proc.wait()
     files = traces(out)
     if not files:
-        report("SIGKILL: trace exists", False, "no file (ready line %r)" % line)
+        check(False, "SIGKILL: trace exists", "no file (ready line %r)" % line)
         return
     recs, rc, err = dump(files[0])
     g = gemms(recs)
     bad = [r for r in g if (r["m"], r["n"], r["k"]) != (1, 8, 8)]
     # dump exits 2 only if the file ends inside a record; every earlier record must be whole
     ok = line.strip() == "ready" and len(g) > 20000 and not bad and (rc == 0 or "truncated" in err)
-    report("SIGKILL mid-run: trace readable up to its last whole record (%d GEMMs)" % len(g), ok,
-           "rc %d err %r gemms %d bad %d" % (rc, err[-300:], len(g), len(bad)))
+    check(ok, "SIGKILL mid-run: trace readable up to its last whole record (%d GEMMs)" % len(g),
+          "rc %d err %r gemms %d bad %d" % (rc, err[-300:], len(g), len(bad)))
 
 
 def case_sigterm(tmp):
@@ -425,10 +418,10 @@ def case_sigterm(tmp):
         files = traces(out)
         recs = dump(files[0])[0] if files else []
         n = len([r for r in gemms(recs) if r["m"] == 3])
-        report("SIGTERM, program's own handler installed with %s(): handler ran, exit status kept, trace flushed" %
-               ("sigaction" if mode == "sigterm" else "signal"),
-               line.strip() == "ready" and rc == 3 and os.path.exists(marker) and n == 50,
-               "rc %s marker %s gemms %d" % (rc, os.path.exists(marker), n))
+        check(line.strip() == "ready" and rc == 3 and os.path.exists(marker) and n == 50,
+              "SIGTERM, program's own handler installed with %s(): handler ran, exit status kept, trace flushed" %
+              ("sigaction" if mode == "sigterm" else "signal"),
+              "rc %s marker %s gemms %d" % (rc, os.path.exists(marker), n))
     out2 = os.path.join(tmp, "term2")
     proc = subprocess.Popen([prog, "sigterm-dfl"], env=preload_env(out2, MOECAP_FLUSH_MS=0), stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
@@ -437,8 +430,8 @@ def case_sigterm(tmp):
     files = traces(out2)
     recs = dump(files[0])[0] if files else []
     n = len(gemms(recs))
-    report("SIGTERM, default action: still killed by SIGTERM, trace flushed", rc == -signal.SIGTERM and n == 50,
-           "rc %s gemms %d" % (rc, n))
+    check(rc == -signal.SIGTERM and n == 50, "SIGTERM, default action: still killed by SIGTERM, trace flushed",
+          "rc %s gemms %d" % (rc, n))
 
 
 def case_unwritable(tmp):
@@ -449,30 +442,30 @@ def case_unwritable(tmp):
     ref = run([prog, "shapes", "3"], plain_env())
     p = run([prog, "shapes", "3"], preload_env(out))
     lines = [l for l in p.stderr.splitlines() if l.strip() and "moecap" in l]
-    report("unwritable MOECAP_OUT: program succeeds unchanged, one clear stderr line",
-           p.returncode == 0 and p.stdout == ref.stdout and len(lines) == 1 and "MOECAP_OUT" in lines[0]
-           and len(p.stderr.splitlines()) == 1,
-           "rc %d stderr %r" % (p.returncode, p.stderr))
+    check(p.returncode == 0 and p.stdout == ref.stdout and len(lines) == 1 and "MOECAP_OUT" in lines[0]
+          and len(p.stderr.splitlines()) == 1,
+          "unwritable MOECAP_OUT: program succeeds unchanged, one clear stderr line",
+          "rc %d stderr %r" % (p.returncode, p.stderr))
     out2 = os.path.join(tmp, "disabled")
     p = run([prog, "shapes", "3"], preload_env(out2, MOECAP_DISABLE=1))
-    report("MOECAP_DISABLE=1: no trace, no output change", p.returncode == 0 and p.stdout == ref.stdout and
-           not os.path.exists(out2) and p.stderr == "", p.stderr)
+    check(p.returncode == 0 and p.stdout == ref.stdout and not os.path.exists(out2) and p.stderr == "",
+          "MOECAP_DISABLE=1: no trace, no output change", p.stderr)
 
 
 def case_python(tmp, script, label, needs):
     try:
         subprocess.run([PY, "-c", "import " + needs], check=True, capture_output=True, timeout=120)
     except Exception:
-        print("skip - %s (Debian %s not importable by %s)" % (label, needs, PY))
+        skip(label, "Debian %s not importable by %s" % (needs, PY))
         return
     out = os.path.join(tmp, label)
     exp_ref = os.path.join(tmp, label + "-ref.json")
     exp = os.path.join(tmp, label + ".json")
     ref = run([PY, os.path.join(HERE, script), exp_ref], plain_env())
     p = run([PY, os.path.join(HERE, script), exp], preload_env(out))
-    report("%s: runs under the shim, output identical" % label,
-           p.returncode == 0 and ref.returncode == 0 and p.stdout == ref.stdout,
-           "rc %d\n%s\n%s" % (p.returncode, p.stdout, p.stderr[-1500:]))
+    check(p.returncode == 0 and ref.returncode == 0 and p.stdout == ref.stdout,
+          "%s: runs under the shim, output identical" % label,
+          "rc %d\n%s\n%s" % (p.returncode, p.stdout, p.stderr[-1500:]))
     if p.returncode != 0:
         return
     expected = [tuple(x) for x in json.load(open(exp))]
@@ -484,9 +477,9 @@ def case_python(tmp, script, label, needs):
     for s in got:
         if s in missing:
             missing.remove(s)
-    report("%s: every matmul the script performed is in the trace (%d), in order" % (label, len(expected)),
-           not missing and got == expected,
-           "missing %s\ngot %s\nexpected %s" % (missing[:10], got[:20], expected[:20]))
+    check(not missing and got == expected,
+          "%s: every matmul the script performed is in the trace (%d), in order" % (label, len(expected)),
+          "missing %s\ngot %s\nexpected %s" % (missing[:10], got[:20], expected[:20]))
 
 
 def case_safetensors(tmp):
@@ -530,12 +523,12 @@ def case_safetensors(tmp):
         if not t or t["file_begin"] != data0 + o or t["file_end"] != data0 + o + n or t["shape"] != shape or t["dtype"] != dt.lower():
             bad.append((name, t))
         o += n
-    report("safetensors: tensor table recorded with absolute file offsets", p.returncode == 0 and len(tens) == 3 and not bad,
-           "rc %d %s %s" % (p.returncode, p.stderr[-300:], bad))
+    check(p.returncode == 0 and len(tens) == 3 and not bad, "safetensors: tensor table recorded with absolute file offsets",
+          "rc %d %s %s" % (p.returncode, p.stderr[-300:], bad))
     size = os.path.getsize(path)
     maps = [(r["how"], r["file_offset"], r["length"]) for r in recs if r["type"] == "file_map"]
-    report("safetensors: mmap and pread of the file recorded (offset, length)",
-           (0, 0, size) in maps and (2, data0, 64) in maps, maps)
+    check((0, 0, size) in maps and (2, data0, 64) in maps,
+          "safetensors: mmap and pread of the file recorded (offset, length)", maps)
 
 
 def case_close_all(tmp, raw_syscall=False):
@@ -557,10 +550,10 @@ def case_close_all(tmp, raw_syscall=False):
     p = run([PY, "-c", script, os.path.join(tmp, "f%d" % raw_syscall)], preload_env(out, MOECAP_FLUSH_MS=50))
     files = traces(out)
     recs, rc, err = dump(files[0]) if files else ([], 1, "no trace")
-    report("program closing all descriptors (%s): its files hold only its data, trace complete" %
-           ("raw close_range syscall" if raw_syscall else "os.closerange"),
-           p.returncode == 0 and p.stdout.strip() == "True" and rc == 0 and len(gemms(recs)) == 7,
-           "rc %d out %r err %r dump %d %s gemms %d" % (p.returncode, p.stdout, p.stderr[-300:], rc, err, len(gemms(recs))))
+    check(p.returncode == 0 and p.stdout.strip() == "True" and rc == 0 and len(gemms(recs)) == 7,
+          "program closing all descriptors (%s): its files hold only its data, trace complete" %
+          ("raw close_range syscall" if raw_syscall else "os.closerange"),
+          "rc %d out %r err %r dump %d %s gemms %d" % (p.returncode, p.stdout, p.stderr[-300:], rc, err, len(gemms(recs))))
 
 
 def case_sigint_python(tmp):
@@ -582,8 +575,9 @@ def case_sigint_python(tmp):
         res.append((line.strip(), rest.strip(), proc.wait(timeout=30)))
     files = traces(os.path.join(tmp, "sigint"))
     n = len(gemms(dump(files[0])[0])) if files else 0
-    report("SIGINT to Python: its KeyboardInterrupt handler runs, same exit status, trace flushed",
-           res[0] == res[1] == ("ready", "interrupted", 7) and n == 1, "%s gemms %d" % (res, n))
+    check(res[0] == res[1] == ("ready", "interrupted", 7) and n == 1,
+          "SIGINT to Python: its KeyboardInterrupt handler runs, same exit status, trace flushed",
+          "%s gemms %d" % (res, n))
 
 
 def write_gguf(path, alignment):
@@ -634,9 +628,9 @@ def case_gguf(tmp):
     got = sorted([r["name_str_text"], r["shape"], r["dtype"], r["file_begin"], r["file_end"] - r["file_begin"]]
                  for r in recs if r["type"] == "tensor" and r["path_str_text"] == real)
     maps = [(r["how"], r["file_offset"], r["length"]) for r in recs if r["type"] == "file_map"]
-    report("gguf: tensor table (names, shapes, types, absolute offsets, sizes) and mmap recorded",
-           p.returncode == 0 and got == sorted(exp) and (0, 0, os.path.getsize(path)) in maps,
-           "got %s\nexpected %s\nmaps %s %s" % (got, sorted(exp), maps, p.stderr[-300:]))
+    check(p.returncode == 0 and got == sorted(exp) and (0, 0, os.path.getsize(path)) in maps,
+          "gguf: tensor table (names, shapes, types, absolute offsets, sizes) and mmap recorded",
+          "got %s\nexpected %s\nmaps %s %s" % (got, sorted(exp), maps, p.stderr[-300:]))
     # Truncated and corrupted headers (weight files and safetensors alike): never a crash.
     blob = open(path, "rb").read()
     bad = os.path.join(tmp, "bad")
@@ -654,8 +648,9 @@ def case_gguf(tmp):
             names.append(n)
     script = "import os, sys\nfor n in sys.argv[1:]:\n    os.close(os.open(n, os.O_RDONLY))\nprint('done')\n"
     p = run([PY, "-c", script] + names, preload_env(os.path.join(tmp, "badw")))
-    report("corrupt/truncated weight-file headers (%d files): program unaffected" % len(names),
-           p.returncode == 0 and p.stdout.strip() == "done", "rc %d %s" % (p.returncode, p.stderr[-500:]))
+    check(p.returncode == 0 and p.stdout.strip() == "done",
+          "corrupt/truncated weight-file headers (%d files): program unaffected" % len(names),
+          "rc %d %s" % (p.returncode, p.stderr[-500:]))
 
 
 def find_moe_ref():
@@ -666,21 +661,21 @@ def find_moe_ref():
 def case_moe_ref(tmp):
     exe = find_moe_ref()
     if not exe:
-        print("skip - moe-ref under the shim (build/bin/moe-ref not built)")
+        skip("moe-ref under the shim", "build/bin/moe-ref not built")
         return
     sys.path.insert(0, HERE)
     import moe_ref_check  # noqa: E402  (kept separate: depends on the engine's CLI)
     for name, ok, why in moe_ref_check.run_checks(exe, tmp, preload_env, plain_env, dump, gemms, normalized):
         if ok is None:
-            print("skip - %s (%s)" % (name, why))
+            skip(name, why)
         else:
-            report(name, ok, why)
+            check(ok, name, why)
 
 
 def main():
     for f in (SHIM, MOECAP, os.path.join(TB, "shim_prog")):
         if not os.path.exists(f):
-            print("not ok - prerequisites built (%s missing; run make)" % f)
+            check(False, "prerequisites built (%s missing; run make)" % f)
             return 1
     tmp = tempfile.mkdtemp(prefix="mc-shim-")
     try:
@@ -709,7 +704,7 @@ def main():
         case_moe_ref(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return 1 if failures else 0
+    return 1 if FAILS else 0
 
 
 if __name__ == "__main__":
