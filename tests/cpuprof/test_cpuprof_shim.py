@@ -11,20 +11,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hwctr
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from preload import preload_line  # noqa: E402
+from tap import FAILS, check_problems, skip  # noqa: E402
 
 root = os.environ.get("MOECAP_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
 build = os.path.join(root, os.environ.get("BUILD", "build"))
 shim = os.path.join(build, "lib", "libmoecap.so")
 busy = os.path.join(build, "tests", "cpuprof_busy")
-fails = 0
-def case(name, probs):
-    global fails
-    for p in probs: print("# " + p)
-    print(("ok" if not probs else "not ok") + " - " + name)
-    fails += bool(probs)
 
 if not os.path.exists(shim):
-    print("skip - cpuprof under the shim (%s not built)" % shim); sys.exit(0)
+    skip("cpuprof under the shim", "%s not built" % shim); sys.exit(0)
 # Under SAN=1 the shim carries ASan/UBSan: its runtime must be preloaded first.
 preload = preload_line(shim)
 
@@ -86,13 +81,13 @@ rc, out, err = run([busy], {"MOECAP_SAMPLE_MS": "20"}, d)
 after = resource.getrusage(resource.RUSAGE_CHILDREN)
 cpu_kernel = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 maxrss = after.ru_maxrss * 1024  # max over children so far (KiB -> bytes)
-case("program output unchanged under the shim",
-     [] if rc == 0 and out == ref.stdout and out.startswith("checksum") else ["rc %d out %r vs %r" % (rc, out, ref.stdout)])
-case("nothing on stderr without MOECAP_LOG", [] if err == "" else ["stderr: %r" % err])
+check_problems("program output unchanged under the shim",
+               [] if rc == 0 and out == ref.stdout and out.startswith("checksum") else ["rc %d out %r vs %r" % (rc, out, ref.stdout)])
+check_problems("nothing on stderr without MOECAP_LOG", [] if err == "" else ["stderr: %r" % err])
 
 files = glob.glob(os.path.join(d, "*.mct"))
 if len(files) != 1:
-    case("one trace file", ["files: %r" % files]); sys.exit(1)
+    check_problems("one trace file", ["files: %r" % files]); sys.exit(1)
 notes, ctr = read_trace(files[0])
 cp = [n for n in notes if n[0].startswith("cpuprof")]
 probs = []
@@ -113,7 +108,7 @@ else:
     if usable is False and "PAPI: unavailable (perf_event_open(instructions): %s" % os.strerror(e) not in text:
         probs.append("kernel refuses perf_event_open (%s), note says %r" % (os.strerror(e), text))
     print("# note: " + text)
-case("one note naming the unavailable sources", probs)
+check_problems("one note naming the unavailable sources", probs)
 
 proc = {}
 for c in ctr:
@@ -127,7 +122,7 @@ for n, (unit, cum) in want.items():
     if any(c["unit"] != unit or c["cum"] != cum or c["tid"] != -1 or c["dev"] != -1 for c in s): probs.append("%s fields %r" % (n, s[0]))
     if len({c["t"] for c in s}) != len(s): probs.append("%s: two samples with one timestamp" % n)
     if cum and any(b["v"] < a["v"] for a, b in zip(s, s[1:])): probs.append("%s cumulative but decreases" % n)
-case("proc samples: all six series, units, monotonic", probs)
+check_problems("proc samples: all six series, units, monotonic", probs)
 
 probs = []
 if proc.get("proc.cpu_user") and proc.get("proc.cpu_system"):
@@ -141,11 +136,11 @@ if proc.get("proc.cpu_user") and proc.get("proc.cpu_system"):
         probs.append("max sampled RSS %.1f MiB: want >= 64 MiB touched, <= ru_maxrss %.1f MiB" % (rss / 2**20, maxrss / 2**20))
     thr = {c["v"] for c in proc["proc.threads"]}
     if not thr <= {2.0, 3.0}: probs.append("threads %r: want program + sampler (+ writer)" % thr)
-case("proc samples agree with the kernel's rusage", probs)
+check_problems("proc samples agree with the kernel's rusage", probs)
 
 rc, out, err = run([busy], {"MOECAP_SAMPLE_MS": "20", "MOECAP_LOG": "info"}, tempfile.mkdtemp(prefix="mc-cpuprof-"))
 lines = [l for l in err.splitlines() if re.match(r"moecap\[\d+\]: cpuprof", l)]
-case("MOECAP_LOG=info: exactly one cpuprof line", [] if len(lines) == 1 else ["lines %r" % lines])
+check_problems("MOECAP_LOG=info: exactly one cpuprof line", [] if len(lines) == 1 else ["lines %r" % lines])
 
 # Fake powercap tree: the program rewrites energy_uj from 1000 to 500 halfway (a wrap with
 # range 10000), so the final total must be (10000 - 1000) + 500 = 9500 uJ exactly.
@@ -168,11 +163,11 @@ if f2:
         if r[-1]["v"] != 9500: probs.append("final total %r, want 9500" % r[-1]["v"])
         if not any("RAPL: 1 zone(s) package-0" in n for n, _ in notes): probs.append("note %r" % notes)
 else: probs.append("no trace")
-case("RAPL totals through the shim are wrap-corrected", probs)
+check_problems("RAPL totals through the shim are wrap-corrected", probs)
 
 d3 = tempfile.mkdtemp(prefix="mc-cpuprof-")
 rc, out, err = run(["/bin/true"], {}, d3)
-case("short-lived process (< one period) leaves no trace", [] if rc == 0 and not os.listdir(d3) else ["rc %d files %r" % (rc, os.listdir(d3))])
+check_problems("short-lived process (< one period) leaves no trace", [] if rc == 0 and not os.listdir(d3) else ["rc %d files %r" % (rc, os.listdir(d3))])
 
 d4 = tempfile.mkdtemp(prefix="mc-cpuprof-")
 rc, out, err = run([busy], {"MOECAP_SAMPLE_MS": "0"}, d4)
@@ -181,7 +176,7 @@ for f in glob.glob(os.path.join(d4, "*.mct")):
     notes, ctr = read_trace(f)
     if any(c["src"] in ("proc", "rapl", "papi") for c in ctr) or any(n.startswith("cpuprof") for n, _ in notes):
         probs.append("cpuprof recorded with MOECAP_SAMPLE_MS=0")
-case("MOECAP_SAMPLE_MS=0 turns cpuprof off", probs)
+check_problems("MOECAP_SAMPLE_MS=0 turns cpuprof off", probs)
 
 d5 = tempfile.mkdtemp(prefix="mc-cpuprof-")
 rc, out, err = run([busy, "fork"], {"MOECAP_SAMPLE_MS": "20"}, d5)
@@ -199,5 +194,5 @@ else:
     print("# child: %d samples, CPU %.2f s" % (len(cu), tot))
     if len(cu) < 5 or not 0.02 <= tot <= 0.35: probs.append("child proc samples: %d, CPU %.2f s (child lives 0.3 s, spins 0.1 s)" % (len(cu), tot))
     if any(c["src"] in ("rapl", "papi") for c in child[0][1]): probs.append("child recorded RAPL/PAPI")
-case("fork child: own /proc samples, PAPI/RAPL left to the parent", probs)
-sys.exit(1 if fails else 0)
+check_problems("fork child: own /proc samples, PAPI/RAPL left to the parent", probs)
+sys.exit(1 if FAILS else 0)

@@ -21,18 +21,13 @@ sys.path.insert(0, here)
 import hwctr
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from preload import preload_line  # noqa: E402
+from tap import FAILS, check_problems, skip  # noqa: E402
 
-fails = 0
-def case(name, probs):
-    global fails
-    for p in probs[:10]: print("# " + p)
-    print(("ok" if not probs else "not ok") + " - " + name)
-    fails += bool(probs)
 
 if not os.path.exists(shim) or not os.path.exists(moecap):
-    print("skip - numpy+torch under the shim (%s or moecap not built)" % shim); sys.exit(0)
+    skip("numpy+torch under the shim", "%s or moecap not built" % shim); sys.exit(0)
 if subprocess.run([PY, "-c", "import numpy, torch"], capture_output=True).returncode != 0:
-    print("skip - numpy+torch under the shim (%s lacks numpy or torch)" % PY); sys.exit(0)
+    skip("numpy+torch under the shim", "%s lacks numpy or torch" % PY); sys.exit(0)
 
 preload = preload_line(shim)
 
@@ -63,7 +58,7 @@ def run(shimmed):
 
 rc, ref, err, _ = run(False)
 if rc != 0:
-    case("reference run without the shim", ["rc %d: %s" % (rc, err[-300:])]); sys.exit(1)
+    check_problems("reference run without the shim", ["rc %d: %s" % (rc, err[-300:])]); sys.exit(1)
 ref_result = ref.splitlines()[0]
 
 # Two at a time (2-core machine): ~10 s in all.
@@ -77,7 +72,7 @@ for i, (rc, out, err, d) in enumerate(runs):
     elif not lines or lines[0] != ref_result: probs.append("run %d: output %r, want %r" % (i, lines[:1], ref_result))
     elif err: probs.append("run %d: stderr %r" % (i, err[-200:]))
     if len(lines) > 1: mapped.add(lines[1])
-case("%d runs of import numpy, torch + matmuls under the default shim: all exit 0, same output" % RUNS, probs)
+check_problems("%d runs of import numpy, torch + matmuls under the default shim: all exit 0, same output" % RUNS, probs)
 
 probs = []
 for i, (rc, out, err, d) in enumerate(runs):
@@ -91,20 +86,20 @@ for i, (rc, out, err, d) in enumerate(runs):
     # torch's two sgemm_ calls at least (c = a @ b, linear, c @ c.T) and cpuprof's samples
     if s.get("gemm_apis", {}).get("sgemm_", 0) < 3 or not t.get("counter") or t.get("note", 0) < 1:
         probs.append("run %d: summary %r" % (i, s))
-case("each run left one complete trace with its GEMMs and cpuprof's samples", probs)
+check_problems("each run left one complete trace with its GEMMs and cpuprof's samples", probs)
 
 usable, e = hwctr.probe()
 if usable is None:
-    print("skip - libpapi mapped iff the kernel counts hardware events (unknown syscall number here)")
+    skip("libpapi mapped iff the kernel counts hardware events", "unknown syscall number here")
 else:
     want = "papi-mapped=%d" % int(usable)
     print("# kernel: hardware counters %s (errno %d); programs saw %r" % ("usable" if usable else "unusable", e, sorted(mapped)))
-    case("libpapi mapped into the program iff the kernel counts hardware events",
-         [] if mapped == {want} else ["want %s, saw %r" % (want, sorted(mapped))])
+    check_problems("libpapi mapped into the program iff the kernel counts hardware events",
+                   [] if mapped == {want} else ["want %s, saw %r" % (want, sorted(mapped))])
 
 needed = subprocess.run(["readelf", "-d", shim], capture_output=True, text=True).stdout
-case("libmoecap.so does not link libpapi (dlopen'ed on demand)",
-     [] if "NEEDED" in needed and "libpapi" not in needed else ["readelf -d: " + " ".join(l.split()[-1] for l in needed.splitlines() if "NEEDED" in l)])
-if not fails:
+check_problems("libmoecap.so does not link libpapi (dlopen'ed on demand)",
+               [] if "NEEDED" in needed and "libpapi" not in needed else ["readelf -d: " + " ".join(l.split()[-1] for l in needed.splitlines() if "NEEDED" in l)])
+if not FAILS:
     for r in runs: shutil.rmtree(r[3], ignore_errors=True)
-sys.exit(1 if fails else 0)
+sys.exit(1 if FAILS else 0)

@@ -4,6 +4,8 @@ fields and types, sane ranges, dense peaks vs datasheet sparse peaks (2:4 sparsi
 tensor throughput, so dense must be half of sparse), dtype ordering, and a few figures
 known independently from vendor datasheets."""
 import json, os, sys, glob
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from tap import FAILS, check_problems  # noqa: E402
 
 root = os.environ.get("MOECAP_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
 hwdir = os.path.join(root, "data", "hardware")
@@ -15,15 +17,7 @@ REQUIRED = {"name": str, "kind": str, "vendor": str, "model": str,
             "idle_w": (int, float), "lifetime_years": (int, float), "expected_utilisation": (int, float),
             "host_share": dict}
 HOST_SHARE = ("cpu_price_usd", "dram_price_usd", "power_w")
-failures = 0
 
-def case(name, problems):
-    global failures
-    for p in problems:
-        print("# " + p)
-    print(("ok" if not problems else "not ok") + " - " + name)
-    if problems:
-        failures += 1
 
 def check_profile(path):
     probs = []
@@ -105,13 +99,13 @@ def check_profile(path):
 
 files = sorted(glob.glob(os.path.join(hwdir, "*.json")))
 for f in files:
-    case("profile " + os.path.basename(f), check_profile(f))
+    check_problems("profile " + os.path.basename(f), check_profile(f))
 
 # The parts the project ships profiles for (docs/hardware.md) must all be there.
 want = ["a100-sxm-80gb", "a100-pcie-80gb", "h100-sxm", "h100-pcie", "h200-sxm", "b200",
         "l40s", "rtx-4090", "mi300x", "epyc-9654", "xeon-8480p"]
 have = {os.path.basename(f)[:-5] for f in files}
-case("required parts present", ["missing profile %s" % w for w in want if w not in have])
+check_problems("required parts present", ["missing profile %s" % w for w in want if w not in have])
 
 # Figures known independently of these files (vendor datasheets, dense):
 known = {("h100-sxm", "bf16"): 989.4e12, ("h100-sxm", "bw"): 3.35e12,
@@ -128,5 +122,5 @@ for (name, what), val in known.items():
             probs.append("%s %s = %g, datasheet %g" % (name, what, got, val))
     except Exception as e:
         probs.append("%s: %s" % (name, e))
-case("datasheet spot checks", probs)
-sys.exit(1 if failures else 0)
+check_problems("datasheet spot checks", probs)
+sys.exit(1 if FAILS else 0)

@@ -4,15 +4,11 @@ with independent measurements taken here (numpy timings, /proc files read direct
 import json, os, subprocess, sys, tempfile, time
 os.environ["OPENBLAS_NUM_THREADS"] = "1"  # numpy's BLAS on one thread, like hwprobe --threads 1 below
 import numpy as np
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from tap import FAILS, check_problems  # noqa: E402
 
 root = os.environ.get("MOECAP_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
 moecap = os.path.join(root, os.environ.get("BUILD", "build"), "bin", "moecap")
-fails = 0
-def case(name, probs):
-    global fails
-    for p in probs: print("# " + p)
-    print(("ok" if not probs else "not ok") + " - " + name)
-    fails += bool(probs)
 
 tmp = tempfile.mkdtemp()
 out = os.path.join(tmp, "thisbox.json")
@@ -21,12 +17,12 @@ probs = []
 if r.returncode != 0: probs.append("exit %d: %s" % (r.returncode, r.stderr))
 if "GB/s" not in r.stderr or "GFLOPS" not in r.stderr: probs.append("no progress on stderr: %r" % r.stderr)
 if r.stdout: probs.append("stdout not empty with --out")
-case("hwprobe runs", probs)
+check_problems("hwprobe runs", probs)
 try:
     p = json.load(open(out))
 except Exception as e:
-    case("profile parses", ["%s" % e]); sys.exit(1)
-case("profile parses", [])
+    check_problems("profile parses", ["%s" % e]); sys.exit(1)
+check_problems("profile parses", [])
 
 probs = []
 for k in ("name", "kind", "vendor", "model", "memory_bandwidth_Bps", "memory_bytes", "peak_flops", "source", "measured"):
@@ -37,7 +33,7 @@ if p.get("measured") is not True: probs.append("measured must be true")
 for k in ("memory_bandwidth_Bps", "peak_flops"):
     if "measured by moecap hwprobe on " + time.strftime("%Y-%m-%d", time.gmtime()) not in p.get("source", {}).get(k, ""):
         probs.append("source.%s does not say measured today: %r" % (k, p.get("source", {}).get(k)))
-case("schema", probs)
+check_problems("schema", probs)
 
 # cost fields: not measurable, so null (price, TDP) or stated defaults, each with its source
 probs = []
@@ -46,7 +42,7 @@ if (p.get("lifetime_years"), p.get("expected_utilisation")) != (5, 0.5): probs.a
 for k in ("price_usd", "tdp_w", "idle_w", "lifetime_years", "expected_utilisation", "host_share"):
     s = p.get("source", {}).get(k, "")
     if not any(w in s for w in ("not measurable", "not given", "default")): probs.append("source.%s = %r" % (k, s))
-case("cost fields without options: null or defaults, sources say so", probs)
+check_problems("cost fields without options: null or defaults, sources say so", probs)
 
 # /proc read independently of the C parser.
 model = None; memtotal = None
@@ -57,7 +53,7 @@ for line in open("/proc/meminfo"):
 probs = []
 if model and p.get("model") != model: probs.append("model %r, /proc/cpuinfo says %r" % (p.get("model"), model))
 if p.get("memory_bytes") != memtotal: probs.append("memory_bytes %r, MemTotal %r" % (p.get("memory_bytes"), memtotal))
-case("model and memory from /proc", probs)
+check_problems("model and memory from /proc", probs)
 
 ncpu = os.cpu_count()
 def numpy_rates():
@@ -96,8 +92,8 @@ for attempt in range(3):
     print("# try %d: hwprobe %.2f GB/s, %.1f GFLOPS; numpy 1-thread add %.2f GB/s, matmul %.1f GFLOPS"
           % (attempt + 1, bw / 1e9, fl / 1e9, bw_np / 1e9, fl_np / 1e9))
     if not bprobs and not fprobs: break
-case("bandwidth plausible", bprobs)
-case("sgemm plausible", fprobs)
+check_problems("bandwidth plausible", bprobs)
+check_problems("sgemm plausible", fprobs)
 
 # The reported figures follow from the reported sizes and times by the definitions in
 # docs/hardware.md: triad moves 3 x 8 bytes per element, sgemm does 2 n^3 FLOPs.
@@ -114,7 +110,7 @@ try:
     if md["threads"] != 1: probs.append("threads %r, asked 1" % md["threads"])
 except (KeyError, TypeError, ZeroDivisionError) as e:
     probs.append("measured_details incomplete: %r" % e)
-case("figures follow from sizes and times", probs)
+check_problems("figures follow from sizes and times", probs)
 
 out2 = os.path.join(tempfile.mkdtemp(prefix="mc-hwprobe-"), "priced.json")
 r = subprocess.run([moecap, "hwprobe", "--seconds", "0.2", "--threads", "1", "--price-usd", "1234", "--tdp-w", "65",
@@ -128,9 +124,9 @@ if not probs:
         if "command line" not in q["source"].get(k, ""): probs.append("source.%s %r" % (k, q["source"].get(k)))
 r = subprocess.run([moecap, "hwprobe", "--seconds", "0.2", "--tdp-w", "50", "--idle-w", "60"], capture_output=True, text=True)
 if r.returncode != 2 or "exceeds" not in r.stderr: probs.append("idle > tdp: rc %d %r" % (r.returncode, r.stderr))
-case("--price-usd/--tdp-w/--idle-w/--cloud-usd-per-hour written with their source; idle > TDP exits 2", probs)
+check_problems("--price-usd/--tdp-w/--idle-w/--cloud-usd-per-hour written with their source; idle > TDP exits 2", probs)
 
 r = subprocess.run([moecap, "hwprobe", "--seconds", "-1"], capture_output=True, text=True)
-case("bad argument exits 2 with a message",
-     [] if r.returncode == 2 and "--seconds" in r.stderr else ["rc %d stderr %r" % (r.returncode, r.stderr)])
-sys.exit(1 if fails else 0)
+check_problems("bad argument exits 2 with a message",
+               [] if r.returncode == 2 and "--seconds" in r.stderr else ["rc %d stderr %r" % (r.returncode, r.stderr)])
+sys.exit(1 if FAILS else 0)

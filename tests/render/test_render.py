@@ -5,18 +5,14 @@ figures, escaping, well-formed SVG (parsed as XML), heatmap geometry and colours
 point order, histogram totals, no external resources, and robustness to absent fields."""
 import html.parser, json, os, re, subprocess, sys
 import xml.etree.ElementTree as ET
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from tap import FAILS, check_problems  # noqa: E402
 
 root = os.environ.get("MOECAP_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
 tool = os.path.join(root, os.environ.get("BUILD", "build"), "tests", "render_tool")
 fix = os.path.join(root, "tests", "render", "fixtures")
 SVG = "{http://www.w3.org/2000/svg}"
-fails = 0
 
-def case(name, probs):
-    global fails
-    for p in probs: print("# " + p)
-    print(("ok" if not probs else "not ok") + " - " + name)
-    fails += bool(probs)
 
 def render(kind, name):
     r = subprocess.run([tool, kind, os.path.join(fix, name)], capture_output=True)
@@ -62,9 +58,9 @@ def svgs(doc):
 
 fx = json.load(open(os.path.join(fix, "full.json")))
 rc, doc, err = render("html", "full.json")
-case("html renders (exit 0)", [] if rc == 0 and doc.startswith("<!DOCTYPE html>") else ["rc %d %s" % (rc, err)])
+check_problems("html renders (exit 0)", [] if rc == 0 and doc.startswith("<!DOCTYPE html>") else ["rc %d %s" % (rc, err)])
 c, probs = structure(doc)
-case("html well-formed, no script, no external resources", probs)
+check_problems("html well-formed, no script, no external resources", probs)
 
 text = " ".join(" ".join(c.text).split())
 # Figures formatted by rules written independently here (fraction -> 2-decimal percent, ...).
@@ -75,7 +71,7 @@ expect = ["12.34 %", "34.56 %", "0.12 %", "0.21 %",            # S-MBU, MBU, S-M
           "3.35 TB/s", "989.4 TFLOPS", "spec-sheet peaks", "4.81 %", "13.02 %", "12.64 %",
           "NVIDIA H100 SXM5 80GB", "bf16",
           "Client side (moecap bench)", "44 ms", "60.5 ms", "70.25 ms", "1.25 s", "81.82 %", "352.0"]
-case("html shows the fixture's figures formatted", ["missing %r" % e for e in expect if e not in text])
+check_problems("html shows the fixture's figures formatted", ["missing %r" % e for e in expect if e not in text])
 
 # Escaping: the hostile strings appear as text, never as markup.
 probs = []
@@ -84,14 +80,14 @@ for s in ["m<img src=x onerror=alert(1)>", "unknown tensor <script>alert('x')</s
     if s not in text: probs.append("text %r not shown verbatim" % s)
 for raw in ["<script>", "<img", "<b>not"]:
     if raw in doc: probs.append("raw %r in HTML" % raw)
-case("html escapes strings from the report", probs)
+check_problems("html escapes strings from the report", probs)
 
 try:
     sv = svgs(doc)
-    case("every inline svg parses as XML", [] if len(sv) >= 5 else ["only %d svg elements" % len(sv)])
+    check_problems("every inline svg parses as XML", [] if len(sv) >= 5 else ["only %d svg elements" % len(sv)])
 except ET.ParseError as e:
     sv = []
-    case("every inline svg parses as XML", [str(e)])
+    check_problems("every inline svg parses as XML", [str(e)])
 
 def cls(e): return (e.get("class") or "").split()
 heat = [s for s in sv if "heatmap" in cls(s)]
@@ -120,7 +116,7 @@ else:
     legend = [t.text for t in heat[0].iter(SVG + "text")]
     if "20" not in legend or "tokens routed to the expert" not in legend: probs.append("legend lacks scale max / label: %r" % legend[-6:])
     if not heat[0].findall(".//" + SVG + "linearGradient"): probs.append("no colour-scale gradient")
-case("heatmap: layers x experts cells with values, colours and legend", probs)
+check_problems("heatmap: layers x experts cells with values, colours and legend", probs)
 
 tl = [s for s in sv if "timeline" in cls(s)]
 probs = []
@@ -145,7 +141,7 @@ else:
             dpts = [tuple(map(float, p.split(","))) for p in dashed[0].get("points").split()]
             # Dense MBU = 2.8 x S-MBU in the fixture: the dashed line is above the solid one.
             if any(d[1] >= s_[1] for d, s_ in zip(dpts, pts)): probs.append("MBU line not above S-MBU line")
-case("timeline: one point per step, ordered, dense above sparse", probs)
+check_problems("timeline: one point per step, ordered, dense above sparse", probs)
 
 hist = [s for s in sv if "histogram" in cls(s)]
 probs = []
@@ -158,7 +154,7 @@ else:
     if n.get("prefill") != 1 or n.get("decode") != 11: probs.append("bar counts %r, want prefill 1, decode 11" % n)
     marks = [t.text for t in hist[0].iter(SVG + "text") if t.text in ("p50", "p90", "p99")]
     if sorted(marks) != ["p50", "p90", "p99"]: probs.append("percentile marks %r" % marks)
-case("histogram: every step counted once by kind, p50/p90/p99 marked", probs)
+check_problems("histogram: every step counted once by kind, p50/p90/p99 marked", probs)
 
 # ---- Markdown -------------------------------------------------------------------------
 rc, md, err = render("md", "full.json")
@@ -184,7 +180,7 @@ for block in re.split(r"\n\n", md):
     if len(rows) >= 2:
         widths = {len(re.findall(r"(?<!\\)\|", l)) for l in rows}
         if len(widths) != 1: probs.append("ragged table: %r" % rows[:2])
-case("markdown: same figures as tables, escaped", probs)
+check_problems("markdown: same figures as tables, escaped", probs)
 
 # ---- absent data ------------------------------------------------------------------------
 for name in ("partial.json", "empty.json"):
@@ -199,7 +195,7 @@ for name in ("partial.json", "empty.json"):
             c, p2 = structure(out); probs += p2
             try: svgs(out)
             except ET.ParseError as e: probs.append("svg: %s" % e)
-        case("%s %s: absent fields render without crash or invention" % (kind, name), probs)
+        check_problems("%s %s: absent fields render without crash or invention" % (kind, name), probs)
 
 rc, out, _ = render("html", "partial.json")
 # partial.json: aggregate.mbu is a string and s_mbu null -> both absent, not 0 or 50 %.
@@ -211,7 +207,7 @@ cells = re.findall(r"<rect class=\"cell\"[^>]*><title>([^<]*)</title>", out)
 # tokens rows [[1,2,null,4],[7]] with 4 experts: 4 numeric cells; the other 4 are "no data".
 if len(cells) != 4: probs.append("%d numeric heatmap cells, want 4" % len(cells))
 if out.count(": no data</title>") != 4: probs.append("%d no-data cells, want 4" % out.count(": no data</title>"))
-case("partial: wrong types read as absent, ragged heatmap drawn as no data", probs)
+check_problems("partial: wrong types read as absent, ragged heatmap drawn as no data", probs)
 
 
 # Seeded mutation pass: replace random nodes of the full fixture with values of other types
@@ -253,8 +249,8 @@ for it in range(60):
             probs += ["mutation %d: %s" % (it, x) for x in p2[:2]]
             try: svgs(o)
             except ET.ParseError as e: probs.append("mutation %d: svg %s" % (it, e))
-case("60 seeded type mutations of the fixture render cleanly", probs[:10])
+check_problems("60 seeded type mutations of the fixture render cleanly", probs[:10])
 
 r = subprocess.run([tool, "html", "/dev/null"], capture_output=True)
-case("unparsable input: exit 2, no output", [] if r.returncode == 2 and not r.stdout else ["rc %d" % r.returncode])
-sys.exit(1 if fails else 0)
+check_problems("unparsable input: exit 2, no output", [] if r.returncode == 2 and not r.stdout else ["rc %d" % r.returncode])
+sys.exit(1 if FAILS else 0)

@@ -15,19 +15,11 @@ root = os.environ.get("MOECAP_ROOT", os.path.join(os.path.dirname(__file__), "..
 B = os.path.join(root, os.environ.get("BUILD", "build"))
 sys.path.insert(0, os.path.join(root, "tests"))
 from preload import preload_env
+from tap import FAILS, check_problems, skip
 
 MC, REF, SHIM = B + "/bin/moecap", B + "/bin/moe-ref", B + "/lib/libmoecap.so"
 HW = os.path.join(root, "tests/report/hw-test.json")
-failures = 0
 tmp = tempfile.mkdtemp(prefix="mc-cost-")
-
-
-def case(name, probs):
-    global failures
-    for p in probs:
-        print("# " + p)
-    print(("ok" if not probs else "not ok") + " - " + name)
-    failures += bool(probs)
 
 
 def near(a, b, rel=1e-9):
@@ -83,7 +75,7 @@ th.join()
 probs = [] if r.returncode == 0 else ["moe-ref under the shim: rc %d %s" % (r.returncode, r.stderr[-300:])]
 rep = subprocess.run([MC, "report", run, "--model", model, "--hw", HW, "--quiet", "--whatif-hw", "none"],
                      capture_output=True, text=True)
-skip = None
+skip_why = None
 if rep.returncode != 0:
     probs.append("report rc %d: %s" % (rep.returncode, rep.stderr[-300:]))
 else:
@@ -107,7 +99,7 @@ else:
           "stall %.3f s: package %.3f J (want %.3f), DRAM %.3f J (want %.3f)" %
           (span, len(ts), gap_s, (wrap_ns - first) / 1e9, wgap_s, dev["joules"], PKG_W * span, host["joules"], DRAM_W * span))
     if gap_s >= 0.9 * PKG_RANGE / 1e6 / PKG_W:
-        skip = "the shim's sampler was starved for %.2f s by machine load: about the fake counter's 2 s wrap period" % gap_s
+        skip_why = "the shim's sampler was starved for %.2f s by machine load: about the fake counter's 2 s wrap period" % gap_s
     else:
         period_ns = int(PKG_RANGE / 1e6 / PKG_W * 1e9)   # it wraps again every 2 s
         if not ts or not any(ts[0] < wrap_ns + k * period_ns < ts[-1] for k in range(100)):
@@ -118,10 +110,10 @@ else:
             tol = max(0.03 * watts * span, 2.2 * watts * (wgap_s + 0.003))
             if not abs(got - watts * span) <= tol:
                 probs.append("%s energy %.4f J, want %.4f +- %.4f J (a mishandled wrap is 20 J)" % (what, got, watts * span, tol))
-if skip:
-    print("skip - measured energy through the shim (%s)" % skip)
+if skip_why:
+    skip("measured energy through the shim", skip_why)
 else:
-    case("measured energy: RAPL package (wrapping) and DRAM through the shim = power x step span", probs)
+    check_problems("measured energy: RAPL package (wrapping) and DRAM through the shim = power x step span", probs)
 
 # ---- 2. no counters: the estimate, labelled; cost from the printed parameters ----
 syn = os.path.join(tmp, "s")
@@ -179,7 +171,7 @@ else:
         if "usd_per_kwh" not in sec or "--cost" not in sec: probs.append("%s: parameters not printed with their source" % name)
         want_p = "mean power %.4g W over the step span, %.4g s" % (e["joules"] / e["window_s"], e["window_s"])
         if want_p not in sec: probs.append("%s: %r not shown" % (name, want_p))
-case("estimated energy labelled, cost from the printed parameters, --cost overrides", probs)
+check_problems("estimated energy labelled, cost from the printed parameters, --cost overrides", probs)
 
 probs = []
 for args, pat in ((["--cost", "price_usd=-3"], "price_usd"), (["--cost", "watts=3"], "bad item"),
@@ -188,7 +180,7 @@ for args, pat in ((["--cost", "price_usd=-3"], "price_usd"), (["--cost", "watts=
     rr = subprocess.run([MC, "report", syn + "/run", "--model", syn + "/config.json", "--hw", HW, "--out", out, "--quiet"] + args,
                         capture_output=True, text=True)
     if rr.returncode != 2 or pat not in rr.stderr: probs.append("%r: rc %d %r" % (args, rr.returncode, rr.stderr[:200]))
-case("bad --cost / --whatif-hw values exit 2 with the reason", probs)
+check_problems("bad --cost / --whatif-hw values exit 2 with the reason", probs)
 
 # ---- 3. what-if on steps of known bytes and FLOPs ----
 tgt = os.path.join(tmp, "fast.json")
@@ -223,5 +215,5 @@ else:
             if not near(got, roof[n][k] / eff[k], 1e-9): probs.append("%s %s at efficiency %r want %r" % (n, k, got, roof[n][k] / eff[k]))
     if not near(by["hw-test"]["at_achieved_efficiency"]["decode_s"], meas["decode"], 1e-9): probs.append("own hardware != measured")
     if wi["ranking"]["by_tpot"] != ["fast", "hw-test"]: probs.append("ranking %r" % wi["ranking"])
-case("what-if: predicted step times = roofline from the steps' bytes and FLOPs", probs)
-sys.exit(1 if failures else 0)
+check_problems("what-if: predicted step times = roofline from the steps' bytes and FLOPs", probs)
+sys.exit(1 if FAILS else 0)

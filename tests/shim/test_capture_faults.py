@@ -28,6 +28,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from preload import preload_env  # noqa: E402
+from tap import FAILS, check_problems, skip  # noqa: E402
 
 ROOT = os.environ.get("MOECAP_ROOT", os.path.abspath(os.path.join(os.path.dirname(__file__), "../..")))
 BUILD = os.path.join(ROOT, os.environ.get("BUILD", "build"))
@@ -36,16 +37,6 @@ MOECAP = os.path.join(BUILD, "bin", "moecap")
 PROG = os.path.join(BUILD, "tests", "shim_kill_prog")
 SHIM_PROG = os.path.join(BUILD, "tests", "shim_prog")
 THREADS = 3
-fails = 0
-
-
-def case(name, probs):
-    global fails
-    for p in probs[:20]:
-        print("# " + str(p))
-    print(("ok" if not probs else "not ok") + " - " + name)
-    sys.stdout.flush()
-    fails += bool(probs)
 
 
 def env_for(out, **extra):
@@ -131,7 +122,7 @@ def case_sigkill(tmp, kills):
             probs += ["kill %d after %.3f s (counts %r): %s" % (i, delay, counts, x) for x in pr]
     print("# %d kills (%.3f-%.3f s after start), %d calls counted by the program, %d lost, %d runs with problems"
           % (kills, min(delays), max(delays), total_counted, total_lost, lost_runs))
-    case("SIGKILL at %d random instants: every committed call in the trace, dump reads to the end" % kills, probs)
+    check_problems("SIGKILL at %d random instants: every committed call in the trace, dump reads to the end" % kills, probs)
 
 
 def case_flush0_kill(tmp):
@@ -151,7 +142,7 @@ def case_flush0_kill(tmp):
     if not all(counts):
         probs.append("the program made no calls in 1.3 s? counts %r" % counts)
     print("# MOECAP_FLUSH_MS=0, killed at 1.3 s: %d calls counted, %d recorded" % (sum(counts), recorded))
-    case("MOECAP_FLUSH_MS=0 and SIGKILL at 1.3 s leave a whole trace", probs)
+    check_problems("MOECAP_FLUSH_MS=0 and SIGKILL at 1.3 s leave a whole trace", probs)
 
 
 def case_full_disk(tmp):
@@ -187,7 +178,7 @@ def case_full_disk(tmp):
         if not 0 < n < THREADS * calls:
             probs.append("%d calls recorded" % n)
         print("# full disk at %d bytes: %d of %d calls recorded, file %d bytes" % (limit, n, THREADS * calls, size))
-    case("full disk (file size limit): program unaffected, trace whole up to the last record", probs)
+    check_problems("full disk (file size limit): program unaffected, trace whole up to the last record", probs)
 
 
 def case_relative_out(tmp):
@@ -205,10 +196,10 @@ def case_relative_out(tmp):
         probs.append("rc %d %s" % (p.returncode, p.stderr))
     if len(top) != 1 or sub:
         probs.append("traces in run dir %r, in the child's directory %r" % (top, sub))
-    case("relative MOECAP_OUT: a child in another directory writes to the same run directory", probs)
+    check_problems("relative MOECAP_OUT: a child in another directory writes to the same run directory", probs)
     if len(top) == 1:
         mode = os.stat(top[0]).st_mode & 0o777
-        case("trace files are private (0600)", [] if mode == 0o600 else ["mode %o" % mode])
+        check_problems("trace files are private (0600)", [] if mode == 0o600 else ["mode %o" % mode])
 
 
 def case_records_nothing(tmp):
@@ -218,8 +209,8 @@ def case_records_nothing(tmp):
     p = subprocess.run(["/bin/sh", "-c", "sleep 0.5; /bin/true"], env=env_for(out, MOECAP_SAMPLE_MS=20),
                        capture_output=True, text=True, timeout=60)
     left = os.listdir(out) if os.path.isdir(out) else []
-    case("a process that records nothing leaves no file (0.5 s, sampler at 20 ms)",
-         [] if p.returncode == 0 and not left else ["rc %d files %r" % (p.returncode, left)])
+    check_problems("a process that records nothing leaves no file (0.5 s, sampler at 20 ms)",
+                   [] if p.returncode == 0 and not left else ["rc %d files %r" % (p.returncode, left)])
 
 
 def case_tsc_times(tmp):
@@ -227,7 +218,7 @@ def case_tsc_times(tmp):
     reader as CLOCK_MONOTONIC ns: inside the window the test saw the process live in, for a
     clean exit and for a SIGKILL (converted with the clock pair the file holds then)."""
     if "constant_tsc" not in open("/proc/cpuinfo").read():
-        print("skip - TSC tick conversion (no invariant TSC on this machine)")
+        skip("TSC tick conversion", "no invariant TSC on this machine")
         return
     for how in ("exit", "kill"):
         out = os.path.join(tmp, "tsc-" + how)
@@ -265,12 +256,12 @@ def case_tsc_times(tmp):
             bad = [g for g in gemms if not t0 <= g["t_begin_ns"] <= g["t_end_ns"] <= t1]
             if not gemms or bad:
                 probs.append("%d of %d GEMMs outside [%d, %d]: %r" % (len(bad), len(gemms), t0, t1, bad[:1]))
-        case("TSC-stamped GEMM times convert into the process's lifetime (%s)" % how, probs)
+        check_problems("TSC-stamped GEMM times convert into the process's lifetime (%s)" % how, probs)
 
 
 def main():
     if not os.path.exists(SHIM) or not os.path.exists(PROG):
-        print("skip - capture faults (build first)")
+        skip("capture faults", "build first")
         return 0
     tmp = tempfile.mkdtemp(prefix="mc-faults-")
     case_sigkill(tmp, int(os.environ.get("KILLS", "30")))
@@ -280,7 +271,7 @@ def main():
     case_relative_out(tmp)
     case_records_nothing(tmp)
     subprocess.run(["rm", "-rf", tmp])
-    return 1 if fails else 0
+    return 1 if FAILS else 0
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from preload import preload_env  # noqa: E402
+from tap import FAILS, check_problems, skip  # noqa: E402
 
 ROOT = os.environ.get("MOECAP_ROOT", os.path.abspath(os.path.join(os.path.dirname(__file__), "../..")))
 BUILD = os.path.join(ROOT, os.environ.get("BUILD", "build"))
@@ -50,16 +51,6 @@ int main(void)
 }
 """ % (", ".join(map(str, PARENT_VALUES)), ", ".join(map(str, CHILD_VALUES)))
 
-fails = 0
-
-
-def case(name, probs):
-    global fails
-    for p in probs:
-        print("# " + str(p))
-    print(("ok" if not probs else "not ok") + " - " + name)
-    fails += bool(probs)
-
 
 def cc(args):
     p = subprocess.run(["cc"] + CFLAGS + args, capture_output=True, text=True)
@@ -69,7 +60,7 @@ def cc(args):
 
 def main():
     if not os.path.exists(SHIM):
-        print("skip - null family (%s not built)" % SHIM)
+        skip("null family", "%s not built" % SHIM)
         return 0
     tmp = tempfile.mkdtemp(prefix="mc-null-")
     with open(os.path.join(tmp, "dummy.c"), "w") as f:
@@ -91,8 +82,8 @@ def main():
     env["MOECAP_OUT"] = out
     p = subprocess.run([os.path.join(tmp, "prog")], env=env, capture_output=True, text=True, timeout=60)
     want_sum = sum(3 * v + 1 for v in PARENT_VALUES)
-    case("program runs unchanged under the interposer",
-         [] if p.returncode == 0 and p.stdout == "sum %d\n" % want_sum else ["rc %d out %r err %r" % (p.returncode, p.stdout, p.stderr[-500:])])
+    check_problems("program runs unchanged under the interposer",
+                   [] if p.returncode == 0 and p.stdout == "sum %d\n" % want_sum else ["rc %d out %r err %r" % (p.returncode, p.stdout, p.stderr[-500:])])
 
     by_pid = {}
     for path in sorted(glob.glob(os.path.join(out, "*.mct"))):
@@ -100,13 +91,13 @@ def main():
         recs = [json.loads(line) for line in d.stdout.splitlines() if line.strip()]
         proc = [r for r in recs if r["type"] == "process"]
         if d.returncode or not proc:
-            case("dump " + os.path.basename(path), ["rc %d %s" % (d.returncode, d.stderr)])
+            check_problems("dump " + os.path.basename(path), ["rc %d %s" % (d.returncode, d.stderr)])
             continue
         by_pid[proc[0]["pid"]] = (proc[0], recs)
     parents = [v for v in by_pid.values() if v[0]["ppid"] not in by_pid]
     children = [v for v in by_pid.values() if v[0]["ppid"] in by_pid]
-    case("one trace per process (parent and forked child)",
-         [] if len(parents) == 1 and len(children) == 1 else ["traces: %r" % sorted(by_pid)])
+    check_problems("one trace per process (parent and forked child)",
+                   [] if len(parents) == 1 and len(children) == 1 else ["traces: %r" % sorted(by_pid)])
     if len(parents) != 1 or len(children) != 1:
         return 1
     for who, (proc, recs), values in (("parent", parents[0], PARENT_VALUES), ("child", children[0], CHILD_VALUES)):
@@ -121,11 +112,11 @@ def main():
             probs.append("tids %r, process %d" % ({r["tid"] for r in calls}, proc["pid"]))
         if any(r["t_end_ns"] < r["t_begin_ns"] for r in calls):
             probs.append("a call ends before it begins")
-        case("%s: one API record per call with its argument and result" % who, probs)
+        check_problems("%s: one API record per call with its argument and result" % who, probs)
         ctr = [r["value"] for r in recs if r["type"] == "counter" and r.get("name_str_text") == "null.calls"]
-        case("%s: flush hook wrote the call count (fork hook reset it in the child)" % who,
-             [] if ctr and ctr[-1] == len(values) else ["null.calls counters %r, want last %d" % (ctr, len(values))])
-    return 1 if fails else 0
+        check_problems("%s: flush hook wrote the call count (fork hook reset it in the child)" % who,
+                       [] if ctr and ctr[-1] == len(values) else ["null.calls counters %r, want last %d" % (ctr, len(values))])
+    return 1 if FAILS else 0
 
 
 if __name__ == "__main__":
