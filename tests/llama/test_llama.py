@@ -26,6 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, os.path.join(HERE, "..", "engine"))
 from preload import preload_env  # noqa: E402
+from tap import check, finish, skip  # noqa: E402
 
 BUILD = os.environ.get("BUILD", "build")
 TRUTH = os.path.join(BUILD, "tests", "llama_truth")
@@ -33,18 +34,6 @@ MOEREF = os.path.join(BUILD, "bin", "moe-ref")
 MOECAP = os.path.join(BUILD, "bin", "moecap")
 SHIM = os.path.abspath(os.path.join(BUILD, "lib", "libmoecap.so"))
 HW = "tests/report/hw-test.json"
-failures = 0
-
-
-def ok(cond, name, detail=""):
-    global failures
-    if cond:
-        print(f"ok - {name}")
-    else:
-        failures += 1
-        if detail:
-            print("# " + str(detail).replace("\n", "\n# "))
-        print(f"not ok - {name}")
 
 
 def run(cmd, env=None, check=True):
@@ -144,9 +133,9 @@ def check_quantized(models):
         err = np.abs(v - ref)
         bound = step * 1.002 + np.abs(ref) * 2.0 ** -10 + 1e-12
         worst = float(np.max(err - bound))
-        ok(v.shape == ref.shape and worst <= 0 and (ty == "f16" or float(np.max(err)) > 0),
-           f"{ty}: blk.0.ffn_up_exps decodes to the F32 experts within the format's rounding",
-           f"shape {v.shape} vs {ref.shape}, worst excess {worst}")
+        check(v.shape == ref.shape and worst <= 0 and (ty == "f16" or float(np.max(err)) > 0),
+              f"{ty}: blk.0.ffn_up_exps decodes to the F32 experts within the format's rounding",
+              f"shape {v.shape} vs {ref.shape}, worst excess {worst}")
 
 
 # ---------- runs ----------
@@ -248,19 +237,19 @@ def case(tmp, name, model_dir, gguf, prompts, gen, ubatch=512, mixed=False):
     env = preload_env(SHIM)
     env["MOECAP_OUT"] = os.path.join(d, "run")
     shimmed = run(args + ["--truth", os.path.join(d, "t1.jsonl")], env=env)
-    ok(plain.stdout == shimmed.stdout and open(os.path.join(d, "t0.jsonl")).read() == open(os.path.join(d, "t1.jsonl")).read(),
-       f"{name}: program output and its own routing unchanged under the shim",
-       f"plain:\n{plain.stdout}\nshim:\n{shimmed.stdout}")
+    check(plain.stdout == shimmed.stdout and open(os.path.join(d, "t0.jsonl")).read() == open(os.path.join(d, "t1.jsonl")).read(),
+          f"{name}: program output and its own routing unchanged under the shim",
+          f"plain:\n{plain.stdout}\nshim:\n{shimmed.stdout}")
     rep = run([MOECAP, "report", os.path.join(d, "run"), "--model", gguf, "--hw", HW, "--out", os.path.join(d, "rep"),
                "--format", "json", "--quiet"])
     report = json.load(open(os.path.join(d, "rep", "report.json")))
     truth = truth_steps(os.path.join(d, "t1.jsonl"))
     steps = report["steps"]
     lc = report["run"].get("llama_cpp", {})
-    ok(len(steps) == len(truth) and lc.get("decode_calls") == len(truth)
-       and lc.get("graph_computes") == sum(len(t["ubatches"]) for t in truth),
-       f"{name}: one report step per llama_decode ({len(truth)}), graph computes = the truth's ubatches",
-       f"report {len(steps)} steps, run.llama_cpp {lc}")
+    check(len(steps) == len(truth) and lc.get("decode_calls") == len(truth)
+          and lc.get("graph_computes") == sum(len(t["ubatches"]) for t in truth),
+          f"{name}: one report step per llama_decode ({len(truth)}), graph computes = the truth's ubatches",
+          f"report {len(steps)} steps, run.llama_cpp {lc}")
     bad = []
     for i, (s, t) in enumerate(zip(steps, truth)):
         if (s["tokens"], s["sequences"]) != (t["tokens"], t["sequences"]):
@@ -271,7 +260,7 @@ def case(tmp, name, model_dir, gguf, prompts, gen, ubatch=512, mixed=False):
             w = want[layer]
             if got["experts"] != sorted(w) or got["tokens_per_expert"] != [w[e] for e in sorted(w)]:
                 bad.append(f"step {i} layer {layer}: report {got['experts']} {got['tokens_per_expert']}, truth {dict(sorted(w.items()))}")
-    ok(not bad, f"{name}: experts and tokens per expert per layer per step equal the truth", "\n".join(bad[:10]))
+    check(not bad, f"{name}: experts and tokens per expert per layer per step equal the truth", "\n".join(bad[:10]))
     # bytes from the GGUF table
     tensors = gguf_tensors(gguf)
     sched = schedule([len(p) for p in prompts], gen, mixed)
@@ -280,7 +269,8 @@ def case(tmp, name, model_dir, gguf, prompts, gen, ubatch=512, mixed=False):
         pre = any(n > 1 or c == n for _, n, c in st)
         dec = any(n == 1 and c > 1 for _, n, c in st)
         kinds_want.append("mixed" if pre and dec else "prefill" if pre else "decode")
-    ok([s["kind"] for s in steps] == kinds_want, f"{name}: step kinds", f"{[s['kind'] for s in steps]} vs {kinds_want}")
+    check([s["kind"] for s in steps] == kinds_want, f"{name}: step kinds",
+          f"{[s['kind'] for s in steps]} vs {kinds_want}")
     bad = []
     hd = cfg["hidden_size"] // cfg["num_attention_heads"]
     for i, (s, t, sc) in enumerate(zip(steps, truth, sched)):
@@ -288,7 +278,7 @@ def case(tmp, name, model_dir, gguf, prompts, gen, ubatch=512, mixed=False):
         got = {k: s["bytes"][k] for k in want}
         if got != want:
             bad.append(f"step {i}: report {got}\n  hand   {want}")
-    ok(not bad, f"{name}: bytes per step equal the hand computation from the GGUF tensor table", "\n".join(bad[:6]))
+    check(not bad, f"{name}: bytes per step equal the hand computation from the GGUF tensor table", "\n".join(bad[:6]))
     return report
 
 
@@ -331,9 +321,10 @@ def agreement(tmp, name, model_dir, gguf, prompts, gen):
     print(f"# {name}: activated experts agree in {agree}/{compared} (step, layer) pairs = {100 * rate:.1f} %; "
           f"{subset_only} prefill last layers compared on output rows only; greedy tokens "
           f"{'identical' if lt.stdout == ref.stdout else 'differ'}")
-    ok(compared > 0 and not diffs, f"{name}: moe-ref and llama.cpp choose the same experts (F32, same tokens)",
-       "\n".join(diffs[:10]))
-    ok(lt.stdout == ref.stdout, f"{name}: llama.cpp's own greedy tokens equal moe-ref's", f"{lt.stdout}\nvs\n{ref.stdout}")
+    check(compared > 0 and not diffs, f"{name}: moe-ref and llama.cpp choose the same experts (F32, same tokens)",
+          "\n".join(diffs[:10]))
+    check(lt.stdout == ref.stdout, f"{name}: llama.cpp's own greedy tokens equal moe-ref's",
+          f"{lt.stdout}\nvs\n{ref.stdout}")
 
 
 def unknown_version(tmp, gguf):
@@ -349,13 +340,13 @@ def unknown_version(tmp, gguf):
     env["MOECAP_GGML_ACCEPT"] = "0.0.0"
     p = run(args, env=env)
     lines = [x for x in p.stderr.splitlines() if "moecap" in x]
-    ok(p.stdout == plain.stdout, "unknown ggml version: program output unchanged")
-    ok(len(lines) == 1 and "llama.cpp adapter off" in lines[0], "unknown ggml version: exactly one stderr line",
-       p.stderr)
+    check(p.stdout == plain.stdout, "unknown ggml version: program output unchanged")
+    check(len(lines) == 1 and "llama.cpp adapter off" in lines[0], "unknown ggml version: exactly one stderr line",
+          p.stderr)
     recs = ""
     for fn in os.listdir(os.path.join(d, "run")) if os.path.isdir(os.path.join(d, "run")) else []:
         recs += run([MOECAP, "dump", "--summary", os.path.join(d, "run", fn)]).stdout
-    ok("llama_batch" not in recs and "ggml_" not in recs, "unknown ggml version: no adapter records", recs)
+    check("llama_batch" not in recs and "ggml_" not in recs, "unknown ggml version: no adapter records", recs)
 
 
 def bench_driver(tmp, gguf, k):
@@ -367,7 +358,7 @@ def bench_driver(tmp, gguf, k):
     import urllib.request
     node = subprocess.run(["sh", "-c", "command -v node"], capture_output=True, text=True).stdout.strip()
     if not node:
-        print("skip - bench against the node driver (node not found)")
+        skip("bench against the node driver", "node not found")
         return
     d = os.path.join(tmp, "bench")
     os.makedirs(d)
@@ -392,10 +383,11 @@ def bench_driver(tmp, gguf, k):
         srv.send_signal(signal.SIGTERM)
         srv.wait(timeout=30)
         log.close()
-    ok(b.returncode == 0, "bench: moecap bench against the node-llama-cpp driver", b.stderr + open(os.path.join(tmp, "serve.log")).read())
+    check(b.returncode == 0, "bench: moecap bench against the node-llama-cpp driver",
+          b.stderr + open(os.path.join(tmp, "serve.log")).read())
     reqs = [json.loads(x) for x in open(os.path.join(d, "requests.jsonl"))]
     rep = run([MOECAP, "report", d, "--model", gguf, "--hw", HW, "--out", os.path.join(d, "rep"), "--format", "json", "--quiet"], check=False)
-    ok(rep.returncode == 0, "bench: moecap report of the node run", rep.stderr)
+    check(rep.returncode == 0, "bench: moecap report of the node run", rep.stderr)
     if rep.returncode:
         return
     r = json.load(open(os.path.join(d, "rep", "report.json")))
@@ -403,12 +395,12 @@ def bench_driver(tmp, gguf, k):
     # every prompt token and every generated token but each request's last is evaluated once
     want = sum(q["prompt_tokens"] + q["output_tokens"] - 1 for q in reqs)
     got = sum(s["tokens"] for s in steps)
-    ok(len(reqs) == 4 and got == want, "bench: tokens over the report's steps = prompt + fed-back tokens of the requests",
-       f"steps {got}, requests {want}: {reqs}")
+    check(len(reqs) == 4 and got == want, "bench: tokens over the report's steps = prompt + fed-back tokens of the requests",
+          f"steps {got}, requests {want}: {reqs}")
     bad = [i for i, s in enumerate(steps) if sum(s["layers"][0]["tokens_per_expert"]) != s["tokens"] * k]
-    ok(not bad, "bench: layer 0 routes every token of every step (k slots each)", bad)
-    ok(isinstance(r.get("client"), dict) and r["client"].get("summary", {}).get("completed") == 4,
-       "bench: the client's request log is joined in the report", json.dumps(r.get("client"))[:500])
+    check(not bad, "bench: layer 0 routes every token of every step (k slots each)", bad)
+    check(isinstance(r.get("client"), dict) and r["client"].get("summary", {}).get("completed") == 4,
+          "bench: the client's request log is joined in the report", json.dumps(r.get("client"))[:500])
     tids = {s["tid"] for s in steps}
     print(f"# bench: {len(steps)} steps on {len(tids)} thread(s), kinds {sorted({s['kind'] for s in steps})}")
 
@@ -418,34 +410,38 @@ def bad_inputs(tmp, models):
     md = os.path.join(tmp, "ds")
     run([MOEREF, "gen", "--arch", "deepseek_v2", "--out", md])
     p = run([MOEREF, "gguf", "--model", md, "--out", os.path.join(tmp, "ds.gguf")], check=False)
-    ok(p.returncode == 2 and "mixtral and qwen2_moe" in p.stderr, "moe-ref gguf: deepseek_v2 refused (exit 2)", p.stderr)
+    check(p.returncode == 2 and "mixtral and qwen2_moe" in p.stderr, "moe-ref gguf: deepseek_v2 refused (exit 2)",
+          p.stderr)
     odd = os.path.join(tmp, "odd")
     run([MOEREF, "gen", "--arch", "mixtral", "--out", odd, "--hidden", "48", "--heads", "4", "--kv-heads", "2"])
     p = run([MOEREF, "gguf", "--model", odd, "--out", os.path.join(tmp, "odd.gguf"), "--type", "q8_0"], check=False)
-    ok(p.returncode == 2 and "multiple of 32" in p.stderr, "moe-ref gguf: q8_0 rows of 48 refused (exit 2)", p.stderr)
+    check(p.returncode == 2 and "multiple of 32" in p.stderr, "moe-ref gguf: q8_0 rows of 48 refused (exit 2)",
+          p.stderr)
     p = run([MOEREF, "gguf", "--model", odd, "--out", os.path.join(tmp, "odd.gguf"), "--type", "q5_k"], check=False)
-    ok(p.returncode == 2 and "unknown --type" in p.stderr, "moe-ref gguf: unknown --type (exit 2)", p.stderr)
+    check(p.returncode == 2 and "unknown --type" in p.stderr, "moe-ref gguf: unknown --type (exit 2)", p.stderr)
     # moecap report: a truncated GGUF and an architecture it does not know
     run_dir = os.path.join(tmp, "mixtral-f32-b1", "run")
     blob = open(models["mixtral", "f32"][1], "rb").read()
     cut = os.path.join(tmp, "cut.gguf")
     open(cut, "wb").write(blob[:2000])
     p = run([MOECAP, "report", run_dir, "--model", cut, "--hw", HW, "--out", os.path.join(tmp, "r-cut")], check=False)
-    ok(p.returncode == 2 and "truncated or malformed" in p.stderr, "report: truncated GGUF --model (exit 2)", p.stderr)
+    check(p.returncode == 2 and "truncated or malformed" in p.stderr, "report: truncated GGUF --model (exit 2)",
+          p.stderr)
     arch = os.path.join(tmp, "arch.gguf")
     open(arch, "wb").write(blob.replace(b"\x05\x00\x00\x00\x00\x00\x00\x00llama", b"\x05\x00\x00\x00\x00\x00\x00\x00llamb", 1))
     p = run([MOECAP, "report", run_dir, "--model", arch, "--hw", HW, "--out", os.path.join(tmp, "r-arch")], check=False)
-    ok(p.returncode == 2 and "not supported" in p.stderr, "report: GGUF of an unsupported architecture (exit 2)", p.stderr)
+    check(p.returncode == 2 and "not supported" in p.stderr, "report: GGUF of an unsupported architecture (exit 2)",
+          p.stderr)
 
 
 def main():
     for f in (MOEREF, MOECAP, SHIM):
         if not os.path.exists(f):
-            print(f"skip - llama.cpp tests ({f} not built)")
+            skip("llama.cpp tests", f"{f} not built")
             return 0
     if not os.path.exists(TRUTH):
-        print("skip - llama.cpp tests (the npm prebuilt libllama is not installed: scripts/install-llama.sh needs npm, "
-              "node 20 and the npm registry)")
+        skip("llama.cpp tests", "the npm prebuilt libllama is not installed: scripts/install-llama.sh needs npm, "
+             "node 20 and the npm registry")
         return 0
     tmp = tempfile.mkdtemp(prefix="moecap-llama-")
     models = {}
@@ -473,11 +469,7 @@ def main():
     unknown_version(tmp, models["mixtral", "f32"][1])
     bad_inputs(tmp, models)
     bench_driver(tmp, models["qwen2_moe", "f32"][1], 2)
-    if not failures:
-        subprocess.run(["rm", "-rf", tmp])
-    else:
-        print(f"# kept {tmp}")
-    return 1 if failures else 0
+    return finish(tmp)
 
 
 if __name__ == "__main__":

@@ -31,23 +31,12 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 from preload import preload_env  # noqa: E402
+from tap import check, finish, skip  # noqa: E402
 BUILD = os.environ.get("BUILD", "build")
 if not os.path.isabs(BUILD):
     BUILD = os.path.join(ROOT, BUILD)
 MC, REF = os.path.join(BUILD, "bin", "moecap"), os.path.join(BUILD, "bin", "moe-ref")
 HW = os.path.join(ROOT, "tests", "report", "hw-test.json")
-fails = 0
-
-
-def check(name, cond, detail=""):
-    global fails
-    print(("ok - " if cond else "not ok - ") + name)
-    if not cond:
-        fails += 1
-        if detail != "":
-            print("# " + str(detail)[:1500].replace("\n", "\n# "))
-    sys.stdout.flush()
-    return cond
 
 
 def near(a, b, rel=1e-9):
@@ -80,7 +69,7 @@ for _ in range(300):
     if os.path.exists(portf) or rec.poll() is not None:
         break
     time.sleep(0.05)
-if not check("server starts under moecap record", os.path.exists(portf)):
+if not check(os.path.exists(portf), "server starts under moecap record"):
     rec.kill()
     sys.exit(1)
 time.sleep(0.05)
@@ -94,24 +83,24 @@ with open(ds, "w") as f:
 b = subprocess.run([MC, "bench", "--url", "http://127.0.0.1:%d/v1" % port, "--dataset", ds, "-n", str(N), "--concurrency",
                     "3", "--max-tokens", "6", "--timeout", "60", "--quiet", "--out", run], capture_output=True, text=True,
                    timeout=120)
-check("bench runs against the recorded server", b.returncode == 0, b.stderr)
+check(b.returncode == 0, "bench runs against the recorded server", b.stderr)
 rec.send_signal(signal.SIGTERM)
 try:
     _, err = rec.communicate(timeout=60)
 except subprocess.TimeoutExpired:
     rec.kill()
     _, err = rec.communicate()
-check("SIGTERM to moecap record drains the server: exit 0 and a summary line",
-      rec.returncode == 0 and "moe-ref exited with status 0" in err and "0 dropped" in err, (rec.returncode, err))
+check(rec.returncode == 0 and "moe-ref exited with status 0" in err and "0 dropped" in err,
+      "SIGTERM to moecap record drains the server: exit 0 and a summary line", (rec.returncode, err))
 
 r = subprocess.run([MC, "report", run, "--model", model, "--hw", HW, "--format", "json,perfetto", "--quiet"], env=plain_env(),
                    capture_output=True, text=True)
-if not check("moecap report --format json,perfetto", r.returncode == 0, r.stderr):
+if not check(r.returncode == 0, "moecap report --format json,perfetto", r.stderr):
     sys.exit(1)
 rep = json.load(open(os.path.join(run, "report.json")))
 pf = json.load(open(os.path.join(run, "report.perfetto.json")))
 steps = rep["steps"]
-check("report has prefill and decode steps", {"prefill", "decode"} <= {s["kind"] for s in steps})
+check({"prefill", "decode"} <= {s["kind"] for s in steps}, "report has prefill and decode steps")
 
 # --- schema
 ev = pf.get("traceEvents")
@@ -129,8 +118,8 @@ for e in ev if isinstance(ev, list) else []:
         ok = ok and e["name"] in ("process_name", "thread_name") and isinstance(e.get("args", {}).get("name"), str)
     if not ok:
         bad.append(e)
-check("traceEvents: every event has the fields of its phase", isinstance(ev, list) and ev and not bad, bad[:3])
-check("displayTimeUnit and otherData present", pf.get("displayTimeUnit") == "ns" and isinstance(pf.get("otherData"), dict))
+check(isinstance(ev, list) and ev and not bad, "traceEvents: every event has the fields of its phase", bad[:3])
+check(pf.get("displayTimeUnit") == "ns" and isinstance(pf.get("otherData"), dict), "displayTimeUnit and otherData present")
 
 def crossings(events):
     """X events of one track that overlap without nesting (Perfetto does not draw those)"""
@@ -152,10 +141,10 @@ def crossings(events):
 
 
 crossing = crossings(ev)
-check("X events of every track nest properly", not crossing, crossing[:3])
+check(not crossing, "X events of every track nest properly", crossing[:3])
 
 names = {(e["pid"], e.get("tid")) for e in ev if e["ph"] == "M" and e["name"] == "process_name"}
-check("every profiled process is named", all((s["pid"], 0) in names for s in steps), names)
+check(all((s["pid"], 0) in names for s in steps), "every profiled process is named", names)
 
 # --- steps, rebuilt from the timeline
 X = [e for e in ev if e["ph"] == "X"]
@@ -189,45 +178,48 @@ for s in steps:
         mism.append(("layers", s["step"], [x["name"] for x in layers], s["layers"]))
     if len(gemms) != s["gemm_calls"]:
         mism.append(("gemm events", s["step"], len(gemms), s["gemm_calls"]))
-check("per step: duration, tokens, S-MBU, activated experts per layer, layers, GEMMs = report.json (%d steps)"
-      % len(steps), not mism, mism[:4])
-check("one step event per report step", len(step_ev) == len(steps), (len(step_ev), len(steps)))
+check(not mism,
+      "per step: duration, tokens, S-MBU, activated experts per layer, layers, GEMMs = report.json (%d steps)"
+      % len(steps), mism[:4])
+check(len(step_ev) == len(steps), "one step event per report step", (len(step_ev), len(steps)))
 
 # --- client requests
 reqs = [json.loads(l) for l in open(os.path.join(run, "requests.jsonl")) if l.strip()]
 rq = [e for e in X if e.get("cat") == "request" and e["name"].startswith("request ")]
-check("one request event per logged request, duration = e2el_ms", len(rq) == len(reqs) == N and
-      all(abs(ns(e["dur"]) - e["args"]["e2el_ms"] * 1e6) <= 1 for e in rq), (len(rq), len(reqs)))
+check(len(rq) == len(reqs) == N and all(abs(ns(e["dur"]) - e["args"]["e2el_ms"] * 1e6) <= 1 for e in rq),
+      "one request event per logged request, duration = e2el_ms", (len(rq), len(reqs)))
 lanes = {}
 for e in rq:
     lanes.setdefault(e["tid"], []).append((ns(e["ts"]), ns(e["ts"]) + ns(e["dur"])))
 overlap = [t for t, xs in lanes.items() if any(a[1] > b[0] for a, b in zip(sorted(xs), sorted(xs)[1:]))]
-check("requests on %d lane(s), none overlapping within a lane" % len(lanes), not overlap and len(lanes) >= 2, lanes)
+check(not overlap and len(lanes) >= 2, "requests on %d lane(s), none overlapping within a lane" % len(lanes), lanes)
 first_send = min([ns(e["ts"]) for e in rq] or [0])
 last_end = max([ns(e["ts"]) + ns(e["dur"]) for e in rq] or [0])
-check("requests placed on the server's clock: every step between the first send and the last reply",
-      all(first_send <= s["t_begin_ns"] and s["t_end_ns"] <= last_end for s in steps),
+check(all(first_send <= s["t_begin_ns"] and s["t_end_ns"] <= last_end for s in steps),
+      "requests placed on the server's clock: every step between the first send and the last reply",
       (first_send, last_end, steps[0]["t_begin_ns"], steps[-1]["t_end_ns"]))
-check("a sampled counter of the shim (RSS) drawn", any(e["ph"] == "C" and e["name"] == "proc.rss" for e in ev))
+check(any(e["ph"] == "C" and e["name"] == "proc.rss" for e in ev), "a sampled counter of the shim (RSS) drawn")
 
 # --- bounded size
 small = os.path.join(tmp, "small")
 r = subprocess.run([MC, "report", run, "--model", model, "--hw", HW, "--format", "json,perfetto", "--quiet",
                     "--perfetto-max", "100", "--out", small], env=plain_env(), capture_output=True, text=True)
-if check("report with --perfetto-max 100", r.returncode == 0, r.stderr):
+if check(r.returncode == 0, "report with --perfetto-max 100", r.stderr):
     sp = json.load(open(os.path.join(small, "report.perfetto.json")))
     sev = sp["traceEvents"]
     g = [e for e in sev if e.get("cat") == "gemm"]
     total_gemms = sum(s["gemm_calls"] for s in steps)
     agg = " ".join(sp["otherData"].get("aggregated", []))
-    check("only 100 GEMM events drawn, otherData says %d were aggregated" % (total_gemms - 100),
-          len(g) == 100 and ("%d gemm event" % (total_gemms - 100)) in agg, (len(g), agg))
+    check(len(g) == 100 and ("%d gemm event" % (total_gemms - 100)) in agg,
+          "only 100 GEMM events drawn, otherData says %d were aggregated" % (total_gemms - 100), (len(g), agg))
     lay = [e for e in sev if e.get("cat") == "layer"]
-    check("layer events still count every GEMM of their layer (+ one lm_head per step)",
-          sum(e["args"]["gemms"] for e in lay) + len(steps) == total_gemms, (sum(e["args"]["gemms"] for e in lay), total_gemms))
-    check("every step still drawn", sum(1 for e in sev if e.get("cat") == "step") == len(steps))
-    check("smaller file", os.path.getsize(os.path.join(small, "report.perfetto.json")) <
-          os.path.getsize(os.path.join(run, "report.perfetto.json")))
+    check(sum(e["args"]["gemms"] for e in lay) + len(steps) == total_gemms,
+          "layer events still count every GEMM of their layer (+ one lm_head per step)",
+          (sum(e["args"]["gemms"] for e in lay), total_gemms))
+    check(sum(1 for e in sev if e.get("cat") == "step") == len(steps), "every step still drawn")
+    check(os.path.getsize(os.path.join(small, "report.perfetto.json")) <
+          os.path.getsize(os.path.join(run, "report.perfetto.json")),
+          "smaller file")
 
 # --- cap_metrics.json (MoE-CAP's result shape)
 cm = json.load(open(os.path.join(run, "cap_metrics.json")))
@@ -252,7 +244,7 @@ want = {
 }
 diff = {k: (cm.get(k), v) for k, v in want.items()
         if not (cm.get(k) == v or (isinstance(v, float) and near(cm.get(k), v, 1e-6)))}
-check("cap_metrics fields = the report values they view (and MoE-CAP's formulas on its steps)", not diff, diff)
+check(not diff, "cap_metrics fields = the report values they view (and MoE-CAP's formulas on its steps)", diff)
 
 # --- GPU kernels: moe-ref on the CPU emulation of CUDA, recorded with --report
 EMU_DIR = os.path.join(BUILD, "tests", "cuda", "emu")
@@ -260,7 +252,7 @@ EMU_LIB = os.path.join(EMU_DIR, "libmoeref-cuda-emu.so")
 needed = [EMU_LIB, os.path.join(EMU_DIR, "libcupti.so.13"), os.path.join(EMU_DIR, "libcuda.so.1"),
           os.path.join(BUILD, "lib", "libmoecap-cupti.so")]
 if not all(os.path.exists(x) for x in needed):
-    print("skip - GPU kernel tracks (the CUDA emulation is not built)")
+    skip("GPU kernel tracks", "the CUDA emulation is not built")
 else:
     gdir, stats = os.path.join(tmp, "gpu"), os.path.join(tmp, "emu.stats")
     e = env()
@@ -269,8 +261,8 @@ else:
                         "--quiet", "--", REF, "run", "--device", "cuda", "--moe", "loop", "--dtype", "f32", "--model",
                         model, "--batch", "2", "--prompt-len", "6", "--gen", "3"], env=e, capture_output=True, text=True,
                        timeout=300)
-    if check("moecap record --report of the emulated CUDA engine", p.returncode == 0 and
-             os.path.exists(os.path.join(gdir, "report.perfetto.json")), p.stderr[-1500:]):
+    if check(p.returncode == 0 and os.path.exists(os.path.join(gdir, "report.perfetto.json")),
+             "moecap record --report of the emulated CUDA engine", p.stderr[-1500:]):
         emu_kernels = dict(l.split() for l in open(stats) if l.strip()).get("kernels")
         recs = []
         for f in os.listdir(gdir):
@@ -286,12 +278,12 @@ else:
                    ns(x["ts"]) == kr[x["args"]["correlation_id"]]["start_ns"] and
                    ns(x["ts"]) + ns(x["dur"]) == kr[x["args"]["correlation_id"]]["end_ns"] and
                    x["name"] == kr[x["args"]["correlation_id"]].get("name_str_text") for x in ke)
-        check("one kernel event per CUPTI kernel record (%s run by the emulator), same interval and name" % emu_kernels,
-              len(ke) == len(kr) == int(emu_kernels or -1) and same, (len(ke), len(kr), emu_kernels))
+        check(len(ke) == len(kr) == int(emu_kernels or -1) and same,
+              "one kernel event per CUPTI kernel record (%s run by the emulator), same interval and name" % emu_kernels,
+              (len(ke), len(kr), emu_kernels))
         gc = crossings(gp["traceEvents"])
-        check("GPU run: X events of every track nest properly (steps, layers, GEMM launches)", not gc, gc[:3])
-        check("kernels on named GPU stream tracks of their own",
-              ke and all((x["pid"], x["tid"]) in named and x["tid"] >= 1 << 30 for x in ke), named)
+        check(not gc, "GPU run: X events of every track nest properly (steps, layers, GEMM launches)", gc[:3])
+        check(ke and all((x["pid"], x["tid"]) in named and x["tid"] >= 1 << 30 for x in ke),
+              "kernels on named GPU stream tracks of their own", named)
 
-print("# kept", tmp) if fails else subprocess.run(["rm", "-rf", tmp])
-sys.exit(1 if fails else 0)
+sys.exit(finish(tmp))
