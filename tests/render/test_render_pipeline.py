@@ -8,6 +8,7 @@ import json, os, re, subprocess, sys, tempfile
 import xml.etree.ElementTree as ET
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from preload import preload_env  # noqa: E402
+from tap import FAILS, check_problems, skip  # noqa: E402
 
 root = os.environ.get("MOECAP_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
 build = os.path.join(root, os.environ.get("BUILD", "build"))
@@ -15,12 +16,12 @@ moeref, moecap, shim = (os.path.join(build, "bin", "moe-ref"), os.path.join(buil
                         os.path.join(build, "lib", "libmoecap.so"))
 ns = {"__file__": os.path.join(root, "tests", "render", "test_render.py")}
 src = open(ns["__file__"]).read()
-exec(src[:src.index("fx = json.load")], ns)  # reuse structure() / svgs() / case()
-case, structure, svgs = ns["case"], ns["structure"], ns["svgs"]
+exec(src[:src.index("fx = json.load")], ns)  # reuse structure() / svgs()
+structure, svgs = ns["structure"], ns["svgs"]
 
 for f in (moeref, moecap, shim):
     if not os.path.exists(f):
-        print("skip - render pipeline (%s not built)" % f); sys.exit(0)
+        skip("render pipeline", "%s not built" % f); sys.exit(0)
 d = tempfile.mkdtemp(prefix="mc-render-pipe-")
 env = preload_env(shim)
 env["MOECAP_OUT"] = os.path.join(d, "run")
@@ -32,23 +33,23 @@ steps = [
      "--out", os.path.join(d, "rep"), "--format", "json,md,html"],
 ]
 r = subprocess.run(steps[0], capture_output=True, text=True)
-if r.returncode: print("skip - render pipeline (moe-ref gen failed: %s)" % r.stderr.strip()[-200:]); sys.exit(0)
+if r.returncode: skip("render pipeline", "moe-ref gen failed: %s" % r.stderr.strip()[-200:]); sys.exit(0)
 r = subprocess.run([moeref, "run", "--model", os.path.join(d, "model"), "--batch", "2", "--prompt-len", "6", "--gen", "8"],
                    capture_output=True, text=True, env=env)
-if r.returncode: print("skip - render pipeline (moe-ref run under the shim failed: %s)" % r.stderr.strip()[-200:]); sys.exit(0)
+if r.returncode: skip("render pipeline", "moe-ref run under the shim failed: %s" % r.stderr.strip()[-200:]); sys.exit(0)
 r = subprocess.run(steps[2], capture_output=True, text=True)
-if r.returncode: print("skip - render pipeline (moecap report failed: %s)" % r.stderr.strip()[-200:]); sys.exit(0)
+if r.returncode: skip("render pipeline", "moecap report failed: %s" % r.stderr.strip()[-200:]); sys.exit(0)
 
 rep = json.load(open(os.path.join(d, "rep", "report.json")))
 html = open(os.path.join(d, "rep", "report.html"), encoding="utf-8").read()
 md = open(os.path.join(d, "rep", "report.md"), encoding="utf-8").read()
 c, probs = structure(html)
-case("real report.html well-formed, self-contained", probs)
+check_problems("real report.html well-formed, self-contained", probs)
 try:
     sv = svgs(html)
-    case("real report svgs parse", [] if len(sv) >= 4 else ["%d svgs" % len(sv)])
+    check_problems("real report svgs parse", [] if len(sv) >= 4 else ["%d svgs" % len(sv)])
 except ET.ParseError as e:
-    sv = []; case("real report svgs parse", [str(e)])
+    sv = []; check_problems("real report svgs parse", [str(e)])
 
 SVG = "{http://www.w3.org/2000/svg}"
 heat = [s for s in sv if "heatmap" in (s.get("class") or "")]
@@ -62,7 +63,7 @@ else:
     vals = sorted(int(re.search(r": (\d+)$", x.find(SVG + "title").text).group(1)) for x in cells)
     want = sorted(v for row in rep["expert_load"]["tokens"] for v in row)
     if vals != want: probs.append("cell values differ from report.json expert_load.tokens")
-case("heatmap: MoE layers x experts of the generated model, values from report.json", probs)
+check_problems("heatmap: MoE layers x experts of the generated model, values from report.json", probs)
 
 def pct(v): return "%.2f %%" % (v * 100) if v * 100 >= 0.01 else "%.2g %%" % (v * 100)
 text = " ".join(" ".join(c.text).split())
@@ -79,5 +80,5 @@ else:
     solid = [p for p in tl[0].iter(SVG + "polyline") if not p.get("stroke-dasharray")]
     pts = sum(len(p.get("points").split()) for p in solid)
     if pts != n_steps: probs.append("timeline has %d points for %d steps" % (pts, n_steps))
-case("headline figures and per-step timeline match report.json", probs)
-sys.exit(1 if ns["fails"] else 0)
+check_problems("headline figures and per-step timeline match report.json", probs)
+sys.exit(1 if FAILS else 0)

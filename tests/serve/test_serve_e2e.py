@@ -22,27 +22,21 @@ the bench's request log, never from the report:
     the ~15 us the engine spends outside the GEMM span (embedding, sampling) is ~7 %
     (docs/attribution.md section 6).
 """
-import json, os, shutil, signal, subprocess, sys, tempfile, time
+import json, os, signal, subprocess, sys, tempfile, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from preload import preload_env  # noqa: E402
+from tap import FAILS, check as tap_check, finish, skip  # noqa: E402
 
 ROOT = os.environ.get("MOECAP_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("BUILD", "build")
 B = lambda *p: os.path.join(ROOT, BUILD, *p)
-FAILS = []
 TMPDIRS = []
 LABEL = [""]   # the case's name, prefixed to every check
 
 
 def check(cond, name, detail=""):
-    name = LABEL[0] + name
-    print(("ok - " if cond else "not ok - ") + name)
-    if not cond:
-        if detail != "":
-            print("# " + str(detail)[:1500].replace("\n", "\n# "))
-        FAILS.append(name)
-    sys.stdout.flush()
-    return cond
+    """tests/tap.py's check, the name prefixed with the running case's."""
+    return tap_check(cond, LABEL[0] + name, detail)
 
 
 def near(a, b, rel=1e-9):
@@ -57,15 +51,14 @@ def main():
     shim = B("lib", "libmoecap.so")
     for p in (B("bin", "moe-ref"), B("bin", "moecap"), shim):
         if not os.path.exists(p):
-            print("skip - end to end (%s not built)" % p)
-            return 0
+            skip("end to end", "%s not built" % p)
+            return
     cases = [(os.environ["E2E_ARCH"], os.environ.get("E2E_GEN", ""), os.environ.get("E2E_SERVE", ""))] \
         if os.environ.get("E2E_ARCH") else CASES
     for arch, gen, serve in cases:
         LABEL[0] = "%s%s%s: " % (arch, (" " + gen) if gen else "", (" serve " + serve) if serve else "")
         if run_case(shim, arch, gen.split(), serve.split()) == "skip":
             break
-    return 1 if FAILS else 0
 
 
 def run_case(shim, arch, gen, serve):
@@ -140,7 +133,7 @@ def run_case(shim, arch, gen, serve):
     r = subprocess.run([B("bin", "moecap"), "report", run, "--model", model, "--hw", hw],
                        capture_output=True, text=True, timeout=300)
     if "not available" in r.stderr:
-        print("skip - report checks (moecap report not available in this build yet)")
+        skip("report checks", "moecap report not available in this build yet")
         return "skip"
     rep_path = os.path.join(run, "report.json")
     if not check(r.returncode == 0 and os.path.exists(rep_path), "moecap report succeeds", r.stderr[-1500:]):
@@ -184,7 +177,7 @@ def run_case(shim, arch, gen, serve):
     check(same, "report per-step activated experts, tokens, sequences = ground truth")
     client = rep.get("client")
     if client is None:
-        print("skip - client-side join (report.json has no \"client\" section yet; see docs/bench.md)")
+        skip("client-side join", "report.json has no \"client\" section yet; see docs/bench.md")
     else:
         cs = client.get("summary", {})
         creq = client.get("requests", [])
@@ -196,16 +189,6 @@ def run_case(shim, arch, gen, serve):
               "report per-request scores and tokens = request log")
 
 
-def run_and_clean():
-    rc = main()
-    # keep the temporary directory of a failed run for inspection
-    for d in TMPDIRS:
-        if rc == 0:
-            shutil.rmtree(d, ignore_errors=True)
-        else:
-            print("# files kept in " + d)
-    return rc
-
-
 if __name__ == "__main__":
-    sys.exit(run_and_clean())
+    main()
+    sys.exit(finish(*TMPDIRS))

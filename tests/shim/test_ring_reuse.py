@@ -14,6 +14,7 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from preload import preload_env  # noqa: E402
+from tap import FAILS, check, skip  # noqa: E402
 
 BUILD = os.environ.get("BUILD", "build")
 SHIM = os.path.abspath(os.path.join(BUILD, "lib", "libmoecap.so"))
@@ -70,7 +71,7 @@ def main():
         import ctypes.util  # noqa: F401
         ctypes.CDLL("libopenblas.so.0")
     except OSError:
-        print("skip - ring reuse: libopenblas.so.0 not installed")
+        skip("ring reuse: libopenblas.so.0 not installed")
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "t")
@@ -80,9 +81,8 @@ def main():
         env.pop("MOECAP_STACK", None)
         p = subprocess.run([py, "-c", CHILD, str(ROUNDS)], env=env, capture_output=True, text=True, timeout=300)
         if p.returncode != 0:
-            print("# " + p.stderr[-500:].replace("\n", "\n# "))
-            print("not ok - ring reuse: child failed (%d)" % p.returncode)
-            return 0
+            check(False, "ring reuse: child failed (%d)" % p.returncode, p.stderr[-500:])
+            return 1
         addr = [int(x) for x in p.stdout.split()]
         files = sorted(f for f in os.listdir(out) if f.endswith(".mct"))
         recs = []
@@ -101,14 +101,12 @@ def main():
         elif g["dtype_compute"] != g["dtype_c"] or g["batch"] != 1 or g["device"] != -1 or g["stream"] not in (0, "0x0") \
                 or not (0 < g["t_begin_ns"] <= g["t_end_ns"]) or g["callsite"] == 0:
             bad.append("call %d: other fields %r" % (i, g))
-    for b in bad[:10]:
-        print("# " + b)
     laps = len(got) * 112 / 65536.0
-    ok = len(got) == len(want) and not bad
-    print("%s - ring reuse: %d BLAS records (the 64 KiB ring wrapped ~%.0f times) carry exactly the arguments passed"
-          % ("ok" if ok else "not ok", len(got), laps) + ("" if len(got) == len(want) else
-                                                       " (got %d, want %d)" % (len(got), len(want))))
-    return 0
+    check(len(got) == len(want) and not bad,
+          "ring reuse: %d BLAS records (the 64 KiB ring wrapped ~%.0f times) carry exactly the arguments passed"
+          % (len(got), laps) + ("" if len(got) == len(want) else " (got %d, want %d)" % (len(got), len(want))),
+          "\n".join(bad[:10]))
+    return 1 if FAILS else 0
 
 
 if __name__ == "__main__":
