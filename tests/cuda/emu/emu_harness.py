@@ -1,7 +1,7 @@
 """What the tests of the CPU emulation of CUDA share: build paths, the preload line (ASan's
-runtime first in sanitizer builds), the ok / not ok line protocol with its failure count,
-running a command with the emulated engine library, and reading a run's traces back with
-`moecap dump`."""
+runtime first in sanitizer builds), running a command with the emulated engine library, and
+reading a run's traces back with `moecap dump`. It puts tests/ on sys.path, so the tests
+import tests/tap.py (their ok / not ok / skip lines) after it."""
 import json
 import os
 import subprocess
@@ -20,26 +20,6 @@ EMU_LIB = os.path.join(EMU_DIR, "libmoeref-cuda-emu.so")
 PRELOAD = preload_line(SHIM)
 if os.environ.get("SAN") == "1":   # the traced engine's leaks are not the shim's
     os.environ["ASAN_OPTIONS"] = "detect_leaks=0:" + os.environ.get("ASAN_OPTIONS", "")
-
-failures = 0
-
-
-def fail():
-    """Count a failure whose `not ok` line was printed by someone else (compare_gt.py)."""
-    global failures
-    failures += 1
-
-
-def say(status, name, detail="", lines=25):
-    """Print one `ok` / `not ok` / `skip` line, with up to `lines` lines of detail before a
-    line that is not ok (the last ones when `lines` is negative)."""
-    if status == "not ok":
-        fail()
-    if status != "ok":
-        d = str(detail).splitlines()
-        for line in (d[lines:] if lines < 0 else d[:lines]):
-            print("# " + line)
-    print("%s - %s" % (status, name), flush=True)
 
 
 def run(cmd, env=None, timeout=300, drop=("LD_PRELOAD",)):

@@ -24,22 +24,15 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../.."))
+from tap import FAILS, check, skip  # noqa: E402
+
 ROOT = os.environ.get("MOECAP_ROOT", os.path.abspath(os.path.join(os.path.dirname(__file__), "../../..")))
 BUILD = os.path.join(ROOT, os.environ.get("BUILD", "build"))
 MOEREF = os.path.join(BUILD, "bin", "moe-ref")
 EMU_LIB = os.path.join(BUILD, "tests", "cuda", "emu", "libmoeref-cuda-emu.so")
 PROMPTS = [[5, 17, 99, 3, 42], [7, 7, 250, 31, 8, 64, 1, 200], [12, 130, 77]]
 GEN = 4
-failures = 0
-
-
-def report(name, ok, detail=""):
-    global failures
-    if not ok:
-        failures += 1
-        for line in str(detail).splitlines()[:20]:
-            print("# " + line)
-    print("%s - %s" % ("ok" if ok else "not ok", name), flush=True)
 
 
 def moeref(*args, env=None):
@@ -149,7 +142,7 @@ def max_rel_logit_diff(a, b):
 
 def main():
     if os.environ.get("HAVE_CUDA", "1") != "1" or not os.path.exists(EMU_LIB):
-        print("skip - CUDA engine on the CPU emulation (no CUDA toolkit: %s not built)" % EMU_LIB)
+        skip("CUDA engine on the CPU emulation", "no CUDA toolkit: %s not built" % EMU_LIB)
         return 0
     models = {
         "mixtral": ["--arch", "mixtral"],
@@ -165,7 +158,7 @@ def main():
             mdir = os.path.join(tmp, arch)
             p = moeref("gen", *genargs, "--out", mdir)
             if p.returncode != 0:
-                report("%s: gen" % arch, False, p.stderr)
+                check(False, "%s: gen" % arch, p.stderr)
                 continue
             with open(os.path.join(mdir, "config.json")) as f:
                 cfg = json.load(f)
@@ -175,7 +168,7 @@ def main():
             cpu_gt, cpu_lg = os.path.join(tmp, arch + ".cpu.gt"), os.path.join(tmp, arch + ".cpu.lg")
             cpu = moeref(*base, "--ground-truth", cpu_gt, "--dump-logits", cpu_lg)
             if cpu.returncode != 0:
-                report("%s: CPU engine runs" % arch, False, cpu.stderr)
+                check(False, "%s: CPU engine runs" % arch, cpu.stderr)
                 continue
             cg, cl = jsonl(cpu_gt), jsonl(cpu_lg)
             for style in ("loop", "fused"):
@@ -184,37 +177,38 @@ def main():
                     gt, lg = (os.path.join(tmp, "%s.%s.%s.%s" % (arch, style, dtype, x)) for x in ("gt", "lg"))
                     r = moeref(*base, "--device", "cuda", "--moe", style, "--dtype", dtype, "--ground-truth", gt,
                                "--dump-logits", lg)
-                    report("%s: emulated CUDA engine runs" % name, r.returncode == 0, r.stderr)
+                    check(r.returncode == 0, "%s: emulated CUDA engine runs" % name, r.stderr)
                     if r.returncode != 0:
                         continue
                     eg, el = jsonl(gt), jsonl(lg)
                     ok = len(eg) == len(cg) == GEN and len(el) == GEN and all(
                         s["device"] == "cuda" and s["moe"] == style and s["dtype"] == dtype for s in eg)
-                    report("%s: %d ground-truth and logits lines labelled cuda/%s/%s" % (name, GEN, style, dtype), ok)
+                    check(ok, "%s: %d ground-truth and logits lines labelled cuda/%s/%s" % (name, GEN, style, dtype))
                     bad = check_formulas(g, eg, 4 if dtype == "f32" else 2, style == "fused")
-                    report("%s: bytes, FLOPs, GEMM calls = docs/ground-truth.md formulas (elt %d)"
-                           % (name, 4 if dtype == "f32" else 2), not bad, "\n".join(bad))
+                    check(not bad,
+                          "%s: bytes, FLOPs, GEMM calls = docs/ground-truth.md formulas (elt %d)"
+                          % (name, 4 if dtype == "f32" else 2), "\n".join(bad))
                     same = sum(a == b for a, b in zip(cpu.stdout.split(), r.stdout.split()))
                     total = len(cpu.stdout.split())
                     if dtype == "f32":
-                        report("%s: sampled tokens = CPU engine's" % name, r.stdout == cpu.stdout,
-                               "cpu:\n%s\nemulated cuda:\n%s" % (cpu.stdout, r.stdout))
+                        check(r.stdout == cpu.stdout, "%s: sampled tokens = CPU engine's" % name,
+                              "cpu:\n%s\nemulated cuda:\n%s" % (cpu.stdout, r.stdout))
                         w = max_rel_logit_diff(cl, el)
                         print("# %s: largest logit difference to the CPU engine %.2e (relative to the step's largest)"
                               % (name, w))
-                        report("%s: logits within 1e-4 of the CPU engine's" % name, w <= 1e-4, "max diff %.3g" % w)
+                        check(w <= 1e-4, "%s: logits within 1e-4 of the CPU engine's" % name, "max diff %.3g" % w)
                         bad = []
                         for c, e in zip(cg, eg):
                             for k in ("kind", "tokens", "sequences", "seq_tokens", "context", "layers", "bytes",
                                       "flops", "sampled"):
                                 if c[k] != e[k]:
                                     bad.append("step %d %s: cpu %s cuda %s" % (c["step"], k, c[k], e[k]))
-                        report("%s: routing, kinds, contexts, bytes, FLOPs = CPU engine's" % name, not bad,
-                               "\n".join(bad))
+                        check(not bad, "%s: routing, kinds, contexts, bytes, FLOPs = CPU engine's" % name,
+                              "\n".join(bad))
                         if style == "loop":
                             c = subprocess.run([sys.executable, os.path.join(ROOT, "bench/gpu/compare_engines.py"),
                                                 cpu_gt, gt, name], capture_output=True, text=True)
-                            report("%s: bench/gpu/compare_engines.py ok" % name, c.returncode == 0, c.stdout)
+                            check(c.returncode == 0, "%s: bench/gpu/compare_engines.py ok" % name, c.stdout)
                         if arch == "deepseek_v2":
                             # the same run with blocks and threads in reverse order: a race
                             # (missing barrier, blocks depending on each other) would show
@@ -222,8 +216,8 @@ def main():
                             r2 = moeref(*base, "--device", "cuda", "--moe", style, "--dtype", dtype,
                                         "--dump-logits", rv, env={"SIMT_EMU_ORDER": "reverse"})
                             same_bits = r2.returncode == 0 and open(rv).read() == open(lg).read()
-                            report("%s: logits bit-identical with blocks and threads in reverse order" % name,
-                                   same_bits, r2.stderr)
+                            check(same_bits,
+                                  "%s: logits bit-identical with blocks and threads in reverse order" % name, r2.stderr)
                     else:
                         print("# %s: %d of %d sampled tokens equal the CPU engine's (f32 weights)" % (name, same, total))
                         bad = []
@@ -234,13 +228,13 @@ def main():
                                                                                    e["bytes"][k]))
                             if (c["kind"], c["context"]) != (e["kind"], e["context"]):
                                 bad.append("step %d kind/context differ" % c["step"])
-                        report("%s: dense, shared and KV bytes = half the CPU engine's (bf16)" % name, not bad,
-                               "\n".join(bad))
+                        check(not bad, "%s: dense, shared and KV bytes = half the CPU engine's (bf16)" % name,
+                              "\n".join(bad))
                         w = max_rel_logit_diff(cl[:1], el[:1])
                         print("# %s: prefill logits differ from the CPU engine's by %.2e (relative)" % (name, w))
-                        report("%s: prefill logits within 0.1 of the CPU engine's (bf16 weights)" % name, w <= 0.1,
-                               "max diff %.3g" % w)
-    return 1 if failures else 0
+                        check(w <= 0.1, "%s: prefill logits within 0.1 of the CPU engine's (bf16 weights)" % name,
+                              "max diff %.3g" % w)
+    return 1 if FAILS else 0
 
 
 sys.exit(main())

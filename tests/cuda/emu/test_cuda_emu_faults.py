@@ -14,12 +14,8 @@ import subprocess
 import sys
 import tempfile
 
-from emu_harness import EMU_LIB, MOECAP, MOEREF, PRELOAD, say
-import emu_harness
-
-
-def report(name, ok, detail=""):
-    say("ok" if ok else "not ok", name, detail, lines=-12)
+from emu_harness import EMU_LIB, MOECAP, MOEREF, PRELOAD
+from tap import FAILS, check, skip  # noqa: E402  (emu_harness puts tests/ on sys.path)
 
 
 def run(args, stats, fail=None, shim_out=None):
@@ -60,24 +56,25 @@ def shim_case(args, stats, what, n, plain, out, name):
         got, want = sum(r["type"] == "alloc" and r["device"] >= 0 and not r["is_free"] for r in recs), n - 1
     else:
         got, want = sum(r["type"] == "api" and bool(r.get("name_str_text")) for r in recs), n
-    report("%s under the shim: %s call %d fails -> same exit and message, %d records before it" % (name, what, n, want),
-           same and got == want, "exit %d (plain %d), records %d\n%s" % (p.returncode, plain.returncode, got, p.stderr))
+    check(same and got == want,
+          "%s under the shim: %s call %d fails -> same exit and message, %d records before it" % (name, what, n, want),
+          "exit %d (plain %d), records %d\n%s" % (p.returncode, plain.returncode, got, p.stderr[-1500:]))
 
 
 def main():
     if os.environ.get("HAVE_CUDA", "1") != "1" or not os.path.exists(EMU_LIB):
-        print("skip - CUDA engine error paths on the CPU emulation (no CUDA toolkit: emulation not built)")
+        skip("CUDA engine error paths on the CPU emulation", "no CUDA toolkit: emulation not built")
         return 0
     with tempfile.TemporaryDirectory(prefix="emu-faults-") as tmp:
         model, stats = os.path.join(tmp, "m"), os.path.join(tmp, "stats")
         p = subprocess.run([MOEREF, "gen", "--arch", "qwen2_moe", "--out", model], capture_output=True, text=True)
-        report("gen", p.returncode == 0, p.stderr)
+        check(p.returncode == 0, "gen", p.stderr)
         for style, dtype in (("loop", "f32"), ("fused", "bf16")):
             args = ["run", "--device", "cuda", "--moe", style, "--dtype", dtype, "--model", model,
                     "--batch", "2", "--prompt-len", "6", "--gen", "3"]
             clean, counts = run(args, stats)
-            report("%s %s: clean run" % (style, dtype), clean.returncode == 0 and counts.get("live_device_allocations") == 0,
-                   clean.stderr + str(counts))
+            check(clean.returncode == 0 and counts.get("live_device_allocations") == 0, "%s %s: clean run" % (style, dtype),
+                  clean.stderr[-1500:] + str(counts))
             for what in ("cudaMalloc", "cudaMemcpy", "cudaMemset", "launch", "cublas"):
                 total = counts.get("calls_" + what, 0)
                 for n in (sorted({1, (total + 1) // 2, total}) if total else []):
@@ -89,13 +86,14 @@ def main():
                     ok = p.returncode == 1 and len(ours) == 1 and not bad
                     if what != "launch":   # after a faulting kernel the context is gone: nothing can be freed
                         ok = ok and st.get("live_device_allocations") == 0
-                    report("%s %s: %s call %d of %d fails -> exit 1 with one message%s" %
-                           (style, dtype, what, n, total, "" if what == "launch" else ", all memory freed"),
-                           ok, "exit %d, stats %s\n%s" % (p.returncode, st, p.stderr))
+                    check(ok,
+                          "%s %s: %s call %d of %d fails -> exit 1 with one message%s" %
+                          (style, dtype, what, n, total, "" if what == "launch" else ", all memory freed"),
+                          "exit %d, stats %s\n%s" % (p.returncode, st, p.stderr[-1500:]))
                     if what in ("cudaMalloc", "launch", "cublas") and n == (total + 1) // 2:
                         shim_case(args, stats, what, n, p, os.path.join(tmp, "%s-%s-%s" % (style, what, n)),
                                   "%s %s" % (style, dtype))
-    return 1 if emu_harness.failures else 0
+    return 1 if FAILS else 0
 
 
 sys.exit(main())
