@@ -12,7 +12,9 @@ ok / not ok line."""
 import os, sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gt_report import load, verdict  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from gt_report import load  # noqa: E402
+from tap import check_problems  # noqa: E402
 
 
 def main():
@@ -59,8 +61,8 @@ def main():
                    % (hw.get('devices'), hw.get('devices_from'), seen, n + 1))
     if 'PA' not in rep.get('system_class', {}).get('classes', []):
         bad.append('class: %r' % rep.get('system_class'))
-    verdict(bad, '%s: per-process experts, bytes, FLOPs, calls, bytes exchanged, heatmaps exact; class PA (%d steps, %d workers)'
-            % (name, len(gt), n))
+    check_problems('%s: per-process experts, bytes, FLOPs, calls, bytes exchanged, heatmaps exact; class PA (%d steps, %d workers)'
+                   % (name, len(gt), n), bad)
 
 
 main()

@@ -14,6 +14,9 @@ real BLAS and re-reading /proc/self/maps before the first GEMM is stamped (see
 docs/metrics.md), which the engine's step clock includes and the trace cannot see."""
 import json, os, sys
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from tap import check, check_problems, skip  # noqa: E402
+
 
 def main():
     gt_path, rep_path, name = sys.argv[1:4]
@@ -61,15 +64,12 @@ def main():
             bad.append('helper-thread GEMMs: %r of %d (expected some, not all)' % (helper, total))
         else:
             print('# %s: %d of %d GEMMs issued by helper threads' % (name, helper, total))
-    for b in bad[:30]:
-        print('# ' + b)
-    print('%s - %s: steps, experts, tokens per expert, bytes, FLOPs exact (%d steps)'
-          % ('not ok' if bad else 'ok', name, len(gt)))
+    check_problems('%s: steps, experts, tokens per expert, bytes, FLOPs exact (%d steps)' % (name, len(gt)), bad)
     if '--no-time' in sys.argv:
         return
     pairs = list(zip(gt, steps))
     if not pairs:
-        print('not ok - %s: no steps to time' % name)
+        check(False, '%s: no steps to time' % name)
         return
     g, s = pairs[0]
     print('# %s: step 0 wall gt %d ns, report %d ns (%+.1f%%); report begins %d ns after the engine, ends %d ns before'
@@ -89,15 +89,14 @@ def main():
         # Sanitizer builds slow the engine's host code outside the GEMMs (embedding,
         # sampling) several-fold, so the 2 % bound is a claim about the optimised build,
         # which `make check` verifies; here the figures above are informational.
-        print('skip - %s: wall time within %.0f%% (sanitizer build; checked by make check)' % (name, tol * 100))
+        skip('%s: wall time within %.0f%%' % (name, tol * 100), 'sanitizer build; checked by make check')
     elif worst <= tol:
-        print('ok - %s: every step wall time within %.0f%%' % (name, tol * 100))
+        check(True, '%s: every step wall time within %.0f%%' % (name, tol * 100))
     elif agg <= tol:
-        print('ok - %s: aggregate wall time within %.0f%% (per-step worst %.1f%%: noisy machine)'
+        check(True, '%s: aggregate wall time within %.0f%% (per-step worst %.1f%%: noisy machine)'
               % (name, tol * 100, worst * 100))
     else:
-        print('not ok - %s: wall time off by %.1f%% (aggregate), %.1f%% worst step'
-              % (name, agg * 100, worst * 100))
+        check(False, '%s: wall time off by %.1f%% (aggregate), %.1f%% worst step' % (name, agg * 100, worst * 100))
 
 
 main()

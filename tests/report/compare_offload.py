@@ -9,7 +9,9 @@ step after the first loaded experts. Prints one ok / not ok line."""
 import os, sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gt_report import load, verdict  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from gt_report import load  # noqa: E402
+from tap import check_problems  # noqa: E402
 
 
 def main():
@@ -39,8 +41,8 @@ def main():
     peak = max(g['offload']['resident_bytes'] for g in gt)
     if agg.get('resident_bytes_peak') != peak:
         bad.append('aggregate resident peak: gt %r report %r' % (peak, agg.get('resident_bytes_peak')))
-    verdict(bad, '%s: offload per step (loaded experts per layer, bytes, hits/misses, resident) exact, class %s (%d steps)'
-            % (name, cls, len(gt)))
+    check_problems('%s: offload per step (loaded experts per layer, bytes, hits/misses, resident) exact, class %s (%d steps)'
+                   % (name, cls, len(gt)), bad)
 
 
 main()

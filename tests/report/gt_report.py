@@ -1,5 +1,5 @@
 """Shared by compare_offload.py and compare_ep.py: a ground-truth file and a report.json
-side by side, and how the comparison ends (the tests/run-tests.sh line)."""
+side by side."""
 import json
 
 
@@ -11,8 +11,3 @@ def load(gt_path, rep_path):
     bad = [] if len(gt) == len(steps) else ['step count: gt %d report %d' % (len(gt), len(steps))]
     return gt, rep, steps, bad
 
-
-def verdict(bad, text):
-    for b in bad[:30]:
-        print('# ' + b)
-    print('%s - %s' % ('not ok' if bad else 'ok', text))
