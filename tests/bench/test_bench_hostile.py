@@ -45,7 +45,7 @@ def records(out):
 
 def main():
     if not os.access(MOECAP, os.X_OK):
-        print("not ok - %s not built" % MOECAP)
+        check(False, "%s not built" % MOECAP)
         return 1
     tmp = tempfile.mkdtemp(prefix="mc-bench-hostile.")
     portf = os.path.join(tmp, "port")

@@ -21,7 +21,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from tap import FAILS, check  # noqa: E402
+from tap import FAILS, check, skip  # noqa: E402
 from offload_sim import budget_bytes, ondemand_case  # noqa: E402
 
 ROOT = os.environ.get("MOECAP_ROOT", os.path.abspath(os.path.join(os.path.dirname(__file__), "../..")))
@@ -37,7 +37,7 @@ def run(*args):
 
 def main():
     if not os.path.exists(MOEREF):
-        print("skip - moe-ref not built")
+        skip("moe-ref not built")
         return
     tmp = tempfile.mkdtemp()
     base = ["--batch", 3, "--prompt-len", 7, "--gen", 6, "--stagger", 1]

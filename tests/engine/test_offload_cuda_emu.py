@@ -20,7 +20,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from tap import FAILS, check  # noqa: E402
+from tap import FAILS, check, skip  # noqa: E402
 from offload_sim import budget_bytes, ondemand_case  # noqa: E402
 
 ROOT = os.environ.get("MOECAP_ROOT", os.path.abspath(os.path.join(os.path.dirname(__file__), "../..")))
@@ -39,7 +39,7 @@ def moeref(*args):
 
 def main():
     if not os.path.exists(EMU_LIB) or not os.path.exists(MOEREF):
-        print("skip - CUDA emulation not built (make emu)")
+        skip("CUDA emulation not built", "make emu")
         return
     tmp = tempfile.mkdtemp()
     base = ["--device", "cuda", "--moe", "loop", "--batch", 3, "--prompt-len", 6, "--gen", 4]

@@ -14,7 +14,7 @@ server and the engine's exact ground truth. For mixtral, qwen2_moe and deepseek_
 import glob, json, os, signal, subprocess, sys, tempfile, threading, urllib.request
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from preload import preload_env  # noqa: E402
-from tap import BUILD, ROOT, check, finish, wait_port  # noqa: E402
+from tap import BUILD, ROOT, check, finish, skip, wait_port  # noqa: E402
 
 B = lambda *p: os.path.join(ROOT, BUILD, *p)
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -77,7 +77,7 @@ def main():
     shim = B("lib", "libmoecap.so")
     for p in (B("bin", "moe-ref"), B("bin", "moecap"), shim):
         if not os.path.exists(p):
-            print("skip - serve --expert-parallel (%s not built)" % p)
+            skip("serve --expert-parallel", "%s not built" % p)
             return 0
     tmp = tempfile.mkdtemp(prefix="mc-serve-ep.")
     for arch in ("mixtral", "qwen2_moe", "deepseek_v2"):

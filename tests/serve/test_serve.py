@@ -17,7 +17,7 @@ Checks, each against an independent expectation:
 import json, os, signal, socket, subprocess, sys, tempfile, threading, time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from tap import BUILD, FAILS, ROOT, check, finish, wait_port  # noqa: E402
+from tap import BUILD, FAILS, ROOT, check, finish, skip, wait_port  # noqa: E402
 
 MOEREF = os.path.join(ROOT, BUILD, "bin", "moe-ref")
 TMPDIRS = []
@@ -98,7 +98,7 @@ def stream_result(body):
 
 def main():
     if not os.access(MOEREF, os.X_OK):
-        print("not ok - %s not built" % MOEREF)
+        check(False, "%s not built" % MOEREF)
         return 1
     tmp = tempfile.mkdtemp(prefix="mc-serve-test.")
     TMPDIRS.append(tmp)
@@ -271,7 +271,7 @@ def run_checks(port, model, tmp, gt, log, srv, MAXB, MAXC):
         ok = ok and all(r["chunks"] <= r["output_tokens"] <= 6 for r in recs) and summ["config"]["model"] == "model"
         check(ok, "moecap bench --chat --dataset mc against moe-ref serve", b.stderr[-500:])
     else:
-        print("skip - moecap bench against the server (moecap not built)")
+        skip("moecap bench against the server", "moecap not built")
 
     # --- malformed and oversized requests
     cases = [

@@ -18,7 +18,7 @@ import json, os, socket, subprocess, sys, tempfile, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from tap import check, finish, wait_port  # noqa: E402
+from tap import check, finish, skip, wait_port  # noqa: E402
 from test_serve import MOEREF, post, raw, stream_result  # noqa: E402
 
 KIB, MIB = 1024, 1 << 20
@@ -185,7 +185,7 @@ def protocol(port):
 
 def main():
     if not os.access(MOEREF, os.X_OK):
-        print("not ok - %s not built" % MOEREF)
+        check(False, "%s not built" % MOEREF)
         return 1
     tmp = tempfile.mkdtemp(prefix="mc-serve-hostile.")
     try:
@@ -202,8 +202,8 @@ def main():
             srv.wait()
         overload(model, tmp)
         if os.environ.get("SAN") == "1":
-            print("skip - RSS bound under 256 x 1 MiB bodies (ASan's allocator quarantines freed memory "
-                  "and adds redzones; the bound is stated for the release build)")
+            skip("RSS bound under 256 x 1 MiB bodies", "ASan's allocator quarantines freed memory "
+                 "and adds redzones; the bound is stated for the release build")
         else:
             memory(model, tmp, cfg)
     finally:
