@@ -22,16 +22,18 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(HERE))
 import make_hostile_gguf as g  # noqa: E402
 import make_hostile_traces as mh  # noqa: E402
-import test_hostile_report as thr  # noqa: E402  (its TAP line and its child runner: wall time, peak RSS)
+import test_hostile_report as thr  # noqa: E402  (its child runner: wall time, peak RSS)
+from tap import FAILS, check  # noqa: E402
 
 BUILD = os.environ.get("BUILD", "build")
 MC = os.path.join(ROOT, BUILD, "bin", "moecap")
 HW = os.path.join(ROOT, "tests", "report", "hw-test.json")
 CRASH = os.path.join(HERE, "crashes", "ggml")
 SAN = os.environ.get("SAN") == "1"
-report, run = thr.report, thr.run
+run = thr.run
 
 
 def split(data):
@@ -124,9 +126,9 @@ def main():
         diff = [f for f in sorted(set(kept) | set(os.listdir(gen)))
                 if not os.path.exists(os.path.join(gen, f)) or not os.path.exists(os.path.join(CRASH, f))
                 or open(os.path.join(gen, f), "rb").read() != open(os.path.join(CRASH, f), "rb").read()]
-        report("make_hostile_gguf.py reproduces the %d kept inputs" % len(kept), not diff, diff)
+        check(not diff, "make_hostile_gguf.py reproduces the %d kept inputs" % len(kept), diff)
         covered = set(GGUF_REFUSED) | set(TRACE_SKIPPED) | {"matmul-layer-2e32"}
-        report("every kept input has its case here", set(kept) == covered, set(kept) ^ covered)
+        check(set(kept) == covered, "every kept input has its case here", set(kept) ^ covered)
 
         # the clean run: two steps (4-token prefill, then one decode token) against the rules
         good, _ = g.hostile()
@@ -136,18 +138,19 @@ def main():
         rc, err, wall, rss, rep = moecap_report(tmp, "clean", good, clean)
         want = [expected_step(4, 0), expected_step(1, 4)]
         got = [figures(s) for s in rep["steps"]] if rc == 0 else []
-        report("clean run: per-step bytes and FLOPs equal docs/llama.md's rules from the tensor table",
-               rc == 0 and got == want, "rc %d %s\ngot  %s\nwant %s" % (rc, err, got, want))
+        check(rc == 0 and got == want,
+              "clean run: per-step bytes and FLOPs equal docs/llama.md's rules from the tensor table",
+              "rc %d %s\ngot  %s\nwant %s" % (rc, err, got, want))
         base = aggregate(rep) if rc == 0 else {}
 
         for name, what in GGUF_REFUSED.items():
             gg, tr = split(open(os.path.join(CRASH, name), "rb").read())
             rc, err, wall, rss, _ = moecap_report(tmp, name, gg, tr)
             lim = bound(gg, len(tr))
-            report("%s: refused (exit 2) naming it, %.2f s, peak RSS %.1f MiB <= %.1f MiB"
-                   % (name, wall, rss / 2**20, lim / 2**20),
-                   rc == 2 and what in err and "--model" not in err[:0] and wall < 30 and (SAN or rss <= lim),
-                   "rc %d: %s" % (rc, err))
+            check(rc == 2 and what in err and "--model" not in err[:0] and wall < 30 and (SAN or rss <= lim),
+                  "%s: refused (exit 2) naming it, %.2f s, peak RSS %.1f MiB <= %.1f MiB"
+                  % (name, wall, rss / 2**20, lim / 2**20),
+                  "rc %d: %s" % (rc, err))
 
         for name, skipped in TRACE_SKIPPED.items():
             gg, tr = split(open(os.path.join(CRASH, name), "rb").read())
@@ -158,10 +161,10 @@ def main():
             same = {k: got.get(k) == base[k] for k in base}
             if name == "route-hostile":   # its one plausible record: 7 more tokens for experts 0-3 of layer 0, step 2
                 same["experts"] = got.get("experts", [[]])[0] == base["experts"][0]
-            report("%s: exit 0, the clean run's figures, %d record(s) skipped and said so" % (name, skipped),
-                   rc == 0 and all(same.values()) and lc.get("implausible_records") == skipped
-                   and (not skipped or "skipped as corrupt" in notes) and (SAN or rss <= bound(gg, len(tr))),
-                   "rc %d %s\nsame %s\nllama_cpp %s" % (rc, err, same, lc))
+            check(rc == 0 and all(same.values()) and lc.get("implausible_records") == skipped
+                  and (not skipped or "skipped as corrupt" in notes) and (SAN or rss <= bound(gg, len(tr))),
+                  "%s: exit 0, the clean run's figures, %d record(s) skipped and said so" % (name, skipped),
+                  "rc %d %s\nsame %s\nllama_cpp %s" % (rc, err, same, lc))
 
         # a plausible expert product whose layer is "blk.4294967296" (was: read as layer 0,
         # its experts' bytes counted there): no layer, counted without routing; its FLOPs count
@@ -169,9 +172,10 @@ def main():
         rc, err, _, _, rep = moecap_report(tmp, "layer", gg, tr)
         got = aggregate(rep) if rc == 0 else {}
         drop = lambda b: {k: v for k, v in b.items() if k != "all_experts_total"}   # noqa: E731 (counts every product)
-        report("layer number beyond int: no routing found, routed bytes unchanged, its FLOPs (2x8x4x2) counted",
-               rc == 0 and drop(got["bytes"]) == drop(base["bytes"]) and got["flops"]["gemm"] == base["flops"]["gemm"] + 128
-               and rep["run"]["llama_cpp"]["expert_products_without_routing"] == 1, "rc %d %s %s" % (rc, err, got))
+        check(rc == 0 and drop(got["bytes"]) == drop(base["bytes"]) and got["flops"]["gemm"] == base["flops"]["gemm"] + 128
+              and rep["run"]["llama_cpp"]["expert_products_without_routing"] == 1,
+              "layer number beyond int: no routing found, routed bytes unchanged, its FLOPs (2x8x4x2) counted",
+              "rc %d %s %s" % (rc, err, got))
 
         # step storms (was: a layers x experts table per open step, quadratic searches), written
         # by the generator in a child process: the RSS a child reports includes what it
@@ -196,23 +200,24 @@ def main():
             return rc, err, wall, rss, rep, tb, lim
 
         rc, err, wall, rss, rep, tb, lim = storm("storm-big", 300, model="big")
-        report("300 open steps of a 256-layer, 1024-expert model, %d KB: exit 0, 300 steps, %.1f s, peak RSS %.0f MiB "
-               "<= %.0f MiB (was: 16 bytes x layers x experts per open step)" % (tb >> 10, wall, rss / 2**20, lim / 2**20),
-               rc == 0 and rep["steps"] == 300 and (SAN or rss <= lim), "rc %d %s" % (rc, err))
+        check(rc == 0 and rep["steps"] == 300 and (SAN or rss <= lim),
+              "300 open steps of a 256-layer, 1024-expert model, %d KB: exit 0, 300 steps, %.1f s, peak RSS %.0f MiB "
+              "<= %.0f MiB (was: 16 bytes x layers x experts per open step)" % (tb >> 10, wall, rss / 2**20, lim / 2**20),
+              "rc %d %s" % (rc, err))
         walls = {}
         for n in (10000, 80000):
             rc, err, walls[n], rss, rep, tb, lim = storm("storm-%d" % n, n)
-            report("%d open steps (%.1f MB): exit 0, every step, %.2f s, peak RSS %.1f MiB <= %.1f MiB"
-                   % (n, tb / 1e6, walls[n], rss / 2**20, lim / 2**20),
-                   rc == 0 and rep["steps"] == n and (SAN or rss <= lim), "rc %d %s" % (rc, err))
+            check(rc == 0 and rep["steps"] == n and (SAN or rss <= lim),
+                  "%d open steps (%.1f MB): exit 0, every step, %.2f s, peak RSS %.1f MiB <= %.1f MiB"
+                  % (n, tb / 1e6, walls[n], rss / 2**20, lim / 2**20), "rc %d %s" % (rc, err))
         # linear: 8x the steps in about 8x the time (the search over all steps made it 64x)
-        report("8x the steps take %.1fx the time (< 24x)" % (walls[80000] / max(walls[10000], 0.05)),
-               walls[80000] < 24 * max(walls[10000], 0.05))
+        check(walls[80000] < 24 * max(walls[10000], 0.05),
+              "8x the steps take %.1fx the time (< 24x)" % (walls[80000] / max(walls[10000], 0.05)))
         rc, err, wall, rss, rep, tb, lim = storm("seqs", 1, 262144)
-        report("one batch of 262144 sequences (%.1f MB): exit 0, all of them, %.2f s (was 16.8 s), peak RSS %.1f MiB <= %.1f MiB"
-               % (tb / 1e6, wall, rss / 2**20, lim / 2**20),
-               rc == 0 and rep["sequences"] == 262144 and wall < (40 if SAN else 8) and (SAN or rss <= lim),
-               "rc %d %s" % (rc, err))
+        check(rc == 0 and rep["sequences"] == 262144 and wall < (40 if SAN else 8) and (SAN or rss <= lim),
+              "one batch of 262144 sequences (%.1f MB): exit 0, all of them, %.2f s (was 16.8 s), peak RSS %.1f MiB <= %.1f MiB"
+              % (tb / 1e6, wall, rss / 2**20, lim / 2**20),
+              "rc %d %s" % (rc, err))
 
         # dump: a tensor name with a quote, a backslash, a control byte and invalid UTF-8
         name = b'blk.0."\\\x01\xff\xc3(.weight'
@@ -225,10 +230,10 @@ def main():
             ok = rc == 0 and line["w_name"] == name.decode("utf-8", "replace")
         except (ValueError, IndexError, KeyError) as e:
             ok, line = False, e
-        report("dump: a hostile ggml tensor name is escaped and repaired (was written raw)", ok, line)
+        check(ok, "dump: a hostile ggml tensor name is escaped and repaired (was written raw)", line)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return 1 if thr.failed else 0
+    return 1 if FAILS else 0
 
 
 if __name__ == "__main__":
