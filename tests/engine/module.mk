@@ -1,6 +1,7 @@
 # moe-ref tests: oracle comparison (logits, routing), ground-truth formulas, bad input,
 # gen determinism (test_engine.py); the public engine API (test_engine_api.c); the helper
-# thread pool (test_pool.c).
+# thread pool (test_pool.c); OpenBLAS's workers asleep after moe-ref's threaded calls
+# (test_blas_idle.py, with the preloaded probe blas_idle_probe.c).
 $(OBJ)/tests/engine/%.o: CFLAGS += -Ireference-engine -Itests
 
 $(TBIN)/test_engine_api: $(OBJ)/tests/engine/test_engine_api.o $(LIB)/libmoeref.a
@@ -11,5 +12,9 @@ $(TBIN)/test_pool: $(OBJ)/tests/engine/test_pool.o $(LIB)/libmoeref.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(MOEREF_LIBS)
 
-TESTS     += tests/engine/test_engine.py $(TBIN)/test_engine_api $(TBIN)/test_pool tests/engine/test_offload.py tests/engine/test_offload_cuda_emu.py
-TEST_DEPS += $(BIN)/moe-ref $(TBIN)/test_engine_api $(TBIN)/test_pool
+$(TBIN)/libblas_idle_probe.so: $(OBJ)/tests/engine/blas_idle_probe.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -shared -o $@ $^
+
+TESTS     += tests/engine/test_engine.py tests/engine/test_blas_idle.py $(TBIN)/test_engine_api $(TBIN)/test_pool tests/engine/test_offload.py tests/engine/test_offload_cuda_emu.py
+TEST_DEPS += $(BIN)/moe-ref $(TBIN)/test_engine_api $(TBIN)/test_pool $(TBIN)/libblas_idle_probe.so
