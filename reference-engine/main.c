@@ -1,6 +1,7 @@
 /* moe-ref: the reference MoE engine's command dispatch (gen, run, serve, gguf). */
 #include "internal.h"
 
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,15 +10,24 @@
  * they sleep. moe-ref calls the library threaded only for lm_head, once per step, and runs
  * every other product on its own helper threads (pool.h): a worker still spinning from the
  * previous lm_head takes a core from them for the whole next step (measured: half the decode
- * steps of a 2-thread run took the 1-thread time). So the workers sleep at once unless the
- * user says otherwise. The library reads the variable in its constructor, which runs after
- * the executable's pre-initialisers and before main. */
+ * steps of a 2-thread run took the 1-thread time). So the workers sleep at once
+ * (OPENBLAS_THREAD_TIMEOUT=4) unless the user set the variable. OpenBLAS reads it in its
+ * constructor, before main, and a setenv() from an ELF pre-initialiser does not reach it:
+ * glibc's own initialiser, which runs after the executable's pre-initialisers, resets
+ * `environ` to the process's initial array. So main sets it, has the library read its
+ * environment again and stops the workers it started; the library starts them again, with
+ * the new timeout, at its next threaded call (the path it takes in a child after fork). */
 static void blas_threads_sleep_at_once(void)
 {
+    if (getenv("OPENBLAS_THREAD_TIMEOUT")) return;
     setenv("OPENBLAS_THREAD_TIMEOUT", "4", 0);
+    void (*read_env)(void) = (void (*)(void))dlsym(RTLD_DEFAULT, "openblas_read_env");
+    int (*stop_workers)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "blas_thread_shutdown_");
+    if (read_env && stop_workers) {
+        read_env();
+        stop_workers();
+    }
 }
-__attribute__((section(".preinit_array"), used))
-static void (*const mr_preinit)(void) = blas_threads_sleep_at_once;
 
 static void usage(FILE *f)
 {
@@ -31,6 +41,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    blas_threads_sleep_at_once();
     if (argc < 2) { usage(stderr); return 2; }
     const char *cmd = argv[1];
     if (!strcmp(cmd, "gen")) return mr_cmd_gen(argc - 1, argv + 1);
