@@ -69,7 +69,7 @@ struct mr_engine {
     int *layer_cnt;          /* [layers][experts] tokens per expert in the last step */
     float *pxe, *pg, *pu, *pdn;   /* per (token, expert) pair rows: gathered input, gate, up, down */
     int *order;              /* experts of the layer, largest first (parallel task order) */
-    _Atomic int *halves;     /* per order[] slot: gate and up products done (0..2), ffn_task */
+    _Atomic uint32_t *halves;   /* per order[] slot: gate and up products done (0..2), ffn_task */
     double *rcos, *rsin;     /* RoPE angles of the token being rotated [head_dim / 2] */
     struct mr_pool *pool;    /* helper threads (NULL: one thread) */
     void (*set_blas_threads)(int);   /* openblas_set_num_threads, when the BLAS has it */
@@ -232,7 +232,7 @@ static int ensure_scratch(mr_engine *e, int T, int B, int ctx)
         bad |= grow((void **)&e->cnt, E, sizeof(int));
         bad |= grow((void **)&e->eoff, E + 1, sizeof(int));
         bad |= grow((void **)&e->order, E, sizeof(int));
-        bad |= grow((void **)&e->halves, E, sizeof(_Atomic int));
+        bad |= grow((void **)&e->halves, E, sizeof(_Atomic uint32_t));
         bad |= grow((void **)&e->rcos, (size_t)c->head_dim / 2 + 1, sizeof(double));
         bad |= grow((void **)&e->rsin, (size_t)c->head_dim / 2 + 1, sizeof(double));
         size_t f = (size_t)c->moe_inter;
@@ -539,10 +539,10 @@ static void ffn_task(void *ctx, int task, int worker)
     if (task < 2 * n) {
         if (task % 2 == 0) blas_product(e, e->pxe + r0 * d, mx, j->w->eg[x], f, d, g);
         else blas_product(e, e->pxe + r0 * d, mx, j->w->eu[x], f, d, u);
-        atomic_fetch_add_explicit(&e->halves[i], 1, memory_order_release);
+        mr_pool_count_up(&e->halves[i]);
         return;
     }
-    while (atomic_load_explicit(&e->halves[i], memory_order_acquire) < 2) mr_cpu_relax();
+    mr_pool_wait_count(&e->halves[i], 2);
     expert_down(e, x, j->w->ed[x]);
 }
 

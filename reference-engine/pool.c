@@ -54,6 +54,13 @@ static void futex_wake(_Atomic uint32_t *w)
     syscall(SYS_futex, (uint32_t *)w, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }
 
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
 static uint64_t now_ns(void)
 {
     struct timespec ts;
@@ -68,7 +75,7 @@ static uint32_t spin_while(_Atomic uint32_t *w, uint32_t val, _Atomic int *stop)
     for (unsigned i = 1;; i++) {
         uint32_t v = atomic_load_explicit(w, memory_order_acquire);
         if (v != val || (stop && atomic_load_explicit(stop, memory_order_relaxed))) return v;
-        mr_cpu_relax();
+        cpu_relax();
         if ((i & 255) == 0) {
             uint64_t t = now_ns();
             if (!t0) t0 = t;
@@ -176,4 +183,30 @@ void mr_pool_run(struct mr_pool *p, int n, mr_pool_task fn, void *ctx)
 {
     for (int base = 0; base < n; base += 0xffff)
         run_list(p, base, n - base < 0xffff ? n - base : 0xffff, fn, ctx);
+}
+
+/* The count's top bit says a waiter sleeps (or is about to) on it; the count is below it. */
+#define COUNT_SLEEPER 0x80000000u
+
+void mr_pool_count_up(_Atomic uint32_t *count)
+{
+    uint32_t old = atomic_fetch_add_explicit(count, 1, memory_order_release);
+    if (old & COUNT_SLEEPER) futex_wake(count);
+}
+
+void mr_pool_wait_count(_Atomic uint32_t *count, uint32_t target)
+{
+    uint32_t v = atomic_load_explicit(count, memory_order_acquire);
+    while ((v & ~COUNT_SLEEPER) < target) {
+        uint32_t seen = v;
+        if ((v = spin_while(count, seen, NULL)) != seen) continue;   /* raised meanwhile */
+        /* mark the sleeper in the same word: a raise after the mark sees it and wakes us; a
+         * raise before it makes the mark fail (the word changed), and we look again */
+        if (!(v & COUNT_SLEEPER) &&
+            !atomic_compare_exchange_weak_explicit(count, &v, v | COUNT_SLEEPER, memory_order_acquire,
+                                                   memory_order_acquire))
+            continue;
+        futex_wait(count, v | COUNT_SLEEPER);
+        v = atomic_load_explicit(count, memory_order_acquire);
+    }
 }

@@ -9,6 +9,9 @@
 #ifndef MOE_REF_POOL_H
 #define MOE_REF_POOL_H
 
+#include <stdatomic.h>
+#include <stdint.h>
+
 struct mr_pool;
 
 /* task = index in the list (0..n-1); worker = 0 for the caller, 1..helpers for helpers */
@@ -24,12 +27,13 @@ void mr_pool_run(struct mr_pool *p, int n, mr_pool_task fn, void *ctx);
  * helpers do not take their cores. */
 void mr_pool_park(struct mr_pool *p);
 
-/* The pause of a spin-wait loop (a task waiting for another one's result). */
-static inline void mr_cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-}
+/* A count that tasks of a list raise and another task of the same list waits on (moe-ref:
+ * an expert's down product waits until its gate and up products are done). Start it at 0
+ * before the list. The waiter spins as long as an idle helper does, then sleeps on a futex
+ * until the count is reached: with more threads than free CPUs, the thread it waits for may
+ * have lost its CPU, and a waiter that spun on would hold the one that thread needs. A waited
+ * count must be raised by tasks earlier in the list (claimed first, so running or done). */
+void mr_pool_count_up(_Atomic uint32_t *count);
+void mr_pool_wait_count(_Atomic uint32_t *count, uint32_t target);
 
 #endif

@@ -2,7 +2,9 @@
  * runs exactly once (counted per task, thousands of short lists back to back, so helpers that
  * wake late meet newer lists), lists longer than one published word holds (65535 tasks),
  * helpers really take tasks, parking does not lose the next list, and worker numbers stay in
- * range. Checked against the task lists themselves. */
+ * range; a task waiting on a count (mr_pool_wait_count) sees what the tasks that raised it
+ * wrote, whether it caught them spinning or had to sleep. Checked against the task lists
+ * themselves. */
 #include "pool.h"
 #include "mc_test.h"
 
@@ -74,6 +76,61 @@ static void run_lists(int helpers)
     free(j.runs);
 }
 
+/* Lists of pairs: tasks 0..n-1 each write a value and raise the count of their pair, tasks
+ * n..2n-1 wait for their pair's count of 2 (producers 2i and 2i+1, as moe-ref's expert gate
+ * and up for a down product) and copy the sum. `nap_us` > 0 makes producers sleep first, so
+ * waiters go past their spin and sleep on the futex. */
+struct pairs {
+    int n, nap_us;
+    int val[64], sum[32];
+    _Atomic uint32_t count[32];
+};
+
+static void pair_task(void *ctx, int t, int worker)
+{
+    (void)worker;
+    struct pairs *q = ctx;
+    if (t < q->n) {
+        if (q->nap_us) {
+            struct timespec ts = { 0, (long)q->nap_us * 1000 };
+            nanosleep(&ts, NULL);
+        }
+        q->val[t] = t * 7 + 1;   /* plain write, published by the raise */
+        mr_pool_count_up(&q->count[t / 2]);
+        return;
+    }
+    int i = t - q->n;
+    mr_pool_wait_count(&q->count[i], 2);
+    q->sum[i] = q->val[2 * i] + q->val[2 * i + 1];
+}
+
+static void run_pairs(int helpers, int nap_us, int lists)
+{
+    struct mr_pool *p = mr_pool_new(helpers);
+    MC_CHECK(p != NULL, "pool of %d helpers", helpers);
+    if (!p) return;
+    struct pairs q = { .nap_us = nap_us };
+    int wrong = 0;
+    for (int l = 0; l < lists; l++) {
+        int pairs = 1 + l % 32;
+        q.n = 2 * pairs;
+        for (int i = 0; i < pairs; i++) { atomic_store(&q.count[i], 0); q.sum[i] = -1; }
+        for (int i = 0; i < q.n; i++) q.val[i] = 0;
+        mr_pool_run(p, q.n + pairs, pair_task, &q);
+        for (int i = 0; i < pairs; i++) wrong += q.sum[i] != (2 * i * 7 + 1) + ((2 * i + 1) * 7 + 1);
+    }
+    MC_CHECK(wrong == 0, "%d helpers, producers napping %d us: %d waiting tasks saw a wrong sum",
+             helpers, nap_us, wrong);
+    mr_pool_free(p);
+}
+
+static void test_wait_count(void)
+{
+    run_pairs(1, 0, 3000);
+    run_pairs(3, 0, 3000);
+    run_pairs(5, 1000, 40);   /* waiters sleep: producers take longer than the spin */
+}
+
 static void test_one_helper(void) { run_lists(1); }
 static void test_three_helpers(void) { run_lists(3); }
 static void test_no_helpers(void) { MC_CHECK(mr_pool_new(0) == NULL, "a pool needs a helper"); }
@@ -83,5 +140,6 @@ int main(void)
     MC_RUN(test_one_helper);
     MC_RUN(test_three_helpers);
     MC_RUN(test_no_helpers);
+    MC_RUN(test_wait_count);
     return MC_TEST_EXIT();
 }
