@@ -3,7 +3,11 @@
  * it is, or with MOECAP_TSC=1) and rdtscp, ns per read over 5 M reads; then how far the TSC
  * of two CPUs disagree: two threads pinned to CPUs 0 and 1 take turns reading it, and every
  * read lower than the other CPU's previous one is counted (a TSC synchronised across CPUs
- * never goes backwards), with the largest step back.
+ * never goes backwards), with the largest step back. Each turn's read is fenced (lfence):
+ * rdtsc alone may execute before the load that saw the turn arrive completes (a cache-line
+ * transfer from the other CPU, ~100 ns), which reads as a TSC step back of that size on
+ * CPUs whose TSCs agree (unfenced, this VM showed 4-29 of 400 000 reads back by up to 189
+ * ticks; fenced, none).
  *
  *   cc -O2 -pthread bench/clock-cost.c -o /tmp/clock-cost && /tmp/clock-cost
  */
@@ -35,6 +39,7 @@ static void *pingpong(void *arg)
     if (pthread_setaffinity_np(pthread_self(), sizeof s, &s)) return NULL;
     for (long i = 0; i < rounds; i++) {
         while (atomic_load(&turn) != me) {}
+        _mm_lfence();   /* the read after the turn's load, not before it (see above) */
         unsigned long t = __rdtsc(), prev = atomic_load(&last_tsc);
         if (t < prev) { backwards++; if ((long)(prev - t) > max_back) max_back = (long)(prev - t); }
         atomic_store(&last_tsc, t);
