@@ -82,8 +82,8 @@ static void run_lists(int helpers)
  * waiters go past their spin and sleep on the futex. */
 struct pairs {
     int n, nap_us;
-    int val[64], sum[32];
-    _Atomic uint32_t count[32];
+    int *val, *sum;
+    _Atomic uint32_t *count;
 };
 
 static void pair_task(void *ctx, int t, int worker)
@@ -104,31 +104,39 @@ static void pair_task(void *ctx, int t, int worker)
     q->sum[i] = q->val[2 * i] + q->val[2 * i + 1];
 }
 
-static void run_pairs(int helpers, int nap_us, int lists)
+/* `lists` lists of 1..32 pairs, or one list of `big` pairs when big > 0 (3 x big tasks:
+ * more than one published list holds, so waiters and their producers may sit in different
+ * lists of mr_pool_run's split) */
+static void run_pairs(int helpers, int nap_us, int lists, int big)
 {
     struct mr_pool *p = mr_pool_new(helpers);
     MC_CHECK(p != NULL, "pool of %d helpers", helpers);
     if (!p) return;
-    struct pairs q = { .nap_us = nap_us };
+    int most = big > 32 ? big : 32;
+    struct pairs q = { .nap_us = nap_us, .val = calloc(2 * (size_t)most, sizeof(int)),
+                       .sum = calloc((size_t)most, sizeof(int)),
+                       .count = calloc((size_t)most, sizeof(_Atomic uint32_t)) };
     int wrong = 0;
-    for (int l = 0; l < lists; l++) {
-        int pairs = 1 + l % 32;
+    for (int l = 0; l < lists && q.val && q.sum && q.count; l++) {
+        int pairs = big > 0 ? big : 1 + l % 32;
         q.n = 2 * pairs;
         for (int i = 0; i < pairs; i++) { atomic_store(&q.count[i], 0); q.sum[i] = -1; }
         for (int i = 0; i < q.n; i++) q.val[i] = 0;
         mr_pool_run(p, q.n + pairs, pair_task, &q);
         for (int i = 0; i < pairs; i++) wrong += q.sum[i] != (2 * i * 7 + 1) + ((2 * i + 1) * 7 + 1);
     }
-    MC_CHECK(wrong == 0, "%d helpers, producers napping %d us: %d waiting tasks saw a wrong sum",
-             helpers, nap_us, wrong);
+    MC_CHECK(wrong == 0, "%d helpers, producers napping %d us, big %d: %d waiting tasks saw a wrong sum",
+             helpers, nap_us, big, wrong);
+    free(q.val); free(q.sum); free((void *)q.count);
     mr_pool_free(p);
 }
 
 static void test_wait_count(void)
 {
-    run_pairs(1, 0, 3000);
-    run_pairs(3, 0, 3000);
-    run_pairs(5, 1000, 40);   /* waiters sleep: producers take longer than the spin */
+    run_pairs(1, 0, 3000, 0);
+    run_pairs(3, 0, 3000, 0);
+    run_pairs(5, 1000, 40, 0);   /* waiters sleep: producers take longer than the spin */
+    run_pairs(3, 0, 2, 30000);   /* 90000 tasks, split into two lists */
 }
 
 static void test_one_helper(void) { run_lists(1); }
