@@ -514,11 +514,15 @@ static void count_shared(mr_engine *e, const struct mr_layer_w *w, int T)
  *   tasks 2n .. 3n-1  SiLU(gate) * up and the down product of expert order[i - 2n], which
  *                     first waits until that expert's gate and up are done (both were
  *                     claimed earlier in the list, so a thread is running them or has),
- *   task 3n           the shared expert(s), when the model has them.
- * The shared task comes last although it is the largest: it is then claimed only after every
- * routed product, so a routed expert's gate always precedes the shared gate in time, as on
- * one thread (a profiler without tensor names tells a [2f, d] shared gate from a fused routed
- * gate_up by that order). The step thread gathers every expert's rows before the list. */
+ *   task 3n           the shared expert(s), when the model has them, which first waits
+ *                     until the first expert's gate or up is done.
+ * A routed expert's gate (or up) thus always ends before the shared gate begins, as on one
+ * thread (a profiler without tensor names tells a [2f, d] shared gate from a fused routed
+ * gate_up by that order). Coming last in the list is not enough for that: with more threads
+ * than tasks before it, or a thread that loses its CPU between claiming a routed product and
+ * starting it, the shared task starts first. The shared task is still last although it is
+ * the largest, so that it rarely waits. The step thread gathers every expert's rows before
+ * the list. */
 struct ffn_job {
     mr_engine *e;
     const struct mr_layer_w *w;
@@ -531,7 +535,11 @@ static void ffn_task(void *ctx, int task, int worker)
     const struct ffn_job *j = ctx;
     mr_engine *e = j->e;
     int n = j->nexp;
-    if (task == 3 * n) { shared_rows(e, j->w, j->T); return; }
+    if (task == 3 * n) {
+        if (n > 0) mr_pool_wait_count(&e->halves[0], 1);   /* tasks 0 and 1 raise it */
+        shared_rows(e, j->w, j->T);
+        return;
+    }
     int i = task < 2 * n ? task / 2 : task - 2 * n, x = e->order[i];
     int d = e->m->cfg.hidden, f = e->m->cfg.moe_inter, mx = e->cnt[x];
     size_t r0 = (size_t)e->eoff[x];
