@@ -21,9 +21,11 @@ static void blas_threads_sleep_at_once(void)
 {
     if (getenv("OPENBLAS_THREAD_TIMEOUT")) return;
     setenv("OPENBLAS_THREAD_TIMEOUT", "4", 0);
+    /* only OpenBLAS's own thread server (openblas_get_parallel() == 1) has these workers */
+    int (*parallel)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "openblas_get_parallel");
     void (*read_env)(void) = (void (*)(void))dlsym(RTLD_DEFAULT, "openblas_read_env");
     int (*stop_workers)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "blas_thread_shutdown_");
-    if (read_env && stop_workers) {
+    if (parallel && parallel() == 1 && read_env && stop_workers) {
         read_env();
         stop_workers();
     }
