@@ -1,4 +1,4 @@
-/* Preloaded into moe-ref by tests/engine/test_blas_idle.py: when the process exits, this
+/* Preloaded into moe-ref by tests/engine/test_threads_cpu.py: when the process exits, this
  * thread sleeps 100 ms and prints how much CPU time the whole process used meanwhile. The
  * only threads that can use any then are the BLAS library's workers (moe-ref's own helpers
  * are gone), so the figure tells whether OpenBLAS's workers still spin after moe-ref's last

@@ -1,8 +1,8 @@
 # moe-ref tests: oracle comparison (logits, routing), ground-truth formulas, bad input,
 # gen determinism (test_engine.py); the public engine API (test_engine_api.c); the helper
-# thread pool (test_pool.c); OpenBLAS's workers asleep after moe-ref's threaded calls
-# (test_blas_idle.py, with the preloaded probe blas_idle_probe.c); a task waiting for
-# another's products sleeps rather than spins (test_pool_waits.py, slow_product_probe.c).
+# thread pool (test_pool.c); no moe-ref thread burns CPU while it waits: OpenBLAS's workers
+# after a threaded call, a task waiting for others' products (test_threads_cpu.py, with the
+# preloaded probes blas_idle_probe.c and slow_product_probe.c).
 $(OBJ)/tests/engine/%.o: CFLAGS += -Ireference-engine -Itests
 
 $(TBIN)/test_engine_api: $(OBJ)/tests/engine/test_engine_api.o $(LIB)/libmoeref.a
@@ -21,6 +21,6 @@ $(TBIN)/libslow_product_probe.so: $(OBJ)/tests/engine/slow_product_probe.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -shared -o $@ $^ -ldl
 
-TESTS     += tests/engine/test_engine.py tests/engine/test_blas_idle.py tests/engine/test_pool_waits.py $(TBIN)/test_engine_api $(TBIN)/test_pool tests/engine/test_offload.py tests/engine/test_offload_cuda_emu.py
+TESTS     += tests/engine/test_engine.py tests/engine/test_threads_cpu.py $(TBIN)/test_engine_api $(TBIN)/test_pool tests/engine/test_offload.py tests/engine/test_offload_cuda_emu.py
 TEST_DEPS += $(BIN)/moe-ref $(TBIN)/test_engine_api $(TBIN)/test_pool $(TBIN)/libblas_idle_probe.so \
              $(TBIN)/libslow_product_probe.so

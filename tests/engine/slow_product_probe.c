@@ -1,4 +1,4 @@
-/* Preloaded into moe-ref by tests/engine/test_pool_waits.py: cblas_sgemm calls whose output
+/* Preloaded into moe-ref by tests/engine/test_threads_cpu.py: cblas_sgemm calls whose output
  * width N equals $MR_TEST_SLOW_N sleep $MR_TEST_SLOW_MS ms first (off the CPU), then run the
  * real call. Makes the products a task waits for slow without making them use CPU, as when
  * the thread running them has lost its core, so the test can see whether the waiting thread
