@@ -21,16 +21,14 @@ CPU time the process uses while its threads have nothing to do but wait.
    - the generated tokens equal the 1-thread run's."""
 import os
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import preload  # noqa: E402
+from tap import BUILD, ROOT, check, finish, skip  # noqa: E402
 
-ROOT = os.environ.get("MOECAP_ROOT", os.path.abspath(os.path.join(os.path.dirname(__file__), "../..")))
-BUILD = os.environ.get("BUILD", "build")
 MOEREF = os.path.join(ROOT, BUILD, "bin", "moe-ref")
 IDLE_PROBE = os.path.join(ROOT, BUILD, "tests", "libblas_idle_probe.so")
 SLOW_PROBE = os.path.join(ROOT, BUILD, "tests", "libslow_product_probe.so")
@@ -41,13 +39,6 @@ BLAS_VARS = ("OPENBLAS_THREAD_TIMEOUT", "GOTO_THREAD_TIMEOUT", "OPENBLAS_NUM_THR
 F = 48          # moe_intermediate of the waits' model: only gate and up have this output width
 SLOW_MS = 50
 WAITS = 2 * 4   # layers x steps (prompt of 1 token, 4 tokens: prefill + 3 decode steps)
-fails = 0
-
-
-def check(ok, text):
-    global fails
-    fails += not ok
-    print("%s - %s" % ("ok" if ok else "not ok", text), flush=True)
 
 
 def children_cpu_s():
@@ -91,13 +82,13 @@ def blas_workers(tmp):
     for name, pre in (("default environment", [IDLE_PROBE]),
                       ("default environment, under libmoecap.so", [IDLE_PROBE, SHIM])):
         if not os.path.exists(pre[-1]):
-            print("skip - %s (%s not built)" % (name, pre[-1]))
+            skip("OpenBLAS workers asleep (%s)" % name, "%s not built" % pre[-1])
             continue
         ms = idle_cpu_ms(model, tmp, {}, pre)
         check(ms < 20, "OpenBLAS workers asleep after moe-ref --threads 2 (%s): %.1f ms CPU in "
               "100 ms idle (< 20)" % (name, ms))
     if (os.cpu_count() or 1) < 2:
-        print("skip - OPENBLAS_THREAD_TIMEOUT=28 kept (one CPU: OpenBLAS starts no workers)")
+        skip("OPENBLAS_THREAD_TIMEOUT=28 kept", "one CPU: OpenBLAS starts no workers")
         return
     ms = idle_cpu_ms(model, tmp, {"OPENBLAS_THREAD_TIMEOUT": "28"}, [IDLE_PROBE])
     check(ms > 30, "OPENBLAS_THREAD_TIMEOUT=28 set by the user is kept: workers spin, %.1f ms "
@@ -123,15 +114,12 @@ def task_waits(tmp):
 def main():
     for f in (MOEREF, IDLE_PROBE, SLOW_PROBE):
         if not os.path.exists(f):
-            print("skip - moe-ref threads' CPU while waiting (%s not built)" % f)
+            skip("moe-ref threads' CPU while waiting", "%s not built" % f)
             return 0
     tmp = tempfile.mkdtemp()
-    try:
-        blas_workers(tmp)
-        task_waits(tmp)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return 1 if fails else 0
+    blas_workers(tmp)
+    task_waits(tmp)
+    return finish(tmp)
 
 
 if __name__ == "__main__":
