@@ -35,6 +35,8 @@ from benchstats import median_ci  # noqa: E402
 
 mr, shim, model, label, rounds, tmp = sys.argv[1:7]
 rounds = int(rounds)
+if rounds < 2:
+    sys.exit("ROUNDS: at least 2 (quartiles and intervals need two rounds)")
 configs = [
     ("plain", {}),
     ("shim, all modules (default)", {"LD_PRELOAD": shim}),
@@ -62,6 +64,9 @@ for item in os.environ.get("VARIANTS", "").split():
             sys.exit("VARIANTS: want name=MOECAP_X:value,..., got %r" % item)
         extra[k] = v
     configs.append(("shim, %s (%s)" % (name, " ".join("%s=%s" % kv for kv in list(extra.items())[1:])), extra))
+names = [c for c, _ in configs]
+if len(set(names)) != len(names):   # one result list per name: a repeated name would mix runs
+    sys.exit("BASELINES/VARIANTS: each name once, got %s" % ", ".join(sorted(n for n in set(names) if names.count(n) > 1)))
 args = [mr, "run", "--model", model, "--batch", "1", "--prompt-len", "16", "--gen", "512"]
 
 
