@@ -115,8 +115,8 @@ static void free_scratch(mr_engine *e)
                      &e->logits, &e->scores, &e->pxe, &e->pg, &e->pu, &e->pdn };
     for (size_t i = 0; i < sizeof fs / sizeof fs[0]; i++) { free(*fs[i]); *fs[i] = NULL; }
     free(e->sel); free(e->cnt); free(e->eoff); free(e->etok);
-    free(e->tok); free(e->pos); free(e->sidx); free(e->order); free((void *)e->halves); e->halves = NULL; free(e->rcos); free(e->rsin);
-    e->order = NULL; e->rcos = e->rsin = NULL;
+    free(e->tok); free(e->pos); free(e->sidx); free(e->order); free((void *)e->halves); free(e->rcos); free(e->rsin);
+    e->order = NULL; e->halves = NULL; e->rcos = e->rsin = NULL;
     e->sel = e->cnt = e->eoff = e->etok = NULL;
     e->tok = e->pos = e->sidx = NULL;
     e->cap_t = e->cap_b = e->cap_ctx = 0;
@@ -466,6 +466,15 @@ static void expert_gather(const mr_engine *e, int x)
         memcpy(xe + (size_t)r * d, e->xn + (size_t)tk[r] * d, (size_t)d * sizeof(float));
 }
 
+/* Expert x's gathered rows (pxe) times W, its gate or its up weight, into its rows of out
+ * (pg or pu). */
+static void expert_in_product(const mr_engine *e, int x, const float *W, float *out)
+{
+    int d = e->m->cfg.hidden, f = e->m->cfg.moe_inter;
+    size_t r0 = (size_t)e->eoff[x];
+    blas_product(e, e->pxe + r0 * d, e->cnt[x], W, f, d, out + r0 * f);
+}
+
 /* SiLU(gate) * up of expert x's rows, then its down product into its rows of pdn. */
 static void expert_down(const mr_engine *e, int x, const float *wd)
 {
@@ -479,11 +488,9 @@ static void expert_down(const mr_engine *e, int x, const float *wd)
 /* One routed expert x of a MoE layer on one thread: gather, gate, up, down. */
 static void expert_rows(const mr_engine *e, int x, const float *wg, const float *wu, const float *wd)
 {
-    int d = e->m->cfg.hidden, f = e->m->cfg.moe_inter, mx = e->cnt[x];
-    size_t r0 = (size_t)e->eoff[x];
     expert_gather(e, x);
-    blas_product(e, e->pxe + r0 * d, mx, wg, f, d, e->pg + r0 * f);
-    blas_product(e, e->pxe + r0 * d, mx, wu, f, d, e->pu + r0 * f);
+    expert_in_product(e, x, wg, e->pg);
+    expert_in_product(e, x, wu, e->pu);
     expert_down(e, x, wd);
 }
 
@@ -541,12 +548,9 @@ static void ffn_task(void *ctx, int task, int worker)
         return;
     }
     int i = task < 2 * n ? task / 2 : task - 2 * n, x = e->order[i];
-    int d = e->m->cfg.hidden, f = e->m->cfg.moe_inter, mx = e->cnt[x];
-    size_t r0 = (size_t)e->eoff[x];
-    float *g = e->pg + r0 * f, *u = e->pu + r0 * f;
     if (task < 2 * n) {
-        if (task % 2 == 0) blas_product(e, e->pxe + r0 * d, mx, j->w->eg[x], f, d, g);
-        else blas_product(e, e->pxe + r0 * d, mx, j->w->eu[x], f, d, u);
+        if (task % 2 == 0) expert_in_product(e, x, j->w->eg[x], e->pg);
+        else expert_in_product(e, x, j->w->eu[x], e->pu);
         mr_pool_count_up(&e->halves[i]);
         return;
     }
