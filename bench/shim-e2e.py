@@ -31,7 +31,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchstats import median_ci  # noqa: E402
+from benchstats import median_ci, pin_preexec  # noqa: E402
 
 mr, shim, model, label, rounds, tmp = sys.argv[1:7]
 rounds = int(rounds)
@@ -79,9 +79,8 @@ def one(extra):
     env.update(extra)
     gt = os.path.join(tmp, "gt.jsonl")
     t0 = time.monotonic_ns()
-    pin = os.environ.get("PIN_CPU")
     p = subprocess.Popen(args + ["--ground-truth", gt], env=env, stdout=subprocess.DEVNULL,
-                         preexec_fn=(lambda: os.sched_setaffinity(0, {int(pin)})) if pin else None)
+                         preexec_fn=pin_preexec())
     _, status, ru = os.wait4(p.pid, 0)
     wall = time.monotonic_ns() - t0
     if status != 0:

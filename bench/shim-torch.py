@@ -21,7 +21,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from benchstats import median_ci  # noqa: E402
+from benchstats import median_ci, pin_preexec  # noqa: E402
 
 D, LAYERS, EXPERTS, TOP_K, FFN, HEADS = 512, 4, 8, 2, 1024, 8
 
@@ -80,9 +80,8 @@ def run(tokens, extra, out):
     env["OMP_NUM_THREADS"] = "1"
     env["OPENBLAS_NUM_THREADS"] = "1"
     env.update(extra)
-    pin = os.environ.get("PIN_CPU")
     p = subprocess.run(["/usr/bin/python3", os.path.abspath(__file__), "--child", str(tokens)], env=env,
-                       preexec_fn=(lambda: os.sched_setaffinity(0, {int(pin)})) if pin else None,
+                       preexec_fn=pin_preexec(),
                        capture_output=True, text=True)
     subprocess.run(["rm", "-rf", out])
     if p.returncode != 0:
